@@ -1,0 +1,225 @@
+//! Keys: one primary (seals and opens), any number of decrypt-only keys, and the key-name secret.
+//!
+//! # Text format (keyring file, `REDIS_ENCRYPTION_KEYS_FILE`)
+//!
+//! One entry per line (or separated by `;`, so a keyring fits in one variable); `#` starts a
+//! comment line; blank lines are ignored.
+//!
+//! ```text
+//! # sealcache keyring v1
+//! primary 3 <44-char base64 key>
+//! decrypt-only 2 <44-char base64 key>
+//! name-secret <44-char base64 key>
+//! ```
+//!
+//! * exactly one `primary` line; ids are decimal u32 and unique;
+//! * `name-secret` is the HMAC key for cache key names (DESIGN.md §4). It may be left out only
+//!   when the keyring holds a single key, in which case it is derived from that key with HKDF;
+//!   [`Keyring::rotate`] writes it out explicitly so it survives the rotation.
+//!
+//! A single bare key (the shape of `REDIS_ENCRYPTION_KEY`) is also accepted by
+//! [`Keyring::parse`]; it becomes primary key id 1.
+
+mod key;
+mod text;
+
+pub use key::{KEY_LEN, KeyNameSecret, SecretKey};
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// The key id a single `REDIS_ENCRYPTION_KEY` (or a fresh keyring) gets.
+pub const FIRST_KEY_ID: u32 = 1;
+
+/// A set of encryption keys with ids, exactly one of them primary, plus the key-name secret.
+///
+/// `Debug` shows key ids only.
+#[derive(Clone)]
+pub struct Keyring {
+    primary_id: u32,
+    /// Every key, the primary included, in the order given.
+    keys: Vec<(u32, SecretKey)>,
+    name_secret: KeyNameSecret,
+    /// Whether `name_secret` was given explicitly (written out by [`Keyring::to_text`]).
+    name_secret_explicit: bool,
+}
+
+impl Keyring {
+    /// A keyring with one freshly generated primary key (id 1) and a fresh key-name secret.
+    ///
+    /// # Errors
+    /// [`Error::Randomness`] if the OS generator fails.
+    pub fn generate() -> Result<Self> {
+        let key = SecretKey::generate()?;
+        let name = KeyNameSecret::new(SecretKey::generate()?);
+        Ok(Self {
+            primary_id: FIRST_KEY_ID,
+            keys: vec![(FIRST_KEY_ID, key)],
+            name_secret: name,
+            name_secret_explicit: true,
+        })
+    }
+
+    /// A keyring holding one key as primary id 1, its name secret derived by HKDF.
+    #[must_use]
+    pub fn single(key: SecretKey) -> Self {
+        let name_secret = KeyNameSecret::derive_from(&key);
+        Self {
+            primary_id: FIRST_KEY_ID,
+            keys: vec![(FIRST_KEY_ID, key)],
+            name_secret,
+            name_secret_explicit: false,
+        }
+    }
+
+    /// Builds a keyring from its parts.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateKeyId`] when two keys share an id.
+    pub fn from_parts(
+        primary: (u32, SecretKey),
+        decrypt_only: Vec<(u32, SecretKey)>,
+        name_secret: KeyNameSecret,
+    ) -> Result<Self> {
+        let primary_id = primary.0;
+        let mut keys = Vec::with_capacity(1 + decrypt_only.len());
+        keys.push(primary);
+        for (id, key) in decrypt_only {
+            if keys.iter().any(|(have, _)| *have == id) {
+                return Err(Error::DuplicateKeyId(id));
+            }
+            keys.push((id, key));
+        }
+        Ok(Self {
+            primary_id,
+            keys,
+            name_secret,
+            name_secret_explicit: true,
+        })
+    }
+
+    /// Parses a single bare key or the keyring text format (see the module docs).
+    ///
+    /// # Errors
+    /// Key encoding and keyring syntax errors; none echoes the input.
+    pub fn parse(text: &str) -> Result<Self> {
+        let trimmed = text.trim();
+        if !trimmed.is_empty() && !trimmed.contains(|c: char| c.is_whitespace() || c == ';') {
+            return SecretKey::parse(trimmed).map(Self::single);
+        }
+        text::parse(text)
+    }
+
+    /// Reads and parses a keyring file (or a file holding a single key).
+    ///
+    /// File permissions are not checked here; `sealcache-config-gen`'s validator reports
+    /// group- or world-readable secret files.
+    ///
+    /// # Errors
+    /// [`Error::KeyringFile`] when the file cannot be read, then as [`Keyring::parse`].
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::KeyringFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bytes = Zeroizing::new(bytes);
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::KeyringSyntax {
+            line: 0,
+            reason: "file is not UTF-8 text",
+        })?;
+        Self::parse(text)
+    }
+
+    /// Rotation: `new_key` becomes the primary with the next free id; every existing key (the old
+    /// primary included) stays as decrypt-only, and the key-name secret is kept unchanged.
+    ///
+    /// Keep the old key for at least the longest TTL, then remove it with
+    /// [`Keyring::without_key`]. No re-encryption job is needed.
+    #[must_use]
+    pub fn rotate(&self, new_key: SecretKey) -> Self {
+        let new_id = self.keys.iter().map(|(id, _)| *id).max().unwrap_or(0).saturating_add(1);
+        let mut keys = Vec::with_capacity(self.keys.len() + 1);
+        keys.push((new_id, new_key));
+        keys.extend(self.keys.iter().cloned());
+        Self {
+            primary_id: new_id,
+            keys,
+            name_secret: self.name_secret.clone(),
+            name_secret_explicit: true,
+        }
+    }
+
+    /// The keyring without decrypt-only key `id` (the end of a rotation).
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`] if no such key exists; [`Error::NoPrimaryKey`] if `id` is the primary.
+    pub fn without_key(&self, id: u32) -> Result<Self> {
+        if id == self.primary_id {
+            return Err(Error::NoPrimaryKey);
+        }
+        if !self.keys.iter().any(|(have, _)| *have == id) {
+            return Err(Error::UnknownKeyId(id));
+        }
+        let mut out = self.clone();
+        out.keys.retain(|(have, _)| *have != id);
+        out.name_secret_explicit = true;
+        Ok(out)
+    }
+
+    /// The id of the key that seals.
+    #[must_use]
+    pub fn primary_id(&self) -> u32 {
+        self.primary_id
+    }
+
+    /// The ids of the keys that only open.
+    #[must_use]
+    pub fn decrypt_only_ids(&self) -> Vec<u32> {
+        self.keys
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != self.primary_id)
+            .collect()
+    }
+
+    /// Every (id, key) pair, the primary first.
+    pub fn keys(&self) -> impl Iterator<Item = (u32, &SecretKey)> {
+        self.keys.iter().map(|(id, key)| (*id, key))
+    }
+
+    /// The key with `id`, if present.
+    #[must_use]
+    pub fn key(&self, id: u32) -> Option<&SecretKey> {
+        self.keys.iter().find(|(have, _)| *have == id).map(|(_, key)| key)
+    }
+
+    /// The HMAC key for cache key names.
+    #[must_use]
+    pub fn name_secret(&self) -> &KeyNameSecret {
+        &self.name_secret
+    }
+
+    /// The keyring in its text format, in zeroizing memory, ready for a 0600 file.
+    ///
+    /// The name secret is always written out, so a derived one becomes explicit.
+    #[must_use]
+    pub fn to_text(&self) -> Zeroizing<String> {
+        text::render(self)
+    }
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("primary_id", &self.primary_id)
+            .field("decrypt_only_ids", &self.decrypt_only_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,43 @@
+//! The command line, declared in one place.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sealcache repository automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Every xtask command.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run every check and test: fmt, clippy, the workspace's tests (starting the services they need).
+    Test(crate::test::TestArgs),
+    /// Run benchmarks (criterion) and print the figures for docs/benchmarks.md.
+    Bench(crate::bench::BenchArgs),
+    /// Bring up the hardened stack (not built yet).
+    SecureUp(crate::not_built::Args),
+    /// Bring up the development stack (not built yet).
+    DevUp(crate::not_built::Args),
+    /// Stop the stack (not built yet).
+    Down(crate::not_built::Args),
+    /// Show the running stack's security status (not built yet).
+    Status(crate::not_built::Args),
+}
+
+impl Command {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Test(args) => args.run(),
+            Command::Bench(args) => args.run(),
+            Command::SecureUp(args) => args.run("secure-up"),
+            Command::DevUp(args) => args.run("dev-up"),
+            Command::Down(args) => args.run("down"),
+            Command::Status(args) => args.run("status"),
+        }
+    }
+}
