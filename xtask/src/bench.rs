@@ -1,8 +1,13 @@
-//! `cargo xtask bench [codec]`: criterion benchmarks over ../shared/bench/corpus.jsonl.
+//! `cargo xtask bench [codec]`: criterion benchmarks over ../shared/bench/corpus.jsonl, then a
+//! summary table (throughput, encryption overhead, size ratios) for docs/benchmarks.md.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use crate::progress::{cargo, step};
+use anyhow::Context as _;
+use serde_json::Value;
+
+use crate::progress::{cargo, step, workspace_root};
 
 /// Which benchmark to run.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -16,6 +21,9 @@ pub(crate) enum Suite {
 pub(crate) struct BenchArgs {
     /// The suite to run (all when omitted).
     suite: Option<Suite>,
+    /// Only print the summary of the last run, without running the benchmarks again.
+    #[arg(long)]
+    summary_only: bool,
 }
 
 impl BenchArgs {
@@ -26,12 +34,88 @@ impl BenchArgs {
         };
         for suite in suites {
             match suite {
-                Suite::Codec => step(
-                    "bench codec",
-                    cargo().args(["bench", "-p", "sealcache-codec", "--bench", "codec"]),
-                )?,
+                Suite::Codec => {
+                    if !self.summary_only {
+                        step(
+                            "bench codec",
+                            cargo().args(["bench", "-p", "sealcache-codec", "--bench", "codec"]),
+                        )?;
+                    }
+                    print_codec_summary(&workspace_root().join("target/criterion"))?;
+                }
             }
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Mean throughput in MB/s (10^6 bytes) of one criterion benchmark.
+fn throughput_mb_s(dir: &Path, group: &str, bench: &str) -> anyhow::Result<f64> {
+    let base = dir.join(group).join(bench).join("new");
+    let read = |file: &str| -> anyhow::Result<Value> {
+        let path = base.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no criterion result at {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let ns = read("estimates.json")?["mean"]["point_estimate"]
+        .as_f64()
+        .context("estimates.json without a mean")?;
+    let bytes = read("benchmark.json")?["throughput"]["Bytes"]
+        .as_f64()
+        .context("benchmark.json without a byte throughput")?;
+    Ok(bytes / ns * 1e3)
+}
+
+fn print_codec_summary(dir: &Path) -> anyhow::Result<()> {
+    let sizes: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("codec-sizes.json"))
+            .context("no codec-sizes.json: run the benchmark first")?,
+    )?;
+    println!();
+    println!(
+        "| class | (a) zstd only MB/s | (b) envelope MB/s | (c) AES-GCM only MB/s | overhead (b) vs (a) | stored/plain | zstd only/plain |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for class in ["small", "medium", "large"] {
+        let group = format!("codec_{class}");
+        let a = throughput_mb_s(dir, &group, "a_compress_only")?;
+        let b = throughput_mb_s(dir, &group, "b_envelope")?;
+        let c = throughput_mb_s(dir, &group, "c_aes_gcm_only")?;
+        let s = &sizes[class];
+        let plain = s["plain"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {class} | {a:.0} | {b:.0} | {c:.0} | {:+.1} % | {:.3} | {:.3} |",
+            (a / b - 1.0) * 100.0,
+            s["stored"].as_f64().unwrap_or(f64::NAN) / plain,
+            s["zstd_only"].as_f64().unwrap_or(f64::NAN) / plain,
+        );
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("codec-levels.json")) {
+        let levels: Value = serde_json::from_str(&text)?;
+        println!();
+        println!(
+            "| zstd level | medium MB/s | medium stored/plain | large MB/s | large stored/plain |"
+        );
+        println!("|---|---|---|---|---|");
+        for level in [1, 2, 3, 4, 5, 6, 9] {
+            let bench = format!("zstd{level}");
+            let (Ok(m), Ok(l)) = (
+                throughput_mb_s(dir, "level_medium", &bench),
+                throughput_mb_s(dir, "level_large", &bench),
+            ) else {
+                continue;
+            };
+            println!(
+                "| {level} | {m:.0} | {:.3} | {l:.0} | {:.3} |",
+                levels[format!("medium/{bench}")]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+                levels[format!("large/{bench}")]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+            );
+        }
+    }
+    Ok(())
 }

@@ -29,7 +29,11 @@ pub(crate) fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     if !is_root() {
         bail!(
             "missing {}: install with `sudo apt-get install {}` (xtask installs them itself when run as root)",
-            missing.iter().map(|t| t.program).collect::<Vec<_>>().join(", "),
+            missing
+                .iter()
+                .map(|t| t.program)
+                .collect::<Vec<_>>()
+                .join(", "),
             packages.join(" ")
         );
     }
@@ -46,7 +50,11 @@ pub(crate) fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     )?;
     for tool in missing {
         if !on_path(tool.program) {
-            bail!("{} is still missing after installing {}", tool.program, tool.package);
+            bail!(
+                "{} is still missing after installing {}",
+                tool.program,
+                tool.package
+            );
         }
     }
     Ok(())

@@ -17,7 +17,10 @@ impl TestArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         redis_install::ensure(&[REDIS])?;
         if !self.quick {
-            step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+            step(
+                "cargo fmt --check",
+                cargo().args(["fmt", "--all", "--", "--check"]),
+            )?;
             step(
                 "cargo clippy -D warnings",
                 cargo().args([

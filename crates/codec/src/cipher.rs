@@ -118,7 +118,10 @@ impl Aes256GcmCipher {
 impl std::fmt::Debug for Aes256GcmCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aes256GcmCipher")
-            .field("key_ids", &self.slots.iter().map(|s| s.id).collect::<Vec<_>>())
+            .field(
+                "key_ids",
+                &self.slots.iter().map(|s| s.id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

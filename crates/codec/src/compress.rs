@@ -16,7 +16,7 @@ use std::io::Read as _;
 use crate::error::{Error, Result};
 
 /// Default zstd level, chosen from the level curve in docs/benchmarks.md.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
 /// Values shorter than this are stored uncompressed by default.
 pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 256;
 /// Largest zstd window the decoder accepts (2^24 = 16 MiB, matching the default value cap).
@@ -100,14 +100,16 @@ impl Compressor for Zstd {
             let ctx = match slot.as_mut() {
                 Some((level, ctx)) if *level == self.level => ctx,
                 _ => {
-                    let mut ctx = zstd::bulk::Compressor::new(self.level)
-                        .map_err(|_| Error::Compression)?;
+                    let mut ctx =
+                        zstd::bulk::Compressor::new(self.level).map_err(|_| Error::Compression)?;
                     // The AEAD tag already authenticates the payload: no frame checksum, and no
                     // dictionary id. The frame keeps its content size so the reader can check
                     // the cap before allocating.
-                    ctx.include_checksum(false).map_err(|_| Error::Compression)?;
+                    ctx.include_checksum(false)
+                        .map_err(|_| Error::Compression)?;
                     ctx.include_dictid(false).map_err(|_| Error::Compression)?;
-                    ctx.include_contentsize(true).map_err(|_| Error::Compression)?;
+                    ctx.include_contentsize(true)
+                        .map_err(|_| Error::Compression)?;
                     &mut slot.insert((self.level, ctx)).1
                 }
             };
@@ -201,7 +203,10 @@ mod tests {
         assert!(!Zstd::default().compress(&[b'a'; 255], &mut out).unwrap());
         assert!(Zstd::default().compress(&[b'a'; 256], &mut out).unwrap());
         assert!(out.len() < 64);
-        assert_eq!(Zstd::default().decompress(&out, 256).unwrap(), vec![b'a'; 256]);
+        assert_eq!(
+            Zstd::default().decompress(&out, 256).unwrap(),
+            vec![b'a'; 256]
+        );
         assert!(!NoCompression.compress(&[b'a'; 4096], &mut out).unwrap());
     }
 
@@ -220,10 +225,16 @@ mod tests {
         enc.include_contentsize(false).unwrap();
         std::io::Write::write_all(&mut enc, &vec![7u8; 4 << 20]).unwrap();
         let frame = enc.finish().unwrap();
-        assert_eq!(zstd::zstd_safe::get_frame_content_size(&frame).unwrap(), None);
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&frame).unwrap(),
+            None
+        );
         let err = zstd_decompress_capped(&frame, 1 << 20).unwrap_err();
         assert!(matches!(err, Error::DecompressedTooLarge { .. }));
-        assert_eq!(zstd_decompress_capped(&frame, 4 << 20).unwrap().len(), 4 << 20);
+        assert_eq!(
+            zstd_decompress_capped(&frame, 4 << 20).unwrap().len(),
+            4 << 20
+        );
     }
 
     #[test]
@@ -231,10 +242,16 @@ mod tests {
         let one = zstd::bulk::compress(&[1u8; 1000], 3).unwrap();
         let mut two = one.clone();
         two.extend_from_slice(&one);
-        assert!(matches!(zstd_decompress_capped(&two, 1 << 20), Err(Error::CorruptPayload)));
+        assert!(matches!(
+            zstd_decompress_capped(&two, 1 << 20),
+            Err(Error::CorruptPayload)
+        ));
         let mut trailing = one.clone();
         trailing.push(0);
-        assert!(matches!(zstd_decompress_capped(&trailing, 1 << 20), Err(Error::CorruptPayload)));
+        assert!(matches!(
+            zstd_decompress_capped(&trailing, 1 << 20),
+            Err(Error::CorruptPayload)
+        ));
         assert_eq!(zstd_decompress_capped(&one, 1000).unwrap(), vec![1u8; 1000]);
     }
 

@@ -40,7 +40,11 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
     ///
     /// # Errors
     /// As [`ValueCodec::open`], then [`Error::Deserialize`].
-    pub fn open_json<T: DeserializeOwned>(&self, ctx: &SealContext<'_>, stored: &[u8]) -> Result<T> {
+    pub fn open_json<T: DeserializeOwned>(
+        &self,
+        ctx: &SealContext<'_>,
+        stored: &[u8],
+    ) -> Result<T> {
         self.open(ctx, stored)?.deserialize_json()
     }
 }

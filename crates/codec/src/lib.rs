@@ -98,3 +98,8 @@ pub use envelope::SealContext;
 pub use error::{Error, Result};
 pub use keyring::{FIRST_KEY_ID, KEY_LEN, KeyNameSecret, Keyring, SecretKey};
 pub use value_codec::{DEFAULT_MAX_PLAINTEXT, LegacyPolicy, Opened, Sealed, Source, ValueCodec};
+
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use crate::cipher::{Aes256GcmCipher, Cipher, Nonce, Tag};
 use crate::compress::{Compressor, Zstd, zstd_decompress_capped};
 use crate::envelope::{
-    self, CIPHERTEXT_OFFSET, FLAG_ZSTD, HEADER_LEN, Header, OVERHEAD, SealContext,
-    TAG_LEN, VERSION_1,
+    self, CIPHERTEXT_OFFSET, FLAG_ZSTD, HEADER_LEN, Header, OVERHEAD, SealContext, TAG_LEN,
+    VERSION_1,
 };
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;

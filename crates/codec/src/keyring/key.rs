@@ -163,11 +163,20 @@ mod tests {
         let text = key.expose_text();
         assert_eq!(text.len(), 44);
         assert!(text.contains('-') || text.contains('_'));
-        assert_eq!(SecretKey::parse(&text).unwrap().expose_secret(), &[0xfb; 32]);
+        assert_eq!(
+            SecretKey::parse(&text).unwrap().expose_secret(),
+            &[0xfb; 32]
+        );
         let standard = STANDARD.encode([0xfb; 32]);
-        assert_eq!(SecretKey::parse(&standard).unwrap().expose_secret(), &[0xfb; 32]);
+        assert_eq!(
+            SecretKey::parse(&standard).unwrap().expose_secret(),
+            &[0xfb; 32]
+        );
         let unpadded = URL_SAFE_NO_PAD.encode([0xfb; 32]);
-        assert_eq!(SecretKey::parse(&unpadded).unwrap().expose_secret(), &[0xfb; 32]);
+        assert_eq!(
+            SecretKey::parse(&unpadded).unwrap().expose_secret(),
+            &[0xfb; 32]
+        );
     }
 
     #[test]

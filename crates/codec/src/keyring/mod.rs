@@ -141,7 +141,13 @@ impl Keyring {
     /// [`Keyring::without_key`]. No re-encryption job is needed.
     #[must_use]
     pub fn rotate(&self, new_key: SecretKey) -> Self {
-        let new_id = self.keys.iter().map(|(id, _)| *id).max().unwrap_or(0).saturating_add(1);
+        let new_id = self
+            .keys
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
         let mut keys = Vec::with_capacity(self.keys.len() + 1);
         keys.push((new_id, new_key));
         keys.extend(self.keys.iter().cloned());
@@ -194,7 +200,10 @@ impl Keyring {
     /// The key with `id`, if present.
     #[must_use]
     pub fn key(&self, id: u32) -> Option<&SecretKey> {
-        self.keys.iter().find(|(have, _)| *have == id).map(|(_, key)| key)
+        self.keys
+            .iter()
+            .find(|(have, _)| *have == id)
+            .map(|(_, key)| key)
     }
 
     /// The HMAC key for cache key names.

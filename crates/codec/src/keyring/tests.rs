@@ -54,25 +54,28 @@ fn semicolon_separated_keyring_fits_in_one_variable() {
 #[test]
 fn syntax_errors_are_specific_and_never_echo_keys() {
     let k = key(5).expose_text();
-    let cases: Vec<(String, fn(&Error) -> bool)> = vec![
+    type Expect = fn(&Error) -> bool;
+    let cases: Vec<(String, Expect)> = vec![
         (format!("decrypt-only 1 {}", k.as_str()), |e| {
             matches!(e, Error::NoPrimaryKey)
         }),
         (format!("primary 1 {0}\nprimary 2 {0}", k.as_str()), |e| {
             matches!(e, Error::MultiplePrimaryKeys)
         }),
-        (format!("primary 1 {0}\ndecrypt-only 1 {0}", k.as_str()), |e| {
-            matches!(e, Error::DuplicateKeyId(1))
-        }),
+        (
+            format!("primary 1 {0}\ndecrypt-only 1 {0}", k.as_str()),
+            |e| matches!(e, Error::DuplicateKeyId(1)),
+        ),
         (format!("primary x {}", k.as_str()), |e| {
             matches!(e, Error::KeyringSyntax { line: 1, .. })
         }),
         (format!("# c\nsecondary 1 {}", k.as_str()), |e| {
             matches!(e, Error::KeyringSyntax { line: 2, .. })
         }),
-        (format!("primary 1 {0}\ndecrypt-only 2 {0}", k.as_str()), |e| {
-            matches!(e, Error::KeyringSyntax { line: 0, .. })
-        }),
+        (
+            format!("primary 1 {0}\ndecrypt-only 2 {0}", k.as_str()),
+            |e| matches!(e, Error::KeyringSyntax { line: 0, .. }),
+        ),
         ("primary 1 c2hvcnQ=".to_owned(), |e| {
             matches!(e, Error::KeyLength { decoded: 5 })
         }),
@@ -89,12 +92,17 @@ fn syntax_errors_are_specific_and_never_echo_keys() {
 fn keyring_file_is_read_and_debug_shows_ids_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("encryption_keyring");
-    let ring = Keyring::generate().unwrap().rotate(SecretKey::generate().unwrap());
+    let ring = Keyring::generate()
+        .unwrap()
+        .rotate(SecretKey::generate().unwrap());
     std::fs::write(&path, ring.to_text().as_bytes()).unwrap();
     let back = Keyring::from_file(&path).unwrap();
     assert_eq!(back.primary_id(), ring.primary_id());
     let debug = format!("{back:?}");
-    assert_eq!(debug, "Keyring { primary_id: 2, decrypt_only_ids: [1], .. }");
+    assert_eq!(
+        debug,
+        "Keyring { primary_id: 2, decrypt_only_ids: [1], .. }"
+    );
     for (_, k) in back.keys() {
         assert!(!debug.contains(k.expose_text().as_str()));
     }

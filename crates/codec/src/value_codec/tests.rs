@@ -18,18 +18,29 @@ fn small_values_are_not_compressed_large_ones_are() {
     assert!(big.is_compressed());
     assert!(big.stored_len() < text.len() / 4);
     assert_eq!(big.as_bytes()[2], FLAG_ZSTD);
-    assert_eq!(c.open(&CTX, big.as_bytes()).unwrap().as_bytes(), text.as_bytes());
+    assert_eq!(
+        c.open(&CTX, big.as_bytes()).unwrap().as_bytes(),
+        text.as_bytes()
+    );
 }
 
 #[test]
 fn plaintext_cap_applies_to_seal_and_open() {
     let c = codec().with_max_plaintext(1000);
     let err = c.seal(&CTX, &[0u8; 1001]).unwrap_err();
-    assert!(matches!(err, Error::PlaintextTooLarge { size: 1001, limit: 1000 }));
+    assert!(matches!(
+        err,
+        Error::PlaintextTooLarge {
+            size: 1001,
+            limit: 1000
+        }
+    ));
     let sealed = codec().seal(&CTX, &[9u8; 1001]).unwrap();
     let err = c.open(&CTX, sealed.as_bytes()).unwrap_err();
     assert!(matches!(err, Error::DecompressedTooLarge { limit: 1000 }));
-    let random: Vec<u8> = (0..1001u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let random: Vec<u8> = (0..1001u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     let sealed = codec().seal(&CTX, &random).unwrap();
     assert!(matches!(
         c.open(&CTX, sealed.as_bytes()).unwrap_err(),
@@ -57,18 +68,36 @@ fn header_failures_are_distinct() {
 #[test]
 fn legacy_json_needs_an_open_window() {
     let legacy = br#"{"result": "plain answer from the python template"}"#;
-    assert!(matches!(codec().open(&CTX, legacy).unwrap_err(), Error::LegacyRejected));
+    assert!(matches!(
+        codec().open(&CTX, legacy).unwrap_err(),
+        Error::LegacyRejected
+    ));
     let future = SystemTime::now() + std::time::Duration::from_secs(3600);
-    let open = codec().dangerous().accept_legacy_plaintext_until(future).done();
+    let open = codec()
+        .dangerous()
+        .accept_legacy_plaintext_until(future)
+        .done();
     let opened = open.open(&CTX, legacy).unwrap();
     assert_eq!(opened.source(), Source::LegacyPlaintext);
     assert_eq!(opened.as_bytes(), legacy);
     // Strings, malformed JSON and expired windows stay rejected.
-    assert!(matches!(open.open(&CTX, br#""a string""#).unwrap_err(), Error::LegacyRejected));
-    assert!(matches!(open.open(&CTX, b"{not json").unwrap_err(), Error::LegacyRejected));
+    assert!(matches!(
+        open.open(&CTX, br#""a string""#).unwrap_err(),
+        Error::LegacyRejected
+    ));
+    assert!(matches!(
+        open.open(&CTX, b"{not json").unwrap_err(),
+        Error::LegacyRejected
+    ));
     let past = SystemTime::now() - std::time::Duration::from_secs(1);
-    let expired = codec().dangerous().accept_legacy_plaintext_until(past).done();
-    assert!(matches!(expired.open(&CTX, legacy).unwrap_err(), Error::LegacyRejected));
+    let expired = codec()
+        .dangerous()
+        .accept_legacy_plaintext_until(past)
+        .done();
+    assert!(matches!(
+        expired.open(&CTX, legacy).unwrap_err(),
+        Error::LegacyRejected
+    ));
 }
 
 #[test]
