@@ -85,7 +85,8 @@ fn print_codec_summary(dir: &Path) -> anyhow::Result<()> {
         let s = &sizes[class];
         let plain = s["plain"].as_f64().unwrap_or(f64::NAN);
         println!(
-            "| {class} | {a:.0} | {b:.0} | {c:.0} | {:+.1} % | {:.3} | {:.3} |",
+            "| {class} | {a:.0} | {b:.0} | {c:.0} | {:+.1} % | {:+.1} % | {:.3} | {:.3} |",
+            s["paired_overhead"].as_f64().unwrap_or(f64::NAN) * 100.0,
             (a / b - 1.0) * 100.0,
             s["stored"].as_f64().unwrap_or(f64::NAN) / plain,
             s["zstd_only"].as_f64().unwrap_or(f64::NAN) / plain,

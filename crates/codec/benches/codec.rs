@@ -79,6 +79,41 @@ fn sizes<C: Compressor>(codec: &ValueCodec<C>, docs: &[Vec<u8>]) -> (usize, usiz
     (plain, stored)
 }
 
+/// Encryption overhead measured as paired A/B rounds: (a) and (b) alternate within each round (in
+/// alternating order), and the median of the per-round ratios b/a is reported. On a shared VM
+/// whose speed drifts, this is far steadier than comparing two criterion runs taken minutes apart.
+fn paired_overhead<C: Compressor>(z: &Zstd, codec: &ValueCodec<C>, docs: &[Vec<u8>]) -> f64 {
+    let bytes: usize = docs.iter().map(Vec::len).sum();
+    let reps = (2_000_000 / bytes).max(2); // about 20 ms of work per timing
+    let mut scratch = Vec::new();
+    let mut time = |envelope: bool| {
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            if envelope {
+                black_box(envelope_round_trip(codec, black_box(docs)));
+            } else {
+                black_box(compress_round_trip(z, black_box(docs), &mut scratch));
+            }
+        }
+        start.elapsed().as_secs_f64()
+    };
+    time(true);
+    time(false);
+    let mut ratios: Vec<f64> = (0..41)
+        .map(|round| {
+            if round % 2 == 0 {
+                let a = time(false);
+                time(true) / a
+            } else {
+                let b = time(true);
+                b / time(false)
+            }
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2] - 1.0
+}
+
 fn pipelines(c: &mut Criterion) {
     let ring = Keyring::generate().unwrap();
     let mut report = serde_json::Map::new();
@@ -104,6 +139,8 @@ fn pipelines(c: &mut Criterion) {
         });
         group.finish();
 
+        let overhead = paired_overhead(&z, &envelope, &docs);
+        println!("paired overhead {name}: {:+.1} %", overhead * 100.0);
         let (plain, stored) = sizes(&envelope, &docs);
         let compressed_only: usize = docs
             .iter()
@@ -123,7 +160,7 @@ fn pipelines(c: &mut Criterion) {
         );
         report.insert(
             name.into(),
-            serde_json::json!({"docs": docs.len(), "plain": plain, "zstd_only": compressed_only, "stored": stored}),
+            serde_json::json!({"docs": docs.len(), "plain": plain, "zstd_only": compressed_only, "stored": stored, "paired_overhead": overhead}),
         );
     }
     write_report("codec-sizes.json", &report);
