@@ -196,21 +196,16 @@ pub(crate) fn collect(
         }
     }
 
-    if let Some(host) = source.hostname() {
-        if let Some(env) = pattern(&host.to_ascii_lowercase()) {
-            let conf = match env {
-                Environment::Production => CONF_HOSTNAME_PRODUCTION,
-                Environment::Staging => CONF_HOSTNAME_STAGING,
-                _ => CONF_HOSTNAME_OTHER,
-            };
-            out.push(signal(
-                "hostname",
-                host,
-                env,
-                conf,
-                format!("host name matches the {env} pattern"),
-            ));
-        }
+    if let Some(host) = source.hostname()
+        && let Some(env) = pattern(&host.to_ascii_lowercase())
+    {
+        let conf = match env {
+            Environment::Production => CONF_HOSTNAME_PRODUCTION,
+            Environment::Staging => CONF_HOSTNAME_STAGING,
+            _ => CONF_HOSTNAME_OTHER,
+        };
+        let reasoning = format!("host name matches the {env} pattern");
+        out.push(signal("hostname", host, env, conf, reasoning));
     }
 
     // File indicators are weak and easily present in a production image too: only without any
