@@ -13,10 +13,16 @@ pub(crate) struct Tool {
     pub(crate) package: &'static str,
 }
 
-/// `redis-server` (Debian's 7.0 has TLS built in) and the CLI.
+/// `redis-server` (Debian's 7.0 has TLS built in).
 pub(crate) const REDIS: Tool = Tool {
     program: "redis-server",
     package: "redis-server",
+};
+
+/// `redis-cli`, which the tests use as an independent client.
+pub(crate) const REDIS_CLI: Tool = Tool {
+    program: "redis-cli",
+    package: "redis-tools",
 };
 
 /// Installs every missing tool with apt when running as root; otherwise says what to install.

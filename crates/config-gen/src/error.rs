@@ -1,0 +1,95 @@
+//! The crate's one error type. No variant ever carries a secret value.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong generating, writing, reading or loading a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The OS random generator failed.
+    #[error("operating system randomness unavailable")]
+    Randomness,
+    /// Key material from the codec.
+    #[error(transparent)]
+    Codec(#[from] sealcache_codec::Error),
+    /// Certificate generation failed.
+    #[error("cannot generate TLS {what}")]
+    Tls {
+        /// Which part.
+        what: &'static str,
+        /// The rcgen error (names the problem, never a key).
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A file is not a PEM certificate.
+    #[error("not a PEM certificate")]
+    Certificate,
+    /// The deployment directory exists and neither `--force` nor `--rotate` was given.
+    #[error("{} already exists: pass --force to replace it or --rotate to rotate its secrets", path.display())]
+    DirectoryExists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `--rotate` on a directory that holds no deployment.
+    #[error("{} holds no generated deployment to rotate (missing {missing})", path.display())]
+    NothingToRotate {
+        /// The directory.
+        path: PathBuf,
+        /// The first missing file.
+        missing: &'static str,
+    },
+    /// Reading or writing a file failed.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done ("cannot read", "cannot write", ...).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An env file line is malformed.
+    #[error("{}: line {line}: {reason}", path.display())]
+    EnvSyntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong (never the line's text).
+        reason: &'static str,
+    },
+    /// A variable and its `*_FILE` twin are both set.
+    #[error("both {var} and {file_var} are set; set only one")]
+    BothPlainAndFileSet {
+        /// The plain variable's name.
+        var: &'static str,
+        /// The file variable's name.
+        file_var: &'static str,
+    },
+    /// A setting has an invalid value. The message names the key and its source, never the value.
+    #[error("setting {key} from {source_name}: {problem}")]
+    InvalidSetting {
+        /// The setting's variable name.
+        key: String,
+        /// Where it came from (`environment variable`, a TOML file path, `default`).
+        source_name: String,
+        /// What is wrong, without the value.
+        problem: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}

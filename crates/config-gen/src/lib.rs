@@ -1,0 +1,78 @@
+//! Secure configuration for sealcache: generate it, validate it, load it.
+//!
+//! # Brief overview
+//!
+//! * [`SecureConfigGenerator::generate_for_environment`] makes a [`SecurityConfiguration`] for an
+//!   environment detected by `sealcache-env-detect`: passwords from the OS CSPRNG with the entropy
+//!   the environment needs, an encryption key, TLS on wherever the strict policy applies.
+//! * [`write_deployment`] writes the deployment directory ([`layout`]): `.env`, `secrets/` (0700,
+//!   files 0600) with passwords, the ACL file (hashes only), the keyring, the API key and TLS
+//!   material, and the CA key apart in `ca/`. [`rotate_deployment`] rotates passwords and the
+//!   encryption key in place.
+//! * [`validate()`] judges a directory or env file: a deterministic score, issues with codes and
+//!   remedies, and `acceptable` or `regenerate`.
+//! * [`SecuritySettings::load`] reads the runtime settings (variables, `*_FILE` secrets, optional
+//!   `sealcache.toml`) for the cache and the server.
+//!
+//! # Example
+//!
+//! ```
+//! use sealcache_config_gen::{
+//!     DeploymentOptions, Recommendation, SecureConfigGenerator, validate_dir, write_deployment,
+//! };
+//! use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
+//!
+//! let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
+//!     .detect(FeatureContext::SecurityEnforcement);
+//! let config = SecureConfigGenerator::generate_for_environment(&detected, None)?;
+//! assert!(config.redis_tls_enabled);
+//! assert_eq!(config.redis_password.len(), 33); // 192 bits over 62 symbols
+//!
+//! let dir = tempfile::tempdir()?;
+//! write_deployment(&config, dir.path(), &DeploymentOptions::default())?;
+//! let report = validate_dir(dir.path(), None)?;
+//! assert_eq!(report.security_score, 100);
+//! assert_eq!(report.recommendation, Recommendation::Acceptable);
+//! Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! None. TLS material is made with `rcgen` on the `ring` backend (no OpenSSL, no aws-lc).
+//!
+//! # Security
+//!
+//! No secret value reaches `Debug`, an error or a report; secret files are written 0600 in 0700
+//! directories, atomically; the CA key never goes under `secrets/`. Left to the caller: keeping the
+//! generated directory out of version control (the repository's `.gitignore` does) and mounting only
+//! `secrets/` into containers. See `docs/configuration.md`.
+
+pub mod acl;
+pub mod layout;
+pub mod password;
+pub mod tls;
+
+mod configuration;
+mod deploy_dir;
+mod env_file;
+mod error;
+mod secret;
+mod settings;
+mod validate;
+
+pub use configuration::{ConfigurationSummary, SecureConfigGenerator, SecurityConfiguration};
+pub use deploy_dir::{
+    DeploymentOptions, OutputFormat, Rotation, WriteMode, WrittenDeployment, render_env,
+    rotate_deployment, write_deployment,
+};
+pub use env_file::{parse as parse_env, read as read_env_file};
+pub use error::{Error, Result};
+pub use secret::SecretString;
+pub use settings::{
+    DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_REDIS_URL, DEFAULT_USERNAME, SecuritySettings,
+    VARIABLES,
+};
+pub use validate::{
+    ERROR_WEIGHT, Facts, Issue, Recommendation, Severity, ValidationInput, ValidationReport,
+    WARNING_WEIGHT, validate, validate_dir,
+};

@@ -1,0 +1,172 @@
+//! TLS material made in Rust (rcgen, `ring` backend): a CA, a Redis server certificate and a
+//! distinct client certificate; and reading a certificate's expiry for the validator.
+//!
+//! Key type: ECDSA P-256 with SHA-256 for all three. Validity: the CA 5 years
+//! ([`CA_VALIDITY_DAYS`]), the server and client certificates 397 days
+//! ([`LEAF_VALIDITY_DAYS`], the CA/Browser Forum maximum), starting one hour in the past to absorb
+//! clock skew. The server certificate carries serverAuth only, the client certificate clientAuth
+//! only, so neither can stand in for the other.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, Result};
+use crate::secret::SecretString;
+
+/// Days the CA is valid.
+pub const CA_VALIDITY_DAYS: i64 = 5 * 365;
+/// Days the server and client certificates are valid.
+pub const LEAF_VALIDITY_DAYS: i64 = 397;
+/// Names every server certificate carries.
+pub const DEFAULT_SERVER_NAMES: &[&str] = &["redis", "localhost", "127.0.0.1", "::1"];
+
+/// PEM certificates and keys for a deployment. Private keys are [`SecretString`]s.
+#[derive(Debug, Clone)]
+pub struct TlsMaterial {
+    /// The CA certificate (`secrets/tls/ca.crt`).
+    pub ca_cert: String,
+    /// The CA private key (`ca/ca.key`, never mounted into a container).
+    pub ca_key: SecretString,
+    /// The Redis server certificate (`secrets/tls/redis.crt`).
+    pub server_cert: String,
+    /// Its key (`secrets/tls/redis.key`).
+    pub server_key: SecretString,
+    /// The client certificate (`secrets/tls/client.crt`).
+    pub client_cert: String,
+    /// Its key (`secrets/tls/client.key`).
+    pub client_key: SecretString,
+}
+
+fn tls_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
+    move |source| Error::Tls { what, source }
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+}
+
+fn name(common: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "sealcache");
+    dn.push(DnType::CommonName, common);
+    dn
+}
+
+/// Generates a CA, a server certificate for [`DEFAULT_SERVER_NAMES`] plus `extra_server_names`,
+/// and a client certificate whose common name is `client_name`.
+///
+/// # Errors
+/// [`Error::Tls`] if a name is invalid or key generation fails.
+pub fn generate(extra_server_names: &[String], client_name: &str) -> Result<TlsMaterial> {
+    let ca_key = KeyPair::generate().map_err(tls_err("CA key"))?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA parameters"))?;
+    ca.distinguished_name = name("sealcache deployment CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut ca, CA_VALIDITY_DAYS);
+    let ca_cert = ca.self_signed(&ca_key).map_err(tls_err("CA certificate"))?;
+    let issuer = Issuer::new(ca, &ca_key);
+
+    let mut names: Vec<String> = DEFAULT_SERVER_NAMES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for extra in extra_server_names {
+        if !names.contains(extra) {
+            names.push(extra.clone());
+        }
+    }
+    let server_key = KeyPair::generate().map_err(tls_err("server key"))?;
+    let mut server = CertificateParams::new(names).map_err(tls_err("server names"))?;
+    server.distinguished_name = name("redis");
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.use_authority_key_identifier_extension = true;
+    validity(&mut server, LEAF_VALIDITY_DAYS);
+    let server_cert = server
+        .signed_by(&server_key, &issuer)
+        .map_err(tls_err("server certificate"))?;
+
+    let client_key = KeyPair::generate().map_err(tls_err("client key"))?;
+    let mut client =
+        CertificateParams::new(Vec::<String>::new()).map_err(tls_err("client parameters"))?;
+    client.distinguished_name = name(client_name);
+    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client.use_authority_key_identifier_extension = true;
+    validity(&mut client, LEAF_VALIDITY_DAYS);
+    let client_cert = client
+        .signed_by(&client_key, &issuer)
+        .map_err(tls_err("client certificate"))?;
+
+    Ok(TlsMaterial {
+        ca_cert: ca_cert.pem(),
+        ca_key: SecretString::new(ca_key.serialize_pem()),
+        server_cert: server_cert.pem(),
+        server_key: SecretString::new(server_key.serialize_pem()),
+        client_cert: client_cert.pem(),
+        client_key: SecretString::new(client_key.serialize_pem()),
+    })
+}
+
+/// What the validator reads from a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Whole days until `notAfter` (negative once expired).
+    pub days_until_expiry: i64,
+    /// The subject's distinguished name, as text.
+    pub subject: String,
+    /// The certificate's SHA-256-free identity: its DER bytes, for "distinct certificates" checks.
+    pub der_len: usize,
+    /// The serial number in hex.
+    pub serial: String,
+}
+
+/// Reads the first certificate of a PEM text.
+///
+/// # Errors
+/// [`Error::Certificate`] if it is not a PEM certificate.
+pub fn certificate_facts(pem: &[u8]) -> Result<CertificateFacts> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|_| Error::Certificate)?;
+    let cert = pem.parse_x509().map_err(|_| Error::Certificate)?;
+    let not_after = cert.validity().not_after.timestamp();
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    Ok(CertificateFacts {
+        days_until_expiry: (not_after - now).div_euclid(86_400),
+        subject: cert.subject().to_string(),
+        der_len: pem.contents.len(),
+        serial: cert.raw_serial_as_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn material_is_distinct_and_valid() {
+        let m = generate(&["redis.internal".to_owned()], "cache_app").unwrap();
+        assert_ne!(m.server_cert, m.client_cert);
+        assert_ne!(m.server_key.expose_secret(), m.client_key.expose_secret());
+        for cert in [&m.ca_cert, &m.server_cert, &m.client_cert] {
+            assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        }
+        let server = certificate_facts(m.server_cert.as_bytes()).unwrap();
+        assert!(
+            (395..=397).contains(&server.days_until_expiry),
+            "{server:?}"
+        );
+        assert!(server.subject.contains("redis"));
+        let ca = certificate_facts(m.ca_cert.as_bytes()).unwrap();
+        assert!(ca.days_until_expiry > 1800);
+        let client = certificate_facts(m.client_cert.as_bytes()).unwrap();
+        assert_ne!(client.serial, server.serial);
+        assert!(format!("{m:?}").contains("SecretString(..)"));
+        assert!(certificate_facts(b"not a certificate").is_err());
+    }
+}
