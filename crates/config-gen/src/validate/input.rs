@@ -177,13 +177,26 @@ pub(super) fn gather(input: &ValidationInput) -> Result<Facts> {
     }
     facts.api_key = secret_var(&mut facts, &base, "API_KEY")?;
 
+    // Each certificate file is judged once, whichever layout entry or variable names it.
+    let mut cert_paths: Vec<(String, PathBuf, bool)> = Vec::new();
+    if facts.is_dir {
+        for rel in [layout::SERVER_CERT, layout::CLIENT_CERT, layout::CA_CERT] {
+            cert_paths.push((rel.to_owned(), base.join(rel), false));
+        }
+    }
     for var in ["REDIS_TLS_CA_PATH", "REDIS_TLS_CERT_PATH"] {
-        if let Some(value) = facts.vars.get(var).cloned() {
-            let path = resolve(&base, &value);
-            match std::fs::read(&path) {
-                Ok(pem) => facts.certificates.push((var.to_owned(), pem)),
-                Err(_) => facts.missing_files.push((var.to_owned(), path)),
+        if let Some(value) = facts.vars.get(var) {
+            let path = resolve(&base, value);
+            if !cert_paths.iter().any(|(_, p, _)| *p == path) {
+                cert_paths.push((var.to_owned(), path, true));
             }
+        }
+    }
+    for (label, path, referenced) in cert_paths {
+        match std::fs::read(&path) {
+            Ok(pem) => facts.certificates.push((label, pem)),
+            Err(_) if referenced => facts.missing_files.push((label, path)),
+            Err(_) => {}
         }
     }
     if let Some(value) = facts.vars.get("REDIS_TLS_KEY_PATH").cloned() {
@@ -194,24 +207,6 @@ pub(super) fn gather(input: &ValidationInput) -> Result<Facts> {
             facts
                 .missing_files
                 .push(("REDIS_TLS_KEY_PATH".to_owned(), path));
-        }
-    }
-    if facts.is_dir {
-        for rel in [layout::SERVER_CERT, layout::CLIENT_CERT] {
-            let path = base.join(rel);
-            if let Ok(pem) = std::fs::read(&path) {
-                facts.certificates.push((rel.to_owned(), pem));
-            }
-        }
-        let ca_cert = base.join(layout::CA_CERT);
-        if !facts
-            .certificates
-            .iter()
-            .any(|(l, _)| l == "REDIS_TLS_CA_PATH")
-        {
-            if let Ok(pem) = std::fs::read(&ca_cert) {
-                facts.certificates.push((layout::CA_CERT.to_owned(), pem));
-            }
         }
     }
     facts.loose_files.sort();
