@@ -19,6 +19,11 @@ pub(crate) enum Command {
     Test(crate::test::TestArgs),
     /// Run benchmarks (criterion) and print the figures for docs/benchmarks.md.
     Bench(crate::bench::BenchArgs),
+    /// Detect the deployment environment of this process.
+    DetectEnv(crate::detect_env::DetectEnvArgs),
+    /// Generate or validate a secure configuration.
+    #[command(subcommand)]
+    Config(crate::config::ConfigCommand),
     /// Bring up the hardened stack (not built yet).
     SecureUp(crate::not_built::Args),
     /// Bring up the development stack (not built yet).
@@ -34,6 +39,8 @@ impl Command {
         match self {
             Command::Test(args) => args.run(),
             Command::Bench(args) => args.run(),
+            Command::DetectEnv(args) => args.run(),
+            Command::Config(cmd) => cmd.run(),
             Command::SecureUp(args) => args.run("secure-up"),
             Command::DevUp(args) => args.run("dev-up"),
             Command::Down(args) => args.run("down"),

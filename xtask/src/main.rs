@@ -7,6 +7,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod config;
+mod detect_env;
 mod flags;
 mod not_built;
 mod progress;

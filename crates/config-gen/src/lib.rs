@@ -76,3 +76,8 @@ pub use validate::{
     ERROR_WEIGHT, Facts, Issue, Recommendation, Severity, ValidationInput, ValidationReport,
     WARNING_WEIGHT, validate, validate_dir,
 };
+
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

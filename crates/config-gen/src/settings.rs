@@ -141,13 +141,21 @@ pub struct SecuritySettings {
     pub sources: BTreeMap<String, String>,
 }
 
+/// "TOML file /etc/sealcache.toml", "environment variable", ...
+fn describe(metadata: &Metadata) -> String {
+    match &metadata.source {
+        Some(source) => format!("{} {source}", metadata.name),
+        None => metadata.name.to_string(),
+    }
+}
+
 fn convert(err: &figment::Error) -> Error {
     use figment::error::Kind;
     let key = err.path.join(".").to_ascii_uppercase();
     let source_name = err
         .metadata
         .as_ref()
-        .map_or_else(|| "configuration".to_owned(), |m| m.name.to_string());
+        .map_or_else(|| "configuration".to_owned(), describe);
     let problem = match &err.kind {
         Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
             format!("expected {expected}")
@@ -228,7 +236,7 @@ impl SecuritySettings {
         for key in raw.keys() {
             let name = figment
                 .find_metadata(key)
-                .map_or_else(|| "default".to_owned(), |m| m.name.to_string());
+                .map_or_else(|| "default".to_owned(), describe);
             sources.insert(key.to_ascii_uppercase(), name);
         }
         let get = |name: &str| {

@@ -7,8 +7,14 @@
 //!
 //! `cargo xtask test` installs `redis-server` (Debian's, with TLS) when it is missing.
 
-// The harness is test support: a failure to start a server is a failed test, reported with context.
-#![allow(clippy::missing_panics_doc)]
+// The harness is test support: a server that cannot start is a failed test, so it panics with the
+// server's log instead of returning errors every test would unwrap anyway.
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::unwrap_used
+)]
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -87,31 +93,26 @@ impl RedisServer {
             which("redis-server").is_some(),
             "redis-server is not installed: run `cargo xtask test` (installs it as root) or `apt-get install redis-server`"
         );
-        let mut dir = tempfile::tempdir().expect("temp dir");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+            options,
+        };
         let mut last_log = String::new();
+        // A free port can be taken by someone else before redis-server binds it: try three.
         for _attempt in 0..3 {
-            let port = free_port();
-            let mut server = Self {
-                child: None,
-                port,
-                dir,
-                options: options.clone(),
-            };
+            server.port = free_port();
             match server.spawn() {
                 Ok(()) => return server,
                 Err(log) => {
+                    server.kill();
                     last_log = log;
-                    dir = server.take_dir();
                 }
             }
         }
         panic!("redis-server did not start:\n{last_log}");
-    }
-
-    fn take_dir(mut self) -> tempfile::TempDir {
-        self.kill();
-        let placeholder = tempfile::tempdir().expect("temp dir");
-        std::mem::replace(&mut self.dir, placeholder)
     }
 
     fn config_text(&self) -> String {
@@ -168,13 +169,13 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!(
-                        "redis-server exited with {status}:\n{}",
-                        self.log()
-                    ));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!(
+                    "redis-server exited with {status}:\n{}",
+                    self.log()
+                ));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
                 && self.log().contains("Ready to accept")
@@ -292,3 +293,8 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

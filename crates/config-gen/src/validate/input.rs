@@ -157,10 +157,11 @@ pub(super) fn gather(input: &ValidationInput) -> Result<Facts> {
             facts.passwords.push(("cache_monitor".to_owned(), p));
         }
     }
-    if facts.is_dir && facts.passwords.iter().all(|(u, _)| u != "cache_monitor") {
-        if let Some(p) = secret_var(&mut facts, &base, "REDIS_MONITOR_PASSWORD")? {
-            facts.passwords.push(("cache_monitor".to_owned(), p));
-        }
+    if facts.is_dir
+        && facts.passwords.iter().all(|(u, _)| u != "cache_monitor")
+        && let Some(p) = secret_var(&mut facts, &base, "REDIS_MONITOR_PASSWORD")?
+    {
+        facts.passwords.push(("cache_monitor".to_owned(), p));
     }
 
     // Encryption key: the keyring file, or the single key variable.

@@ -191,15 +191,15 @@ fn transport(facts: &Facts, env: Environment, out: &mut Out) {
             "set REDIS_TLS_ENABLED=true and a rediss:// URL with the generated certificates",
         );
     }
-    if let (Some(flag), Some(scheme)) = (tls_flag, scheme_tls) {
-        if flag != scheme {
-            out.push(
-                "TLS_SCHEME_MISMATCH",
-                Severity::Error,
-                format!("REDIS_TLS_ENABLED={flag} disagrees with the REDIS_URL scheme"),
-                "use rediss:// with TLS on and redis:// only with TLS off",
-            );
-        }
+    if let (Some(flag), Some(scheme)) = (tls_flag, scheme_tls)
+        && flag != scheme
+    {
+        out.push(
+            "TLS_SCHEME_MISMATCH",
+            Severity::Error,
+            format!("REDIS_TLS_ENABLED={flag} disagrees with the REDIS_URL scheme"),
+            "use rediss:// with TLS on and redis:// only with TLS off",
+        );
     }
     let Some(url) = url else { return };
     if url.starts_with("rediss://") && url.contains("#insecure") && env != Environment::Development
@@ -269,15 +269,15 @@ fn certificates(facts: &Facts, out: &mut Out) {
     let client = serials
         .iter()
         .find(|(l, _)| l.ends_with("client.crt") || l == "REDIS_TLS_CERT_PATH");
-    if let (Some((_, s)), Some((_, c))) = (server, client) {
-        if s == c {
-            out.push(
-                "CERT_REUSED",
-                Severity::Error,
-                "the client certificate is the server certificate".into(),
-                "use the distinct generated client certificate (clientAuth)",
-            );
-        }
+    if let (Some((_, s)), Some((_, c))) = (server, client)
+        && s == c
+    {
+        out.push(
+            "CERT_REUSED",
+            Severity::Error,
+            "the client certificate is the server certificate".into(),
+            "use the distinct generated client certificate (clientAuth)",
+        );
     }
 }
 

@@ -1,0 +1,259 @@
+//! `cargo xtask config generate|validate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use sealcache_config_gen::{
+    DeploymentOptions, OutputFormat, Recommendation, SecureConfigGenerator, Severity,
+    ValidationInput, ValidationReport, WriteMode, layout, password, rotate_deployment, validate,
+    write_deployment,
+};
+use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
+
+use crate::progress::workspace_root;
+
+/// `config` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Generate a deployment directory (or a flat .env.secure) for the detected environment.
+    Generate(GenerateArgs),
+    /// Judge an existing configuration: exit 0 acceptable, 1 regenerate, 2 unusable input.
+    Validate(ValidateArgs),
+}
+
+impl ConfigCommand {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            ConfigCommand::Generate(args) => args.run(),
+            ConfigCommand::Validate(args) => Ok(args.run()),
+        }
+    }
+}
+
+fn parse_env(s: &str) -> Result<Environment, String> {
+    s.parse()
+        .map_err(|_| "expected development, testing, staging, production or unknown".to_owned())
+}
+
+/// The default output directory, `deploy/generated` in the repository (git-ignored).
+pub(crate) fn default_dir() -> PathBuf {
+    workspace_root().join("deploy/generated")
+}
+
+/// Output format names.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// The deployment directory (.env, secrets/, ca/).
+    Dir,
+    /// One .env.secure with the seed's variable names.
+    EnvVars,
+}
+
+/// Options of `config generate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GenerateArgs {
+    /// Environment to generate for (detected when omitted).
+    #[arg(long, value_parser = parse_env)]
+    environment: Option<Environment>,
+    /// Output directory [default: deploy/generated].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace an existing directory.
+    #[arg(long, conflicts_with = "rotate")]
+    force: bool,
+    /// Rotate passwords and the encryption key of an existing directory (old key kept decrypt-only).
+    #[arg(long)]
+    rotate: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "dir")]
+    format: Format,
+    /// Extra name for the Redis server certificate (repeatable).
+    #[arg(long = "san")]
+    sans: Vec<String>,
+    /// Cache key namespace.
+    #[arg(long, default_value = "ai_cache")]
+    namespace: String,
+}
+
+impl GenerateArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let dir = self.out.clone().unwrap_or_else(default_dir);
+        let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
+        let environment = self.environment.unwrap_or(detected.environment);
+        match self.environment {
+            Some(env) => println!("✅ Environment: {env} (given explicitly)"),
+            None => println!(
+                "✅ Detected environment: {} (confidence {:.0} %, by {})",
+                detected.environment,
+                detected.confidence * 100.0,
+                detected.detected_by
+            ),
+        }
+        if detected.development_override() {
+            println!(
+                "⚠️  REDIS_SECURITY_MODE=development is set: the development override is active"
+            );
+        }
+
+        if self.rotate {
+            let rotation = rotate_deployment(&dir, environment, &self.namespace)
+                .with_context(|| format!("cannot rotate {}", dir.display()))?;
+            println!(
+                "✅ Rotated 4 Redis ACL passwords ({}-bit) and users.acl",
+                password::required_bits(environment)
+            );
+            println!(
+                "✅ New encryption key: id {} is primary; ids {:?} kept decrypt-only (drop them after the longest TTL)",
+                rotation.primary_key_id, rotation.decrypt_only_key_ids
+            );
+            println!("✅ Kept: TLS certificates, CA, API key, .env");
+            return Ok(report_validation(&dir, environment));
+        }
+
+        let config = SecureConfigGenerator::generate_for_environment(&detected, self.environment)
+            .context("cannot generate secrets")?;
+        let options = DeploymentOptions {
+            mode: if self.force {
+                WriteMode::Force
+            } else {
+                WriteMode::New
+            },
+            format: match self.format {
+                Format::Dir => OutputFormat::Dir,
+                Format::EnvVars => OutputFormat::EnvVars,
+            },
+            namespace: self.namespace.clone(),
+            extra_server_names: self.sans.clone(),
+            ..DeploymentOptions::default()
+        };
+        let written = write_deployment(&config, &dir, &options)?;
+        let bits = password::required_bits(environment);
+        println!(
+            "✅ Generated 4 Redis ACL passwords ({bits}-bit, {} characters)",
+            config.redis_password.len()
+        );
+        println!("✅ Encryption key created (AES-256-GCM, key id 1)");
+        println!("✅ API key created");
+        match self.format {
+            Format::EnvVars => {
+                println!(
+                    "✅ Wrote {} (mode 0600)",
+                    dir.join(layout::ENV_SECURE_FILE).display()
+                );
+                let report = validate(
+                    &ValidationInput::EnvFile(dir.join(layout::ENV_SECURE_FILE)),
+                    Some(environment),
+                )?;
+                Ok(print_verdict(&report))
+            }
+            Format::Dir => {
+                println!(
+                    "✅ TLS material created (CA, server and distinct client certificates, ECDSA P-256)"
+                );
+                println!("✅ ACL file written with password hashes only (default user off)");
+                println!(
+                    "✅ Wrote {} files under {}",
+                    written.files.len(),
+                    dir.display()
+                );
+                println!("🔑 API key file: {}", dir.join(layout::API_KEY).display());
+                println!(
+                    "🔒 CA private key kept apart: {}",
+                    dir.join(layout::CA_KEY).display()
+                );
+                Ok(report_validation(&dir, environment))
+            }
+        }
+    }
+}
+
+fn report_validation(dir: &std::path::Path, environment: Environment) -> ExitCode {
+    match validate(&ValidationInput::Dir(dir.to_path_buf()), Some(environment)) {
+        Ok(report) => print_verdict(&report),
+        Err(err) => {
+            println!("❌ validation could not read {}: {err}", dir.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_verdict(report: &ValidationReport) -> ExitCode {
+    let ok = report.recommendation == Recommendation::Acceptable;
+    println!(
+        "{} Validated: {} (score {}/100)",
+        if ok { "✅" } else { "❌" },
+        if ok { "acceptable" } else { "regenerate" },
+        report.security_score
+    );
+    for issue in &report.issues {
+        let mark = match issue.severity {
+            Severity::Error => "❌",
+            Severity::Warning => "⚠️ ",
+            Severity::Info => "ℹ️ ",
+        };
+        println!(
+            "   {mark} {}: {} — {}",
+            issue.code, issue.message, issue.remedy
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Options of `config validate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ValidateArgs {
+    /// A deployment directory [default: deploy/generated].
+    #[arg(long, conflicts_with = "env_file")]
+    dir: Option<PathBuf>,
+    /// An env file (the seed's flat format or a .env with *_FILE paths).
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Environment to validate against (detected from the configuration when omitted).
+    #[arg(long, value_parser = parse_env)]
+    environment: Option<Environment>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ValidateArgs {
+    fn run(self) -> ExitCode {
+        let input = match (self.env_file, self.dir) {
+            (Some(file), _) => ValidationInput::EnvFile(file),
+            (None, Some(dir)) => ValidationInput::Dir(dir),
+            (None, None) => ValidationInput::Dir(default_dir()),
+        };
+        let report = match validate(&input, self.environment) {
+            Ok(report) => report,
+            Err(err) => {
+                eprintln!("❌ unusable input: {err}");
+                return ExitCode::from(2);
+            }
+        };
+        if self.json {
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => println!("{text}"),
+                Err(err) => {
+                    eprintln!("❌ cannot render the report: {err}");
+                    return ExitCode::from(2);
+                }
+            }
+            return if report.recommendation == Recommendation::Acceptable {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
+        println!(
+            "Environment: {} (confidence {:.0} %)",
+            report.environment,
+            report.confidence * 100.0
+        );
+        print_verdict(&report)
+    }
+}

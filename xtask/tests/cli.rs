@@ -1,0 +1,260 @@
+//! The xtask commands scripts rely on: names, flags, exit codes and JSON fields, and no secret in
+//! any captured stdout or stderr. Variables are set on the child process only.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(args);
+    for var in [
+        "ENVIRONMENT",
+        "APP_ENV",
+        "NODE_ENV",
+        "CI",
+        "GITHUB_ACTIONS",
+        "REDIS_SECURITY_MODE",
+        "DEBUG",
+        "ENFORCE_AUTH",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every secret value in a generated directory: passwords, API key, key texts, private key bodies.
+fn secrets_of(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for rel in [
+        "redis_app_password",
+        "redis_health_password",
+        "redis_monitor_password",
+        "redis_admin_password",
+        "api_key",
+    ] {
+        out.push(std::fs::read_to_string(dir.join("secrets").join(rel)).unwrap());
+    }
+    let keyring = std::fs::read_to_string(dir.join("secrets/encryption_keyring")).unwrap();
+    out.extend(
+        keyring
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned)),
+    );
+    for rel in [
+        "secrets/tls/redis.key",
+        "secrets/tls/client.key",
+        "ca/ca.key",
+    ] {
+        let pem = std::fs::read_to_string(dir.join(rel)).unwrap();
+        out.extend(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_owned),
+        );
+    }
+    assert!(out.len() >= 12);
+    out
+}
+
+fn assert_no_secret(outputs: &[&Output], secrets: &[String]) {
+    for out in outputs {
+        let shown = text(out);
+        for s in secrets {
+            assert!(
+                !shown.contains(s.as_str()),
+                "a secret appears in command output:\n{shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn detect_env_json_fields_and_contexts() {
+    let out = xtask(
+        &["detect-env", "--json"],
+        &[("ENVIRONMENT", "prod-us-east")],
+    );
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["environment"], "production");
+    assert_eq!(json["confidence"], 0.8);
+    assert_eq!(json["detected_by"], "ENVIRONMENT");
+    assert!(json["reasoning"].as_str().unwrap().contains("pattern"));
+    assert_eq!(json["signals"][0]["value"], "prod-us-east");
+
+    let out = xtask(
+        &["detect-env", "--context", "security_enforcement", "--json"],
+        &[("ENFORCE_AUTH", "true")],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["environment"], "production");
+    assert_eq!(json["feature_context"], "security_enforcement");
+
+    let out = xtask(&["detect-env", "--context", "nonsense"], &[]);
+    assert!(!out.status.success());
+    let human = xtask(&["detect-env"], &[("ENVIRONMENT", "staging")]);
+    assert!(text(&human).contains("✅ Environment: staging"));
+}
+
+#[test]
+fn generate_rotate_validate_with_exit_codes_and_no_secret_in_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("generated");
+    let d = dir.to_str().unwrap();
+
+    let generate = xtask(
+        &["config", "generate", "--out", d, "--san", "redis.test"],
+        &[("ENVIRONMENT", "production")],
+    );
+    assert!(generate.status.success(), "{}", text(&generate));
+    let shown = text(&generate);
+    for line in [
+        "✅ Detected environment: production",
+        "✅ Generated 4 Redis ACL passwords (192-bit",
+        "✅ Encryption key created",
+        "✅ Validated: acceptable (score 100/100)",
+    ] {
+        assert!(shown.contains(line), "missing `{line}` in\n{shown}");
+    }
+    let secrets = secrets_of(&dir);
+
+    let again = xtask(
+        &["config", "generate", "--out", d],
+        &[("ENVIRONMENT", "production")],
+    );
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--force"));
+
+    let validate = xtask(&["config", "validate", "--dir", d, "--json"], &[]);
+    assert_eq!(validate.status.code(), Some(0), "{}", text(&validate));
+    let json: serde_json::Value = serde_json::from_slice(&validate.stdout).unwrap();
+    for field in [
+        "environment",
+        "confidence",
+        "security_score",
+        "issues",
+        "recommendation",
+    ] {
+        assert!(json.get(field).is_some(), "{field}");
+    }
+    assert_eq!(json["security_score"], 100);
+    assert_eq!(json["recommendation"], "acceptable");
+
+    let rotate = xtask(
+        &["config", "generate", "--out", d, "--rotate"],
+        &[("ENVIRONMENT", "production")],
+    );
+    assert!(rotate.status.success(), "{}", text(&rotate));
+    let rotated_secrets = secrets_of(&dir);
+
+    // Break it: a world-readable secret makes it `regenerate` (exit 1).
+    std::fs::set_permissions(
+        dir.join("secrets/api_key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let bad = xtask(&["config", "validate", "--dir", d], &[]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(text(&bad).contains("SECRET_FILE_PERMISSIONS"));
+
+    // Unusable input: exit 2 with a one-line reason.
+    let missing = xtask(
+        &[
+            "config",
+            "validate",
+            "--env-file",
+            tmp.path().join("nope.env").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr)
+            .trim()
+            .lines()
+            .count(),
+        1
+    );
+
+    let flat_dir = tmp.path().join("flat");
+    let flat = xtask(
+        &[
+            "config",
+            "generate",
+            "--out",
+            flat_dir.to_str().unwrap(),
+            "--format",
+            "env-vars",
+            "--environment",
+            "staging",
+        ],
+        &[],
+    );
+    assert!(flat.status.success(), "{}", text(&flat));
+    let env_secure = std::fs::read_to_string(flat_dir.join(".env.secure")).unwrap();
+    let flat_secrets: Vec<String> = env_secure
+        .lines()
+        .filter(|l| {
+            l.starts_with("REDIS_PASSWORD=")
+                || l.starts_with("REDIS_CACHE_PASSWORD=")
+                || l.starts_with("REDIS_ENCRYPTION_KEY=")
+                || l.starts_with("API_KEY=")
+        })
+        .map(|l| l.split_once('=').unwrap().1.to_owned())
+        .collect();
+    assert_eq!(flat_secrets.len(), 4);
+    let flat_validate = xtask(
+        &[
+            "config",
+            "validate",
+            "--env-file",
+            flat_dir.join(".env.secure").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        flat_validate.status.code(),
+        Some(0),
+        "{}",
+        text(&flat_validate)
+    );
+
+    let all: Vec<String> = secrets
+        .into_iter()
+        .chain(rotated_secrets)
+        .chain(flat_secrets)
+        .collect();
+    assert_no_secret(
+        &[
+            &generate,
+            &again,
+            &validate,
+            &rotate,
+            &bad,
+            &missing,
+            &flat,
+            &flat_validate,
+        ],
+        &all,
+    );
+}
+
+#[test]
+fn deployment_commands_say_plainly_they_are_not_built_yet() {
+    let out = xtask(&["secure-up"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("not built yet"));
+}
