@@ -8,7 +8,9 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, validate_dir, write_deployment};
+use sealcache_config_gen::{
+    DeploymentOptions, SecureConfigGenerator, layout, validate_dir, write_deployment,
+};
 use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,10 +23,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let written = write_deployment(&config, dir.path(), &DeploymentOptions::default())?;
     println!("wrote {} files", written.files.len());
     let report = validate_dir(dir.path(), None)?;
-    println!("fresh: score {} ({:?})", report.security_score, report.recommendation);
+    println!(
+        "fresh: score {} ({:?})",
+        report.security_score, report.recommendation
+    );
 
-    std::fs::set_permissions(dir.path().join(layout::API_KEY), std::fs::Permissions::from_mode(0o644))?;
+    std::fs::set_permissions(
+        dir.path().join(layout::API_KEY),
+        std::fs::Permissions::from_mode(0o644),
+    )?;
     let report = validate_dir(dir.path(), None)?;
-    println!("after chmod 644 on the API key: {}", serde_json::to_string_pretty(&report)?);
+    println!(
+        "after chmod 644 on the API key: {}",
+        serde_json::to_string_pretty(&report)?
+    );
     Ok(())
 }
