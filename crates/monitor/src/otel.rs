@@ -1,0 +1,512 @@
+//! OpenTelemetry: the instruments of DESIGN.md §7 and the exporter setup (feature `otel`).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::event::SecurityEvent;
+use crate::observer::{BreakerState, CacheObserver, LookupResult, OperationKind, SizeStage, Tier};
+use crate::perf::MAX_OPERATIONS;
+
+/// The instrumentation scope name of every sealcache instrument.
+pub const METER_NAME: &str = "sealcache";
+
+/// Instrument names (OpenTelemetry style) with their units.
+pub mod names {
+    /// `db.client.operation.duration` (s): Redis commands, semantic-convention attributes.
+    pub const DB_OPERATION_DURATION: &str = "db.client.operation.duration";
+    /// `sealcache.lookups` ({lookup}): `result`, `tier`, `operation`.
+    pub const LOOKUPS: &str = "sealcache.lookups";
+    /// `sealcache.operation.duration` (s): `operation` = get|set|delete|invalidate|key_generation.
+    pub const OPERATION_DURATION: &str = "sealcache.operation.duration";
+    /// `sealcache.entry.size` (By): `stage` = plain|compressed|stored.
+    pub const ENTRY_SIZE: &str = "sealcache.entry.size";
+    /// `sealcache.seals` ({seal}): `key_id`.
+    pub const SEALS: &str = "sealcache.seals";
+    /// `sealcache.security.events` ({event}): `type`.
+    pub const SECURITY_EVENTS: &str = "sealcache.security.events";
+    /// `sealcache.singleflight.coalesced` ({call}).
+    pub const SINGLEFLIGHT_COALESCED: &str = "sealcache.singleflight.coalesced";
+    /// `sealcache.l1.entries` ({entry}), a gauge.
+    pub const L1_ENTRIES: &str = "sealcache.l1.entries";
+    /// `sealcache.redis.available` (1), a gauge: 1 up, 0 down.
+    pub const REDIS_AVAILABLE: &str = "sealcache.redis.available";
+    /// `sealcache.breaker.state` (1), a gauge: 0 closed, 1 half-open, 2 open.
+    pub const BREAKER_STATE: &str = "sealcache.breaker.state";
+    /// `sealcache.invalidations` ({invalidation}).
+    pub const INVALIDATIONS: &str = "sealcache.invalidations";
+    /// `sealcache.invalidated.keys` ({key}).
+    pub const INVALIDATED_KEYS: &str = "sealcache.invalidated.keys";
+}
+
+/// Latency buckets in seconds (50 µs to 10 s): cache latencies live far below the SDK's defaults.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+/// Size buckets in bytes (64 B to 16 MiB).
+const SIZE_BUCKETS: &[f64] = &[
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16_384.0,
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+];
+
+const TIERS: [Tier; 2] = [Tier::L1, Tier::Redis];
+const RESULTS: [LookupResult; 3] = [LookupResult::Hit, LookupResult::Miss, LookupResult::Error];
+
+fn lookup_attrs(operation: &str) -> [[[KeyValue; 3]; 3]; 2] {
+    TIERS.map(|tier| {
+        RESULTS.map(|result| {
+            [
+                KeyValue::new("result", result.as_str()),
+                KeyValue::new("tier", tier.as_str()),
+                KeyValue::new("operation", operation.to_owned()),
+            ]
+        })
+    })
+}
+
+struct OperationAttrs {
+    name: Box<str>,
+    attrs: [[[KeyValue; 3]; 3]; 2],
+}
+
+/// Records every [`CacheObserver`] call on OpenTelemetry instruments.
+///
+/// Attribute sets are built once (per operation name, on first sight), so the hit path borrows
+/// prepared slices: no allocation, no lock of ours (the SDK's instruments are lock-free for
+/// existing attribute sets).
+pub struct OtelObserver {
+    db_duration: Histogram<f64>,
+    lookups: Counter<u64>,
+    op_duration: Histogram<f64>,
+    entry_size: Histogram<u64>,
+    seals: Counter<u64>,
+    security: Counter<u64>,
+    coalesced: Counter<u64>,
+    l1_entries: Gauge<u64>,
+    redis_available: Gauge<u64>,
+    breaker: Gauge<u64>,
+    invalidations: Counter<u64>,
+    invalidated_keys: Counter<u64>,
+    operations: [OnceLock<OperationAttrs>; MAX_OPERATIONS],
+    other: [[[KeyValue; 3]; 3]; 2],
+    op_kinds: [[KeyValue; 1]; 5],
+    stages: [[KeyValue; 1]; 3],
+    event_types: [[KeyValue; 1]; 11],
+    db_ok: Vec<(&'static str, [KeyValue; 2])>,
+}
+
+impl std::fmt::Debug for OtelObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtelObserver").finish_non_exhaustive()
+    }
+}
+
+/// Redis commands whose attribute sets are prepared in advance.
+const DB_COMMANDS: &[&str] = &[
+    "GET", "SET", "DEL", "UNLINK", "PTTL", "SCAN", "PING", "ACL", "EVALSHA", "MGET",
+];
+
+impl OtelObserver {
+    /// Creates the instruments on `meter` (use a meter named [`METER_NAME`]).
+    #[must_use]
+    pub fn new(meter: &Meter) -> Self {
+        use crate::event::SecurityEventType;
+        Self {
+            db_duration: meter
+                .f64_histogram(names::DB_OPERATION_DURATION)
+                .with_unit("s")
+                .with_description("Duration of Redis commands issued by the cache")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            lookups: meter
+                .u64_counter(names::LOOKUPS)
+                .with_unit("{lookup}")
+                .with_description("Cache lookups by result, tier and operation")
+                .build(),
+            op_duration: meter
+                .f64_histogram(names::OPERATION_DURATION)
+                .with_unit("s")
+                .with_description("Duration of cache operations")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            entry_size: meter
+                .u64_histogram(names::ENTRY_SIZE)
+                .with_unit("By")
+                .with_description("Size of cache entries by stage (plain, compressed, stored)")
+                .with_boundaries(SIZE_BUCKETS.to_vec())
+                .build(),
+            seals: meter
+                .u64_counter(names::SEALS)
+                .with_unit("{seal}")
+                .with_description("Values sealed, by encryption key id (nonce budget)")
+                .build(),
+            security: meter
+                .u64_counter(names::SECURITY_EVENTS)
+                .with_unit("{event}")
+                .with_description("Security events by type")
+                .build(),
+            coalesced: meter
+                .u64_counter(names::SINGLEFLIGHT_COALESCED)
+                .with_unit("{call}")
+                .with_description("Computations shared by concurrent callers")
+                .build(),
+            l1_entries: meter
+                .u64_gauge(names::L1_ENTRIES)
+                .with_unit("{entry}")
+                .with_description("Entries in the in-process L1 tier")
+                .build(),
+            redis_available: meter
+                .u64_gauge(names::REDIS_AVAILABLE)
+                .with_unit("1")
+                .with_description("1 when Redis is reachable, 0 when not")
+                .build(),
+            breaker: meter
+                .u64_gauge(names::BREAKER_STATE)
+                .with_unit("1")
+                .with_description("Redis circuit breaker: 0 closed, 1 half-open, 2 open")
+                .build(),
+            invalidations: meter
+                .u64_counter(names::INVALIDATIONS)
+                .with_unit("{invalidation}")
+                .with_description("Invalidation calls")
+                .build(),
+            invalidated_keys: meter
+                .u64_counter(names::INVALIDATED_KEYS)
+                .with_unit("{key}")
+                .with_description("Keys removed by invalidations")
+                .build(),
+            operations: std::array::from_fn(|_| OnceLock::new()),
+            other: lookup_attrs("other"),
+            op_kinds: OperationKind::ALL.map(|k| [KeyValue::new("operation", k.as_str())]),
+            stages: [SizeStage::Plain, SizeStage::Compressed, SizeStage::Stored]
+                .map(|s| [KeyValue::new("stage", s.as_str())]),
+            event_types: SecurityEventType::ALL.map(|t| [KeyValue::new("type", t.as_str())]),
+            db_ok: DB_COMMANDS
+                .iter()
+                .map(|c| {
+                    (
+                        *c,
+                        [
+                            KeyValue::new("db.system.name", "redis"),
+                            KeyValue::new("db.operation.name", *c),
+                        ],
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn operation_attrs(&self, operation: &str) -> &[[[KeyValue; 3]; 3]; 2] {
+        for slot in &self.operations {
+            match slot.get() {
+                Some(entry) if &*entry.name == operation => return &entry.attrs,
+                Some(_) => {}
+                None => {
+                    // First sighting: build this name's attribute sets once.
+                    let entry = slot.get_or_init(|| OperationAttrs {
+                        name: operation.into(),
+                        attrs: lookup_attrs(operation),
+                    });
+                    if &*entry.name == operation {
+                        return &entry.attrs;
+                    }
+                }
+            }
+        }
+        &self.other
+    }
+}
+
+fn tier_index(t: Tier) -> usize {
+    usize::from(t == Tier::Redis)
+}
+
+fn result_index(r: LookupResult) -> usize {
+    match r {
+        LookupResult::Hit => 0,
+        LookupResult::Miss => 1,
+        LookupResult::Error => 2,
+    }
+}
+
+impl CacheObserver for OtelObserver {
+    fn lookup(&self, operation: &str, tier: Tier, result: LookupResult) {
+        let attrs = &self.operation_attrs(operation)[tier_index(tier)][result_index(result)];
+        self.lookups.add(1, attrs);
+    }
+
+    fn operation(&self, kind: OperationKind, elapsed: Duration) {
+        self.op_duration
+            .record(elapsed.as_secs_f64(), &self.op_kinds[kind as usize]);
+    }
+
+    fn redis_command(&self, command: &'static str, elapsed: Duration, ok: bool) {
+        let prepared = self.db_ok.iter().find(|(c, _)| *c == command);
+        match (prepared, ok) {
+            (Some((_, attrs)), true) => self.db_duration.record(elapsed.as_secs_f64(), attrs),
+            _ => {
+                let mut attrs = vec![
+                    KeyValue::new("db.system.name", "redis"),
+                    KeyValue::new("db.operation.name", command),
+                ];
+                if !ok {
+                    attrs.push(KeyValue::new("error.type", "redis_error"));
+                }
+                self.db_duration.record(elapsed.as_secs_f64(), &attrs);
+            }
+        }
+    }
+
+    fn entry_size(&self, stage: SizeStage, bytes: u64) {
+        let i = match stage {
+            SizeStage::Plain => 0,
+            SizeStage::Compressed => 1,
+            SizeStage::Stored => 2,
+        };
+        self.entry_size.record(bytes, &self.stages[i]);
+    }
+
+    fn seal(&self, key_id: u32) {
+        self.seals
+            .add(1, &[KeyValue::new("key_id", i64::from(key_id))]);
+    }
+
+    fn l1_entries(&self, entries: u64) {
+        self.l1_entries.record(entries, &[]);
+    }
+
+    fn invalidation(&self, keys: u64) {
+        self.invalidations.add(1, &[]);
+        self.invalidated_keys.add(keys, &[]);
+    }
+
+    fn singleflight_coalesced(&self) {
+        self.coalesced.add(1, &[]);
+    }
+
+    fn redis_available(&self, available: bool) {
+        self.redis_available.record(u64::from(available), &[]);
+    }
+
+    fn breaker_state(&self, state: BreakerState) {
+        self.breaker.record(state.as_gauge(), &[]);
+    }
+
+    fn security_event(&self, event: SecurityEvent) {
+        self.security.add(1, &self.event_types[event.kind.index()]);
+    }
+}
+
+/// Errors setting telemetry up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    Otlp(String),
+    /// The Prometheus exporter could not be built or rendered.
+    Prometheus(String),
+    /// Flushing or shutting down the provider failed.
+    Sdk(String),
+}
+
+impl std::fmt::Display for TelemetryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TelemetryError::Otlp(e) => write!(f, "OTLP exporter: {e}"),
+            TelemetryError::Prometheus(e) => write!(f, "Prometheus exporter: {e}"),
+            TelemetryError::Sdk(e) => write!(f, "OpenTelemetry SDK: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TelemetryError {}
+
+/// Builds a [`Telemetry`]: a meter provider with the resource attributes `service.name` and
+/// `deployment.environment.name`, and the exporters asked for. With none, instruments still work
+/// and export nothing.
+#[derive(Debug)]
+pub struct TelemetryBuilder {
+    inner: opentelemetry_sdk::metrics::MeterProviderBuilder,
+    #[cfg(feature = "prometheus")]
+    registry: Option<prometheus::Registry>,
+}
+
+impl TelemetryBuilder {
+    /// Adds a Prometheus registry, rendered by [`Telemetry::render_prometheus`] (for `/metrics`).
+    ///
+    /// # Errors
+    /// [`TelemetryError::Prometheus`] if the exporter cannot be built.
+    #[cfg(feature = "prometheus")]
+    pub fn with_prometheus(mut self) -> Result<Self, TelemetryError> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+        self.inner = self.inner.with_reader(exporter);
+        self.registry = Some(registry);
+        Ok(self)
+    }
+
+    /// Adds OTLP/HTTP (protobuf) export. The standard `OTEL_EXPORTER_OTLP_*` variables
+    /// (endpoint, headers, timeout) and `OTEL_METRIC_EXPORT_INTERVAL` apply.
+    ///
+    /// # Errors
+    /// [`TelemetryError::Otlp`] if the exporter cannot be built.
+    #[cfg(feature = "otlp")]
+    pub fn with_otlp(mut self) -> Result<Self, TelemetryError> {
+        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+            .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+        self.inner = self.inner.with_periodic_exporter(exporter);
+        Ok(self)
+    }
+
+    /// [`TelemetryBuilder::with_otlp`] when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` is set in `vars`; unchanged otherwise (no push).
+    ///
+    /// # Errors
+    /// As [`TelemetryBuilder::with_otlp`].
+    #[cfg(feature = "otlp")]
+    pub fn with_otlp_if_configured(
+        self,
+        vars: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, TelemetryError> {
+        let set = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ]
+        .iter()
+        .any(|v| vars(v).is_some_and(|s| !s.trim().is_empty()));
+        if set { self.with_otlp() } else { Ok(self) }
+    }
+
+    /// Adds any metric reader (tests use the SDK's in-memory exporter through a periodic reader).
+    #[must_use]
+    pub fn with_reader<R: opentelemetry_sdk::metrics::reader::MetricReader>(
+        mut self,
+        reader: R,
+    ) -> Self {
+        self.inner = self.inner.with_reader(reader);
+        self
+    }
+
+    /// Builds it.
+    #[must_use]
+    pub fn build(self) -> Telemetry {
+        Telemetry {
+            provider: self.inner.build(),
+            #[cfg(feature = "prometheus")]
+            registry: self.registry,
+        }
+    }
+}
+
+/// The meter provider and its exporters.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    provider: SdkMeterProvider,
+    #[cfg(feature = "prometheus")]
+    registry: Option<prometheus::Registry>,
+}
+
+impl Telemetry {
+    /// A builder for `service_name` in `environment` (`deployment.environment.name`).
+    #[must_use]
+    pub fn builder(service_name: &str, environment: &str) -> TelemetryBuilder {
+        let resource = Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .with_attribute(KeyValue::new(
+                "deployment.environment.name",
+                environment.to_owned(),
+            ))
+            .build();
+        TelemetryBuilder {
+            inner: SdkMeterProvider::builder().with_resource(resource),
+            #[cfg(feature = "prometheus")]
+            registry: None,
+        }
+    }
+
+    /// The sealcache meter.
+    #[must_use]
+    pub fn meter(&self) -> Meter {
+        self.provider.meter(METER_NAME)
+    }
+
+    /// An observer recording on this provider.
+    #[must_use]
+    pub fn observer(&self) -> OtelObserver {
+        OtelObserver::new(&self.meter())
+    }
+
+    /// The provider (for other instruments).
+    #[must_use]
+    pub fn provider(&self) -> &SdkMeterProvider {
+        &self.provider
+    }
+
+    /// The Prometheus text exposition of every instrument, or `None` without a registry.
+    ///
+    /// # Errors
+    /// [`TelemetryError::Prometheus`] if encoding fails.
+    #[cfg(feature = "prometheus")]
+    pub fn render_prometheus(&self) -> Result<Option<String>, TelemetryError> {
+        let Some(registry) = &self.registry else {
+            return Ok(None);
+        };
+        prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .map(Some)
+            .map_err(|e| TelemetryError::Prometheus(e.to_string()))
+    }
+
+    /// Exports everything pending now.
+    ///
+    /// # Errors
+    /// [`TelemetryError::Sdk`].
+    pub fn force_flush(&self) -> Result<(), TelemetryError> {
+        self.provider
+            .force_flush()
+            .map_err(|e| TelemetryError::Sdk(e.to_string()))
+    }
+
+    /// Flushes and stops the exporters.
+    ///
+    /// # Errors
+    /// [`TelemetryError::Sdk`].
+    pub fn shutdown(&self) -> Result<(), TelemetryError> {
+        self.provider
+            .shutdown()
+            .map_err(|e| TelemetryError::Sdk(e.to_string()))
+    }
+}
+
+/// A `tracing` layer that turns spans into OpenTelemetry spans on `provider`.
+#[cfg(feature = "tracing-layer")]
+#[must_use]
+pub fn tracing_layer<S>(
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    tracing_opentelemetry::layer().with_tracer(provider.tracer(METER_NAME))
+}
