@@ -14,6 +14,8 @@ use crate::progress::{cargo, step, workspace_root};
 pub(crate) enum Suite {
     /// Seal/open round trips of the codec (compression only, envelope, AES-GCM only).
     Codec,
+    /// Cost of recording one lookup on the hit path (OpenTelemetry, in-process, both).
+    Monitor,
 }
 
 /// Options of `cargo xtask bench`.
@@ -30,7 +32,7 @@ impl BenchArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let suites = match self.suite {
             Some(s) => vec![s],
-            None => vec![Suite::Codec],
+            None => vec![Suite::Codec, Suite::Monitor],
         };
         for suite in suites {
             match suite {
@@ -42,6 +44,23 @@ impl BenchArgs {
                         )?;
                     }
                     print_codec_summary(&workspace_root().join("target/criterion"))?;
+                }
+                Suite::Monitor => {
+                    if !self.summary_only {
+                        step(
+                            "bench monitor",
+                            cargo().args([
+                                "bench",
+                                "-p",
+                                "sealcache-monitor",
+                                "--features",
+                                "otel",
+                                "--bench",
+                                "record",
+                            ]),
+                        )?;
+                    }
+                    print_monitor_summary(&workspace_root().join("target/criterion"))?;
                 }
             }
         }
@@ -117,6 +136,25 @@ fn print_codec_summary(dir: &Path) -> anyhow::Result<()> {
                     .unwrap_or(f64::NAN),
             );
         }
+    }
+    Ok(())
+}
+
+fn print_monitor_summary(dir: &Path) -> anyhow::Result<()> {
+    println!();
+    println!("| recorder | ns per lookup (mean) |");
+    println!("|---|---|");
+    for bench in ["otel", "in_process", "both"] {
+        let path = dir
+            .join("monitor_lookup_hit")
+            .join(bench)
+            .join("new/estimates.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no criterion result at {}", path.display()))?;
+        let ns = serde_json::from_str::<Value>(&text)?["mean"]["point_estimate"]
+            .as_f64()
+            .context("estimates.json without a mean")?;
+        println!("| {bench} | {ns:.1} |");
     }
     Ok(())
 }

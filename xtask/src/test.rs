@@ -27,6 +27,7 @@ impl TestArgs {
                     "clippy",
                     "--workspace",
                     "--all-targets",
+                    "--all-features",
                     "--locked",
                     "--",
                     "-D",
@@ -36,13 +37,19 @@ impl TestArgs {
         }
         step(
             "cargo test --workspace",
-            cargo().args(["test", "--workspace", "--locked"]),
+            cargo().args(["test", "--workspace", "--all-features", "--locked"]),
         )?;
         if !self.quick {
             step(
                 "cargo doc (warnings denied)",
                 cargo()
-                    .args(["doc", "--workspace", "--no-deps", "--locked"])
+                    .args([
+                        "doc",
+                        "--workspace",
+                        "--all-features",
+                        "--no-deps",
+                        "--locked",
+                    ])
                     .env("RUSTDOCFLAGS", "-D warnings"),
             )?;
         }

@@ -1,5 +1,5 @@
-//! The crate layering of DESIGN.md §2: a user who wants only the codec compiles no Redis, HTTP,
-//! async runtime or OpenTelemetry crate.
+//! The crate layering of DESIGN.md §2: a user who wants only the codec (or the detector, or the
+//! monitor without features) compiles no Redis, HTTP, async runtime or OpenTelemetry crate.
 
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,6 +18,8 @@ const HEAVY: &[&str] = &[
     "openssl",
 ];
 
+/// The normal (non-dev, non-build) dependency tree of `package` built alone with its default
+/// features (`cargo tree -p` resolves the package by itself, not the workspace's union).
 fn normal_deps(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
@@ -39,19 +41,29 @@ fn normal_deps(package: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn codec_depends_on_nothing_heavy() {
-    let deps = normal_deps("sealcache-codec");
+fn assert_light(package: &str, expect: &str) {
+    let deps = normal_deps(package);
     assert!(
-        deps.iter().any(|d| d == "aes-gcm"),
-        "tree not read: {deps:?}"
+        deps.iter().any(|d| d == expect),
+        "tree of {package} not read: {deps:?}"
     );
     for dep in &deps {
         for heavy in HEAVY {
-            assert!(
-                !(dep == heavy || dep.starts_with(&format!("{heavy}-"))),
-                "sealcache-codec pulls in {dep}"
-            );
+            let pulls = dep == heavy
+                || dep.starts_with(&format!("{heavy}-"))
+                || dep.starts_with(&format!("{heavy}_"));
+            assert!(!pulls, "{package} pulls in {dep}");
         }
     }
+}
+
+#[test]
+fn codec_depends_on_nothing_heavy() {
+    assert_light("sealcache-codec", "aes-gcm");
+}
+
+#[test]
+fn leaf_crates_depend_on_nothing_heavy_without_features() {
+    assert_light("sealcache-env-detect", "serde");
+    assert_light("sealcache-monitor", "tracing");
 }

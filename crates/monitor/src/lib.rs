@@ -91,3 +91,8 @@ pub use otel::*;
 
 #[cfg(feature = "acl-log")]
 pub use acl_log::{AclLogError, AclLogPoller};
+
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -397,13 +397,14 @@ impl TelemetryBuilder {
         if set { self.with_otlp() } else { Ok(self) }
     }
 
-    /// Adds any metric reader (tests use the SDK's in-memory exporter through a periodic reader).
+    /// Adds any push exporter behind a periodic reader (tests use the SDK's in-memory exporter;
+    /// [`Telemetry::force_flush`] exports at once).
     #[must_use]
-    pub fn with_reader<R: opentelemetry_sdk::metrics::reader::MetricReader>(
+    pub fn with_periodic_exporter<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>(
         mut self,
-        reader: R,
+        exporter: E,
     ) -> Self {
-        self.inner = self.inner.with_reader(reader);
+        self.inner = self.inner.with_periodic_exporter(exporter);
         self
     }
 
