@@ -1,0 +1,185 @@
+//! `AiResponseCache`: the sealed cache keyed by AI requests, with per-operation TTLs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sealcache_monitor::{CacheObserver, OperationKind, SecurityAwareCacheMonitor};
+
+use crate::cache::{CacheStats, Cached, SealedCache};
+use crate::error::{Error, Result};
+use crate::key::{AiRequest, validate_operation};
+use crate::status::SecurityStatus;
+use crate::ttl::TtlPolicy;
+
+/// The AI response cache.
+///
+/// Keys are `{namespace}:v1:{operation}:{hex HMAC-SHA256}` of the request; values are sealed JSON;
+/// TTLs come from the [`TtlPolicy`].
+#[derive(Debug, Clone)]
+pub struct AiResponseCache {
+    cache: SealedCache,
+    ttl: TtlPolicy,
+}
+
+impl AiResponseCache {
+    pub(crate) fn new(cache: SealedCache, ttl: TtlPolicy) -> Self {
+        Self { cache, ttl }
+    }
+
+    /// The generic sealed cache underneath (explicit keys).
+    #[must_use]
+    pub fn sealed(&self) -> &SealedCache {
+        &self.cache
+    }
+
+    /// The TTL policy.
+    #[must_use]
+    pub fn ttl_policy(&self) -> &TtlPolicy {
+        &self.ttl
+    }
+
+    /// The in-process monitor.
+    #[must_use]
+    pub fn monitor(&self) -> &Arc<SecurityAwareCacheMonitor> {
+        self.cache.monitor()
+    }
+
+    /// The Redis key of `request`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`].
+    pub fn key(&self, request: &AiRequest) -> Result<String> {
+        let started = Instant::now();
+        let key = self.cache.keys().ai_key(request);
+        self.cache
+            .inner
+            .observer
+            .operation(OperationKind::KeyGeneration, started.elapsed());
+        key
+    }
+
+    /// The cached response for `request`, if any. Redis failures and values that fail to open are
+    /// misses (counted).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`] only.
+    pub async fn get(&self, request: &AiRequest) -> Result<Option<Cached>> {
+        let key = self.key(request)?;
+        Ok(self.cache.get_raw(&key, &request.operation).await)
+    }
+
+    /// Stores `response` for `request` for `ttl` (the operation's TTL when `None`) and returns the
+    /// TTL used.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`], [`Error::Serialize`], [`Error::Seal`], [`Error::Unavailable`]
+    /// (the value is then in L1 only), [`Error::Redis`].
+    pub async fn set<T: serde::Serialize + ?Sized>(
+        &self,
+        request: &AiRequest,
+        response: &T,
+        ttl: Option<Duration>,
+    ) -> Result<Duration> {
+        let key = self.key(request)?;
+        let ttl = ttl.unwrap_or_else(|| self.ttl.ttl(&request.operation));
+        let json = serde_json::to_vec(response).map_err(|_| Error::Serialize)?;
+        self.cache.set_raw(&key, json.into(), ttl).await?;
+        Ok(ttl)
+    }
+
+    /// Stores already-serialized JSON (the server passes request bodies through untouched).
+    ///
+    /// # Errors
+    /// As [`AiResponseCache::set`].
+    pub async fn set_json(
+        &self,
+        request: &AiRequest,
+        json: Arc<[u8]>,
+        ttl: Option<Duration>,
+    ) -> Result<Duration> {
+        let key = self.key(request)?;
+        let ttl = ttl.unwrap_or_else(|| self.ttl.ttl(&request.operation));
+        self.cache.set_raw(&key, json, ttl).await?;
+        Ok(ttl)
+    }
+
+    /// The cached response, or `compute()`'s, stored for the operation's TTL (or `ttl`).
+    /// Concurrent misses on one request run `compute` once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`], [`Error::Compute`].
+    pub async fn get_or_compute<F, Fut, E>(
+        &self,
+        request: &AiRequest,
+        ttl: Option<Duration>,
+        compute: F,
+    ) -> Result<Cached>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<serde_json::Value, E>>,
+        E: std::fmt::Display,
+    {
+        let key = self.key(request)?;
+        let ttl = ttl.unwrap_or_else(|| self.ttl.ttl(&request.operation));
+        self.cache
+            .get_or_compute_raw(&key, &request.operation, ttl, compute)
+            .await
+    }
+
+    /// Removes the entry of `request`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`], [`Error::Unavailable`], [`Error::Redis`].
+    pub async fn delete(&self, request: &AiRequest) -> Result<bool> {
+        let key = self.key(request)?;
+        self.cache.delete_raw(&key).await
+    }
+
+    /// Removes every entry of `operation` (`SCAN MATCH` + `UNLINK` in batches) and returns how
+    /// many Redis removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`], [`Error::Unavailable`], [`Error::Redis`].
+    pub async fn invalidate_operation(&self, operation: &str) -> Result<u64> {
+        validate_operation(operation)?;
+        let pattern = self.cache.keys().operation_pattern(operation)?;
+        let prefix = pattern.trim_end_matches('*').to_owned();
+        self.cache.invalidate_pattern(&pattern, &prefix).await
+    }
+
+    /// Removes every entry of the namespace; needs `confirm == "invalidate-all"`.
+    ///
+    /// # Errors
+    /// [`Error::ClearNotConfirmed`], [`Error::Unavailable`], [`Error::Redis`].
+    pub async fn clear(&self, confirm: &str) -> Result<u64> {
+        self.cache.clear(confirm).await
+    }
+
+    /// Performance figures.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The observed security posture.
+    pub async fn security_status(&self) -> SecurityStatus {
+        self.cache.security_status().await
+    }
+
+    /// The Redis circuit breaker's state.
+    #[must_use]
+    pub fn breaker_state(&self) -> sealcache_monitor::BreakerState {
+        self.cache.breaker_state()
+    }
+
+    /// Whether Redis answers now.
+    pub async fn redis_available(&self) -> bool {
+        self.cache.redis_available().await
+    }
+
+    /// The observer calls go to (the monitor and the caller's).
+    #[must_use]
+    pub fn observer(&self) -> &Arc<dyn CacheObserver> {
+        &self.cache.inner.observer
+    }
+}

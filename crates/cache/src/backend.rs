@@ -1,0 +1,252 @@
+//! The small internal seam between the cache logic and Redis.
+//!
+//! Every command is single-key (no multi-key command spans entries) and invalidation walks a
+//! cursor, so a Redis Cluster backend (redis-rs `cluster-async`, scanning each primary) can replace
+//! [`RedisBackend`] without touching the cache logic.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sealcache_monitor::{BreakerState, CacheObserver};
+
+use crate::breaker::{Breaker, Permit};
+use crate::connect::RedisConfig;
+use crate::error::{Error, Result};
+
+/// A value and its remaining TTL, as read in one round trip.
+pub(crate) type Fetched = Option<(Vec<u8>, Option<Duration>)>;
+
+/// What the cache needs from a Redis deployment.
+pub(crate) trait Backend: Send + Sync {
+    /// `GET` and `PTTL` of one key in one round trip.
+    async fn get_with_ttl(&self, key: &str) -> Result<Fetched>;
+    /// `SET key value PX ttl` (atomic value and expiry).
+    async fn set_px(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
+    /// `UNLINK` of keys (each key is its own entry; a cluster backend may split them by slot).
+    async fn unlink(&self, keys: &[String]) -> Result<u64>;
+    /// One `SCAN` step: the next cursor (0 when done) and the keys of this batch.
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<(u64, Vec<String>)>;
+    /// `ACL WHOAMI`.
+    async fn whoami(&self) -> Result<String>;
+    /// `PING`.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// redis-rs `ConnectionManager` (multiplexed, reconnecting) behind a breaker and hard timeouts.
+pub(crate) struct RedisBackend {
+    client: redis::Client,
+    config: RedisConfig,
+    manager: RwLock<Option<ConnectionManager>>,
+    connecting: tokio::sync::Mutex<()>,
+    breaker: Breaker,
+    observer: Arc<dyn CacheObserver>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn kind(e: &redis::RedisError) -> String {
+    format!("{:?}", e.kind())
+}
+
+impl RedisBackend {
+    pub(crate) fn new(
+        client: redis::Client,
+        config: RedisConfig,
+        observer: Arc<dyn CacheObserver>,
+    ) -> Self {
+        Self {
+            breaker: Breaker::new(config.breaker),
+            client,
+            config,
+            manager: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            observer,
+        }
+    }
+
+    pub(crate) fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    pub(crate) fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The shared connection, connecting (once, for all waiters) when there is none.
+    async fn connection(&self) -> Result<ConnectionManager> {
+        if let Some(m) = self
+            .manager
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(m);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(m) = self
+            .manager
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(m);
+        }
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(Some(self.config.response_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let fut = ConnectionManager::new_with_config(self.client.clone(), cfg);
+        let manager = tokio::time::timeout(
+            self.config.connect_timeout + Duration::from_millis(500),
+            fut,
+        )
+        .await
+        .map_err(|_| Error::Unavailable)?
+        .map_err(|e| Error::Connect(kind(&e)))?;
+        *self
+            .manager
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Runs one command under the breaker and a hard deadline, recording it.
+    async fn run<T, F, Fut>(&self, command: &'static str, f: F) -> Result<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if self.breaker.permit() == Permit::Denied {
+            return Err(Error::Unavailable);
+        }
+        let started = Instant::now();
+        let deadline = self.config.response_timeout + Duration::from_millis(250);
+        let outcome = match self.connection().await {
+            Ok(conn) => match tokio::time::timeout(deadline, f(conn)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e))
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
+                {
+                    Err(Error::Redis {
+                        command,
+                        kind: "NOPERM".into(),
+                    })
+                }
+                Ok(Err(e)) => Err(
+                    if e.is_io_error()
+                        || e.is_timeout()
+                        || e.is_connection_dropped()
+                        || e.is_unrecoverable_error()
+                    {
+                        Error::Unavailable
+                    } else {
+                        Error::Redis {
+                            command,
+                            kind: kind(&e),
+                        }
+                    },
+                ),
+                Err(_) => Err(Error::Unavailable),
+            },
+            Err(e) => Err(e),
+        };
+        let ok = outcome.is_ok();
+        self.observer.redis_command(command, started.elapsed(), ok);
+        match &outcome {
+            Err(Error::Unavailable | Error::Connect(_)) => {
+                if let Some(state) = self.breaker.failure() {
+                    self.observer.breaker_state(state);
+                    self.observer.redis_available(false);
+                    tracing::warn!(target: "sealcache::redis", "Redis unavailable: breaker open, reads are misses");
+                }
+            }
+            _ => {
+                if let Some(state) = self.breaker.success() {
+                    self.observer.breaker_state(state);
+                    self.observer.redis_available(true);
+                    tracing::info!(target: "sealcache::redis", "Redis available again: breaker closed");
+                }
+            }
+        }
+        outcome.map_err(|e| match e {
+            Error::Connect(_) => Error::Unavailable,
+            other => other,
+        })
+    }
+}
+
+impl Backend for RedisBackend {
+    async fn get_with_ttl(&self, key: &str) -> Result<Fetched> {
+        self.run("GET", |mut c| async move {
+            let (value, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
+                .get(key)
+                .cmd("PTTL")
+                .arg(key)
+                .query_async(&mut c)
+                .await?;
+            let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
+            Ok(value.map(|v| (v, ttl)))
+        })
+        .await
+    }
+
+    async fn set_px(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run("SET", |mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn unlink(&self, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.run("UNLINK", |mut c| async move {
+            redis::cmd("UNLINK").arg(keys).query_async(&mut c).await
+        })
+        .await
+    }
+
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<(u64, Vec<String>)> {
+        self.run("SCAN", |mut c| async move {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn whoami(&self) -> Result<String> {
+        self.run("ACL", |mut c| async move {
+            redis::cmd("ACL").arg("WHOAMI").query_async(&mut c).await
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.run("PING", |mut c| async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await
+    }
+}

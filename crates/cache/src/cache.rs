@@ -1,0 +1,642 @@
+//! `SealedCache`: sealed values under explicit or derived keys, L1 over Redis, every failure a miss.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sealcache_codec::{Keyring, SealContext, Source, ValueCodec};
+use sealcache_env_detect::EnvironmentInfo;
+use sealcache_monitor::{
+    CacheObserver, EventSource, LookupResult, OperationKind, Outcome, SecurityAwareCacheMonitor,
+    SecurityEvent, SecurityEventType, SizeStage, Tier, key_tag,
+};
+
+use crate::backend::{Backend, RedisBackend};
+use crate::error::{Error, Result};
+use crate::key::KeyScheme;
+use crate::l1::L1;
+use crate::status::{Check, SecurityLevel, SecurityStatus, probe_tls};
+
+/// The confirmation [`SealedCache::clear`] needs.
+pub const CLEAR_CONFIRMATION: &str = "invalidate-all";
+/// Keys per `SCAN` step and per `UNLINK` batch.
+pub const SCAN_BATCH: usize = 1000;
+
+/// Cache behaviour.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheOptions {
+    /// Key namespace.
+    pub namespace: String,
+    /// L1 capacity in entries (0 turns L1 off).
+    pub l1_capacity: usize,
+    /// Longest L1 lifetime (never longer than the Redis entry's remaining TTL).
+    pub l1_max_ttl: Duration,
+    /// Largest plaintext value, sealed or opened.
+    pub max_value_size: usize,
+    /// `UNLINK` an entry that fails to open (off by default: the entry is evidence, and the next
+    /// write replaces it).
+    pub unlink_bad_entries: bool,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "ai_cache".to_owned(),
+            l1_capacity: 10_000,
+            l1_max_ttl: Duration::from_secs(300),
+            max_value_size: sealcache_codec::DEFAULT_MAX_PLAINTEXT,
+            unlink_bad_entries: false,
+        }
+    }
+}
+
+impl CacheOptions {
+    /// Sets the namespace.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Sets the L1 capacity (0 turns L1 off).
+    #[must_use]
+    pub fn with_l1_capacity(mut self, entries: usize) -> Self {
+        self.l1_capacity = entries;
+        self
+    }
+
+    /// Sets the longest L1 lifetime.
+    #[must_use]
+    pub fn with_l1_max_ttl(mut self, ttl: Duration) -> Self {
+        self.l1_max_ttl = ttl;
+        self
+    }
+
+    /// Sets the value size cap.
+    #[must_use]
+    pub fn with_max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// `UNLINK` entries that fail to open.
+    #[must_use]
+    pub fn with_unlink_bad_entries(mut self, on: bool) -> Self {
+        self.unlink_bad_entries = on;
+        self
+    }
+}
+
+/// A cached value: its JSON bytes (shared, never re-parsed by the cache) and remaining lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    json: Arc<[u8]>,
+    ttl_remaining: Option<Duration>,
+    tier: Tier,
+}
+
+impl Cached {
+    /// The JSON text.
+    #[must_use]
+    pub fn json_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The shared JSON bytes.
+    #[must_use]
+    pub fn shared(&self) -> Arc<[u8]> {
+        self.json.clone()
+    }
+
+    /// Deserializes the value.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] when it is not a `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.json).map_err(|_| Error::Serialize)
+    }
+
+    /// Remaining lifetime (`None`: no expiry known).
+    #[must_use]
+    pub fn ttl_remaining(&self) -> Option<Duration> {
+        self.ttl_remaining
+    }
+
+    /// Which tier answered.
+    #[must_use]
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+}
+
+type Flight = Arc<tokio::sync::OnceCell<std::result::Result<Cached, String>>>;
+
+pub(crate) struct Inner {
+    pub(crate) keys: KeyScheme,
+    codec: ValueCodec,
+    pub(crate) backend: RedisBackend,
+    l1: Option<L1>,
+    pub(crate) monitor: Arc<SecurityAwareCacheMonitor>,
+    pub(crate) observer: Arc<dyn CacheObserver>,
+    options: CacheOptions,
+    environment: EnvironmentInfo,
+    primary_key_id: u32,
+    decrypt_only_key_ids: Vec<u32>,
+    flights: Mutex<HashMap<String, Flight>>,
+}
+
+/// The sealed cache. Cheap to clone (an `Arc`); share one per process.
+#[derive(Clone)]
+pub struct SealedCache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SealedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedCache")
+            .field("namespace", &self.inner.keys.namespace())
+            .field("redis", self.inner.backend.config())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`SealedCache::stats`] returns.
+pub type CacheStats = sealcache_monitor::PerformanceSummary;
+
+impl SealedCache {
+    #[allow(clippy::too_many_arguments)] // assembled by the builder only
+    pub(crate) fn assemble(
+        keyring: &Keyring,
+        backend: RedisBackend,
+        monitor: Arc<SecurityAwareCacheMonitor>,
+        observer: Arc<dyn CacheObserver>,
+        options: CacheOptions,
+        environment: EnvironmentInfo,
+        codec: ValueCodec,
+    ) -> Result<Self> {
+        let keys = KeyScheme::new(&options.namespace, keyring.name_secret())?;
+        let l1 = L1::new(options.l1_capacity, options.l1_max_ttl);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                keys,
+                codec: codec.with_max_plaintext(options.max_value_size),
+                backend,
+                l1,
+                monitor,
+                observer,
+                options,
+                environment,
+                primary_key_id: keyring.primary_id(),
+                decrypt_only_key_ids: keyring.decrypt_only_ids(),
+                flights: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The key scheme (namespace and key derivation).
+    #[must_use]
+    pub fn keys(&self) -> &KeyScheme {
+        &self.inner.keys
+    }
+
+    /// The in-process monitor (its summaries back `stats` and `security_status`).
+    #[must_use]
+    pub fn monitor(&self) -> &Arc<SecurityAwareCacheMonitor> {
+        &self.inner.monitor
+    }
+
+    /// Reads a full Redis key: L1, then Redis. Every failure is a miss (`None`); stored values that
+    /// fail to open are counted as security events and never served.
+    pub async fn get_raw(&self, redis_key: &str, operation: &str) -> Option<Cached> {
+        let started = Instant::now();
+        let out = self.lookup(redis_key, operation).await;
+        self.inner
+            .observer
+            .operation(OperationKind::Get, started.elapsed());
+        out
+    }
+
+    async fn lookup(&self, redis_key: &str, operation: &str) -> Option<Cached> {
+        let inner = &self.inner;
+        if let Some((json, remaining)) = inner.l1.as_ref().and_then(|l1| l1.get(redis_key)) {
+            inner
+                .observer
+                .lookup(operation, Tier::L1, LookupResult::Hit);
+            return Some(Cached {
+                json,
+                ttl_remaining: Some(remaining),
+                tier: Tier::L1,
+            });
+        }
+        // One request, one lookup record: an L1 miss is not counted on its own, the request is
+        // counted where it ends (Redis hit, miss or error), so hits / (hits + misses) is the share of
+        // requests answered from the cache.
+        let fetched = match inner.backend.get_with_ttl(redis_key).await {
+            Ok(f) => f,
+            Err(_) => {
+                inner
+                    .observer
+                    .lookup(operation, Tier::Redis, LookupResult::Error);
+                return None;
+            }
+        };
+        let Some((stored, ttl)) = fetched else {
+            inner
+                .observer
+                .lookup(operation, Tier::Redis, LookupResult::Miss);
+            return None;
+        };
+        let ctx = SealContext::new(inner.keys.namespace(), redis_key);
+        match inner.codec.open(&ctx, &stored) {
+            Ok(opened) => {
+                if opened.source() == Source::LegacyPlaintext {
+                    inner.observer.security_event(
+                        SecurityEvent::new(SecurityEventType::OverrideUsed)
+                            .outcome(Outcome::Allowed)
+                            .detail(format!(
+                                "legacy plaintext read under the migration window, key #{}",
+                                key_tag(redis_key)
+                            )),
+                    );
+                }
+                let json: Arc<[u8]> = opened.into_bytes().into();
+                if let (Some(l1), Some(ttl)) = (&inner.l1, ttl) {
+                    l1.put(redis_key, json.clone(), ttl);
+                    inner.observer.l1_entries(l1.len() as u64);
+                }
+                inner
+                    .observer
+                    .lookup(operation, Tier::Redis, LookupResult::Hit);
+                Some(Cached {
+                    json,
+                    ttl_remaining: ttl,
+                    tier: Tier::Redis,
+                })
+            }
+            Err(err) => {
+                let kind = err
+                    .security_event()
+                    .and_then(SecurityEventType::from_name)
+                    .unwrap_or(SecurityEventType::BadEnvelope);
+                inner.observer.security_event(
+                    SecurityEvent::new(kind)
+                        .source(EventSource::Client)
+                        .detail(format!("{err}; key #{}", key_tag(redis_key))),
+                );
+                inner
+                    .observer
+                    .lookup(operation, Tier::Redis, LookupResult::Miss);
+                if inner.options.unlink_bad_entries {
+                    let _ = inner.backend.unlink(&[redis_key.to_owned()]).await;
+                }
+                None
+            }
+        }
+    }
+
+    /// Seals `json` (a JSON document) and writes it with `SET key value PX ttl`. When Redis is
+    /// unavailable the value is kept in L1 only and [`Error::Unavailable`] is returned.
+    ///
+    /// # Errors
+    /// [`Error::Seal`] (too large, ...), [`Error::Unavailable`], [`Error::Redis`].
+    pub async fn set_raw(&self, redis_key: &str, json: Arc<[u8]>, ttl: Duration) -> Result<()> {
+        let started = Instant::now();
+        let inner = &self.inner;
+        let ctx = SealContext::new(inner.keys.namespace(), redis_key);
+        let sealed = inner.codec.seal(&ctx, &json).map_err(Error::Seal)?;
+        inner.observer.seal(sealed.key_id());
+        inner
+            .observer
+            .entry_size(SizeStage::Plain, sealed.plain_len() as u64);
+        inner
+            .observer
+            .entry_size(SizeStage::Compressed, sealed.payload_len() as u64);
+        inner
+            .observer
+            .entry_size(SizeStage::Stored, sealed.stored_len() as u64);
+        let written = inner
+            .backend
+            .set_px(redis_key, sealed.as_bytes(), ttl)
+            .await;
+        if let Some(l1) = &inner.l1 {
+            l1.put(redis_key, json, ttl);
+            inner.observer.l1_entries(l1.len() as u64);
+        }
+        inner
+            .observer
+            .operation(OperationKind::Set, started.elapsed());
+        written
+    }
+
+    /// Removes one full key from Redis and L1. Returns whether Redis held it.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`], [`Error::Redis`].
+    pub async fn delete_raw(&self, redis_key: &str) -> Result<bool> {
+        let started = Instant::now();
+        if let Some(l1) = &self.inner.l1 {
+            l1.remove(redis_key);
+        }
+        let removed = self.inner.backend.unlink(&[redis_key.to_owned()]).await;
+        self.inner
+            .observer
+            .operation(OperationKind::Delete, started.elapsed());
+        removed.map(|n| n > 0)
+    }
+
+    /// Gets a value by explicit key (the generic cache).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`]; a stored value that is not a `T` is [`Error::Serialize`].
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let full = self.inner.keys.explicit_key(key)?;
+        match self.get_raw(&full, "kv").await {
+            Some(c) => c.parse().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets a value by explicit key for `ttl`.
+    ///
+    /// # Errors
+    /// As [`SealedCache::set_raw`], and [`Error::InvalidKey`], [`Error::Serialize`].
+    pub async fn set<T: serde::Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
+        let full = self.inner.keys.explicit_key(key)?;
+        let json = serde_json::to_vec(value).map_err(|_| Error::Serialize)?;
+        self.set_raw(&full, json.into(), ttl).await
+    }
+
+    /// Deletes a value by explicit key.
+    ///
+    /// # Errors
+    /// As [`SealedCache::delete_raw`], and [`Error::InvalidKey`].
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let full = self.inner.keys.explicit_key(key)?;
+        self.delete_raw(&full).await
+    }
+
+    /// Single-flight: concurrent callers for the same key share one run of `compute`; the result is
+    /// stored for `ttl`. A failed computation is reported to every waiter and not stored.
+    ///
+    /// # Errors
+    /// [`Error::Compute`] when `compute` fails.
+    pub async fn get_or_compute_raw<F, Fut, E>(
+        &self,
+        redis_key: &str,
+        operation: &str,
+        ttl: Duration,
+        compute: F,
+    ) -> Result<Cached>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<serde_json::Value, E>>,
+        E: std::fmt::Display,
+    {
+        if let Some(hit) = self.get_raw(redis_key, operation).await {
+            return Ok(hit);
+        }
+        let (flight, leader) = {
+            let mut flights = self
+                .inner
+                .flights
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match flights.get(redis_key) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f: Flight = Arc::default();
+                    flights.insert(redis_key.to_owned(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if !leader {
+            self.inner.observer.singleflight_coalesced();
+        }
+        let result = flight
+            .get_or_init(|| async {
+                let value = compute().await.map_err(|e| e.to_string())?;
+                let json: Arc<[u8]> = serde_json::to_vec(&value)
+                    .map_err(|_| "not serializable".to_owned())?
+                    .into();
+                // A failed write still answers the callers: the value is correct, only not cached.
+                let _ = self.set_raw(redis_key, json.clone(), ttl).await;
+                Ok(Cached {
+                    json,
+                    ttl_remaining: Some(ttl),
+                    tier: Tier::Redis,
+                })
+            })
+            .await
+            .clone();
+        if leader {
+            self.inner
+                .flights
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(redis_key);
+        }
+        result.map_err(|msg| Error::Compute(msg.into()))
+    }
+
+    /// Removes every key matching `pattern` with `SCAN MATCH` and `UNLINK` in batches (never
+    /// `KEYS`, which blocks Redis and is not in the cache's ACL). Returns how many Redis removed.
+    pub(crate) async fn invalidate_pattern(&self, pattern: &str, l1_prefix: &str) -> Result<u64> {
+        let started = Instant::now();
+        let mut cursor = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys) = self.inner.backend.scan(cursor, pattern, SCAN_BATCH).await?;
+            removed += self.inner.backend.unlink(&keys).await?;
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        if let Some(l1) = &self.inner.l1 {
+            l1.remove_prefix(l1_prefix);
+            self.inner.observer.l1_entries(l1.len() as u64);
+        }
+        self.inner.observer.invalidation(removed);
+        self.inner
+            .observer
+            .operation(OperationKind::Invalidate, started.elapsed());
+        Ok(removed)
+    }
+
+    /// Removes every entry of the namespace. Needs `confirm == "invalidate-all"`.
+    ///
+    /// # Errors
+    /// [`Error::ClearNotConfirmed`], [`Error::Unavailable`], [`Error::Redis`].
+    pub async fn clear(&self, confirm: &str) -> Result<u64> {
+        if confirm != CLEAR_CONFIRMATION {
+            return Err(Error::ClearNotConfirmed);
+        }
+        let pattern = self.inner.keys.namespace_pattern();
+        let prefix = format!("{}:", self.inner.keys.namespace());
+        self.invalidate_pattern(&pattern, &prefix).await
+    }
+
+    /// Performance figures.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        self.inner.monitor.performance_summary()
+    }
+
+    /// The Redis circuit breaker's state.
+    #[must_use]
+    pub fn breaker_state(&self) -> sealcache_monitor::BreakerState {
+        self.inner.backend.breaker_state()
+    }
+
+    /// Whether Redis answers now (and the breaker is not open).
+    pub async fn redis_available(&self) -> bool {
+        self.inner.backend.ping().await.is_ok()
+    }
+
+    /// The observed security posture (see [`SecurityStatus`]).
+    pub async fn security_status(&self) -> SecurityStatus {
+        let inner = &self.inner;
+        let config = inner.backend.config();
+        let available = inner.backend.ping().await.is_ok();
+        let user = inner.backend.whoami().await.ok();
+        let probe = if config.uses_tls() {
+            Some(probe_tls(config).await)
+        } else {
+            None
+        };
+        let default_disabled = anonymous_refused(config).await;
+        let security = inner.monitor.security_summary();
+        let env = &inner.environment;
+        let development = !env.strict_policy();
+        let tls = probe.as_ref().is_some_and(|p| p.version.is_some());
+        let days = probe.as_ref().and_then(|p| p.days_left);
+        let named_user = user.as_deref().is_some_and(|u| u != "default");
+        let mut checks = vec![
+            Check {
+                name: "tls_negotiated",
+                passed: tls,
+                detail: match &probe {
+                    Some(p) => p
+                        .version
+                        .clone()
+                        .or_else(|| p.error.clone())
+                        .unwrap_or_default(),
+                    None => "plaintext connection (redis://)".into(),
+                },
+            },
+            Check {
+                name: "acl_user",
+                passed: named_user,
+                detail: user.clone().map_or_else(
+                    || "ACL WHOAMI unanswered".into(),
+                    |u| format!("authenticated as {u}"),
+                ),
+            },
+            Check {
+                name: "default_user_disabled",
+                passed: default_disabled == Some(true),
+                detail: match default_disabled {
+                    Some(true) => "an unauthenticated client is refused".into(),
+                    Some(false) => "an unauthenticated client is served".into(),
+                    None => "could not be observed".into(),
+                },
+            },
+            Check {
+                name: "encryption",
+                passed: true,
+                detail: format!(
+                    "AES-256-GCM, primary key {}, decrypt-only {:?}",
+                    inner.primary_key_id, inner.decrypt_only_key_ids
+                ),
+            },
+            Check {
+                name: "certificate_validity",
+                passed: days.is_some_and(|d| d > 30),
+                detail: days.map_or_else(
+                    || "no certificate observed".into(),
+                    |d| format!("server certificate expires in {d} days"),
+                ),
+            },
+            Check {
+                name: "redis_available",
+                passed: available,
+                detail: if available {
+                    "PING answered".into()
+                } else {
+                    "Redis unavailable".into()
+                },
+            },
+        ];
+        checks.push(Check {
+            name: "strict_policy",
+            passed: !development,
+            detail: if env.development_override() {
+                "REDIS_SECURITY_MODE=development override in force".into()
+            } else {
+                format!("{} environment", env.environment)
+            },
+        });
+        let core_ok = tls && named_user && default_disabled == Some(true);
+        let level = if development {
+            SecurityLevel::Development
+        } else if !core_ok && available {
+            SecurityLevel::Insecure
+        } else if checks.iter().all(|c| c.passed) {
+            SecurityLevel::ProductionReady
+        } else {
+            SecurityLevel::Degraded
+        };
+        SecurityStatus {
+            encryption_enabled: true,
+            tls_enabled: tls,
+            tls_version: probe.and_then(|p| p.version),
+            authenticated_user: user,
+            default_user_disabled: default_disabled,
+            auth_configured: named_user && default_disabled == Some(true),
+            primary_key_id: inner.primary_key_id,
+            decrypt_only_key_ids: inner.decrypt_only_key_ids.clone(),
+            certificate_expires_in_days: days,
+            environment: env.environment.to_string(),
+            confidence: env.confidence,
+            development_override: env.development_override(),
+            redis_available: available,
+            recent_security_events: security.last_hour.values().sum(),
+            security_events_by_type: security.events_by_type,
+            security_level: level,
+            checks,
+        }
+    }
+}
+
+/// Connects with the cache's transport but no credentials and sends `PING`: `Some(true)` when
+/// refused (NOAUTH/WRONGPASS), `Some(false)` when answered, `None` when nothing could be observed.
+async fn anonymous_refused(config: &crate::connect::RedisConfig) -> Option<bool> {
+    let mut anonymous = config.clone();
+    anonymous.username = None;
+    anonymous.password = None;
+    let client = crate::connect::client(&anonymous).ok()?;
+    let attempt = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Ok(Ok(_)) => Some(false),
+        Ok(Err(e)) => {
+            let code = e.code().unwrap_or_default();
+            matches!(code, "NOAUTH" | "WRONGPASS")
+                .then_some(true)
+                .or_else(|| {
+                    let text = e.to_string();
+                    (text.contains("NOAUTH") || text.contains("WRONGPASS")).then_some(true)
+                })
+        }
+        Err(_) => None,
+    }
+}

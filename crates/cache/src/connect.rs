@@ -1,0 +1,211 @@
+//! Redis connection settings and the TLS client (rustls with the `ring` provider only).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redis::{ClientTlsConfig, IntoConnectionInfo as _, TlsCertificates};
+use zeroize::Zeroizing;
+
+use crate::breaker::BreakerConfig;
+use crate::error::{Error, Result};
+
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default response timeout: a 1 MiB value over TLS on a LAN takes milliseconds; 2 s leaves room
+/// for a loaded server without letting a dead one stall callers.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How to reach Redis. `Debug` shows no password.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `rediss://host:port/db` (or `redis://`, only with the development override).
+    pub url: String,
+    /// ACL user.
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<Zeroizing<String>>,
+    /// The CA to pin (PEM). Without it the system roots are used.
+    pub ca_path: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    pub client_cert_path: Option<PathBuf>,
+    /// Client key (PEM).
+    pub client_key_path: Option<PathBuf>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Response timeout of every command.
+    pub response_timeout: Duration,
+    /// Circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_path", &self.ca_path)
+            .field("client_cert_path", &self.client_cert_path)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL without any userinfo.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://<redacted>@{host}"),
+            None => url.to_owned(),
+        },
+        None => "<invalid url>".to_owned(),
+    }
+}
+
+impl RedisConfig {
+    /// A configuration for `url` with default timeouts and breaker.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            username: None,
+            password: None,
+            ca_path: None,
+            client_cert_path: None,
+            client_key_path: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            breaker: BreakerConfig::default(),
+        }
+    }
+
+    /// Authenticates as `username` with `password`.
+    #[must_use]
+    pub fn acl_user(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(Zeroizing::new(password.into()));
+        self
+    }
+
+    /// Pins the CA and presents a client certificate.
+    #[must_use]
+    pub fn tls_files(
+        mut self,
+        ca: impl Into<PathBuf>,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.ca_path = Some(ca.into());
+        self.client_cert_path = Some(cert.into());
+        self.client_key_path = Some(key.into());
+        self
+    }
+
+    /// Sets both timeouts.
+    #[must_use]
+    pub fn timeouts(mut self, connect: Duration, response: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.response_timeout = response;
+        self
+    }
+
+    /// Sets the breaker.
+    #[must_use]
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// True for `rediss://`.
+    #[must_use]
+    pub fn uses_tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    /// Host and port from the URL.
+    pub(crate) fn host_port(&self) -> Option<(String, u16)> {
+        let rest = self.url.split_once("://")?.1;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
+            _ => (hostport, 6379),
+        };
+        Some((host.trim_matches(['[', ']']).to_owned(), port))
+    }
+}
+
+fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::TlsFile {
+        what,
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Installs rustls's `ring` provider as the process default (redis-rs builds its TLS configuration
+/// with the default provider). Harmless when one is already installed.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Builds the redis-rs client for `config`: credentials from the settings (never from the URL's
+/// userinfo, which is refused), `CLIENT SETINFO` not sent (it is not in the ACL), TLS with the
+/// pinned CA and the client certificate.
+pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
+    install_crypto_provider();
+    if config
+        .url
+        .split_once("://")
+        .is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'))
+    {
+        return Err(Error::Config(
+            "credentials in REDIS_URL are refused: use REDIS_USERNAME and REDIS_PASSWORD_FILE"
+                .into(),
+        ));
+    }
+    let info = config
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| Error::Config(format!("REDIS_URL is not a Redis URL ({:?})", e.kind())))?;
+    let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+    if let Some(user) = &config.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password.as_str());
+    }
+    let info = info.set_redis_settings(settings);
+    if !config.uses_tls() {
+        return redis::Client::open(info).map_err(|e| Error::Config(format!("{:?}", e.kind())));
+    }
+    let root_cert = config
+        .ca_path
+        .as_ref()
+        .map(|p| read("the CA certificate", p))
+        .transpose()?;
+    let client_tls = match (&config.client_cert_path, &config.client_key_path) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("the client certificate", cert)?,
+            client_key: read("the client key", key)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Config(
+                "a client certificate needs both REDIS_TLS_CERT_PATH and REDIS_TLS_KEY_PATH".into(),
+            ));
+        }
+    };
+    redis::Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| Error::Config(format!("TLS material rejected ({:?})", e.kind())))
+}

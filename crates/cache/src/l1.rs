@@ -1,0 +1,136 @@
+//! The in-process L1 tier: bounded, O(1) LRU per shard, entries never outliving Redis.
+
+use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+const SHARDS: usize = 16;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Arc<[u8]>,
+    expires: Instant,
+}
+
+/// A sharded LRU of plaintext JSON values with per-entry expiry.
+#[derive(Debug)]
+pub(crate) struct L1 {
+    shards: Vec<Mutex<LruCache<String, Entry>>>,
+    hasher: std::collections::hash_map::RandomState,
+    max_ttl: Duration,
+}
+
+impl L1 {
+    /// `capacity` entries in all (0 disables L1); entries live at most `max_ttl`.
+    pub(crate) fn new(capacity: usize, max_ttl: Duration) -> Option<Self> {
+        let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS))?;
+        Some(Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            max_ttl,
+        })
+    }
+
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, LruCache<String, Entry>> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        let i = usize::try_from(h.finish() % SHARDS as u64).unwrap_or(0);
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The value and its remaining lifetime, if present and not expired.
+    pub(crate) fn get(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        match shard.get(key) {
+            Some(e) if e.expires > now => Some((e.value.clone(), e.expires - now)),
+            Some(_) => {
+                shard.pop(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stores `value` for at most `remaining` (the Redis entry's remaining TTL) and `max_ttl`.
+    pub(crate) fn put(&self, key: &str, value: Arc<[u8]>, remaining: Duration) {
+        let ttl = remaining.min(self.max_ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        let expires = Instant::now() + ttl;
+        self.shard(key)
+            .put(key.to_owned(), Entry { value, expires });
+    }
+
+    pub(crate) fn remove(&self, key: &str) {
+        self.shard(key).pop(key);
+    }
+
+    /// Removes every key starting with `prefix`; returns how many.
+    pub(crate) fn remove_prefix(&self, prefix: &str) -> usize {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let doomed: Vec<String> = shard
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in doomed {
+                shard.pop(&k);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_expiring() {
+        let l1 = L1::new(32, Duration::from_secs(60)).unwrap();
+        for i in 0..1000 {
+            l1.put(
+                &format!("k{i}"),
+                Arc::from(&b"v"[..]),
+                Duration::from_secs(10),
+            );
+        }
+        assert!(l1.len() <= 32);
+        l1.put("short", Arc::from(&b"v"[..]), Duration::from_millis(30));
+        assert!(l1.get("short").unwrap().1 <= Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            l1.get("short").is_none(),
+            "an L1 entry never outlives its Redis TTL"
+        );
+        l1.put("ns:v1:qa:1", Arc::from(&b"v"[..]), Duration::from_secs(5));
+        l1.put("ns:v1:qa:2", Arc::from(&b"v"[..]), Duration::from_secs(5));
+        assert_eq!(l1.remove_prefix("ns:v1:qa:"), 2);
+        assert!(L1::new(0, Duration::from_secs(1)).is_none());
+    }
+}

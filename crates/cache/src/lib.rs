@@ -1,0 +1,93 @@
+//! sealcache: a production-hardened, sealed Redis cache for AI/LLM responses.
+//!
+//! # Brief overview
+//!
+//! * [`AiResponseCache`] caches model answers keyed by an [`AiRequest`] (`text`, `operation`,
+//!   `options`, `question`, `model`): `get`, `set`, `get_or_compute` (single-flight), `delete`,
+//!   `invalidate_operation`, `clear`, `stats`, `security_status`.
+//! * [`SealedCache`] is the generic layer over explicit keys and serde values.
+//! * [`CacheBuilder`] decides keyring, then transport, then builds under the strict policy
+//!   (DESIGN.md §5); [`from_settings`] builds from `sealcache-config-gen`'s settings.
+//! * [`RedisConfig`] (TLS with a pinned CA and a client certificate, ACL user, timeouts, breaker),
+//!   [`TtlPolicy`], [`CacheOptions`].
+//!
+//! Keys are `{namespace}:v1:{operation}:{hex HMAC-SHA256}` of the request (no request text in key
+//! names); values are sealed with `sealcache-codec` (zstd, AES-256-GCM bound to the key); an
+//! in-process L1 (bounded LRU) sits in front of Redis and never outlives the Redis entry; every
+//! write is one `SET key value PX ttl`; invalidation is `SCAN MATCH` + `UNLINK`, never `KEYS`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sealcache::{AiRequest, CacheBuilder, RedisConfig};
+//! use sealcache_codec::Keyring;
+//! use sealcache_env_detect::{EnvironmentDetector, FeatureContext};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let environment = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
+//! let cache = CacheBuilder::new(environment)
+//!     .keyring(Keyring::from_file("deploy/generated/secrets/encryption_keyring")?)
+//!     .redis(
+//!         RedisConfig::new("rediss://redis:6379/0")
+//!             .acl_user("cache_app", std::fs::read_to_string("deploy/generated/secrets/redis_app_password")?)
+//!             .tls_files(
+//!                 "deploy/generated/secrets/tls/ca.crt",
+//!                 "deploy/generated/secrets/tls/client.crt",
+//!                 "deploy/generated/secrets/tls/client.key",
+//!             ),
+//!     )
+//!     .build()?;
+//!
+//! let request = AiRequest::new("summarize", "A long article ...").model("gpt-4o-mini");
+//! let answer = cache
+//!     .get_or_compute(&request, None, || async {
+//!         Ok::<_, std::io::Error>(serde_json::json!({"summary": "Short."}))
+//!     })
+//!     .await?;
+//! println!("{}", String::from_utf8_lossy(answer.json_bytes()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | enables | default |
+//! |---|---|---|
+//! | `settings` | [`from_settings`] (`sealcache-config-gen`'s `SecuritySettings`) | yes |
+//!
+//! # Security
+//!
+//! Guaranteed: a value is served only if it authenticates for its exact Redis key; every failure to
+//! open (tampered, copied from another key, unknown key id, oversize, legacy plaintext) is a miss and
+//! a counted security event, never an error to the caller and never bytes served; a dead Redis costs
+//! each call at most the response timeout (plus a margin) and nothing once the breaker is open;
+//! TLS uses rustls with the `ring` provider and pins the configured CA; credentials are never taken
+//! from (or shown in) the URL. Left to the caller: keeping the keyring and passwords in 0600 files,
+//! running one cache per process, and choosing TTLs. See `docs/cache.md`.
+
+mod ai;
+mod backend;
+mod breaker;
+mod builder;
+mod cache;
+mod connect;
+pub mod danger;
+mod error;
+mod key;
+mod l1;
+mod policy;
+mod status;
+mod ttl;
+
+pub use ai::AiResponseCache;
+pub use breaker::BreakerConfig;
+#[cfg(feature = "settings")]
+pub use builder::from_settings;
+pub use builder::{CacheBuilder, KeySource, NeedsKeyring, NeedsTransport};
+pub use cache::{CLEAR_CONFIRMATION, CacheOptions, CacheStats, Cached, SCAN_BATCH, SealedCache};
+pub use connect::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisConfig, redact_url};
+pub use error::{Error, PolicyViolation, Requirement, Result};
+pub use key::{AiRequest, KeyScheme, validate_key, validate_operation};
+pub use policy::unmet_requirements;
+pub use status::{Check, SecurityLevel, SecurityStatus};
+pub use ttl::TtlPolicy;
