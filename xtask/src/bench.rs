@@ -16,6 +16,8 @@ pub(crate) enum Suite {
     Codec,
     /// Cost of recording one lookup on the hit path (OpenTelemetry, in-process, both).
     Monitor,
+    /// The cache against raw redis-rs on a real redis-server (latency, throughput, L1 memory).
+    Cache,
 }
 
 /// Options of `cargo xtask bench`.
@@ -30,9 +32,11 @@ pub(crate) struct BenchArgs {
 
 impl BenchArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        // One place for every criterion result, whichever package's directory cargo runs it in.
+        let criterion_home = workspace_root().join("target/criterion");
         let suites = match self.suite {
             Some(s) => vec![s],
-            None => vec![Suite::Codec, Suite::Monitor],
+            None => vec![Suite::Codec, Suite::Monitor, Suite::Cache],
         };
         for suite in suites {
             match suite {
@@ -40,10 +44,19 @@ impl BenchArgs {
                     if !self.summary_only {
                         step(
                             "bench codec",
-                            cargo().args(["bench", "-p", "sealcache-codec", "--bench", "codec"]),
+                            cargo()
+                                .args(["bench", "-p", "sealcache-codec", "--bench", "codec"])
+                                .env("CRITERION_HOME", &criterion_home),
                         )?;
                     }
                     print_codec_summary(&workspace_root().join("target/criterion"))?;
+                }
+                Suite::Cache => {
+                    crate::redis_install::ensure(&[crate::redis_install::REDIS])?;
+                    step(
+                        "bench cache",
+                        cargo().args(["bench", "-p", "sealcache", "--bench", "cache"]),
+                    )?;
                 }
                 Suite::Monitor => {
                     if !self.summary_only {

@@ -1,6 +1,6 @@
 //! The in-process L1 tier: bounded, O(1) LRU per shard, entries never outliving Redis.
 
-use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+use std::hash::BuildHasher as _;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,9 +37,7 @@ impl L1 {
     }
 
     fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, LruCache<String, Entry>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let i = usize::try_from(h.finish() % SHARDS as u64).unwrap_or(0);
+        let i = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
         self.shards[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

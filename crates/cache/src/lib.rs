@@ -91,3 +91,8 @@ pub use key::{AiRequest, KeyScheme, validate_key, validate_operation};
 pub use policy::unmet_requirements;
 pub use status::{Check, SecurityLevel, SecurityStatus};
 pub use ttl::TtlPolicy;
+
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -363,8 +363,15 @@ async fn security_status_is_observed_production_ready() {
     assert!(status.checks.iter().all(|c| c.passed));
     let json = serde_json::to_value(&status).unwrap();
     assert_eq!(json["security_level"], "production_ready");
-    for secret in [stack.secret(layout::APP_PASSWORD)] {
-        assert!(!json.to_string().contains(&secret));
+    let shown = format!("{json} {status:?} {cache:?}");
+    for secret in [
+        stack.secret(layout::APP_PASSWORD),
+        stack.secret(layout::ADMIN_PASSWORD),
+    ] {
+        assert!(
+            !shown.contains(&secret),
+            "a password appears in the status or Debug output"
+        );
     }
 }
 

@@ -13,7 +13,11 @@ use sealcache_monitor::{
 };
 
 fn record(c: &mut Criterion) {
-    let telemetry = Telemetry::builder("bench", "testing").build();
+    // With a reader, as the server runs it: without one the SDK hands out no-op instruments.
+    let telemetry = Telemetry::builder("bench", "testing")
+        .with_prometheus()
+        .unwrap()
+        .build();
     let otel = telemetry.observer();
     let monitor = SecurityAwareCacheMonitor::new();
     let both = Tee(SecurityAwareCacheMonitor::new(), telemetry.observer());
