@@ -32,49 +32,48 @@ pub(crate) struct BenchArgs {
 
 impl BenchArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        // One place for every criterion result, whichever package's directory cargo runs it in.
-        let criterion_home = workspace_root().join("target/criterion");
         let suites = match self.suite {
             Some(s) => vec![s],
             None => vec![Suite::Codec, Suite::Monitor, Suite::Cache],
         };
+        let results = workspace_root().join("target/criterion");
         for suite in suites {
-            match suite {
-                Suite::Codec => {
-                    if !self.summary_only {
-                        step(
-                            "bench codec",
-                            cargo()
-                                .args(["bench", "-p", "sealcache-codec", "--bench", "codec"])
-                                .env("CRITERION_HOME", &criterion_home),
-                        )?;
-                    }
-                    print_codec_summary(&workspace_root().join("target/criterion"))?;
-                }
-                Suite::Cache => {
+            let (name, args): (&str, &[&str]) = match suite {
+                Suite::Codec => (
+                    "bench codec",
+                    &["-p", "sealcache-codec", "--bench", "codec"],
+                ),
+                Suite::Monitor => (
+                    "bench monitor",
+                    &[
+                        "-p",
+                        "sealcache-monitor",
+                        "--features",
+                        "otel,prometheus",
+                        "--bench",
+                        "record",
+                    ],
+                ),
+                Suite::Cache => ("bench cache", &["-p", "sealcache", "--bench", "cache"]),
+            };
+            if !self.summary_only {
+                if matches!(suite, Suite::Cache) {
                     crate::redis_install::ensure(&[crate::redis_install::REDIS])?;
-                    step(
-                        "bench cache",
-                        cargo().args(["bench", "-p", "sealcache", "--bench", "cache"]),
-                    )?;
                 }
-                Suite::Monitor => {
-                    if !self.summary_only {
-                        step(
-                            "bench monitor",
-                            cargo().args([
-                                "bench",
-                                "-p",
-                                "sealcache-monitor",
-                                "--features",
-                                "otel",
-                                "--bench",
-                                "record",
-                            ]),
-                        )?;
-                    }
-                    print_monitor_summary(&workspace_root().join("target/criterion"))?;
-                }
+                // One place for every criterion result, whichever package directory cargo runs in.
+                step(
+                    name,
+                    cargo()
+                        .arg("bench")
+                        .args(args)
+                        .env("CRITERION_HOME", &results),
+                )?;
+            }
+            match suite {
+                Suite::Codec => print_codec_summary(&results)?,
+                Suite::Monitor => print_monitor_summary(&results)?,
+                // The cache harness prints its own table.
+                Suite::Cache => {}
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -39,7 +39,7 @@ fn corpus(class: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn cache(server: &RedisServer, l1: usize) -> AiResponseCache {
+fn cache(server: &RedisServer, l1: usize, keyring: &Keyring) -> AiResponseCache {
     let env = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "development"))
         .detect(FeatureContext::SecurityEnforcement);
     CacheBuilder::new(env)
@@ -48,7 +48,7 @@ fn cache(server: &RedisServer, l1: usize) -> AiResponseCache {
                 .with_l1_capacity(l1)
                 .with_l1_max_ttl(Duration::from_secs(3600)),
         )
-        .keyring(Keyring::generate().unwrap())
+        .keyring(keyring.clone())
         .redis(RedisConfig::new(format!(
             "redis://127.0.0.1:{}/0",
             server.port()
@@ -141,10 +141,12 @@ async fn run() {
     let raw = redis::aio::ConnectionManager::new(client).await.unwrap();
     let mut rows = Vec::new();
     let mut memory = Vec::new();
+    // One keyring for every cache: they read each other's values (as replicas of a service do).
+    let keyring = Keyring::generate().unwrap();
     for class in ["medium", "large"] {
         let docs = Arc::new(corpus(class));
         let n = docs.len();
-        let remote = Arc::new(cache(&server, 0));
+        let remote = Arc::new(cache(&server, 0, &keyring));
         let requests: Arc<Vec<AiRequest>> = Arc::new(
             (0..n)
                 .map(|i| AiRequest::new("summarize", format!("{class} {i}")))
@@ -255,7 +257,7 @@ async fn run() {
             );
         }
         {
-            let local = Arc::new(cache(&server, 100_000));
+            let local = Arc::new(cache(&server, 100_000, &keyring));
             for r in requests.iter() {
                 local.get(r).await.unwrap().unwrap();
             }
@@ -271,7 +273,7 @@ async fn run() {
             );
         }
         // Resident memory per 10 000 L1 entries of this class.
-        let l1 = cache(&server, 20_000);
+        let l1 = cache(&server, 20_000, &keyring);
         let before = rss_kib();
         for i in 0..10_000 {
             let req = AiRequest::new("qa", format!("mem {class} {i}"));

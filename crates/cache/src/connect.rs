@@ -125,6 +125,21 @@ impl RedisConfig {
         self.url.starts_with("rediss://")
     }
 
+    /// A redis-rs client with these settings (TLS, ACL user), for connections beside the cache's
+    /// own, such as the ACL LOG poller's.
+    ///
+    /// # Errors
+    /// As building the cache: [`Error::Config`], [`Error::TlsFile`].
+    pub fn client(&self) -> Result<redis::Client> {
+        client(self)
+    }
+
+    /// Host and port from the URL.
+    #[must_use]
+    pub fn host_and_port(&self) -> Option<(String, u16)> {
+        self.host_port()
+    }
+
     /// Host and port from the URL.
     pub(crate) fn host_port(&self) -> Option<(String, u16)> {
         let rest = self.url.split_once("://")?.1;

@@ -1,0 +1,128 @@
+//! The sealcache HTTP backend: the sealed AI response cache and its security-status API.
+//!
+//! # Brief overview
+//!
+//! * [`app`] builds the axum `Router` from an [`AppState`] (tests call it with `oneshot`, no socket).
+//! * Authentication ([`auth`]): everything but `/health` needs `Authorization: Bearer KEY` or
+//!   `X-API-Key: KEY`, compared in constant time; failures are 401 and an `api_auth_failed` event.
+//! * Errors ([`ApiError`]): `{"error": {"code", "message"}}` with fixed texts; details only in logs.
+//!
+//! Endpoints: `GET /health`, `GET /internal/cache/security-status`, `GET /internal/cache/metrics`,
+//! `GET /metrics`, `POST /v1/cache/lookup`, `PUT /v1/cache/entries`,
+//! `POST /internal/cache/invalidate`. See `docs/api.md`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run(state: sealcache_server::AppState) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, sealcache_server::app(state)).await
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! None.
+//!
+//! # Security
+//!
+//! The API refuses to start without an API key outside development; the cache refuses an insecure
+//! production configuration; request bodies are capped (1 MiB by default); no error echoes input,
+//! and logs carry neither request text nor secrets.
+
+pub mod auth;
+mod error;
+pub mod isolation;
+mod routes;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Request};
+use axum::routing::{get, post, put};
+use sealcache::AiResponseCache;
+use sealcache_monitor::{CacheObserver, Telemetry};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+
+pub use auth::ApiKeys;
+pub use error::ApiError;
+
+/// Default request body limit (1 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Everything the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The cache.
+    pub cache: AiResponseCache,
+    /// Telemetry (Prometheus registry for `/metrics`).
+    pub telemetry: Telemetry,
+    /// Accepted API keys.
+    pub keys: ApiKeys,
+    /// Redis host and port, for the isolation check.
+    pub redis_host: Option<(String, u16)>,
+    /// `REDIS_NETWORK_ISOLATION=true` (a claim, verified by the check).
+    pub isolation_claimed: bool,
+    /// `/metrics` without authentication.
+    pub metrics_public: bool,
+    /// Request body limit in bytes.
+    pub body_limit: usize,
+}
+
+/// Request ids: a process-unique counter (`x-request-id`), kept if the client sent one.
+#[derive(Clone, Debug, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("sc-{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    let observer: Arc<dyn CacheObserver> = state.cache.observer().clone();
+    let auth_state = auth::AuthState {
+        keys: state.keys.clone(),
+        observer,
+    };
+    let mut protected = Router::new()
+        .route(
+            "/internal/cache/security-status",
+            get(routes::security_status),
+        )
+        .route("/internal/cache/metrics", get(routes::metrics_json))
+        .route("/internal/cache/invalidate", post(routes::invalidate))
+        .route("/v1/cache/lookup", post(routes::lookup))
+        .route("/v1/cache/entries", put(routes::store));
+    let mut public = Router::new().route("/health", get(routes::health));
+    if state.metrics_public {
+        public = public.route("/metrics", get(routes::metrics_text));
+    } else {
+        protected = protected.route("/metrics", get(routes::metrics_text));
+    }
+    let protected = protected.layer(axum::middleware::from_fn_with_state(
+        auth_state,
+        auth::require_api_key,
+    ));
+    let header = axum::http::HeaderName::from_static("x-request-id");
+    public
+        .merge(protected)
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
+            )
+        })
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, Counter::default()))
+        .with_state(state)
+}

@@ -1,0 +1,244 @@
+//! The HTTP endpoints (a contract: paths, fields and codes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A JSON body: 415 unless `application/json`, 400 when malformed (fixed messages).
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            if e.is_data() {
+                ApiError::InvalidRequest("a required field is missing or has the wrong type")
+            } else {
+                ApiError::MalformedJson
+            }
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RequestFields {
+    text: String,
+    operation: String,
+    #[serde(default)]
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    question: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+impl RequestFields {
+    fn into_request(self) -> sealcache::AiRequest {
+        sealcache::AiRequest {
+            text: self.text,
+            operation: self.operation,
+            options: self.options.unwrap_or_default(),
+            question: self.question,
+            model: self.model,
+        }
+    }
+}
+
+/// `GET /health` (no auth; says nothing about the security posture).
+pub async fn health(State(state): State<AppState>) -> Response {
+    let up = state.cache.redis_available().await;
+    let body = serde_json::json!({
+        "status": if up { "ok" } else { "degraded" },
+        "redis": if up { "connected" } else { "unavailable" },
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// `POST /v1/cache/lookup`.
+pub async fn lookup(
+    State(state): State<AppState>,
+    JsonBody(fields): JsonBody<RequestFields>,
+) -> Result<Response, ApiError> {
+    let request = fields.into_request();
+    match state.cache.get(&request).await? {
+        Some(hit) => {
+            // The stored JSON is passed through as it is: never re-parsed into a model.
+            let response: Box<RawValue> =
+                serde_json::from_slice(hit.json_bytes()).map_err(|_| ApiError::Internal)?;
+            let ttl = hit.ttl_remaining().map_or(0, |d| d.as_secs());
+            Ok(Json(serde_json::json!({"hit": true, "response": response, "ttl_remaining_seconds": ttl})).into_response())
+        }
+        None => Ok(Json(serde_json::json!({"hit": false})).into_response()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StoreFields {
+    #[serde(flatten)]
+    request: RequestFields,
+    response: Box<RawValue>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+/// `PUT /v1/cache/entries`.
+pub async fn store(
+    State(state): State<AppState>,
+    JsonBody(fields): JsonBody<StoreFields>,
+) -> Result<Response, ApiError> {
+    let ttl = fields.ttl_seconds.map(Duration::from_secs);
+    if ttl.is_some_and(|t| t.is_zero() || t > Duration::from_secs(30 * 86_400)) {
+        return Err(ApiError::InvalidRequest(
+            "ttl_seconds must be between 1 and 2592000",
+        ));
+    }
+    let json: Arc<[u8]> = fields.response.get().as_bytes().into();
+    let used = state
+        .cache
+        .set_json(&fields.request.into_request(), json, ttl)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"stored": true, "ttl_seconds": used.as_secs()})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct InvalidateFields {
+    #[serde(default)]
+    operation: Option<String>,
+    #[serde(default)]
+    all: Option<bool>,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// `POST /internal/cache/invalidate`.
+pub async fn invalidate(
+    State(state): State<AppState>,
+    JsonBody(fields): JsonBody<InvalidateFields>,
+) -> Result<Response, ApiError> {
+    let removed = match (fields.operation, fields.all) {
+        (Some(op), None | Some(false)) => state.cache.invalidate_operation(&op).await?,
+        (None, Some(true)) => {
+            let confirm = fields.confirm.unwrap_or_default();
+            state.cache.clear(&confirm).await.map_err(|e| match e {
+                sealcache::Error::ClearNotConfirmed => ApiError::InvalidRequest(
+                    "clearing everything needs \"confirm\": \"invalidate-all\"",
+                ),
+                other => other.into(),
+            })?
+        }
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give either \"operation\" or \"all\": true with \"confirm\"",
+            ));
+        }
+    };
+    Ok(Json(serde_json::json!({"invalidated": removed})).into_response())
+}
+
+/// `GET /internal/cache/security-status`.
+pub async fn security_status(State(state): State<AppState>) -> Response {
+    let status = state.cache.security_status().await;
+    let isolation = match &state.redis_host {
+        Some((host, port)) => crate::isolation::observe(host, *port).await,
+        None => crate::isolation::Isolation {
+            isolated: false,
+            detail: "no Redis host".into(),
+        },
+    };
+    let mut json = serde_json::to_value(&status).unwrap_or_default();
+    let claimed = state.isolation_claimed;
+    let mut checks = status.checks.clone();
+    checks.push(sealcache::Check {
+        name: "network_isolated",
+        passed: isolation.isolated,
+        detail: format!(
+            "{}{}",
+            isolation.detail,
+            if claimed {
+                " (REDIS_NETWORK_ISOLATION=true claimed)"
+            } else {
+                ""
+            }
+        ),
+    });
+    let mut level = status.security_level;
+    if !isolation.isolated && level == sealcache::SecurityLevel::ProductionReady {
+        level = sealcache::SecurityLevel::Degraded;
+    }
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("network_isolated".into(), isolation.isolated.into());
+        obj.insert("network_isolation_claimed".into(), claimed.into());
+        obj.insert(
+            "security_level".into(),
+            serde_json::to_value(level).unwrap_or_default(),
+        );
+        obj.insert(
+            "checks".into(),
+            serde_json::to_value(&checks).unwrap_or_default(),
+        );
+    }
+    Json(json).into_response()
+}
+
+/// `GET /internal/cache/metrics`.
+pub async fn metrics_json(State(state): State<AppState>) -> Response {
+    let monitor = state.cache.monitor();
+    Json(serde_json::json!({
+        "performance": monitor.performance_summary(),
+        "security": monitor.security_summary(),
+    }))
+    .into_response()
+}
+
+/// `GET /metrics`: Prometheus text of the OpenTelemetry instruments.
+pub async fn metrics_text(State(state): State<AppState>) -> Response {
+    match state.telemetry.render_prometheus() {
+        Ok(Some(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(None) => ApiError::Internal.into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "metrics rendering failed");
+            ApiError::Internal.into_response()
+        }
+    }
+}
