@@ -65,3 +65,9 @@ pub(crate) fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `promtool` (Debian's prometheus package), for `promtool check metrics|config|rules`.
+pub(crate) const PROMTOOL: Tool = Tool {
+    program: "promtool",
+    package: "prometheus",
+};

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::progress::{cargo, step};
-use crate::redis_install::{self, REDIS, REDIS_CLI};
+use crate::redis_install::{self, PROMTOOL, REDIS, REDIS_CLI};
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -15,7 +15,7 @@ pub(crate) struct TestArgs {
 
 impl TestArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        redis_install::ensure(&[REDIS, REDIS_CLI])?;
+        redis_install::ensure(&[REDIS, REDIS_CLI, PROMTOOL])?;
         if !self.quick {
             step(
                 "cargo fmt --check",

@@ -244,6 +244,20 @@ pub fn from_settings(
     environment: EnvironmentInfo,
     observer: Option<Arc<dyn CacheObserver>>,
 ) -> Result<AiResponseCache> {
+    from_settings_with(settings, environment, observer, CacheOptions::default())
+}
+
+/// [`from_settings`] with cache options (the namespace still comes from the settings).
+///
+/// # Errors
+/// As [`CacheBuilder::build`].
+#[cfg(feature = "settings")]
+pub fn from_settings_with(
+    settings: &sealcache_config_gen::SecuritySettings,
+    environment: EnvironmentInfo,
+    observer: Option<Arc<dyn CacheObserver>>,
+    options: CacheOptions,
+) -> Result<AiResponseCache> {
     let mut redis = RedisConfig::new(settings.redis_url.clone());
     redis.username = Some(settings.redis_username.clone());
     redis.password = settings
@@ -253,7 +267,7 @@ pub fn from_settings(
     redis.ca_path = settings.redis_tls_ca_path.clone();
     redis.client_cert_path = settings.redis_tls_cert_path.clone();
     redis.client_key_path = settings.redis_tls_key_path.clone();
-    let options = CacheOptions::default().with_namespace(settings.cache_namespace.clone());
+    let options = options.with_namespace(settings.cache_namespace.clone());
     let builder = CacheBuilder::new(environment).options(options);
     let builder = match observer {
         Some(o) => builder.observer(o),

@@ -12,7 +12,10 @@ const SHARDS: usize = 16;
 #[derive(Debug, Clone)]
 struct Entry {
     value: Arc<[u8]>,
+    /// When this L1 copy lapses (never after `redis_expires`).
     expires: Instant,
+    /// When the Redis entry expires: what callers are told as the remaining TTL.
+    redis_expires: Instant,
 }
 
 /// A sharded LRU of plaintext JSON values with per-entry expiry.
@@ -43,12 +46,12 @@ impl L1 {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The value and its remaining lifetime, if present and not expired.
+    /// The value and the remaining lifetime of its Redis entry, if present and not expired.
     pub(crate) fn get(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
         let now = Instant::now();
         let mut shard = self.shard(key);
         match shard.get(key) {
-            Some(e) if e.expires > now => Some((e.value.clone(), e.expires - now)),
+            Some(e) if e.expires > now => Some((e.value.clone(), e.redis_expires - now)),
             Some(_) => {
                 shard.pop(key);
                 None
@@ -63,9 +66,13 @@ impl L1 {
         if ttl.is_zero() {
             return;
         }
-        let expires = Instant::now() + ttl;
-        self.shard(key)
-            .put(key.to_owned(), Entry { value, expires });
+        let now = Instant::now();
+        let entry = Entry {
+            value,
+            expires: now + ttl,
+            redis_expires: now + remaining,
+        };
+        self.shard(key).put(key.to_owned(), entry);
     }
 
     pub(crate) fn remove(&self, key: &str) {
@@ -121,6 +128,9 @@ mod tests {
         assert!(l1.len() <= 32);
         l1.put("short", Arc::from(&b"v"[..]), Duration::from_millis(30));
         assert!(l1.get("short").unwrap().1 <= Duration::from_millis(30));
+        // The Redis TTL is reported even when the L1 copy lives shorter.
+        l1.put("long", Arc::from(&b"v"[..]), Duration::from_secs(7200));
+        assert!(l1.get("long").unwrap().1 > Duration::from_secs(7000));
         std::thread::sleep(Duration::from_millis(40));
         assert!(
             l1.get("short").is_none(),

@@ -81,9 +81,9 @@ mod ttl;
 
 pub use ai::AiResponseCache;
 pub use breaker::BreakerConfig;
-#[cfg(feature = "settings")]
-pub use builder::from_settings;
 pub use builder::{CacheBuilder, KeySource, NeedsKeyring, NeedsTransport};
+#[cfg(feature = "settings")]
+pub use builder::{from_settings, from_settings_with};
 pub use cache::{CLEAR_CONFIRMATION, CacheOptions, CacheStats, Cached, SCAN_BATCH, SealedCache};
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisConfig, redact_url};
 pub use error::{Error, PolicyViolation, Requirement, Result};

@@ -74,7 +74,14 @@ async fn run() -> anyhow::Result<()> {
         .with_otlp_if_configured(|v| std::env::var(v).ok())?
         .build();
     let otel: Arc<dyn CacheObserver> = Arc::new(telemetry.observer());
-    let cache = sealcache::from_settings(&settings, environment.clone(), Some(otel))
+    let mut options = sealcache::CacheOptions::default();
+    if let Some(capacity) = std::env::var("SEALCACHE_L1_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options = options.with_l1_capacity(capacity);
+    }
+    let cache = sealcache::from_settings_with(&settings, environment.clone(), Some(otel), options)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // Server-side events: ACL LOG as the monitor user, when one is configured.
@@ -95,10 +102,10 @@ async fn run() -> anyhow::Result<()> {
                         Ok(conn) => {
                             AclLogPoller::new()
                                 .run(conn, observer.clone(), Duration::from_secs(10))
-                                .await
+                                .await;
                         }
                         Err(e) => {
-                            tracing::warn!(kind = ?e.kind(), "ACL LOG poller cannot connect; retrying")
+                            tracing::warn!(kind = ?e.kind(), "ACL LOG poller cannot connect; retrying");
                         }
                     },
                     Err(e) => {

@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// A JSON body: 415 unless `application/json`, 400 when malformed (fixed messages).
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -75,7 +75,7 @@ impl RequestFields {
 }
 
 /// `GET /health` (no auth; says nothing about the security posture).
-pub async fn health(State(state): State<AppState>) -> Response {
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let up = state.cache.redis_available().await;
     let body = serde_json::json!({
         "status": if up { "ok" } else { "degraded" },
@@ -85,7 +85,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /v1/cache/lookup`.
-pub async fn lookup(
+pub(crate) async fn lookup(
     State(state): State<AppState>,
     JsonBody(fields): JsonBody<RequestFields>,
 ) -> Result<Response, ApiError> {
@@ -112,7 +112,7 @@ pub(crate) struct StoreFields {
 }
 
 /// `PUT /v1/cache/entries`.
-pub async fn store(
+pub(crate) async fn store(
     State(state): State<AppState>,
     JsonBody(fields): JsonBody<StoreFields>,
 ) -> Result<Response, ApiError> {
@@ -145,7 +145,7 @@ pub(crate) struct InvalidateFields {
 }
 
 /// `POST /internal/cache/invalidate`.
-pub async fn invalidate(
+pub(crate) async fn invalidate(
     State(state): State<AppState>,
     JsonBody(fields): JsonBody<InvalidateFields>,
 ) -> Result<Response, ApiError> {
@@ -170,7 +170,7 @@ pub async fn invalidate(
 }
 
 /// `GET /internal/cache/security-status`.
-pub async fn security_status(State(state): State<AppState>) -> Response {
+pub(crate) async fn security_status(State(state): State<AppState>) -> Response {
     let status = state.cache.security_status().await;
     let isolation = match &state.redis_host {
         Some((host, port)) => crate::isolation::observe(host, *port).await,
@@ -215,7 +215,7 @@ pub async fn security_status(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /internal/cache/metrics`.
-pub async fn metrics_json(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics_json(State(state): State<AppState>) -> Response {
     let monitor = state.cache.monitor();
     Json(serde_json::json!({
         "performance": monitor.performance_summary(),
@@ -225,7 +225,7 @@ pub async fn metrics_json(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text of the OpenTelemetry instruments.
-pub async fn metrics_text(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     match state.telemetry.render_prometheus() {
         Ok(Some(text)) => (
             [(

@@ -1,0 +1,494 @@
+//! The server binary over HTTP, from a generated configuration, against a real redis-server with
+//! TLS, client certificates and the generated ACL file.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
+use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
+use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn deployment() -> tempfile::TempDir {
+    let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
+    let config =
+        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_deployment(&config, dir.path(), &DeploymentOptions::default()).unwrap();
+    dir
+}
+
+fn redis(dir: &Path) -> RedisServer {
+    RedisServer::start(RedisOptions {
+        acl_file: Some(dir.join(layout::USERS_ACL)),
+        tls: Some(TlsFiles {
+            ca: dir.join(layout::CA_CERT),
+            cert: dir.join(layout::SERVER_CERT),
+            key: dir.join(layout::SERVER_KEY),
+            require_client_certs: true,
+        }),
+        ..RedisOptions::default()
+    })
+}
+
+fn env_for(dir: &Path, redis_url: &str, listen: &str) -> Vec<(String, String)> {
+    let p = |rel: &str| dir.join(rel).to_string_lossy().into_owned();
+    [
+        ("ENVIRONMENT", "production".to_owned()),
+        ("REDIS_URL", redis_url.to_owned()),
+        ("REDIS_USERNAME", "cache_app".to_owned()),
+        ("REDIS_PASSWORD_FILE", p(layout::APP_PASSWORD)),
+        ("REDIS_MONITOR_USERNAME", "cache_monitor".to_owned()),
+        ("REDIS_MONITOR_PASSWORD_FILE", p(layout::MONITOR_PASSWORD)),
+        ("REDIS_TLS_CA_PATH", p(layout::CA_CERT)),
+        ("REDIS_TLS_CERT_PATH", p(layout::CLIENT_CERT)),
+        ("REDIS_TLS_KEY_PATH", p(layout::CLIENT_KEY)),
+        ("REDIS_ENCRYPTION_KEYS_FILE", p(layout::ENCRYPTION_KEYRING)),
+        ("API_KEY_FILE", p(layout::API_KEY)),
+        ("SEALCACHE_LISTEN", listen.to_owned()),
+        ("SEALCACHE_LOG", "debug".to_owned()),
+        // L1 off: every lookup goes to Redis, so tampering there is seen at once.
+        ("SEALCACHE_L1_CAPACITY", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn spawn(vars: &[(String, String)], log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn start(dir: &Path, redis: &RedisServer) -> Server {
+    let port = free_port();
+    let log = dir.join("server.log");
+    let vars = env_for(
+        dir,
+        &format!("rediss://localhost:{}/0", redis.port()),
+        &format!("127.0.0.1:{port}"),
+    );
+    let mut child = spawn(&vars, &log);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::blocking::get(format!("{base}/health"))
+            && r.status() == 200
+        {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "server exited with {status}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server not up:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, base, log }
+}
+
+fn corpus() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/corpus.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn admin(dir: &Path, redis: &RedisServer) -> redis::Connection {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let info = redis::IntoConnectionInfo::into_connection_info(format!(
+        "rediss://localhost:{}/0",
+        redis.port()
+    ))
+    .unwrap();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_username("cache_admin")
+        .set_password(std::fs::read_to_string(dir.join(layout::ADMIN_PASSWORD)).unwrap())
+        .set_skip_set_lib_name();
+    let client = redis::Client::build_with_tls(
+        info.set_redis_settings(settings),
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(dir.join(layout::CLIENT_CERT)).unwrap(),
+                client_key: std::fs::read(dir.join(layout::CLIENT_KEY)).unwrap(),
+            }),
+            root_cert: Some(std::fs::read(dir.join(layout::CA_CERT)).unwrap()),
+        },
+    )
+    .unwrap();
+    client.get_connection().unwrap()
+}
+
+#[test]
+fn the_api_end_to_end_over_tls_redis() {
+    let dir = deployment();
+    let mut redis_server = redis(dir.path());
+    let server = start(dir.path(), &redis_server);
+    let key = std::fs::read_to_string(dir.path().join(layout::API_KEY)).unwrap();
+    let http = Client::new();
+    let base = &server.base;
+    let auth =
+        |r: reqwest::blocking::RequestBuilder| r.header("Authorization", format!("Bearer {key}"));
+
+    // /health needs no key and says nothing about the posture.
+    let health: Value = http
+        .get(format!("{base}/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok", "redis": "connected"}));
+
+    // Store and look up corpus documents of every size class.
+    let docs = corpus();
+    for (i, doc) in docs.iter().enumerate().step_by(7) {
+        let req = json!({"text": format!("document {i}"), "operation": doc["operation"], "model": "m", "response": doc});
+        let r = auth(http.put(format!("{base}/v1/cache/entries")))
+            .json(&req)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["stored"], true);
+        assert!(body["ttl_seconds"].as_u64().unwrap() >= 3600);
+    }
+    for (i, doc) in docs.iter().enumerate().step_by(7) {
+        let req =
+            json!({"text": format!("document {i}"), "operation": doc["operation"], "model": "m"});
+        let body: Value = auth(http.post(format!("{base}/v1/cache/lookup")))
+            .json(&req)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(body["hit"], true, "{i}");
+        assert_eq!(&body["response"], doc);
+        assert!(body["ttl_remaining_seconds"].as_u64().unwrap() > 3000);
+    }
+    let miss: Value = auth(http.post(format!("{base}/v1/cache/lookup")))
+        .json(&json!({"text": "never stored", "operation": "qa"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(miss, json!({"hit": false}));
+
+    // A foreign value copied in Redis onto another entry's key: a miss, and counted.
+    for text in ["entry A", "entry B"] {
+        let req = json!({"text": text, "operation": "qa", "response": {"answer": text}});
+        assert_eq!(
+            auth(http.put(format!("{base}/v1/cache/entries")))
+                .json(&req)
+                .send()
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    let mut admin = admin(dir.path(), &redis_server);
+    let ring =
+        sealcache_codec::Keyring::from_file(dir.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
+    let scheme = sealcache::KeyScheme::new("ai_cache", ring.name_secret()).unwrap();
+    let key_a = scheme
+        .ai_key(&sealcache::AiRequest::new("qa", "entry A"))
+        .unwrap();
+    let key_b = scheme
+        .ai_key(&sealcache::AiRequest::new("qa", "entry B"))
+        .unwrap();
+    let a_bytes: Vec<u8> = redis::cmd("GET").arg(&key_a).query(&mut admin).unwrap();
+    assert_eq!(a_bytes[0], 0x01);
+    let _: () = redis::cmd("SET")
+        .arg(&key_b)
+        .arg(&a_bytes)
+        .query(&mut admin)
+        .unwrap();
+    let foreign: Value = auth(http.post(format!("{base}/v1/cache/lookup")))
+        .json(&json!({"text": "entry B", "operation": "qa"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        foreign,
+        json!({"hit": false}),
+        "a copied value must never be served"
+    );
+    let status: Value = auth(http.get(format!("{base}/internal/cache/security-status")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["security_events_by_type"]["decrypt_failed"], 1);
+    assert!(status["recent_security_events"].as_u64().unwrap() >= 1);
+    for field in [
+        "encryption_enabled",
+        "network_isolated",
+        "auth_configured",
+        "security_level",
+        "tls_enabled",
+        "environment",
+        "confidence",
+        "primary_key_id",
+        "decrypt_only_key_ids",
+        "certificate_expires_in_days",
+        "checks",
+    ] {
+        assert!(status.get(field).is_some(), "security-status lacks {field}");
+    }
+    assert_eq!(status["tls_enabled"], true);
+    assert_eq!(
+        status["network_isolated"], true,
+        "loopback Redis: {status:#}"
+    );
+    assert_eq!(status["security_level"], "production_ready", "{status:#}");
+
+    // Wrong or missing key: 401 with the error body, counted.
+    for bad in [Some("Bearer wrong-key"), Some("Basic abc"), None] {
+        let mut r = http
+            .post(format!("{base}/v1/cache/lookup"))
+            .json(&json!({"text": "x", "operation": "qa"}));
+        if let Some(h) = bad {
+            r = r.header("Authorization", h);
+        }
+        let r = r.send().unwrap();
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    let r = http
+        .get(format!("{base}/internal/cache/security-status"))
+        .header("X-API-Key", "nope")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let metrics: Value = auth(http.get(format!("{base}/internal/cache/metrics")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(metrics["security"]["events_by_type"]["api_auth_failed"], 4);
+    assert!(metrics["performance"]["hit_rate"].as_f64().unwrap() > 0.0);
+    let with_x_api_key = http
+        .get(format!("{base}/internal/cache/metrics"))
+        .header("X-API-Key", key.as_str())
+        .send()
+        .unwrap();
+    assert_eq!(with_x_api_key.status(), 200);
+
+    // 400, 413, 415.
+    let post = |body: &str, ct: &str| {
+        auth(http.post(format!("{base}/v1/cache/lookup")))
+            .header("Content-Type", ct)
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    };
+    let r = post("{not json", "application/json");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "malformed_json"
+    );
+    let r = post(r#"{"operation": "qa"}"#, "application/json");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "invalid_request"
+    );
+    let r = post(r#"{"text": "x", "operation": "qa*"}"#, "application/json");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "invalid_operation"
+    );
+    let r = post(r#"{"text": "x", "operation": "qa"}"#, "text/plain");
+    assert_eq!(r.status(), 415);
+    let big = json!({"text": "x".repeat(1_100_000), "operation": "qa", "response": {}}).to_string();
+    let r = auth(http.put(format!("{base}/v1/cache/entries")))
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "payload_too_large"
+    );
+    assert!(r_has_request_id(&http, base));
+
+    // /metrics: auth required, and valid Prometheus text.
+    assert_eq!(
+        http.get(format!("{base}/metrics")).send().unwrap().status(),
+        401
+    );
+    let text = auth(http.get(format!("{base}/metrics")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(text.contains("sealcache_lookups_total"));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Invalidation: by operation, everything only with the confirmation.
+    let inv = |body: Value| {
+        auth(http.post(format!("{base}/internal/cache/invalidate")))
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let r = inv(json!({"operation": "qa"}));
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().unwrap()["invalidated"].as_u64().unwrap() >= 2);
+    assert_eq!(inv(json!({"all": true})).status(), 400);
+    let r = inv(json!({"all": true, "confirm": "invalidate-all"}));
+    assert_eq!(r.status(), 200);
+
+    // Redis down: stores are 503 (never 200/201), health says degraded.
+    redis_server.kill();
+    let r = auth(http.put(format!("{base}/v1/cache/entries")))
+        .json(&json!({"text": "t", "operation": "qa", "response": 1}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "unavailable");
+    assert_eq!(inv(json!({"operation": "qa"})).status(), 503);
+    let health: Value = http
+        .get(format!("{base}/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "degraded", "redis": "unavailable"})
+    );
+
+    // No secret in any log line of the run.
+    drop(admin);
+    let log = std::fs::read_to_string(&server.log).unwrap()
+        + &std::fs::read_to_string(server.log.with_extension("out")).unwrap();
+    assert!(log.contains("listening"), "{log}");
+    let mut secrets = vec![key.clone()];
+    for rel in [
+        layout::APP_PASSWORD,
+        layout::MONITOR_PASSWORD,
+        layout::ADMIN_PASSWORD,
+        layout::HEALTH_PASSWORD,
+    ] {
+        secrets.push(std::fs::read_to_string(dir.path().join(rel)).unwrap());
+    }
+    let keyring = std::fs::read_to_string(dir.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
+    secrets.extend(
+        keyring
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned)),
+    );
+    secrets.push("document 7".to_owned());
+    for s in &secrets {
+        assert!(
+            !log.contains(s.as_str()),
+            "a secret or request text appears in the server log"
+        );
+    }
+}
+
+fn r_has_request_id(http: &Client, base: &str) -> bool {
+    http.get(format!("{base}/health"))
+        .send()
+        .unwrap()
+        .headers()
+        .contains_key("x-request-id")
+}
+
+#[test]
+fn a_plaintext_production_configuration_is_refused_naming_tls() {
+    let dir = deployment();
+    let log = dir.path().join("refused.log");
+    let vars = env_for(
+        dir.path(),
+        "redis://127.0.0.1:6379/0",
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    let mut child = spawn(&vars, &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server started with a plaintext production configuration"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("TLS"), "{stderr}");
+    assert!(stderr.contains("refused to start"), "{stderr}");
+
+    // No API key outside development: refused too.
+    let mut vars = env_for(
+        dir.path(),
+        "rediss://localhost:1/0",
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    vars.retain(|(k, _)| k != "API_KEY_FILE");
+    let out = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("API key"));
+}
