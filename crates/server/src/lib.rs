@@ -126,3 +126,8 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(header, Counter::default()))
         .with_state(state)
 }
+
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
