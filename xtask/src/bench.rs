@@ -18,6 +18,8 @@ pub(crate) enum Suite {
     Monitor,
     /// The cache against raw redis-rs on a real redis-server (latency, throughput, L1 memory).
     Cache,
+    /// The HTTP server under 64 concurrent clients for 30 s (90 % lookups, 10 % stores).
+    Server,
 }
 
 /// Options of `cargo xtask bench`.
@@ -34,7 +36,7 @@ impl BenchArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let suites = match self.suite {
             Some(s) => vec![s],
-            None => vec![Suite::Codec, Suite::Monitor, Suite::Cache],
+            None => vec![Suite::Codec, Suite::Monitor, Suite::Cache, Suite::Server],
         };
         let results = workspace_root().join("target/criterion");
         for suite in suites {
@@ -55,9 +57,13 @@ impl BenchArgs {
                     ],
                 ),
                 Suite::Cache => ("bench cache", &["-p", "sealcache", "--bench", "cache"]),
+                Suite::Server => (
+                    "bench server",
+                    &["-p", "sealcache-server", "--bench", "load"],
+                ),
             };
             if !self.summary_only {
-                if matches!(suite, Suite::Cache) {
+                if matches!(suite, Suite::Cache | Suite::Server) {
                     crate::redis_install::ensure(&[crate::redis_install::REDIS])?;
                 }
                 // One place for every criterion result, whichever package directory cargo runs in.
@@ -72,8 +78,8 @@ impl BenchArgs {
             match suite {
                 Suite::Codec => print_codec_summary(&results)?,
                 Suite::Monitor => print_monitor_summary(&results)?,
-                // The cache harness prints its own table.
-                Suite::Cache => {}
+                // These harnesses print their own tables.
+                Suite::Cache | Suite::Server => {}
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -1,0 +1,164 @@
+//! `cargo xtask bench server`: 64 concurrent HTTP clients on loopback for 30 s against the
+//! `sealcache-server` binary (production configuration, TLS + mTLS + ACL redis-server), mixed 90 %
+//! lookups / 10 % stores of the corpus' medium documents. Requests per second, p50/p99 latency,
+//! errors (must be 0).
+
+// A benchmark program reports what it measured.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
+use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
+use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+use serde_json::{Value, json};
+
+const CLIENTS: usize = 64;
+const DURATION: Duration = Duration::from_secs(30);
+
+fn main() {
+    let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
+    let config =
+        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_deployment(&config, d, &DeploymentOptions::default()).unwrap();
+    let redis = RedisServer::start(RedisOptions {
+        acl_file: Some(d.join(layout::USERS_ACL)),
+        tls: Some(TlsFiles {
+            ca: d.join(layout::CA_CERT),
+            cert: d.join(layout::SERVER_CERT),
+            key: d.join(layout::SERVER_KEY),
+            require_client_certs: true,
+        }),
+        ..RedisOptions::default()
+    });
+    let port = free_port();
+    let p = |rel: &str| d.join(rel).to_string_lossy().into_owned();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+        .env_clear()
+        .envs([
+            ("ENVIRONMENT", "production".to_owned()),
+            (
+                "REDIS_URL",
+                format!("rediss://localhost:{}/0", redis.port()),
+            ),
+            ("REDIS_USERNAME", "cache_app".to_owned()),
+            ("REDIS_PASSWORD_FILE", p(layout::APP_PASSWORD)),
+            ("REDIS_TLS_CA_PATH", p(layout::CA_CERT)),
+            ("REDIS_TLS_CERT_PATH", p(layout::CLIENT_CERT)),
+            ("REDIS_TLS_KEY_PATH", p(layout::CLIENT_KEY)),
+            ("REDIS_ENCRYPTION_KEYS_FILE", p(layout::ENCRYPTION_KEYRING)),
+            ("API_KEY_FILE", p(layout::API_KEY)),
+            ("SEALCACHE_LISTEN", format!("127.0.0.1:{port}")),
+            ("SEALCACHE_LOG", "warn".to_owned()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let key = std::fs::read_to_string(d.join(layout::API_KEY)).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(load(format!("http://127.0.0.1:{port}"), key));
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+fn medium_docs() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/corpus.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["size_class"] == "medium")
+        .collect()
+}
+
+async fn load(base: String, key: String) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let docs = Arc::new(medium_docs());
+    // Prefill so that lookups hit.
+    for (i, doc) in docs.iter().enumerate() {
+        let body =
+            json!({"text": format!("doc {i}"), "operation": doc["operation"], "response": doc});
+        let r = http
+            .put(format!("{base}/v1/cache/entries"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + DURATION;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (http, base, key, docs, errors) = (http.clone(), base.clone(), key.clone(), docs.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = c;
+                while Instant::now() < stop {
+                    let n = i % docs.len();
+                    let t = Instant::now();
+                    let ok = if i % 10 == 0 {
+                        let body = json!({"text": format!("doc {n}"), "operation": docs[n]["operation"], "response": docs[n]});
+                        http.put(format!("{base}/v1/cache/entries")).bearer_auth(&key).json(&body).send().await.map(|r| r.status() == 201)
+                    } else {
+                        let body = json!({"text": format!("doc {n}"), "operation": docs[n]["operation"]});
+                        http.post(format!("{base}/v1/cache/lookup")).bearer_auth(&key).json(&body).send().await.map(|r| r.status() == 200)
+                    };
+                    lat.push(t.elapsed());
+                    if !ok.unwrap_or(false) {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += CLIENTS;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
+    println!("\n| clients | duration | requests | requests/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {CLIENTS} | {:.0} s | {} | {:.0} | {:.2} | {:.2} | {} |",
+        elapsed,
+        all.len(),
+        all.len() as f64 / elapsed,
+        pct(0.5),
+        pct(0.99),
+        errors.load(Ordering::Relaxed)
+    );
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "the load run had errors");
+}
