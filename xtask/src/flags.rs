@@ -24,14 +24,14 @@ pub(crate) enum Command {
     /// Generate or validate a secure configuration.
     #[command(subcommand)]
     Config(crate::config::ConfigCommand),
-    /// Bring up the hardened stack (not built yet).
-    SecureUp(crate::not_built::Args),
-    /// Bring up the development stack (not built yet).
-    DevUp(crate::not_built::Args),
-    /// Stop the stack (not built yet).
-    Down(crate::not_built::Args),
-    /// Show the running stack's security status (not built yet).
-    Status(crate::not_built::Args),
+    /// Bring up the hardened stack: generate (if missing), validate, build images, compose up, verify.
+    SecureUp(crate::deploy::UpArgs),
+    /// Bring up the development stack (REDIS_SECURITY_MODE=development, plaintext Redis).
+    DevUp(crate::deploy::UpArgs),
+    /// Stop and remove the stack.
+    Down(crate::deploy::DownArgs),
+    /// Show the running backend's live security status.
+    Status(crate::deploy::StatusArgs),
 }
 
 impl Command {
@@ -41,10 +41,10 @@ impl Command {
             Command::Bench(args) => args.run(),
             Command::DetectEnv(args) => args.run(),
             Command::Config(cmd) => cmd.run(),
-            Command::SecureUp(args) => args.run("secure-up"),
-            Command::DevUp(args) => args.run("dev-up"),
-            Command::Down(args) => args.run("down"),
-            Command::Status(args) => args.run("status"),
+            Command::SecureUp(args) => args.run(true),
+            Command::DevUp(args) => args.run(false),
+            Command::Down(args) => args.run(),
+            Command::Status(args) => args.run(),
         }
     }
 }

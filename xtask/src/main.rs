@@ -8,12 +8,16 @@
 
 mod bench;
 mod config;
+mod deploy;
 mod detect_env;
+mod docker;
 mod flags;
-mod not_built;
+mod http;
+mod images;
 mod progress;
 mod redis_install;
 mod test;
+mod verify;
 
 use std::process::ExitCode;
 

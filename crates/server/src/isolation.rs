@@ -83,9 +83,9 @@ fn classify(ip: IpAddr, table: &[(String, Route)]) -> Result<String, String> {
             if !private_v4(v4) {
                 return Err(format!("{ip}: not a private address"));
             }
-            // Longest-prefix match (IPv4 addresses as host-order integers; /proc is little-endian
-            // hex of network order, converted by `u32::from_be` above).
-            let addr = u32::from(v4).swap_bytes();
+            // Longest-prefix match on host-order integers (`routes` converts /proc's native-endian
+            // hex of network-order bytes with `u32::from_be`).
+            let addr = u32::from(v4);
             let best = table
                 .iter()
                 .filter(|(_, r)| addr & r.mask == r.dest & r.mask)
@@ -151,41 +151,35 @@ pub async fn observe(host: &str, port: u16) -> Isolation {
 mod tests {
     use super::*;
 
+    /// A /proc/net/route field (native-endian hex of network-order bytes) as `routes()` parses it.
+    fn proc_hex(h: &str) -> u32 {
+        u32::from_be(u32::from_str_radix(h, 16).unwrap())
+    }
+
+    fn route(iface: &str, default: bool, dest: &str, mask: &str, gateway: &str) -> (String, Route) {
+        let r = Route {
+            iface_default: default,
+            dest: proc_hex(dest),
+            mask: proc_hex(mask),
+            gateway: proc_hex(gateway),
+        };
+        (iface.to_owned(), r)
+    }
+
     #[test]
     fn public_and_gatewayed_addresses_are_not_isolated() {
+        // Lines as /proc/net/route prints them on x86_64: a backend with the frontend on eth0
+        // (default route via 192.168.1.1) and the internal network 172.30.0.0/16 on eth1.
         let table = vec![
-            (
-                "eth0".to_owned(),
-                Route {
-                    iface_default: true,
-                    dest: 0,
-                    mask: 0,
-                    gateway: 0x0101_a8c0,
-                },
-            ),
-            (
-                "eth0".to_owned(),
-                Route {
-                    iface_default: true,
-                    dest: u32::from(Ipv4Addr::new(192, 168, 1, 0)).swap_bytes(),
-                    mask: u32::from(Ipv4Addr::new(255, 255, 255, 0)).swap_bytes(),
-                    gateway: 0,
-                },
-            ),
-            (
-                "eth1".to_owned(),
-                Route {
-                    iface_default: false,
-                    dest: u32::from(Ipv4Addr::new(172, 30, 0, 0)).swap_bytes(),
-                    mask: u32::from(Ipv4Addr::new(255, 255, 0, 0)).swap_bytes(),
-                    gateway: 0,
-                },
-            ),
+            route("eth0", true, "00000000", "00000000", "0101A8C0"),
+            route("eth0", true, "0001A8C0", "00FFFFFF", "00000000"),
+            route("eth1", false, "00001EAC", "0000FFFF", "00000000"),
         ];
         assert!(classify("127.0.0.1".parse().unwrap(), &table).is_ok());
+        let internal = classify("172.30.0.5".parse().unwrap(), &table);
         assert!(
-            classify("172.30.0.5".parse().unwrap(), &table).is_ok(),
-            "internal network on a non-default interface"
+            internal.is_ok(),
+            "internal network on a non-default interface: {internal:?}"
         );
         assert!(
             classify("192.168.1.7".parse().unwrap(), &table).is_err(),

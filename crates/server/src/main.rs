@@ -14,6 +14,9 @@ use sealcache_monitor::{AclLogPoller, CacheObserver, Telemetry};
 use sealcache_server::{ApiKeys, AppState, DEFAULT_BODY_LIMIT, app};
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
+        return healthcheck();
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -156,4 +159,28 @@ async fn shutdown() {
     };
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutdown signal received, draining requests");
+}
+
+/// `sealcache-server --healthcheck`: GET /health on the local listener (the container health check;
+/// no curl in the image). Exit 0 when it answers 200.
+fn healthcheck() -> ExitCode {
+    use std::io::{Read as _, Write as _};
+    let listen = std::env::var("SEALCACHE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let port = listen.rsplit(':').next().unwrap_or("8080");
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap_or(8080)))
+    else {
+        return ExitCode::FAILURE;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    let mut head = [0u8; 16];
+    match stream.read(&mut head) {
+        Ok(n) if head[..n].starts_with(b"HTTP/1.1 200") => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }

@@ -1,0 +1,366 @@
+//! `cargo xtask secure-up | dev-up | down | status`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use sealcache_config_gen::{
+    DeploymentOptions, Recommendation, SecureConfigGenerator, ValidationInput, validate,
+    write_deployment,
+};
+use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
+
+use crate::docker::{Compose, engine_answers, inspect};
+use crate::images::{ImageMode, prepare};
+use crate::progress::{is_root, workspace_root};
+use crate::verify::verify;
+
+/// The compose project name.
+pub(crate) const PROJECT: &str = "sealcache";
+/// Where the API is published (127.0.0.1 only).
+pub(crate) const DEFAULT_PORT: u16 = 8080;
+/// The containers' user.
+const UID: &str = "999";
+
+fn parse_env(s: &str) -> Result<Environment, String> {
+    s.parse()
+        .map_err(|_| "expected development, testing, staging, production or unknown".to_owned())
+}
+
+/// Options of `secure-up` and `dev-up`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Environment (detected when omitted; secure-up never uses development).
+    #[arg(long, value_parser = parse_env)]
+    environment: Option<Environment>,
+    /// The deployment directory [default: deploy/generated]; generated when missing, never overwritten.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Which images to use.
+    #[arg(long, value_enum, default_value = "auto")]
+    images: ImageMode,
+    /// Host port of the API (bound to 127.0.0.1).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Compose project name.
+    #[arg(long, default_value = PROJECT)]
+    project: String,
+    /// Run Redis and the server as local processes instead of containers (not built yet).
+    #[arg(long)]
+    local: bool,
+    /// Print the verification as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `down`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DownArgs {
+    /// Also remove volumes.
+    #[arg(long)]
+    volumes: bool,
+    /// Compose project name.
+    #[arg(long, default_value = PROJECT)]
+    project: String,
+}
+
+/// `status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// Print the security status JSON.
+    #[arg(long)]
+    json: bool,
+    /// The deployment directory (for the API key) [default: deploy/generated].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Host port of the API.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+}
+
+pub(crate) fn compose_for(
+    project: &str,
+    secure: bool,
+    dir: &Path,
+    images: (&str, &str),
+    port: u16,
+) -> anyhow::Result<Compose> {
+    let deploy = workspace_root().join("deploy");
+    let file = deploy.join(if secure {
+        "docker-compose.secure.yml"
+    } else {
+        "docker-compose.dev.yml"
+    });
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("{} does not exist", dir.display()))?;
+    Ok(Compose::detect(project)?
+        .file(&file)
+        .var("SEALCACHE_DIR", dir.to_string_lossy())
+        .var("SEALCACHE_DEPLOY", deploy.to_string_lossy())
+        .var("SEALCACHE_REDIS_IMAGE", images.0)
+        .var("SEALCACHE_BACKEND_IMAGE", images.1)
+        .var("SEALCACHE_PORT", port.to_string())
+        .var("SEALCACHE_UID", UID)
+        .var("SEALCACHE_GID", UID))
+}
+
+/// Gives the containers' user the secret files (0600 stays 0600); the CA key stays root's.
+fn hand_secrets_to_containers(dir: &Path) -> anyhow::Result<()> {
+    if !is_root() {
+        println!(
+            "⚠️  not root: the containers read the secrets as their owner; run as root to hand them to uid {UID}"
+        );
+        return Ok(());
+    }
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{UID}:{UID}")])
+        .arg(dir.join("secrets"))
+        .status()?;
+    if !status.success() {
+        bail!("chown of the secrets failed");
+    }
+    Ok(())
+}
+
+fn wait_healthy(compose: &Compose, timeout: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < timeout {
+        let states: Vec<String> = ["redis", "backend"]
+            .iter()
+            .map(|s| {
+                compose
+                    .container(s)
+                    .and_then(|id| inspect(&id))
+                    .map(|v| {
+                        v["State"]["Health"]["Status"]
+                            .as_str()
+                            .unwrap_or("none")
+                            .to_owned()
+                    })
+                    .unwrap_or_else(|_| "missing".to_owned())
+            })
+            .collect();
+        let line = format!("redis {}, backend {}", states[0], states[1]);
+        if line != last {
+            println!("   … {line} ({:.0}s)", started.elapsed().as_secs_f64());
+            last = line;
+        }
+        if states.iter().all(|s| s == "healthy") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bail!(
+        "the stack did not become healthy within {}s ({last})",
+        timeout.as_secs()
+    )
+}
+
+impl UpArgs {
+    pub(crate) fn run(self, secure: bool) -> anyhow::Result<ExitCode> {
+        if self.local {
+            bail!(
+                "`--local` (local processes instead of containers) is not built yet; use the Docker engine"
+            );
+        }
+        let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
+        let environment = match (secure, self.environment) {
+            (false, _) => Environment::Development,
+            (true, Some(Environment::Development)) => {
+                bail!(
+                    "secure-up does not deploy a development configuration: use `cargo xtask dev-up`"
+                )
+            }
+            (true, Some(e)) => e,
+            // A developer checkout (`.git`, `.env`) looks like development; secure-up still
+            // deploys the strict configuration.
+            (true, None) if detected.environment == Environment::Development => {
+                Environment::Production
+            }
+            (true, None) => detected.environment,
+        };
+        match self.environment {
+            Some(e) => println!("✅ Environment: {e} (given explicitly)"),
+            None => println!(
+                "✅ Environment: {environment} (detected {} at {:.0} % by {})",
+                detected.environment,
+                detected.confidence * 100.0,
+                detected.detected_by
+            ),
+        }
+
+        let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
+        if dir.join(".env").exists() {
+            println!(
+                "✅ Configuration: using {} (existing, not overwritten)",
+                dir.display()
+            );
+        } else {
+            let config =
+                SecureConfigGenerator::generate_for_environment(&detected, Some(environment))?;
+            write_deployment(&config, &dir, &DeploymentOptions::default())?;
+            println!(
+                "✅ Passwords: 4 ACL users, {}-bit each",
+                sealcache_config_gen::password::required_bits(environment)
+            );
+            println!("✅ Keys: encryption keyring (AES-256-GCM) and API key");
+            println!("✅ Certificates: CA, Redis server, distinct client (ECDSA P-256)");
+        }
+        let report = validate(&ValidationInput::Dir(dir.clone()), Some(environment))?;
+        if report.recommendation != Recommendation::Acceptable {
+            println!("❌ Validation: regenerate (score {})", report.security_score);
+            for i in &report.issues {
+                println!("   {}: {} — {}", i.code, i.message, i.remedy);
+            }
+            return Ok(ExitCode::from(1));
+        }
+        println!(
+            "✅ Validation: acceptable (score {}/100)",
+            report.security_score
+        );
+
+        if !engine_answers() {
+            bail!(
+                "no Docker engine answers: start Docker (or install docker.io and docker-compose); `--local` is not built yet"
+            );
+        }
+        let images = prepare(self.images)?;
+        println!(
+            "✅ Images: redis={} backend={} ({})",
+            images.redis, images.backend, images.origin
+        );
+        hand_secrets_to_containers(&dir)?;
+        let compose = compose_for(
+            &self.project,
+            secure,
+            &dir,
+            (&images.redis, &images.backend),
+            self.port,
+        )?;
+        let _ = compose.run(&["down", "--remove-orphans"]);
+        compose.run(&["up", "-d"])?;
+        println!(
+            "✅ Networks: redis_internal (internal: true, no host address), frontend; via {}",
+            compose.name()
+        );
+        wait_healthy(&compose, Duration::from_secs(120))?;
+        println!("✅ Containers healthy");
+        let checks = verify(&compose, &dir, self.port, secure);
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&checks)?);
+        }
+        for c in &checks {
+            println!(
+                "{} {}: {}",
+                if c.passed { "✅" } else { "❌" },
+                c.name,
+                c.detail
+            );
+        }
+        if checks.iter().all(|c| c.passed) {
+            if !secure {
+                println!(
+                    "⚠️  DEVELOPMENT MODE (REDIS_SECURITY_MODE=development): plaintext Redis, not for production"
+                );
+            }
+            println!("✅ Isolation verified");
+            println!(
+                "✅ Ready: http://127.0.0.1:{} — API key in {}",
+                self.port,
+                dir.join("secrets/api_key").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        } else {
+            println!(
+                "❌ verification failed; the stack is left running for inspection (`cargo xtask down`)"
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+impl DownArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        // By compose project label: independent of which compose file or directory started it.
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let containers = crate::docker::docker(&["ps", "-aq", "--filter", &label])?;
+        let ids: Vec<&str> = containers.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(&ids);
+            crate::docker::docker(&args)?;
+        }
+        let networks = crate::docker::docker(&["network", "ls", "-q", "--filter", &label])?;
+        for id in networks.split_whitespace() {
+            crate::docker::docker(&["network", "rm", id])?;
+        }
+        let mut volumes = 0;
+        if self.volumes {
+            let list = crate::docker::docker(&["volume", "ls", "-q", "--filter", &label])?;
+            for id in list.split_whitespace() {
+                crate::docker::docker(&["volume", "rm", id])?;
+                volumes += 1;
+            }
+        }
+        println!(
+            "✅ Stack {} removed: {} container(s), {} network(s){}",
+            self.project,
+            ids.len(),
+            networks.split_whitespace().count(),
+            if self.volumes {
+                format!(", {volumes} volume(s)")
+            } else {
+                String::new()
+            }
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl StatusArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let dir = self.dir.unwrap_or_else(crate::config::default_dir);
+        let key = std::fs::read_to_string(dir.join("secrets/api_key"))
+            .with_context(|| format!("no API key in {}", dir.display()))?;
+        let (status, body) = crate::http::request(
+            self.port,
+            "GET",
+            "/internal/cache/security-status",
+            Some(key.trim()),
+            None,
+        )?;
+        if status != 200 {
+            bail!("the backend answered {status}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let level = v["security_level"].as_str().unwrap_or("?");
+        if level == "development" {
+            println!("⚠️  DEVELOPMENT MODE: not for production");
+        }
+        println!(
+            "{} security_level: {level} ({} {})",
+            if level == "production_ready" {
+                "✅"
+            } else {
+                "⚠️ "
+            },
+            v["environment"],
+            v["confidence"]
+        );
+        for c in v["checks"].as_array().into_iter().flatten() {
+            println!(
+                "{} {}: {}",
+                if c["passed"] == true { "✅" } else { "❌" },
+                c["name"].as_str().unwrap_or(""),
+                c["detail"].as_str().unwrap_or("")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,365 @@
+//! Verification of a running stack: every hardening item of DESIGN.md §6, observed.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::docker::{Compose, docker, inspect};
+use crate::http::request;
+
+/// One verified item.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) passed: bool,
+    pub(crate) detail: String,
+}
+
+fn check(name: &'static str, passed: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        passed,
+        detail: detail.into(),
+    }
+}
+
+/// Every secret value of a deployment directory (passwords, API key, keys, private key lines).
+pub(crate) fn secrets_of(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for rel in [
+        "redis_app_password",
+        "redis_health_password",
+        "redis_monitor_password",
+        "redis_admin_password",
+        "api_key",
+    ] {
+        if let Ok(s) = std::fs::read_to_string(dir.join("secrets").join(rel)) {
+            out.push(s.trim().to_owned());
+        }
+    }
+    if let Ok(k) = std::fs::read_to_string(dir.join("secrets/encryption_keyring")) {
+        out.extend(
+            k.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_whitespace().last().map(str::to_owned)),
+        );
+    }
+    for rel in [
+        "secrets/tls/redis.key",
+        "secrets/tls/client.key",
+        "ca/ca.key",
+    ] {
+        if let Ok(pem) = std::fs::read_to_string(dir.join(rel)) {
+            out.extend(
+                pem.lines()
+                    .filter(|l| !l.starts_with("-----") && l.len() > 20)
+                    .map(str::to_owned),
+            );
+        }
+    }
+    out.retain(|s| s.len() >= 8);
+    out
+}
+
+/// Runs every check against the running stack.
+pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let (redis, backend) = match (compose.container("redis"), compose.container("backend")) {
+        (Ok(r), Ok(b)) => (r, b),
+        (r, b) => {
+            checks.push(check(
+                "containers_running",
+                false,
+                format!("redis: {:?}, backend: {:?}", r.err(), b.err()),
+            ));
+            return checks;
+        }
+    };
+    let (ri, bi) = match (inspect(&redis), inspect(&backend)) {
+        (Ok(r), Ok(b)) => (r, b),
+        _ => {
+            checks.push(check(
+                "containers_inspectable",
+                false,
+                "docker inspect failed",
+            ));
+            return checks;
+        }
+    };
+
+    // Redis publishes no port.
+    let bindings = &ri["HostConfig"]["PortBindings"];
+    let published = bindings.as_object().is_some_and(|m| !m.is_empty())
+        || ri["NetworkSettings"]["Ports"]
+            .as_object()
+            .is_some_and(|m| m.values().any(|v| !v.is_null()));
+    checks.push(check(
+        "redis_publishes_no_port",
+        !published,
+        if published {
+            "Redis has a published port"
+        } else {
+            "no ports: section, nothing published"
+        },
+    ));
+
+    // Redis is only on the internal network, and that network is internal.
+    let nets = ri["NetworkSettings"]["Networks"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let internal_name = format!("{}_redis_internal", compose.project());
+    let internal = inspect(&internal_name)
+        .ok()
+        .is_some_and(|n| n["Internal"] == true);
+    let only_internal = nets.len() == 1 && nets.contains_key(&internal_name);
+    checks.push(check(
+        "redis_network_internal",
+        internal && only_internal,
+        format!(
+            "networks {:?}, {internal_name} internal={internal}",
+            nets.keys().collect::<Vec<_>>()
+        ),
+    ));
+    let redis_ip = nets
+        .get(&internal_name)
+        .and_then(|n| n["IPAddress"].as_str())
+        .unwrap_or("")
+        .to_owned();
+
+    // The host reaches Redis neither through a published port nor at its container address.
+    // Asked of the kernel without sending a packet: if no local interface reaches the address, a
+    // connection attempt would leave through the default route, off this machine (never done).
+    let route = local_route(&redis_ip);
+    let host_reach = match &route {
+        LocalRoute::Bridge(dev) => {
+            let ip: std::net::IpAddr = redis_ip
+                .parse()
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            let reached =
+                TcpStream::connect_timeout(&SocketAddr::new(ip, 6379), Duration::from_secs(2))
+                    .is_ok();
+            (
+                !reached,
+                format!(
+                    "the host has an address on {dev}; TCP connect to {redis_ip}:6379 {}",
+                    if reached { "succeeded" } else { "is refused" }
+                ),
+            )
+        }
+        LocalRoute::None(how) => (
+            true,
+            format!(
+                "no interface of the host reaches {redis_ip} ({how}): the internal bridge has no host address"
+            ),
+        ),
+    };
+    checks.push(check(
+        "host_cannot_reach_redis",
+        host_reach.0 && !redis_ip.is_empty(),
+        host_reach.1,
+    ));
+
+    // A container on another network cannot reach Redis: the name does not resolve there, and the
+    // address is probed only when it is on a local bridge (so no packet leaves the machine).
+    let frontend = format!("{}_frontend", compose.project());
+    let image = ri["Config"]["Image"].as_str().unwrap_or("").to_owned();
+    let by_name = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &frontend,
+        "--user",
+        "999:999",
+        "--cap-drop",
+        "ALL",
+        "--entrypoint",
+        "getent",
+        &image,
+        "hosts",
+        "redis",
+    ]);
+    let by_ip = match &route {
+        LocalRoute::Bridge(_) => {
+            let probe = format!("timeout 3 bash -c 'echo > /dev/tcp/{redis_ip}/6379'");
+            Some(
+                docker(&[
+                    "run",
+                    "--rm",
+                    "--network",
+                    &frontend,
+                    "--user",
+                    "999:999",
+                    "--cap-drop",
+                    "ALL",
+                    "--entrypoint",
+                    "bash",
+                    &image,
+                    "-c",
+                    &probe,
+                ])
+                .is_ok(),
+            )
+        }
+        LocalRoute::None(_) => None,
+    };
+    checks.push(check(
+        "other_networks_cannot_reach_redis",
+        by_name.is_err() && by_ip != Some(true),
+        format!(
+            "on {frontend}: `redis` {}; by address: {}",
+            if by_name.is_err() {
+                "does not resolve"
+            } else {
+                "resolves"
+            },
+            match by_ip {
+                Some(true) => "reached".to_owned(),
+                Some(false) => "refused".to_owned(),
+                None => "no route from any local bridge".to_owned(),
+            }
+        ),
+    ));
+
+    // docker inspect shows no secret anywhere (environment, command line, health check, labels).
+    let secrets = secrets_of(dir);
+    let shown = format!("{ri}{bi}");
+    let leaked = secrets.iter().any(|s| shown.contains(s.as_str()));
+    checks.push(check(
+        "no_secret_in_docker_inspect",
+        !leaked && !secrets.is_empty(),
+        format!(
+            "{} secret values searched in both containers' inspect output",
+            secrets.len()
+        ),
+    ));
+
+    for (name, c) in [("redis", &ri), ("backend", &bi)] {
+        let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
+        let caps = c["HostConfig"]["CapDrop"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "ALL"))
+            && c["HostConfig"]["CapAdd"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+        let user = c["Config"]["User"].as_str().unwrap_or("");
+        let non_root = !user.is_empty() && !user.starts_with("0") && !user.starts_with("root");
+        let nnp = c["HostConfig"]["SecurityOpt"].as_array().is_some_and(|a| {
+            a.iter().any(|v| {
+                v.as_str()
+                    .is_some_and(|s| s.starts_with("no-new-privileges"))
+            })
+        });
+        let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
+            && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
+        let ca_key = c["Mounts"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["Source"]
+                    .as_str()
+                    .is_some_and(|s| s.ends_with("/ca/ca.key") || s.contains("/ca/"))
+            })
+        });
+        checks.push(check(if name == "redis" { "redis_hardened" } else { "backend_hardened" }, ro && caps && non_root && nnp && limits && !ca_key,
+            format!("read-only rootfs={ro}, cap_drop ALL={caps}, user={user}, no-new-privileges={nnp}, limits={limits}, CA key mounted={ca_key}")));
+    }
+
+    // The backend reaches Redis, reports isolation and production readiness, and serves.
+    let key = std::fs::read_to_string(dir.join("secrets/api_key")).unwrap_or_default();
+    match request(
+        port,
+        "GET",
+        "/internal/cache/security-status",
+        Some(key.trim()),
+        None,
+    ) {
+        Ok((200, body)) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let isolated = v["network_isolated"] == true;
+            let level = v["security_level"].as_str().unwrap_or("").to_owned();
+            checks.push(check(
+                "backend_reports_network_isolated",
+                isolated,
+                v["checks"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["name"] == "network_isolated"))
+                    .map_or_else(String::new, |c| {
+                        c["detail"].as_str().unwrap_or("").to_owned()
+                    }),
+            ));
+            let want = if secure {
+                "production_ready"
+            } else {
+                "development"
+            };
+            checks.push(check(
+                "backend_security_level",
+                level == want,
+                format!("security_level={level} (want {want})"),
+            ));
+        }
+        other => checks.push(check(
+            "backend_security_status",
+            false,
+            format!("{other:?}"),
+        )),
+    }
+    let store =
+        r#"{"text": "secure-up verification", "operation": "qa", "response": {"answer": "ok"}}"#;
+    let lookup = r#"{"text": "secure-up verification", "operation": "qa"}"#;
+    let stored = request(
+        port,
+        "PUT",
+        "/v1/cache/entries",
+        Some(key.trim()),
+        Some(store),
+    )
+    .map(|(s, _)| s);
+    let found = request(
+        port,
+        "POST",
+        "/v1/cache/lookup",
+        Some(key.trim()),
+        Some(lookup),
+    )
+    .map(|(s, b)| s == 200 && b.contains("\"hit\":true"));
+    checks.push(check(
+        "store_and_lookup_end_to_end",
+        matches!(stored, Ok(201)) && matches!(found, Ok(true)),
+        format!("store {stored:?}, lookup hit {found:?}"),
+    ));
+    checks
+}
+
+/// How the host would reach an address, asked of the kernel (`ip route get`, no packet sent).
+enum LocalRoute {
+    /// Through a local bridge (directly connected, no gateway).
+    Bridge(String),
+    /// Not through any local interface (only via a gateway, or no route at all).
+    None(String),
+}
+
+fn local_route(ip: &str) -> LocalRoute {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "route", "get", ip])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let dev = words
+        .iter()
+        .position(|w| *w == "dev")
+        .and_then(|i| words.get(i + 1))
+        .map(|d| (*d).to_owned());
+    let via = words.contains(&"via");
+    match dev {
+        Some(d) if !via && (d.starts_with("br-") || d.starts_with("docker")) => {
+            LocalRoute::Bridge(d)
+        }
+        Some(d) if via => LocalRoute::None(format!("only via a gateway on {d}")),
+        Some(d) => LocalRoute::None(format!("via {d}")),
+        None => LocalRoute::None("no route".to_owned()),
+    }
+}
