@@ -52,6 +52,30 @@ pub(crate) struct UpArgs {
     /// Print the verification as JSON.
     #[arg(long)]
     json: bool,
+    /// Subnet of the internal network (tests run a second stack beside a user's).
+    #[arg(long, hide = true)]
+    internal_subnet: Option<String>,
+}
+
+impl UpArgs {
+    /// The arguments `cargo xtask test` uses for its own, separate stack.
+    pub(crate) fn for_test(dir: PathBuf, port: u16) -> Self {
+        Self {
+            environment: Some(Environment::Production),
+            dir: Some(dir),
+            images: ImageMode::Auto,
+            port,
+            project: "sealcache-test".to_owned(),
+            local: false,
+            json: false,
+            internal_subnet: Some("172.30.239.0/24".to_owned()),
+        }
+    }
+
+    /// The compose project.
+    pub(crate) fn project(&self) -> &str {
+        &self.project
+    }
 }
 
 /// `down`.
@@ -210,7 +234,10 @@ impl UpArgs {
         }
         let report = validate(&ValidationInput::Dir(dir.clone()), Some(environment))?;
         if report.recommendation != Recommendation::Acceptable {
-            println!("❌ Validation: regenerate (score {})", report.security_score);
+            println!(
+                "❌ Validation: regenerate (score {})",
+                report.security_score
+            );
             for i in &report.issues {
                 println!("   {}: {} — {}", i.code, i.message, i.remedy);
             }
@@ -282,6 +309,14 @@ impl UpArgs {
 }
 
 impl DownArgs {
+    /// `down` of `project`.
+    pub(crate) fn project(project: &str) -> Self {
+        Self {
+            volumes: true,
+            project: project.to_owned(),
+        }
+    }
+
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         // By compose project label: independent of which compose file or directory started it.
         let label = format!("label=com.docker.compose.project={}", self.project);

@@ -39,6 +39,7 @@ impl TestArgs {
             "cargo test --workspace",
             cargo().args(["test", "--workspace", "--all-features", "--locked"]),
         )?;
+        stack_verification()?;
         if !self.quick {
             step(
                 "cargo doc (warnings denied)",
@@ -55,5 +56,36 @@ impl TestArgs {
         }
         println!("✅ all checks and tests passed");
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The hardened stack, brought up and verified against the real Docker engine whenever one answers
+/// (a separate project, port and subnet, removed afterwards, even on failure).
+fn stack_verification() -> anyhow::Result<()> {
+    if !crate::docker::engine_answers() {
+        println!(
+            "⏭  no Docker engine answers: the compose stack verification is skipped on this machine"
+        );
+        return Ok(());
+    }
+    println!("▶ compose stack: secure-up, verify, down (Docker engine answers)");
+    let dir = crate::progress::workspace_root().join("target/stack-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let args = crate::deploy::UpArgs::for_test(dir.clone(), port);
+    let project = args.project().to_owned();
+    let _ = crate::deploy::DownArgs::project(&project).run();
+    let outcome = args.run(true);
+    let _ = crate::deploy::DownArgs::project(&project).run();
+    let _ = std::fs::remove_dir_all(&dir);
+    match outcome {
+        Ok(code) if code == ExitCode::SUCCESS => {
+            println!("✅ compose stack verified");
+            Ok(())
+        }
+        Ok(_) => anyhow::bail!("the compose stack verification failed (see the ❌ lines above)"),
+        Err(err) => Err(err.context("the compose stack could not be brought up")),
     }
 }

@@ -253,8 +253,29 @@ fn generate_rotate_validate_with_exit_codes_and_no_secret_in_output() {
 }
 
 #[test]
-fn deployment_commands_say_plainly_they_are_not_built_yet() {
-    let out = xtask(&["secure-up"], &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("not built yet"));
+fn secure_up_refuses_a_development_deployment_and_says_what_is_not_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let out = xtask(
+        &[
+            "secure-up",
+            "--environment",
+            "development",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("dev-up"), "{}", text(&out));
+    assert!(
+        !dir.exists(),
+        "nothing is generated for a refused deployment"
+    );
+    let out = xtask(
+        &["secure-up", "--local", "--dir", dir.to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not built yet"), "{}", text(&out));
 }
