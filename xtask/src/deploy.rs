@@ -46,7 +46,8 @@ pub(crate) struct UpArgs {
     /// Compose project name.
     #[arg(long, default_value = PROJECT)]
     project: String,
-    /// Run Redis and the server as local processes instead of containers (not built yet).
+    /// Run Redis and the server as local processes instead of containers (automatic when no Docker
+    /// engine answers).
     #[arg(long)]
     local: bool,
     /// Print the verification as JSON.
@@ -84,6 +85,10 @@ pub(crate) struct DownArgs {
     /// Also remove volumes.
     #[arg(long)]
     volumes: bool,
+    /// The deployment directory whose local processes (`secure-up --local`) to stop
+    /// [default: deploy/generated].
+    #[arg(long)]
+    dir: Option<PathBuf>,
     /// Compose project name.
     #[arg(long, default_value = PROJECT)]
     project: String,
@@ -184,10 +189,8 @@ fn wait_healthy(compose: &Compose, timeout: Duration) -> anyhow::Result<()> {
 
 impl UpArgs {
     pub(crate) fn run(self, secure: bool) -> anyhow::Result<ExitCode> {
-        if self.local {
-            bail!(
-                "`--local` (local processes instead of containers) is not built yet; use the Docker engine"
-            );
+        if self.local && !secure {
+            bail!("dev-up runs containers only; for local processes use `secure-up --local`");
         }
         let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
         let environment = match (secure, self.environment) {
@@ -248,10 +251,15 @@ impl UpArgs {
             report.security_score
         );
 
-        if !engine_answers() {
-            bail!(
-                "no Docker engine answers: start Docker (or install docker.io and docker-compose); `--local` is not built yet"
-            );
+        if self.local || !engine_answers() {
+            if !self.local {
+                println!(
+                    "⚠️  no Docker engine answers: running the same topology as local processes (--local)"
+                );
+            }
+            let port = crate::local::up(&dir, self.port)?;
+            let checks = crate::local::verify(&dir, port);
+            return Ok(print_report(&checks, self.json, secure, port, &dir));
         }
         let images = prepare(self.images)?;
         println!(
@@ -259,13 +267,16 @@ impl UpArgs {
             images.redis, images.backend, images.origin
         );
         hand_secrets_to_containers(&dir)?;
-        let compose = compose_for(
+        let mut compose = compose_for(
             &self.project,
             secure,
             &dir,
             (&images.redis, &images.backend),
             self.port,
         )?;
+        if let Some(subnet) = &self.internal_subnet {
+            compose = compose.var("SEALCACHE_INTERNAL_SUBNET", subnet.clone());
+        }
         let _ = compose.run(&["down", "--remove-orphans"]);
         compose.run(&["up", "-d"])?;
         println!(
@@ -275,36 +286,48 @@ impl UpArgs {
         wait_healthy(&compose, Duration::from_secs(120))?;
         println!("✅ Containers healthy");
         let checks = verify(&compose, &dir, self.port, secure);
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&checks)?);
-        }
-        for c in &checks {
+        Ok(print_report(&checks, self.json, secure, self.port, &dir))
+    }
+}
+
+fn print_report(
+    checks: &[crate::verify::Check],
+    json: bool,
+    secure: bool,
+    port: u16,
+    dir: &Path,
+) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(checks).unwrap_or_default()
+        );
+    }
+    for c in checks {
+        println!(
+            "{} {}: {}",
+            if c.passed { "✅" } else { "❌" },
+            c.name,
+            c.detail
+        );
+    }
+    if checks.iter().all(|c| c.passed) {
+        if !secure {
             println!(
-                "{} {}: {}",
-                if c.passed { "✅" } else { "❌" },
-                c.name,
-                c.detail
+                "⚠️  DEVELOPMENT MODE (REDIS_SECURITY_MODE=development): plaintext Redis, not for production"
             );
         }
-        if checks.iter().all(|c| c.passed) {
-            if !secure {
-                println!(
-                    "⚠️  DEVELOPMENT MODE (REDIS_SECURITY_MODE=development): plaintext Redis, not for production"
-                );
-            }
-            println!("✅ Isolation verified");
-            println!(
-                "✅ Ready: http://127.0.0.1:{} — API key in {}",
-                self.port,
-                dir.join("secrets/api_key").display()
-            );
-            Ok(ExitCode::SUCCESS)
-        } else {
-            println!(
-                "❌ verification failed; the stack is left running for inspection (`cargo xtask down`)"
-            );
-            Ok(ExitCode::from(1))
-        }
+        println!("✅ Isolation verified");
+        println!(
+            "✅ Ready: http://127.0.0.1:{port} — API key in {}",
+            dir.join("secrets/api_key").display()
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "❌ verification failed; the stack is left running for inspection (`cargo xtask down`)"
+        );
+        ExitCode::from(1)
     }
 }
 
@@ -313,11 +336,23 @@ impl DownArgs {
     pub(crate) fn project(project: &str) -> Self {
         Self {
             volumes: true,
+            dir: None,
             project: project.to_owned(),
         }
     }
 
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
+        let stopped = crate::local::down(&dir)?;
+        if stopped > 0 {
+            println!(
+                "✅ Local stack in {} stopped: {stopped} process(es)",
+                dir.display()
+            );
+        }
+        if !crate::docker::engine_answers() {
+            return Ok(ExitCode::SUCCESS);
+        }
         // By compose project label: independent of which compose file or directory started it.
         let label = format!("label=com.docker.compose.project={}", self.project);
         let containers = crate::docker::docker(&["ps", "-aq", "--filter", &label])?;

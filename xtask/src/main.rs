@@ -14,6 +14,7 @@ mod docker;
 mod flags;
 mod http;
 mod images;
+mod local;
 mod progress;
 mod redis_install;
 mod test;

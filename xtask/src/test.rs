@@ -40,6 +40,7 @@ impl TestArgs {
             cargo().args(["test", "--workspace", "--all-features", "--locked"]),
         )?;
         stack_verification()?;
+        local_verification()?;
         if !self.quick {
             step(
                 "cargo doc (warnings denied)",
@@ -87,5 +88,49 @@ fn stack_verification() -> anyhow::Result<()> {
         }
         Ok(_) => anyhow::bail!("the compose stack verification failed (see the ❌ lines above)"),
         Err(err) => Err(err.context("the compose stack could not be brought up")),
+    }
+}
+
+/// `secure-up --local` (local processes, no Docker): brought up, verified through its API, and
+/// stopped by pid; runs on every machine (redis-server is installed above).
+fn local_verification() -> anyhow::Result<()> {
+    println!("▶ local stack: secure-up --local, verify, down");
+    let dir = crate::progress::workspace_root().join("target/local-test");
+    let _ = crate::local::down(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let info = sealcache_env_detect::EnvironmentDetector::default()
+        .detect(sealcache_env_detect::FeatureContext::SecurityEnforcement);
+    let config = sealcache_config_gen::SecureConfigGenerator::generate_for_environment(
+        &info,
+        Some(sealcache_env_detect::Environment::Production),
+    )?;
+    sealcache_config_gen::write_deployment(
+        &config,
+        &dir,
+        &sealcache_config_gen::DeploymentOptions::default(),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let outcome = crate::local::up(&dir, port).map(|port| crate::local::verify(&dir, port));
+    let stopped = crate::local::down(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let checks = outcome?;
+    for c in &checks {
+        println!(
+            "{} {}: {}",
+            if c.passed { "✅" } else { "❌" },
+            c.name,
+            c.detail
+        );
+    }
+    if stopped? != 2 {
+        anyhow::bail!("down did not stop exactly the two processes it started");
+    }
+    if checks.iter().all(|c| c.passed) && checks.len() >= 6 {
+        println!("✅ local stack verified and stopped");
+        Ok(())
+    } else {
+        anyhow::bail!("the local stack verification failed")
     }
 }

@@ -253,7 +253,7 @@ fn generate_rotate_validate_with_exit_codes_and_no_secret_in_output() {
 }
 
 #[test]
-fn secure_up_refuses_a_development_deployment_and_says_what_is_not_built() {
+fn secure_up_refuses_a_development_deployment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("dev");
     let out = xtask(
