@@ -172,6 +172,12 @@ impl AiResponseCache {
         self.cache.breaker_state()
     }
 
+    /// Entries in the L1 tier now.
+    #[must_use]
+    pub fn l1_entries(&self) -> u64 {
+        self.cache.l1_entries()
+    }
+
     /// Whether Redis answers now.
     pub async fn redis_available(&self) -> bool {
         self.cache.redis_available().await

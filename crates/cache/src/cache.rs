@@ -495,6 +495,12 @@ impl SealedCache {
         self.inner.backend.breaker_state()
     }
 
+    /// Entries in the L1 tier now (0 when L1 is off).
+    #[must_use]
+    pub fn l1_entries(&self) -> u64 {
+        self.inner.l1.as_ref().map_or(0, |l1| l1.len() as u64)
+    }
+
     /// Whether Redis answers now (and the breaker is not open).
     pub async fn redis_available(&self) -> bool {
         self.inner.backend.ping().await.is_ok()

@@ -33,9 +33,10 @@ pub mod names {
     pub const SINGLEFLIGHT_COALESCED: &str = "sealcache.singleflight.coalesced";
     /// `sealcache.l1.entries` ({entry}), a gauge.
     pub const L1_ENTRIES: &str = "sealcache.l1.entries";
-    /// `sealcache.redis.available` (1), a gauge: 1 up, 0 down.
+    /// `sealcache.redis.available` ({status}), a gauge: 1 up, 0 down. (Not unit `1`: the Prometheus
+    /// exporter would append `_ratio`.)
     pub const REDIS_AVAILABLE: &str = "sealcache.redis.available";
-    /// `sealcache.breaker.state` (1), a gauge: 0 closed, 1 half-open, 2 open.
+    /// `sealcache.breaker.state` ({state}), a gauge: 0 closed, 1 half-open, 2 open.
     pub const BREAKER_STATE: &str = "sealcache.breaker.state";
     /// `sealcache.invalidations` ({invalidation}).
     pub const INVALIDATIONS: &str = "sealcache.invalidations";
@@ -121,8 +122,19 @@ const DB_COMMANDS: &[&str] = &[
 
 impl OtelObserver {
     /// Creates the instruments on `meter` (use a meter named [`METER_NAME`]).
+    ///
+    /// Every security event type starts at 0, so dashboards and alerts see "no events" as zero
+    /// rather than as a missing series.
     #[must_use]
     pub fn new(meter: &Meter) -> Self {
+        let observer = Self::instruments(meter);
+        for attrs in &observer.event_types {
+            observer.security.add(0, attrs);
+        }
+        observer
+    }
+
+    fn instruments(meter: &Meter) -> Self {
         use crate::event::SecurityEventType;
         Self {
             db_duration: meter
@@ -170,12 +182,12 @@ impl OtelObserver {
                 .build(),
             redis_available: meter
                 .u64_gauge(names::REDIS_AVAILABLE)
-                .with_unit("1")
+                .with_unit("{status}")
                 .with_description("1 when Redis is reachable, 0 when not")
                 .build(),
             breaker: meter
                 .u64_gauge(names::BREAKER_STATE)
-                .with_unit("1")
+                .with_unit("{state}")
                 .with_description("Redis circuit breaker: 0 closed, 1 half-open, 2 open")
                 .build(),
             invalidations: meter

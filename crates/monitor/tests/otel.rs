@@ -122,8 +122,8 @@ fn instruments_have_the_designed_names_units_attributes_and_values() {
         (names::SECURITY_EVENTS, "{event}"),
         (names::SINGLEFLIGHT_COALESCED, "{call}"),
         (names::L1_ENTRIES, "{entry}"),
-        (names::REDIS_AVAILABLE, "1"),
-        (names::BREAKER_STATE, "1"),
+        (names::REDIS_AVAILABLE, "{status}"),
+        (names::BREAKER_STATE, "{state}"),
         (names::INVALIDATIONS, "{invalidation}"),
         (names::INVALIDATED_KEYS, "{key}"),
     ]

@@ -34,6 +34,7 @@ pub mod auth;
 mod error;
 pub mod isolation;
 mod routes;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,6 +114,7 @@ pub fn app(state: AppState) -> Router {
         auth::require_api_key,
     ));
     let header = axum::http::HeaderName::from_static("x-request-id");
+    let http_metrics = telemetry::HttpMetrics::new(&state.telemetry.meter());
     public
         .merge(protected)
         .fallback(|| async {
@@ -121,6 +123,7 @@ pub fn app(state: AppState) -> Router {
                 axum::Json(serde_json::json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(http_metrics, telemetry::record))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, Counter::default()))

@@ -121,6 +121,16 @@ async fn run() -> anyhow::Result<()> {
         });
     }
 
+    let gauge_every = std::env::var("SEALCACHE_STATUS_INTERVAL_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    sealcache_server::telemetry::spawn_status_gauges(
+        cache.clone(),
+        &telemetry.meter(),
+        Duration::from_secs(gauge_every),
+        Duration::from_secs(gauge_every * 20),
+    );
     let state = AppState {
         redis_host: sealcache::RedisConfig::new(settings.redis_url.clone()).host_and_port(),
         cache,

@@ -1,0 +1,97 @@
+//! Server-side instruments: HTTP request durations, the observed security level, and periodic Redis
+//! availability (so dashboards have data even when nothing changes).
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Gauge, Histogram, Meter};
+use sealcache::AiResponseCache;
+
+/// `http.server.request.duration` (s), semantic-convention attributes (`http.request.method`,
+/// `http.route` from the matched route template, never the raw path, `http.response.status_code`).
+#[derive(Clone, Debug)]
+pub struct HttpMetrics(Histogram<f64>);
+
+impl HttpMetrics {
+    /// Creates the histogram on `meter`.
+    #[must_use]
+    pub fn new(meter: &Meter) -> Self {
+        Self(
+            meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("Duration of HTTP requests to the sealcache API")
+                .with_boundaries(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .build(),
+        )
+    }
+}
+
+/// Records every request's duration.
+pub async fn record(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    metrics.0.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", route),
+            KeyValue::new(
+                "http.response.status_code",
+                i64::from(response.status().as_u16()),
+            ),
+        ],
+    );
+    response
+}
+
+/// Every `every`, records Redis availability and the breaker state; every `level_every`, the
+/// observed security level as `sealcache.security.level{level, environment} = 1` (the other levels 0).
+pub fn spawn_status_gauges(
+    cache: AiResponseCache,
+    meter: &Meter,
+    every: Duration,
+    level_every: Duration,
+) {
+    let level_gauge: Gauge<u64> = meter
+        .u64_gauge("sealcache.security.level")
+        .with_unit("{level}")
+        .with_description("1 for the observed security level (labels: level, environment)")
+        .build();
+    let observer = cache.observer().clone();
+    tokio::spawn(async move {
+        let mut last_level = Instant::now() - level_every;
+        loop {
+            let up = cache.redis_available().await;
+            observer.redis_available(up);
+            observer.breaker_state(cache.breaker_state());
+            observer.l1_entries(cache.l1_entries());
+            if last_level.elapsed() >= level_every {
+                last_level = Instant::now();
+                let status = cache.security_status().await;
+                let level = serde_json::to_value(status.security_level)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                for candidate in ["production_ready", "degraded", "insecure", "development"] {
+                    let attrs = [
+                        KeyValue::new("level", candidate),
+                        KeyValue::new("environment", status.environment.clone()),
+                    ];
+                    level_gauge.record(u64::from(candidate == level), &attrs);
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
