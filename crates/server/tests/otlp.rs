@@ -1,0 +1,218 @@
+//! The OTLP path: a test receiver (OTLP/HTTP protobuf, decoded with the OpenTelemetry proto types)
+//! gets the server's metrics pushed through `OTEL_EXPORTER_OTLP_ENDPOINT`; names, units and a
+//! scripted counter value are checked.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message as _;
+use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
+use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
+use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+
+/// Accepts OTLP/HTTP POSTs on loopback and keeps each decoded request.
+fn receiver() -> (u16, Arc<Mutex<Vec<ExportMetricsServiceRequest>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let mut length = 0usize;
+            let mut line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_ok() && request_line.starts_with("POST /v1/metrics")
+            {
+                if let Ok(req) = ExportMetricsServiceRequest::decode(body.as_slice()) {
+                    sink.lock().unwrap().push(req);
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn metrics_are_pushed_over_otlp_http_with_names_units_and_values() {
+    let (otlp_port, got) = receiver();
+    let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
+    let config =
+        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_deployment(&config, d, &DeploymentOptions::default()).unwrap();
+    let redis = RedisServer::start(RedisOptions {
+        acl_file: Some(d.join(layout::USERS_ACL)),
+        tls: Some(TlsFiles {
+            ca: d.join(layout::CA_CERT),
+            cert: d.join(layout::SERVER_CERT),
+            key: d.join(layout::SERVER_KEY),
+            require_client_certs: true,
+        }),
+        ..RedisOptions::default()
+    });
+    let api_port = free_port();
+    let p = |rel: &str| d.join(rel).to_string_lossy().into_owned();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+        .env_clear()
+        .envs([
+            ("ENVIRONMENT", "production".to_owned()),
+            (
+                "REDIS_URL",
+                format!("rediss://localhost:{}/0", redis.port()),
+            ),
+            ("REDIS_USERNAME", "cache_app".to_owned()),
+            ("REDIS_PASSWORD_FILE", p(layout::APP_PASSWORD)),
+            ("REDIS_TLS_CA_PATH", p(layout::CA_CERT)),
+            ("REDIS_TLS_CERT_PATH", p(layout::CLIENT_CERT)),
+            ("REDIS_TLS_KEY_PATH", p(layout::CLIENT_KEY)),
+            ("REDIS_ENCRYPTION_KEYS_FILE", p(layout::ENCRYPTION_KEYRING)),
+            ("API_KEY_FILE", p(layout::API_KEY)),
+            ("SEALCACHE_LISTEN", format!("127.0.0.1:{api_port}")),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{otlp_port}"),
+            ),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500".to_owned()),
+            ("OTEL_SERVICE_NAME", "sealcache-otlp-test".to_owned()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::blocking::Client::new();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !http
+        .get(format!("{api}/health"))
+        .send()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The script: two requests with a bad API key, one lookup miss.
+    for _ in 0..2 {
+        assert_eq!(
+            http.get(format!("{api}/internal/cache/metrics"))
+                .bearer_auth("bad")
+                .send()
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    let key = std::fs::read_to_string(d.join(layout::API_KEY)).unwrap();
+    let r = http
+        .post(format!("{api}/v1/cache/lookup"))
+        .bearer_auth(key.trim())
+        .json(&serde_json::json!({"text": "x", "operation": "qa"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Wait for a push that carries the scripted values.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (units, api_auth_failed, lookups_miss, service) = loop {
+        let requests = got.lock().unwrap().clone();
+        let mut units = std::collections::BTreeMap::new();
+        let (mut auth, mut miss, mut service) = (None, None, None);
+        for req in &requests {
+            for rm in &req.resource_metrics {
+                for kv in rm
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.clone())
+                    .unwrap_or_default()
+                {
+                    if kv.key == "service.name" {
+                        service = kv.value.map(|v| format!("{:?}", v.value));
+                    }
+                }
+                for sm in &rm.scope_metrics {
+                    for m in &sm.metrics {
+                        units.insert(m.name.clone(), m.unit.clone());
+                        if let Some(Data::Sum(sum)) = &m.data {
+                            for dp in &sum.data_points {
+                                let attr = |k: &str| {
+                                    dp.attributes
+                                        .iter()
+                                        .find(|a| a.key == k)
+                                        .and_then(|a| a.value.clone())
+                                        .map(|v| format!("{:?}", v.value))
+                                };
+                                let value = match dp.value {
+                                    Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i)) => i,
+                                    _ => -1,
+                                };
+                                if m.name == "sealcache.security.events"
+                                    && attr("type").is_some_and(|t| t.contains("api_auth_failed"))
+                                {
+                                    auth = Some(value);
+                                }
+                                if m.name == "sealcache.lookups"
+                                    && attr("result").is_some_and(|t| t.contains("\"miss\""))
+                                {
+                                    miss = Some(value);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if auth == Some(2) && miss == Some(1) {
+            break (units, auth, miss, service);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no push with the scripted values arrived ({} requests, auth {auth:?}, miss {miss:?})",
+            requests.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(api_auth_failed, Some(2));
+    assert_eq!(lookups_miss, Some(1));
+    assert!(service.unwrap_or_default().contains("sealcache-otlp-test"));
+    for (name, unit) in [
+        ("sealcache.security.events", "{event}"),
+        ("sealcache.lookups", "{lookup}"),
+        ("sealcache.operation.duration", "s"),
+        ("db.client.operation.duration", "s"),
+        ("http.server.request.duration", "s"),
+    ] {
+        assert_eq!(
+            units.get(name).map(String::as_str),
+            Some(unit),
+            "{name} in {units:?}"
+        );
+    }
+}
