@@ -44,11 +44,11 @@ fn receiver() -> (u16, Arc<Mutex<Vec<ExportMetricsServiceRequest>>>) {
                 }
             }
             let mut body = vec![0u8; length];
-            if reader.read_exact(&mut body).is_ok() && request_line.starts_with("POST /v1/metrics")
+            if reader.read_exact(&mut body).is_ok()
+                && request_line.starts_with("POST /v1/metrics")
+                && let Ok(req) = ExportMetricsServiceRequest::decode(body.as_slice())
             {
-                if let Ok(req) = ExportMetricsServiceRequest::decode(body.as_slice()) {
-                    sink.lock().unwrap().push(req);
-                }
+                sink.lock().unwrap().push(req);
             }
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
