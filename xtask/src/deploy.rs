@@ -53,6 +53,10 @@ pub(crate) struct UpArgs {
     /// Print the verification as JSON.
     #[arg(long)]
     json: bool,
+    /// Also start the `observability` profile (OpenTelemetry Collector, Prometheus, Grafana with the
+    /// sealcache dashboard); needs registry access for their official images.
+    #[arg(long)]
+    observability: bool,
     /// Subnet of the internal network (tests run a second stack beside a user's).
     #[arg(long, hide = true)]
     internal_subnet: Option<String>,
@@ -69,6 +73,7 @@ impl UpArgs {
             project: "sealcache-test".to_owned(),
             local: false,
             json: false,
+            observability: false,
             internal_subnet: Some("172.30.239.0/24".to_owned()),
         }
     }
@@ -278,7 +283,15 @@ impl UpArgs {
             compose = compose.var("SEALCACHE_INTERNAL_SUBNET", subnet.clone());
         }
         let _ = compose.run(&["down", "--remove-orphans"]);
-        compose.run(&["up", "-d"])?;
+        if self.observability {
+            let images = crate::images::observability_images()?;
+            println!("✅ Observability images: {}", images.join(", "));
+            compose = compose.var("SEALCACHE_OTLP_ENDPOINT", "http://otel-collector:4318");
+            compose.run(&["--profile", "observability", "up", "-d"])?;
+            println!("✅ Observability: Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000 (dashboard `sealcache`; admin password = the API key)");
+        } else {
+            compose.run(&["up", "-d"])?;
+        }
         println!(
             "✅ Networks: redis_internal (internal: true, no host address), frontend; via {}",
             compose.name()

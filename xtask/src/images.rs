@@ -186,3 +186,23 @@ fn backend(base: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The official images of the `observability` profile (pinned in the compose file).
+pub(crate) const OBSERVABILITY: [&str; 3] = [
+    "otel/opentelemetry-collector-contrib:0.115.1",
+    "prom/prometheus:v2.54.1",
+    "grafana/grafana:11.2.2",
+];
+
+/// Pulls the observability images; there is no local equivalent for them.
+pub(crate) fn observability_images() -> anyhow::Result<Vec<&'static str>> {
+    for image in OBSERVABILITY {
+        if !pull(image) {
+            bail!(
+                "cannot pull {image}: the observability profile needs registry access (on a machine without one, \
+                 `cargo xtask test` proves the dashboards against Debian's Prometheus instead; see docs/observability.md)"
+            );
+        }
+    }
+    Ok(OBSERVABILITY.to_vec())
+}

@@ -43,7 +43,16 @@ fn the_secure_compose_file_is_hardened() {
         redis.contains("networks: [redis_internal]"),
         "Redis must be on the internal network only"
     );
-    assert!(backend.contains("networks: [redis_internal, frontend]"));
+    assert!(backend.contains("networks: [redis_internal, frontend, observability]"));
+    for svc in ["otel-collector", "prometheus", "grafana"] {
+        let block = service(&c, svc);
+        assert!(block.contains("profiles: [observability]"), "{svc} must be in the observability profile");
+        assert!(block.contains("networks: [observability]"), "{svc} must never join the Redis network");
+        assert!(!block.contains("redis_internal"));
+        if block.contains("ports:") {
+            assert!(block.contains("\"127.0.0.1:"), "{svc} publishes on every interface");
+        }
+    }
     assert!(
         backend.contains("\"127.0.0.1:${SEALCACHE_PORT:-8080}:8080\""),
         "the API must be published on 127.0.0.1 only"
