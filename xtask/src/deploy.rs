@@ -288,7 +288,9 @@ impl UpArgs {
             println!("✅ Observability images: {}", images.join(", "));
             compose = compose.var("SEALCACHE_OTLP_ENDPOINT", "http://otel-collector:4318");
             compose.run(&["--profile", "observability", "up", "-d"])?;
-            println!("✅ Observability: Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000 (dashboard `sealcache`; admin password = the API key)");
+            println!(
+                "✅ Observability: Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000 (dashboard `sealcache`; admin password = the API key)"
+            );
         } else {
             compose.run(&["up", "-d"])?;
         }

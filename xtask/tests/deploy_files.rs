@@ -46,11 +46,20 @@ fn the_secure_compose_file_is_hardened() {
     assert!(backend.contains("networks: [redis_internal, frontend, observability]"));
     for svc in ["otel-collector", "prometheus", "grafana"] {
         let block = service(&c, svc);
-        assert!(block.contains("profiles: [observability]"), "{svc} must be in the observability profile");
-        assert!(block.contains("networks: [observability]"), "{svc} must never join the Redis network");
+        assert!(
+            block.contains("profiles: [observability]"),
+            "{svc} must be in the observability profile"
+        );
+        assert!(
+            block.contains("networks: [observability]"),
+            "{svc} must never join the Redis network"
+        );
         assert!(!block.contains("redis_internal"));
         if block.contains("ports:") {
-            assert!(block.contains("\"127.0.0.1:"), "{svc} publishes on every interface");
+            assert!(
+                block.contains("\"127.0.0.1:"),
+                "{svc} publishes on every interface"
+            );
         }
     }
     assert!(
