@@ -158,6 +158,15 @@ fn hand_secrets_to_containers(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn wait_healthy(compose: &Compose, timeout: Duration) -> anyhow::Result<()> {
+    // A spinner with the elapsed time on a terminal; plain progress lines otherwise (CI logs).
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "   {spinner} {elapsed:>3} waiting for health: {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < timeout {
@@ -178,14 +187,19 @@ fn wait_healthy(compose: &Compose, timeout: Duration) -> anyhow::Result<()> {
             .collect();
         let line = format!("redis {}, backend {}", states[0], states[1]);
         if line != last {
-            println!("   … {line} ({:.0}s)", started.elapsed().as_secs_f64());
+            if bar.is_hidden() {
+                println!("   … {line} ({:.0}s)", started.elapsed().as_secs_f64());
+            }
+            bar.set_message(line.clone());
             last = line;
         }
         if states.iter().all(|s| s == "healthy") {
+            bar.finish_and_clear();
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    bar.abandon();
     bail!(
         "the stack did not become healthy within {}s ({last})",
         timeout.as_secs()
