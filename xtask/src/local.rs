@@ -171,30 +171,7 @@ pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
             detail: format!("{other:?}"),
         }),
     }
-    let store =
-        r#"{"text": "secure-up verification", "operation": "qa", "response": {"answer": "ok"}}"#;
-    let lookup = r#"{"text": "secure-up verification", "operation": "qa"}"#;
-    let stored = request(
-        port,
-        "PUT",
-        "/v1/cache/entries",
-        Some(key.trim()),
-        Some(store),
-    )
-    .map(|(s, _)| s);
-    let found = request(
-        port,
-        "POST",
-        "/v1/cache/lookup",
-        Some(key.trim()),
-        Some(lookup),
-    )
-    .map(|(s, b)| s == 200 && b.contains("\"hit\":true"));
-    checks.push(crate::verify::Check {
-        name: "store_and_lookup_end_to_end",
-        passed: matches!(stored, Ok(201)) && matches!(found, Ok(true)),
-        detail: format!("store {stored:?}, lookup hit {found:?}"),
-    });
+    checks.push(crate::verify::end_to_end(port, key.trim()));
     checks
 }
 

@@ -305,30 +305,7 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
             format!("{other:?}"),
         )),
     }
-    let store =
-        r#"{"text": "secure-up verification", "operation": "qa", "response": {"answer": "ok"}}"#;
-    let lookup = r#"{"text": "secure-up verification", "operation": "qa"}"#;
-    let stored = request(
-        port,
-        "PUT",
-        "/v1/cache/entries",
-        Some(key.trim()),
-        Some(store),
-    )
-    .map(|(s, _)| s);
-    let found = request(
-        port,
-        "POST",
-        "/v1/cache/lookup",
-        Some(key.trim()),
-        Some(lookup),
-    )
-    .map(|(s, b)| s == 200 && b.contains("\"hit\":true"));
-    checks.push(check(
-        "store_and_lookup_end_to_end",
-        matches!(stored, Ok(201)) && matches!(found, Ok(true)),
-        format!("store {stored:?}, lookup hit {found:?}"),
-    ));
+    checks.push(end_to_end(port, key.trim()));
     checks
 }
 
@@ -362,4 +339,19 @@ fn local_route(ip: &str) -> LocalRoute {
         Some(d) => LocalRoute::None(format!("via {d}")),
         None => LocalRoute::None("no route".to_owned()),
     }
+}
+
+/// Stores an entry through the API and looks it up again.
+pub(crate) fn end_to_end(port: u16, key: &str) -> Check {
+    let store =
+        r#"{"text": "secure-up verification", "operation": "qa", "response": {"answer": "ok"}}"#;
+    let lookup = r#"{"text": "secure-up verification", "operation": "qa"}"#;
+    let stored = request(port, "PUT", "/v1/cache/entries", Some(key), Some(store)).map(|(s, _)| s);
+    let found = request(port, "POST", "/v1/cache/lookup", Some(key), Some(lookup))
+        .map(|(s, b)| s == 200 && b.contains("\"hit\":true"));
+    check(
+        "store_and_lookup_end_to_end",
+        matches!(stored, Ok(201)) && matches!(found, Ok(true)),
+        format!("store {stored:?}, lookup hit {found:?}"),
+    )
 }

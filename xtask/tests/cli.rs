@@ -272,10 +272,9 @@ fn secure_up_refuses_a_development_deployment() {
         !dir.exists(),
         "nothing is generated for a refused deployment"
     );
-    let out = xtask(
-        &["secure-up", "--local", "--dir", dir.to_str().unwrap()],
-        &[],
-    );
+    // dev-up runs containers only: `--local` is refused before anything starts.
+    let out = xtask(&["dev-up", "--local", "--dir", dir.to_str().unwrap()], &[]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("not built yet"), "{}", text(&out));
+    assert!(text(&out).contains("secure-up --local"), "{}", text(&out));
+    assert!(!dir.exists());
 }

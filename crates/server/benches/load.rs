@@ -11,80 +11,38 @@
     clippy::panic
 )]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
-use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
-use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+use sealcache_config_gen::layout;
+use sealcache_testkit::free_port;
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 64;
 const DURATION: Duration = Duration::from_secs(30);
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 fn main() {
-    let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
-    let config =
-        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
-            .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_deployment(&config, d, &DeploymentOptions::default()).unwrap();
-    let redis = RedisServer::start(RedisOptions {
-        acl_file: Some(d.join(layout::USERS_ACL)),
-        tls: Some(TlsFiles {
-            ca: d.join(layout::CA_CERT),
-            cert: d.join(layout::SERVER_CERT),
-            key: d.join(layout::SERVER_KEY),
-            require_client_certs: true,
-        }),
-        ..RedisOptions::default()
-    });
-    let port = free_port();
-    let p = |rel: &str| d.join(rel).to_string_lossy().into_owned();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
-        .env_clear()
-        .envs([
-            ("ENVIRONMENT", "production".to_owned()),
-            (
-                "REDIS_URL",
-                format!("rediss://localhost:{}/0", redis.port()),
-            ),
-            ("REDIS_USERNAME", "cache_app".to_owned()),
-            ("REDIS_PASSWORD_FILE", p(layout::APP_PASSWORD)),
-            ("REDIS_TLS_CA_PATH", p(layout::CA_CERT)),
-            ("REDIS_TLS_CERT_PATH", p(layout::CLIENT_CERT)),
-            ("REDIS_TLS_KEY_PATH", p(layout::CLIENT_KEY)),
-            ("REDIS_ENCRYPTION_KEYS_FILE", p(layout::ENCRYPTION_KEYRING)),
-            ("API_KEY_FILE", p(layout::API_KEY)),
-            ("SEALCACHE_LISTEN", format!("127.0.0.1:{port}")),
-            ("SEALCACHE_LOG", "warn".to_owned()),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let key = std::fs::read_to_string(d.join(layout::API_KEY)).unwrap();
+    let stack = common::Stack::start();
+    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+    vars.push(("SEALCACHE_LOG".to_owned(), "warn".to_owned()));
+    let server = common::start_server(&vars, None);
+    let key = stack.secret(layout::API_KEY);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(load(format!("http://127.0.0.1:{port}"), key));
-    let _ = server.kill();
-    let _ = server.wait();
+    runtime.block_on(load(server.base.clone(), key));
+    drop(server);
 }
 
 fn medium_docs() -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/corpus.jsonl");
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    common::corpus()
+        .into_iter()
         .filter(|v| v["size_class"] == "medium")
         .collect()
 }

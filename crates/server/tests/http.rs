@@ -4,74 +4,35 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
-use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
-use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
-use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+use sealcache_config_gen::layout;
+use sealcache_testkit::free_port;
+
+mod common;
+use common::{Stack, corpus, start_server};
 use serde_json::{Value, json};
 
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn deployment() -> tempfile::TempDir {
-    let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
-    let config =
-        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
-            .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_deployment(&config, dir.path(), &DeploymentOptions::default()).unwrap();
-    dir
-}
-
-fn redis(dir: &Path) -> RedisServer {
-    RedisServer::start(RedisOptions {
-        acl_file: Some(dir.join(layout::USERS_ACL)),
-        tls: Some(TlsFiles {
-            ca: dir.join(layout::CA_CERT),
-            cert: dir.join(layout::SERVER_CERT),
-            key: dir.join(layout::SERVER_KEY),
-            require_client_certs: true,
-        }),
-        ..RedisOptions::default()
-    })
-}
-
-fn env_for(dir: &Path, redis_url: &str, listen: &str) -> Vec<(String, String)> {
-    let p = |rel: &str| dir.join(rel).to_string_lossy().into_owned();
-    [
-        ("ENVIRONMENT", "production".to_owned()),
-        ("REDIS_URL", redis_url.to_owned()),
-        ("REDIS_USERNAME", "cache_app".to_owned()),
-        ("REDIS_PASSWORD_FILE", p(layout::APP_PASSWORD)),
-        ("REDIS_MONITOR_USERNAME", "cache_monitor".to_owned()),
-        ("REDIS_MONITOR_PASSWORD_FILE", p(layout::MONITOR_PASSWORD)),
-        ("REDIS_TLS_CA_PATH", p(layout::CA_CERT)),
-        ("REDIS_TLS_CERT_PATH", p(layout::CLIENT_CERT)),
-        ("REDIS_TLS_KEY_PATH", p(layout::CLIENT_KEY)),
-        ("REDIS_ENCRYPTION_KEYS_FILE", p(layout::ENCRYPTION_KEYRING)),
-        ("API_KEY_FILE", p(layout::API_KEY)),
-        ("SEALCACHE_LISTEN", listen.to_owned()),
-        ("SEALCACHE_LOG", "debug".to_owned()),
+fn env_for(stack: &Stack, redis_url: &str, listen: &str) -> Vec<(String, String)> {
+    let mut vars = stack.server_env(redis_url, listen);
+    let p = |rel: &str| stack.file(rel);
+    vars.extend([
+        (
+            "REDIS_MONITOR_USERNAME".to_owned(),
+            "cache_monitor".to_owned(),
+        ),
+        (
+            "REDIS_MONITOR_PASSWORD_FILE".to_owned(),
+            p(layout::MONITOR_PASSWORD),
+        ),
+        ("SEALCACHE_LOG".to_owned(), "debug".to_owned()),
         // L1 off: every lookup goes to Redis, so tampering there is seen at once.
-        ("SEALCACHE_L1_CAPACITY", "0".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+        ("SEALCACHE_L1_CAPACITY".to_owned(), "0".to_owned()),
+    ]);
+    vars
 }
 
 fn spawn(vars: &[(String, String)], log: &Path) -> Child {
@@ -86,81 +47,17 @@ fn spawn(vars: &[(String, String)], log: &Path) -> Child {
         .unwrap()
 }
 
-fn start(dir: &Path, redis: &RedisServer) -> Server {
-    let port = free_port();
-    let log = dir.join("server.log");
-    let vars = env_for(
-        dir,
-        &format!("rediss://localhost:{}/0", redis.port()),
-        &format!("127.0.0.1:{port}"),
-    );
-    let mut child = spawn(&vars, &log);
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::blocking::get(format!("{base}/health"))
-            && r.status() == 200
-        {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "server exited with {status}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server not up:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, base, log }
-}
-
-fn corpus() -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/corpus.jsonl");
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn admin(dir: &Path, redis: &RedisServer) -> redis::Connection {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let info = redis::IntoConnectionInfo::into_connection_info(format!(
-        "rediss://localhost:{}/0",
-        redis.port()
-    ))
-    .unwrap();
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_username("cache_admin")
-        .set_password(std::fs::read_to_string(dir.join(layout::ADMIN_PASSWORD)).unwrap())
-        .set_skip_set_lib_name();
-    let client = redis::Client::build_with_tls(
-        info.set_redis_settings(settings),
-        redis::TlsCertificates {
-            client_tls: Some(redis::ClientTlsConfig {
-                client_cert: std::fs::read(dir.join(layout::CLIENT_CERT)).unwrap(),
-                client_key: std::fs::read(dir.join(layout::CLIENT_KEY)).unwrap(),
-            }),
-            root_cert: Some(std::fs::read(dir.join(layout::CA_CERT)).unwrap()),
-        },
-    )
-    .unwrap();
-    client.get_connection().unwrap()
-}
-
 #[test]
 fn the_api_end_to_end_over_tls_redis() {
-    let dir = deployment();
-    let mut redis_server = redis(dir.path());
-    let server = start(dir.path(), &redis_server);
-    let key = std::fs::read_to_string(dir.path().join(layout::API_KEY)).unwrap();
+    let mut stack = Stack::start();
+    let log = stack.path().join("server.log");
+    let vars = env_for(
+        &stack,
+        &stack.redis_url(),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    let server = start_server(&vars, Some(&log));
+    let key = stack.secret(layout::API_KEY);
     let http = Client::new();
     let base = &server.base;
     let auth =
@@ -221,9 +118,9 @@ fn the_api_end_to_end_over_tls_redis() {
             201
         );
     }
-    let mut admin = admin(dir.path(), &redis_server);
+    let mut admin = stack.admin();
     let ring =
-        sealcache_codec::Keyring::from_file(dir.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
+        sealcache_codec::Keyring::from_file(stack.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
     let scheme = sealcache::KeyScheme::new("ai_cache", ring.name_secret()).unwrap();
     let key_a = scheme
         .ai_key(&sealcache::AiRequest::new("qa", "entry A"))
@@ -394,7 +291,7 @@ fn the_api_end_to_end_over_tls_redis() {
     assert_eq!(r.status(), 200);
 
     // Redis down: stores are 503 (never 200/201), health says degraded.
-    redis_server.kill();
+    stack.redis.kill();
     let r = auth(http.put(format!("{base}/v1/cache/entries")))
         .json(&json!({"text": "t", "operation": "qa", "response": 1}))
         .send()
@@ -415,8 +312,8 @@ fn the_api_end_to_end_over_tls_redis() {
 
     // No secret in any log line of the run.
     drop(admin);
-    let log = std::fs::read_to_string(&server.log).unwrap()
-        + &std::fs::read_to_string(server.log.with_extension("out")).unwrap();
+    let log = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(log.with_extension("out")).unwrap();
     assert!(log.contains("listening"), "{log}");
     let mut secrets = vec![key.clone()];
     for rel in [
@@ -425,9 +322,9 @@ fn the_api_end_to_end_over_tls_redis() {
         layout::ADMIN_PASSWORD,
         layout::HEALTH_PASSWORD,
     ] {
-        secrets.push(std::fs::read_to_string(dir.path().join(rel)).unwrap());
+        secrets.push(stack.secret(rel));
     }
-    let keyring = std::fs::read_to_string(dir.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
+    let keyring = stack.secret(layout::ENCRYPTION_KEYRING);
     secrets.extend(
         keyring
             .lines()
@@ -453,10 +350,10 @@ fn r_has_request_id(http: &Client, base: &str) -> bool {
 
 #[test]
 fn a_plaintext_production_configuration_is_refused_naming_tls() {
-    let dir = deployment();
-    let log = dir.path().join("refused.log");
+    let stack = Stack::start();
+    let log = stack.path().join("refused.log");
     let vars = env_for(
-        dir.path(),
+        &stack,
         "redis://127.0.0.1:6379/0",
         &format!("127.0.0.1:{}", free_port()),
     );
@@ -479,7 +376,7 @@ fn a_plaintext_production_configuration_is_refused_naming_tls() {
 
     // No API key outside development: refused too.
     let mut vars = env_for(
-        dir.path(),
+        &stack,
         "rediss://localhost:1/0",
         &format!("127.0.0.1:{}", free_port()),
     );

@@ -11,9 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
-use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
-use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
-use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+use sealcache_config_gen::layout;
+use sealcache_testkit::free_port;
+
+mod common;
+use common::{Stack, start_server};
 use serde_json::{Value, json};
 
 struct Kill(Child);
@@ -88,58 +90,17 @@ fn every_panel_and_alert_has_live_data_and_the_figures_match_the_script() {
         );
     }
 
-    let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
-    let config =
-        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
-            .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_deployment(&config, d, &DeploymentOptions::default()).unwrap();
-    let redis = RedisServer::start(RedisOptions {
-        acl_file: Some(d.join(layout::USERS_ACL)),
-        tls: Some(TlsFiles {
-            ca: d.join(layout::CA_CERT),
-            cert: d.join(layout::SERVER_CERT),
-            key: d.join(layout::SERVER_KEY),
-            require_client_certs: true,
-        }),
-        ..RedisOptions::default()
-    });
-    let api_port = free_port();
-    let p = |rel: &str| d.join(rel).to_string_lossy().into_owned();
-    let _server = Kill(
-        Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
-            .env_clear()
-            .envs([
-                ("ENVIRONMENT", "production".to_owned()),
-                (
-                    "REDIS_URL",
-                    format!("rediss://localhost:{}/0", redis.port()),
-                ),
-                ("REDIS_USERNAME", "cache_app".to_owned()),
-                ("REDIS_PASSWORD_FILE", p(layout::APP_PASSWORD)),
-                ("REDIS_TLS_CA_PATH", p(layout::CA_CERT)),
-                ("REDIS_TLS_CERT_PATH", p(layout::CLIENT_CERT)),
-                ("REDIS_TLS_KEY_PATH", p(layout::CLIENT_KEY)),
-                ("REDIS_ENCRYPTION_KEYS_FILE", p(layout::ENCRYPTION_KEYRING)),
-                ("API_KEY_FILE", p(layout::API_KEY)),
-                ("SEALCACHE_LISTEN", format!("127.0.0.1:{api_port}")),
-                ("SEALCACHE_L1_CAPACITY", "0".to_owned()),
-                ("SEALCACHE_STATUS_INTERVAL_SECS", "1".to_owned()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let api = format!("http://127.0.0.1:{api_port}");
+    let stack = Stack::start();
+    let d = stack.path();
+    let p = |rel: &str| stack.file(rel);
+    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+    vars.extend([
+        ("SEALCACHE_L1_CAPACITY".to_owned(), "0".to_owned()),
+        ("SEALCACHE_STATUS_INTERVAL_SECS".to_owned(), "1".to_owned()),
+    ]);
+    let server = start_server(&vars, None);
+    let (api, api_port) = (server.base.clone(), server.port);
     let http = Client::new();
-    wait_until("the server", 20, || {
-        http.get(format!("{api}/health"))
-            .send()
-            .is_ok_and(|r| r.status() == 200)
-    });
 
     // Prometheus: the shipped job (bearer token from the API key file), local target, fast intervals,
     // the shipped alert rules.
@@ -226,30 +187,7 @@ fn every_panel_and_alert_has_live_data_and_the_figures_match_the_script() {
         .unwrap()
         .ai_key(&sealcache::AiRequest::new("summarize", "doc 0"))
         .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let info = redis::IntoConnectionInfo::into_connection_info(format!(
-        "rediss://localhost:{}/0",
-        redis.port()
-    ))
-    .unwrap();
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_username("cache_admin")
-        .set_password(std::fs::read_to_string(d.join(layout::ADMIN_PASSWORD)).unwrap())
-        .set_skip_set_lib_name();
-    let client = redis::Client::build_with_tls(
-        info.set_redis_settings(settings),
-        redis::TlsCertificates {
-            client_tls: Some(redis::ClientTlsConfig {
-                client_cert: std::fs::read(d.join(layout::CLIENT_CERT)).unwrap(),
-                client_key: std::fs::read(d.join(layout::CLIENT_KEY)).unwrap(),
-            }),
-            root_cert: Some(std::fs::read(d.join(layout::CA_CERT)).unwrap()),
-        },
-    )
-    .unwrap();
-    let mut admin = client.get_connection().unwrap();
+    let mut admin = stack.admin();
     let mut raw: Vec<u8> = redis::cmd("GET").arg(&redis_key).query(&mut admin).unwrap();
     let last = raw.len() - 1;
     raw[last] ^= 1;

@@ -7,16 +7,16 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{Stack, start_server};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message as _;
-use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
-use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
-use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+use sealcache_config_gen::layout;
+use sealcache_testkit::free_port;
 
 /// Accepts OTLP/HTTP POSTs on loopback and keeps each decoded request.
 fn receiver() -> (u16, Arc<Mutex<Vec<ExportMetricsServiceRequest>>>) {
@@ -59,64 +59,22 @@ fn receiver() -> (u16, Arc<Mutex<Vec<ExportMetricsServiceRequest>>>) {
 #[test]
 fn metrics_are_pushed_over_otlp_http_with_names_units_and_values() {
     let (otlp_port, got) = receiver();
-    let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
-    let config =
-        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
-            .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_deployment(&config, d, &DeploymentOptions::default()).unwrap();
-    let redis = RedisServer::start(RedisOptions {
-        acl_file: Some(d.join(layout::USERS_ACL)),
-        tls: Some(TlsFiles {
-            ca: d.join(layout::CA_CERT),
-            cert: d.join(layout::SERVER_CERT),
-            key: d.join(layout::SERVER_KEY),
-            require_client_certs: true,
-        }),
-        ..RedisOptions::default()
-    });
-    let api_port = free_port();
-    let p = |rel: &str| d.join(rel).to_string_lossy().into_owned();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
-        .env_clear()
-        .envs([
-            ("ENVIRONMENT", "production".to_owned()),
-            (
-                "REDIS_URL",
-                format!("rediss://localhost:{}/0", redis.port()),
-            ),
-            ("REDIS_USERNAME", "cache_app".to_owned()),
-            ("REDIS_PASSWORD_FILE", p(layout::APP_PASSWORD)),
-            ("REDIS_TLS_CA_PATH", p(layout::CA_CERT)),
-            ("REDIS_TLS_CERT_PATH", p(layout::CLIENT_CERT)),
-            ("REDIS_TLS_KEY_PATH", p(layout::CLIENT_KEY)),
-            ("REDIS_ENCRYPTION_KEYS_FILE", p(layout::ENCRYPTION_KEYRING)),
-            ("API_KEY_FILE", p(layout::API_KEY)),
-            ("SEALCACHE_LISTEN", format!("127.0.0.1:{api_port}")),
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{otlp_port}"),
-            ),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "500".to_owned()),
-            ("OTEL_SERVICE_NAME", "sealcache-otlp-test".to_owned()),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let stack = Stack::start();
+    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+    vars.extend([
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            format!("http://127.0.0.1:{otlp_port}"),
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "500".to_owned()),
+        (
+            "OTEL_SERVICE_NAME".to_owned(),
+            "sealcache-otlp-test".to_owned(),
+        ),
+    ]);
+    let server = start_server(&vars, None);
     let http = reqwest::blocking::Client::new();
-    let api = format!("http://127.0.0.1:{api_port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !http
-        .get(format!("{api}/health"))
-        .send()
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let api = server.base.clone();
     // The script: two requests with a bad API key, one lookup miss.
     for _ in 0..2 {
         assert_eq!(
@@ -128,7 +86,7 @@ fn metrics_are_pushed_over_otlp_http_with_names_units_and_values() {
             401
         );
     }
-    let key = std::fs::read_to_string(d.join(layout::API_KEY)).unwrap();
+    let key = stack.secret(layout::API_KEY);
     let r = http
         .post(format!("{api}/v1/cache/lookup"))
         .bearer_auth(key.trim())
@@ -197,8 +155,7 @@ fn metrics_are_pushed_over_otlp_http_with_names_units_and_values() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_eq!(api_auth_failed, Some(2));
     assert_eq!(lookups_miss, Some(1));
     assert!(service.unwrap_or_default().contains("sealcache-otlp-test"));

@@ -1,0 +1,178 @@
+//! Shared fixtures of the server's tests and load benchmark: a generated production deployment, a
+//! TLS + mTLS + ACL redis-server running it, and the server binary started from it.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
+use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
+use sealcache_testkit::{RedisOptions, RedisServer, TlsFiles, free_port};
+
+/// A generated production deployment and the redis-server running it.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub redis: RedisServer,
+}
+
+impl Stack {
+    pub fn start() -> Self {
+        let info = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
+        let config =
+            SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_deployment(&config, dir.path(), &DeploymentOptions::default()).unwrap();
+        let d = dir.path();
+        let redis = RedisServer::start(RedisOptions {
+            acl_file: Some(d.join(layout::USERS_ACL)),
+            tls: Some(TlsFiles {
+                ca: d.join(layout::CA_CERT),
+                cert: d.join(layout::SERVER_CERT),
+                key: d.join(layout::SERVER_KEY),
+                require_client_certs: true,
+            }),
+            ..RedisOptions::default()
+        });
+        Self { dir, redis }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str) -> String {
+        self.dir.path().join(rel).to_string_lossy().into_owned()
+    }
+
+    pub fn secret(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).unwrap()
+    }
+
+    /// The server's variables for this deployment (host paths), listening on `listen`.
+    pub fn server_env(&self, redis_url: &str, listen: &str) -> Vec<(String, String)> {
+        [
+            ("ENVIRONMENT", "production".to_owned()),
+            ("REDIS_URL", redis_url.to_owned()),
+            ("REDIS_USERNAME", "cache_app".to_owned()),
+            ("REDIS_PASSWORD_FILE", self.file(layout::APP_PASSWORD)),
+            ("REDIS_TLS_CA_PATH", self.file(layout::CA_CERT)),
+            ("REDIS_TLS_CERT_PATH", self.file(layout::CLIENT_CERT)),
+            ("REDIS_TLS_KEY_PATH", self.file(layout::CLIENT_KEY)),
+            (
+                "REDIS_ENCRYPTION_KEYS_FILE",
+                self.file(layout::ENCRYPTION_KEYRING),
+            ),
+            ("API_KEY_FILE", self.file(layout::API_KEY)),
+            ("SEALCACHE_LISTEN", listen.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The URL of this stack's redis-server.
+    pub fn redis_url(&self) -> String {
+        format!("rediss://localhost:{}/0", self.redis.port())
+    }
+
+    /// A connection as `cache_admin` (reads and writes bytes behind the server's back).
+    pub fn admin(&self) -> redis::Connection {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let info = redis::IntoConnectionInfo::into_connection_info(self.redis_url()).unwrap();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_username("cache_admin")
+            .set_password(self.secret(layout::ADMIN_PASSWORD))
+            .set_skip_set_lib_name();
+        let d = self.dir.path();
+        let client = redis::Client::build_with_tls(
+            info.set_redis_settings(settings),
+            redis::TlsCertificates {
+                client_tls: Some(redis::ClientTlsConfig {
+                    client_cert: std::fs::read(d.join(layout::CLIENT_CERT)).unwrap(),
+                    client_key: std::fs::read(d.join(layout::CLIENT_KEY)).unwrap(),
+                }),
+                root_cert: Some(std::fs::read(d.join(layout::CA_CERT)).unwrap()),
+            },
+        )
+        .unwrap();
+        client.get_connection().unwrap()
+    }
+}
+
+/// The server binary, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server with exactly `vars` (plus PATH) and waits until `/health` answers 200.
+pub fn start_server(vars: &[(String, String)], log: Option<&Path>) -> Server {
+    let port = vars
+        .iter()
+        .find(|(k, _)| k == "SEALCACHE_LISTEN")
+        .and_then(|(_, v)| v.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(free_port);
+    let (stdout, stderr) = match log {
+        Some(path) => (
+            Stdio::from(std::fs::File::create(path.with_extension("out")).unwrap()),
+            Stdio::from(std::fs::File::create(path).unwrap()),
+        ),
+        None => (Stdio::null(), Stdio::null()),
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if reqwest::blocking::get(format!("{base}/health")).is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = log
+                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                .unwrap_or_default();
+            panic!("server exited with {status}:\n{log}");
+        }
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, base, port }
+}
+
+/// The shared benchmark corpus.
+pub fn corpus() -> Vec<serde_json::Value> {
+    let path: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/corpus.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
