@@ -73,8 +73,12 @@ impl Breaker {
         }
     }
 
-    /// Returns the new state when it changed.
+    /// Returns the new state when it changed. The common case (no failures before) touches one
+    /// atomic and no lock: this runs after every successful Redis command.
     pub(crate) fn success(&self) -> Option<BreakerState> {
+        if self.failures.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let before = self.failures.swap(0, Ordering::Relaxed);
         *self.until() = None;
         (before >= self.config.failure_threshold).then_some(BreakerState::Closed)

@@ -2,6 +2,7 @@
 
 use std::hash::BuildHasher as _;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ pub(crate) struct L1 {
     shards: Vec<Mutex<LruCache<String, Entry>>>,
     hasher: std::collections::hash_map::RandomState,
     max_ttl: Duration,
+    /// Entries held, kept beside the shards so that reading it locks nothing (hot path).
+    len: AtomicUsize,
 }
 
 impl L1 {
@@ -36,6 +39,7 @@ impl L1 {
                 .collect(),
             hasher: std::collections::hash_map::RandomState::new(),
             max_ttl,
+            len: AtomicUsize::new(0),
         })
     }
 
@@ -53,7 +57,9 @@ impl L1 {
         match shard.get(key) {
             Some(e) if e.expires > now => Some((e.value.clone(), e.redis_expires - now)),
             Some(_) => {
-                shard.pop(key);
+                if shard.pop(key).is_some() {
+                    self.len.fetch_sub(1, Ordering::Relaxed);
+                }
                 None
             }
             None => None,
@@ -72,11 +78,17 @@ impl L1 {
             expires: now + ttl,
             redis_expires: now + remaining,
         };
-        self.shard(key).put(key.to_owned(), entry);
+        // `push` returns the replaced entry (same key) or the evicted one (another key): either way
+        // the count is unchanged; only a push into free room adds one.
+        if self.shard(key).push(key.to_owned(), entry).is_none() {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn remove(&self, key: &str) {
-        self.shard(key).pop(key);
+        if self.shard(key).pop(key).is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Removes every key starting with `prefix`; returns how many.
@@ -92,14 +104,22 @@ impl L1 {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in doomed {
-                shard.pop(&k);
-                removed += 1;
+                if shard.pop(&k).is_some() {
+                    removed += 1;
+                }
             }
         }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 
+    /// Entries held (an atomic read, no lock).
     pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    fn counted(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
@@ -139,6 +159,9 @@ mod tests {
         l1.put("ns:v1:qa:1", Arc::from(&b"v"[..]), Duration::from_secs(5));
         l1.put("ns:v1:qa:2", Arc::from(&b"v"[..]), Duration::from_secs(5));
         assert_eq!(l1.remove_prefix("ns:v1:qa:"), 2);
+        l1.remove("k999");
+        l1.remove("absent");
+        assert_eq!(l1.len(), l1.counted());
         assert!(L1::new(0, Duration::from_secs(1)).is_none());
     }
 }
