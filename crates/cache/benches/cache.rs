@@ -141,6 +141,7 @@ async fn run() {
     let raw = redis::aio::ConnectionManager::new(client).await.unwrap();
     let mut rows = Vec::new();
     let mut memory = Vec::new();
+    let mut paired = Vec::new();
     // One keyring for every cache: they read each other's values (as replicas of a service do).
     let keyring = Keyring::generate().unwrap();
     for class in ["medium", "large"] {
@@ -199,6 +200,36 @@ async fn run() {
                 })
                 .await,
             );
+        }
+        // Paired: raw GET of the same sealed bytes and sealcache get, alternating every iteration,
+        // so machine drift hits both alike (separate rows on this shared VM moved by ±30 %).
+        {
+            let (mut raw_lat, mut sc_lat) = (
+                Vec::with_capacity(SEQUENTIAL),
+                Vec::with_capacity(SEQUENTIAL),
+            );
+            let mut conn = raw.clone();
+            for i in 0..SEQUENTIAL {
+                let t = Instant::now();
+                let _: Vec<u8> = redis::cmd("GET")
+                    .arg(format!("raw:sealed:{class}:{}", i % n))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                raw_lat.push(t.elapsed());
+                let t = Instant::now();
+                assert!(remote.get(&requests[i % n]).await.unwrap().is_some());
+                sc_lat.push(t.elapsed());
+            }
+            raw_lat.sort();
+            sc_lat.sort();
+            paired.push((
+                class,
+                percentile(&raw_lat, 0.5),
+                percentile(&sc_lat, 0.5),
+                percentile(&raw_lat, 0.99),
+                percentile(&sc_lat, 0.99),
+            ));
         }
         {
             let (remote, requests) = (remote.clone(), requests.clone());
@@ -297,6 +328,20 @@ async fn run() {
             r.p50.as_secs_f64() * 1e6,
             r.p99.as_secs_f64() * 1e6,
             r.ops_per_sec
+        );
+    }
+    println!(
+        "\n| class | paired p50 raw GET µs | paired p50 sealcache get µs | ratio | paired p99 raw / sealcache µs |"
+    );
+    println!("|---|---|---|---|---|");
+    for (class, r50, s50, r99, s99) in paired {
+        println!(
+            "| {class} | {:.1} | {:.1} | {:.2}x | {:.1} / {:.1} |",
+            r50.as_secs_f64() * 1e6,
+            s50.as_secs_f64() * 1e6,
+            s50.as_secs_f64() / r50.as_secs_f64(),
+            r99.as_secs_f64() * 1e6,
+            s99.as_secs_f64() * 1e6
         );
     }
     println!("\n| class | resident memory per 10 000 L1 entries | plaintext per entry |");
