@@ -35,6 +35,36 @@ impl TestArgs {
                 ]),
             )?;
         }
+        if !self.quick {
+            // Each optional feature alone (a gate that only compiles together with another feature
+            // is a bug users hit; STYLE.md rule 3).
+            for (package, features) in [
+                ("sealcache-monitor", ""),
+                ("sealcache-monitor", "otel"),
+                ("sealcache-monitor", "otlp"),
+                ("sealcache-monitor", "prometheus"),
+                ("sealcache-monitor", "tracing-layer"),
+                ("sealcache-monitor", "acl-log"),
+                ("sealcache", ""),
+            ] {
+                let mut cmd = cargo();
+                cmd.args([
+                    "check",
+                    "--quiet",
+                    "--locked",
+                    "-p",
+                    package,
+                    "--no-default-features",
+                ]);
+                if !features.is_empty() {
+                    cmd.args(["--features", features]);
+                }
+                step(
+                    &format!("cargo check -p {package} --features [{features}]"),
+                    &mut cmd,
+                )?;
+            }
+        }
         step(
             "cargo test --workspace",
             cargo().args(["test", "--workspace", "--all-features", "--locked"]),
