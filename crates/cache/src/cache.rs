@@ -211,9 +211,9 @@ impl SealedCache {
     pub async fn get_raw(&self, redis_key: &str, operation: &str) -> Option<Cached> {
         let started = Instant::now();
         let out = self.lookup(redis_key, operation).await;
-        self.inner
-            .observer
-            .operation(OperationKind::Get, started.elapsed());
+        // Recorded once, at the tier where the request ended (misses and errors end at Redis).
+        let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
+        self.inner.observer.lookup_duration(tier, started.elapsed());
         out
     }
 

@@ -153,6 +153,11 @@ pub trait CacheObserver: Send + Sync + std::fmt::Debug {
     fn lookup(&self, _operation: &str, _tier: Tier, _result: LookupResult) {}
     /// A cache operation took `elapsed`.
     fn operation(&self, _kind: OperationKind, _elapsed: Duration) {}
+    /// A `get` took `elapsed` and ended at `tier` (L1 hit, or Redis hit/miss/error). The default
+    /// records it as an untiered [`OperationKind::Get`]; the OpenTelemetry observer adds `tier`.
+    fn lookup_duration(&self, _tier: Tier, elapsed: Duration) {
+        self.operation(OperationKind::Get, elapsed);
+    }
     /// A Redis command (`GET`, `SET`, `UNLINK`, ...) took `elapsed`; `ok` is false on error.
     fn redis_command(&self, _command: &'static str, _elapsed: Duration, _ok: bool) {}
     /// An entry's size at `stage`.
@@ -191,6 +196,10 @@ impl<A: CacheObserver, B: CacheObserver> CacheObserver for Tee<A, B> {
     fn operation(&self, kind: OperationKind, elapsed: Duration) {
         self.0.operation(kind, elapsed);
         self.1.operation(kind, elapsed);
+    }
+    fn lookup_duration(&self, tier: Tier, elapsed: Duration) {
+        self.0.lookup_duration(tier, elapsed);
+        self.1.lookup_duration(tier, elapsed);
     }
     fn redis_command(&self, command: &'static str, elapsed: Duration, ok: bool) {
         self.0.redis_command(command, elapsed, ok);
@@ -236,6 +245,9 @@ impl<T: CacheObserver + ?Sized> CacheObserver for std::sync::Arc<T> {
     }
     fn operation(&self, kind: OperationKind, elapsed: Duration) {
         (**self).operation(kind, elapsed);
+    }
+    fn lookup_duration(&self, tier: Tier, elapsed: Duration) {
+        (**self).lookup_duration(tier, elapsed);
     }
     fn redis_command(&self, command: &'static str, elapsed: Duration, ok: bool) {
         (**self).redis_command(command, elapsed, ok);

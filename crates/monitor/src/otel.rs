@@ -21,7 +21,8 @@ pub mod names {
     pub const DB_OPERATION_DURATION: &str = "db.client.operation.duration";
     /// `sealcache.lookups` ({lookup}): `result`, `tier`, `operation`.
     pub const LOOKUPS: &str = "sealcache.lookups";
-    /// `sealcache.operation.duration` (s): `operation` = get|set|delete|invalidate|key_generation.
+    /// `sealcache.operation.duration` (s): `operation` = get|set|delete|invalidate|key_generation;
+    /// `get` also carries `tier` = l1|redis (where the request ended).
     pub const OPERATION_DURATION: &str = "sealcache.operation.duration";
     /// `sealcache.entry.size` (By): `stage` = plain|compressed|stored.
     pub const ENTRY_SIZE: &str = "sealcache.entry.size";
@@ -104,6 +105,7 @@ pub struct OtelObserver {
     operations: [OnceLock<OperationAttrs>; MAX_OPERATIONS],
     other: [[[KeyValue; 3]; 3]; 2],
     op_kinds: [[KeyValue; 1]; 5],
+    get_tiers: [[KeyValue; 2]; 2],
     stages: [[KeyValue; 1]; 3],
     event_types: [[KeyValue; 1]; 11],
     db_ok: Vec<(&'static str, [KeyValue; 2])>,
@@ -203,6 +205,12 @@ impl OtelObserver {
             operations: std::array::from_fn(|_| OnceLock::new()),
             other: lookup_attrs("other"),
             op_kinds: OperationKind::ALL.map(|k| [KeyValue::new("operation", k.as_str())]),
+            get_tiers: TIERS.map(|t| {
+                [
+                    KeyValue::new("operation", "get"),
+                    KeyValue::new("tier", t.as_str()),
+                ]
+            }),
             stages: [SizeStage::Plain, SizeStage::Compressed, SizeStage::Stored]
                 .map(|s| [KeyValue::new("stage", s.as_str())]),
             event_types: SecurityEventType::ALL.map(|t| [KeyValue::new("type", t.as_str())]),
@@ -263,6 +271,11 @@ impl CacheObserver for OtelObserver {
     fn operation(&self, kind: OperationKind, elapsed: Duration) {
         self.op_duration
             .record(elapsed.as_secs_f64(), &self.op_kinds[kind as usize]);
+    }
+
+    fn lookup_duration(&self, tier: Tier, elapsed: Duration) {
+        self.op_duration
+            .record(elapsed.as_secs_f64(), &self.get_tiers[tier_index(tier)]);
     }
 
     fn redis_command(&self, command: &'static str, elapsed: Duration, ok: bool) {

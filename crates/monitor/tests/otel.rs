@@ -86,6 +86,7 @@ fn script(o: &dyn CacheObserver) {
     o.lookup("qa", Tier::Redis, LookupResult::Error);
     o.operation(OperationKind::Get, Duration::from_micros(120));
     o.operation(OperationKind::Get, Duration::from_micros(80));
+    o.lookup_duration(Tier::L1, Duration::from_nanos(600));
     o.redis_command("GET", Duration::from_micros(90), true);
     o.redis_command("SET", Duration::from_micros(90), false);
     o.entry_size(SizeStage::Plain, 4000);
@@ -170,6 +171,15 @@ fn instruments_have_the_designed_names_units_attributes_and_values() {
     assert_eq!(
         value(&seen, names::OPERATION_DURATION, &[("operation", "get")]),
         2.0
+    );
+    assert_eq!(
+        value(
+            &seen,
+            names::OPERATION_DURATION,
+            &[("operation", "get"), ("tier", "l1")]
+        ),
+        1.0,
+        "a get that ended in L1 carries its tier"
     );
     assert_eq!(
         value(
