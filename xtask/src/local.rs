@@ -134,16 +134,9 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
 /// Verifies the local stack through its API (TLS, ACL user, isolation, production readiness, store/lookup).
 pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
     let mut checks = Vec::new();
-    let key = std::fs::read_to_string(dir.join("secrets/api_key")).unwrap_or_default();
-    match request(
-        port,
-        "GET",
-        "/internal/cache/security-status",
-        Some(key.trim()),
-        None,
-    ) {
-        Ok((200, body)) => {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let key = crate::verify::api_key(dir);
+    match crate::verify::backend_status(port, &key) {
+        Ok(v) => {
             for c in v["checks"].as_array().into_iter().flatten() {
                 let name: &'static str = match c["name"].as_str().unwrap_or("") {
                     "tls_negotiated" => "tls_negotiated",
@@ -171,7 +164,7 @@ pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
             detail: format!("{other:?}"),
         }),
     }
-    checks.push(crate::verify::end_to_end(port, key.trim()));
+    checks.push(crate::verify::end_to_end(port, &key));
     checks
 }
 

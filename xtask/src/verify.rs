@@ -166,42 +166,11 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
     // address is probed only when it is on a local bridge (so no packet leaves the machine).
     let frontend = format!("{}_frontend", compose.project());
     let image = ri["Config"]["Image"].as_str().unwrap_or("").to_owned();
-    let by_name = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        &frontend,
-        "--user",
-        "999:999",
-        "--cap-drop",
-        "ALL",
-        "--entrypoint",
-        "getent",
-        &image,
-        "hosts",
-        "redis",
-    ]);
+    let by_name = probe_container(&frontend, &image, "getent", &["hosts", "redis"]);
     let by_ip = match &route {
         LocalRoute::Bridge(_) => {
             let probe = format!("timeout 3 bash -c 'echo > /dev/tcp/{redis_ip}/6379'");
-            Some(
-                docker(&[
-                    "run",
-                    "--rm",
-                    "--network",
-                    &frontend,
-                    "--user",
-                    "999:999",
-                    "--cap-drop",
-                    "ALL",
-                    "--entrypoint",
-                    "bash",
-                    &image,
-                    "-c",
-                    &probe,
-                ])
-                .is_ok(),
-            )
+            Some(probe_container(&frontend, &image, "bash", &["-c", &probe]).is_ok())
         }
         LocalRoute::None(_) => None,
     };
@@ -266,16 +235,9 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
     }
 
     // The backend reaches Redis, reports isolation and production readiness, and serves.
-    let key = std::fs::read_to_string(dir.join("secrets/api_key")).unwrap_or_default();
-    match request(
-        port,
-        "GET",
-        "/internal/cache/security-status",
-        Some(key.trim()),
-        None,
-    ) {
-        Ok((200, body)) => {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let key = api_key(dir);
+    match backend_status(port, &key) {
+        Ok(v) => {
             let isolated = v["network_isolated"] == true;
             let level = v["security_level"].as_str().unwrap_or("").to_owned();
             checks.push(check(
@@ -305,7 +267,7 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
             format!("{other:?}"),
         )),
     }
-    checks.push(end_to_end(port, key.trim()));
+    checks.push(end_to_end(port, &key));
     checks
 }
 
@@ -354,4 +316,52 @@ pub(crate) fn end_to_end(port: u16, key: &str) -> Check {
         matches!(stored, Ok(201)) && matches!(found, Ok(true)),
         format!("store {stored:?}, lookup hit {found:?}"),
     )
+}
+
+/// A throw-away container on `network`, as unprivileged as the stack's own (uid 999, no
+/// capabilities), running `entrypoint args`.
+fn probe_container(
+    network: &str,
+    image: &str,
+    entrypoint: &str,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let mut argv = vec![
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "--user",
+        "999:999",
+        "--cap-drop",
+        "ALL",
+        "--entrypoint",
+        entrypoint,
+        image,
+    ];
+    argv.extend_from_slice(args);
+    docker(&argv)
+}
+
+/// The deployment's API key.
+pub(crate) fn api_key(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("secrets/api_key"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The backend's `/internal/cache/security-status` as JSON, or why it could not be read.
+pub(crate) fn backend_status(port: u16, key: &str) -> Result<serde_json::Value, String> {
+    match request(
+        port,
+        "GET",
+        "/internal/cache/security-status",
+        Some(key),
+        None,
+    ) {
+        Ok((200, body)) => serde_json::from_str(&body).map_err(|e| format!("invalid JSON: {e}")),
+        Ok((status, _)) => Err(format!("status {status}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
