@@ -284,6 +284,41 @@ impl Drop for RedisServer {
     }
 }
 
+/// A redis-rs client for a TLS server on `127.0.0.1:port` (name `localhost`), authenticating as
+/// `user` with `password`, presenting `client_cert`/`client_key`, trusting only `ca`.
+/// `CLIENT SETINFO` is not sent (the generated ACL does not allow it).
+#[must_use]
+pub fn tls_client(
+    port: u16,
+    user: &str,
+    password: &str,
+    ca: &Path,
+    client_cert: &Path,
+    client_key: &Path,
+) -> redis::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(format!("rediss://localhost:{port}/0"))
+            .expect("URL");
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_username(user)
+        .set_password(password)
+        .set_skip_set_lib_name();
+    redis::Client::build_with_tls(
+        info.set_redis_settings(settings),
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(client_cert).expect("client certificate"),
+                client_key: std::fs::read(client_key).expect("client key"),
+            }),
+            root_cert: Some(std::fs::read(ca).expect("CA certificate")),
+        },
+    )
+    .expect("TLS client")
+}
+
 /// stdout and stderr of a command as one string.
 #[must_use]
 pub fn output_text(out: &Output) -> String {

@@ -89,31 +89,17 @@ impl Stack {
 
     /// A raw connection as `cache_admin` (reads and writes bytes behind the cache's back).
     pub async fn admin(&self) -> redis::aio::MultiplexedConnection {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let info = redis::IntoConnectionInfo::into_connection_info(format!(
-            "rediss://localhost:{}/0",
-            self.server.port()
-        ))
-        .unwrap();
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_username("cache_admin")
-            .set_password(self.secret(layout::ADMIN_PASSWORD))
-            .set_skip_set_lib_name();
-        let info = info.set_redis_settings(settings);
-        let client = redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: Some(redis::ClientTlsConfig {
-                    client_cert: std::fs::read(self.path(layout::CLIENT_CERT)).unwrap(),
-                    client_key: std::fs::read(self.path(layout::CLIENT_KEY)).unwrap(),
-                }),
-                root_cert: Some(std::fs::read(self.path(layout::CA_CERT)).unwrap()),
-            },
+        sealcache_testkit::tls_client(
+            self.server.port(),
+            "cache_admin",
+            &self.secret(layout::ADMIN_PASSWORD),
+            &self.path(layout::CA_CERT),
+            &self.path(layout::CLIENT_CERT),
+            &self.path(layout::CLIENT_KEY),
         )
-        .unwrap();
-        client.get_multiplexed_async_connection().await.unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
     }
 }
 

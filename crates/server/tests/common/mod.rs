@@ -86,27 +86,17 @@ impl Stack {
 
     /// A connection as `cache_admin` (reads and writes bytes behind the server's back).
     pub fn admin(&self) -> redis::Connection {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let info = redis::IntoConnectionInfo::into_connection_info(self.redis_url()).unwrap();
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_username("cache_admin")
-            .set_password(self.secret(layout::ADMIN_PASSWORD))
-            .set_skip_set_lib_name();
         let d = self.dir.path();
-        let client = redis::Client::build_with_tls(
-            info.set_redis_settings(settings),
-            redis::TlsCertificates {
-                client_tls: Some(redis::ClientTlsConfig {
-                    client_cert: std::fs::read(d.join(layout::CLIENT_CERT)).unwrap(),
-                    client_key: std::fs::read(d.join(layout::CLIENT_KEY)).unwrap(),
-                }),
-                root_cert: Some(std::fs::read(d.join(layout::CA_CERT)).unwrap()),
-            },
+        sealcache_testkit::tls_client(
+            self.redis.port(),
+            "cache_admin",
+            &self.secret(layout::ADMIN_PASSWORD),
+            &d.join(layout::CA_CERT),
+            &d.join(layout::CLIENT_CERT),
+            &d.join(layout::CLIENT_KEY),
         )
-        .unwrap();
-        client.get_connection().unwrap()
+        .get_connection()
+        .unwrap()
     }
 }
 
