@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{Stack, corpus, env};
 use sealcache::{AiRequest, CacheBuilder, CacheOptions, Error, Requirement, SecurityLevel};
+use sealcache_codec::{FIRST_KEY_ID, Keyring, SecretKey};
 use sealcache_config_gen::layout;
 use sealcache_monitor::Tier;
 
@@ -184,6 +185,61 @@ async fn copied_flipped_and_legacy_values_are_misses_with_events() {
     assert!(migrating.monitor().security_summary().events_by_type["override_used"] >= 1);
     // Never an error to the caller, never the wrong answer.
     assert_eq!(cache.stats().lookups.errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_or_foreign_key_is_a_miss_with_its_own_event() {
+    let stack = Stack::start();
+    let ring = stack.keyring();
+    let with_ring = |keyring: Keyring| {
+        CacheBuilder::new(env("production"))
+            .options(CacheOptions::default().with_l1_capacity(0))
+            .keyring(keyring)
+            .redis(stack.redis_config("cache_app", layout::APP_PASSWORD))
+            .build()
+            .unwrap()
+    };
+    let request = AiRequest::new("qa", "sealed under key 1");
+    let writer = with_ring(ring.clone());
+    writer
+        .set(&request, &serde_json::json!({"answer": "one"}), None)
+        .await
+        .unwrap();
+
+    // Mid-rotation the old key still opens the value.
+    let rotated = ring.rotate(SecretKey::from_bytes([7; 32]));
+    assert!(
+        with_ring(rotated.clone())
+            .get(&request)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Key 1 retired: a miss counted as unknown_key_id.
+    let retired = with_ring(rotated.without_key(FIRST_KEY_ID).unwrap());
+    assert!(retired.get(&request).await.unwrap().is_none());
+    let events = retired.monitor().security_summary().events_by_type;
+    assert_eq!(events["unknown_key_id"], 1);
+    assert_eq!(events["decrypt_failed"], 0);
+
+    // Same id and key names, different key bytes: a miss counted as decrypt_failed.
+    let foreign = with_ring(
+        Keyring::from_parts(
+            (FIRST_KEY_ID, SecretKey::from_bytes([9; 32])),
+            Vec::new(),
+            ring.name_secret().clone(),
+        )
+        .unwrap(),
+    );
+    assert!(foreign.get(&request).await.unwrap().is_none());
+    let events = foreign.monitor().security_summary().events_by_type;
+    assert_eq!(events["decrypt_failed"], 1);
+    assert_eq!(events["unknown_key_id"], 0);
+    assert_eq!(
+        retired.stats().lookups.errors + foreign.stats().lookups.errors,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
