@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 use sealcache_monitor::{CacheObserver, OperationKind, SecurityAwareCacheMonitor};
 
 use crate::cache::{CacheStats, Cached, SealedCache};
-use crate::error::{Error, Result};
+use crate::compute::Answer;
+use crate::error::{ComputeError, Error, Result};
 use crate::key::{AiRequest, validate_operation};
 use crate::status::SecurityStatus;
 use crate::ttl::TtlPolicy;
 
 /// The AI response cache.
 ///
-/// Keys are `{namespace}:v1:{operation}:{hex HMAC-SHA256}` of the request; values are sealed JSON;
+/// Keys are `{namespace}:v2:{operation}:{hex HMAC-SHA256}` of the request; values are sealed JSON;
 /// TTLs come from the [`TtlPolicy`].
 #[derive(Debug, Clone)]
 pub struct AiResponseCache {
@@ -69,11 +70,11 @@ impl AiResponseCache {
     }
 
     /// Stores `response` for `request` for `ttl` (the operation's TTL when `None`) and returns the
-    /// TTL used.
+    /// TTL used. The value is in L1 only once Redis accepted it; a failed write is cached nowhere.
     ///
     /// # Errors
-    /// [`Error::InvalidOperation`], [`Error::Serialize`], [`Error::Seal`], [`Error::Unavailable`]
-    /// (the value is then in L1 only), [`Error::Redis`].
+    /// [`Error::InvalidOperation`], [`Error::Serialize`], [`Error::Seal`], [`Error::WriteRefused`]
+    /// (Redis answered `OOM`, `READONLY`, `NOPERM`, ...), [`Error::Unavailable`].
     pub async fn set<T: serde::Serialize + ?Sized>(
         &self,
         request: &AiRequest,
@@ -83,14 +84,16 @@ impl AiResponseCache {
         let key = self.key(request)?;
         let ttl = ttl.unwrap_or_else(|| self.ttl.ttl(&request.operation));
         let json = serde_json::to_vec(response).map_err(|_| Error::Serialize)?;
-        self.cache.set_raw(&key, json.into(), ttl).await?;
+        self.cache.store(&key, json.into(), ttl).await?;
         Ok(ttl)
     }
 
-    /// Stores already-serialized JSON (the server passes request bodies through untouched).
+    /// Stores already-serialized JSON text, returned byte for byte by later reads (the server passes
+    /// request bodies through untouched).
     ///
     /// # Errors
-    /// As [`AiResponseCache::set`].
+    /// [`Error::InvalidJson`] when the text is not one UTF-8 JSON value or has an unpaired UTF-16
+    /// surrogate escape (nothing is stored); as [`AiResponseCache::set`].
     pub async fn set_json(
         &self,
         request: &AiRequest,
@@ -104,20 +107,27 @@ impl AiResponseCache {
     }
 
     /// The cached response, or `compute()`'s, stored for the operation's TTL (or `ttl`).
-    /// Concurrent misses on one request run `compute` once.
+    ///
+    /// Generic like moka's `try_get_with`: any `Serialize + DeserializeOwned` value, and the
+    /// computation's own error type, shared with every waiter as `Arc<E>`. Concurrent misses on one
+    /// request run `compute` once; a cancelled caller leaves nothing behind; errors are never
+    /// cached; [`Answer::origin`] says whether the value came from L1, Redis or the computation.
+    /// See [`SealedCache::get_or_compute_raw`].
     ///
     /// # Errors
-    /// [`Error::InvalidOperation`], [`Error::Compute`].
-    pub async fn get_or_compute<F, Fut, E>(
+    /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::Cache`] with
+    /// [`Error::InvalidOperation`] or [`Error::Serialize`].
+    pub async fn get_or_compute<T, E, F, Fut>(
         &self,
         request: &AiRequest,
         ttl: Option<Duration>,
         compute: F,
-    ) -> Result<Cached>
+    ) -> Result<Answer<T>, ComputeError<E>>
     where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        E: Send + Sync + 'static,
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<serde_json::Value, E>>,
-        E: std::fmt::Display,
+        Fut: Future<Output = Result<T, E>>,
     {
         let key = self.key(request)?;
         let ttl = ttl.unwrap_or_else(|| self.ttl.ttl(&request.operation));

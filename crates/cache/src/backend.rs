@@ -12,7 +12,7 @@ use sealcache_monitor::{BreakerState, CacheObserver};
 
 use crate::breaker::{Breaker, Permit};
 use crate::connect::RedisConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteRefusal};
 
 /// A value and its remaining TTL, as read in one round trip.
 pub(crate) type Fetched = Option<(Vec<u8>, Option<Duration>)>;
@@ -53,6 +53,40 @@ impl std::fmt::Debug for RedisBackend {
 
 fn kind(e: &redis::RedisError) -> String {
     format!("{:?}", e.kind())
+}
+
+/// Error replies that mean "not now" rather than "no": the node is loading, failing over, or the
+/// cluster is down. They count as unavailability (breaker, 503), not as a refusal.
+const TRANSIENT_CODES: &[&str] = &["LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"];
+
+/// A redis-rs error as the cache reports it: an error reply keeps its code (`OOM`, `READONLY`,
+/// `NOPERM`, ...; only upper-case letters, at most 16, so a hostile server cannot put text into
+/// errors or logs); a transport failure or a transient reply is [`Error::Unavailable`].
+fn classify(command: &'static str, e: &redis::RedisError) -> Error {
+    if let Some(code) = e.code() {
+        if TRANSIENT_CODES.contains(&code) {
+            return Error::Unavailable;
+        }
+        let plain =
+            !code.is_empty() && code.len() <= 16 && code.bytes().all(|b| b.is_ascii_uppercase());
+        return Error::Redis {
+            command,
+            kind: if plain {
+                code.to_owned()
+            } else {
+                "ERR".to_owned()
+            },
+        };
+    }
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    {
+        Error::Unavailable
+    } else {
+        Error::Redis {
+            command,
+            kind: kind(e),
+        }
+    }
 }
 
 impl RedisBackend {
@@ -132,28 +166,7 @@ impl RedisBackend {
         let outcome = match self.connection().await {
             Ok(conn) => match tokio::time::timeout(deadline, f(conn)).await {
                 Ok(Ok(v)) => Ok(v),
-                Ok(Err(e))
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
-                {
-                    Err(Error::Redis {
-                        command,
-                        kind: "NOPERM".into(),
-                    })
-                }
-                Ok(Err(e)) => Err(
-                    if e.is_io_error()
-                        || e.is_timeout()
-                        || e.is_connection_dropped()
-                        || e.is_unrecoverable_error()
-                    {
-                        Error::Unavailable
-                    } else {
-                        Error::Redis {
-                            command,
-                            kind: kind(&e),
-                        }
-                    },
-                ),
+                Ok(Err(e)) => Err(classify(command, &e)),
                 Err(_) => Err(Error::Unavailable),
             },
             Err(e) => Err(e),
@@ -210,6 +223,12 @@ impl Backend for RedisBackend {
                 .await
         })
         .await
+        .map_err(|e| match e {
+            Error::Redis { kind, .. } => Error::WriteRefused {
+                reason: WriteRefusal::from_code(&kind),
+            },
+            other => other,
+        })
     }
 
     async fn unlink(&self, keys: &[String]) -> Result<u64> {

@@ -1,18 +1,19 @@
 //! `SealedCache`: sealed values under explicit or derived keys, L1 over Redis, every failure a miss.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealcache_codec::{Keyring, SealContext, Source, ValueCodec};
 use sealcache_env_detect::EnvironmentInfo;
 use sealcache_monitor::{
     CacheObserver, EventSource, LookupResult, OperationKind, Outcome, SecurityAwareCacheMonitor,
-    SecurityEvent, SecurityEventType, SizeStage, Tier, key_tag,
+    SecurityEvent, SecurityEventType, SizeStage, Tier, WriteFailure, key_tag,
 };
 
 use crate::backend::{Backend, RedisBackend};
 use crate::error::{Error, Result};
+use crate::flight::Flights;
+use crate::json_text::check_json_text;
 use crate::key::KeyScheme;
 use crate::l1::L1;
 use crate::status::{Check, SecurityLevel, SecurityStatus, probe_tls};
@@ -130,8 +131,6 @@ impl Cached {
     }
 }
 
-type Flight = Arc<tokio::sync::OnceCell<std::result::Result<Cached, String>>>;
-
 pub(crate) struct Inner {
     pub(crate) keys: KeyScheme,
     codec: ValueCodec,
@@ -143,7 +142,7 @@ pub(crate) struct Inner {
     environment: EnvironmentInfo,
     primary_key_id: u32,
     decrypt_only_key_ids: Vec<u32>,
-    flights: Mutex<HashMap<String, Flight>>,
+    pub(crate) flights: Flights,
 }
 
 /// The sealed cache. Cheap to clone (an `Arc`); share one per process.
@@ -189,7 +188,7 @@ impl SealedCache {
                 environment,
                 primary_key_id: keyring.primary_id(),
                 decrypt_only_key_ids: keyring.decrypt_only_ids(),
-                flights: Mutex::new(HashMap::new()),
+                flights: Flights::default(),
             }),
         })
     }
@@ -232,6 +231,7 @@ impl SealedCache {
         // One request, one lookup record: an L1 miss is not counted on its own, the request is
         // counted where it ends (Redis hit, miss or error), so hits / (hits + misses) is the share of
         // requests answered from the cache.
+        let stamp = inner.l1.as_ref().map(|l1| l1.stamp(redis_key));
         let fetched = match inner.backend.get_with_ttl(redis_key).await {
             Ok(f) => f,
             Err(_) => {
@@ -261,8 +261,8 @@ impl SealedCache {
                     );
                 }
                 let json: Arc<[u8]> = opened.into_bytes().into();
-                if let (Some(l1), Some(ttl)) = (&inner.l1, ttl) {
-                    l1.put(redis_key, json.clone(), ttl);
+                if let (Some(l1), Some(ttl), Some(stamp)) = (&inner.l1, ttl, stamp) {
+                    l1.fill(redis_key, json.clone(), ttl, stamp);
                     inner.observer.l1_entries(l1.len() as u64);
                 }
                 inner
@@ -295,12 +295,27 @@ impl SealedCache {
         }
     }
 
-    /// Seals `json` (a JSON document) and writes it with `SET key value PX ttl`. When Redis is
-    /// unavailable the value is kept in L1 only and [`Error::Unavailable`] is returned.
+    /// Seals `json` (JSON text, returned byte for byte by later reads) and writes it with
+    /// `SET key value PX ttl`. L1 is filled only after Redis accepted the write; a write that does
+    /// not reach Redis leaves nothing anywhere (and drops this process's L1 copy of the key, so L1
+    /// never differs from Redis) and is counted (`sealcache.write.failures`).
     ///
     /// # Errors
-    /// [`Error::Seal`] (too large, ...), [`Error::Unavailable`], [`Error::Redis`].
+    /// [`Error::InvalidJson`] (nothing stored), [`Error::Seal`] (too large, ...),
+    /// [`Error::WriteRefused`] (Redis answered with an error: `OOM`, `READONLY`, `NOPERM`, ...),
+    /// [`Error::Unavailable`] (Redis unreachable, timed out, or skipped by the open breaker).
     pub async fn set_raw(&self, redis_key: &str, json: Arc<[u8]>, ttl: Duration) -> Result<()> {
+        check_json_text(&json)?;
+        self.store(redis_key, json, ttl).await
+    }
+
+    /// [`SealedCache::set_raw`] for JSON the cache itself serialized (known to be valid).
+    pub(crate) async fn store(
+        &self,
+        redis_key: &str,
+        json: Arc<[u8]>,
+        ttl: Duration,
+    ) -> Result<()> {
         let started = Instant::now();
         let inner = &self.inner;
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
@@ -320,8 +335,20 @@ impl SealedCache {
             .set_px(redis_key, sealed.as_bytes(), ttl)
             .await;
         if let Some(l1) = &inner.l1 {
-            l1.put(redis_key, json, ttl);
+            match &written {
+                Ok(()) => l1.put(redis_key, json, ttl),
+                // Whatever Redis holds now (the old value, or nothing), this copy must not stand
+                // in for it.
+                Err(_) => {
+                    l1.remove(redis_key);
+                }
+            }
             inner.observer.l1_entries(l1.len() as u64);
+        }
+        match &written {
+            Err(Error::WriteRefused { reason }) => inner.observer.write_failure(reason.failure()),
+            Err(Error::Unavailable) => inner.observer.write_failure(WriteFailure::Unavailable),
+            _ => {}
         }
         inner
             .observer
@@ -335,10 +362,16 @@ impl SealedCache {
     /// [`Error::Unavailable`], [`Error::Redis`].
     pub async fn delete_raw(&self, redis_key: &str) -> Result<bool> {
         let started = Instant::now();
+        // Dropped before and after: a read that refilled L1 while UNLINK was in flight is dropped
+        // too, and so is the copy when UNLINK fails.
         if let Some(l1) = &self.inner.l1 {
             l1.remove(redis_key);
         }
         let removed = self.inner.backend.unlink(&[redis_key.to_owned()]).await;
+        if let Some(l1) = &self.inner.l1 {
+            l1.remove(redis_key);
+            self.inner.observer.l1_entries(l1.len() as u64);
+        }
         self.inner
             .observer
             .operation(OperationKind::Delete, started.elapsed());
@@ -369,7 +402,7 @@ impl SealedCache {
     ) -> Result<()> {
         let full = self.inner.keys.explicit_key(key)?;
         let json = serde_json::to_vec(value).map_err(|_| Error::Serialize)?;
-        self.set_raw(&full, json.into(), ttl).await
+        self.store(&full, json.into(), ttl).await
     }
 
     /// Deletes a value by explicit key.
@@ -381,74 +414,27 @@ impl SealedCache {
         self.delete_raw(&full).await
     }
 
-    /// Single-flight: concurrent callers for the same key share one run of `compute`; the result is
-    /// stored for `ttl`. A failed computation is reported to every waiter and not stored.
-    ///
-    /// # Errors
-    /// [`Error::Compute`] when `compute` fails.
-    pub async fn get_or_compute_raw<F, Fut, E>(
-        &self,
-        redis_key: &str,
-        operation: &str,
-        ttl: Duration,
-        compute: F,
-    ) -> Result<Cached>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<serde_json::Value, E>>,
-        E: std::fmt::Display,
-    {
-        if let Some(hit) = self.get_raw(redis_key, operation).await {
-            return Ok(hit);
-        }
-        let (flight, leader) = {
-            let mut flights = self
-                .inner
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match flights.get(redis_key) {
-                Some(f) => (f.clone(), false),
-                None => {
-                    let f: Flight = Arc::default();
-                    flights.insert(redis_key.to_owned(), f.clone());
-                    (f, true)
-                }
-            }
-        };
-        if !leader {
-            self.inner.observer.singleflight_coalesced();
-        }
-        let result = flight
-            .get_or_init(|| async {
-                let value = compute().await.map_err(|e| e.to_string())?;
-                let json: Arc<[u8]> = serde_json::to_vec(&value)
-                    .map_err(|_| "not serializable".to_owned())?
-                    .into();
-                // A failed write still answers the callers: the value is correct, only not cached.
-                let _ = self.set_raw(redis_key, json.clone(), ttl).await;
-                Ok(Cached {
-                    json,
-                    ttl_remaining: Some(ttl),
-                    tier: Tier::Redis,
-                })
-            })
-            .await
-            .clone();
-        if leader {
-            self.inner
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(redis_key);
-        }
-        result.map_err(|msg| Error::Compute(msg.into()))
-    }
-
     /// Removes every key matching `pattern` with `SCAN MATCH` and `UNLINK` in batches (never
     /// `KEYS`, which blocks Redis and is not in the cache's ACL). Returns how many Redis removed.
+    ///
+    /// L1's matching entries are dropped before the walk and again after it, whatever Redis
+    /// answered: an invalidation that fails half-way must not leave this process serving entries it
+    /// was told to forget, and a read that refilled L1 from Redis during the walk is dropped too.
     pub(crate) async fn invalidate_pattern(&self, pattern: &str, l1_prefix: &str) -> Result<u64> {
         let started = Instant::now();
+        self.drop_l1_prefix(l1_prefix);
+        let walked = self.unlink_matching(pattern).await;
+        self.drop_l1_prefix(l1_prefix);
+        let removed = walked?;
+        self.inner.observer.invalidation(removed);
+        self.inner
+            .observer
+            .operation(OperationKind::Invalidate, started.elapsed());
+        Ok(removed)
+    }
+
+    /// `SCAN MATCH` + `UNLINK` in batches; how many keys Redis removed.
+    async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
         let mut cursor = 0;
         let mut removed = 0;
         loop {
@@ -456,18 +442,16 @@ impl SealedCache {
             removed += self.inner.backend.unlink(&keys).await?;
             cursor = next;
             if cursor == 0 {
-                break;
+                return Ok(removed);
             }
         }
+    }
+
+    fn drop_l1_prefix(&self, prefix: &str) {
         if let Some(l1) = &self.inner.l1 {
-            l1.remove_prefix(l1_prefix);
+            l1.remove_prefix(prefix);
             self.inner.observer.l1_entries(l1.len() as u64);
         }
-        self.inner.observer.invalidation(removed);
-        self.inner
-            .observer
-            .operation(OperationKind::Invalidate, started.elapsed());
-        Ok(removed)
     }
 
     /// Removes every entry of the namespace. Needs `confirm == "invalidate-all"`.

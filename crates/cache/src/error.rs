@@ -88,6 +88,18 @@ pub enum Error {
     /// Redis is unavailable (down, timed out, or skipped by the open breaker).
     #[error("Redis is unavailable")]
     Unavailable,
+    /// Redis refused a write with an error reply (out of memory, read-only replica, ACL, ...).
+    /// Nothing was cached anywhere: not in Redis, not in L1.
+    #[error("Redis refused the write ({reason})")]
+    WriteRefused {
+        /// Why.
+        reason: WriteRefusal,
+    },
+    /// The value is not JSON text that the cache can return byte for byte (not UTF-8, not one
+    /// JSON value, or a `\u` escape that is not a valid UTF-16 sequence, such as an unpaired
+    /// surrogate). Nothing was stored.
+    #[error("the value is not JSON that can be returned exactly as given ({0})")]
+    InvalidJson(&'static str),
     /// Redis refused a command.
     #[error("Redis refused {command} ({kind})")]
     Redis {
@@ -105,9 +117,97 @@ pub enum Error {
     /// `clear` needs the confirmation value [`crate::CLEAR_CONFIRMATION`].
     #[error("clearing the namespace needs the explicit confirmation \"invalidate-all\"")]
     ClearNotConfirmed,
-    /// The computation of `get_or_compute` failed; its error is the caller's.
-    #[error("the computation failed")]
-    Compute(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why Redis refused a write ([`Error::WriteRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WriteRefusal {
+    /// `OOM`: Redis is at `maxmemory` and may not evict (`noeviction`).
+    OutOfMemory,
+    /// `READONLY`: the node is a replica.
+    ReadOnly,
+    /// `NOPERM`: the ACL user may not run this command on this key.
+    NoPermission,
+    /// Any other error reply.
+    Other,
+}
+
+impl WriteRefusal {
+    /// From a Redis error code (`OOM`, `READONLY`, `NOPERM`, ...).
+    #[must_use]
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "OOM" => WriteRefusal::OutOfMemory,
+            "READONLY" => WriteRefusal::ReadOnly,
+            "NOPERM" => WriteRefusal::NoPermission,
+            _ => WriteRefusal::Other,
+        }
+    }
+
+    /// Short name: `oom`, `readonly`, `noperm` or `refused` (the metric attribute value).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        self.failure().as_str()
+    }
+
+    /// The monitor's reason.
+    #[must_use]
+    pub fn failure(self) -> sealcache_monitor::WriteFailure {
+        use sealcache_monitor::WriteFailure;
+        match self {
+            WriteRefusal::OutOfMemory => WriteFailure::OutOfMemory,
+            WriteRefusal::ReadOnly => WriteFailure::ReadOnly,
+            WriteRefusal::NoPermission => WriteFailure::NoPermission,
+            WriteRefusal::Other => WriteFailure::Refused,
+        }
+    }
+}
+
+impl std::fmt::Display for WriteRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteRefusal::OutOfMemory => "out of memory",
+            WriteRefusal::ReadOnly => "read-only replica",
+            WriteRefusal::NoPermission => "no ACL permission",
+            WriteRefusal::Other => "error reply",
+        })
+    }
+}
+
+/// What `get_or_compute` returns on failure: the cache's own error, or the computation's error,
+/// shared by every caller that waited for the same computation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ComputeError<E> {
+    /// The cache refused the call (an invalid operation name, an unserializable value, ...).
+    Cache(Error),
+    /// The computation failed; every waiter gets the same error. Errors are never cached.
+    Compute(std::sync::Arc<E>),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for ComputeError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComputeError::Cache(e) => e.fmt(f),
+            ComputeError::Compute(e) => write!(f, "the computation failed: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for ComputeError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ComputeError::Cache(e) => Some(e),
+            ComputeError::Compute(e) => Some(&**e),
+        }
+    }
+}
+
+impl<E> From<Error> for ComputeError<E> {
+    fn from(e: Error) -> Self {
+        ComputeError::Cache(e)
+    }
 }
 
 /// `Result` with the cache's [`Error`].

@@ -1,9 +1,18 @@
-//! Cache keys: `{namespace}:v1:{operation}:{hex HMAC-SHA256(key_name_secret, canonical request)}`.
+//! Cache keys: `{namespace}:v2:{operation}:{hex HMAC-SHA256(key_name_secret, canonical request)}`.
 //!
 //! The canonical request is length-prefixed: each field is a tag byte, a u64 big-endian length and
-//! the bytes, in a fixed order (text, operation, options as canonical JSON with sorted keys,
-//! question, model; absent optional fields have their own tag). No two different requests share an
-//! encoding, and no request text ever appears in a key name.
+//! the bytes, in a fixed order (text, operation, options, question, model; absent optional fields
+//! have their own tag). No two different requests share an encoding, and no request text ever
+//! appears in a key name.
+//!
+//! Options are canonicalized as RFC 8785 (JSON Canonicalization Scheme) does: properties sorted by
+//! their UTF-16 code units at every level, numbers written as ECMAScript writes an IEEE 754 double
+//! (`1.0` and `1` are `1`, `-0` is `0`, `1e21` is `1e+21`), one string escaping. So equal option
+//! values from clients in different languages share one entry. One addition keeps JCS from merging
+//! requests that differ: JCS rounds every number to a double, so integers beyond ±2^53 (a 64-bit
+//! `seed`, say) would collapse into their neighbours; their exact decimal digits are hashed as a
+//! field of their own. Version `v2` of the key scheme; `v1` entries (options rendered by serde_json)
+//! are simply never looked up again and expire by their TTL.
 
 use hmac::{KeyInit as _, Mac as _};
 use sealcache_codec::KeyNameSecret;
@@ -67,7 +76,7 @@ impl AiRequest {
 }
 
 /// Checks an operation name: 1 to 64 characters of `a-z 0-9 _ -` (no glob or separator
-/// characters, so `SCAN MATCH ns:v1:{op}:*` matches exactly one operation).
+/// characters, so `SCAN MATCH ns:v2:{op}:*` matches exactly one operation).
 ///
 /// # Errors
 /// [`Error::InvalidOperation`].
@@ -152,10 +161,13 @@ impl KeyScheme {
         let mut mac = self.mac.clone();
         field(&mut mac, b't', request.text.as_bytes());
         field(&mut mac, b'o', request.operation.as_bytes());
-        // serde_json's Map is a BTreeMap here (no `preserve_order`), so the rendering is canonical:
-        // keys sorted at every level, compact.
-        let options = serde_json::to_vec(&request.options).map_err(|_| Error::Serialize)?;
+        let options = canonical_options(&request.options)?;
         field(&mut mac, b'p', &options);
+        let exact = exact_integers(&request.options);
+        if !exact.is_empty() {
+            // Present only when some integer is beyond ±2^53 (tag `x` appears in no other field).
+            field(&mut mac, b'x', exact.as_bytes());
+        }
         match &request.question {
             Some(q) => field(&mut mac, b'q', q.as_bytes()),
             None => mac.update(b"Q"),
@@ -167,7 +179,7 @@ impl KeyScheme {
         let digest = mac.finalize().into_bytes();
         let mut key = String::with_capacity(self.namespace.len() + request.operation.len() + 70);
         key.push_str(&self.namespace);
-        key.push_str(":v1:");
+        key.push_str(KEY_VERSION);
         key.push_str(&request.operation);
         key.push(':');
         for b in digest {
@@ -192,7 +204,7 @@ impl KeyScheme {
     /// [`Error::InvalidOperation`].
     pub fn operation_pattern(&self, operation: &str) -> Result<String> {
         validate_operation(operation)?;
-        Ok(format!("{}:v1:{operation}:*", self.namespace))
+        Ok(format!("{}{KEY_VERSION}{operation}:*", self.namespace))
     }
 
     /// The `SCAN MATCH` pattern of the whole namespace.
@@ -203,6 +215,42 @@ impl KeyScheme {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The key scheme version segment, between the namespace and the operation.
+const KEY_VERSION: &str = ":v2:";
+
+/// Largest integer a double holds exactly (2^53).
+const EXACT_DOUBLE_LIMIT: u64 = 1 << 53;
+
+/// The options as RFC 8785 canonical JSON.
+fn canonical_options(options: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<u8>> {
+    serde_json_canonicalizer::to_vec(options).map_err(|_| Error::Serialize)
+}
+
+/// The integers in `options` that a double cannot hold exactly, as decimal digits in document order
+/// (the map is ordered, so equal options give equal text). Empty for ordinary options.
+fn exact_integers(options: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut out = String::new();
+    // Iterative walk: options from a library caller may be nested arbitrarily deep.
+    let mut stack: Vec<&serde_json::Value> = options.values().rev().collect();
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Number(n) => {
+                let big = n.as_u64().is_some_and(|u| u > EXACT_DOUBLE_LIMIT)
+                    || n.as_i64()
+                        .is_some_and(|i| i.unsigned_abs() > EXACT_DOUBLE_LIMIT);
+                if big {
+                    out.push_str(&n.to_string());
+                    out.push(',');
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter().rev()),
+            serde_json::Value::Object(map) => stack.extend(map.values().rev()),
+            _ => {}
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -222,8 +270,8 @@ mod tests {
         let key = scheme()
             .ai_key(&AiRequest::new("summarize", "the secret user text"))
             .unwrap();
-        assert!(key.starts_with("ai_cache:v1:summarize:"));
-        assert_eq!(key.len(), "ai_cache:v1:summarize:".len() + 64);
+        assert!(key.starts_with("ai_cache:v2:summarize:"));
+        assert_eq!(key.len(), "ai_cache:v2:summarize:".len() + 64);
         assert!(!key.contains("secret"));
     }
 
@@ -275,6 +323,88 @@ mod tests {
         );
     }
 
+    /// RFC 8785 Appendix B: IEEE 754 doubles and their canonical text.
+    #[test]
+    fn numbers_follow_rfc8785_appendix_b() {
+        let table: &[(u64, &str)] = &[
+            (0x0000000000000000, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x41b3de4355555553, "333333333.3333332"),
+            (0x41b3de4355555554, "333333333.33333325"),
+            (0x41b3de4355555555, "333333333.3333333"),
+            (0x41b3de4355555556, "333333333.3333334"),
+            (0x41b3de4355555557, "333333333.33333343"),
+            (0xbecbf647612f3696, "-0.0000033333333333333333"),
+            (0x43143ff3c1cb0959, "1424953923781206.2"),
+        ];
+        for &(bits, text) in table {
+            let mut options = serde_json::Map::new();
+            options.insert("n".into(), serde_json::json!(f64::from_bits(bits)));
+            let got = canonical_options(&options).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                format!("{{\"n\":{text}}}"),
+                "{bits:#018x}"
+            );
+        }
+    }
+
+    #[test]
+    fn options_are_canonical_and_big_integers_stay_distinct() {
+        let s = scheme();
+        let with =
+            |v: serde_json::Value| s.ai_key(&AiRequest::new("qa", "x").option("o", v)).unwrap();
+        // Integral numbers as integers, -0 as 0, exponent forms as their value.
+        assert_eq!(with(serde_json::json!(1)), with(serde_json::json!(1.0)));
+        assert_eq!(with(serde_json::json!(0)), with(serde_json::json!(-0.0)));
+        let parsed: serde_json::Value = serde_json::from_str("1e2").unwrap();
+        assert_eq!(with(serde_json::json!(100)), with(parsed));
+        // Property order by UTF-16 code units at every level (U+E000 sorts after U+1F600 there,
+        // before it in UTF-8).
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"\ue000":1,"\ud83d\ude00":2}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"\ud83d\ude00":2,"\ue000":1}"#).unwrap();
+        assert_eq!(with(a.clone()), with(b));
+        let mut options = serde_json::Map::new();
+        options.insert("o".into(), a);
+        assert_eq!(
+            String::from_utf8(canonical_options(&options).unwrap()).unwrap(),
+            "{\"o\":{\"\u{1f600}\":2,\"\u{e000}\":1}}"
+        );
+        // One string escaping: `\u0041` and `A` are one string.
+        let escaped: serde_json::Value = serde_json::from_str(r#""\u0041\/""#).unwrap();
+        assert_eq!(with(escaped), with(serde_json::json!("A/")));
+        // JCS rounds to doubles; integers a double cannot hold still give distinct keys.
+        assert_ne!(
+            with(serde_json::json!(9_007_199_254_740_993_u64)),
+            with(serde_json::json!(9_007_199_254_740_992_u64))
+        );
+        assert_ne!(
+            with(serde_json::json!([-9_007_199_254_740_993_i64])),
+            with(serde_json::json!([-9_007_199_254_740_992_i64]))
+        );
+        assert_eq!(
+            with(serde_json::json!({"seed": 12_345_678_901_234_567_890_u64})),
+            with(serde_json::json!({"seed": 12_345_678_901_234_567_890_u64}))
+        );
+    }
+
     #[test]
     fn operation_and_key_validation() {
         for bad in ["", "sum*", "a:b", "Qa", "a b", "x?", &"a".repeat(65)] {
@@ -291,7 +421,7 @@ mod tests {
         );
         assert_eq!(
             scheme().operation_pattern("qa").unwrap(),
-            "ai_cache:v1:qa:*"
+            "ai_cache:v2:qa:*"
         );
         assert!(
             KeyScheme::new(

@@ -11,8 +11,8 @@
 //! * [`RedisConfig`] (TLS with a pinned CA and a client certificate, ACL user, timeouts, breaker),
 //!   [`TtlPolicy`], [`CacheOptions`].
 //!
-//! Keys are `{namespace}:v1:{operation}:{hex HMAC-SHA256}` of the request (no request text in key
-//! names); values are sealed with `sealcache-codec` (zstd, AES-256-GCM bound to the key); an
+//! Keys are `{namespace}:v2:{operation}:{hex HMAC-SHA256}` of the request, options canonicalized
+//! as RFC 8785 (JCS) does (no request text in key names); values are sealed with `sealcache-codec` (zstd, AES-256-GCM bound to the key); an
 //! in-process L1 (bounded LRU) sits in front of Redis and never outlives the Redis entry; every
 //! write is one `SET key value PX ttl`; invalidation is `SCAN MATCH` + `UNLINK`, never `KEYS`.
 //!
@@ -44,7 +44,7 @@
 //!         Ok::<_, std::io::Error>(serde_json::json!({"summary": "Short."}))
 //!     })
 //!     .await?;
-//! println!("{}", String::from_utf8_lossy(answer.json_bytes()));
+//! println!("{} (from {})", answer.value, answer.origin.as_str());
 //! # Ok(())
 //! # }
 //! ```
@@ -70,9 +70,12 @@ mod backend;
 mod breaker;
 mod builder;
 mod cache;
+mod compute;
 mod connect;
 pub mod danger;
 mod error;
+mod flight;
+mod json_text;
 mod key;
 mod l1;
 mod policy;
@@ -85,8 +88,10 @@ pub use builder::{CacheBuilder, KeySource, NeedsKeyring, NeedsTransport};
 #[cfg(feature = "settings")]
 pub use builder::{from_settings, from_settings_with};
 pub use cache::{CLEAR_CONFIRMATION, CacheOptions, CacheStats, Cached, SCAN_BATCH, SealedCache};
+pub use compute::{Answer, Origin};
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisConfig, redact_url};
-pub use error::{Error, PolicyViolation, Requirement, Result};
+pub use error::{ComputeError, Error, PolicyViolation, Requirement, Result, WriteRefusal};
+pub use json_text::check_json_text;
 pub use key::{AiRequest, KeyScheme, validate_key, validate_operation};
 pub use policy::unmet_requirements;
 pub use status::{Check, SecurityLevel, SecurityStatus};

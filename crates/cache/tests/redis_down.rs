@@ -1,5 +1,6 @@
 //! Redis killed during a run of gets and sets: no call blocks longer than the timeout plus a
-//! margin, nothing panics, reads are misses, writes fail typed (and land in L1), the breaker opens,
+//! margin, nothing panics, reads are misses, writes fail typed (and are cached nowhere, not even in
+//! L1), the breaker opens,
 //! and after a restart the same cache recovers without being rebuilt.
 
 // Test code: a failed unwrap is a failed assertion.
@@ -86,14 +87,17 @@ async fn a_dead_redis_costs_at_most_the_timeout_and_the_cache_recovers() {
         "open breaker still waited: {:?}",
         started.elapsed()
     );
-    // Written during the outage: served from L1 (the value is correct, only not in Redis).
+    // Written during the outage: refused, so cached nowhere (L1 is filled only after Redis
+    // accepted a write), and every refusal counted.
     assert!(
         cache
             .get(&AiRequest::new("qa", "during outage 3"))
             .await
             .unwrap()
-            .is_some()
+            .is_none()
     );
+    assert_eq!(cache.l1_entries(), 1, "only the warm entry is in L1");
+    assert_eq!(cache.stats().write_failures["unavailable"], 40);
 
     stack.server.restart();
     let deadline = Instant::now() + Duration::from_secs(10);

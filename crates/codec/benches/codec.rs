@@ -39,7 +39,7 @@ fn class(name: &str) -> Vec<Vec<u8>> {
 fn ctx() -> SealContext<'static> {
     SealContext::new(
         "ai_cache",
-        "ai_cache:v1:summarize:0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "ai_cache:v2:summarize:0f1e2d3c4b5a69788796a5b4c3d2e1f0",
     )
 }
 

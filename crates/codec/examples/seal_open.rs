@@ -12,7 +12,7 @@ use sealcache_codec::{Keyring, SealContext, SecretKey, Source, ValueCodec};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keyring = Keyring::generate()?;
     let codec = ValueCodec::new(&keyring);
-    let ctx = SealContext::new("ai_cache", "ai_cache:v1:summarize:5d41402abc4b2a76");
+    let ctx = SealContext::new("ai_cache", "ai_cache:v2:summarize:5d41402abc4b2a76");
 
     let answer = serde_json::json!({
         "summary": "The report finds that caching model answers cut latency by 80 %. ".repeat(20),
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // A value copied onto another key is refused, with the event the monitor would count.
-    let other = SealContext::new("ai_cache", "ai_cache:v1:summarize:7d793037a0760186");
+    let other = SealContext::new("ai_cache", "ai_cache:v2:summarize:7d793037a0760186");
     match after.open(&other, sealed.as_bytes()) {
         Ok(_) => return Err("a value copied onto another key opened".into()),
         Err(err) => println!(

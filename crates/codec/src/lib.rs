@@ -25,7 +25,7 @@
 //! let keyring = Keyring::parse(&key.expose_text())?;
 //! let codec = ValueCodec::new(&keyring);
 //!
-//! let ctx = SealContext::new("ai_cache", "ai_cache:v1:summarize:9f86d081");
+//! let ctx = SealContext::new("ai_cache", "ai_cache:v2:summarize:9f86d081");
 //! let answer = serde_json::json!({"summary": "Short answer.", "tokens": 42});
 //! let sealed = codec.seal_json(&ctx, &answer)?;
 //! let back: serde_json::Value = codec.open_json(&ctx, sealed.as_bytes())?;

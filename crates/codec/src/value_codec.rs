@@ -181,13 +181,13 @@ impl Opened {
 /// use sealcache_codec::{Keyring, SealContext, ValueCodec};
 ///
 /// let codec = ValueCodec::new(&Keyring::generate()?);
-/// let ctx = SealContext::new("ai_cache", "ai_cache:v1:summarize:00ff");
+/// let ctx = SealContext::new("ai_cache", "ai_cache:v2:summarize:00ff");
 /// let sealed = codec.seal(&ctx, b"a cached model answer")?;
 /// assert_eq!(sealed.as_bytes()[0], 0x01); // envelope version
 /// assert_eq!(codec.open(&ctx, sealed.as_bytes())?.as_bytes(), b"a cached model answer");
 ///
 /// // The same bytes under another Redis key do not open.
-/// let other = SealContext::new("ai_cache", "ai_cache:v1:summarize:ff00");
+/// let other = SealContext::new("ai_cache", "ai_cache:v2:summarize:ff00");
 /// assert!(codec.open(&other, sealed.as_bytes()).is_err());
 /// Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -47,7 +47,7 @@ fn bomb(declare_size: bool) -> Vec<u8> {
 #[test]
 fn bombs_fail_with_the_size_error_without_expanding() {
     let ring = Keyring::single(SecretKey::generate().unwrap());
-    let ctx = SealContext::new("ai_cache", "ai_cache:v1:summarize:bomb");
+    let ctx = SealContext::new("ai_cache", "ai_cache:v2:summarize:bomb");
     let opener = ValueCodec::new(&ring); // default cap: 16 MiB
     let declared = bomb(true);
     let undeclared = bomb(false);

@@ -13,7 +13,7 @@ fn ring(byte: u8) -> Keyring {
     Keyring::single(SecretKey::from_bytes([byte; 32]))
 }
 
-const CTX: SealContext<'static> = SealContext::new("ai_cache", "ai_cache:v1:qa:0011223344");
+const CTX: SealContext<'static> = SealContext::new("ai_cache", "ai_cache:v2:qa:0011223344");
 
 /// Bytes that compress (repeated phrases) or not (noise), from 0 to 1 MiB.
 fn payload() -> impl Strategy<Value = Vec<u8>> {
@@ -113,8 +113,8 @@ fn every_truncation_fails() {
 fn a_value_is_bound_to_its_redis_key_namespace_and_encryption_key() {
     let codec = ValueCodec::new(&ring(1));
     let sealed = codec.seal(&CTX, b"answer for A").unwrap();
-    let other_key = SealContext::new("ai_cache", "ai_cache:v1:qa:5566778899");
-    let other_ns = SealContext::new("ai_cache2", "ai_cache:v1:qa:0011223344");
+    let other_key = SealContext::new("ai_cache", "ai_cache:v2:qa:5566778899");
+    let other_ns = SealContext::new("ai_cache2", "ai_cache:v2:qa:0011223344");
     for ctx in [other_key, other_ns] {
         assert!(matches!(
             codec.open(&ctx, sealed.as_bytes()),

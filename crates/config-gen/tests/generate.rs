@@ -183,7 +183,7 @@ fn rotation_keeps_tls_and_api_key_and_the_old_encryption_key() {
     let dir = tmp.path();
     let c = config_for(Environment::Production);
     write_deployment(&c, dir, &DeploymentOptions::default()).unwrap();
-    let ctx = SealContext::new("ai_cache", "ai_cache:v1:qa:abc");
+    let ctx = SealContext::new("ai_cache", "ai_cache:v2:qa:abc");
     let before_ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
     let sealed = ValueCodec::new(&before_ring)
         .seal(&ctx, b"sealed before rotation")

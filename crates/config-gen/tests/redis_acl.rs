@@ -76,19 +76,19 @@ fn generated_acl_and_tls_enforce_least_privilege_on_a_real_server() {
 
     // cache_app over TLS with the client certificate: SET/GET/DEL inside its namespace.
     assert_eq!(
-        run(&server, &app, &["SET", "ai_cache:v1:qa:k1", "v1"]).trim(),
+        run(&server, &app, &["SET", "ai_cache:v2:qa:k1", "v1"]).trim(),
         "OK"
     );
     assert_eq!(
-        run(&server, &app, &["GET", "ai_cache:v1:qa:k1"]).trim(),
+        run(&server, &app, &["GET", "ai_cache:v2:qa:k1"]).trim(),
         "v1"
     );
     assert_eq!(
-        run(&server, &app, &["PTTL", "ai_cache:v1:qa:k1"]).trim(),
+        run(&server, &app, &["PTTL", "ai_cache:v2:qa:k1"]).trim(),
         "-1"
     );
     assert_eq!(
-        run(&server, &app, &["UNLINK", "ai_cache:v1:qa:k1"]).trim(),
+        run(&server, &app, &["UNLINK", "ai_cache:v2:qa:k1"]).trim(),
         "1"
     );
     assert_eq!(run(&server, &app, &["ACL", "WHOAMI"]).trim(), "cache_app");

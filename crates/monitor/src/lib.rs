@@ -79,6 +79,7 @@ pub use event::{
 pub use monitor::{MonitorOptions, RECENT_EVENTS, SecurityAwareCacheMonitor};
 pub use observer::{
     BreakerState, CacheObserver, LookupResult, NoopObserver, OperationKind, SizeStage, Tee, Tier,
+    WriteFailure,
 };
 pub use perf::{MAX_OPERATIONS, PerformanceSummary, Sizes, TierCounts, Timings, hit_rate};
 pub use security::{

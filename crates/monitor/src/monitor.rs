@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::event::SecurityEvent;
-use crate::observer::{BreakerState, CacheObserver, LookupResult, OperationKind, SizeStage, Tier};
+use crate::observer::{
+    BreakerState, CacheObserver, LookupResult, OperationKind, SizeStage, Tier, WriteFailure,
+};
 use crate::perf::{PerfCounters, PerformanceSummary};
 use crate::security::{
     Alert, AlertRule, DEFAULT_RING_CAPACITY, SecurityLog, SecuritySummary, default_rules,
@@ -133,6 +135,9 @@ impl CacheObserver for SecurityAwareCacheMonitor {
     }
     fn singleflight_coalesced(&self) {
         self.perf.coalesced();
+    }
+    fn write_failure(&self, reason: WriteFailure) {
+        self.perf.write_failure(reason);
     }
     fn redis_available(&self, available: bool) {
         self.perf.redis_available(available);

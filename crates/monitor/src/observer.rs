@@ -114,6 +114,58 @@ impl SizeStage {
     }
 }
 
+/// Why a write to Redis failed (`sealcache.write.failures`, attribute `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WriteFailure {
+    /// Redis refused it for lack of memory (`OOM`, `maxmemory` with `noeviction`).
+    OutOfMemory,
+    /// The node is a read-only replica (`READONLY`).
+    ReadOnly,
+    /// The ACL user may not write there (`NOPERM`).
+    NoPermission,
+    /// Any other error reply.
+    Refused,
+    /// Redis was unreachable, timed out, or skipped by the open breaker.
+    Unavailable,
+}
+
+impl WriteFailure {
+    /// Every reason, in [`WriteFailure::index`] order.
+    pub const ALL: [WriteFailure; 5] = [
+        WriteFailure::OutOfMemory,
+        WriteFailure::ReadOnly,
+        WriteFailure::NoPermission,
+        WriteFailure::Refused,
+        WriteFailure::Unavailable,
+    ];
+
+    /// Attribute value: `oom`, `readonly`, `noperm`, `refused` or `unavailable`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteFailure::OutOfMemory => "oom",
+            WriteFailure::ReadOnly => "readonly",
+            WriteFailure::NoPermission => "noperm",
+            WriteFailure::Refused => "refused",
+            WriteFailure::Unavailable => "unavailable",
+        }
+    }
+
+    /// Position in [`WriteFailure::ALL`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            WriteFailure::OutOfMemory => 0,
+            WriteFailure::ReadOnly => 1,
+            WriteFailure::NoPermission => 2,
+            WriteFailure::Refused => 3,
+            WriteFailure::Unavailable => 4,
+        }
+    }
+}
+
 /// The Redis circuit breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +222,8 @@ pub trait CacheObserver: Send + Sync + std::fmt::Debug {
     fn invalidation(&self, _keys: u64) {}
     /// A computation was shared by a concurrent caller (single-flight).
     fn singleflight_coalesced(&self) {}
+    /// A write did not reach Redis (nothing was cached anywhere).
+    fn write_failure(&self, _reason: WriteFailure) {}
     /// Redis became available or unavailable.
     fn redis_available(&self, _available: bool) {}
     /// The breaker changed state.
@@ -225,6 +279,10 @@ impl<A: CacheObserver, B: CacheObserver> CacheObserver for Tee<A, B> {
         self.0.singleflight_coalesced();
         self.1.singleflight_coalesced();
     }
+    fn write_failure(&self, reason: WriteFailure) {
+        self.0.write_failure(reason);
+        self.1.write_failure(reason);
+    }
     fn redis_available(&self, available: bool) {
         self.0.redis_available(available);
         self.1.redis_available(available);
@@ -266,6 +324,9 @@ impl<T: CacheObserver + ?Sized> CacheObserver for std::sync::Arc<T> {
     }
     fn singleflight_coalesced(&self) {
         (**self).singleflight_coalesced();
+    }
+    fn write_failure(&self, reason: WriteFailure) {
+        (**self).write_failure(reason);
     }
     fn redis_available(&self, available: bool) {
         (**self).redis_available(available);

@@ -9,7 +9,9 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use crate::event::SecurityEvent;
-use crate::observer::{BreakerState, CacheObserver, LookupResult, OperationKind, SizeStage, Tier};
+use crate::observer::{
+    BreakerState, CacheObserver, LookupResult, OperationKind, SizeStage, Tier, WriteFailure,
+};
 use crate::perf::MAX_OPERATIONS;
 
 /// The instrumentation scope name of every sealcache instrument.
@@ -32,6 +34,8 @@ pub mod names {
     pub const SECURITY_EVENTS: &str = "sealcache.security.events";
     /// `sealcache.singleflight.coalesced` ({call}).
     pub const SINGLEFLIGHT_COALESCED: &str = "sealcache.singleflight.coalesced";
+    /// `sealcache.write.failures` ({write}): `reason` = oom|readonly|noperm|refused|unavailable.
+    pub const WRITE_FAILURES: &str = "sealcache.write.failures";
     /// `sealcache.l1.entries` ({entry}), a gauge.
     pub const L1_ENTRIES: &str = "sealcache.l1.entries";
     /// `sealcache.redis.available` ({status}), a gauge: 1 up, 0 down. (Not unit `1`: the Prometheus
@@ -97,6 +101,8 @@ pub struct OtelObserver {
     seals: Counter<u64>,
     security: Counter<u64>,
     coalesced: Counter<u64>,
+    write_failures: Counter<u64>,
+    write_reasons: [[KeyValue; 1]; 5],
     l1_entries: Gauge<u64>,
     redis_available: Gauge<u64>,
     breaker: Gauge<u64>,
@@ -132,6 +138,9 @@ impl OtelObserver {
         let observer = Self::instruments(meter);
         for attrs in &observer.event_types {
             observer.security.add(0, attrs);
+        }
+        for attrs in &observer.write_reasons {
+            observer.write_failures.add(0, attrs);
         }
         observer
     }
@@ -177,6 +186,12 @@ impl OtelObserver {
                 .with_unit("{call}")
                 .with_description("Computations shared by concurrent callers")
                 .build(),
+            write_failures: meter
+                .u64_counter(names::WRITE_FAILURES)
+                .with_unit("{write}")
+                .with_description("Writes that did not reach Redis (nothing cached), by reason")
+                .build(),
+            write_reasons: WriteFailure::ALL.map(|r| [KeyValue::new("reason", r.as_str())]),
             l1_entries: meter
                 .u64_gauge(names::L1_ENTRIES)
                 .with_unit("{entry}")
@@ -320,6 +335,11 @@ impl CacheObserver for OtelObserver {
 
     fn singleflight_coalesced(&self) {
         self.coalesced.add(1, &[]);
+    }
+
+    fn write_failure(&self, reason: WriteFailure) {
+        self.write_failures
+            .add(1, &self.write_reasons[reason.index()]);
     }
 
     fn redis_available(&self, available: bool) {

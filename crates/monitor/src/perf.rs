@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::observer::{BreakerState, LookupResult, OperationKind, SizeStage, Tier};
+use crate::observer::{BreakerState, LookupResult, OperationKind, SizeStage, Tier, WriteFailure};
 
 /// Distinct AI operation names tracked; further names share the `other` row.
 pub const MAX_OPERATIONS: usize = 32;
@@ -46,6 +46,7 @@ pub(crate) struct PerfCounters {
     invalidations: AtomicU64,
     keys_removed: AtomicU64,
     coalesced: AtomicU64,
+    write_failures: [AtomicU64; 5],
     redis_available: AtomicBool,
     breaker: AtomicU64,
     redis_commands: AtomicU64,
@@ -67,6 +68,7 @@ impl Default for PerfCounters {
             invalidations: AtomicU64::new(0),
             keys_removed: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            write_failures: Default::default(),
             redis_available: AtomicBool::new(true),
             breaker: AtomicU64::new(0),
             redis_commands: AtomicU64::new(0),
@@ -173,6 +175,10 @@ impl PerfCounters {
         self.coalesced.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn write_failure(&self, reason: WriteFailure) {
+        self.write_failures[reason.index()].fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn redis_available(&self, up: bool) {
         self.redis_available.store(up, Relaxed);
     }
@@ -271,6 +277,15 @@ impl PerfCounters {
             invalidations: self.invalidations.load(Relaxed),
             keys_removed: self.keys_removed.load(Relaxed),
             singleflight_coalesced: self.coalesced.load(Relaxed),
+            write_failures: WriteFailure::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        r.as_str().to_owned(),
+                        self.write_failures[r.index()].load(Relaxed),
+                    )
+                })
+                .collect(),
             redis_available: self.redis_available.load(Relaxed),
             breaker_state: match self.breaker.load(Relaxed) {
                 0 => BreakerState::Closed,
@@ -359,6 +374,9 @@ pub struct PerformanceSummary {
     pub keys_removed: u64,
     /// Computations shared by single-flight.
     pub singleflight_coalesced: u64,
+    /// Writes that did not reach Redis, by reason (`oom`, `readonly`, `noperm`, `refused`,
+    /// `unavailable`); every reason is present, from 0.
+    pub write_failures: BTreeMap<String, u64>,
     /// Whether Redis is available.
     pub redis_available: bool,
     /// The breaker's state.

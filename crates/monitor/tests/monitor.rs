@@ -256,7 +256,7 @@ fn details_are_cut_and_keys_are_tagged() {
     let e = SecurityEvent::new(SecurityEventType::Oversize).detail(long);
     assert_eq!(e.detail.len(), sealcache_monitor::MAX_DETAIL_LEN);
     let tag = sealcache_monitor::key_tag(
-        "ai_cache:v1:qa:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "ai_cache:v2:qa:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     );
     assert_eq!(tag, "9f86d081884c");
     assert_eq!(e.severity, Severity::Medium);

@@ -20,8 +20,11 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
-    /// 503: Redis is unavailable; nothing was stored or removed.
+    /// 503: Redis is unavailable, or refused the write; nothing was stored or removed.
     Unavailable,
+    /// 507: Redis is out of memory and may not evict (`maxmemory` with `noeviction`); nothing was
+    /// stored.
+    StoreFull,
     /// 500: anything else (details in the server log only).
     Internal,
 }
@@ -38,6 +41,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -53,6 +57,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unavailable => "unavailable",
+            ApiError::StoreFull => "store_full",
             ApiError::Internal => "internal",
         }
     }
@@ -70,6 +75,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "the request body is over the size limit",
             ApiError::UnsupportedMediaType => "the request body must be application/json",
             ApiError::Unavailable => "the cache store is unavailable; nothing was changed",
+            ApiError::StoreFull => "the cache store is full; nothing was stored",
             ApiError::Internal => "internal error",
         }
     }
@@ -88,6 +94,16 @@ impl From<sealcache::Error> for ApiError {
             sealcache::Error::InvalidOperation => ApiError::InvalidOperation,
             sealcache::Error::InvalidKey => ApiError::InvalidRequest("invalid key"),
             sealcache::Error::Unavailable | sealcache::Error::Connect(_) => ApiError::Unavailable,
+            sealcache::Error::WriteRefused {
+                reason: sealcache::WriteRefusal::OutOfMemory,
+            } => ApiError::StoreFull,
+            sealcache::Error::WriteRefused { reason } => {
+                tracing::warn!(reason = reason.as_str(), "Redis refused a write");
+                ApiError::Unavailable
+            }
+            sealcache::Error::InvalidJson(_) => ApiError::InvalidRequest(
+                "response must be JSON that can be returned exactly as given (no unpaired UTF-16 surrogate escapes)",
+            ),
             sealcache::Error::Seal(sealcache_codec::Error::PlaintextTooLarge { .. }) => {
                 ApiError::PayloadTooLarge
             }

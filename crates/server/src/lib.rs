@@ -45,6 +45,7 @@ use axum::http::{HeaderValue, Request};
 use axum::routing::{get, post, put};
 use sealcache::AiResponseCache;
 use sealcache_monitor::{CacheObserver, Telemetry};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -115,6 +116,9 @@ pub fn app(state: AppState) -> Router {
     ));
     let header = axum::http::HeaderName::from_static("x-request-id");
     let http_metrics = telemetry::HttpMetrics::new(&state.telemetry.meter());
+    let panics = telemetry::PanicCounter::new(&state.telemetry.meter());
+    let catch_panic =
+        CatchPanicLayer::custom(move |_payload: Box<dyn std::any::Any + Send>| panics.respond());
     public
         .merge(protected)
         .fallback(|| async {
@@ -123,6 +127,7 @@ pub fn app(state: AppState) -> Router {
                 axum::Json(serde_json::json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
             )
         })
+        .layer(catch_panic)
         .layer(axum::middleware::from_fn_with_state(http_metrics, telemetry::record))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(PropagateRequestIdLayer::new(header.clone()))

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::AppState;
@@ -84,6 +84,14 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
+/// A lookup's answer on a hit: the stored JSON text goes out as it is, byte for byte.
+#[derive(Serialize)]
+struct LookupHit<'a> {
+    hit: bool,
+    response: &'a RawValue,
+    ttl_remaining_seconds: u64,
+}
+
 /// `POST /v1/cache/lookup`.
 pub(crate) async fn lookup(
     State(state): State<AppState>,
@@ -92,11 +100,20 @@ pub(crate) async fn lookup(
     let request = fields.into_request();
     match state.cache.get(&request).await? {
         Some(hit) => {
-            // The stored JSON is passed through as it is: never re-parsed into a model.
-            let response: Box<RawValue> =
-                serde_json::from_slice(hit.json_bytes()).map_err(|_| ApiError::Internal)?;
-            let ttl = hit.ttl_remaining().map_or(0, |d| d.as_secs());
-            Ok(Json(serde_json::json!({"hit": true, "response": response, "ttl_remaining_seconds": ttl})).into_response())
+            // Borrowed, never re-parsed into a `Value` (that would round numbers beyond double
+            // precision and fail on escapes the store accepted); `RawValue` checks the syntax
+            // without recursion, so deep nesting is fine.
+            let response: &RawValue = serde_json::from_slice(hit.json_bytes()).map_err(|_| {
+                tracing::error!("a stored value is not JSON text");
+                ApiError::Internal
+            })?;
+            let body = LookupHit {
+                hit: true,
+                response,
+                ttl_remaining_seconds: hit.ttl_remaining().map_or(0, |d| d.as_secs()),
+            };
+            let bytes = serde_json::to_vec(&body).map_err(|_| ApiError::Internal)?;
+            Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
         }
         None => Ok(Json(serde_json::json!({"hit": false})).into_response()),
     }

@@ -32,6 +32,35 @@ impl HttpMetrics {
     }
 }
 
+/// `sealcache.http.server.panics` ({panic}): handler panics turned into a 500 by the catch-panic
+/// layer. Any non-zero value is a bug to report.
+#[derive(Clone, Debug)]
+pub struct PanicCounter(opentelemetry::metrics::Counter<u64>);
+
+impl PanicCounter {
+    /// Creates the counter on `meter` (exported from 0).
+    #[must_use]
+    pub fn new(meter: &Meter) -> Self {
+        let counter = meter
+            .u64_counter("sealcache.http.server.panics")
+            .with_unit("{panic}")
+            .with_description("Request handler panics answered with a 500 (a bug: please report)")
+            .build();
+        counter.add(0, &[]);
+        Self(counter)
+    }
+
+    /// The response for a panicked handler: the documented 500 JSON error. The panic's message is
+    /// not logged (it may quote request data); the request id on the response ties it to the
+    /// access record.
+    pub fn respond(&self) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        self.0.add(1, &[]);
+        tracing::error!(target: "sealcache::server", "a request handler panicked; answered 500");
+        crate::ApiError::Internal.into_response()
+    }
+}
+
 /// Records every request's duration.
 pub async fn record(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let started = Instant::now();

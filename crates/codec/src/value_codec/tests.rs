@@ -5,7 +5,7 @@ fn codec() -> ValueCodec {
     ValueCodec::new(&Keyring::single(SecretKey::from_bytes([3; 32])))
 }
 
-const CTX: SealContext<'static> = SealContext::new("ns", "ns:v1:op:abc");
+const CTX: SealContext<'static> = SealContext::new("ns", "ns:v2:op:abc");
 
 #[test]
 fn small_values_are_not_compressed_large_ones_are() {
