@@ -599,6 +599,7 @@ impl SealedCache {
             redis_available: available,
             recent_security_events: security.last_hour.values().sum(),
             security_events_by_type: security.events_by_type,
+            write_failures: inner.monitor.performance_summary().write_failures,
             security_level: level,
             checks,
         }

@@ -68,6 +68,9 @@ pub struct SecurityStatus {
     pub recent_security_events: u64,
     /// Totals per type since start.
     pub security_events_by_type: BTreeMap<String, u64>,
+    /// Writes that did not reach Redis since start, by reason (`oom`, `readonly`, `noperm`,
+    /// `refused`, `unavailable`): each was refused to its caller and cached nowhere.
+    pub write_failures: BTreeMap<String, u64>,
     /// The verdict.
     pub security_level: SecurityLevel,
     /// Every check.

@@ -1,7 +1,8 @@
 //! `cargo xtask bench server`: 64 concurrent HTTP clients on loopback for 30 s against the
 //! `sealcache-server` binary (production configuration, TLS + mTLS + ACL redis-server), mixed 90 %
 //! lookups / 10 % stores of the corpus' medium documents. Requests per second, p50/p99 latency,
-//! errors (must be 0).
+//! errors (must be 0), and wrong answers (must be 0): every hit's `response` is compared byte for
+//! byte with the JSON text stored for that request.
 
 // A benchmark program reports what it measured.
 #![allow(
@@ -20,7 +21,15 @@ use sealcache_testkit::free_port;
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 64;
-const DURATION: Duration = Duration::from_secs(30);
+/// 30 s, or `SEALCACHE_BENCH_SECS`.
+fn duration() -> Duration {
+    Duration::from_secs(
+        std::env::var("SEALCACHE_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    )
+}
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -58,25 +67,42 @@ async fn load(base: String, key: String) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let docs = Arc::new(medium_docs());
+    // The exact JSON text stored for each request (spliced into the body as it is), and the store
+    // bodies built once.
+    let texts: Arc<Vec<String>> = Arc::new(docs.iter().map(|d| d.to_string()).collect());
+    let stores: Arc<Vec<String>> = Arc::new(
+        docs.iter()
+            .zip(texts.iter())
+            .enumerate()
+            .map(|(i, (doc, text))| {
+                format!(
+                    r#"{{"text": "doc {i}", "operation": {}, "response": {text}}}"#,
+                    doc["operation"]
+                )
+            })
+            .collect(),
+    );
     // Prefill so that lookups hit.
-    for (i, doc) in docs.iter().enumerate() {
-        let body =
-            json!({"text": format!("doc {i}"), "operation": doc["operation"], "response": doc});
+    for body in stores.iter() {
         let r = http
             .put(format!("{base}/v1/cache/entries"))
             .bearer_auth(&key)
-            .json(&body)
+            .header("content-type", "application/json")
+            .body(body.clone())
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
     }
     let errors = Arc::new(AtomicU64::new(0));
-    let stop = Instant::now() + DURATION;
+    let wrong = Arc::new(AtomicU64::new(0));
+    let hits = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + duration();
     let started = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let (http, base, key, docs, errors) = (http.clone(), base.clone(), key.clone(), docs.clone(), errors.clone());
+            let (texts, stores, wrong, hits) = (texts.clone(), stores.clone(), wrong.clone(), hits.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut i = c;
@@ -84,11 +110,30 @@ async fn load(base: String, key: String) {
                     let n = i % docs.len();
                     let t = Instant::now();
                     let ok = if i % 10 == 0 {
-                        let body = json!({"text": format!("doc {n}"), "operation": docs[n]["operation"], "response": docs[n]});
-                        http.put(format!("{base}/v1/cache/entries")).bearer_auth(&key).json(&body).send().await.map(|r| r.status() == 201)
+                        http.put(format!("{base}/v1/cache/entries")).bearer_auth(&key).header("content-type", "application/json").body(stores[n].clone()).send().await.map(|r| r.status() == 201)
                     } else {
                         let body = json!({"text": format!("doc {n}"), "operation": docs[n]["operation"]});
-                        http.post(format!("{base}/v1/cache/lookup")).bearer_auth(&key).json(&body).send().await.map(|r| r.status() == 200)
+                        match http.post(format!("{base}/v1/cache/lookup")).bearer_auth(&key).json(&body).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                let t_done = t.elapsed();
+                                let bytes = r.bytes().await.unwrap_or_default();
+                                // Checked outside the timed span: the answer must be the stored text.
+                                let answer: std::collections::HashMap<&str, &serde_json::value::RawValue> =
+                                    serde_json::from_slice(&bytes).unwrap_or_default();
+                                match (answer.get("hit").map(|h| h.get()), answer.get("response")) {
+                                    (Some("true"), Some(resp)) if resp.get() == texts[n] => {
+                                        hits.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    _ => {
+                                        wrong.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                lat.push(t_done);
+                                i += CLIENTS;
+                                continue;
+                            }
+                            other => other.map(|_| false),
+                        }
                     };
                     lat.push(t.elapsed());
                     if !ok.unwrap_or(false) {
@@ -107,16 +152,26 @@ async fn load(base: String, key: String) {
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
-    println!("\n| clients | duration | requests | requests/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {CLIENTS} | {:.0} s | {} | {:.0} | {:.2} | {:.2} | {} |",
+        "\n| clients | duration | requests | requests/s | p50 ms | p99 ms | errors | hits verified | wrong answers |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {CLIENTS} | {:.0} s | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
         elapsed,
         all.len(),
         all.len() as f64 / elapsed,
         pct(0.5),
         pct(0.99),
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        hits.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed),
     );
     assert_eq!(errors.load(Ordering::Relaxed), 0, "the load run had errors");
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "a lookup answered something other than what was stored (or missed)"
+    );
+    assert!(hits.load(Ordering::Relaxed) > 0, "no hit was verified");
 }

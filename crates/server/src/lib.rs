@@ -88,8 +88,14 @@ impl MakeRequestId for Counter {
     }
 }
 
-/// The router.
+/// The router: every endpoint behind the serving layers (request ids, body limit, metrics,
+/// catch-panic).
 pub fn app(state: AppState) -> Router {
+    serving_layers(api_routes(&state), state)
+}
+
+/// The endpoints, with authentication where it is needed.
+fn api_routes(state: &AppState) -> Router<AppState> {
     let observer: Arc<dyn CacheObserver> = state.cache.observer().clone();
     let auth_state = auth::AuthState {
         keys: state.keys.clone(),
@@ -114,13 +120,18 @@ pub fn app(state: AppState) -> Router {
         auth_state,
         auth::require_api_key,
     ));
+    public.merge(protected)
+}
+
+/// What every response goes through. A handler panic is caught here and answered with the
+/// documented 500 JSON error (and its request id), so no client ever sees a reset connection.
+fn serving_layers(routes: Router<AppState>, state: AppState) -> Router {
     let header = axum::http::HeaderName::from_static("x-request-id");
     let http_metrics = telemetry::HttpMetrics::new(&state.telemetry.meter());
     let panics = telemetry::PanicCounter::new(&state.telemetry.meter());
     let catch_panic =
         CatchPanicLayer::custom(move |_payload: Box<dyn std::any::Any + Send>| panics.respond());
-    public
-        .merge(protected)
+    routes
         .fallback(|| async {
             (
                 axum::http::StatusCode::NOT_FOUND,
@@ -133,6 +144,71 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, Counter::default()))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed assertion.
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    fn state() -> AppState {
+        let env = sealcache_env_detect::EnvironmentDetector::new(
+            sealcache_env_detect::MapSource::new().var("ENVIRONMENT", "development"),
+        )
+        .detect(sealcache_env_detect::FeatureContext::SecurityEnforcement);
+        let cache = sealcache::CacheBuilder::new(env)
+            .no_keyring()
+            .redis(sealcache::RedisConfig::new("redis://127.0.0.1:1/0"))
+            .build()
+            .unwrap();
+        AppState {
+            cache,
+            telemetry: Telemetry::builder("sealcache-test", "development")
+                .with_prometheus()
+                .unwrap()
+                .build(),
+            keys: ApiKeys::new(["k"]),
+            redis_host: None,
+            isolation_claimed: false,
+            metrics_public: true,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_panic_is_the_documented_500_with_a_request_id_and_counted() {
+        let state = state();
+        let telemetry = state.telemetry.clone();
+        async fn boom() -> &'static str {
+            panic!("secret request text")
+        }
+        let routes = Router::new().route("/boom", get(boom));
+        let app = serving_layers(routes, state);
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "internal", "message": "internal error"}})
+        );
+        let text = telemetry.render_prometheus().unwrap().unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("sealcache_http_server_panics_total") && l.ends_with(" 1")),
+            "{text}"
+        );
+    }
 }
 
 /// The README's examples run as doc tests.
