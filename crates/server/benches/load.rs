@@ -101,8 +101,15 @@ async fn load(base: String, key: String) {
     let started = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (http, base, key, docs, errors) = (http.clone(), base.clone(), key.clone(), docs.clone(), errors.clone());
-            let (texts, stores, wrong, hits) = (texts.clone(), stores.clone(), wrong.clone(), hits.clone());
+            let (http, base, key, docs, errors) = (
+                http.clone(),
+                base.clone(),
+                key.clone(),
+                docs.clone(),
+                errors.clone(),
+            );
+            let (texts, stores, wrong, hits) =
+                (texts.clone(), stores.clone(), wrong.clone(), hits.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut i = c;
@@ -110,16 +117,31 @@ async fn load(base: String, key: String) {
                     let n = i % docs.len();
                     let t = Instant::now();
                     let ok = if i % 10 == 0 {
-                        http.put(format!("{base}/v1/cache/entries")).bearer_auth(&key).header("content-type", "application/json").body(stores[n].clone()).send().await.map(|r| r.status() == 201)
+                        http.put(format!("{base}/v1/cache/entries"))
+                            .bearer_auth(&key)
+                            .header("content-type", "application/json")
+                            .body(stores[n].clone())
+                            .send()
+                            .await
+                            .map(|r| r.status() == 201)
                     } else {
-                        let body = json!({"text": format!("doc {n}"), "operation": docs[n]["operation"]});
-                        match http.post(format!("{base}/v1/cache/lookup")).bearer_auth(&key).json(&body).send().await {
+                        let body =
+                            json!({"text": format!("doc {n}"), "operation": docs[n]["operation"]});
+                        match http
+                            .post(format!("{base}/v1/cache/lookup"))
+                            .bearer_auth(&key)
+                            .json(&body)
+                            .send()
+                            .await
+                        {
                             Ok(r) if r.status() == 200 => {
                                 let t_done = t.elapsed();
                                 let bytes = r.bytes().await.unwrap_or_default();
                                 // Checked outside the timed span: the answer must be the stored text.
-                                let answer: std::collections::HashMap<&str, &serde_json::value::RawValue> =
-                                    serde_json::from_slice(&bytes).unwrap_or_default();
+                                let answer: std::collections::HashMap<
+                                    &str,
+                                    &serde_json::value::RawValue,
+                                > = serde_json::from_slice(&bytes).unwrap_or_default();
                                 match (answer.get("hit").map(|h| h.get()), answer.get("response")) {
                                     (Some("true"), Some(resp)) if resp.get() == texts[n] => {
                                         hits.fetch_add(1, Ordering::Relaxed);

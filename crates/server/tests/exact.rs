@@ -30,10 +30,7 @@ impl Fixture {
     fn start() -> Self {
         let stack = Stack::start();
         let vars = |l1: &str| {
-            let mut v = stack.server_env(
-                &stack.redis_url(),
-                &format!("127.0.0.1:{}", free_port()),
-            );
+            let mut v = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
             v.push(("SEALCACHE_L1_CAPACITY".into(), l1.into()));
             v
         };
@@ -101,7 +98,12 @@ fn ws() -> impl Strategy<Value = String> {
 fn number() -> impl Strategy<Value = String> {
     (
         any::<bool>(),
-        prop::sample::select(vec!["0", "7", "12345678901234567890123", "9007199254740993"]),
+        prop::sample::select(vec![
+            "0",
+            "7",
+            "12345678901234567890123",
+            "9007199254740993",
+        ]),
         prop::option::of("[0-9]{1,25}"),
         prop::option::of((
             prop::sample::select(vec!["e", "E"]),
@@ -156,13 +158,17 @@ fn json_text() -> impl Strategy<Value = String> {
     ];
     leaf.prop_recursive(6, 64, 6, |inner| {
         prop_oneof![
-            (prop::collection::vec((ws(), inner.clone(), ws()), 0..6), ws()).prop_map(
-                |(items, w)| {
-                    let items: Vec<String> =
-                        items.into_iter().map(|(a, v, b)| format!("{a}{v}{b}")).collect();
+            (
+                prop::collection::vec((ws(), inner.clone(), ws()), 0..6),
+                ws()
+            )
+                .prop_map(|(items, w)| {
+                    let items: Vec<String> = items
+                        .into_iter()
+                        .map(|(a, v, b)| format!("{a}{v}{b}"))
+                        .collect();
                     format!("[{w}{}]", items.join(","))
-                }
-            ),
+                }),
             (
                 prop::collection::vec((string(), ws(), inner, ws()), 0..6),
                 ws()
@@ -199,24 +205,31 @@ fn every_accepted_json_text_comes_back_byte_for_byte() {
     // Named cases of the report: a 23-digit integer, deep nesting past serde_json's 128 levels
     // (the limit of a `Value` round trip) up to thousands of levels.
     for (name, text) in [
-        ("big integer", r#"{"tokens": 12345678901234567890123}"#.to_owned()),
+        (
+            "big integer",
+            r#"{"tokens": 12345678901234567890123}"#.to_owned(),
+        ),
         (
             "deep 129",
             format!("{}1{}", "[".repeat(129), "]".repeat(129)),
         ),
         (
             "deep 5000",
-            format!(
-                "{}\"x\"{}",
-                r#"{"a":"#.repeat(5000),
-                "}".repeat(5000)
-            ),
+            format!("{}\"x\"{}", r#"{"a":"#.repeat(5000), "}".repeat(5000)),
         ),
     ] {
         let (status, body) = fx.put(name, &text);
         assert_eq!(status, 201, "{name}: {body}");
-        assert_eq!(fx.lookup(&fx.with_l1, name).as_deref(), Some(&*text), "{name}");
-        assert_eq!(fx.lookup(&fx.without_l1, name).as_deref(), Some(&*text), "{name}");
+        assert_eq!(
+            fx.lookup(&fx.with_l1, name).as_deref(),
+            Some(&*text),
+            "{name}"
+        );
+        assert_eq!(
+            fx.lookup(&fx.without_l1, name).as_deref(),
+            Some(&*text),
+            "{name}"
+        );
     }
 }
 
@@ -244,7 +257,10 @@ fn json_that_cannot_be_returned_exactly_is_refused_and_stored_nowhere() {
     // The server is healthy and every later lookup answers.
     let (status, _) = fx.put("good", r#""ok""#);
     assert_eq!(status, 201);
-    assert_eq!(fx.lookup(&fx.without_l1, "good").as_deref(), Some(r#""ok""#));
+    assert_eq!(
+        fx.lookup(&fx.without_l1, "good").as_deref(),
+        Some(r#""ok""#)
+    );
 }
 
 #[test]
@@ -289,7 +305,10 @@ fn a_write_redis_refuses_for_memory_is_507_store_full_and_counted() {
             .unwrap()
     };
     let metrics = get("/internal/cache/metrics");
-    assert_eq!(metrics["performance"]["write_failures"]["oom"], 2, "{metrics}");
+    assert_eq!(
+        metrics["performance"]["write_failures"]["oom"], 2,
+        "{metrics}"
+    );
     let status = get("/internal/cache/security-status");
     assert_eq!(status["write_failures"]["oom"], 2, "{status}");
     let text = fx
@@ -301,9 +320,10 @@ fn a_write_redis_refuses_for_memory_is_507_store_full_and_counted() {
         .text()
         .unwrap();
     assert!(
-        text.lines().any(|l| l.starts_with("sealcache_write_failures_total{")
-            && l.contains("reason=\"oom\"")
-            && l.ends_with(" 2")),
+        text.lines()
+            .any(|l| l.starts_with("sealcache_write_failures_total{")
+                && l.contains("reason=\"oom\"")
+                && l.ends_with(" 2")),
         "{text}"
     );
 }
