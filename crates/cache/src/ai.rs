@@ -188,6 +188,12 @@ impl AiResponseCache {
         self.cache.l1_entries()
     }
 
+    /// Bytes held by the L1 tier now.
+    #[must_use]
+    pub fn l1_bytes(&self) -> u64 {
+        self.cache.l1_bytes()
+    }
+
     /// Whether Redis answers now.
     pub async fn redis_available(&self) -> bool {
         self.cache.redis_available().await

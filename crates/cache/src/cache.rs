@@ -22,6 +22,10 @@ use crate::status::{Check, SecurityLevel, SecurityStatus, probe_tls};
 pub const CLEAR_CONFIRMATION: &str = "invalidate-all";
 /// Keys per `SCAN` step and per `UNLINK` batch.
 pub const SCAN_BATCH: usize = 1000;
+/// Default L1 capacity in bytes (64 MiB).
+pub const DEFAULT_L1_MAX_BYTES: usize = 64 << 20;
+/// Default largest value held in L1 (256 KiB).
+pub const DEFAULT_L1_MAX_ENTRY_BYTES: usize = 256 << 10;
 
 /// Cache behaviour.
 #[derive(Debug, Clone)]
@@ -31,6 +35,10 @@ pub struct CacheOptions {
     pub namespace: String,
     /// L1 capacity in entries (0 turns L1 off).
     pub l1_capacity: usize,
+    /// L1 capacity in bytes (keys, values and a small fixed overhead per entry; 0 turns L1 off).
+    pub l1_max_bytes: usize,
+    /// Largest value L1 holds; larger values are served from Redis only.
+    pub l1_max_entry_bytes: usize,
     /// Longest L1 lifetime (never longer than the Redis entry's remaining TTL).
     pub l1_max_ttl: Duration,
     /// Largest plaintext value, sealed or opened.
@@ -45,6 +53,8 @@ impl Default for CacheOptions {
         Self {
             namespace: "ai_cache".to_owned(),
             l1_capacity: 10_000,
+            l1_max_bytes: DEFAULT_L1_MAX_BYTES,
+            l1_max_entry_bytes: DEFAULT_L1_MAX_ENTRY_BYTES,
             l1_max_ttl: Duration::from_secs(300),
             max_value_size: sealcache_codec::DEFAULT_MAX_PLAINTEXT,
             unlink_bad_entries: false,
@@ -64,6 +74,20 @@ impl CacheOptions {
     #[must_use]
     pub fn with_l1_capacity(mut self, entries: usize) -> Self {
         self.l1_capacity = entries;
+        self
+    }
+
+    /// Sets the L1 capacity in bytes (0 turns L1 off).
+    #[must_use]
+    pub fn with_l1_max_bytes(mut self, bytes: usize) -> Self {
+        self.l1_max_bytes = bytes;
+        self
+    }
+
+    /// Sets the largest value L1 holds.
+    #[must_use]
+    pub fn with_l1_max_entry_bytes(mut self, bytes: usize) -> Self {
+        self.l1_max_entry_bytes = bytes;
         self
     }
 
@@ -175,7 +199,12 @@ impl SealedCache {
         codec: ValueCodec,
     ) -> Result<Self> {
         let keys = KeyScheme::new(&options.namespace, keyring.name_secret())?;
-        let l1 = L1::new(options.l1_capacity, options.l1_max_ttl);
+        let l1 = L1::new(crate::l1::Limits {
+            entries: options.l1_capacity,
+            bytes: options.l1_max_bytes,
+            max_entry_bytes: options.l1_max_entry_bytes,
+            max_ttl: options.l1_max_ttl,
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 keys,
@@ -483,6 +512,12 @@ impl SealedCache {
     #[must_use]
     pub fn l1_entries(&self) -> u64 {
         self.inner.l1.as_ref().map_or(0, |l1| l1.len() as u64)
+    }
+
+    /// Bytes held by the L1 tier now, as weighed against `l1_max_bytes` (0 when L1 is off).
+    #[must_use]
+    pub fn l1_bytes(&self) -> u64 {
+        self.inner.l1.as_ref().map_or(0, |l1| l1.bytes() as u64)
     }
 
     /// Whether Redis answers now (and the breaker is not open).

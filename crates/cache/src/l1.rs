@@ -1,7 +1,7 @@
-//! The in-process L1 tier: bounded, O(1) LRU per shard, entries never outliving Redis.
+//! The in-process L1 tier: bounded in entries **and bytes**, O(1) LRU per shard, entries never
+//! outliving Redis.
 
 use std::hash::BuildHasher as _;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 const SHARDS: usize = 16;
+
+/// Bytes charged per entry beyond its key and value (the entry, the LRU node, the map slot).
+const ENTRY_OVERHEAD: usize = 128;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -19,10 +22,15 @@ struct Entry {
     redis_expires: Instant,
 }
 
-/// A shard: its LRU and a generation that every write to the shard bumps.
+fn weight(key: &str, value: &[u8]) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD
+}
+
+/// A shard: its LRU, the bytes it holds, and a generation that every write to the shard bumps.
 #[derive(Debug)]
 struct Shard {
     lru: LruCache<String, Entry>,
+    bytes: usize,
     generation: u64,
 }
 
@@ -34,7 +42,26 @@ pub(crate) struct Stamp {
     generation: u64,
 }
 
+/// How large L1 may grow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Entries in all (0 disables L1).
+    pub(crate) entries: usize,
+    /// Bytes in all (keys, values and a fixed overhead per entry; 0 disables L1).
+    pub(crate) bytes: usize,
+    /// Largest value held; larger ones are served from Redis only.
+    pub(crate) max_entry_bytes: usize,
+    /// Longest lifetime of an L1 copy.
+    pub(crate) max_ttl: Duration,
+}
+
 /// A sharded LRU of plaintext JSON values with per-entry expiry.
+///
+/// # Memory bound
+/// Each of the 16 shards holds at most `entries / 16` entries and `bytes / 16` bytes (weights
+/// count the key, the value and [`ENTRY_OVERHEAD`]); inserting evicts least-recently-used entries
+/// until the new one fits, and a value over `max_entry_bytes` (or over a shard's budget) is never
+/// held. So L1's memory is bounded by construction, whatever the value sizes.
 ///
 /// # Coherence within the process
 /// A read that fetched a value from Redis must not overwrite a newer write (or a removal) that
@@ -47,26 +74,40 @@ pub(crate) struct L1 {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
     max_ttl: Duration,
+    shard_entries: usize,
+    shard_bytes: usize,
+    max_entry_bytes: usize,
     /// Entries held, kept beside the shards so that reading it locks nothing (hot path).
     len: AtomicUsize,
+    /// Bytes held (weights), likewise.
+    bytes: AtomicUsize,
 }
 
 impl L1 {
-    /// `capacity` entries in all (0 disables L1); entries live at most `max_ttl`.
-    pub(crate) fn new(capacity: usize, max_ttl: Duration) -> Option<Self> {
-        let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS))?;
+    /// An L1 within `limits`; `None` when they leave no room.
+    pub(crate) fn new(limits: Limits) -> Option<Self> {
+        let shard_entries = limits.entries.div_ceil(SHARDS);
+        let shard_bytes = limits.bytes / SHARDS;
+        if shard_entries == 0 || shard_bytes == 0 {
+            return None;
+        }
         Some(Self {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        lru: LruCache::new(per_shard),
+                        lru: LruCache::unbounded(),
+                        bytes: 0,
                         generation: 0,
                     })
                 })
                 .collect(),
             hasher: std::collections::hash_map::RandomState::new(),
-            max_ttl,
+            max_ttl: limits.max_ttl,
+            shard_entries,
+            shard_bytes,
+            max_entry_bytes: limits.max_entry_bytes,
             len: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
         })
     }
 
@@ -100,9 +141,7 @@ impl L1 {
         match shard.lru.get(key) {
             Some(e) if e.expires > now => Some((e.value.clone(), e.redis_expires - now)),
             Some(_) => {
-                if shard.lru.pop(key).is_some() {
-                    self.len.fetch_sub(1, Ordering::Relaxed);
-                }
+                self.pop(&mut shard, key);
                 None
             }
             None => None,
@@ -125,31 +164,51 @@ impl L1 {
         }
     }
 
+    fn pop(&self, shard: &mut Shard, key: &str) {
+        if let Some(old) = shard.lru.pop(key) {
+            let w = weight(key, &old.value);
+            shard.bytes -= w;
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            self.bytes.fetch_sub(w, Ordering::Relaxed);
+        }
+    }
+
     fn insert(&self, shard: &mut Shard, key: &str, value: Arc<[u8]>, remaining: Duration) {
+        // Whatever happens below, an older copy of this key must not survive.
+        self.pop(shard, key);
         let ttl = remaining.min(self.max_ttl);
-        if ttl.is_zero() {
+        let w = weight(key, &value);
+        if ttl.is_zero() || value.len() > self.max_entry_bytes || w > self.shard_bytes {
             return;
         }
-        let now = Instant::now();
-        let entry = Entry {
-            value,
-            expires: now + ttl,
-            redis_expires: now + remaining,
-        };
-        // `push` returns the replaced entry (same key) or the evicted one (another key): either way
-        // the count is unchanged; only a push into free room adds one.
-        if shard.lru.push(key.to_owned(), entry).is_none() {
-            self.len.fetch_add(1, Ordering::Relaxed);
+        while shard.bytes + w > self.shard_bytes || shard.lru.len() >= self.shard_entries {
+            let Some((old_key, old)) = shard.lru.pop_lru() else {
+                break;
+            };
+            let ow = weight(&old_key, &old.value);
+            shard.bytes -= ow;
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            self.bytes.fetch_sub(ow, Ordering::Relaxed);
         }
+        let now = Instant::now();
+        shard.lru.push(
+            key.to_owned(),
+            Entry {
+                value,
+                expires: now + ttl,
+                redis_expires: now + remaining,
+            },
+        );
+        shard.bytes += w;
+        self.len.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(w, Ordering::Relaxed);
     }
 
     /// Drops `key` (after a write or removal in Redis, or a failed write).
     pub(crate) fn remove(&self, key: &str) {
         let mut shard = self.shard(key);
         shard.generation += 1;
-        if shard.lru.pop(key).is_some() {
-            self.len.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.pop(&mut shard, key);
     }
 
     /// Removes every key starting with `prefix`; returns how many.
@@ -166,19 +225,22 @@ impl L1 {
                 .filter(|(k, _)| k.starts_with(prefix))
                 .map(|(k, _)| k.clone())
                 .collect();
+            removed += doomed.len();
             for k in doomed {
-                if shard.lru.pop(&k).is_some() {
-                    removed += 1;
-                }
+                self.pop(&mut shard, &k);
             }
         }
-        self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 
     /// Entries held (an atomic read, no lock).
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held, as weighed against the budget (an atomic read, no lock).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]
@@ -199,9 +261,57 @@ impl L1 {
 mod tests {
     use super::*;
 
+    fn limited(entries: usize, bytes: usize) -> L1 {
+        L1::new(Limits {
+            entries,
+            bytes,
+            max_entry_bytes: 64 << 10,
+            max_ttl: Duration::from_secs(60),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn bounded_in_bytes_whatever_the_value_sizes() {
+        let budget = 1 << 20;
+        let l1 = limited(10_000, budget);
+        // 900 KB values are over the entry cap: never held.
+        l1.put(
+            "big",
+            Arc::from(vec![b'x'; 900_000]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(l1.len(), 0);
+        // 40 KB values: the byte budget, not the entry count, bounds L1.
+        for i in 0..500 {
+            l1.put(
+                &format!("k{i}"),
+                Arc::from(vec![b'x'; 40_000]),
+                Duration::from_secs(10),
+            );
+            assert!(l1.bytes() <= budget, "{} > {budget}", l1.bytes());
+        }
+        assert!(l1.len() < 30);
+        assert_eq!(l1.len(), l1.counted());
+        // A replaced value is charged once.
+        l1.put("k499", Arc::from(vec![b'y'; 10]), Duration::from_secs(10));
+        let before = l1.bytes();
+        l1.put("k499", Arc::from(vec![b'z'; 10]), Duration::from_secs(10));
+        assert_eq!(l1.bytes(), before);
+        // An oversized overwrite drops the older copy instead of keeping it.
+        l1.put(
+            "k499",
+            Arc::from(vec![b'w'; 900_000]),
+            Duration::from_secs(10),
+        );
+        assert!(l1.get("k499").is_none());
+        let total: usize = l1.shards.iter().map(|s| s.lock().unwrap().bytes).sum();
+        assert_eq!(total, l1.bytes());
+    }
+
     #[test]
     fn bounded_and_expiring() {
-        let l1 = L1::new(32, Duration::from_secs(60)).unwrap();
+        let l1 = limited(32, 1 << 20);
         for i in 0..1000 {
             l1.put(
                 &format!("k{i}"),
@@ -226,12 +336,20 @@ mod tests {
         l1.remove("k999");
         l1.remove("absent");
         assert_eq!(l1.len(), l1.counted());
-        assert!(L1::new(0, Duration::from_secs(1)).is_none());
+        assert!(
+            L1::new(Limits {
+                entries: 0,
+                bytes: 1 << 20,
+                max_entry_bytes: 1,
+                max_ttl: Duration::from_secs(1)
+            })
+            .is_none()
+        );
     }
 
     #[test]
     fn a_read_never_overwrites_a_newer_write_or_removal() {
-        let l1 = L1::new(32, Duration::from_secs(60)).unwrap();
+        let l1 = limited(32, 1 << 20);
         let old = Arc::from(&b"old"[..]);
         let new: Arc<[u8]> = Arc::from(&b"new"[..]);
         // A read stamps, a write lands, then the read's (older) value arrives: dropped.

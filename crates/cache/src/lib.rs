@@ -87,7 +87,10 @@ pub use breaker::BreakerConfig;
 pub use builder::{CacheBuilder, KeySource, NeedsKeyring, NeedsTransport};
 #[cfg(feature = "settings")]
 pub use builder::{from_settings, from_settings_with};
-pub use cache::{CLEAR_CONFIRMATION, CacheOptions, CacheStats, Cached, SCAN_BATCH, SealedCache};
+pub use cache::{
+    CLEAR_CONFIRMATION, CacheOptions, CacheStats, Cached, DEFAULT_L1_MAX_BYTES,
+    DEFAULT_L1_MAX_ENTRY_BYTES, SCAN_BATCH, SealedCache,
+};
 pub use compute::{Answer, Origin};
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisConfig, redact_url};
 pub use error::{ComputeError, Error, PolicyViolation, Requirement, Result, WriteRefusal};

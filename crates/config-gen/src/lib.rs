@@ -70,7 +70,7 @@ pub use error::{Error, Result};
 pub use secret::SecretString;
 pub use settings::{
     DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_REDIS_URL, DEFAULT_USERNAME, SecuritySettings,
-    VARIABLES,
+    ServerLimits, VARIABLES,
 };
 pub use validate::{
     ERROR_WEIGHT, Facts, Issue, Recommendation, Severity, ValidationInput, ValidationReport,

@@ -31,11 +31,13 @@ pub enum SecurityEventType {
     OverrideUsed,
     /// An HTTP API request had a missing or wrong API key.
     ApiAuthFailed,
+    /// A peer made too many failed API-key attempts and is refused (429) for a while.
+    ApiRateLimited,
 }
 
 impl SecurityEventType {
     /// Every type, in a fixed order (the index of [`SecurityEventType::index`]).
-    pub const ALL: [SecurityEventType; 11] = [
+    pub const ALL: [SecurityEventType; 12] = [
         SecurityEventType::AuthFailed,
         SecurityEventType::TlsError,
         SecurityEventType::DecryptFailed,
@@ -47,6 +49,7 @@ impl SecurityEventType {
         SecurityEventType::ConfigWeak,
         SecurityEventType::OverrideUsed,
         SecurityEventType::ApiAuthFailed,
+        SecurityEventType::ApiRateLimited,
     ];
 
     /// The metric attribute value (`auth_failed`, ...).
@@ -64,6 +67,7 @@ impl SecurityEventType {
             SecurityEventType::ConfigWeak => "config_weak",
             SecurityEventType::OverrideUsed => "override_used",
             SecurityEventType::ApiAuthFailed => "api_auth_failed",
+            SecurityEventType::ApiRateLimited => "api_rate_limited",
         }
     }
 
@@ -90,6 +94,7 @@ impl SecurityEventType {
             SecurityEventType::AuthFailed
             | SecurityEventType::AclDenied
             | SecurityEventType::ApiAuthFailed
+            | SecurityEventType::ApiRateLimited
             | SecurityEventType::Oversize
             | SecurityEventType::LegacyRejected
             | SecurityEventType::ConfigWeak => Severity::Medium,
@@ -164,6 +169,11 @@ pub struct SecurityEvent {
     pub source: EventSource,
     /// A short detail. **Never** a value, key, password or full Redis key: a hash prefix at most.
     pub detail: Cow<'static, str>,
+    /// Whether recording it writes a log record (true by default). A source that aggregates its
+    /// own records (the API-key throttle: one record per peer and window) turns it off; the event
+    /// is still counted.
+    #[serde(skip)]
+    pub log_record: bool,
 }
 
 impl SecurityEvent {
@@ -177,7 +187,16 @@ impl SecurityEvent {
             outcome: Outcome::Blocked,
             source: EventSource::Client,
             detail: Cow::Borrowed(""),
+            log_record: true,
         }
+    }
+
+    /// Counts the event without writing a log record of its own (the caller writes an aggregated
+    /// one).
+    #[must_use]
+    pub fn without_log_record(mut self) -> Self {
+        self.log_record = false;
+        self
     }
 
     /// Sets the source.

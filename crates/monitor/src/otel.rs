@@ -8,7 +8,7 @@ use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::event::SecurityEvent;
+use crate::event::{SecurityEvent, SecurityEventType};
 use crate::observer::{
     BreakerState, CacheObserver, LookupResult, OperationKind, SizeStage, Tier, WriteFailure,
 };
@@ -113,7 +113,7 @@ pub struct OtelObserver {
     op_kinds: [[KeyValue; 1]; 5],
     get_tiers: [[KeyValue; 2]; 2],
     stages: [[KeyValue; 1]; 3],
-    event_types: [[KeyValue; 1]; 11],
+    event_types: [[KeyValue; 1]; SecurityEventType::ALL.len()],
     db_ok: Vec<(&'static str, [KeyValue; 2])>,
 }
 
@@ -146,7 +146,6 @@ impl OtelObserver {
     }
 
     fn instruments(meter: &Meter) -> Self {
-        use crate::event::SecurityEventType;
         Self {
             db_duration: meter
                 .f64_histogram(names::DB_OPERATION_DURATION)

@@ -130,7 +130,7 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct SecurityLog {
     capacity: usize,
-    totals: [AtomicU64; 11],
+    totals: [AtomicU64; SecurityEventType::ALL.len()],
     inner: Mutex<Inner>,
     rules: Vec<AlertRule>,
     production_like: bool,
@@ -170,7 +170,9 @@ impl SecurityLog {
     pub(crate) fn record(&self, event: SecurityEvent) -> Vec<Alert> {
         let kind = event.kind;
         self.totals[kind.index()].fetch_add(1, Relaxed);
-        emit(&event);
+        if event.log_record {
+            emit(&event);
+        }
         let at = secs(event.timestamp);
         let mut fired = Vec::new();
         let mut inner = self.lock();

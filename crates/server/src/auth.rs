@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sealcache_monitor::{CacheObserver, EventSource, SecurityEvent, SecurityEventType};
@@ -10,6 +11,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
+use crate::throttle::{AuthThrottle, Verdict};
 
 /// The accepted API keys. `Debug` shows how many, never a key.
 #[derive(Clone, Default)]
@@ -69,19 +71,50 @@ pub struct AuthState {
     pub keys: ApiKeys,
     /// Where `api_auth_failed` is counted.
     pub observer: Arc<dyn CacheObserver>,
+    /// Per-peer failure counting and refusal.
+    pub throttle: Arc<AuthThrottle>,
 }
 
-/// Rejects requests without a valid key with 401 and an `api_auth_failed` event.
+/// Rejects requests without a valid key with 401 and an `api_auth_failed` event; a peer over the
+/// failure limit gets 429 with `Retry-After` before its key is looked at (see [`crate::throttle`]).
 pub async fn require_api_key(State(state): State<AuthState>, req: Request, next: Next) -> Response {
+    let peer = state.throttle.peer(&req);
+    if let Some(Verdict::Blocked(left)) = peer.map(|p| state.throttle.check(p)) {
+        let mut response = ApiError::TooManyAuthFailures.into_response();
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
     let accepted = presented_key(&req).is_some_and(|k| state.keys.accepts(k));
     if accepted {
         return next.run(req).await;
     }
+    let failure = peer.map(|p| (p, state.throttle.failure(p)));
     let path = req.uri().path().chars().take(64).collect::<String>();
-    state.observer.security_event(
-        SecurityEvent::new(SecurityEventType::ApiAuthFailed)
-            .source(EventSource::HttpApi)
-            .detail(format!("missing or wrong API key for {path}")),
-    );
+    let mut event = SecurityEvent::new(SecurityEventType::ApiAuthFailed)
+        .source(EventSource::HttpApi)
+        .detail(format!("missing or wrong API key for {path}"));
+    if failure.is_some_and(|(_, f)| !f.log_now) {
+        // Counted; logged in the peer's aggregated record for this window.
+        event = event.without_log_record();
+    }
+    state.observer.security_event(event);
+    if let Some((peer, f)) = failure
+        && f.blocked
+    {
+        let config = state.throttle.config();
+        state.observer.security_event(
+            SecurityEvent::new(SecurityEventType::ApiRateLimited)
+                .source(EventSource::HttpApi)
+                .detail(format!(
+                    "peer {peer} refused for {} s after {} failed API-key attempts within {} s",
+                    config.block.as_secs(),
+                    config.limit,
+                    config.window.as_secs()
+                )),
+        );
+    }
     ApiError::Unauthorized.into_response()
 }

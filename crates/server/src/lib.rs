@@ -31,10 +31,14 @@
 //! and logs carry neither request text nor secrets.
 
 pub mod auth;
+mod conn_io;
 mod error;
 pub mod isolation;
+mod limits;
 mod routes;
+mod serve;
 pub mod telemetry;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,9 +53,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
+pub use limits::MAX_REQUEST_ID_LEN;
+pub use sealcache_config_gen::ServerLimits;
+pub use serve::serve;
+pub use throttle::{AuthThrottle, ThrottleConfig};
 
 /// Default request body limit (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -71,8 +80,10 @@ pub struct AppState {
     pub isolation_claimed: bool,
     /// `/metrics` without authentication.
     pub metrics_public: bool,
-    /// Request body limit in bytes.
-    pub body_limit: usize,
+    /// Body limit, timeouts, in-flight limit (the connection limits apply in [`serve`]).
+    pub limits: ServerLimits,
+    /// API-key brute-force throttle.
+    pub throttle: Arc<AuthThrottle>,
 }
 
 /// Request ids: a process-unique counter (`x-request-id`), kept if the client sent one.
@@ -100,6 +111,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     let auth_state = auth::AuthState {
         keys: state.keys.clone(),
         observer,
+        throttle: state.throttle.clone(),
     };
     let mut protected = Router::new()
         .route(
@@ -126,23 +138,42 @@ fn api_routes(state: &AppState) -> Router<AppState> {
 /// What every response goes through. A handler panic is caught here and answered with the
 /// documented 500 JSON error (and its request id), so no client ever sees a reset connection.
 fn serving_layers(routes: Router<AppState>, state: AppState) -> Router {
-    let header = axum::http::HeaderName::from_static("x-request-id");
+    let header = axum::http::HeaderName::from_static(limits::REQUEST_ID);
     let http_metrics = telemetry::HttpMetrics::new(&state.telemetry.meter());
     let panics = telemetry::PanicCounter::new(&state.telemetry.meter());
     let catch_panic =
         CatchPanicLayer::custom(move |_payload: Box<dyn std::any::Any + Send>| panics.respond());
+    let in_flight = limits::InFlightLimit(Arc::new(tokio::sync::Semaphore::new(
+        state.limits.max_in_flight,
+    )));
+    let body_limit = state.limits.body_limit;
+    // Outermost last: the request id is bounded, then set; every error gets its JSON body and
+    // is measured; oversize declarations and overload are refused before any body is read.
     routes
-        .fallback(|| async {
-            (
-                axum::http::StatusCode::NOT_FOUND,
-                axum::Json(serde_json::json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
-            )
-        })
+        .fallback(|| async { ApiError::NotFound })
         .layer(catch_panic)
-        .layer(axum::middleware::from_fn_with_state(http_metrics, telemetry::record))
-        .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.limits.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            in_flight,
+            limits::shed,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            limits::declared_length,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            telemetry::record,
+        ))
+        .layer(axum::middleware::from_fn(limits::json_errors))
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, Counter::default()))
+        .layer(axum::middleware::from_fn(limits::bound_request_id))
         .with_state(state)
 }
 
@@ -175,7 +206,13 @@ mod tests {
             redis_host: None,
             isolation_claimed: false,
             metrics_public: true,
-            body_limit: DEFAULT_BODY_LIMIT,
+            limits: ServerLimits::default(),
+            throttle: Arc::new(AuthThrottle::new(ThrottleConfig {
+                limit: 10,
+                window: std::time::Duration::from_secs(60),
+                block: std::time::Duration::from_secs(60),
+                trusted_proxies: Vec::new(),
+            })),
         }
     }
 

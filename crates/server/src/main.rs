@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use sealcache_config_gen::SecuritySettings;
 use sealcache_env_detect::{FeatureContext, detect};
 use sealcache_monitor::{AclLogPoller, CacheObserver, Telemetry};
-use sealcache_server::{ApiKeys, AppState, DEFAULT_BODY_LIMIT, app};
+use sealcache_server::{ApiKeys, AppState, AuthThrottle, ThrottleConfig, app};
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
@@ -77,13 +77,22 @@ async fn run() -> anyhow::Result<()> {
         .with_otlp_if_configured(|v| std::env::var(v).ok())?
         .build();
     let otel: Arc<dyn CacheObserver> = Arc::new(telemetry.observer());
-    let mut options = sealcache::CacheOptions::default();
-    if let Some(capacity) = std::env::var("SEALCACHE_L1_CAPACITY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        options = options.with_l1_capacity(capacity);
-    }
+    let limits = settings.limits.clone();
+    let l1_max_bytes = limits.l1_max_bytes.unwrap_or_else(default_l1_bytes);
+    tracing::info!(
+        l1_max_bytes,
+        l1_max_entry_bytes = limits.l1_max_entry_bytes,
+        max_connections = limits.max_connections,
+        max_in_flight = limits.max_in_flight,
+        "limits"
+    );
+    let options = sealcache::CacheOptions::default()
+        .with_l1_capacity(limits.l1_capacity)
+        .with_l1_max_bytes(l1_max_bytes)
+        .with_l1_max_entry_bytes(limits.l1_max_entry_bytes);
+    let throttle = Arc::new(AuthThrottle::new(
+        ThrottleConfig::from_limits(&limits).map_err(anyhow::Error::msg)?,
+    ));
     let cache = sealcache::from_settings_with(&settings, environment.clone(), Some(otel), options)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
@@ -138,18 +147,23 @@ async fn run() -> anyhow::Result<()> {
         keys,
         isolation_claimed: settings.redis_network_isolation,
         metrics_public: settings.metrics_public,
-        body_limit: std::env::var("SEALCACHE_BODY_LIMIT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_BODY_LIMIT),
+        limits: limits.clone(),
+        throttle: throttle.clone(),
     };
+    // Aggregated API-key failure records of windows that ended.
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(throttle.config().window);
+        loop {
+            every.tick().await;
+            throttle.flush();
+        }
+    });
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, "sealcache-server listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    spawn_watchdog(&settings.listen);
+    sealcache_server::serve(listener, app(state), &limits, shutdown()).await?;
     let _ = telemetry.shutdown();
     tracing::info!("sealcache-server stopped");
     Ok(())
@@ -171,26 +185,81 @@ async fn shutdown() {
     tracing::info!("shutdown signal received, draining requests");
 }
 
+/// L1's default byte budget: a quarter of the cgroup memory limit (capped at 1 GiB), or 64 MiB when
+/// the process has no limit.
+fn default_l1_bytes() -> usize {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    // cgroup v2, then v1 (whose "no limit" is a huge number).
+    let limit = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .filter(|&l| l < 1 << 46);
+    match limit {
+        Some(l) => usize::try_from((l / 4).min(1 << 30)).unwrap_or(sealcache::DEFAULT_L1_MAX_BYTES),
+        None => sealcache::DEFAULT_L1_MAX_BYTES,
+    }
+}
+
+/// A watchdog outside the async runtime: every 10 s it asks the server's own listener for
+/// `/health`; after 3 checks in a row with no HTTP answer within 5 s the process is wedged, and it
+/// exits (status 70) so that the restart policy brings up a fresh one. Any HTTP answer counts as
+/// alive (a loaded server still answers).
+fn spawn_watchdog(listen: &str) {
+    let listen = listen.to_owned();
+    let started = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let mut misses = 0;
+            loop {
+                std::thread::sleep(Duration::from_secs(10));
+                if probe(&listen, Duration::from_secs(5)).is_some() {
+                    misses = 0;
+                    continue;
+                }
+                misses += 1;
+                tracing::warn!(
+                    misses,
+                    "watchdog: the server did not answer its own health probe"
+                );
+                if misses >= 3 {
+                    tracing::error!(
+                        "watchdog: the server is wedged; exiting so that it is restarted"
+                    );
+                    std::process::exit(70);
+                }
+            }
+        });
+    if let Err(err) = started {
+        tracing::warn!(error = %err, "watchdog not started");
+    }
+}
+
+/// GET /health on the local listener: the status line's code, if any answer came.
+fn probe(listen: &str, timeout: Duration) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let port: u16 = listen.rsplit(':').next()?.parse().ok()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut head = [0u8; 16];
+    let n = stream.read(&mut head).ok()?;
+    let line = std::str::from_utf8(head.get(..n)?).ok()?;
+    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
 /// `sealcache-server --healthcheck`: GET /health on the local listener (the container health check;
 /// no curl in the image). Exit 0 when it answers 200.
 fn healthcheck() -> ExitCode {
-    use std::io::{Read as _, Write as _};
     let listen = std::env::var("SEALCACHE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    let port = listen.rsplit(':').next().unwrap_or("8080");
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap_or(8080)))
-    else {
-        return ExitCode::FAILURE;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return ExitCode::FAILURE;
-    }
-    let mut head = [0u8; 16];
-    match stream.read(&mut head) {
-        Ok(n) if head[..n].starts_with(b"HTTP/1.1 200") => ExitCode::SUCCESS,
+    match probe(&listen, Duration::from_secs(2)) {
+        Some(200) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     }
 }

@@ -1,0 +1,251 @@
+//! The connection's byte stream, with one job: the few responses hyper writes on its own (a
+//! request it cannot parse: 400, 414, 431) get the documented JSON error body and an
+//! `x-request-id`, like every other response.
+//!
+//! hyper answers a parse error itself, before any service sees the request, with a bare head and
+//! no body, then closes the connection. Such a head is recognised on the way out by three facts
+//! together: no response of ours is in flight on this connection ([`ConnState::in_flight`] is 0:
+//! every response of ours is counted from the service call until hyper drops its body), the bytes
+//! start an HTTP/1.x response head with a 4xx/5xx status, and that head has no `x-request-id`
+//! (which every response of ours carries). It is replaced by a complete response with the same
+//! status; nothing else is ever touched.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+
+use axum::http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::ApiError;
+
+/// What the service side tells the byte stream about one connection.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    id: u64,
+    in_flight: AtomicUsize,
+}
+
+impl ConnState {
+    pub(crate) fn new(id: u64) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// A response of ours is on its way; held until hyper drops the response body.
+    pub(crate) fn response_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// Counts one response as in flight until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The stream wrapper.
+#[derive(Debug)]
+pub(crate) struct JsonErrorIo<T> {
+    inner: T,
+    state: Arc<ConnState>,
+    /// A replacement being written: the bytes, how many are out, and how many of hyper's bytes
+    /// it stands for.
+    replacing: Option<(Vec<u8>, usize, usize)>,
+    /// After a replacement the connection is done: later writes are swallowed.
+    replaced: bool,
+}
+
+impl<T> JsonErrorIo<T> {
+    pub(crate) fn new(inner: T, state: Arc<ConnState>) -> Self {
+        Self {
+            inner,
+            state,
+            replacing: None,
+            replaced: false,
+        }
+    }
+}
+
+/// The status of a response head that is not ours, if `bytes` starts one.
+fn foreign_error_head(bytes: &[u8]) -> Option<StatusCode> {
+    let rest = bytes
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| bytes.strip_prefix(b"HTTP/1.0 "))?;
+    let code = std::str::from_utf8(rest.get(..3)?)
+        .ok()?
+        .parse::<u16>()
+        .ok()?;
+    let status = StatusCode::from_u16(code).ok()?;
+    if status.as_u16() < 400 {
+        return None;
+    }
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = bytes.get(..end)?;
+    let ours = head
+        .split(|&b| b == b'\n')
+        .any(|line| line.len() >= 13 && line[..13].eq_ignore_ascii_case(b"x-request-id:"));
+    (!ours).then_some(status)
+}
+
+fn replacement(status: StatusCode, connection: u64) -> Vec<u8> {
+    let body = ApiError::for_status(status).body();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-request-id: sc-c{connection:x}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len()
+    )
+    .into_bytes()
+}
+
+impl<T: AsyncWrite + Unpin> JsonErrorIo<T> {
+    /// Writes the pending replacement out; `Ready(n)` reports hyper's `n` bytes as written.
+    fn drive_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        while let Some((bytes, written, stands_for)) = &mut self.replacing {
+            let Some(rest) = bytes.get(*written..) else {
+                break;
+            };
+            if rest.is_empty() {
+                let n = *stands_for;
+                self.replacing = None;
+                self.replaced = true;
+                return Poll::Ready(Ok(n));
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(0))
+    }
+
+    fn intercept(&mut self, first: &[u8], total: usize) -> bool {
+        if self.state.in_flight() != 0 {
+            return false;
+        }
+        match foreign_error_head(first) {
+            Some(status) => {
+                tracing::debug!(
+                    status = status.as_u16(),
+                    "parse-level error answered with the JSON body"
+                );
+                self.replacing = Some((replacement(status, self.state.id), 0, total));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for JsonErrorIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.replaced {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        if this.replacing.is_some() || this.intercept(buf, buf.len()) {
+            return this.drive_replacement(cx);
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let total = bufs.iter().map(|b| b.len()).sum();
+        if this.replaced {
+            return Poll::Ready(Ok(total));
+        }
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if this.replacing.is_some() || this.intercept(first, total) {
+            return this.drive_replacement(cx);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.replacing.is_some() {
+            ready!(self.drive_replacement(cx))?;
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.replacing.is_some() {
+            ready!(self.drive_replacement(cx))?;
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bare_error_heads_are_foreign() {
+        assert_eq!(
+            foreign_error_head(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n"
+            ),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        assert_eq!(
+            foreign_error_head(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        // Ours: carries a request id.
+        assert_eq!(
+            foreign_error_head(b"HTTP/1.1 404 Not Found\r\nX-Request-Id: sc-1\r\n\r\n{}"),
+            None
+        );
+        // Not an error, not a head, not complete.
+        assert_eq!(foreign_error_head(b"HTTP/1.1 200 OK\r\n\r\n"), None);
+        assert_eq!(foreign_error_head(b"{\"hit\":true}"), None);
+        assert_eq!(foreign_error_head(b"HTTP/1.1 400 Bad"), None);
+        let out = String::from_utf8(replacement(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 10))
+            .unwrap();
+        assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(out.contains("x-request-id: sc-ca\r\n"));
+        assert!(out.ends_with(r#"{"error":{"code":"headers_too_large","message":"the request headers are over the size limit"}}"#));
+    }
+}

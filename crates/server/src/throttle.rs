@@ -1,0 +1,348 @@
+//! API-key brute force: per-peer failure counting, temporary refusal, aggregated logging.
+//!
+//! After `limit` failed API-key attempts from one peer within `window`, every request from that
+//! peer is answered 429 with `Retry-After` for `block`, without looking at its key (so a guess
+//! cannot be confirmed during the block), and one `api_rate_limited` event is recorded. Each failed
+//! attempt counts as `api_auth_failed`; log records are aggregated: the first failure of a peer in
+//! a window is logged as it happens, the rest of that window as one record with the count
+//! (`event=api_auth_failures peer=... count=...`), written when the window ends or the peer is
+//! blocked. So a flood cannot rotate older security records out of the logs.
+//!
+//! The peer is the socket's address; an IPv6 peer counts by its /64 (one host usually holds a
+//! whole /64). Behind a reverse proxy, list the proxy in `SEALCACHE_TRUSTED_PROXIES`: for requests
+//! from it the peer is the right-most `X-Forwarded-For` address that is not itself a trusted proxy
+//! (entries left of it can be written by the client and are ignored). Without that setting
+//! `X-Forwarded-For` is never read. At most [`MAX_PEERS`] peers are tracked (least recently seen
+//! dropped first), so memory stays bounded under a flood from many addresses.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use ipnet::IpNet;
+use lru::LruCache;
+
+/// Peers tracked at once.
+pub const MAX_PEERS: usize = 16_384;
+
+/// The throttle's settings.
+#[derive(Debug, Clone)]
+pub struct ThrottleConfig {
+    /// Failures per window before a peer is blocked.
+    pub limit: u32,
+    /// The counting window.
+    pub window: Duration,
+    /// How long a blocked peer is refused.
+    pub block: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl ThrottleConfig {
+    /// The throttle settings of the server's limits.
+    ///
+    /// # Errors
+    /// A `SEALCACHE_TRUSTED_PROXIES` entry that is neither an address nor a CIDR range.
+    pub fn from_limits(limits: &sealcache_config_gen::ServerLimits) -> Result<Self, String> {
+        Ok(Self {
+            limit: limits.auth_failure_limit,
+            window: limits.auth_failure_window,
+            block: limits.auth_block,
+            trusted_proxies: Self::parse_proxies(&limits.trusted_proxies)?,
+        })
+    }
+
+    /// Parses `SEALCACHE_TRUSTED_PROXIES` entries (addresses or CIDR ranges).
+    ///
+    /// # Errors
+    /// The first entry that is neither, by position (never echoing it).
+    pub fn parse_proxies(entries: &[String]) -> Result<Vec<IpNet>, String> {
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.parse::<IpNet>()
+                    .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "SEALCACHE_TRUSTED_PROXIES entry {} is not an IP address or CIDR range",
+                            i + 1
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct Peer {
+    window_start: Instant,
+    failures: u32,
+    /// Failures of this window not yet in a log record.
+    unlogged: u64,
+    blocked_until: Option<Instant>,
+}
+
+/// What the throttle says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on (check the key).
+    Allow,
+    /// Refuse with 429 for this long.
+    Blocked(Duration),
+}
+
+/// What a failure led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// The first failure of the peer's window: log it as it happens.
+    pub log_now: bool,
+    /// This failure blocked the peer: record one `api_rate_limited` event.
+    pub blocked: bool,
+}
+
+/// Per-peer failure state.
+#[derive(Debug)]
+pub struct AuthThrottle {
+    config: ThrottleConfig,
+    peers: Mutex<LruCache<IpAddr, Peer>>,
+    /// Peers blocked now (an upper bound): zero means no request needs the lock.
+    blocked: AtomicUsize,
+}
+
+impl AuthThrottle {
+    /// A throttle with `config`.
+    #[must_use]
+    pub fn new(config: ThrottleConfig) -> Self {
+        Self {
+            config,
+            peers: Mutex::new(LruCache::new(
+                NonZeroUsize::new(MAX_PEERS).unwrap_or(NonZeroUsize::MIN),
+            )),
+            blocked: AtomicUsize::new(0),
+        }
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<IpAddr, Peer>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The peer a request counts against (see the module docs); `None` without a socket address
+    /// (a request made in-process, as in tests).
+    #[must_use]
+    pub fn peer<B>(&self, request: &Request<B>) -> Option<IpAddr> {
+        let socket = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()?
+            .0
+            .ip();
+        let trusted = |ip: &IpAddr| self.config.trusted_proxies.iter().any(|n| n.contains(ip));
+        let mut peer = socket;
+        if trusted(&socket) {
+            let forwarded: Vec<IpAddr> = request
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse().ok())
+                .collect();
+            for hop in forwarded.into_iter().rev() {
+                peer = hop;
+                if !trusted(&hop) {
+                    break;
+                }
+            }
+        }
+        Some(bucket(peer))
+    }
+
+    /// Whether `peer` may go on.
+    pub fn check(&self, peer: IpAddr) -> Verdict {
+        if self.blocked.load(Ordering::Relaxed) == 0 {
+            return Verdict::Allow;
+        }
+        let now = Instant::now();
+        let mut peers = self.lock();
+        let Some(state) = peers.peek_mut(&peer) else {
+            return Verdict::Allow;
+        };
+        match state.blocked_until {
+            Some(until) if until > now => Verdict::Blocked(until - now),
+            Some(_) => {
+                state.blocked_until = None;
+                state.failures = 0;
+                state.window_start = now;
+                self.blocked.fetch_sub(1, Ordering::Relaxed);
+                Verdict::Allow
+            }
+            None => Verdict::Allow,
+        }
+    }
+
+    /// Records a failed attempt from `peer`.
+    pub fn failure(&self, peer: IpAddr) -> Failure {
+        let now = Instant::now();
+        let mut peers = self.lock();
+        let state = peers.get_or_insert_mut(peer, || Peer {
+            window_start: now,
+            failures: 0,
+            unlogged: 0,
+            blocked_until: None,
+        });
+        if now.duration_since(state.window_start) >= self.config.window {
+            summarize(peer, state, self.config.window);
+            state.window_start = now;
+            state.failures = 0;
+        }
+        state.failures = state.failures.saturating_add(1);
+        let log_now = state.failures == 1;
+        if !log_now {
+            state.unlogged += 1;
+        }
+        let blocked = state.failures >= self.config.limit && state.blocked_until.is_none();
+        if blocked {
+            state.blocked_until = Some(now + self.config.block);
+            self.blocked.fetch_add(1, Ordering::Relaxed);
+            summarize(peer, state, self.config.window);
+        }
+        Failure { log_now, blocked }
+    }
+
+    /// Writes the aggregated records of windows that have ended (call periodically).
+    pub fn flush(&self) {
+        let now = Instant::now();
+        let mut peers = self.lock();
+        for (peer, state) in peers.iter_mut() {
+            if state.unlogged > 0 && now.duration_since(state.window_start) >= self.config.window {
+                summarize(*peer, state, self.config.window);
+            }
+        }
+    }
+}
+
+/// One record for the failures of a window that were not logged one by one.
+fn summarize(peer: IpAddr, state: &mut Peer, window: Duration) {
+    if state.unlogged == 0 {
+        return;
+    }
+    tracing::warn!(
+        target: "sealcache::security",
+        event = "api_auth_failures",
+        r#type = "api_auth_failed",
+        peer = %peer,
+        count = state.unlogged,
+        window_secs = window.as_secs(),
+        "failed API-key attempts (aggregated)"
+    );
+    state.unlogged = 0;
+}
+
+/// IPv6 peers count by their /64; IPv4 (and IPv4-mapped) by address.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle(proxies: &[&str]) -> AuthThrottle {
+        AuthThrottle::new(ThrottleConfig {
+            limit: 3,
+            window: Duration::from_secs(60),
+            block: Duration::from_secs(5),
+            trusted_proxies: ThrottleConfig::parse_proxies(
+                &proxies.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        })
+    }
+
+    fn request(from: &str, xff: Option<&str>) -> Request<()> {
+        let mut r = Request::builder();
+        if let Some(x) = xff {
+            r = r.header("x-forwarded-for", x);
+        }
+        let mut r = r.body(()).unwrap();
+        r.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(from.parse().unwrap(), 5555)));
+        r
+    }
+
+    #[test]
+    fn a_peer_is_blocked_after_the_limit_and_others_are_not() {
+        let t = throttle(&[]);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(
+            t.failure(a),
+            Failure {
+                log_now: true,
+                blocked: false
+            }
+        );
+        assert_eq!(
+            t.failure(a),
+            Failure {
+                log_now: false,
+                blocked: false
+            }
+        );
+        assert_eq!(t.check(a), Verdict::Allow);
+        assert_eq!(
+            t.failure(a),
+            Failure {
+                log_now: false,
+                blocked: true
+            }
+        );
+        assert!(matches!(t.check(a), Verdict::Blocked(d) if d <= Duration::from_secs(5)));
+        assert_eq!(t.check(b), Verdict::Allow);
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies() {
+        let t = throttle(&["10.0.0.0/8"]);
+        // Untrusted socket peer: the header is ignored.
+        assert_eq!(
+            t.peer(&request("192.0.2.9", Some("198.51.100.7"))),
+            Some("192.0.2.9".parse().unwrap())
+        );
+        // Trusted proxy: the right-most untrusted hop; a client-written left part is ignored.
+        assert_eq!(
+            t.peer(&request(
+                "10.1.2.3",
+                Some("203.0.113.5, 198.51.100.7, 10.9.9.9")
+            )),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        // IPv6 peers count by /64.
+        assert_eq!(
+            t.peer(&request("2001:db8:1:2:aaaa::1", None)),
+            Some("2001:db8:1:2::".parse().unwrap())
+        );
+        assert!(ThrottleConfig::parse_proxies(&["nonsense".into()]).is_err());
+    }
+}
