@@ -52,6 +52,7 @@ pub const VARIABLES: &[&str] = &[
     "SEALCACHE_MAX_HEADER_BYTES",
     "SEALCACHE_MAX_CONNECTIONS",
     "SEALCACHE_MAX_IN_FLIGHT",
+    "SEALCACHE_MAX_IN_FLIGHT_BYTES",
     "SEALCACHE_L1_CAPACITY",
     "SEALCACHE_L1_MAX_BYTES",
     "SEALCACHE_L1_MAX_ENTRY_BYTES",
@@ -88,6 +89,11 @@ pub struct ServerLimits {
     /// `SEALCACHE_MAX_IN_FLIGHT`: requests handled at once; more are answered 503 with
     /// `Retry-After` (default 64).
     pub max_in_flight: usize,
+    /// `SEALCACHE_MAX_IN_FLIGHT_BYTES`: declared request-body bytes handled at once (a request
+    /// without `Content-Length` counts as a full body); a request that does not fit is answered
+    /// 503 with `Retry-After`. Bounds the memory a flood of large stores can take (default
+    /// 32 MiB).
+    pub max_in_flight_bytes: usize,
     /// `SEALCACHE_L1_CAPACITY`: L1 entries (default 10 000; 0 turns L1 off).
     pub l1_capacity: usize,
     /// `SEALCACHE_L1_MAX_BYTES`: L1 plaintext bytes (default: a quarter of the cgroup memory
@@ -118,6 +124,7 @@ impl Default for ServerLimits {
             max_header_bytes: 16 << 10,
             max_connections: 512,
             max_in_flight: 64,
+            max_in_flight_bytes: 32 << 20,
             l1_capacity: 10_000,
             l1_max_bytes: None,
             l1_max_entry_bytes: 256 << 10,
@@ -332,6 +339,13 @@ fn limits(raw: &Raw, sources: &BTreeMap<String, String>) -> Result<ServerLimits>
             sources,
         )?,
         max_in_flight: number("SEALCACHE_MAX_IN_FLIGHT", raw, d.max_in_flight, 1, sources)?,
+        max_in_flight_bytes: number(
+            "SEALCACHE_MAX_IN_FLIGHT_BYTES",
+            raw,
+            d.max_in_flight_bytes,
+            1 << 20,
+            sources,
+        )?,
         l1_capacity: number("SEALCACHE_L1_CAPACITY", raw, d.l1_capacity, 0, sources)?,
         l1_max_bytes,
         l1_max_entry_bytes: number(

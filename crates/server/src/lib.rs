@@ -143,9 +143,11 @@ fn serving_layers(routes: Router<AppState>, state: AppState) -> Router {
     let panics = telemetry::PanicCounter::new(&state.telemetry.meter());
     let catch_panic =
         CatchPanicLayer::custom(move |_payload: Box<dyn std::any::Any + Send>| panics.respond());
-    let in_flight = limits::InFlightLimit(Arc::new(tokio::sync::Semaphore::new(
+    let in_flight = limits::InFlightLimit::new(
         state.limits.max_in_flight,
-    )));
+        state.limits.max_in_flight_bytes,
+        state.limits.body_limit,
+    );
     let body_limit = state.limits.body_limit;
     // Outermost last: the request id is bounded, then set; every error gets its JSON body and
     // is measured; oversize declarations and overload are refused before any body is read.

@@ -39,10 +39,29 @@ pub(crate) async fn declared_length(
     next.run(request).await
 }
 
-/// At most this many requests are handled at once; more get 503 with `Retry-After: 1` at once
-/// instead of queueing (queued requests hold their bodies in memory).
+/// At most `requests` requests, and at most `kib` KiB of declared bodies, are handled at once;
+/// more get 503 with `Retry-After: 1` at once instead of queueing (a queued request holds its body
+/// in memory). The byte budget is what bounds memory under a flood of large stores: each body is
+/// held a few times over while it is parsed, compressed and sealed.
 #[derive(Debug, Clone)]
-pub(crate) struct InFlightLimit(pub(crate) Arc<Semaphore>);
+pub(crate) struct InFlightLimit {
+    requests: Arc<Semaphore>,
+    kib: Arc<Semaphore>,
+    kib_total: u32,
+    body_limit: usize,
+}
+
+impl InFlightLimit {
+    pub(crate) fn new(requests: usize, bytes: usize, body_limit: usize) -> Self {
+        let kib_total = u32::try_from(bytes / 1024).unwrap_or(u32::MAX).max(1);
+        Self {
+            requests: Arc::new(Semaphore::new(requests)),
+            kib: Arc::new(Semaphore::new(kib_total as usize)),
+            kib_total,
+            body_limit,
+        }
+    }
+}
 
 pub(crate) async fn shed(
     State(limit): State<InFlightLimit>,
@@ -53,7 +72,25 @@ pub(crate) async fn shed(
     if request.uri().path() == "/health" {
         return next.run(request).await;
     }
-    let Ok(_permit) = limit.0.try_acquire() else {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    let bytes = match declared {
+        Some(n) => n.min(limit.body_limit),
+        None if chunked => limit.body_limit,
+        None => 0,
+    };
+    let kib = u32::try_from(bytes / 1024 + 1)
+        .unwrap_or(u32::MAX)
+        .min(limit.kib_total);
+    let permits = (
+        limit.requests.try_acquire(),
+        limit.kib.try_acquire_many(kib),
+    );
+    let (Ok(_request), Ok(_bytes)) = permits else {
         let mut response = ApiError::Overloaded.into_response();
         response
             .headers_mut()
