@@ -268,7 +268,51 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
         )),
     }
     checks.push(end_to_end(port, &key));
+    checks.push(crash_and_restart(&backend, port, &key));
     checks
+}
+
+/// Kills the backend's server process from the host (a crash, not `docker stop`/`docker kill`,
+/// which the restart policy deliberately ignores) and waits until the restart policy has brought
+/// up a new one that serves the API again.
+fn crash_and_restart(container: &str, port: u16, key: &str) -> Check {
+    let outcome = (|| -> anyhow::Result<String> {
+        let before = inspect(container)?;
+        let restarts = before["RestartCount"].as_i64().unwrap_or(0);
+        let init = before["State"]["Pid"].as_i64().unwrap_or(0);
+        anyhow::ensure!(init > 0, "the backend has no process");
+        // With `init: true` the server is the init process's child.
+        let children =
+            std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        let server = children
+            .split_whitespace()
+            .next()
+            .map_or(init.to_string(), str::to_owned);
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &server])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -KILL {server} failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let now = inspect(container)?;
+            let restarted = now["RestartCount"].as_i64().unwrap_or(0) > restarts;
+            if restarted && end_to_end(port, key).passed {
+                return Ok(format!(
+                    "server process killed; restarted by the `unless-stopped` policy (restart count {}) and serving again",
+                    now["RestartCount"]
+                ));
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "not serving again 90 s after the crash (restarted={restarted})"
+            );
+        }
+    })();
+    match outcome {
+        Ok(detail) => check("backend_restarts_after_crash", true, detail),
+        Err(e) => check("backend_restarts_after_crash", false, format!("{e:#}")),
+    }
 }
 
 /// How the host would reach an address, asked of the kernel (`ip route get`, no packet sent).

@@ -73,7 +73,7 @@ fn the_secure_compose_file_is_hardened() {
         "cap_drop: [ALL]",
         "no-new-privileges:true",
         "user: \"${SEALCACHE_UID:-999}",
-        "restart: on-failure:5",
+        "restart: unless-stopped",
     ] {
         assert!(c.contains(item), "missing {item}");
     }
