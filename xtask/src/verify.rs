@@ -282,8 +282,8 @@ fn crash_and_restart(container: &str, port: u16, key: &str) -> Check {
         let init = before["State"]["Pid"].as_i64().unwrap_or(0);
         anyhow::ensure!(init > 0, "the backend has no process");
         // With `init: true` the server is the init process's child.
-        let children =
-            std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .unwrap_or_default();
         let server = children
             .split_whitespace()
             .next()

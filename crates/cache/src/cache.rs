@@ -113,6 +113,45 @@ impl CacheOptions {
     }
 }
 
+/// Drops L1 copies when dropped: the "after" half of a removal, run even when the removing future
+/// is cancelled.
+struct L1Drop<'a> {
+    l1: Option<&'a L1>,
+    key: Option<&'a str>,
+    prefix: Option<&'a str>,
+}
+
+impl<'a> L1Drop<'a> {
+    fn key(l1: Option<&'a L1>, key: &'a str) -> Self {
+        Self {
+            l1,
+            key: Some(key),
+            prefix: None,
+        }
+    }
+
+    fn prefix(l1: Option<&'a L1>, prefix: &'a str) -> Self {
+        Self {
+            l1,
+            key: None,
+            prefix: Some(prefix),
+        }
+    }
+}
+
+impl Drop for L1Drop<'_> {
+    fn drop(&mut self) {
+        if let Some(l1) = self.l1 {
+            if let Some(key) = self.key {
+                l1.remove(key);
+            }
+            if let Some(prefix) = self.prefix {
+                l1.remove_prefix(prefix);
+            }
+        }
+    }
+}
+
 /// A cached value: its JSON bytes (shared, never re-parsed by the cache) and remaining lifetime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cached {
@@ -238,18 +277,28 @@ impl SealedCache {
     /// fail to open are counted as security events and never served.
     pub async fn get_raw(&self, redis_key: &str, operation: &str) -> Option<Cached> {
         let started = Instant::now();
-        let out = self.lookup(redis_key, operation).await;
+        let out = self.lookup(redis_key, operation, &*self.inner.observer).await;
         // Recorded once, at the tier where the request ended (misses and errors end at Redis).
         let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
         self.inner.observer.lookup_duration(tier, started.elapsed());
         out
     }
 
-    async fn lookup(&self, redis_key: &str, operation: &str) -> Option<Cached> {
+    /// Reads without recording anything (a second look within one request, already counted).
+    pub(crate) async fn peek_raw(&self, redis_key: &str) -> Option<Cached> {
+        self.lookup(redis_key, "", &sealcache_monitor::NoopObserver)
+            .await
+    }
+
+    async fn lookup(
+        &self,
+        redis_key: &str,
+        operation: &str,
+        observer: &dyn CacheObserver,
+    ) -> Option<Cached> {
         let inner = &self.inner;
         if let Some((json, remaining)) = inner.l1.as_ref().and_then(|l1| l1.get(redis_key)) {
-            inner
-                .observer
+            observer
                 .lookup(operation, Tier::L1, LookupResult::Hit);
             return Some(Cached {
                 json,
@@ -264,15 +313,13 @@ impl SealedCache {
         let fetched = match inner.backend.get_with_ttl(redis_key).await {
             Ok(f) => f,
             Err(_) => {
-                inner
-                    .observer
+                observer
                     .lookup(operation, Tier::Redis, LookupResult::Error);
                 return None;
             }
         };
         let Some((stored, ttl)) = fetched else {
-            inner
-                .observer
+            observer
                 .lookup(operation, Tier::Redis, LookupResult::Miss);
             return None;
         };
@@ -280,7 +327,7 @@ impl SealedCache {
         match inner.codec.open(&ctx, &stored) {
             Ok(opened) => {
                 if opened.source() == Source::LegacyPlaintext {
-                    inner.observer.security_event(
+                    observer.security_event(
                         SecurityEvent::new(SecurityEventType::OverrideUsed)
                             .outcome(Outcome::Allowed)
                             .detail(format!(
@@ -292,10 +339,9 @@ impl SealedCache {
                 let json: Arc<[u8]> = opened.into_bytes().into();
                 if let (Some(l1), Some(ttl), Some(stamp)) = (&inner.l1, ttl, stamp) {
                     l1.fill(redis_key, json.clone(), ttl, stamp);
-                    inner.observer.l1_entries(l1.len() as u64);
+                    observer.l1_entries(l1.len() as u64);
                 }
-                inner
-                    .observer
+                observer
                     .lookup(operation, Tier::Redis, LookupResult::Hit);
                 Some(Cached {
                     json,
@@ -308,13 +354,12 @@ impl SealedCache {
                     .security_event()
                     .and_then(SecurityEventType::from_name)
                     .unwrap_or(SecurityEventType::BadEnvelope);
-                inner.observer.security_event(
+                observer.security_event(
                     SecurityEvent::new(kind)
                         .source(EventSource::Client)
                         .detail(format!("{err}; key #{}", key_tag(redis_key))),
                 );
-                inner
-                    .observer
+                observer
                     .lookup(operation, Tier::Redis, LookupResult::Miss);
                 if inner.options.unlink_bad_entries {
                     let _ = inner.backend.unlink(&[redis_key.to_owned()]).await;
@@ -359,18 +404,16 @@ impl SealedCache {
         inner
             .observer
             .entry_size(SizeStage::Stored, sealed.stored_len() as u64);
+        // L1's copy goes first: if this future is dropped mid-write, or the write fails, no copy
+        // can disagree with Redis.
+        let stamp = inner.l1.as_ref().map(|l1| l1.begin_write(redis_key));
         let written = inner
             .backend
             .set_px(redis_key, sealed.as_bytes(), ttl)
             .await;
-        if let Some(l1) = &inner.l1 {
-            match &written {
-                Ok(()) => l1.put(redis_key, json, ttl),
-                // Whatever Redis holds now (the old value, or nothing), this copy must not stand
-                // in for it.
-                Err(_) => {
-                    l1.remove(redis_key);
-                }
+        if let (Some(l1), Some(stamp)) = (&inner.l1, stamp) {
+            if written.is_ok() {
+                l1.put_after(redis_key, json, ttl, stamp);
             }
             inner.observer.l1_entries(l1.len() as u64);
         }
@@ -391,16 +434,14 @@ impl SealedCache {
     /// [`Error::Unavailable`], [`Error::Redis`].
     pub async fn delete_raw(&self, redis_key: &str) -> Result<bool> {
         let started = Instant::now();
-        // Dropped before and after: a read that refilled L1 while UNLINK was in flight is dropped
-        // too, and so is the copy when UNLINK fails.
+        // Dropped before and after (the guard, even if this future is dropped): a read that
+        // refilled L1 while UNLINK was in flight is dropped too, and so is the copy when UNLINK
+        // fails.
+        let _after = L1Drop::key(self.inner.l1.as_ref(), redis_key);
         if let Some(l1) = &self.inner.l1 {
             l1.remove(redis_key);
         }
         let removed = self.inner.backend.unlink(&[redis_key.to_owned()]).await;
-        if let Some(l1) = &self.inner.l1 {
-            l1.remove(redis_key);
-            self.inner.observer.l1_entries(l1.len() as u64);
-        }
         self.inner
             .observer
             .operation(OperationKind::Delete, started.elapsed());
@@ -451,9 +492,14 @@ impl SealedCache {
     /// was told to forget, and a read that refilled L1 from Redis during the walk is dropped too.
     pub(crate) async fn invalidate_pattern(&self, pattern: &str, l1_prefix: &str) -> Result<u64> {
         let started = Instant::now();
+        // Dropped before the walk and after it (the guard: even if this future is dropped).
+        let after = L1Drop::prefix(self.inner.l1.as_ref(), l1_prefix);
         self.drop_l1_prefix(l1_prefix);
         let walked = self.unlink_matching(pattern).await;
-        self.drop_l1_prefix(l1_prefix);
+        drop(after);
+        if let Some(l1) = &self.inner.l1 {
+            self.inner.observer.l1_entries(l1.len() as u64);
+        }
         let removed = walked?;
         self.inner.observer.invalidation(removed);
         self.inner

@@ -132,20 +132,38 @@ impl SealedCache {
                     let Some(published) = outcome.downcast_ref::<Published<E>>() else {
                         continue;
                     };
-                    return match published {
-                        Ok((json, stored)) => Ok(Answer {
-                            value: serde_json::from_slice(json)
-                                .map_err(|_| ComputeError::Cache(Error::Serialize))?,
-                            origin: Origin::Computed,
-                            ttl_remaining: *stored,
-                        }),
-                        Err(e) => Err(ComputeError::Compute(e.clone())),
-                    };
+                    match published {
+                        Ok((json, stored)) => match serde_json::from_slice(json) {
+                            Ok(value) => {
+                                return Ok(Answer {
+                                    value,
+                                    origin: Origin::Computed,
+                                    ttl_remaining: *stored,
+                                });
+                            }
+                            // The leader computed another shape under this key: compute ours.
+                            Err(_) => continue,
+                        },
+                        Err(e) => return Err(ComputeError::Compute(e.clone())),
+                    }
                 }
             }
         };
         // This caller leads. If it is dropped anywhere below, `leader`'s destructor abandons the
-        // flight and wakes the waiters.
+        // flight and wakes the waiters. A flight that finished between this caller's miss and its
+        // joining stored its value first: look once more before computing again.
+        if let Some(hit) = self.peek_raw(redis_key).await
+            && let Ok(value) = hit.parse::<T>()
+        {
+            let answer = Answer {
+                value,
+                origin: hit.tier().into(),
+                ttl_remaining: hit.ttl_remaining(),
+            };
+            let published: Published<E> = Ok((hit.shared(), hit.ttl_remaining()));
+            leader.finish(Arc::new(published));
+            return Ok(answer);
+        }
         let value = match compute().await {
             Ok(value) => value,
             Err(e) => {

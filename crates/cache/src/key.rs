@@ -227,29 +227,34 @@ fn canonical_options(options: &serde_json::Map<String, serde_json::Value>) -> Re
     serde_json_canonicalizer::to_vec(options).map_err(|_| Error::Serialize)
 }
 
-/// The integers in `options` that a double cannot hold exactly, as decimal digits in document order
-/// (the map is ordered, so equal options give equal text). Empty for ordinary options.
+/// One slot per number of `options`, in document order: the exact digits of an integer a double
+/// cannot hold, empty for every other number (the map is ordered, so equal options give equal
+/// text). Empty text when no such integer occurs, so ordinary options add nothing.
+///
+/// Slots are positional: `{"a": 2^53+1, "b": 2^53}` and `{"a": 2^53, "b": 2^53+1}` canonicalize to
+/// the same JCS text but give `"9007199254740993,,"` and `",9007199254740993,"`.
 fn exact_integers(options: &serde_json::Map<String, serde_json::Value>) -> String {
     let mut out = String::new();
+    let mut any = false;
     // Iterative walk: options from a library caller may be nested arbitrarily deep.
     let mut stack: Vec<&serde_json::Value> = options.values().rev().collect();
     while let Some(value) = stack.pop() {
         match value {
             serde_json::Value::Number(n) => {
                 let big = n.as_u64().is_some_and(|u| u > EXACT_DOUBLE_LIMIT)
-                    || n.as_i64()
-                        .is_some_and(|i| i.unsigned_abs() > EXACT_DOUBLE_LIMIT);
+                    || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT_DOUBLE_LIMIT);
                 if big {
                     out.push_str(&n.to_string());
-                    out.push(',');
+                    any = true;
                 }
+                out.push(',');
             }
             serde_json::Value::Array(items) => stack.extend(items.iter().rev()),
             serde_json::Value::Object(map) => stack.extend(map.values().rev()),
             _ => {}
         }
     }
-    out
+    if any { out } else { String::new() }
 }
 
 #[cfg(test)]
@@ -402,6 +407,16 @@ mod tests {
         assert_eq!(
             with(serde_json::json!({"seed": 12_345_678_901_234_567_890_u64})),
             with(serde_json::json!({"seed": 12_345_678_901_234_567_890_u64}))
+        );
+        // Positions count: swapping a big integer with its rounded neighbour is another request.
+        let (big, near) = (9_007_199_254_740_993_u64, 9_007_199_254_740_992_u64);
+        assert_ne!(
+            with(serde_json::json!({"a": big, "b": near})),
+            with(serde_json::json!({"a": near, "b": big}))
+        );
+        assert_ne!(
+            with(serde_json::json!([big, 9_007_199_254_740_992.0])),
+            with(serde_json::json!([9_007_199_254_740_992.0, big]))
         );
     }
 

@@ -64,11 +64,15 @@ pub(crate) struct Limits {
 /// held. So L1's memory is bounded by construction, whatever the value sizes.
 ///
 /// # Coherence within the process
-/// A read that fetched a value from Redis must not overwrite a newer write (or a removal) that
-/// finished while the read was in flight. Writers ([`L1::put`], [`L1::remove`],
-/// [`L1::remove_prefix`]) bump their shard's generation under the shard lock after Redis accepted
-/// them; a read fills L1 through [`L1::fill`] with the [`Stamp`] it took before asking Redis, and
-/// the fill is dropped if the generation moved.
+/// L1 must never hold something other than what Redis holds. Every change bumps its shard's
+/// generation under the shard lock:
+/// * a write drops the key **before** asking Redis ([`L1::begin_write`]), so a write that is
+///   cancelled or fails leaves no copy, and stores the value afterwards ([`L1::put_after`]) only if
+///   nothing else touched the shard in between (two concurrent writes of one key may reach Redis in
+///   either order: then neither is kept);
+/// * a read fills L1 through [`L1::fill`] with the [`Stamp`] it took before asking Redis, and the
+///   fill is dropped if the generation moved (the value read may be older than a write);
+/// * removals and invalidations ([`L1::remove`], [`L1::remove_prefix`]) drop the keys.
 #[derive(Debug)]
 pub(crate) struct L1 {
     shards: Vec<Mutex<Shard>>,
@@ -150,10 +154,38 @@ impl L1 {
 
     /// Stores a value Redis has just accepted, for at most `remaining` (the Redis entry's TTL) and
     /// `max_ttl`.
+    #[cfg(test)]
     pub(crate) fn put(&self, key: &str, value: Arc<[u8]>, remaining: Duration) {
         let mut shard = self.shard(key);
         shard.generation += 1;
         self.insert(&mut shard, key, value, remaining);
+    }
+
+    /// Before a write to Redis: drops `key` and returns the stamp its [`L1::put_after`] needs.
+    /// If the write is then cancelled or fails, L1 simply has no copy (the next read asks Redis).
+    pub(crate) fn begin_write(&self, key: &str) -> Stamp {
+        let index = self.shard_index(key);
+        let mut shard = self.lock(index);
+        shard.generation += 1;
+        self.pop(&mut shard, key);
+        Stamp {
+            shard: index,
+            generation: shard.generation,
+        }
+    }
+
+    /// After Redis accepted the write begun at `stamp`: stores the value, unless another write,
+    /// removal or invalidation touched the shard since (its order against this one in Redis is
+    /// unknown), in which case the key is dropped instead.
+    pub(crate) fn put_after(&self, key: &str, value: Arc<[u8]>, remaining: Duration, stamp: Stamp) {
+        let mut shard = self.lock(stamp.shard);
+        let unchanged = shard.generation == stamp.generation;
+        shard.generation += 1;
+        if unchanged {
+            self.insert(&mut shard, key, value, remaining);
+        } else {
+            self.pop(&mut shard, key);
+        }
     }
 
     /// Stores a value read from Redis, unless a write touched its shard since `stamp` was taken.
@@ -357,6 +389,17 @@ mod tests {
         l1.put("k", new.clone(), Duration::from_secs(10));
         l1.fill("k", old, Duration::from_secs(10), stamp);
         assert_eq!(l1.get("k").unwrap().0, new);
+        // Two writes of one key whose Redis order is unknown: neither copy is kept.
+        let a = l1.begin_write("k");
+        let b = l1.begin_write("k");
+        l1.put_after("k", new.clone(), Duration::from_secs(10), b);
+        assert_eq!(l1.get("k").unwrap().0, new, "the last begun write lands");
+        l1.put_after("k", Arc::from(&b"a"[..]), Duration::from_secs(10), a);
+        assert!(l1.get("k").is_none(), "the earlier-begun write resumed last");
+        // A write begun and never finished (cancelled) leaves no copy.
+        l1.put("k", new.clone(), Duration::from_secs(10));
+        let _ = l1.begin_write("k");
+        assert!(l1.get("k").is_none());
         // Same after a removal: the key stays absent.
         let stamp = l1.stamp("k");
         l1.remove("k");

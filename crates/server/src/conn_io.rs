@@ -4,17 +4,24 @@
 //!
 //! hyper answers a parse error itself, before any service sees the request, with a bare head and
 //! no body, then closes the connection. Such a head is recognised on the way out by three facts
-//! together: no response of ours is in flight on this connection ([`ConnState::in_flight`] is 0:
-//! every response of ours is counted from the service call until hyper drops its body), the bytes
-//! start an HTTP/1.x response head with a 4xx/5xx status, and that head has no `x-request-id`
-//! (which every response of ours carries). It is replaced by a complete response with the same
-//! status; nothing else is ever touched.
+//! together:
+//! * none of our responses has a byte left to write: none is in flight (each is counted from the
+//!   service call until hyper drops its body) **and** a flush has completed since the last one
+//!   started (hyper drops a body once its last chunk is buffered, before writing it out, so "not
+//!   in flight" alone could be the middle of a body);
+//! * the bytes start an HTTP/1.x response head with a 4xx/5xx status;
+//! * that head has no `x-request-id` (which every response of ours carries).
+//!
+//! It is replaced by a complete response with the same status and `connection: close`; any later
+//! write on that connection fails, so hyper closes it.
 
 use std::io;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,6 +33,8 @@ use crate::error::ApiError;
 pub(crate) struct ConnState {
     id: u64,
     in_flight: AtomicUsize,
+    /// A response started since the last completed flush with nothing in flight.
+    unflushed: AtomicBool,
 }
 
 impl ConnState {
@@ -33,17 +42,27 @@ impl ConnState {
         Arc::new(Self {
             id,
             in_flight: AtomicUsize::new(0),
+            unflushed: AtomicBool::new(false),
         })
     }
 
     /// A response of ours is on its way; held until hyper drops the response body.
     pub(crate) fn response_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.unflushed.store(true, Ordering::Release);
         InFlight(self.clone())
     }
 
-    fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+    /// True when every byte of our responses has been written out.
+    fn quiet(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && !self.unflushed.load(Ordering::Acquire)
+    }
+
+    /// A flush completed: with nothing in flight, every response byte is out.
+    fn flushed(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            self.unflushed.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -57,23 +76,28 @@ impl Drop for InFlight {
     }
 }
 
-/// The stream wrapper.
+/// The stream wrapper. It also bounds how long a write may make no progress (a client that
+/// pipelines requests and never reads its responses would otherwise hold its connection for ever).
 #[derive(Debug)]
 pub(crate) struct JsonErrorIo<T> {
     inner: T,
     state: Arc<ConnState>,
+    write_stall: Duration,
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A replacement being written: the bytes, how many are out, and how many of hyper's bytes
     /// it stands for.
     replacing: Option<(Vec<u8>, usize, usize)>,
-    /// After a replacement the connection is done: later writes are swallowed.
+    /// After a replacement the connection is done: later writes fail.
     replaced: bool,
 }
 
 impl<T> JsonErrorIo<T> {
-    pub(crate) fn new(inner: T, state: Arc<ConnState>) -> Self {
+    pub(crate) fn new(inner: T, state: Arc<ConnState>, write_stall: Duration) -> Self {
         Self {
             inner,
             state,
+            write_stall,
+            stalled_since: None,
             replacing: None,
             replaced: false,
         }
@@ -112,6 +136,25 @@ fn replacement(status: StatusCode, connection: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+impl<T> JsonErrorIo<T> {
+    /// Tracks write progress: `Pending` for longer than the stall limit becomes `TimedOut`.
+    fn progress<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if poll.is_ready() {
+            self.stalled_since = None;
+            return poll;
+        }
+        let limit = self.write_stall;
+        let timer = self
+            .stalled_since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            tracing::debug!("a client read nothing for the write-stall limit; connection closed");
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        Poll::Pending
+    }
+}
+
 impl<T: AsyncWrite + Unpin> JsonErrorIo<T> {
     /// Writes the pending replacement out; `Ready(n)` reports hyper's `n` bytes as written.
     fn drive_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -135,7 +178,7 @@ impl<T: AsyncWrite + Unpin> JsonErrorIo<T> {
     }
 
     fn intercept(&mut self, first: &[u8], total: usize) -> bool {
-        if self.state.in_flight() != 0 {
+        if !self.state.quiet() {
             return false;
         }
         match foreign_error_head(first) {
@@ -170,12 +213,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         if this.replaced {
-            return Poll::Ready(Ok(buf.len()));
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         if this.replacing.is_some() || this.intercept(buf, buf.len()) {
             return this.drive_replacement(cx);
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -186,7 +230,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorIo<T> {
         let this = &mut *self;
         let total = bufs.iter().map(|b| b.len()).sum();
         if this.replaced {
-            return Poll::Ready(Ok(total));
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         let first = bufs
             .iter()
@@ -195,7 +239,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorIo<T> {
         if this.replacing.is_some() || this.intercept(first, total) {
             return this.drive_replacement(cx);
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -206,7 +251,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorIo<T> {
         if self.replacing.is_some() {
             ready!(self.drive_replacement(cx))?;
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        ready!(self.progress(cx, poll))?;
+        self.state.flushed();
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -162,7 +162,7 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, "sealcache-server listening");
-    spawn_watchdog(&settings.listen);
+    spawn_watchdog();
     sealcache_server::serve(listener, app(state), &limits, shutdown()).await?;
     let _ = telemetry.shutdown();
     tracing::info!("sealcache-server stopped");
@@ -203,30 +203,36 @@ fn default_l1_bytes() -> usize {
     }
 }
 
-/// A watchdog outside the async runtime: every 10 s it asks the server's own listener for
-/// `/health`; after 3 checks in a row with no HTTP answer within 5 s the process is wedged, and it
-/// exits (status 70) so that the restart policy brings up a fresh one. Any HTTP answer counts as
-/// alive (a loaded server still answers).
-fn spawn_watchdog(listen: &str) {
-    let listen = listen.to_owned();
+/// A watchdog outside the async runtime: a task on the runtime beats every second; a thread checks
+/// the beat every 5 s and, when it is older than 30 s (every worker blocked: the process is
+/// wedged), logs the fact and exits with status 70 so that the restart policy brings up a fresh
+/// process. It does not go through the listener, so a flood that fills the connection cap cannot
+/// make it restart a healthy server.
+fn spawn_watchdog() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const STALE: Duration = Duration::from_secs(30);
+    let base = std::time::Instant::now();
+    let beat = Arc::new(AtomicU64::new(0));
+    let writer = beat.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let now = u64::try_from(base.elapsed().as_millis()).unwrap_or(u64::MAX);
+            writer.store(now, Ordering::Relaxed);
+        }
+    });
     let started = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
-            let mut misses = 0;
             loop {
-                std::thread::sleep(Duration::from_secs(10));
-                if probe(&listen, Duration::from_secs(5)).is_some() {
-                    misses = 0;
-                    continue;
-                }
-                misses += 1;
-                tracing::warn!(
-                    misses,
-                    "watchdog: the server did not answer its own health probe"
-                );
-                if misses >= 3 {
+                std::thread::sleep(Duration::from_secs(5));
+                let last = Duration::from_millis(beat.load(Ordering::Relaxed));
+                let age = base.elapsed().saturating_sub(last);
+                if age > STALE {
                     tracing::error!(
-                        "watchdog: the server is wedged; exiting so that it is restarted"
+                        stale_secs = age.as_secs(),
+                        "watchdog: the runtime has not run for too long; exiting so that the process is restarted"
                     );
                     std::process::exit(70);
                 }
@@ -237,11 +243,18 @@ fn spawn_watchdog(listen: &str) {
     }
 }
 
-/// GET /health on the local listener: the status line's code, if any answer came.
+/// GET /health on the local listener: the status line's code, if any answer came. An unspecified
+/// listen address (`0.0.0.0`, `[::]`) is reached through the loopback of its family.
 fn probe(listen: &str, timeout: Duration) -> Option<u16> {
     use std::io::{Read as _, Write as _};
-    let port: u16 = listen.rsplit(':').next()?.parse().ok()?;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs as _};
+    let mut addr = listen.to_socket_addrs().ok()?.next()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
     let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     stream.set_write_timeout(Some(timeout)).ok()?;

@@ -8,6 +8,8 @@
 //! * `max_buf_size`: the read buffer, which bounds a header section (larger ones get 431);
 //! * at most `max_connections` open connections: at the cap the loop stops accepting and new
 //!   connections wait in the kernel's accept queue, so memory does not grow with them;
+//! * a write-stall limit (the request timeout): a client that stops reading its responses (say,
+//!   pipelining requests it never reads) is disconnected instead of holding its slot;
 //! * the peer address in each request's extensions (`ConnectInfo`), for the API-key throttle;
 //! * graceful shutdown: on the signal, stop accepting, let open requests finish (up to 30 s).
 //!
@@ -77,7 +79,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = ConnState::new(ids.fetch_add(1, Ordering::Relaxed));
-        let io = TokioIo::new(JsonErrorIo::new(stream, state.clone()));
+        let io = TokioIo::new(JsonErrorIo::new(
+            stream,
+            state.clone(),
+            limits.request_timeout,
+        ));
         let service = TowerToHyperService::new(PerConnection {
             app: app.clone(),
             peer,

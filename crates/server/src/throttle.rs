@@ -15,6 +15,7 @@
 //! `X-Forwarded-For` is never read. At most [`MAX_PEERS`] peers are tracked (least recently seen
 //! dropped first), so memory stays bounded under a flood from many addresses.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -84,7 +85,6 @@ struct Peer {
     failures: u32,
     /// Failures of this window not yet in a log record.
     unlogged: u64,
-    blocked_until: Option<Instant>,
 }
 
 /// What the throttle says about a request.
@@ -110,7 +110,10 @@ pub struct Failure {
 pub struct AuthThrottle {
     config: ThrottleConfig,
     peers: Mutex<LruCache<IpAddr, Peer>>,
-    /// Peers blocked now (an upper bound): zero means no request needs the lock.
+    /// Blocked peers and until when, apart from the failure table so that no flood of other
+    /// addresses can evict a block (bounded by [`MAX_PEERS`] too; expired blocks go first).
+    blocks: Mutex<HashMap<IpAddr, Instant>>,
+    /// Entries in `blocks`: zero means no request needs a lock.
     blocked: AtomicUsize,
 }
 
@@ -123,6 +126,7 @@ impl AuthThrottle {
             peers: Mutex::new(LruCache::new(
                 NonZeroUsize::new(MAX_PEERS).unwrap_or(NonZeroUsize::MIN),
             )),
+            blocks: Mutex::new(HashMap::new()),
             blocked: AtomicUsize::new(0),
         }
     }
@@ -151,15 +155,20 @@ impl AuthThrottle {
         let trusted = |ip: &IpAddr| self.config.trusted_proxies.iter().any(|n| n.contains(ip));
         let mut peer = socket;
         if trusted(&socket) {
-            let forwarded: Vec<IpAddr> = request
+            let entries: Vec<&str> = request
                 .headers()
                 .get_all("x-forwarded-for")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .filter_map(|a| a.trim().parse().ok())
                 .collect();
-            for hop in forwarded.into_iter().rev() {
+            // From the right: each hop was appended by the one after it. Stop at the first hop
+            // that is not a trusted proxy, or at anything unreadable (then the last trusted hop
+            // counts: what lies left of it cannot be believed).
+            for entry in entries.into_iter().rev() {
+                let Some(hop) = parse_hop(entry) else {
+                    break;
+                };
                 peer = hop;
                 if !trusted(&hop) {
                     break;
@@ -175,33 +184,47 @@ impl AuthThrottle {
             return Verdict::Allow;
         }
         let now = Instant::now();
-        let mut peers = self.lock();
-        let Some(state) = peers.peek_mut(&peer) else {
-            return Verdict::Allow;
-        };
-        match state.blocked_until {
-            Some(until) if until > now => Verdict::Blocked(until - now),
+        let mut blocks = self.blocks();
+        match blocks.get(&peer) {
+            Some(&until) if until > now => Verdict::Blocked(until - now),
             Some(_) => {
-                state.blocked_until = None;
-                state.failures = 0;
-                state.window_start = now;
-                self.blocked.fetch_sub(1, Ordering::Relaxed);
+                blocks.remove(&peer);
+                self.blocked.store(blocks.len(), Ordering::Relaxed);
                 Verdict::Allow
             }
             None => Verdict::Allow,
         }
     }
 
+    fn blocks(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        self.blocks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Records a failed attempt from `peer`.
     pub fn failure(&self, peer: IpAddr) -> Failure {
         let now = Instant::now();
         let mut peers = self.lock();
-        let state = peers.get_or_insert_mut(peer, || Peer {
-            window_start: now,
-            failures: 0,
-            unlogged: 0,
-            blocked_until: None,
-        });
+        if !peers.contains(&peer) {
+            let fresh = Peer {
+                window_start: now,
+                failures: 0,
+                unlogged: 0,
+            };
+            // A peer pushed out of the table still gets its aggregated record.
+            if let Some((old_peer, mut old)) = peers.push(peer, fresh)
+                && old_peer != peer
+            {
+                summarize(old_peer, &mut old, self.config.window);
+            }
+        }
+        let Some(state) = peers.get_mut(&peer) else {
+            return Failure {
+                log_now: true,
+                blocked: false,
+            };
+        };
         if now.duration_since(state.window_start) >= self.config.window {
             summarize(peer, state, self.config.window);
             state.window_start = now;
@@ -212,11 +235,20 @@ impl AuthThrottle {
         if !log_now {
             state.unlogged += 1;
         }
-        let blocked = state.failures >= self.config.limit && state.blocked_until.is_none();
-        if blocked {
-            state.blocked_until = Some(now + self.config.block);
-            self.blocked.fetch_add(1, Ordering::Relaxed);
+        let mut blocked = false;
+        if state.failures >= self.config.limit {
             summarize(peer, state, self.config.window);
+            state.failures = 0;
+            state.window_start = now;
+            let mut blocks = self.blocks();
+            if blocks.len() >= MAX_PEERS {
+                blocks.retain(|_, until| *until > now);
+            }
+            if blocks.len() < MAX_PEERS && !blocks.contains_key(&peer) {
+                blocks.insert(peer, now + self.config.block);
+                blocked = true;
+            }
+            self.blocked.store(blocks.len(), Ordering::Relaxed);
         }
         Failure { log_now, blocked }
     }
@@ -248,6 +280,21 @@ fn summarize(peer: IpAddr, state: &mut Peer, window: Duration) {
         "failed API-key attempts (aggregated)"
     );
     state.unlogged = 0;
+}
+
+/// An `X-Forwarded-For` entry: `ip`, `ip:port`, `[v6]` or `[v6]:port`.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = entry.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|e| e.parse().ok())
 }
 
 /// IPv6 peers count by their /64; IPv4 (and IPv4-mapped) by address.

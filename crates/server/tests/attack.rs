@@ -241,8 +241,9 @@ fn slow_and_idle_clients_are_cut_off_within_the_timeouts() {
         "a stalled body held the request for {:?}",
         started.elapsed()
     );
-    let (status, _, _) = json_error(&response);
-    assert!(status == 408 || status == 400, "{response}");
+    let (status, body, _) = json_error(&response);
+    assert_eq!(status, 408, "{response}");
+    assert_eq!(body["error"]["code"], "request_timeout");
 }
 
 #[test]
