@@ -277,7 +277,9 @@ impl SealedCache {
     /// fail to open are counted as security events and never served.
     pub async fn get_raw(&self, redis_key: &str, operation: &str) -> Option<Cached> {
         let started = Instant::now();
-        let out = self.lookup(redis_key, operation, &*self.inner.observer).await;
+        let out = self
+            .lookup(redis_key, operation, &*self.inner.observer)
+            .await;
         // Recorded once, at the tier where the request ended (misses and errors end at Redis).
         let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
         self.inner.observer.lookup_duration(tier, started.elapsed());
@@ -298,8 +300,7 @@ impl SealedCache {
     ) -> Option<Cached> {
         let inner = &self.inner;
         if let Some((json, remaining)) = inner.l1.as_ref().and_then(|l1| l1.get(redis_key)) {
-            observer
-                .lookup(operation, Tier::L1, LookupResult::Hit);
+            observer.lookup(operation, Tier::L1, LookupResult::Hit);
             return Some(Cached {
                 json,
                 ttl_remaining: Some(remaining),
@@ -313,14 +314,12 @@ impl SealedCache {
         let fetched = match inner.backend.get_with_ttl(redis_key).await {
             Ok(f) => f,
             Err(_) => {
-                observer
-                    .lookup(operation, Tier::Redis, LookupResult::Error);
+                observer.lookup(operation, Tier::Redis, LookupResult::Error);
                 return None;
             }
         };
         let Some((stored, ttl)) = fetched else {
-            observer
-                .lookup(operation, Tier::Redis, LookupResult::Miss);
+            observer.lookup(operation, Tier::Redis, LookupResult::Miss);
             return None;
         };
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
@@ -341,8 +340,7 @@ impl SealedCache {
                     l1.fill(redis_key, json.clone(), ttl, stamp);
                     observer.l1_entries(l1.len() as u64);
                 }
-                observer
-                    .lookup(operation, Tier::Redis, LookupResult::Hit);
+                observer.lookup(operation, Tier::Redis, LookupResult::Hit);
                 Some(Cached {
                     json,
                     ttl_remaining: ttl,
@@ -359,8 +357,7 @@ impl SealedCache {
                         .source(EventSource::Client)
                         .detail(format!("{err}; key #{}", key_tag(redis_key))),
                 );
-                observer
-                    .lookup(operation, Tier::Redis, LookupResult::Miss);
+                observer.lookup(operation, Tier::Redis, LookupResult::Miss);
                 if inner.options.unlink_bad_entries {
                     let _ = inner.backend.unlink(&[redis_key.to_owned()]).await;
                 }

@@ -242,7 +242,8 @@ fn exact_integers(options: &serde_json::Map<String, serde_json::Value>) -> Strin
         match value {
             serde_json::Value::Number(n) => {
                 let big = n.as_u64().is_some_and(|u| u > EXACT_DOUBLE_LIMIT)
-                    || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT_DOUBLE_LIMIT);
+                    || n.as_i64()
+                        .is_some_and(|i| i.unsigned_abs() > EXACT_DOUBLE_LIMIT);
                 if big {
                     out.push_str(&n.to_string());
                     any = true;

@@ -395,7 +395,10 @@ mod tests {
         l1.put_after("k", new.clone(), Duration::from_secs(10), b);
         assert_eq!(l1.get("k").unwrap().0, new, "the last begun write lands");
         l1.put_after("k", Arc::from(&b"a"[..]), Duration::from_secs(10), a);
-        assert!(l1.get("k").is_none(), "the earlier-begun write resumed last");
+        assert!(
+            l1.get("k").is_none(),
+            "the earlier-begun write resumed last"
+        );
         // A write begun and never finished (cancelled) leaves no copy.
         l1.put("k", new.clone(), Duration::from_secs(10));
         let _ = l1.begin_write("k");

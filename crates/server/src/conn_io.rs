@@ -15,8 +15,8 @@
 //! It is replaced by a complete response with the same status and `connection: close`; any later
 //! write on that connection fails, so hyper closes it.
 
-use std::io;
 use std::future::Future as _;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -138,7 +138,11 @@ fn replacement(status: StatusCode, connection: u64) -> Vec<u8> {
 
 impl<T> JsonErrorIo<T> {
     /// Tracks write progress: `Pending` for longer than the stall limit becomes `TimedOut`.
-    fn progress<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+    fn progress<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
         if poll.is_ready() {
             self.stalled_since = None;
             return poll;

@@ -189,6 +189,48 @@ fn slow_and_idle_clients_are_cut_off_within_the_timeouts() {
     let (_, took) = read_to_close(keep);
     assert!(took <= limit, "idle keep-alive connection held {took:?}");
 
+    // A client that pipelines requests and never reads its responses: once the server's writes
+    // make no progress for the write-stall limit (the request timeout), the connection is closed.
+    let mut greedy = fx.connect();
+    let requests = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(30_000);
+    let writer = {
+        let mut w = greedy.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&requests);
+        })
+    };
+    std::thread::sleep(Duration::from_secs(REQUEST_TIMEOUT + 2));
+    greedy
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answered = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = loop {
+        match greedy.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => {
+                answered += buf[..n]
+                    .windows(12)
+                    .filter(|w| w == b"HTTP/1.1 200")
+                    .count()
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break false;
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        closed,
+        "a client that never reads kept its connection ({answered} answers read)"
+    );
+    assert!(answered < 30_000);
+    drop(greedy);
+    writer.join().unwrap();
+
     // Slow body: a byte every second (each gap under the body timeout) is stopped by the request
     // timeout with 408 and the JSON body.
     let mut slow = fx.connect();
