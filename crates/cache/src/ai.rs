@@ -19,12 +19,16 @@ use crate::ttl::TtlPolicy;
 #[derive(Debug, Clone)]
 pub struct AiResponseCache {
     cache: SealedCache,
-    ttl: TtlPolicy,
+    /// Shared: cloning the cache (once per request in a server) allocates nothing.
+    ttl: Arc<TtlPolicy>,
 }
 
 impl AiResponseCache {
     pub(crate) fn new(cache: SealedCache, ttl: TtlPolicy) -> Self {
-        Self { cache, ttl }
+        Self {
+            cache,
+            ttl: Arc::new(ttl),
+        }
     }
 
     /// The generic sealed cache underneath (explicit keys).

@@ -41,18 +41,13 @@ pub mod telemetry;
 pub mod throttle;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Request};
 use axum::routing::{get, post, put};
 use sealcache::AiResponseCache;
 use sealcache_monitor::{CacheObserver, Telemetry};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 pub use auth::ApiKeys;
@@ -84,19 +79,6 @@ pub struct AppState {
     pub limits: ServerLimits,
     /// API-key brute-force throttle.
     pub throttle: Arc<AuthThrottle>,
-}
-
-/// Request ids: a process-unique counter (`x-request-id`), kept if the client sent one.
-#[derive(Clone, Debug, Default)]
-struct Counter(Arc<AtomicU64>);
-
-impl MakeRequestId for Counter {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let n = self.0.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("sc-{n:x}"))
-            .ok()
-            .map(RequestId::new)
-    }
 }
 
 /// The router: every endpoint behind the serving layers (request ids, body limit, metrics,
@@ -138,44 +120,30 @@ fn api_routes(state: &AppState) -> Router<AppState> {
 /// What every response goes through. A handler panic is caught here and answered with the
 /// documented 500 JSON error (and its request id), so no client ever sees a reset connection.
 fn serving_layers(routes: Router<AppState>, state: AppState) -> Router {
-    let header = axum::http::HeaderName::from_static(limits::REQUEST_ID);
     let http_metrics = telemetry::HttpMetrics::new(&state.telemetry.meter());
     let panics = telemetry::PanicCounter::new(&state.telemetry.meter());
     let catch_panic =
         CatchPanicLayer::custom(move |_payload: Box<dyn std::any::Any + Send>| panics.respond());
-    let in_flight = limits::InFlightLimit::new(
-        state.limits.max_in_flight,
-        state.limits.max_in_flight_bytes,
-        state.limits.body_limit,
-    );
-    let body_limit = state.limits.body_limit;
-    // Outermost last: the request id is bounded, then set; every error gets its JSON body and
-    // is measured; oversize declarations and overload are refused before any body is read.
+    let guard = limits::Guard {
+        body_limit: state.limits.body_limit,
+        in_flight: limits::InFlightLimit::new(
+            state.limits.max_in_flight,
+            state.limits.max_in_flight_bytes,
+            state.limits.body_limit,
+        ),
+        metrics: http_metrics,
+        ids: Arc::default(),
+    };
     routes
         .fallback(|| async { ApiError::NotFound })
         .layer(catch_panic)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(state.limits.body_limit))
         .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             state.limits.request_timeout,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            in_flight,
-            limits::shed,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            body_limit,
-            limits::declared_length,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            http_metrics,
-            telemetry::record,
-        ))
-        .layer(axum::middleware::from_fn(limits::json_errors))
-        .layer(PropagateRequestIdLayer::new(header.clone()))
-        .layer(SetRequestIdLayer::new(header, Counter::default()))
-        .layer(axum::middleware::from_fn(limits::bound_request_id))
+        .layer(axum::middleware::from_fn_with_state(guard, limits::guard))
         .with_state(state)
 }
 
@@ -186,6 +154,7 @@ mod tests {
 
     use super::*;
     use axum::body::Body;
+    use axum::http::Request;
     use tower::ServiceExt as _;
 
     fn state() -> AppState {

@@ -1,6 +1,6 @@
-//! Request-level protections, as middleware: a declared oversize body refused at once, load
-//! shedding at the in-flight limit, client request ids bounded, and the documented JSON error body
-//! on every error response a layer below the handlers produced (405, 408, ...).
+//! Request-level protections, in one middleware ([`guard`]): a declared oversize body refused at
+//! once, load shedding at the in-flight limits, client request ids bounded, and the documented JSON
+//! error body on every error response a layer below the handlers produced (405, 408, ...).
 
 use std::sync::Arc;
 
@@ -8,7 +8,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::ApiError;
 
@@ -17,26 +19,133 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// Longest client-supplied request id kept (visible ASCII only).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// A declared `Content-Length` over the limit is answered 413 before any byte of the body is read
-/// (and the connection is closed, so the body is never drained).
-pub(crate) async fn declared_length(
-    State(limit): State<usize>,
-    request: Request,
+/// The state of [`guard`].
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    pub(crate) body_limit: usize,
+    pub(crate) in_flight: InFlightLimit,
+    pub(crate) metrics: crate::telemetry::HttpMetrics,
+    pub(crate) ids: Arc<AtomicU64>,
+}
+
+/// Every request passes through here once (one middleware instead of seven, on the hot path):
+/// * its request id: the client's `x-request-id` if it is 1 to 128 visible ASCII characters and
+///   sent once, else one of ours (`sc-…`); set on the request and echoed on the response;
+/// * a declared `Content-Length` over the body limit: 413 at once, before any body byte is read,
+///   and the connection closed (the body is never drained);
+/// * load shedding at the in-flight limits: 503 with `Retry-After: 1` (never `/health`);
+/// * error responses without a body of ours (the router's 405, a timeout's 408, ...) get the
+///   documented JSON error for their status;
+/// * `http.server.request.duration` is recorded with the final status.
+pub(crate) async fn guard(
+    State(guard): State<Guard>,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let id = request_id(&guard, request.headers());
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let mut response = match refuse(&guard, &request) {
+        Some(refusal) => refusal,
+        None => {
+            let permits = admit(&guard.in_flight, &request);
+            match permits {
+                Some(_permits) => with_json_error(next.run(request).await),
+                None => {
+                    let mut r = ApiError::Overloaded.into_response();
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    r
+                }
+            }
+        }
+    };
+    response.headers_mut().insert(REQUEST_ID, id);
+    guard.metrics.observe(
+        &method,
+        route.as_deref(),
+        response.status(),
+        started.elapsed(),
+    );
+    response
+}
+
+fn request_id(guard: &Guard, headers: &axum::http::HeaderMap) -> HeaderValue {
+    let mut values = headers.get_all(REQUEST_ID).iter();
+    if let (Some(v), None) = (values.next(), values.next()) {
+        let b = v.as_bytes();
+        if (1..=MAX_REQUEST_ID_LEN).contains(&b.len()) && b.iter().all(u8::is_ascii_graphic) {
+            return v.clone();
+        }
+    }
+    let n = guard.ids.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("sc-{n:x}")).unwrap_or(HeaderValue::from_static("sc"))
+}
+
+/// 413 for a declared body over the limit.
+fn refuse(guard: &Guard, request: &Request) -> Option<Response> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > guard.body_limit as u64) {
         let mut response = ApiError::PayloadTooLarge.into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Some(response);
+    }
+    None
+}
+
+/// The in-flight permits for `request`, or `None` when it must be shed.
+fn admit<'a>(
+    limit: &'a InFlightLimit,
+    request: &Request,
+) -> Option<(Option<SemaphorePermit<'a>>, Option<SemaphorePermit<'a>>)> {
+    // The liveness probe is never shed: an overloaded server is alive.
+    if request.uri().path() == "/health" {
+        return Some((None, None));
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    let bytes = match declared {
+        Some(n) => n.min(limit.body_limit),
+        None if chunked => limit.body_limit,
+        None => 0,
+    };
+    let kib = u32::try_from(bytes / 1024 + 1)
+        .unwrap_or(u32::MAX)
+        .min(limit.kib_total);
+    let request_permit = limit.requests.try_acquire().ok()?;
+    let bytes_permit = limit.kib.try_acquire_many(kib).ok()?;
+    Some((Some(request_permit), Some(bytes_permit)))
+}
+
+/// The documented JSON body on an error response that has none of ours.
+fn with_json_error(response: Response) -> Response {
+    let status = response.status();
+    if status < StatusCode::BAD_REQUEST || response.headers().contains_key(header::CONTENT_TYPE) {
         return response;
     }
-    next.run(request).await
+    let (mut parts, _) = response.into_parts();
+    let error = ApiError::for_status(status);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(error.body()))
 }
 
 /// At most `requests` requests, and at most `kib` KiB of declared bodies, are handled at once;
@@ -61,79 +170,4 @@ impl InFlightLimit {
             body_limit,
         }
     }
-}
-
-pub(crate) async fn shed(
-    State(limit): State<InFlightLimit>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // The liveness probe is never shed: an overloaded server is alive.
-    if request.uri().path() == "/health" {
-        return next.run(request).await;
-    }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
-    let bytes = match declared {
-        Some(n) => n.min(limit.body_limit),
-        None if chunked => limit.body_limit,
-        None => 0,
-    };
-    let kib = u32::try_from(bytes / 1024 + 1)
-        .unwrap_or(u32::MAX)
-        .min(limit.kib_total);
-    let permits = (
-        limit.requests.try_acquire(),
-        limit.kib.try_acquire_many(kib),
-    );
-    let (Ok(_request), Ok(_bytes)) = permits else {
-        let mut response = ApiError::Overloaded.into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    };
-    next.run(request).await
-}
-
-/// A client's `x-request-id` is kept only if it is 1 to 128 visible ASCII characters and the only
-/// one; otherwise it is dropped and the server makes one (a log or trace field must not carry
-/// unbounded or control text).
-pub(crate) async fn bound_request_id(mut request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    let mut values = headers.get_all(REQUEST_ID).iter();
-    let acceptable = match (values.next(), values.next()) {
-        (None, _) => true,
-        (Some(v), None) => {
-            let b = v.as_bytes();
-            (1..=MAX_REQUEST_ID_LEN).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic())
-        }
-        (Some(_), Some(_)) => false,
-    };
-    if !acceptable {
-        request.headers_mut().remove(REQUEST_ID);
-    }
-    next.run(request).await
-}
-
-/// Error responses without a body of ours (the router's 405, a timeout's 408, ...) get the
-/// documented JSON error for their status.
-pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    if status < StatusCode::BAD_REQUEST || response.headers().contains_key(header::CONTENT_TYPE) {
-        return response;
-    }
-    let (mut parts, _) = response.into_parts();
-    let error = ApiError::for_status(status);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, axum::body::Body::from(error.body()))
 }

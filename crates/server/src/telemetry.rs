@@ -3,9 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Gauge, Histogram, Meter};
 use sealcache::AiResponseCache;
@@ -61,27 +58,25 @@ impl PanicCounter {
     }
 }
 
-/// Records every request's duration.
-pub async fn record(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(req).await;
-    metrics.0.record(
-        started.elapsed().as_secs_f64(),
-        &[
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("http.route", route),
-            KeyValue::new(
-                "http.response.status_code",
-                i64::from(response.status().as_u16()),
-            ),
-        ],
-    );
-    response
+impl HttpMetrics {
+    /// Records one request: `route` is the matched route template (never the raw path), or
+    /// `unmatched`.
+    pub fn observe(
+        &self,
+        method: &axum::http::Method,
+        route: Option<&str>,
+        status: axum::http::StatusCode,
+        elapsed: Duration,
+    ) {
+        self.0.record(
+            elapsed.as_secs_f64(),
+            &[
+                KeyValue::new("http.request.method", method.as_str().to_owned()),
+                KeyValue::new("http.route", route.unwrap_or("unmatched").to_owned()),
+                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+            ],
+        );
+    }
 }
 
 /// Every `every`, records Redis availability and the breaker state; every `level_every`, the

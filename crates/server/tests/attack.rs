@@ -212,7 +212,7 @@ fn slow_and_idle_clients_are_cut_off_within_the_timeouts() {
                 answered += buf[..n]
                     .windows(12)
                     .filter(|w| w == b"HTTP/1.1 200")
-                    .count()
+                    .count();
             }
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
