@@ -39,6 +39,8 @@ impl TestArgs {
             // Each optional feature alone (a gate that only compiles together with another feature
             // is a bug users hit; STYLE.md rule 3).
             for (package, features) in [
+                ("sealcache-codec", "ring"),
+                ("sealcache-codec", "rustcrypto"),
                 ("sealcache-monitor", ""),
                 ("sealcache-monitor", "otel"),
                 ("sealcache-monitor", "otlp"),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sealcache_codec::{
-    Aes256GcmCipher, Compressor, DEFAULT_COMPRESSION_THRESHOLD, Keyring, NoCompression,
-    SealContext, ValueCodec, Zstd,
+    Compressor, DEFAULT_COMPRESSION_THRESHOLD, DefaultCipher, Keyring, NoCompression, SealContext,
+    ValueCodec, Zstd,
 };
 
 const CLASSES: [&str; 3] = ["small", "medium", "large"];
@@ -123,7 +123,7 @@ fn pipelines(c: &mut Criterion) {
         let bytes: usize = docs.iter().map(Vec::len).sum();
         let z = Zstd::default();
         let envelope = ValueCodec::new(&ring);
-        let aes_only = ValueCodec::with_parts(NoCompression, Aes256GcmCipher::new(&ring));
+        let aes_only = ValueCodec::with_parts(NoCompression, DefaultCipher::new(&ring));
 
         let mut group = c.benchmark_group(format!("codec/{name}"));
         group.throughput(Throughput::Bytes(bytes as u64));
@@ -177,7 +177,7 @@ fn level_curve(c: &mut Criterion) {
         for level in LEVELS {
             let codec = ValueCodec::with_parts(
                 Zstd::new(level, DEFAULT_COMPRESSION_THRESHOLD),
-                Aes256GcmCipher::new(&ring),
+                DefaultCipher::new(&ring),
             );
             group.bench_function(format!("zstd{level}"), |b| {
                 b.iter(|| envelope_round_trip(&codec, black_box(&docs)));

@@ -61,15 +61,22 @@
 //!
 //! # Feature flags
 //!
-//! This crate has no optional features: it always builds zstd (bundled C library) and
-//! AES-256-GCM (RustCrypto, constant-time, AES-NI when the CPU has it). It depends on no Redis,
-//! HTTP or OpenTelemetry crate.
+//! | feature | enables | default |
+//! |---|---|---|
+//! | `ring` | [`RingAes256Gcm`]: ring's stitched AES-256-GCM, the [`DefaultCipher`] | yes |
+//! | `rustcrypto` | [`Aes256GcmCipher`]: RustCrypto `aes-gcm`, pure Rust (the default cipher when `ring` is off) | no |
+//!
+//! At least one is needed. Both implement the same envelope algorithm byte-for-byte: values sealed
+//! by either open with the other. zstd (bundled C library) is always built. The crate depends on
+//! no Redis, HTTP or OpenTelemetry crate.
 //!
 //! # Security
 //!
 //! Guaranteed: every seal uses a fresh random nonce from a ChaCha CSPRNG seeded (and reseeded)
 //! from the OS; seals are counted per key, with a warning at 2^30 and a refusal at 2^32; `open`
-//! verifies the GCM tag before producing any plaintext and decompresses only afterwards, under a
+//! returns no plaintext unless the GCM tag verifies (RustCrypto checks the tag before it decrypts;
+//! ring decrypts while it authenticates and wipes the output when the tag fails, so no plaintext is
+//! returned, kept or observable unless the tag verifies) and decompresses only afterwards, under a
 //! hard cap; the header decides only five public failure kinds, and everything the tag decides is
 //! [`Error::Unauthentic`]; keys are zeroized on drop and never printed; legacy plaintext is
 //! rejected unless a bounded migration window is opened through [`danger`].
@@ -89,7 +96,11 @@ mod keyring;
 mod nonce;
 mod value_codec;
 
-pub use cipher::{Aes256GcmCipher, Cipher, NONCE_BUDGET_LIMIT, NONCE_BUDGET_WARNING, Nonce, Tag};
+#[cfg(feature = "rustcrypto")]
+pub use cipher::Aes256GcmCipher;
+#[cfg(feature = "ring")]
+pub use cipher::RingAes256Gcm;
+pub use cipher::{Cipher, DefaultCipher, NONCE_BUDGET_LIMIT, NONCE_BUDGET_WARNING, Nonce, Tag};
 pub use compress::{
     Compressor, DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_ZSTD_LEVEL, MAX_WINDOW_LOG, NoCompression,
     Zstd,

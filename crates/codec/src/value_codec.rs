@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::time::SystemTime;
 
-use crate::cipher::{Aes256GcmCipher, Cipher, Nonce, Tag};
+use crate::cipher::{Cipher, DefaultCipher, Nonce, Tag};
 use crate::compress::{Compressor, Zstd, zstd_decompress_capped};
 use crate::envelope::{
     self, CIPHERTEXT_OFFSET, FLAG_ZSTD, HEADER_LEN, Header, OVERHEAD, SealContext, TAG_LEN,
@@ -192,19 +192,19 @@ impl Opened {
 /// Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct ValueCodec<C = Zstd, K = Aes256GcmCipher> {
+pub struct ValueCodec<C = Zstd, K = DefaultCipher> {
     compressor: C,
     cipher: K,
     max_plaintext: usize,
     legacy: LegacyPolicy,
 }
 
-impl ValueCodec<Zstd, Aes256GcmCipher> {
-    /// zstd at the default level and threshold, AES-256-GCM over `keyring`, 16 MiB cap, legacy
-    /// values rejected.
+impl ValueCodec<Zstd, DefaultCipher> {
+    /// zstd at the default level and threshold, AES-256-GCM ([`DefaultCipher`]) over `keyring`,
+    /// 16 MiB cap, legacy values rejected.
     #[must_use]
     pub fn new(keyring: &Keyring) -> Self {
-        Self::with_parts(Zstd::default(), Aes256GcmCipher::new(keyring))
+        Self::with_parts(Zstd::default(), DefaultCipher::new(keyring))
     }
 }
 

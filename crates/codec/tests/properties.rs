@@ -41,7 +41,7 @@ proptest! {
 
     #[test]
     fn open_of_seal_is_identity_uncompressed(plain in payload()) {
-        let codec = ValueCodec::with_parts(NoCompression, sealcache_codec::Aes256GcmCipher::new(&ring(1)));
+        let codec = ValueCodec::with_parts(NoCompression, sealcache_codec::DefaultCipher::new(&ring(1)));
         let sealed = codec.seal(&CTX, &plain).unwrap();
         prop_assert!(!sealed.is_compressed());
         prop_assert_eq!(sealed.stored_len(), plain.len() + OVERHEAD);
@@ -238,7 +238,7 @@ fn no_error_display_or_debug_contains_key_material_or_plaintext() {
 fn envelope_overhead_is_35_bytes_and_version_first() {
     let codec = ValueCodec::with_parts(
         Zstd::new(3, usize::MAX),
-        sealcache_codec::Aes256GcmCipher::new(&ring(1)),
+        sealcache_codec::DefaultCipher::new(&ring(1)),
     );
     for len in [0usize, 1, 255, 4096] {
         let sealed = codec.seal(&CTX, &vec![b'x'; len]).unwrap();
