@@ -43,7 +43,14 @@ impl BenchArgs {
             let (name, args): (&str, &[&str]) = match suite {
                 Suite::Codec => (
                     "bench codec",
-                    &["-p", "sealcache-codec", "--bench", "codec"],
+                    &[
+                        "-p",
+                        "sealcache-codec",
+                        "--features",
+                        "rustcrypto",
+                        "--bench",
+                        "codec",
+                    ],
                 ),
                 Suite::Monitor => (
                     "bench monitor",
@@ -111,9 +118,16 @@ fn print_codec_summary(dir: &Path) -> anyhow::Result<()> {
     )?;
     println!();
     println!(
-        "| class | (a) zstd only MB/s | (b) envelope MB/s | (c) AES-GCM only MB/s | overhead (b) vs (a) | stored/plain | zstd only/plain |"
+        "CPU: {}",
+        sizes["cpu"]
+            .as_str()
+            .unwrap_or("unknown (run the benchmark again)")
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!();
+    println!(
+        "| class | (a) zstd only MB/s | (b) envelope MB/s | (c) AES-GCM only MB/s | overhead (b) vs (a), seal+open, paired | overhead, open only, paired | RustCrypto seal+open / open | stored/plain | zstd only/plain |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for class in ["small", "medium", "large"] {
         let group = format!("codec_{class}");
         let a = throughput_mb_s(dir, &group, "a_compress_only")?;
@@ -121,12 +135,36 @@ fn print_codec_summary(dir: &Path) -> anyhow::Result<()> {
         let c = throughput_mb_s(dir, &group, "c_aes_gcm_only")?;
         let s = &sizes[class];
         let plain = s["plain"].as_f64().unwrap_or(f64::NAN);
+        let pct = |v: &Value| {
+            v.as_f64()
+                .map_or_else(|| "n/a".to_owned(), |x| format!("{:+.1} %", x * 100.0))
+        };
         println!(
-            "| {class} | {a:.0} | {b:.0} | {c:.0} | {:+.1} % | {:+.1} % | {:.3} | {:.3} |",
-            s["paired_overhead"].as_f64().unwrap_or(f64::NAN) * 100.0,
-            (a / b - 1.0) * 100.0,
+            "| {class} | {a:.0} | {b:.0} | {c:.0} | {} | {} | {} / {} | {:.3} | {:.3} |",
+            pct(&s["paired_overhead"]),
+            pct(&s["paired_open_overhead"]),
+            pct(&s["rustcrypto"]["seal_open"]),
+            pct(&s["rustcrypto"]["open"]),
             s["stored"].as_f64().unwrap_or(f64::NAN) / plain,
             s["zstd_only"].as_f64().unwrap_or(f64::NAN) / plain,
+        );
+    }
+    println!();
+    println!(
+        "| class | dictionary | zstd B | with dictionary B | size change | compress+decompress time change |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for class in ["small", "medium"] {
+        let d = &sizes[format!("dictionary/{class}")];
+        let (zstd, with) = (
+            d["zstd"].as_f64().unwrap_or(f64::NAN),
+            d["zstd_with_dictionary"].as_f64().unwrap_or(f64::NAN),
+        );
+        println!(
+            "| {class} | {} B | {zstd:.0} | {with:.0} | {:+.1} % | {:+.1} % |",
+            d["dictionary_bytes"],
+            (with / zstd - 1.0) * 100.0,
+            d["time_change"].as_f64().unwrap_or(f64::NAN) * 100.0
         );
     }
     if let Ok(text) = std::fs::read_to_string(dir.join("codec-levels.json")) {

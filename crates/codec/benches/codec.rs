@@ -1,8 +1,10 @@
 //! Codec benchmarks over the shared corpus (`../shared/bench/corpus.jsonl`, or `SEALCACHE_CORPUS`).
 //!
 //! Per size class: seal+open round trips of (a) compression only, (b) the envelope (compression +
-//! AES-256-GCM), (c) AES-256-GCM alone; stored/plain size ratios; and the zstd level curve.
-//! `cargo xtask bench codec` runs this and prints the table for docs/benchmarks.md.
+//! AES-256-GCM, ring's by default), (c) AES-256-GCM alone; the encryption overhead of (b) over (a)
+//! measured paired, seal+open and open-only, for ring and for RustCrypto; stored/plain size ratios;
+//! a trained zstd dictionary against none; and the zstd level curve. `cargo xtask bench codec`
+//! runs this and prints the tables for docs/benchmarks.md.
 
 // A benchmark program reports what it measured.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -13,8 +15,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sealcache_codec::{
-    Compressor, DEFAULT_COMPRESSION_THRESHOLD, DefaultCipher, Keyring, NoCompression, SealContext,
-    ValueCodec, Zstd,
+    Cipher, Compressor, DEFAULT_COMPRESSION_THRESHOLD, DefaultCipher, Keyring, NoCompression,
+    SealContext, ValueCodec, Zstd,
 };
 
 const CLASSES: [&str; 3] = ["small", "medium", "large"];
@@ -56,7 +58,10 @@ fn compress_round_trip(z: &Zstd, docs: &[Vec<u8>], scratch: &mut Vec<u8>) -> usi
     total
 }
 
-fn envelope_round_trip<C: Compressor>(codec: &ValueCodec<C>, docs: &[Vec<u8>]) -> usize {
+fn envelope_round_trip<C: Compressor, K: Cipher>(
+    codec: &ValueCodec<C, K>,
+    docs: &[Vec<u8>],
+) -> usize {
     let ctx = ctx();
     docs.iter()
         .map(|d| {
@@ -79,39 +84,149 @@ fn sizes<C: Compressor>(codec: &ValueCodec<C>, docs: &[Vec<u8>]) -> (usize, usiz
     (plain, stored)
 }
 
-/// Encryption overhead measured as paired A/B rounds: (a) and (b) alternate within each round (in
-/// alternating order), and the median of the per-round ratios b/a is reported. On a shared VM
-/// whose speed drifts, this is far steadier than comparing two criterion runs taken minutes apart.
-fn paired_overhead<C: Compressor>(z: &Zstd, codec: &ValueCodec<C>, docs: &[Vec<u8>]) -> f64 {
-    let bytes: usize = docs.iter().map(Vec::len).sum();
-    let reps = (2_000_000 / bytes).max(2); // about 20 ms of work per timing
-    let mut scratch = Vec::new();
-    let mut time = |envelope: bool| {
+/// The median of 41 paired A/B rounds of `b / a - 1`: (a) and (b) alternate within each round (in
+/// alternating order). On a shared VM whose speed drifts this is far steadier than comparing two
+/// criterion runs taken minutes apart.
+fn paired(bytes: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> f64 {
+    let reps = (2_000_000 / bytes.max(1)).max(2); // about 20 ms of work per timing
+    let time = |which: &mut dyn FnMut()| {
         let start = std::time::Instant::now();
         for _ in 0..reps {
-            if envelope {
-                black_box(envelope_round_trip(codec, black_box(docs)));
-            } else {
-                black_box(compress_round_trip(z, black_box(docs), &mut scratch));
-            }
+            which();
         }
         start.elapsed().as_secs_f64()
     };
-    time(true);
-    time(false);
+    time(&mut a);
+    time(&mut b);
     let mut ratios: Vec<f64> = (0..41)
         .map(|round| {
             if round % 2 == 0 {
-                let a = time(false);
-                time(true) / a
+                let ta = time(&mut a);
+                time(&mut b) / ta
             } else {
-                let b = time(true);
-                b / time(false)
+                let tb = time(&mut b);
+                tb / time(&mut a)
             }
         })
         .collect();
     ratios.sort_by(f64::total_cmp);
     ratios[ratios.len() / 2] - 1.0
+}
+
+/// Encryption overhead of `codec` over compression alone: (seal+open, open-only).
+fn overheads<K: Cipher>(z: &Zstd, codec: &ValueCodec<Zstd, K>, docs: &[Vec<u8>]) -> (f64, f64) {
+    let bytes: usize = docs.iter().map(Vec::len).sum();
+    let mut scratch = Vec::new();
+    let round_trip = paired(
+        bytes,
+        || {
+            black_box(compress_round_trip(z, black_box(docs), &mut scratch));
+        },
+        || {
+            black_box(envelope_round_trip(codec, black_box(docs)));
+        },
+    );
+    // Open-only: decompress the compressed documents vs open the sealed ones.
+    let ctx = ctx();
+    let compressed: Vec<(bool, Vec<u8>)> = docs
+        .iter()
+        .map(|d| {
+            let mut out = Vec::new();
+            let c = z.compress(d, &mut out).unwrap();
+            (c, if c { out } else { d.clone() })
+        })
+        .collect();
+    let sealed: Vec<Vec<u8>> = docs
+        .iter()
+        .map(|d| codec.seal(&ctx, d).unwrap().as_bytes().to_vec())
+        .collect();
+    let open_only = paired(
+        bytes,
+        || {
+            for (c, d) in &compressed {
+                if *c {
+                    black_box(z.decompress(black_box(d), 16 << 20).unwrap());
+                } else {
+                    black_box(d.clone());
+                }
+            }
+        },
+        || {
+            for s in &sealed {
+                black_box(codec.open(&ctx, black_box(s)).unwrap());
+            }
+        },
+    );
+    (round_trip, open_only)
+}
+
+/// The CPU the figures come from (`model name` in /proc/cpuinfo).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+/// A zstd dictionary trained on the even-numbered documents of the small and medium classes,
+/// measured on the odd-numbered ones (never trained on): stored size and compress+decompress
+/// speed, with and without it, at the default level.
+fn dictionary(report: &mut serde_json::Map<String, serde_json::Value>) {
+    let level = 2;
+    for name in ["small", "medium"] {
+        let docs = class(name);
+        let train: Vec<&Vec<u8>> = docs.iter().step_by(2).collect();
+        let test: Vec<&Vec<u8>> = docs.iter().skip(1).step_by(2).collect();
+        let samples: Vec<&[u8]> = train.iter().map(|d| d.as_slice()).collect();
+        let dict = zstd::dict::from_samples(&samples, 16 * 1024).unwrap();
+        let plain: usize = test.iter().map(|d| d.len()).sum();
+        let mut plain_c = zstd::bulk::Compressor::new(level).unwrap();
+        let mut dict_c = zstd::bulk::Compressor::with_dictionary(level, &dict).unwrap();
+        let mut plain_d = zstd::bulk::Decompressor::new().unwrap();
+        let mut dict_d = zstd::bulk::Decompressor::with_dictionary(&dict).unwrap();
+        let size = |c: &mut zstd::bulk::Compressor<'_>| -> usize {
+            test.iter().map(|d| c.compress(d).unwrap().len()).sum()
+        };
+        let (without, with) = (size(&mut plain_c), size(&mut dict_c));
+        let speed_gain = -paired(
+            plain,
+            || {
+                for d in &test {
+                    let c = plain_c.compress(d).unwrap();
+                    black_box(plain_d.decompress(&c, d.len()).unwrap());
+                }
+            },
+            || {
+                for d in &test {
+                    let c = dict_c.compress(d).unwrap();
+                    black_box(dict_d.decompress(&c, d.len()).unwrap());
+                }
+            },
+        );
+        println!(
+            "dictionary {name}: {} B dictionary, {} test docs, compressed {without} B -> {with} B ({:+.1} %), compress+decompress time {:+.1} %",
+            dict.len(),
+            test.len(),
+            (with as f64 / without as f64 - 1.0) * 100.0,
+            -speed_gain * 100.0
+        );
+        report.insert(
+            format!("dictionary/{name}"),
+            serde_json::json!({
+                "dictionary_bytes": dict.len(),
+                "test_docs": test.len(),
+                "plain": plain,
+                "zstd": without,
+                "zstd_with_dictionary": with,
+                "time_change": -speed_gain,
+            }),
+        );
+    }
 }
 
 fn pipelines(c: &mut Criterion) {
@@ -139,8 +254,29 @@ fn pipelines(c: &mut Criterion) {
         });
         group.finish();
 
-        let overhead = paired_overhead(&z, &envelope, &docs);
-        println!("paired overhead {name}: {:+.1} %", overhead * 100.0);
+        let (overhead, open_overhead) = overheads(&z, &envelope, &docs);
+        println!(
+            "paired overhead {name} ({}): seal+open {:+.1} %, open {:+.1} %",
+            std::any::type_name::<DefaultCipher>(),
+            overhead * 100.0,
+            open_overhead * 100.0
+        );
+        #[cfg(feature = "rustcrypto")]
+        let rustcrypto = {
+            let rc = ValueCodec::with_parts(
+                Zstd::default(),
+                sealcache_codec::Aes256GcmCipher::new(&ring),
+            );
+            let (both, open) = overheads(&z, &rc, &docs);
+            println!(
+                "paired overhead {name} (RustCrypto aes-gcm): seal+open {:+.1} %, open {:+.1} %",
+                both * 100.0,
+                open * 100.0
+            );
+            serde_json::json!({"seal_open": both, "open": open})
+        };
+        #[cfg(not(feature = "rustcrypto"))]
+        let rustcrypto = serde_json::Value::Null;
         let (plain, stored) = sizes(&envelope, &docs);
         let compressed_only: usize = docs
             .iter()
@@ -160,9 +296,13 @@ fn pipelines(c: &mut Criterion) {
         );
         report.insert(
             name.into(),
-            serde_json::json!({"docs": docs.len(), "plain": plain, "zstd_only": compressed_only, "stored": stored, "paired_overhead": overhead}),
+            serde_json::json!({"docs": docs.len(), "plain": plain, "zstd_only": compressed_only, "stored": stored, "paired_overhead": overhead, "paired_open_overhead": open_overhead, "rustcrypto": rustcrypto}),
         );
     }
+    dictionary(&mut report);
+    let cpu = cpu_model();
+    println!("cpu: {cpu}");
+    report.insert("cpu".into(), serde_json::json!(cpu));
     write_report("codec-sizes.json", &report);
 }
 
