@@ -4,6 +4,12 @@
 //! (sealcache cannot turn encryption off, by design: this row is the "no sealing" bound); sealcache
 //! `get`/`set` through Redis (L1 off); sealcache L1 hits. Sequential p50/p99 latency, throughput at
 //! 64 requests in flight, and resident memory per 10 000 L1 entries.
+//!
+//! Then the fair baseline, over plain TCP and over TLS (client certificates, ACL users), for every
+//! size class: sealcache `get` (L1 off) against (ii) = `GET` of the same compressed payload + zstd
+//! decompress (what any cache that compresses must do), and raw `GET` of the sealed bytes for
+//! reference. Latency is paired per request (the three alternate, in rotating order); throughput at
+//! 64 in flight alternates (ii) and sealcache runs and takes the median of each.
 
 // A benchmark program reports what it measured.
 #![allow(
@@ -123,6 +129,270 @@ where
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
         ops_per_sec: ops,
+    }
+}
+
+/// The fair-baseline comparison of one transport: per class, p50 of raw GET, (ii) and sealcache
+/// get (paired), and throughput of (ii), sealcache and raw at 64 in flight.
+struct Fair {
+    transport: &'static str,
+    class: &'static str,
+    raw_p50: Duration,
+    ii_p50: Duration,
+    sc_p50: Duration,
+    ii_ops: f64,
+    sc_ops: f64,
+    raw_ops: f64,
+}
+
+async fn ops_per_sec<F, Fut>(op: Arc<F>, run_for: Duration) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Instant::now() + run_for;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|w| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while Instant::now() < stop {
+                    op(i).await;
+                    i += IN_FLIGHT;
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn fair_baseline(
+    transport: &'static str,
+    sealcache: Arc<AiResponseCache>,
+    raw: redis::aio::ConnectionManager,
+) -> Vec<Fair> {
+    use sealcache_codec::{Compressor as _, Zstd};
+    let mut out = Vec::new();
+    for class in ["small", "medium", "large"] {
+        let docs = corpus(class);
+        let n = docs.len();
+        let requests: Arc<Vec<AiRequest>> = Arc::new(
+            (0..n)
+                .map(|i| AiRequest::new("summarize", format!("fair {transport} {class} {i}")))
+                .collect(),
+        );
+        let zstd = Arc::new(Zstd::default());
+        let mut conn = raw.clone();
+        for (i, (req, doc)) in requests.iter().zip(&docs).enumerate() {
+            sealcache.set(req, doc, None).await.unwrap();
+            let json = serde_json::to_vec(doc).unwrap();
+            let mut z = Vec::new();
+            // The same payload sealcache compresses (same level and threshold), unencrypted.
+            let payload = if zstd.compress(&json, &mut z).unwrap() {
+                z
+            } else {
+                json
+            };
+            let _: () = redis::cmd("SET")
+                .arg(format!("fair:z:{transport}:{class}:{i}"))
+                .arg(payload)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let sealed: Vec<u8> = redis::cmd("GET")
+                .arg(sealcache.key(req).unwrap())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(format!("fair:sealed:{transport}:{class}:{i}"))
+                .arg(sealed)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let ii = {
+            let (raw, zstd) = (raw.clone(), zstd.clone());
+            Arc::new(move |i: usize| {
+                let (mut c, zstd) = (raw.clone(), zstd.clone());
+                let key = format!("fair:z:{transport}:{class}:{}", i % n);
+                async move {
+                    let v: Vec<u8> = redis::cmd("GET")
+                        .arg(key)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    // zstd frames start with their magic number; small values are stored plain.
+                    if v.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                        std::hint::black_box(zstd.decompress(&v, 16 << 20).unwrap());
+                    } else {
+                        std::hint::black_box(v);
+                    }
+                }
+            })
+        };
+        let sc = {
+            let (sealcache, requests) = (sealcache.clone(), requests.clone());
+            Arc::new(move |i: usize| {
+                let (sealcache, requests) = (sealcache.clone(), requests.clone());
+                async move {
+                    assert!(sealcache.get(&requests[i % n]).await.unwrap().is_some());
+                }
+            })
+        };
+        let rawget = {
+            let raw = raw.clone();
+            Arc::new(move |i: usize| {
+                let mut c = raw.clone();
+                let key = format!("fair:sealed:{transport}:{class}:{}", i % n);
+                async move {
+                    let _: Vec<u8> = redis::cmd("GET")
+                        .arg(key)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        for i in 0..300 {
+            ii(i).await;
+            sc(i).await;
+            rawget(i).await;
+        }
+        let (mut l_ii, mut l_sc, mut l_raw) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..SEQUENTIAL {
+            for k in 0..3 {
+                let t = Instant::now();
+                match (i + k) % 3 {
+                    0 => {
+                        ii(i).await;
+                        l_ii.push(t.elapsed());
+                    }
+                    1 => {
+                        sc(i).await;
+                        l_sc.push(t.elapsed());
+                    }
+                    _ => {
+                        rawget(i).await;
+                        l_raw.push(t.elapsed());
+                    }
+                }
+            }
+        }
+        for v in [&mut l_ii, &mut l_sc, &mut l_raw] {
+            v.sort();
+        }
+        let run_for = Duration::from_millis(1500);
+        let (mut t_ii, mut t_sc) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            t_ii.push(ops_per_sec(ii.clone(), run_for).await);
+            t_sc.push(ops_per_sec(sc.clone(), run_for).await);
+        }
+        let raw_ops = ops_per_sec(rawget.clone(), run_for).await;
+        out.push(Fair {
+            transport,
+            class,
+            raw_p50: percentile(&l_raw, 0.5),
+            ii_p50: percentile(&l_ii, 0.5),
+            sc_p50: percentile(&l_sc, 0.5),
+            ii_ops: median(t_ii),
+            sc_ops: median(t_sc),
+            raw_ops,
+        });
+    }
+    out
+}
+
+/// A TLS + client-certificate + ACL redis-server from a generated production deployment, a
+/// sealcache (L1 off) on it as `cache_app`, and a raw connection as `cache_admin`.
+async fn tls_setup(
+    keyring: &Keyring,
+) -> (
+    tempfile::TempDir,
+    RedisServer,
+    Arc<AiResponseCache>,
+    redis::aio::ConnectionManager,
+) {
+    use sealcache_config_gen::{
+        DeploymentOptions, SecureConfigGenerator, layout, write_deployment,
+    };
+    use sealcache_env_detect::Environment;
+    let info = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
+        .detect(FeatureContext::SecurityEnforcement);
+    let config =
+        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_deployment(&config, dir.path(), &DeploymentOptions::default()).unwrap();
+    let d = dir.path();
+    let server = RedisServer::start(RedisOptions {
+        acl_file: Some(d.join(layout::USERS_ACL)),
+        tls: Some(sealcache_testkit::TlsFiles {
+            ca: d.join(layout::CA_CERT),
+            cert: d.join(layout::SERVER_CERT),
+            key: d.join(layout::SERVER_KEY),
+            require_client_certs: true,
+        }),
+        ..RedisOptions::default()
+    });
+    let secret = |rel: &str| std::fs::read_to_string(d.join(rel)).unwrap();
+    let cache = CacheBuilder::new(info)
+        .options(CacheOptions::default().with_l1_capacity(0))
+        .keyring(keyring.clone())
+        .redis(
+            RedisConfig::new(format!("rediss://localhost:{}/0", server.port()))
+                .acl_user("cache_app", secret(layout::APP_PASSWORD))
+                .tls_files(
+                    d.join(layout::CA_CERT),
+                    d.join(layout::CLIENT_CERT),
+                    d.join(layout::CLIENT_KEY),
+                ),
+        )
+        .build()
+        .unwrap();
+    let client = sealcache_testkit::tls_client(
+        server.port(),
+        "cache_admin",
+        &secret(layout::ADMIN_PASSWORD),
+        &d.join(layout::CA_CERT),
+        &d.join(layout::CLIENT_CERT),
+        &d.join(layout::CLIENT_KEY),
+    );
+    let raw = redis::aio::ConnectionManager::new(client).await.unwrap();
+    (dir, server, Arc::new(cache), raw)
+}
+
+fn print_fair(rows: &[Fair]) {
+    println!(
+        "\n| transport | class | raw GET p50 µs | (ii) GET+zstd p50 µs | sealcache get p50 µs | added p50 vs (ii) µs | (ii) ops/s | sealcache ops/s | sealcache / (ii) | raw GET ops/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for f in rows {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:+.1} | {:.0} | {:.0} | {:.0} % | {:.0} |",
+            f.transport,
+            f.class,
+            us(f.raw_p50),
+            us(f.ii_p50),
+            us(f.sc_p50),
+            us(f.sc_p50) - us(f.ii_p50),
+            f.ii_ops,
+            f.sc_ops,
+            f.sc_ops / f.ii_ops * 100.0,
+            f.raw_ops
+        );
     }
 }
 
@@ -349,4 +619,10 @@ async fn run() {
     for (class, mib, size) in memory {
         println!("| {class} | {mib:.1} MiB | {size} B |");
     }
+
+    // The fair baseline, over plain TCP and over TLS.
+    let mut fair = fair_baseline("tcp", Arc::new(cache(&server, 0, &keyring)), raw.clone()).await;
+    let (_dir, _tls_server, tls_cache, tls_raw) = tls_setup(&keyring).await;
+    fair.extend(fair_baseline("tls", tls_cache, tls_raw).await);
+    print_fair(&fair);
 }

@@ -69,7 +69,8 @@ impl AiResponseCache {
     /// # Errors
     /// [`Error::InvalidOperation`] only.
     pub async fn get(&self, request: &AiRequest) -> Result<Option<Cached>> {
-        let key = self.key(request)?;
+        // One timer per operation: the key is part of the get, not timed on its own here.
+        let key = self.cache.keys().ai_key(request)?;
         Ok(self.cache.get_raw(&key, &request.operation).await)
     }
 
@@ -101,7 +102,7 @@ impl AiResponseCache {
     pub async fn set_json(
         &self,
         request: &AiRequest,
-        json: Arc<[u8]>,
+        json: bytes::Bytes,
         ttl: Option<Duration>,
     ) -> Result<Duration> {
         let key = self.key(request)?;

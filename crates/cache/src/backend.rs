@@ -21,6 +21,8 @@ pub(crate) type Fetched = Option<(Vec<u8>, Option<Duration>)>;
 pub(crate) trait Backend: Send + Sync {
     /// `GET` and `PTTL` of one key in one round trip.
     async fn get_with_ttl(&self, key: &str) -> Result<Fetched>;
+    /// `GET` alone, when nobody needs the remaining TTL.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// `SET key value PX ttl` (atomic value and expiry).
     async fn set_px(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     /// `UNLINK` of keys (each key is its own entry; a cluster backend may split them by slot).
@@ -207,6 +209,13 @@ impl Backend for RedisBackend {
                 .await?;
             let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
             Ok(value.map(|v| (v, ttl)))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.run("GET", |mut c| async move {
+            redis::cmd("GET").arg(key).query_async(&mut c).await
         })
         .await
     }

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use sealcache_codec::{Keyring, SealContext, Source, ValueCodec};
 use sealcache_env_detect::EnvironmentInfo;
 use sealcache_monitor::{
@@ -152,10 +154,11 @@ impl Drop for L1Drop<'_> {
     }
 }
 
-/// A cached value: its JSON bytes (shared, never re-parsed by the cache) and remaining lifetime.
+/// A cached value: its JSON bytes (shared, never copied or re-parsed by the cache: the opened
+/// buffer itself) and remaining lifetime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cached {
-    json: Arc<[u8]>,
+    json: Bytes,
     ttl_remaining: Option<Duration>,
     tier: Tier,
 }
@@ -167,9 +170,9 @@ impl Cached {
         &self.json
     }
 
-    /// The shared JSON bytes.
+    /// The shared JSON bytes (a reference count, no copy).
     #[must_use]
-    pub fn shared(&self) -> Arc<[u8]> {
+    pub fn shared(&self) -> Bytes {
         self.json.clone()
     }
 
@@ -278,7 +281,7 @@ impl SealedCache {
     pub async fn get_raw(&self, redis_key: &str, operation: &str) -> Option<Cached> {
         let started = Instant::now();
         let out = self
-            .lookup(redis_key, operation, &*self.inner.observer)
+            .lookup(redis_key, operation, &*self.inner.observer, true)
             .await;
         // Recorded once, at the tier where the request ended (misses and errors end at Redis).
         let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
@@ -288,15 +291,18 @@ impl SealedCache {
 
     /// Reads without recording anything (a second look within one request, already counted).
     pub(crate) async fn peek_raw(&self, redis_key: &str) -> Option<Cached> {
-        self.lookup(redis_key, "", &sealcache_monitor::NoopObserver)
+        self.lookup(redis_key, "", &sealcache_monitor::NoopObserver, true)
             .await
     }
 
+    /// L1, then Redis. `want_ttl`: the caller needs the remaining TTL; `PTTL` is pipelined with
+    /// `GET` only when it or the L1 tier (which never outlives the Redis entry) needs it.
     async fn lookup(
         &self,
         redis_key: &str,
         operation: &str,
         observer: &dyn CacheObserver,
+        want_ttl: bool,
     ) -> Option<Cached> {
         let inner = &self.inner;
         if let Some((json, remaining)) = inner.l1.as_ref().and_then(|l1| l1.get(redis_key)) {
@@ -311,7 +317,16 @@ impl SealedCache {
         // counted where it ends (Redis hit, miss or error), so hits / (hits + misses) is the share of
         // requests answered from the cache.
         let stamp = inner.l1.as_ref().map(|l1| l1.stamp(redis_key));
-        let fetched = match inner.backend.get_with_ttl(redis_key).await {
+        let read = if want_ttl || inner.l1.is_some() {
+            inner.backend.get_with_ttl(redis_key).await
+        } else {
+            inner
+                .backend
+                .get(redis_key)
+                .await
+                .map(|v| v.map(|v| (v, None)))
+        };
+        let fetched = match read {
             Ok(f) => f,
             Err(_) => {
                 observer.lookup(operation, Tier::Redis, LookupResult::Error);
@@ -335,7 +350,8 @@ impl SealedCache {
                             )),
                     );
                 }
-                let json: Arc<[u8]> = opened.into_bytes().into();
+                // The opened buffer itself is handed out and kept in L1: no copy.
+                let json = Bytes::from(opened.into_bytes());
                 if let (Some(l1), Some(ttl), Some(stamp)) = (&inner.l1, ttl, stamp) {
                     l1.fill(redis_key, json.clone(), ttl, stamp);
                     observer.l1_entries(l1.len() as u64);
@@ -375,18 +391,13 @@ impl SealedCache {
     /// [`Error::InvalidJson`] (nothing stored), [`Error::Seal`] (too large, ...),
     /// [`Error::WriteRefused`] (Redis answered with an error: `OOM`, `READONLY`, `NOPERM`, ...),
     /// [`Error::Unavailable`] (Redis unreachable, timed out, or skipped by the open breaker).
-    pub async fn set_raw(&self, redis_key: &str, json: Arc<[u8]>, ttl: Duration) -> Result<()> {
+    pub async fn set_raw(&self, redis_key: &str, json: Bytes, ttl: Duration) -> Result<()> {
         check_json_text(&json)?;
         self.store(redis_key, json, ttl).await
     }
 
     /// [`SealedCache::set_raw`] for JSON the cache itself serialized (known to be valid).
-    pub(crate) async fn store(
-        &self,
-        redis_key: &str,
-        json: Arc<[u8]>,
-        ttl: Duration,
-    ) -> Result<()> {
+    pub(crate) async fn store(&self, redis_key: &str, json: Bytes, ttl: Duration) -> Result<()> {
         let started = Instant::now();
         let inner = &self.inner;
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
@@ -451,7 +462,12 @@ impl SealedCache {
     /// [`Error::InvalidKey`]; a stored value that is not a `T` is [`Error::Serialize`].
     pub async fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.inner.keys.explicit_key(key)?;
-        match self.get_raw(&full, "kv").await {
+        // The remaining TTL is not returned here: no `PTTL` unless L1 needs it.
+        let started = Instant::now();
+        let out = self.lookup(&full, "kv", &*self.inner.observer, false).await;
+        let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
+        self.inner.observer.lookup_duration(tier, started.elapsed());
+        match out {
             Some(c) => c.parse().map(Some),
             None => Ok(None),
         }

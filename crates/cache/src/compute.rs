@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use sealcache_monitor::Tier;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,7 +60,7 @@ pub struct Answer<T> {
 
 /// What a leader publishes to its waiters: the value's JSON and how long it is cached, or the
 /// computation's error.
-type Published<E> = Result<(Arc<[u8]>, Option<Duration>), Arc<E>>;
+type Published<E> = Result<(Bytes, Option<Duration>), Arc<E>>;
 
 impl SealedCache {
     /// Gets a value by explicit key, or computes, stores (for `ttl`) and returns it. See
@@ -173,9 +174,9 @@ impl SealedCache {
                 return Err(ComputeError::Compute(e));
             }
         };
-        let json: Arc<[u8]> = serde_json::to_vec(&value)
-            .map_err(|_| ComputeError::Cache(Error::Serialize))?
-            .into();
+        let json = Bytes::from(
+            serde_json::to_vec(&value).map_err(|_| ComputeError::Cache(Error::Serialize))?,
+        );
         // Stored before the flight ends, so a call arriving after it finds the value in the cache.
         // A failed write still answers the callers: the value is right, only not cached.
         let stored = self

@@ -2,10 +2,11 @@
 //! outliving Redis.
 
 use std::hash::BuildHasher as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use lru::LruCache;
 
 const SHARDS: usize = 16;
@@ -15,7 +16,7 @@ const ENTRY_OVERHEAD: usize = 128;
 
 #[derive(Debug, Clone)]
 struct Entry {
-    value: Arc<[u8]>,
+    value: Bytes,
     /// When this L1 copy lapses (never after `redis_expires`).
     expires: Instant,
     /// When the Redis entry expires: what callers are told as the remaining TTL.
@@ -139,7 +140,7 @@ impl L1 {
     }
 
     /// The value and the remaining lifetime of its Redis entry, if present and not expired.
-    pub(crate) fn get(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
+    pub(crate) fn get(&self, key: &str) -> Option<(Bytes, Duration)> {
         let now = Instant::now();
         let mut shard = self.shard(key);
         match shard.lru.get(key) {
@@ -155,7 +156,7 @@ impl L1 {
     /// Stores a value Redis has just accepted, for at most `remaining` (the Redis entry's TTL) and
     /// `max_ttl`.
     #[cfg(test)]
-    pub(crate) fn put(&self, key: &str, value: Arc<[u8]>, remaining: Duration) {
+    pub(crate) fn put(&self, key: &str, value: Bytes, remaining: Duration) {
         let mut shard = self.shard(key);
         shard.generation += 1;
         self.insert(&mut shard, key, value, remaining);
@@ -177,7 +178,7 @@ impl L1 {
     /// After Redis accepted the write begun at `stamp`: stores the value, unless another write,
     /// removal or invalidation touched the shard since (its order against this one in Redis is
     /// unknown), in which case the key is dropped instead.
-    pub(crate) fn put_after(&self, key: &str, value: Arc<[u8]>, remaining: Duration, stamp: Stamp) {
+    pub(crate) fn put_after(&self, key: &str, value: Bytes, remaining: Duration, stamp: Stamp) {
         let mut shard = self.lock(stamp.shard);
         let unchanged = shard.generation == stamp.generation;
         shard.generation += 1;
@@ -189,7 +190,7 @@ impl L1 {
     }
 
     /// Stores a value read from Redis, unless a write touched its shard since `stamp` was taken.
-    pub(crate) fn fill(&self, key: &str, value: Arc<[u8]>, remaining: Duration, stamp: Stamp) {
+    pub(crate) fn fill(&self, key: &str, value: Bytes, remaining: Duration, stamp: Stamp) {
         let mut shard = self.lock(stamp.shard);
         if shard.generation == stamp.generation {
             self.insert(&mut shard, key, value, remaining);
@@ -205,7 +206,7 @@ impl L1 {
         }
     }
 
-    fn insert(&self, shard: &mut Shard, key: &str, value: Arc<[u8]>, remaining: Duration) {
+    fn insert(&self, shard: &mut Shard, key: &str, value: Bytes, remaining: Duration) {
         // Whatever happens below, an older copy of this key must not survive.
         self.pop(shard, key);
         let ttl = remaining.min(self.max_ttl);
@@ -310,7 +311,7 @@ mod tests {
         // 900 KB values are over the entry cap: never held.
         l1.put(
             "big",
-            Arc::from(vec![b'x'; 900_000]),
+            Bytes::from(vec![b'x'; 900_000]),
             Duration::from_secs(10),
         );
         assert_eq!(l1.len(), 0);
@@ -318,7 +319,7 @@ mod tests {
         for i in 0..500 {
             l1.put(
                 &format!("k{i}"),
-                Arc::from(vec![b'x'; 40_000]),
+                Bytes::from(vec![b'x'; 40_000]),
                 Duration::from_secs(10),
             );
             assert!(l1.bytes() <= budget, "{} > {budget}", l1.bytes());
@@ -326,14 +327,14 @@ mod tests {
         assert!(l1.len() < 30);
         assert_eq!(l1.len(), l1.counted());
         // A replaced value is charged once.
-        l1.put("k499", Arc::from(vec![b'y'; 10]), Duration::from_secs(10));
+        l1.put("k499", Bytes::from(vec![b'y'; 10]), Duration::from_secs(10));
         let before = l1.bytes();
-        l1.put("k499", Arc::from(vec![b'z'; 10]), Duration::from_secs(10));
+        l1.put("k499", Bytes::from(vec![b'z'; 10]), Duration::from_secs(10));
         assert_eq!(l1.bytes(), before);
         // An oversized overwrite drops the older copy instead of keeping it.
         l1.put(
             "k499",
-            Arc::from(vec![b'w'; 900_000]),
+            Bytes::from(vec![b'w'; 900_000]),
             Duration::from_secs(10),
         );
         assert!(l1.get("k499").is_none());
@@ -347,23 +348,23 @@ mod tests {
         for i in 0..1000 {
             l1.put(
                 &format!("k{i}"),
-                Arc::from(&b"v"[..]),
+                Bytes::from(&b"v"[..]),
                 Duration::from_secs(10),
             );
         }
         assert!(l1.len() <= 32);
-        l1.put("short", Arc::from(&b"v"[..]), Duration::from_millis(30));
+        l1.put("short", Bytes::from(&b"v"[..]), Duration::from_millis(30));
         assert!(l1.get("short").unwrap().1 <= Duration::from_millis(30));
         // The Redis TTL is reported even when the L1 copy lives shorter.
-        l1.put("long", Arc::from(&b"v"[..]), Duration::from_secs(7200));
+        l1.put("long", Bytes::from(&b"v"[..]), Duration::from_secs(7200));
         assert!(l1.get("long").unwrap().1 > Duration::from_secs(7000));
         std::thread::sleep(Duration::from_millis(40));
         assert!(
             l1.get("short").is_none(),
             "an L1 entry never outlives its Redis TTL"
         );
-        l1.put("ns:v2:qa:1", Arc::from(&b"v"[..]), Duration::from_secs(5));
-        l1.put("ns:v2:qa:2", Arc::from(&b"v"[..]), Duration::from_secs(5));
+        l1.put("ns:v2:qa:1", Bytes::from(&b"v"[..]), Duration::from_secs(5));
+        l1.put("ns:v2:qa:2", Bytes::from(&b"v"[..]), Duration::from_secs(5));
         assert_eq!(l1.remove_prefix("ns:v2:qa:"), 2);
         l1.remove("k999");
         l1.remove("absent");
@@ -382,8 +383,8 @@ mod tests {
     #[test]
     fn a_read_never_overwrites_a_newer_write_or_removal() {
         let l1 = limited(32, 1 << 20);
-        let old = Arc::from(&b"old"[..]);
-        let new: Arc<[u8]> = Arc::from(&b"new"[..]);
+        let old = Bytes::from(&b"old"[..]);
+        let new: Bytes = Bytes::from(&b"new"[..]);
         // A read stamps, a write lands, then the read's (older) value arrives: dropped.
         let stamp = l1.stamp("k");
         l1.put("k", new.clone(), Duration::from_secs(10));
@@ -394,7 +395,7 @@ mod tests {
         let b = l1.begin_write("k");
         l1.put_after("k", new.clone(), Duration::from_secs(10), b);
         assert_eq!(l1.get("k").unwrap().0, new, "the last begun write lands");
-        l1.put_after("k", Arc::from(&b"a"[..]), Duration::from_secs(10), a);
+        l1.put_after("k", Bytes::from(&b"a"[..]), Duration::from_secs(10), a);
         assert!(
             l1.get("k").is_none(),
             "the earlier-begun write resumed last"

@@ -87,6 +87,7 @@ pub use breaker::BreakerConfig;
 pub use builder::{CacheBuilder, KeySource, NeedsKeyring, NeedsTransport};
 #[cfg(feature = "settings")]
 pub use builder::{from_settings, from_settings_with};
+pub use bytes::Bytes;
 pub use cache::{
     CLEAR_CONFIRMATION, CacheOptions, CacheStats, Cached, DEFAULT_L1_MAX_BYTES,
     DEFAULT_L1_MAX_ENTRY_BYTES, SCAN_BATCH, SealedCache,

@@ -15,8 +15,8 @@ use common::{Stack, env};
 use sealcache::{AiRequest, CacheBuilder, CacheOptions, ComputeError, Error, Origin, WriteRefusal};
 use sealcache_config_gen::layout;
 
-fn json(text: &str) -> Arc<[u8]> {
-    Arc::from(text.as_bytes())
+fn json(text: &str) -> sealcache::Bytes {
+    sealcache::Bytes::copy_from_slice(text.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,5 @@
 //! The HTTP endpoints (a contract: paths, fields and codes).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -153,7 +152,7 @@ pub(crate) async fn store(
             "ttl_seconds must be between 1 and 2592000",
         ));
     }
-    let json: Arc<[u8]> = fields.response.get().as_bytes().into();
+    let json = sealcache::Bytes::copy_from_slice(fields.response.get().as_bytes());
     let used = state
         .cache
         .set_json(&fields.request.into_request(), json, ttl)
