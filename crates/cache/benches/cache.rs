@@ -103,27 +103,7 @@ where
         lat.push(t.elapsed());
     }
     lat.sort();
-    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let stop = Instant::now() + THROUGHPUT_FOR;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..IN_FLIGHT)
-        .map(|w| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = w;
-                while Instant::now() < stop {
-                    op(i).await;
-                    i += IN_FLIGHT;
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let ops =
-        done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let ops = ops_per_sec(op, THROUGHPUT_FOR).await;
     Row {
         name,
         p50: percentile(&lat, 0.5),

@@ -55,6 +55,61 @@ pub const NONCE_BUDGET_LIMIT: u64 = 1 << 32;
 /// The longest plaintext one GCM invocation accepts (2^36 - 32 bytes).
 pub(crate) const GCM_MAX_PLAINTEXT: usize = (1 << 36) - 32;
 
+/// One prepared key of a cipher: its id, its key schedule and its seal counter.
+pub(crate) struct Slot<K> {
+    pub(crate) id: u32,
+    pub(crate) key: K,
+    pub(crate) seals: SealCounter,
+}
+
+/// The prepared keys of a keyring, the primary first (sealing never searches).
+pub(crate) struct KeySlots<K> {
+    slots: Vec<Slot<K>>,
+}
+
+impl<K> KeySlots<K> {
+    /// Prepares every key of `keyring` with `prepare`.
+    pub(crate) fn new(
+        keyring: &crate::keyring::Keyring,
+        prepare: impl Fn(&crate::keyring::SecretKey) -> Option<K>,
+    ) -> Self {
+        let mut slots: Vec<Slot<K>> = keyring
+            .keys()
+            .filter_map(|(id, secret)| {
+                Some(Slot {
+                    id,
+                    key: prepare(secret)?,
+                    seals: SealCounter::default(),
+                })
+            })
+            .collect();
+        if let Some(pos) = slots.iter().position(|s| s.id == keyring.primary_id()) {
+            slots.swap(0, pos);
+        }
+        Self { slots }
+    }
+
+    /// The sealing key.
+    pub(crate) fn primary(&self) -> Result<&Slot<K>> {
+        self.slots.first().ok_or(Error::NoPrimaryKey)
+    }
+
+    /// The key with id `key_id`.
+    pub(crate) fn get(&self, key_id: u32) -> Option<&Slot<K>> {
+        self.slots.iter().find(|s| s.id == key_id)
+    }
+
+    /// Every key id with its seal count, the primary first.
+    pub(crate) fn seal_counts(&self) -> Vec<(u32, u64)> {
+        self.slots.iter().map(|s| (s.id, s.seals.get())).collect()
+    }
+
+    /// The key ids, the primary first (for `Debug`: never key material).
+    pub(crate) fn ids(&self) -> Vec<u32> {
+        self.slots.iter().map(|s| s.id).collect()
+    }
+}
+
 /// One key's seal counter: the nonce budget.
 #[derive(Debug, Default)]
 pub(crate) struct SealCounter(AtomicU64);
@@ -110,8 +165,10 @@ pub trait Cipher: Send + Sync + std::fmt::Debug {
     /// [`Error::NonceBudgetExhausted`] once the key has sealed [`NONCE_BUDGET_LIMIT`] values.
     fn encrypt_in_place(&self, nonce: &Nonce, aad: &[u8], buf: &mut [u8]) -> Result<Tag>;
 
-    /// Authenticates `ciphertext` and `tag` under key `key_id`, then decrypts into `out`
-    /// (same length as `ciphertext`). Nothing is written to `out` unless the tag verifies.
+    /// Authenticates `ciphertext` and `tag` under key `key_id` and decrypts into `out` (same
+    /// length as `ciphertext`). No plaintext is left in `out` unless the tag verifies: an
+    /// implementation either verifies before it writes, or (decrypting while it authenticates)
+    /// wipes `out` before it returns the error.
     ///
     /// # Errors
     /// [`Error::UnknownKeyId`] for a key the cipher lacks; [`Error::Unauthentic`] for everything

@@ -10,66 +10,43 @@
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce as RingNonce, UnboundKey};
 
-use super::{Cipher, GCM_MAX_PLAINTEXT, Nonce, SealCounter, Tag};
+use super::{Cipher, GCM_MAX_PLAINTEXT, KeySlots, Nonce, Tag};
 use crate::envelope::ALG_AES_256_GCM;
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
-
-struct Slot {
-    id: u32,
-    key: LessSafeKey,
-    seals: SealCounter,
-}
 
 /// AES-256-GCM (ring) over every key of a [`Keyring`]; the primary seals.
 ///
 /// Key schedules are prepared once. Seals are counted per key id ([`Cipher::seal_count`]).
 pub struct RingAes256Gcm {
-    /// Primary first.
-    slots: Vec<Slot>,
+    slots: KeySlots<LessSafeKey>,
 }
 
 impl RingAes256Gcm {
     /// Prepares a cipher for every key of `keyring`; the primary seals.
     #[must_use]
     pub fn new(keyring: &Keyring) -> Self {
-        let mut slots: Vec<Slot> = keyring
-            .keys()
-            .filter_map(|(id, key)| {
-                // A 32-byte key is always accepted; `filter_map` keeps this infallible.
-                let unbound = UnboundKey::new(&AES_256_GCM, key.expose_secret()).ok()?;
-                Some(Slot {
-                    id,
-                    key: LessSafeKey::new(unbound),
-                    seals: SealCounter::default(),
-                })
-            })
-            .collect();
-        // Keep the primary in slot 0 so sealing never searches.
-        if let Some(pos) = slots.iter().position(|s| s.id == keyring.primary_id()) {
-            slots.swap(0, pos);
+        Self {
+            // A 32-byte key is always accepted; `Option` keeps this infallible.
+            slots: KeySlots::new(keyring, |key| {
+                UnboundKey::new(&AES_256_GCM, key.expose_secret())
+                    .ok()
+                    .map(LessSafeKey::new)
+            }),
         }
-        Self { slots }
     }
 
     /// Every key id with its seal count, the primary first.
     #[must_use]
     pub fn seal_counts(&self) -> Vec<(u32, u64)> {
-        self.slots.iter().map(|s| (s.id, s.seals.get())).collect()
-    }
-
-    fn slot(&self, key_id: u32) -> Option<&Slot> {
-        self.slots.iter().find(|s| s.id == key_id)
+        self.slots.seal_counts()
     }
 }
 
 impl std::fmt::Debug for RingAes256Gcm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RingAes256Gcm")
-            .field(
-                "key_ids",
-                &self.slots.iter().map(|s| s.id).collect::<Vec<_>>(),
-            )
+            .field("key_ids", &self.slots.ids())
             .finish_non_exhaustive()
     }
 }
@@ -80,15 +57,15 @@ impl Cipher for RingAes256Gcm {
     }
 
     fn sealing_key_id(&self) -> u32 {
-        self.slots.first().map_or(0, |s| s.id)
+        self.slots.primary().map_or(0, |s| s.id)
     }
 
     fn has_key(&self, key_id: u32) -> bool {
-        self.slot(key_id).is_some()
+        self.slots.get(key_id).is_some()
     }
 
     fn encrypt_in_place(&self, nonce: &Nonce, aad: &[u8], buf: &mut [u8]) -> Result<Tag> {
-        let slot = self.slots.first().ok_or(Error::NoPrimaryKey)?;
+        let slot = self.slots.primary()?;
         slot.seals.count(slot.id)?;
         let tag = slot
             .key
@@ -115,7 +92,7 @@ impl Cipher for RingAes256Gcm {
         tag: &Tag,
         out: &mut [u8],
     ) -> Result<()> {
-        let slot = self.slot(key_id).ok_or(Error::UnknownKeyId(key_id))?;
+        let slot = self.slots.get(key_id).ok_or(Error::UnknownKeyId(key_id))?;
         if out.len() != ciphertext.len() {
             return Err(Error::Unauthentic);
         }
@@ -134,6 +111,6 @@ impl Cipher for RingAes256Gcm {
     }
 
     fn seal_count(&self, key_id: u32) -> Option<u64> {
-        self.slot(key_id).map(|s| s.seals.get())
+        self.slots.get(key_id).map(|s| s.seals.get())
     }
 }
