@@ -38,12 +38,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
             } else if caused_by_timeout(&e) {
                 ApiError::RequestTimeout
             } else {
-                ApiError::MalformedJson
+                // The body could not be read as HTTP framed it (a bad chunk size, a body shorter
+                // than its `Content-Length`): a framing error, not bad JSON.
+                ApiError::MalformedRequest
             }
         })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             if e.is_data() {
                 ApiError::InvalidRequest("a required field is missing or has the wrong type")
+            } else if serde_json::from_slice::<&RawValue>(&bytes).is_ok() {
+                // Valid JSON whose fields cannot be read: options nested deeper than 127 levels, a
+                // number a double cannot hold, an unpaired UTF-16 surrogate in a text field.
+                ApiError::InvalidRequest(
+                    "a field has a value the server cannot read (options nested over 127 levels, a number out of range, or an unpaired UTF-16 surrogate)",
+                )
             } else {
                 ApiError::MalformedJson
             }
@@ -123,7 +131,10 @@ pub(crate) async fn lookup(
             let body = LookupHit {
                 hit: true,
                 response,
-                ttl_remaining_seconds: hit.ttl_remaining().map_or(0, |d| d.as_secs()),
+                // Rounded to the nearest second, as Redis's TTL does (a fresh 7200 s entry is 7200).
+                ttl_remaining_seconds: hit
+                    .ttl_remaining()
+                    .map_or(0, |d| (d.as_millis() as u64).saturating_add(500) / 1000),
             };
             let bytes = serde_json::to_vec(&body).map_err(|_| ApiError::Internal)?;
             Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
