@@ -394,7 +394,13 @@ async fn run() {
     let mut paired = Vec::new();
     // One keyring for every cache: they read each other's values (as replicas of a service do).
     let keyring = Keyring::generate().unwrap();
-    for class in ["medium", "large"] {
+    // `SEALCACHE_BENCH_FAIR_ONLY=1`: only the fair-baseline tables (for profiling them).
+    let classes: &[&str] = if std::env::var_os("SEALCACHE_BENCH_FAIR_ONLY").is_some() {
+        &[]
+    } else {
+        &["medium", "large"]
+    };
+    for &class in classes {
         let docs = Arc::new(corpus(class));
         let n = docs.len();
         let remote = Arc::new(cache(&server, 0, &keyring));
