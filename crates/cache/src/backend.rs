@@ -23,6 +23,8 @@ pub(crate) trait Backend: Send + Sync {
     async fn get_with_ttl(&self, key: &str) -> Result<Fetched>;
     /// `GET` alone, when nobody needs the remaining TTL.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// `PTTL`: the remaining TTL (`None`: no key, or no expiry).
+    async fn pttl(&self, key: &str) -> Result<Option<Duration>>;
     /// `SET key value PX ttl` (atomic value and expiry).
     async fn set_px(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     /// `UNLINK` of keys (each key is its own entry; a cluster backend may split them by slot).
@@ -216,6 +218,14 @@ impl Backend for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.run("GET", |mut c| async move {
             redis::cmd("GET").arg(key).query_async(&mut c).await
+        })
+        .await
+    }
+
+    async fn pttl(&self, key: &str) -> Result<Option<Duration>> {
+        self.run("PTTL", |mut c| async move {
+            let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut c).await?;
+            Ok(u64::try_from(ms).ok().map(Duration::from_millis))
         })
         .await
     }

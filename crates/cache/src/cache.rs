@@ -19,6 +19,7 @@ use crate::json_text::check_json_text;
 use crate::key::KeyScheme;
 use crate::l1::L1;
 use crate::status::{Check, SecurityLevel, SecurityStatus, probe_tls};
+use crate::stored_value;
 
 /// The confirmation [`SealedCache::clear`] needs.
 pub const CLEAR_CONFIRMATION: &str = "invalidate-all";
@@ -317,7 +318,10 @@ impl SealedCache {
         // counted where it ends (Redis hit, miss or error), so hits / (hits + misses) is the share of
         // requests answered from the cache.
         let stamp = inner.l1.as_ref().map(|l1| l1.stamp(redis_key));
-        let read = if want_ttl || inner.l1.is_some() {
+        // `PTTL` rides along only when L1 will keep a copy (which must never outlive the Redis
+        // entry, whatever the clocks); otherwise the value's own authenticated expiry answers
+        // (see `stored_value`).
+        let read = if stamp.is_some() {
             inner.backend.get_with_ttl(redis_key).await
         } else {
             inner
@@ -351,7 +355,20 @@ impl SealedCache {
                     );
                 }
                 // The opened buffer itself is handed out and kept in L1: no copy.
-                let json = Bytes::from(opened.into_bytes());
+                let value = stored_value::decode(opened.into_bytes());
+                let ttl = match (ttl, value.remaining()) {
+                    (Some(redis_ttl), _) => Some(redis_ttl),
+                    (None, Some(left)) if left.is_zero() => {
+                        // Past its expiry by this clock: Redis is about to drop it.
+                        observer.lookup(operation, Tier::Redis, LookupResult::Miss);
+                        return None;
+                    }
+                    (None, Some(left)) => Some(left),
+                    // A value from before the embedded expiry: ask Redis, if anyone needs it.
+                    (None, None) if want_ttl => inner.backend.pttl(redis_key).await.ok().flatten(),
+                    (None, None) => None,
+                };
+                let json = value.json;
                 if let (Some(l1), Some(ttl), Some(stamp)) = (&inner.l1, ttl, stamp) {
                     l1.fill(redis_key, json.clone(), ttl, stamp);
                     observer.l1_entries(l1.len() as u64);
@@ -401,7 +418,9 @@ impl SealedCache {
         let started = Instant::now();
         let inner = &self.inner;
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
-        let sealed = inner.codec.seal(&ctx, &json).map_err(Error::Seal)?;
+        // The value carries its authenticated expiry, so reads need no `PTTL` (see `stored_value`).
+        let plain = stored_value::encode(&json, ttl);
+        let sealed = inner.codec.seal(&ctx, &plain).map_err(Error::Seal)?;
         inner.observer.seal(sealed.key_id());
         inner
             .observer

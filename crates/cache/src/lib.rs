@@ -80,6 +80,7 @@ mod key;
 mod l1;
 mod policy;
 mod status;
+mod stored_value;
 mod ttl;
 
 pub use ai::AiResponseCache;

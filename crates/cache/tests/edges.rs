@@ -364,3 +364,76 @@ async fn equal_option_values_share_one_entry() {
             .starts_with("ai_cache:v2:summarize:")
     );
 }
+
+/// `PTTL` calls Redis has served so far (`INFO commandstats`).
+async fn pttl_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(admin)
+        .await
+        .unwrap();
+    info.lines()
+        .find(|l| l.starts_with("cmdstat_pttl:"))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remaining_ttl_comes_from_the_value_without_pttl_when_l1_is_off() {
+    let stack = Stack::start();
+    let cache = stack.cache_with(CacheOptions::default().with_l1_capacity(0));
+    let mut admin = stack.admin().await;
+    let request = AiRequest::new("qa", "ttl from the value");
+    cache
+        .set_json(&request, json(r#"{"a":1}"#), Some(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let before = pttl_calls(&mut admin).await;
+    let hit = cache.get(&request).await.unwrap().unwrap();
+    assert_eq!(
+        hit.json_bytes(),
+        br#"{"a":1}"#,
+        "the expiry prefix never reaches a caller"
+    );
+    let left = hit.ttl_remaining().unwrap();
+    assert!(
+        left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+        "{left:?}"
+    );
+    assert_eq!(pttl_calls(&mut admin).await, before, "no PTTL with L1 off");
+
+    // A value sealed by an older writer (plain JSON, no embedded expiry) still reports its TTL:
+    // then the cache asks Redis.
+    let older = AiRequest::new("qa", "written before the embedded expiry");
+    let key = cache.key(&older).unwrap();
+    let codec = sealcache_codec::ValueCodec::new(&stack.keyring());
+    let sealed = codec
+        .seal(
+            &sealcache_codec::SealContext::new("ai_cache", &key),
+            br#"{"old":true}"#,
+        )
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(sealed.as_bytes())
+        .arg("PX")
+        .arg(300_000)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let hit = cache.get(&older).await.unwrap().unwrap();
+    assert_eq!(hit.json_bytes(), br#"{"old":true}"#);
+    let left = hit.ttl_remaining().unwrap();
+    assert!(
+        left > Duration::from_secs(290) && left <= Duration::from_secs(300),
+        "{left:?}"
+    );
+
+    // With L1 on, fills still ask Redis (an L1 copy never outlives the Redis entry, whatever
+    // the clocks).
+    let with_l1 = stack.cache();
+    let before = pttl_calls(&mut admin).await;
+    assert!(with_l1.get(&request).await.unwrap().is_some());
+    assert_eq!(pttl_calls(&mut admin).await, before + 1);
+}
