@@ -161,9 +161,17 @@ impl KeyScheme {
         let mut mac = self.mac.clone();
         field(&mut mac, b't', request.text.as_bytes());
         field(&mut mac, b'o', request.operation.as_bytes());
-        let options = canonical_options(&request.options)?;
-        field(&mut mac, b'p', &options);
-        let exact = exact_integers(&request.options);
+        if request.options.is_empty() {
+            // The canonical form of `{}` (the common case: no allocation, no serializer).
+            field(&mut mac, b'p', b"{}");
+        } else {
+            field(&mut mac, b'p', &canonical_options(&request.options)?);
+        }
+        let exact = if request.options.is_empty() {
+            String::new()
+        } else {
+            exact_integers(&request.options)
+        };
         if !exact.is_empty() {
             // Present only when some integer is beyond ±2^53 (tag `x` appears in no other field).
             field(&mut mac, b'x', exact.as_bytes());
@@ -368,6 +376,11 @@ mod tests {
                 "{bits:#018x}"
             );
         }
+    }
+
+    #[test]
+    fn the_empty_options_fast_path_is_the_canonical_form() {
+        assert_eq!(canonical_options(&serde_json::Map::new()).unwrap(), b"{}");
     }
 
     #[test]
