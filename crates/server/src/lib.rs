@@ -126,6 +126,7 @@ fn serving_layers(routes: Router<AppState>, state: AppState) -> Router {
         CatchPanicLayer::custom(move |_payload: Box<dyn std::any::Any + Send>| panics.respond());
     let guard = limits::Guard {
         body_limit: state.limits.body_limit,
+        drain_deadline: state.limits.request_timeout,
         in_flight: limits::InFlightLimit::new(
             state.limits.max_in_flight,
             state.limits.max_in_flight_bytes,

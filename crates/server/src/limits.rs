@@ -23,6 +23,8 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Debug, Clone)]
 pub(crate) struct Guard {
     pub(crate) body_limit: usize,
+    /// How long a refused body may take to be read and discarded.
+    pub(crate) drain_deadline: std::time::Duration,
     pub(crate) in_flight: InFlightLimit,
     pub(crate) metrics: crate::telemetry::HttpMetrics,
     pub(crate) ids: Arc<AtomicU64>,
@@ -50,8 +52,8 @@ pub(crate) async fn guard(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let mut response = match refuse(&guard, &request) {
-        Some(refusal) => refusal,
+    let mut response = match declared_over_limit(&guard, &request) {
+        Some(declared) => refuse(&guard, request, declared).await,
         None => {
             let permits = admit(&guard.in_flight, &request);
             match permits {
@@ -87,21 +89,37 @@ fn request_id(guard: &Guard, headers: &axum::http::HeaderMap) -> HeaderValue {
     HeaderValue::from_str(&format!("sc-{n:x}")).unwrap_or(HeaderValue::from_static("sc"))
 }
 
-/// 413 for a declared body over the limit.
-fn refuse(guard: &Guard, request: &Request) -> Option<Response> {
-    let declared = request
+/// Bodies declared over the limit, but at most this many times it, are read and discarded before
+/// the 413, so that a client still sending reads the answer instead of a reset connection; larger
+/// declarations (a 10 GiB `Content-Length`) are answered at once and the connection is closed.
+const DRAIN_FACTOR: u64 = 4;
+
+/// The declared body length, when it is over the limit.
+fn declared_over_limit(guard: &Guard, request: &Request) -> Option<u64> {
+    request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > guard.body_limit as u64) {
-        let mut response = ApiError::PayloadTooLarge.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Some(response);
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > guard.body_limit as u64)
+}
+
+/// 413 for a declared body over the limit (see [`DRAIN_FACTOR`]); the connection is closed.
+async fn refuse(guard: &Guard, request: Request, declared: u64) -> Response {
+    if declared <= (guard.body_limit as u64).saturating_mul(DRAIN_FACTOR) {
+        use http_body_util::BodyExt as _;
+        let mut body = request.into_body();
+        let drain = async {
+            // Discarded frame by frame: nothing accumulates.
+            while let Some(Ok(_)) = body.frame().await {}
+        };
+        let _ = tokio::time::timeout(guard.drain_deadline, drain).await;
     }
-    None
+    let mut response = ApiError::PayloadTooLarge.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The in-flight permits for `request`, or `None` when it must be shed.
