@@ -28,6 +28,9 @@ use sealcache_codec::Keyring;
 use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
 use sealcache_testkit::{RedisOptions, RedisServer};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 const SEQUENTIAL: usize = 3000;
 const IN_FLIGHT: usize = 64;
 const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
@@ -160,7 +163,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn fair_baseline(
     transport: &'static str,
     sealcache: Arc<AiResponseCache>,
-    raw: redis::aio::ConnectionManager,
+    raw: redis::aio::MultiplexedConnection,
 ) -> Vec<Fair> {
     use sealcache_codec::{Compressor as _, Zstd};
     let mut out = Vec::new();
@@ -294,65 +297,6 @@ async fn fair_baseline(
     out
 }
 
-/// A TLS + client-certificate + ACL redis-server from a generated production deployment, a
-/// sealcache (L1 off) on it as `cache_app`, and a raw connection as `cache_admin`.
-async fn tls_setup(
-    keyring: &Keyring,
-) -> (
-    tempfile::TempDir,
-    RedisServer,
-    Arc<AiResponseCache>,
-    redis::aio::ConnectionManager,
-) {
-    use sealcache_config_gen::{
-        DeploymentOptions, SecureConfigGenerator, layout, write_deployment,
-    };
-    use sealcache_env_detect::Environment;
-    let info = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
-        .detect(FeatureContext::SecurityEnforcement);
-    let config =
-        SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
-            .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_deployment(&config, dir.path(), &DeploymentOptions::default()).unwrap();
-    let d = dir.path();
-    let server = RedisServer::start(RedisOptions {
-        acl_file: Some(d.join(layout::USERS_ACL)),
-        tls: Some(sealcache_testkit::TlsFiles {
-            ca: d.join(layout::CA_CERT),
-            cert: d.join(layout::SERVER_CERT),
-            key: d.join(layout::SERVER_KEY),
-            require_client_certs: true,
-        }),
-        ..RedisOptions::default()
-    });
-    let secret = |rel: &str| std::fs::read_to_string(d.join(rel)).unwrap();
-    let cache = CacheBuilder::new(info)
-        .options(CacheOptions::default().with_l1_capacity(0))
-        .keyring(keyring.clone())
-        .redis(
-            RedisConfig::new(format!("rediss://localhost:{}/0", server.port()))
-                .acl_user("cache_app", secret(layout::APP_PASSWORD))
-                .tls_files(
-                    d.join(layout::CA_CERT),
-                    d.join(layout::CLIENT_CERT),
-                    d.join(layout::CLIENT_KEY),
-                ),
-        )
-        .build()
-        .unwrap();
-    let client = sealcache_testkit::tls_client(
-        server.port(),
-        "cache_admin",
-        &secret(layout::ADMIN_PASSWORD),
-        &d.join(layout::CA_CERT),
-        &d.join(layout::CLIENT_CERT),
-        &d.join(layout::CLIENT_KEY),
-    );
-    let raw = redis::aio::ConnectionManager::new(client).await.unwrap();
-    (dir, server, Arc::new(cache), raw)
-}
-
 fn print_fair(rows: &[Fair]) {
     println!(
         "\n| transport | class | raw GET p50 µs | (ii) GET+zstd p50 µs | sealcache get p50 µs | added p50 vs (ii) µs | (ii) ops/s | sealcache ops/s | sealcache / (ii) | raw GET ops/s |"
@@ -388,7 +332,7 @@ fn main() {
 async fn run() {
     let server = RedisServer::start(RedisOptions::default());
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port())).unwrap();
-    let raw = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let raw = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
     let mut rows = Vec::new();
     let mut memory = Vec::new();
     let mut paired = Vec::new();
@@ -607,8 +551,12 @@ async fn run() {
     }
 
     // The fair baseline, over plain TCP and over TLS.
-    let mut fair = fair_baseline("tcp", Arc::new(cache(&server, 0, &keyring)), raw.clone()).await;
-    let (_dir, _tls_server, tls_cache, tls_raw) = tls_setup(&keyring).await;
-    fair.extend(fair_baseline("tls", tls_cache, tls_raw).await);
+    let plain = client.get_multiplexed_async_connection().await.unwrap();
+    let mut fair = fair_baseline("tcp", Arc::new(cache(&server, 0, &keyring)), plain).await;
+    // The production transport: the tests' TLS + client-certificate + ACL stack (`cache_app` for
+    // sealcache, `cache_admin` for the raw reads).
+    let tls = common::Stack::start();
+    let tls_cache = Arc::new(tls.cache_with(CacheOptions::default().with_l1_capacity(0)));
+    fair.extend(fair_baseline("tls", tls_cache, tls.admin().await).await);
     print_fair(&fair);
 }
