@@ -332,7 +332,9 @@ fn main() {
 async fn run() {
     let server = RedisServer::start(RedisOptions::default());
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port())).unwrap();
-    let raw = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
+    let raw = redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .unwrap();
     let mut rows = Vec::new();
     let mut memory = Vec::new();
     let mut paired = Vec::new();

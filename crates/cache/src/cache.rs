@@ -280,11 +280,21 @@ impl SealedCache {
     /// Reads a full Redis key: L1, then Redis. Every failure is a miss (`None`); stored values that
     /// fail to open are counted as security events and never served.
     pub async fn get_raw(&self, redis_key: &str, operation: &str) -> Option<Cached> {
+        self.timed_lookup(redis_key, operation, true).await
+    }
+
+    /// A counted lookup: recorded once, at the tier where the request ended (misses and errors end
+    /// at Redis).
+    async fn timed_lookup(
+        &self,
+        redis_key: &str,
+        operation: &str,
+        want_ttl: bool,
+    ) -> Option<Cached> {
         let started = Instant::now();
         let out = self
-            .lookup(redis_key, operation, &*self.inner.observer, true)
+            .lookup(redis_key, operation, &*self.inner.observer, want_ttl)
             .await;
-        // Recorded once, at the tier where the request ended (misses and errors end at Redis).
         let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
         self.inner.observer.lookup_duration(tier, started.elapsed());
         out
@@ -306,18 +316,21 @@ impl SealedCache {
         want_ttl: bool,
     ) -> Option<Cached> {
         let inner = &self.inner;
-        if let Some((json, remaining)) = inner.l1.as_ref().and_then(|l1| l1.get(redis_key)) {
-            observer.lookup(operation, Tier::L1, LookupResult::Hit);
-            return Some(Cached {
-                json,
-                ttl_remaining: Some(remaining),
-                tier: Tier::L1,
-            });
-        }
+        let stamp = match inner.l1.as_ref().map(|l1| l1.get(redis_key)) {
+            Some(Ok((json, remaining))) => {
+                observer.lookup(operation, Tier::L1, LookupResult::Hit);
+                return Some(Cached {
+                    json,
+                    ttl_remaining: Some(remaining),
+                    tier: Tier::L1,
+                });
+            }
+            Some(Err(stamp)) => Some(stamp),
+            None => None,
+        };
         // One request, one lookup record: an L1 miss is not counted on its own, the request is
         // counted where it ends (Redis hit, miss or error), so hits / (hits + misses) is the share of
         // requests answered from the cache.
-        let stamp = inner.l1.as_ref().map(|l1| l1.stamp(redis_key));
         // `PTTL` rides along only when L1 will keep a copy (which must never outlive the Redis
         // entry, whatever the clocks); otherwise the value's own authenticated expiry answers
         // (see `stored_value`).
@@ -481,12 +494,8 @@ impl SealedCache {
     /// [`Error::InvalidKey`]; a stored value that is not a `T` is [`Error::Serialize`].
     pub async fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.inner.keys.explicit_key(key)?;
-        // The remaining TTL is not returned here: no `PTTL` unless L1 needs it.
-        let started = Instant::now();
-        let out = self.lookup(&full, "kv", &*self.inner.observer, false).await;
-        let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
-        self.inner.observer.lookup_duration(tier, started.elapsed());
-        match out {
+        // The remaining TTL is not returned here: no `PTTL` for it.
+        match self.timed_lookup(&full, "kv", false).await {
             Some(c) => c.parse().map(Some),
             None => Ok(None),
         }

@@ -112,8 +112,16 @@ impl SealedCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let mut first_look = true;
         let leader = loop {
-            if let Some(hit) = self.get_raw(redis_key, operation).await
+            // The first look is this call's one counted lookup; looks after a wait are quiet.
+            let hit = if first_look {
+                self.get_raw(redis_key, operation).await
+            } else {
+                self.peek_raw(redis_key).await
+            };
+            first_look = false;
+            if let Some(hit) = hit
                 && let Ok(value) = hit.parse::<T>()
             {
                 return Ok(Answer {

@@ -130,7 +130,8 @@ impl L1 {
         self.lock(self.shard_index(key))
     }
 
-    /// The stamp to take before reading `key` from Redis.
+    /// The stamp to take before reading `key` from Redis (lookups get it from [`L1::get`]).
+    #[cfg(test)]
     pub(crate) fn stamp(&self, key: &str) -> Stamp {
         let shard = self.shard_index(key);
         Stamp {
@@ -139,18 +140,22 @@ impl L1 {
         }
     }
 
-    /// The value and the remaining lifetime of its Redis entry, if present and not expired.
-    pub(crate) fn get(&self, key: &str) -> Option<(Bytes, Duration)> {
+    /// The value and the remaining lifetime of its Redis entry, if present and not expired;
+    /// otherwise the [`Stamp`] a fill from Redis needs (taken under the same lock: one lock per
+    /// miss).
+    pub(crate) fn get(&self, key: &str) -> Result<(Bytes, Duration), Stamp> {
         let now = Instant::now();
-        let mut shard = self.shard(key);
+        let index = self.shard_index(key);
+        let mut shard = self.lock(index);
         match shard.lru.get(key) {
-            Some(e) if e.expires > now => Some((e.value.clone(), e.redis_expires - now)),
-            Some(_) => {
-                self.pop(&mut shard, key);
-                None
-            }
-            None => None,
+            Some(e) if e.expires > now => return Ok((e.value.clone(), e.redis_expires - now)),
+            Some(_) => self.pop(&mut shard, key),
+            None => {}
         }
+        Err(Stamp {
+            shard: index,
+            generation: shard.generation,
+        })
     }
 
     /// Stores a value Redis has just accepted, for at most `remaining` (the Redis entry's TTL) and
@@ -337,7 +342,7 @@ mod tests {
             Bytes::from(vec![b'w'; 900_000]),
             Duration::from_secs(10),
         );
-        assert!(l1.get("k499").is_none());
+        assert!(l1.get("k499").is_err());
         let total: usize = l1.shards.iter().map(|s| s.lock().unwrap().bytes).sum();
         assert_eq!(total, l1.bytes());
     }
@@ -360,7 +365,7 @@ mod tests {
         assert!(l1.get("long").unwrap().1 > Duration::from_secs(7000));
         std::thread::sleep(Duration::from_millis(40));
         assert!(
-            l1.get("short").is_none(),
+            l1.get("short").is_err(),
             "an L1 entry never outlives its Redis TTL"
         );
         l1.put("ns:v2:qa:1", Bytes::from(&b"v"[..]), Duration::from_secs(5));
@@ -396,24 +401,21 @@ mod tests {
         l1.put_after("k", new.clone(), Duration::from_secs(10), b);
         assert_eq!(l1.get("k").unwrap().0, new, "the last begun write lands");
         l1.put_after("k", Bytes::from(&b"a"[..]), Duration::from_secs(10), a);
-        assert!(
-            l1.get("k").is_none(),
-            "the earlier-begun write resumed last"
-        );
+        assert!(l1.get("k").is_err(), "the earlier-begun write resumed last");
         // A write begun and never finished (cancelled) leaves no copy.
         l1.put("k", new.clone(), Duration::from_secs(10));
         let _ = l1.begin_write("k");
-        assert!(l1.get("k").is_none());
+        assert!(l1.get("k").is_err());
         // Same after a removal: the key stays absent.
         let stamp = l1.stamp("k");
         l1.remove("k");
         l1.fill("k", new.clone(), Duration::from_secs(10), stamp);
-        assert!(l1.get("k").is_none());
+        assert!(l1.get("k").is_err());
         // And after a prefix removal.
         let stamp = l1.stamp("k");
         l1.remove_prefix("k");
         l1.fill("k", new.clone(), Duration::from_secs(10), stamp);
-        assert!(l1.get("k").is_none());
+        assert!(l1.get("k").is_err());
         // Without a write in between the fill is kept.
         let stamp = l1.stamp("k");
         l1.fill("k", new.clone(), Duration::from_secs(10), stamp);

@@ -437,3 +437,45 @@ async fn the_remaining_ttl_comes_from_the_value_without_pttl_when_l1_is_off() {
     assert!(with_l1.get(&request).await.unwrap().is_some());
     assert_eq!(pttl_calls(&mut admin).await, before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_a_read_only_replica_is_typed_counted_and_cached_nowhere() {
+    let stack = Stack::start();
+    let cache = stack.cache();
+    let kept = AiRequest::new("qa", "written while primary");
+    cache
+        .set_json(&kept, json(r#"{"v":"old"}"#), None)
+        .await
+        .unwrap();
+    // Demote the node to a replica of an address nobody serves: it keeps its data, refuses writes.
+    let mut admin = stack.admin().await;
+    let unused = sealcache_testkit::free_port();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(unused)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let err = cache
+        .set_json(&kept, json(r#"{"v":"new"}"#), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WriteRefused {
+                reason: WriteRefusal::ReadOnly
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        cache.get(&kept).await.unwrap().unwrap().json_bytes(),
+        br#"{"v":"old"}"#
+    );
+    assert_eq!(cache.stats().write_failures["readonly"], 1);
+    assert_eq!(
+        cache.breaker_state(),
+        sealcache_monitor::BreakerState::Closed
+    );
+}

@@ -156,13 +156,7 @@ impl WriteFailure {
     /// Position in [`WriteFailure::ALL`].
     #[must_use]
     pub fn index(self) -> usize {
-        match self {
-            WriteFailure::OutOfMemory => 0,
-            WriteFailure::ReadOnly => 1,
-            WriteFailure::NoPermission => 2,
-            WriteFailure::Refused => 3,
-            WriteFailure::Unavailable => 4,
-        }
+        self as usize
     }
 }
 

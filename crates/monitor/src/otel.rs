@@ -102,7 +102,7 @@ pub struct OtelObserver {
     security: Counter<u64>,
     coalesced: Counter<u64>,
     write_failures: Counter<u64>,
-    write_reasons: [[KeyValue; 1]; 5],
+    write_reasons: [[KeyValue; 1]; WriteFailure::ALL.len()],
     l1_entries: Gauge<u64>,
     redis_available: Gauge<u64>,
     breaker: Gauge<u64>,

@@ -46,7 +46,7 @@ pub(crate) struct PerfCounters {
     invalidations: AtomicU64,
     keys_removed: AtomicU64,
     coalesced: AtomicU64,
-    write_failures: [AtomicU64; 5],
+    write_failures: [AtomicU64; WriteFailure::ALL.len()],
     redis_available: AtomicBool,
     breaker: AtomicU64,
     redis_commands: AtomicU64,

@@ -78,8 +78,14 @@ pub struct AuthState {
 /// Rejects requests without a valid key with 401 and an `api_auth_failed` event; a peer over the
 /// failure limit gets 429 with `Retry-After` before its key is looked at (see [`crate::throttle`]).
 pub async fn require_api_key(State(state): State<AuthState>, req: Request, next: Next) -> Response {
-    let peer = state.throttle.peer(&req);
-    if let Some(Verdict::Blocked(left)) = peer.map(|p| state.throttle.check(p)) {
+    // The peer is worked out only when it matters: some peer is blocked, or this key fails.
+    let blocked = state
+        .throttle
+        .any_blocked()
+        .then(|| state.throttle.peer(&req))
+        .flatten()
+        .map(|p| state.throttle.check(p));
+    if let Some(Verdict::Blocked(left)) = blocked {
         let mut response = ApiError::TooManyAuthFailures.into_response();
         let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
@@ -91,7 +97,10 @@ pub async fn require_api_key(State(state): State<AuthState>, req: Request, next:
     if accepted {
         return next.run(req).await;
     }
-    let failure = peer.map(|p| (p, state.throttle.failure(p)));
+    let failure = state
+        .throttle
+        .peer(&req)
+        .map(|p| (p, state.throttle.failure(p)));
     let path = req.uri().path().chars().take(64).collect::<String>();
     let mut event = SecurityEvent::new(SecurityEventType::ApiAuthFailed)
         .source(EventSource::HttpApi)

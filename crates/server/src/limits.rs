@@ -52,10 +52,11 @@ pub(crate) async fn guard(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let mut response = match declared_over_limit(&guard, &request) {
+    let declared = declared_length(&request);
+    let mut response = match declared.filter(|&n| n > guard.body_limit as u64) {
         Some(declared) => refuse(&guard, request, declared).await,
         None => {
-            let permits = admit(&guard.in_flight, &request);
+            let permits = admit(&guard.in_flight, &request, declared);
             match permits {
                 Some(_permits) => with_json_error(next.run(request).await),
                 None => {
@@ -94,14 +95,13 @@ fn request_id(guard: &Guard, headers: &axum::http::HeaderMap) -> HeaderValue {
 /// declarations (a 10 GiB `Content-Length`) are answered at once and the connection is closed.
 const DRAIN_FACTOR: u64 = 4;
 
-/// The declared body length, when it is over the limit.
-fn declared_over_limit(guard: &Guard, request: &Request) -> Option<u64> {
+/// The declared body length (`Content-Length`), parsed once per request.
+fn declared_length(request: &Request) -> Option<u64> {
     request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&n| n > guard.body_limit as u64)
 }
 
 /// 413 for a declared body over the limit (see [`DRAIN_FACTOR`]); the connection is closed.
@@ -126,19 +126,17 @@ async fn refuse(guard: &Guard, request: Request, declared: u64) -> Response {
 fn admit<'a>(
     limit: &'a InFlightLimit,
     request: &Request,
+    declared: Option<u64>,
 ) -> Option<(Option<SemaphorePermit<'a>>, Option<SemaphorePermit<'a>>)> {
     // The liveness probe is never shed: an overloaded server is alive.
     if request.uri().path() == "/health" {
         return Some((None, None));
     }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
     let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
     let bytes = match declared {
-        Some(n) => n.min(limit.body_limit),
+        Some(n) => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(limit.body_limit),
         None if chunked => limit.body_limit,
         None => 0,
     };

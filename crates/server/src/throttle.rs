@@ -178,6 +178,12 @@ impl AuthThrottle {
         Some(bucket(peer))
     }
 
+    /// Whether any peer is blocked now (one atomic read: the common case needs nothing more).
+    #[must_use]
+    pub fn any_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed) > 0
+    }
+
     /// Whether `peer` may go on.
     pub fn check(&self, peer: IpAddr) -> Verdict {
         if self.blocked.load(Ordering::Relaxed) == 0 {

@@ -65,6 +65,7 @@ pub(crate) struct Slot<K> {
 /// The prepared keys of a keyring, the primary first (sealing never searches).
 pub(crate) struct KeySlots<K> {
     slots: Vec<Slot<K>>,
+    primary_id: u32,
 }
 
 impl<K> KeySlots<K> {
@@ -86,12 +87,19 @@ impl<K> KeySlots<K> {
         if let Some(pos) = slots.iter().position(|s| s.id == keyring.primary_id()) {
             slots.swap(0, pos);
         }
-        Self { slots }
+        Self {
+            slots,
+            primary_id: keyring.primary_id(),
+        }
     }
 
-    /// The sealing key.
+    /// The sealing key: the keyring's primary, never another key that happens to come first (a
+    /// primary whose preparation failed fails closed instead).
     pub(crate) fn primary(&self) -> Result<&Slot<K>> {
-        self.slots.first().ok_or(Error::NoPrimaryKey)
+        self.slots
+            .first()
+            .filter(|s| s.id == self.primary_id)
+            .ok_or(Error::NoPrimaryKey)
     }
 
     /// The key with id `key_id`.
