@@ -80,14 +80,14 @@ impl GenerateArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.out.clone().unwrap_or_else(default_dir);
         let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
-        let environment = self.environment.unwrap_or(detected.environment);
+        let environment = self.environment.unwrap_or(detected.environment());
         match self.environment {
             Some(env) => println!("✅ Environment: {env} (given explicitly)"),
             None => println!(
                 "✅ Detected environment: {} (confidence {:.0} %, by {})",
-                detected.environment,
-                detected.confidence * 100.0,
-                detected.detected_by
+                detected.environment(),
+                detected.confidence() * 100.0,
+                detected.detected_by()
             ),
         }
         if detected.development_override() {

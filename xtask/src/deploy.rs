@@ -220,20 +220,26 @@ impl UpArgs {
                 )
             }
             (true, Some(e)) => e,
-            // A developer checkout (`.git`, `.env`) looks like development; secure-up still
-            // deploys the strict configuration.
-            (true, None) if detected.environment == Environment::Development => {
+            // Nothing declared (a checkout's `.git` is only a hint, so detection says unknown), or
+            // a development declaration: secure-up still deploys the strict configuration, and
+            // records it as production.
+            (true, None)
+                if matches!(
+                    detected.environment(),
+                    Environment::Development | Environment::Unknown
+                ) =>
+            {
                 Environment::Production
             }
-            (true, None) => detected.environment,
+            (true, None) => detected.environment(),
         };
         match self.environment {
             Some(e) => println!("✅ Environment: {e} (given explicitly)"),
             None => println!(
                 "✅ Environment: {environment} (detected {} at {:.0} % by {})",
-                detected.environment,
-                detected.confidence * 100.0,
-                detected.detected_by
+                detected.environment(),
+                detected.confidence() * 100.0,
+                detected.detected_by()
             ),
         }
 

@@ -31,12 +31,12 @@ impl DetectEnvArgs {
         }
         println!(
             "✅ Environment: {} (confidence {:.0} %, detected by {})",
-            info.environment,
-            info.confidence * 100.0,
-            info.detected_by
+            info.environment(),
+            info.confidence() * 100.0,
+            info.detected_by()
         );
-        println!("   {}", info.reasoning);
-        for s in &info.signals {
+        println!("   {}", info.reasoning());
+        for s in info.signals() {
             println!(
                 "   • {} = {} → {} ({:.2}): {}",
                 s.source, s.value, s.environment, s.confidence, s.reasoning

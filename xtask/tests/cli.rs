@@ -209,7 +209,7 @@ fn generate_rotate_validate_with_exit_codes_and_no_secret_in_output() {
         .lines()
         .filter(|l| {
             l.starts_with("REDIS_PASSWORD=")
-                || l.starts_with("REDIS_CACHE_PASSWORD=")
+                || l.starts_with("REDIS_MONITOR_PASSWORD=")
                 || l.starts_with("REDIS_ENCRYPTION_KEY=")
                 || l.starts_with("API_KEY=")
         })

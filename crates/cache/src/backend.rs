@@ -4,15 +4,18 @@
 //! cursor, so a Redis Cluster backend (redis-rs `cluster-async`, scanning each primary) can replace
 //! [`RedisBackend`] without touching the cache logic.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use sealcache_monitor::{BreakerState, CacheObserver};
+use sealcache_monitor::{
+    BreakerState, CacheObserver, EventSource, Outcome, SecurityEvent, SecurityEventType,
+};
 
 use crate::breaker::{Breaker, Permit};
 use crate::connect::RedisConfig;
-use crate::error::{Error, Result, WriteRefusal};
+use crate::error::{Error, Result, TlsFailure, WriteRefusal};
+use crate::status::Refusal;
 
 /// A value and its remaining TTL, as read in one round trip.
 pub(crate) type Fetched = Option<(Vec<u8>, Option<Duration>)>;
@@ -45,6 +48,9 @@ pub(crate) struct RedisBackend {
     connecting: tokio::sync::Mutex<()>,
     breaker: Breaker,
     observer: Arc<dyn CacheObserver>,
+    /// The last refusal a connection attempt saw (refused credentials, failed handshake), until a
+    /// command succeeds: the status reports it while the breaker skips calls.
+    refusal: Mutex<Option<Refusal>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -67,6 +73,9 @@ const TRANSIENT_CODES: &[&str] = &["LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYA
 /// `NOPERM`, ...; only upper-case letters, at most 16, so a hostile server cannot put text into
 /// errors or logs); a transport failure or a transient reply is [`Error::Unavailable`].
 fn classify(command: &'static str, e: &redis::RedisError) -> Error {
+    if let Some(refused) = refusal(e) {
+        return refused;
+    }
     if let Some(code) = e.code() {
         if TRANSIENT_CODES.contains(&code) {
             return Error::Unavailable;
@@ -93,6 +102,31 @@ fn classify(command: &'static str, e: &redis::RedisError) -> Error {
     }
 }
 
+/// Refused credentials or a failed TLS handshake, named for what they are.
+fn refusal(e: &redis::RedisError) -> Option<Error> {
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return Some(Error::AuthenticationRefused { code: "WRONGPASS" });
+    }
+    match e.code() {
+        Some("WRONGPASS") => return Some(Error::AuthenticationRefused { code: "WRONGPASS" }),
+        Some("NOAUTH") => return Some(Error::AuthenticationRefused { code: "NOAUTH" }),
+        _ => {}
+    }
+    TlsFailure::find(e).map(|failure| Error::Tls { failure })
+}
+
+/// A failed connection attempt: refused credentials (`NOPERM` too: the user may not even select
+/// the database), a failed handshake, or a transport failure.
+fn connect_error(e: &redis::RedisError) -> Error {
+    if let Some(refused) = refusal(e) {
+        return refused;
+    }
+    if e.code() == Some("NOPERM") {
+        return Error::AuthenticationRefused { code: "NOPERM" };
+    }
+    Error::Connect(kind(e))
+}
+
 impl RedisBackend {
     pub(crate) fn new(
         client: redis::Client,
@@ -106,7 +140,39 @@ impl RedisBackend {
             manager: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
             observer,
+            refusal: Mutex::new(None),
         }
+    }
+
+    /// The last refusal a connection attempt saw, until a command succeeds.
+    pub(crate) fn last_refusal(&self) -> Option<Refusal> {
+        *self
+            .refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a refusal as its security event (once per attempt; the breaker bounds attempts).
+    fn record_refusal(&self, err: &Error) {
+        let Some(refusal) = Refusal::of(err) else {
+            return;
+        };
+        *self
+            .refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(refusal);
+        let event = match refusal {
+            Refusal::Authentication(code) => SecurityEvent::new(SecurityEventType::AuthFailed)
+                .detail(format!("Redis refused the cache's credentials ({code})")),
+            Refusal::Tls(failure) => SecurityEvent::new(SecurityEventType::TlsError).detail(
+                format!("TLS handshake with Redis failed: {}", failure.as_str()),
+            ),
+        };
+        self.observer.security_event(
+            event
+                .source(EventSource::Client)
+                .outcome(Outcome::Blocked),
+        );
     }
 
     pub(crate) fn breaker_state(&self) -> BreakerState {
@@ -148,7 +214,7 @@ impl RedisBackend {
         )
         .await
         .map_err(|_| Error::Unavailable)?
-        .map_err(|e| Error::Connect(kind(&e)))?;
+        .map_err(|e| connect_error(&e))?;
         *self
             .manager
             .write()
@@ -177,8 +243,16 @@ impl RedisBackend {
         };
         let ok = outcome.is_ok();
         self.observer.redis_command(command, started.elapsed(), ok);
+        if let Err(err) = &outcome {
+            self.record_refusal(err);
+        }
         match &outcome {
-            Err(Error::Unavailable | Error::Connect(_)) => {
+            Err(
+                Error::Unavailable
+                | Error::Connect(_)
+                | Error::AuthenticationRefused { .. }
+                | Error::Tls { .. },
+            ) => {
                 if let Some(state) = self.breaker.failure() {
                     self.observer.breaker_state(state);
                     self.observer.redis_available(false);
@@ -186,6 +260,12 @@ impl RedisBackend {
                 }
             }
             _ => {
+                if ok {
+                    *self
+                        .refusal
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                }
                 if let Some(state) = self.breaker.success() {
                     self.observer.breaker_state(state);
                     self.observer.redis_available(true);

@@ -163,12 +163,12 @@ impl CacheBuilder<KeySource, RedisConfig> {
     /// [`Error::TlsFile`] for unusable settings.
     pub fn build(self) -> Result<AiResponseCache> {
         let has_key = matches!(self.keyring, KeySource::Configured(_));
-        let relaxed = crate::policy::check(&self.environment, &self.transport, has_key)
+        let tolerated = crate::policy::check(&self.environment, &self.transport, has_key)
             .map_err(Error::Policy)?;
-        let production_like = self.environment.environment.is_production_like();
+        let policy = self.environment.policy();
         let monitor = Arc::new(SecurityAwareCacheMonitor::with_options(
             MonitorOptions {
-                production_like,
+                production_like: policy.environment().is_production_like(),
                 ..MonitorOptions::default()
             },
             Arc::new(SystemClock),
@@ -177,24 +177,23 @@ impl CacheBuilder<KeySource, RedisConfig> {
             Some(extra) => Arc::new(Tee(monitor.clone(), extra)),
             None => monitor.clone(),
         };
-        if relaxed {
-            let unmet = crate::policy::unmet_requirements(&self.transport, has_key);
-            let list: Vec<&str> = unmet.iter().map(|r| r.remedy()).collect();
+        if !tolerated.is_empty() {
+            let list: Vec<&str> = tolerated.iter().map(|r| r.remedy()).collect();
             tracing::warn!(
                 target: "sealcache::security",
-                environment = %self.environment.environment,
+                environment = %self.environment.environment(),
                 unmet = ?list,
                 "security requirements relaxed (development environment or REDIS_SECURITY_MODE=development)"
             );
-            if self.environment.development_override() {
+            if policy.development_override() {
                 observer.security_event(
                     SecurityEvent::new(SecurityEventType::OverrideUsed)
                         .source(EventSource::Configuration)
                         .outcome(Outcome::Allowed)
                         .detail(format!(
                             "REDIS_SECURITY_MODE=development in {} with {} unmet requirement(s)",
-                            self.environment.environment,
-                            unmet.len()
+                            self.environment.environment(),
+                            tolerated.len()
                         )),
                 );
             }

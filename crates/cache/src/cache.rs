@@ -18,7 +18,7 @@ use crate::flight::Flights;
 use crate::json_text::check_json_text;
 use crate::key::KeyScheme;
 use crate::l1::L1;
-use crate::status::{Check, SecurityLevel, SecurityStatus, probe_tls};
+use crate::status::SecurityStatus;
 use crate::stored_value;
 
 /// The confirmation [`SealedCache::clear`] needs.
@@ -459,7 +459,9 @@ impl SealedCache {
         }
         match &written {
             Err(Error::WriteRefused { reason }) => inner.observer.write_failure(reason.failure()),
-            Err(Error::Unavailable) => inner.observer.write_failure(WriteFailure::Unavailable),
+            Err(
+                Error::Unavailable | Error::AuthenticationRefused { .. } | Error::Tls { .. },
+            ) => inner.observer.write_failure(WriteFailure::Unavailable),
             _ => {}
         }
         inner
@@ -612,119 +614,39 @@ impl SealedCache {
         self.inner.backend.ping().await.is_ok()
     }
 
-    /// The observed security posture (see [`SecurityStatus`]).
+    /// The observed security posture (see [`SecurityStatus`]; assessed in one place,
+    /// `status::assess`).
     pub async fn security_status(&self) -> SecurityStatus {
         let inner = &self.inner;
         let config = inner.backend.config();
-        let available = inner.backend.ping().await.is_ok();
-        let user = inner.backend.whoami().await.ok();
+        let ping = inner.backend.ping().await;
+        let whoami = inner.backend.whoami().await;
         let probe = if config.uses_tls() {
-            Some(probe_tls(config).await)
+            Some(crate::tls_probe::probe_tls(config).await)
         } else {
             None
         };
-        let default_disabled = anonymous_refused(config).await;
+        let anonymous_refused = anonymous_refused(config).await;
         let security = inner.monitor.security_summary();
-        let env = &inner.environment;
-        let development = !env.strict_policy();
-        let tls = probe.as_ref().is_some_and(|p| p.version.is_some());
-        let days = probe.as_ref().and_then(|p| p.days_left);
-        let named_user = user.as_deref().is_some_and(|u| u != "default");
-        let mut checks = vec![
-            Check {
-                name: "tls_negotiated",
-                passed: tls,
-                detail: match &probe {
-                    Some(p) => p
-                        .version
-                        .clone()
-                        .or_else(|| p.error.clone())
-                        .unwrap_or_default(),
-                    None => "plaintext connection (redis://)".into(),
-                },
-            },
-            Check {
-                name: "acl_user",
-                passed: named_user,
-                detail: user.clone().map_or_else(
-                    || "ACL WHOAMI unanswered".into(),
-                    |u| format!("authenticated as {u}"),
-                ),
-            },
-            Check {
-                name: "default_user_disabled",
-                passed: default_disabled == Some(true),
-                detail: match default_disabled {
-                    Some(true) => "an unauthenticated client is refused".into(),
-                    Some(false) => "an unauthenticated client is served".into(),
-                    None => "could not be observed".into(),
-                },
-            },
-            Check {
-                name: "encryption",
-                passed: true,
-                detail: format!(
-                    "AES-256-GCM, primary key {}, decrypt-only {:?}",
-                    inner.primary_key_id, inner.decrypt_only_key_ids
-                ),
-            },
-            Check {
-                name: "certificate_validity",
-                passed: days.is_some_and(|d| d > 30),
-                detail: days.map_or_else(
-                    || "no certificate observed".into(),
-                    |d| format!("server certificate expires in {d} days"),
-                ),
-            },
-            Check {
-                name: "redis_available",
-                passed: available,
-                detail: if available {
-                    "PING answered".into()
-                } else {
-                    "Redis unavailable".into()
-                },
-            },
-        ];
-        checks.push(Check {
-            name: "strict_policy",
-            passed: !development,
-            detail: if env.development_override() {
-                "REDIS_SECURITY_MODE=development override in force".into()
-            } else {
-                format!("{} environment", env.environment)
-            },
-        });
-        let core_ok = tls && named_user && default_disabled == Some(true);
-        let level = if development {
-            SecurityLevel::Development
-        } else if !core_ok && available {
-            SecurityLevel::Insecure
-        } else if checks.iter().all(|c| c.passed) {
-            SecurityLevel::ProductionReady
-        } else {
-            SecurityLevel::Degraded
-        };
-        SecurityStatus {
-            encryption_enabled: true,
-            tls_enabled: tls,
-            tls_version: probe.and_then(|p| p.version),
-            authenticated_user: user,
-            default_user_disabled: default_disabled,
-            auth_configured: named_user && default_disabled == Some(true),
+        crate::status::assess(crate::status::Observations {
+            environment: &inner.environment,
+            uses_tls: config.uses_tls(),
+            ping,
+            whoami,
+            refusal: inner.backend.last_refusal(),
+            probe,
+            anonymous_refused,
+            client_cert: config
+                .client_cert_path
+                .as_deref()
+                .map(crate::status::file_days),
+            ca_cert: config.ca_path.as_deref().map(crate::status::file_days),
             primary_key_id: inner.primary_key_id,
             decrypt_only_key_ids: inner.decrypt_only_key_ids.clone(),
-            certificate_expires_in_days: days,
-            environment: env.environment.to_string(),
-            confidence: env.confidence,
-            development_override: env.development_override(),
-            redis_available: available,
             recent_security_events: security.last_hour.values().sum(),
             security_events_by_type: security.events_by_type,
             write_failures: inner.monitor.performance_summary().write_failures,
-            security_level: level,
-            checks,
-        }
+        })
     }
 }
 

@@ -140,16 +140,17 @@ impl RedisConfig {
         self.host_port()
     }
 
-    /// Host and port from the URL.
+    /// Host and port from the URL, parsed by the `url` crate: IPv6 literals with or without a
+    /// port (`rediss://[::1]:6380/0`, `rediss://[::1]/0`) give the bare address; no port means
+    /// 6379. `None` for `unix://` and unparsable URLs.
     pub(crate) fn host_port(&self) -> Option<(String, u16)> {
-        let rest = self.url.split_once("://")?.1;
-        let authority = rest.split(['/', '?', '#']).next()?;
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
-            _ => (hostport, 6379),
+        let url = url::Url::parse(&self.url).ok()?;
+        let host = match url.host()? {
+            url::Host::Domain(d) => d.to_owned(),
+            url::Host::Ipv4(ip) => ip.to_string(),
+            url::Host::Ipv6(ip) => ip.to_string(),
         };
-        Some((host.trim_matches(['[', ']']).to_owned(), port))
+        Some((host, url.port().unwrap_or(6379)))
     }
 }
 

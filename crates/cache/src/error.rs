@@ -1,35 +1,6 @@
 //! The cache's one error type. Stored-value failures never reach the caller: they are misses.
 
-/// A requirement of the strict (production) policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Requirement {
-    /// The connection must use TLS (`rediss://`).
-    Tls,
-    /// The cache must authenticate as a named ACL user, not `default` and not anonymously.
-    AclUser,
-    /// A password for that user.
-    Password,
-    /// An encryption key (values are sealed).
-    EncryptionKey,
-}
-
-impl Requirement {
-    /// What to set to meet it.
-    #[must_use]
-    pub fn remedy(self) -> &'static str {
-        match self {
-            Requirement::Tls => "TLS: use a rediss:// REDIS_URL with REDIS_TLS_ENABLED=true",
-            Requirement::AclUser => {
-                "ACL user: set REDIS_USERNAME to a least-privilege user (not `default`)"
-            }
-            Requirement::Password => "password: set REDIS_PASSWORD_FILE (or REDIS_PASSWORD)",
-            Requirement::EncryptionKey => {
-                "encryption key: set REDIS_ENCRYPTION_KEYS_FILE (or REDIS_ENCRYPTION_KEY)"
-            }
-        }
-    }
-}
+pub use sealcache_env_detect::Requirement;
 
 /// The strict policy refused a configuration; every unmet requirement is listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,9 +56,25 @@ pub enum Error {
     /// Connecting to Redis failed (the error kind only: messages can echo configuration).
     #[error("cannot connect to Redis ({0})")]
     Connect(String),
-    /// Redis is unavailable (down, timed out, or skipped by the open breaker).
+    /// Redis is unavailable: the connection was refused, closed or timed out, or the open breaker
+    /// skipped the call. Only transport failures are reported this way; refused credentials and
+    /// failed TLS handshakes have their own variants.
     #[error("Redis is unavailable")]
     Unavailable,
+    /// Redis refused the cache's credentials (`WRONGPASS`, `NOAUTH`, or `NOPERM` while
+    /// connecting). Counted as an `auth_failed` security event. Check `REDIS_USERNAME` and the
+    /// password file (a stray character such as a byte-order mark is a different password).
+    #[error("Redis refused the credentials ({code})")]
+    AuthenticationRefused {
+        /// The refusal: `WRONGPASS`, `NOAUTH` or `NOPERM`.
+        code: &'static str,
+    },
+    /// The TLS handshake with Redis failed. Counted as a `tls_error` security event.
+    #[error("the TLS handshake with Redis failed ({failure})")]
+    Tls {
+        /// What failed.
+        failure: TlsFailure,
+    },
     /// Redis refused a write with an error reply (out of memory, read-only replica, ACL, ...).
     /// Nothing was cached anywhere: not in Redis, not in L1.
     #[error("Redis refused the write ({reason})")]
@@ -117,6 +104,121 @@ pub enum Error {
     /// `clear` needs the confirmation value [`crate::CLEAR_CONFIRMATION`].
     #[error("clearing the namespace needs the explicit confirmation \"invalidate-all\"")]
     ClearNotConfirmed,
+}
+
+/// What failed in a TLS handshake with Redis ([`Error::Tls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate does not chain to the pinned CA (`REDIS_TLS_CA_PATH`).
+    UnknownIssuer,
+    /// The server's certificate has expired (or is not valid yet).
+    ServerCertificateExpired,
+    /// The server's certificate does not name the host in `REDIS_URL`.
+    ServerNameMismatch,
+    /// The server's certificate is unusable for another reason.
+    BadServerCertificate,
+    /// The server requires a client certificate and none was presented
+    /// (`REDIS_TLS_CERT_PATH`, `REDIS_TLS_KEY_PATH`).
+    ClientCertificateRequired,
+    /// The server rejected the client certificate (unknown CA, expired, revoked, ...).
+    ClientCertificateRejected,
+    /// The handshake failed otherwise (protocol versions, ciphers, a plaintext server).
+    Handshake,
+}
+
+impl TlsFailure {
+    /// Short name for logs and event details: `unknown_issuer`, `server_certificate_expired`, ...
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::UnknownIssuer => "unknown_issuer",
+            TlsFailure::ServerCertificateExpired => "server_certificate_expired",
+            TlsFailure::ServerNameMismatch => "server_name_mismatch",
+            TlsFailure::BadServerCertificate => "bad_server_certificate",
+            TlsFailure::ClientCertificateRequired => "client_certificate_required",
+            TlsFailure::ClientCertificateRejected => "client_certificate_rejected",
+            TlsFailure::Handshake => "handshake",
+        }
+    }
+
+    /// The failure behind a rustls error.
+    #[must_use]
+    pub fn from_rustls(err: &rustls::Error) -> Self {
+        use rustls::{AlertDescription as A, CertificateError as C};
+        match err {
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::UnknownIssuer | C::BadSignature => TlsFailure::UnknownIssuer,
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => {
+                    TlsFailure::ServerCertificateExpired
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    TlsFailure::ServerNameMismatch
+                }
+                _ => TlsFailure::BadServerCertificate,
+            },
+            rustls::Error::AlertReceived(A::CertificateRequired) => {
+                TlsFailure::ClientCertificateRequired
+            }
+            rustls::Error::AlertReceived(
+                A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateExpired
+                | A::CertificateRevoked
+                | A::CertificateUnknown
+                | A::UnsupportedCertificate
+                | A::AccessDenied,
+            ) => TlsFailure::ClientCertificateRejected,
+            _ => TlsFailure::Handshake,
+        }
+    }
+
+    /// The TLS failure somewhere in `err`'s source chain (a rustls error, possibly inside an
+    /// `io::Error`), if any.
+    #[must_use]
+    pub fn find(err: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+        let mut next = Some(err);
+        while let Some(mut e) = next {
+            // redis-rs keeps its cause as an `Arc<dyn Error>`: look through it.
+            while let Some(shared) = e.downcast_ref::<Shared>() {
+                e = &**shared;
+            }
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return Some(Self::from_rustls(tls));
+            }
+            if let Some(tls) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                return Some(Self::from_rustls(tls));
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsFailure::UnknownIssuer => "the server certificate is not signed by the pinned CA",
+            TlsFailure::ServerCertificateExpired => "the server certificate has expired",
+            TlsFailure::ServerNameMismatch => {
+                "the server certificate does not name the REDIS_URL host"
+            }
+            TlsFailure::BadServerCertificate => "the server certificate is unusable",
+            TlsFailure::ClientCertificateRequired => {
+                "the server requires a client certificate and none was presented"
+            }
+            TlsFailure::ClientCertificateRejected => "the server rejected the client certificate",
+            TlsFailure::Handshake => "handshake failure",
+        })
+    }
 }
 
 /// Why Redis refused a write ([`Error::WriteRefused`]).

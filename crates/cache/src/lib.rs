@@ -80,6 +80,7 @@ mod key;
 mod l1;
 mod policy;
 mod status;
+mod tls_probe;
 mod stored_value;
 mod ttl;
 
@@ -95,11 +96,15 @@ pub use cache::{
 };
 pub use compute::{Answer, Origin};
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisConfig, redact_url};
-pub use error::{ComputeError, Error, PolicyViolation, Requirement, Result, WriteRefusal};
+pub use error::{
+    ComputeError, Error, PolicyViolation, Requirement, Result, TlsFailure, WriteRefusal,
+};
 pub use json_text::check_json_text;
 pub use key::{AiRequest, KeyScheme, validate_key, validate_operation};
 pub use policy::unmet_requirements;
-pub use status::{Check, SecurityLevel, SecurityStatus};
+pub use status::{
+    CERTIFICATE_WARNING_DAYS, Check, CheckName, Impact, SecurityLevel, SecurityStatus,
+};
 pub use ttl::TtlPolicy;
 
 /// The README's examples run as doc tests.

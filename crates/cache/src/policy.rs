@@ -1,12 +1,12 @@
-//! The strict startup policy (DESIGN.md §5): production, staging and unknown need TLS, a named ACL
-//! user with a password, and an encryption key, unless `REDIS_SECURITY_MODE=development`.
+//! Applying the one [`Policy`](sealcache_env_detect::Policy) at build time: what the cache's
+//! configuration leaves unmet, and whether the policy refuses it.
 
-use sealcache_env_detect::EnvironmentInfo;
+use sealcache_env_detect::{EnvironmentInfo, Policy};
 
 use crate::connect::RedisConfig;
 use crate::error::{PolicyViolation, Requirement};
 
-/// Every requirement `redis` and `has_key` leave unmet (empty when all are met).
+/// Every cache requirement `redis` and `has_key` leave unmet (empty when all are met).
 #[must_use]
 pub fn unmet_requirements(redis: &RedisConfig, has_key: bool) -> Vec<Requirement> {
     let mut unmet = Vec::new();
@@ -26,22 +26,21 @@ pub fn unmet_requirements(redis: &RedisConfig, has_key: bool) -> Vec<Requirement
     unmet
 }
 
-/// `Ok(false)`: all met. `Ok(true)`: unmet requirements tolerated by the explicit development
-/// override or a development/testing environment (the caller logs and counts it). `Err`: refused.
+/// `Ok(unmet)`: the requirements left unmet that the policy tolerates (the caller logs them; empty
+/// when all are met). `Err`: refused, listing every unmet requirement the policy enforces.
 pub(crate) fn check(
     env: &EnvironmentInfo,
     redis: &RedisConfig,
     has_key: bool,
-) -> Result<bool, PolicyViolation> {
+) -> Result<Vec<Requirement>, PolicyViolation> {
+    let policy = Policy::for_env(env);
     let unmet = unmet_requirements(redis, has_key);
-    if unmet.is_empty() {
-        return Ok(false);
-    }
-    if env.strict_policy() {
+    let refused = policy.refused(&unmet);
+    if !refused.is_empty() {
         return Err(PolicyViolation {
-            environment: env.environment.to_string(),
-            unmet,
+            environment: env.environment().to_string(),
+            unmet: refused,
         });
     }
-    Ok(true)
+    Ok(unmet)
 }

@@ -1,42 +1,196 @@
-//! `security_status()`: what is observed, not what is configured.
+//! The one security-posture assessment: [`SecurityStatus`] is built here and nowhere else.
+//!
+//! The cache gathers [`Observations`] (what Redis and the TLS handshakes showed); [`assess`] turns
+//! them into typed [`Check`]s and one [`SecurityLevel`]. A caller that observes more (the server's
+//! network-isolation probe) adds a check with [`SecurityStatus::add_check`], which re-assesses.
+//!
+//! The rules, in order:
+//! 1. not strict ([`Policy::is_strict`] false) → `development`;
+//! 2. a check that was observed and failed in a way that leaves a core protection missing
+//!    (plaintext transport, the `default` user, anonymous access) → `insecure`;
+//! 3. every check observed and passed → `production_ready`;
+//! 4. anything else (a check that could not be observed, Redis unavailable, refused credentials, a
+//!    failed handshake, a certificate within 30 days of expiry) → `degraded`, with the reason in
+//!    the check's detail. What could not be seen is never reported as `insecure`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
 
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use sealcache_env_detect::{EnvironmentInfo, Policy};
 use serde::Serialize;
 
-use crate::connect::RedisConfig;
+use crate::error::{Error, TlsFailure};
+
+/// Days of remaining validity below which a certificate makes the status `degraded`.
+pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
 
 /// The overall verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityLevel {
-    /// Every check passed in a strict environment.
+    /// Every check observed and passed in a strict environment.
     ProductionReady,
-    /// Secure, but something needs attention (Redis unavailable, certificate expiring, ...).
+    /// Secure as far as observed, but something needs attention (Redis unavailable, a check that
+    /// could not be observed, a certificate expiring, refused credentials, ...).
     Degraded,
-    /// A core protection is missing (TLS, authentication, encryption).
+    /// A core protection is observed missing (TLS, authentication, anonymous access refused).
     Insecure,
-    /// Development mode (environment or explicit override).
+    /// Not the strict policy (development or testing environment, or the explicit override).
     Development,
 }
 
-/// One observed check.
+impl SecurityLevel {
+    /// Every level, in a fixed order.
+    pub const ALL: [SecurityLevel; 4] = [
+        SecurityLevel::ProductionReady,
+        SecurityLevel::Degraded,
+        SecurityLevel::Insecure,
+        SecurityLevel::Development,
+    ];
+
+    /// `production_ready`, `degraded`, `insecure` or `development` (the JSON value and the
+    /// `level` attribute of `sealcache.security.level`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityLevel::ProductionReady => "production_ready",
+            SecurityLevel::Degraded => "degraded",
+            SecurityLevel::Insecure => "insecure",
+            SecurityLevel::Development => "development",
+        }
+    }
+}
+
+impl std::fmt::Display for SecurityLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name of a check (stable: dashboards and scripts read it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CheckName {
+    /// A TLS session with Redis was negotiated.
+    TlsNegotiated,
+    /// The cache is authenticated as a named ACL user.
+    AclUser,
+    /// An unauthenticated client is refused.
+    DefaultUserDisabled,
+    /// Values are sealed.
+    Encryption,
+    /// The earliest expiry of every certificate read is more than 30 days away.
+    CertificateValidity,
+    /// The certificate chain the server presents.
+    ServerCertificate,
+    /// The client certificate the cache presents (mutual TLS).
+    ClientCertificate,
+    /// The pinned CA certificate.
+    CaCertificate,
+    /// Redis answered `PING`.
+    RedisAvailable,
+    /// The strict policy applies.
+    StrictPolicy,
+    /// Redis is reachable only over an isolated network (observed by the server).
+    NetworkIsolated,
+}
+
+impl CheckName {
+    /// The snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::TlsNegotiated => "tls_negotiated",
+            CheckName::AclUser => "acl_user",
+            CheckName::DefaultUserDisabled => "default_user_disabled",
+            CheckName::Encryption => "encryption",
+            CheckName::CertificateValidity => "certificate_validity",
+            CheckName::ServerCertificate => "server_certificate",
+            CheckName::ClientCertificate => "client_certificate",
+            CheckName::CaCertificate => "ca_certificate",
+            CheckName::RedisAvailable => "redis_available",
+            CheckName::StrictPolicy => "strict_policy",
+            CheckName::NetworkIsolated => "network_isolated",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a failed check means for the level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    /// A core protection is missing: the level is `insecure`.
+    Insecure,
+    /// Needs attention: the level is `degraded`.
+    Degraded,
+}
+
+/// One check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// Stable name (`tls_negotiated`, ...).
-    pub name: &'static str,
-    /// Passed.
+    /// Which check.
+    pub name: CheckName,
+    /// Observed and passed.
     pub passed: bool,
+    /// False when the check could not be observed (then `passed` is false and the level is at
+    /// best `degraded`).
+    pub observed: bool,
+    /// What a failure means.
+    pub impact: Impact,
     /// What was observed (never a secret).
     pub detail: String,
 }
 
+impl Check {
+    /// An observed pass.
+    #[must_use]
+    pub fn pass(name: CheckName, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            passed: true,
+            observed: true,
+            impact: Impact::Degraded,
+            detail: detail.into(),
+        }
+    }
+
+    /// An observed failure with `impact`.
+    #[must_use]
+    pub fn fail(name: CheckName, impact: Impact, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            passed: false,
+            observed: true,
+            impact,
+            detail: detail.into(),
+        }
+    }
+
+    /// A check that could not be observed (the level becomes at best `degraded`).
+    #[must_use]
+    pub fn unobserved(name: CheckName, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            passed: false,
+            observed: false,
+            impact: Impact::Degraded,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// The observed security posture of a cache.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct SecurityStatus {
     /// Values are sealed (always true: the cache cannot store plaintext).
     pub encryption_enabled: bool,
@@ -46,7 +200,7 @@ pub struct SecurityStatus {
     pub tls_version: Option<String>,
     /// The ACL user Redis says we are (`ACL WHOAMI`).
     pub authenticated_user: Option<String>,
-    /// An unauthenticated connection is refused (the `default` user is off or protected).
+    /// An unauthenticated connection is refused (`None`: could not be observed).
     pub default_user_disabled: Option<bool>,
     /// Authentication is in force: a named user, and anonymous access refused.
     pub auth_configured: bool,
@@ -54,7 +208,8 @@ pub struct SecurityStatus {
     pub primary_key_id: u32,
     /// Keys kept for decryption only.
     pub decrypt_only_key_ids: Vec<u32>,
-    /// Days until the certificate the server presents expires.
+    /// Days until the earliest `notAfter` of every certificate read: the server chain, the
+    /// client certificate and the pinned CA.
     pub certificate_expires_in_days: Option<i64>,
     /// Detected environment.
     pub environment: String,
@@ -64,6 +219,12 @@ pub struct SecurityStatus {
     pub development_override: bool,
     /// Redis answered `PING`.
     pub redis_available: bool,
+    /// Redis is reachable only over an isolated network (`None` until a caller observed it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_isolated: Option<bool>,
+    /// The operator's claim `REDIS_NETWORK_ISOLATION` (`None` until a caller recorded it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_isolation_claimed: Option<bool>,
     /// Security events in the last hour.
     pub recent_security_events: u64,
     /// Totals per type since start.
@@ -75,88 +236,370 @@ pub struct SecurityStatus {
     pub security_level: SecurityLevel,
     /// Every check.
     pub checks: Vec<Check>,
+    #[serde(skip)]
+    strict: bool,
+}
+
+impl SecurityStatus {
+    /// Adds a check observed outside the cache (such as network isolation) and re-assesses the
+    /// level by the same rules.
+    pub fn add_check(&mut self, check: Check) {
+        self.checks.push(check);
+        self.security_level = level(self.strict, &self.checks);
+    }
+
+    /// Records the server's network-isolation observation and the operator's claim, as a
+    /// `network_isolated` check.
+    pub fn record_network_isolation(&mut self, isolated: bool, claimed: bool, detail: &str) {
+        self.network_isolated = Some(isolated);
+        self.network_isolation_claimed = Some(claimed);
+        let detail = format!(
+            "{detail}{}",
+            if claimed {
+                " (REDIS_NETWORK_ISOLATION=true claimed)"
+            } else {
+                ""
+            }
+        );
+        self.add_check(if isolated {
+            Check::pass(CheckName::NetworkIsolated, detail)
+        } else {
+            Check::fail(CheckName::NetworkIsolated, Impact::Degraded, detail)
+        });
+    }
+
+    /// The check named `name`, if present.
+    #[must_use]
+    pub fn check(&self, name: CheckName) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+fn level(strict: bool, checks: &[Check]) -> SecurityLevel {
+    if !strict {
+        SecurityLevel::Development
+    } else if checks
+        .iter()
+        .any(|c| c.observed && !c.passed && c.impact == Impact::Insecure)
+    {
+        SecurityLevel::Insecure
+    } else if checks.iter().all(|c| c.passed) {
+        SecurityLevel::ProductionReady
+    } else {
+        SecurityLevel::Degraded
+    }
+}
+
+/// Why a connection to Redis was refused, as last observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `WRONGPASS`, `NOAUTH`, `NOPERM` while connecting.
+    Authentication(&'static str),
+    /// A failed TLS handshake.
+    Tls(TlsFailure),
+}
+
+impl Refusal {
+    pub(crate) fn of(err: &Error) -> Option<Self> {
+        match err {
+            Error::AuthenticationRefused { code } => Some(Refusal::Authentication(code)),
+            Error::Tls { failure } => Some(Refusal::Tls(*failure)),
+            _ => None,
+        }
+    }
+
+    fn detail(self) -> String {
+        match self {
+            Refusal::Authentication(code) => format!("authentication refused ({code})"),
+            Refusal::Tls(failure) => format!("TLS handshake failed: {failure}"),
+        }
+    }
 }
 
 /// What a TLS probe saw.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TlsProbe {
     pub(crate) version: Option<String>,
-    pub(crate) days_left: Option<i64>,
-    pub(crate) error: Option<String>,
+    /// Days left of each certificate in the chain the server presented.
+    pub(crate) chain_days: Vec<i64>,
+    /// The handshake failed (observed).
+    pub(crate) failure: Option<TlsFailure>,
+    /// The probe could not run or finish (nothing observed), and why.
+    pub(crate) unobserved: Option<String>,
 }
 
-/// Handshakes with the server using the cache's own TLS settings and reads the certificate it
-/// presents. Needs a pinned CA (without one there is nothing of ours to verify against).
-pub(crate) async fn probe_tls(config: &RedisConfig) -> TlsProbe {
-    match probe(config).await {
-        Ok(p) => p,
-        Err(e) => TlsProbe {
-            error: Some(e),
-            ..TlsProbe::default()
+/// Days left of one certificate file's certificates (`Err`: unreadable, with a reason).
+pub(crate) fn file_days(path: &Path) -> Result<Vec<i64>, &'static str> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|_| "unreadable")?
+        .collect::<Result<_, _>>()
+        .map_err(|_| "not PEM")?;
+    if certs.is_empty() {
+        return Err("no certificate in the file");
+    }
+    certs
+        .iter()
+        .map(|der| der_days(der).ok_or("not an X.509 certificate"))
+        .collect()
+}
+
+/// Days until a DER certificate's `notAfter` (negative once expired).
+pub(crate) fn der_days(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Some((cert.validity().not_after.timestamp() - now).div_euclid(86_400))
+}
+
+/// Everything the cache observed, gathered by [`crate::SealedCache::security_status`].
+pub(crate) struct Observations<'a> {
+    pub(crate) environment: &'a EnvironmentInfo,
+    pub(crate) uses_tls: bool,
+    pub(crate) ping: Result<(), Error>,
+    pub(crate) whoami: Result<String, Error>,
+    /// The last refusal the connection saw (kept while the breaker skips calls).
+    pub(crate) refusal: Option<Refusal>,
+    pub(crate) probe: Option<TlsProbe>,
+    pub(crate) anonymous_refused: Option<bool>,
+    /// Days left of the configured client certificate (`None`: none configured).
+    pub(crate) client_cert: Option<Result<Vec<i64>, &'static str>>,
+    /// Days left of the pinned CA (`None`: none pinned).
+    pub(crate) ca_cert: Option<Result<Vec<i64>, &'static str>>,
+    pub(crate) primary_key_id: u32,
+    pub(crate) decrypt_only_key_ids: Vec<u32>,
+    pub(crate) recent_security_events: u64,
+    pub(crate) security_events_by_type: BTreeMap<String, u64>,
+    pub(crate) write_failures: BTreeMap<String, u64>,
+}
+
+fn certificate_check(
+    name: CheckName,
+    what: &str,
+    days: Option<&Result<Vec<i64>, &'static str>>,
+    absent: Check,
+) -> (Check, Option<i64>) {
+    match days {
+        None => (absent, None),
+        Some(Err(why)) => (
+            Check::fail(name, Impact::Degraded, format!("{what}: {why}")),
+            None,
+        ),
+        Some(Ok(days)) => match days.iter().min().copied() {
+            Some(d) if d > CERTIFICATE_WARNING_DAYS => (
+                Check::pass(name, format!("{what} expires in {d} days")),
+                Some(d),
+            ),
+            Some(d) if d < 0 => (
+                Check::fail(name, Impact::Degraded, format!("{what} has expired")),
+                Some(d),
+            ),
+            Some(d) => (
+                Check::fail(
+                    name,
+                    Impact::Degraded,
+                    format!("{what} expires in {d} days (renew before {CERTIFICATE_WARNING_DAYS})"),
+                ),
+                Some(d),
+            ),
+            None => (Check::unobserved(name, format!("{what}: none read")), None),
         },
     }
 }
 
-async fn probe(config: &RedisConfig) -> Result<TlsProbe, String> {
-    let (host, port) = config.host_port().ok_or("no host in REDIS_URL")?;
-    let ca_path = config
-        .ca_path
-        .as_ref()
-        .ok_or("no pinned CA (REDIS_TLS_CA_PATH)")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_path).map_err(|_| "CA file unreadable")? {
-        roots
-            .add(cert.map_err(|_| "CA file is not PEM")?)
-            .map_err(|_| "CA certificate rejected")?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|_| "no TLS versions")?
-    .with_root_certificates(roots);
-    let tls = match (&config.client_cert_path, &config.client_key_path) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|_| "client certificate unreadable")?
-                .collect::<Result<_, _>>()
-                .map_err(|_| "client certificate is not PEM")?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|_| "client key unreadable")?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|_| "client certificate rejected")?
-        }
-        _ => builder.with_no_client_auth(),
+/// Turns observations into the status (the one place that assesses).
+pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
+    let env = o.environment;
+    let policy = Policy::for_env(env);
+    let strict = policy.is_strict();
+    let refusal = match (&o.ping, o.refusal) {
+        (Err(e), last) => Refusal::of(e).or(last),
+        (Ok(()), _) => None,
     };
-    let name = ServerName::try_from(host.clone()).map_err(|_| "invalid server name")?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let fut = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|_| "TCP connect failed")?;
-        connector
-            .connect(name, tcp)
-            .await
-            .map_err(|_| "TLS handshake failed")
+
+    // Transport.
+    let (tls_check, tls_version) = match &o.probe {
+        None => (
+            Check::fail(
+                CheckName::TlsNegotiated,
+                Impact::Insecure,
+                "plaintext connection (redis://)",
+            ),
+            None,
+        ),
+        Some(p) => match (&p.version, p.failure, &p.unobserved) {
+            (Some(v), None, _) => (Check::pass(CheckName::TlsNegotiated, v.clone()), Some(v)),
+            (_, Some(failure), _) => (
+                Check::fail(
+                    CheckName::TlsNegotiated,
+                    Impact::Degraded,
+                    format!("TLS handshake failed: {failure}"),
+                ),
+                None,
+            ),
+            (_, None, why) => (
+                Check::unobserved(
+                    CheckName::TlsNegotiated,
+                    why.clone()
+                        .unwrap_or_else(|| "no TLS session observed".into()),
+                ),
+                None,
+            ),
+        },
     };
-    let stream = tokio::time::timeout(config.connect_timeout + Duration::from_millis(500), fut)
-        .await
-        .map_err(|_| "TLS probe timed out")??;
-    let (_, session) = stream.get_ref();
-    let version = session.protocol_version().map(|v| format!("{v:?}"));
-    let days_left = session
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
-        .map(|(_, cert)| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            (cert.validity().not_after.timestamp() - now).div_euclid(86_400)
+
+    // Identity.
+    let user = o.whoami.as_ref().ok().cloned();
+    let acl_check = match (&o.whoami, refusal) {
+        (Ok(u), _) if u != "default" => Check::pass(CheckName::AclUser, format!("authenticated as {u}")),
+        (Ok(_), _) => Check::fail(
+            CheckName::AclUser,
+            Impact::Insecure,
+            "authenticated as the default user",
+        ),
+        (Err(_), Some(Refusal::Authentication(code))) => Check::fail(
+            CheckName::AclUser,
+            Impact::Degraded,
+            format!("authentication refused ({code}): check REDIS_USERNAME and the password"),
+        ),
+        (Err(_), _) => Check::unobserved(CheckName::AclUser, "ACL WHOAMI unanswered"),
+    };
+    let anonymous_check = match o.anonymous_refused {
+        Some(true) => Check::pass(
+            CheckName::DefaultUserDisabled,
+            "an unauthenticated client is refused",
+        ),
+        Some(false) => Check::fail(
+            CheckName::DefaultUserDisabled,
+            Impact::Insecure,
+            "an unauthenticated client is served",
+        ),
+        None => Check::unobserved(CheckName::DefaultUserDisabled, "could not be observed"),
+    };
+
+    // Certificates: each its own check, and the earliest expiry overall.
+    let mut earliest: Option<i64> = None;
+    let mut certificate_checks = Vec::new();
+    if o.uses_tls {
+        let server_days = o.probe.as_ref().and_then(|p| {
+            (!p.chain_days.is_empty()).then(|| Ok::<_, &'static str>(p.chain_days.clone()))
         });
-    Ok(TlsProbe {
-        version,
-        days_left,
-        error: None,
-    })
+        let reads = [
+            (
+                CheckName::ServerCertificate,
+                "server certificate",
+                server_days,
+                Check::unobserved(CheckName::ServerCertificate, "no server certificate observed"),
+            ),
+            (
+                CheckName::ClientCertificate,
+                "client certificate",
+                o.client_cert.clone(),
+                Check::pass(
+                    CheckName::ClientCertificate,
+                    "no client certificate configured",
+                ),
+            ),
+            (
+                CheckName::CaCertificate,
+                "pinned CA certificate",
+                o.ca_cert.clone(),
+                Check::unobserved(
+                    CheckName::CaCertificate,
+                    "no pinned CA (REDIS_TLS_CA_PATH): its expiry cannot be read",
+                ),
+            ),
+        ];
+        for (name, what, days, absent) in reads {
+            let (check, d) = certificate_check(name, what, days.as_ref(), absent);
+            earliest = match (earliest, d) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            certificate_checks.push(check);
+        }
+    }
+    let validity = match earliest {
+        Some(d) if d > CERTIFICATE_WARNING_DAYS => Check::pass(
+            CheckName::CertificateValidity,
+            format!("the earliest certificate expires in {d} days"),
+        ),
+        Some(d) => Check::fail(
+            CheckName::CertificateValidity,
+            Impact::Degraded,
+            format!("a certificate expires in {d} days"),
+        ),
+        None => Check::unobserved(CheckName::CertificateValidity, "no certificate observed"),
+    };
+
+    let available = o.ping.is_ok();
+    let available_check = match (&o.ping, refusal) {
+        (Ok(()), _) => Check::pass(CheckName::RedisAvailable, "PING answered"),
+        (Err(_), Some(r)) => Check::fail(CheckName::RedisAvailable, Impact::Degraded, r.detail()),
+        (Err(_), None) => Check::fail(
+            CheckName::RedisAvailable,
+            Impact::Degraded,
+            "Redis unavailable (connection refused, closed or timed out)",
+        ),
+    };
+    let policy_check = if strict {
+        Check::pass(
+            CheckName::StrictPolicy,
+            format!("{} environment", env.environment()),
+        )
+    } else if policy.development_override() {
+        Check::fail(
+            CheckName::StrictPolicy,
+            Impact::Degraded,
+            "REDIS_SECURITY_MODE=development override in force",
+        )
+    } else {
+        Check::fail(
+            CheckName::StrictPolicy,
+            Impact::Degraded,
+            format!("{} environment", env.environment()),
+        )
+    };
+
+    let tls_enabled = tls_check.passed;
+    let named_user = acl_check.passed;
+    let mut checks = vec![
+        tls_check,
+        acl_check,
+        anonymous_check,
+        Check::pass(
+            CheckName::Encryption,
+            format!(
+                "AES-256-GCM, primary key {}, decrypt-only {:?}",
+                o.primary_key_id, o.decrypt_only_key_ids
+            ),
+        ),
+        validity,
+    ];
+    checks.extend(certificate_checks);
+    checks.push(available_check);
+    checks.push(policy_check);
+    SecurityStatus {
+        encryption_enabled: true,
+        tls_enabled,
+        tls_version: tls_version.cloned(),
+        authenticated_user: user,
+        default_user_disabled: o.anonymous_refused,
+        auth_configured: named_user && o.anonymous_refused == Some(true),
+        primary_key_id: o.primary_key_id,
+        decrypt_only_key_ids: o.decrypt_only_key_ids,
+        certificate_expires_in_days: earliest,
+        environment: env.environment().to_string(),
+        confidence: env.confidence(),
+        development_override: policy.development_override(),
+        redis_available: available,
+        network_isolated: None,
+        network_isolation_claimed: None,
+        recent_security_events: o.recent_security_events,
+        security_events_by_type: o.security_events_by_type,
+        write_failures: o.write_failures,
+        security_level: level(strict, &checks),
+        checks,
+        strict,
+    }
 }

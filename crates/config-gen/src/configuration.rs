@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use sealcache_codec::SecretKey;
-use sealcache_env_detect::{Environment, EnvironmentInfo};
+use sealcache_env_detect::{Environment, EnvironmentInfo, Policy, Requirement, SecurityMode};
 use serde::Serialize;
 
 use crate::acl::AclPasswords;
@@ -144,7 +144,7 @@ impl SecureConfigGenerator {
         context: &EnvironmentInfo,
         override_env: Option<Environment>,
     ) -> Result<SecurityConfiguration> {
-        let environment = override_env.unwrap_or(context.environment);
+        let environment = override_env.unwrap_or(context.environment());
         let bits = password::required_bits(environment);
         Ok(SecurityConfiguration {
             redis_password: password::generate(bits)?,
@@ -153,15 +153,15 @@ impl SecureConfigGenerator {
             redis_admin_password: password::generate(bits)?,
             redis_encryption_key: SecretKey::generate()?,
             api_key: password::generate(bits.max(192))?,
-            redis_tls_enabled: environment.is_production_like()
-                || environment == Environment::Testing,
+            redis_tls_enabled: Policy::declared(environment, SecurityMode::Strict)
+                .refuses_without(Requirement::Tls),
             redis_protected_mode: true,
             environment,
             generated_at: SystemTime::now(),
             confidence: if override_env.is_some() {
                 1.0
             } else {
-                context.confidence
+                context.confidence()
             },
             development_override: context.development_override(),
         })

@@ -32,7 +32,7 @@ pub enum OutputFormat {
     /// The deployment directory layout.
     #[default]
     Dir,
-    /// One `.env.secure` with the seed's variable names (secrets as values).
+    /// One `.env.secure` with secrets as values, under names the settings read.
     EnvVars,
 }
 
@@ -137,10 +137,6 @@ pub fn render_env(config: &SecurityConfiguration, opts: &DeploymentOptions) -> S
             yes_no(config.redis_protected_mode).to_owned(),
         ),
         ("REDIS_NETWORK_ISOLATION", "true".to_owned()),
-        (
-            "REDIS_SECURITY_ENVIRONMENT",
-            config.environment.as_str().to_owned(),
-        ),
         ("CACHE_NAMESPACE", opts.namespace.clone()),
         ("API_KEY_FILE", container_path(layout::API_KEY)),
         ("SEALCACHE_LISTEN", "0.0.0.0:8080".to_owned()),
@@ -187,19 +183,31 @@ pub fn write_deployment(
             } else {
                 "redis"
             };
-            let mut vars: Vec<(&str, String)> = vec![
+            let vars: Vec<(&str, String)> = vec![
                 ("ENVIRONMENT", config.environment.as_str().to_owned()),
                 (
                     "REDIS_URL",
                     format!("{scheme}://{}:6379/0", opts.redis_host),
                 ),
                 ("REDIS_USERNAME", acl::APP_USER.to_owned()),
+                ("REDIS_PASSWORD", config.redis_password.expose_secret().to_owned()),
+                ("REDIS_MONITOR_USERNAME", acl::MONITOR_USER.to_owned()),
+                (
+                    "REDIS_MONITOR_PASSWORD",
+                    config.redis_cache_password.expose_secret().to_owned(),
+                ),
+                (
+                    "REDIS_ENCRYPTION_KEY",
+                    config.redis_encryption_key.expose_text().to_string(),
+                ),
+                ("REDIS_TLS_ENABLED", bool_text(config.redis_tls_enabled).to_owned()),
+                (
+                    "REDIS_PROTECTED_MODE",
+                    yes_no(config.redis_protected_mode).to_owned(),
+                ),
                 ("CACHE_NAMESPACE", opts.namespace.clone()),
                 ("API_KEY", config.api_key.expose_secret().to_owned()),
             ];
-            for (key, value) in config.to_env_dict() {
-                vars.push((key, value.expose_secret().to_owned()));
-            }
             let text = zeroize::Zeroizing::new(render_env_vars(config, &vars));
             secret_file(dir, layout::ENV_SECURE_FILE, text.as_bytes(), &mut files)?;
             return Ok(WrittenDeployment {

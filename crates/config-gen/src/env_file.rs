@@ -8,11 +8,13 @@ use std::path::Path;
 
 use crate::error::{Error, Result, io};
 
-/// Parses env file text. Later assignments win.
+/// Parses env file text. Later assignments win. One leading UTF-8 byte order mark is ignored,
+/// and so are CR line ends.
 ///
 /// # Errors
 /// [`Error::EnvSyntax`] naming the line, never its content.
 pub fn parse(text: &str, path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut vars = BTreeMap::new();
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -82,6 +84,13 @@ mod tests {
         assert_eq!(vars["C"], "quoted # not a comment");
         assert_eq!(vars["D"], "single");
         assert_eq!(vars["E"], "value");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_crlf_are_ignored() {
+        let vars = parse("\u{feff}A=1\r\nB=\"two\"\r\n", Path::new(".env")).unwrap();
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two");
     }
 
     #[test]

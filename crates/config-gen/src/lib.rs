@@ -54,6 +54,7 @@ pub mod tls;
 
 mod configuration;
 mod deploy_dir;
+mod detection;
 mod env_file;
 mod error;
 mod secret;
@@ -69,7 +70,8 @@ pub use env_file::{parse as parse_env, read as read_env_file};
 pub use error::{Error, Result};
 pub use secret::SecretString;
 pub use settings::{
-    DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_REDIS_URL, DEFAULT_USERNAME, SecuritySettings,
+    ALIASES, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_OTEL_SERVICE_NAME, DEFAULT_REDIS_URL,
+    DEFAULT_STATUS_INTERVAL, DEFAULT_USERNAME, NEAR_MISSES, OTHER_VARIABLES, SecuritySettings,
     ServerLimits, VARIABLES,
 };
 pub use validate::{

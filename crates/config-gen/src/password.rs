@@ -13,15 +13,11 @@ use crate::secret::SecretString;
 /// The password alphabet.
 pub const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// Entropy, in bits, that generated passwords carry in `env` (and that validation requires).
+/// Entropy, in bits, that generated passwords carry in `env` (and that validation requires), as
+/// [`sealcache_env_detect::Policy::password_bits`] decides.
 #[must_use]
 pub fn required_bits(env: Environment) -> u32 {
-    match env {
-        Environment::Production | Environment::Unknown => 192,
-        Environment::Staging => 144,
-        Environment::Testing => 96,
-        Environment::Development => 64,
-    }
+    sealcache_env_detect::password_bits(env)
 }
 
 /// Length of a generated password carrying `bits` of entropy over [`ALPHABET`].

@@ -57,6 +57,42 @@ fn name(common: &str) -> DistinguishedName {
     dn
 }
 
+/// The CA's distinguished name, as [`generate`] writes it (an issuer must repeat it exactly).
+fn ca_name() -> DistinguishedName {
+    name("sealcache deployment CA")
+}
+
+/// Issues a new client certificate (and key) from a deployment's CA key, valid for
+/// `validity_days`: the renewal of `secrets/tls/client.crt` without a new CA. Returns the
+/// certificate PEM and the key PEM.
+///
+/// # Errors
+/// [`Error::Tls`] if the CA key is not a PEM private key or signing fails.
+pub fn issue_client_certificate(
+    ca_key_pem: &str,
+    client_name: &str,
+    validity_days: i64,
+) -> Result<(String, SecretString)> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(tls_err("CA key"))?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA parameters"))?;
+    ca.distinguished_name = ca_name();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer = Issuer::new(ca, &ca_key);
+    let client_key = KeyPair::generate().map_err(tls_err("client key"))?;
+    let mut client =
+        CertificateParams::new(Vec::<String>::new()).map_err(tls_err("client parameters"))?;
+    client.distinguished_name = name(client_name);
+    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client.use_authority_key_identifier_extension = true;
+    validity(&mut client, validity_days);
+    let cert = client
+        .signed_by(&client_key, &issuer)
+        .map_err(tls_err("client certificate"))?;
+    Ok((cert.pem(), SecretString::new(client_key.serialize_pem())))
+}
+
 /// Generates a CA, a server certificate for [`DEFAULT_SERVER_NAMES`] plus `extra_server_names`,
 /// and a client certificate whose common name is `client_name`.
 ///
@@ -65,7 +101,7 @@ fn name(common: &str) -> DistinguishedName {
 pub fn generate(extra_server_names: &[String], client_name: &str) -> Result<TlsMaterial> {
     let ca_key = KeyPair::generate().map_err(tls_err("CA key"))?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA parameters"))?;
-    ca.distinguished_name = name("sealcache deployment CA");
+    ca.distinguished_name = ca_name();
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     validity(&mut ca, CA_VALIDITY_DAYS);

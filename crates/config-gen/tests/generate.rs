@@ -271,17 +271,21 @@ fn env_vars_format_writes_one_secret_file_with_the_seed_names() {
     let vars = sealcache_config_gen::read_env_file(&file).unwrap();
     for key in [
         "REDIS_PASSWORD",
-        "REDIS_CACHE_PASSWORD",
+        "REDIS_MONITOR_USERNAME",
+        "REDIS_MONITOR_PASSWORD",
         "REDIS_ENCRYPTION_KEY",
         "REDIS_TLS_ENABLED",
         "REDIS_PROTECTED_MODE",
-        "REDIS_SECURITY_ENVIRONMENT",
         "REDIS_URL",
         "API_KEY",
     ] {
         assert!(vars.contains_key(key), "{key}");
     }
     assert_eq!(vars["REDIS_PASSWORD"], c.redis_password.expose_secret());
+    assert_eq!(
+        vars["REDIS_MONITOR_PASSWORD"],
+        c.redis_cache_password.expose_secret()
+    );
     assert!(!tmp.path().join(layout::SECRETS_DIR).exists());
     let report = sealcache_config_gen::validate(
         &sealcache_config_gen::ValidationInput::EnvFile(file.clone()),

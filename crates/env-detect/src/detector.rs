@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::signals::{collect, truthy};
+use crate::policy::{Policy, SecurityMode};
+use crate::signals::{Collected, collect, truthy};
 use crate::source::{ProcessSource, SignalSource};
 use crate::{Environment, FeatureContext};
 
@@ -34,37 +35,95 @@ pub struct EnvironmentSignal {
     pub reasoning: String,
 }
 
-/// The verdict, with its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The verdict, with its evidence. Only [`EnvironmentDetector`] makes one, so the value that
+/// decides the [`Policy`] cannot be forged by hand; read it through the accessors.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct EnvironmentInfo {
-    /// The detected environment.
-    pub environment: Environment,
-    /// Confidence, 0 to 1, after agreement and conflicts.
-    pub confidence: f64,
-    /// Why, in words, including how to declare the environment when unsure.
-    pub reasoning: String,
-    /// The source of the deciding signal (`none` when nothing was seen).
-    pub detected_by: String,
-    /// Every signal seen, strongest first.
-    pub signals: Vec<EnvironmentSignal>,
-    /// The context detection ran under.
-    pub feature_context: FeatureContext,
-    /// Extra facts: `security_mode` (`strict` or `development_override`), `signal_count`, ...
-    pub metadata: BTreeMap<String, String>,
+    environment: Environment,
+    confidence: f64,
+    reasoning: String,
+    detected_by: String,
+    signals: Vec<EnvironmentSignal>,
+    hints: Vec<EnvironmentSignal>,
+    feature_context: FeatureContext,
+    security_mode: SecurityMode,
+    metadata: BTreeMap<String, String>,
 }
 
 impl EnvironmentInfo {
+    /// The detected environment.
+    #[must_use]
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// Confidence, 0 to 1, after agreement and conflicts.
+    #[must_use]
+    pub fn confidence(&self) -> f64 {
+        self.confidence
+    }
+
+    /// Why, in words, including how to declare the environment when unsure.
+    #[must_use]
+    pub fn reasoning(&self) -> &str {
+        &self.reasoning
+    }
+
+    /// The source of the deciding signal (`none` when nothing decided).
+    #[must_use]
+    pub fn detected_by(&self) -> &str {
+        &self.detected_by
+    }
+
+    /// Every signal that could decide, strongest first.
+    #[must_use]
+    pub fn signals(&self) -> &[EnvironmentSignal] {
+        &self.signals
+    }
+
+    /// Weak signals that would have relaxed the policy (a host name or file pointing at
+    /// development or testing, `DEBUG` on): reported, never deciding.
+    #[must_use]
+    pub fn hints(&self) -> &[EnvironmentSignal] {
+        &self.hints
+    }
+
+    /// The context detection ran under.
+    #[must_use]
+    pub fn feature_context(&self) -> FeatureContext {
+        self.feature_context
+    }
+
+    /// Whether `REDIS_SECURITY_MODE=development` is in force.
+    #[must_use]
+    pub fn security_mode(&self) -> SecurityMode {
+        self.security_mode
+    }
+
+    /// Extra facts: `signal_count`, `hint_count`, `hostname`, `enforce_auth`, and `security_mode`
+    /// (a copy of [`EnvironmentInfo::security_mode`] for readers of the JSON).
+    #[must_use]
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    /// The policy for this environment (the one place that decides).
+    #[must_use]
+    pub fn policy(&self) -> Policy {
+        Policy::for_env(self)
+    }
+
     /// True when `REDIS_SECURITY_MODE=development` asked for the development policy.
     #[must_use]
     pub fn development_override(&self) -> bool {
-        self.metadata.get("security_mode").map(String::as_str) == Some("development_override")
+        self.security_mode == SecurityMode::DevelopmentOverride
     }
 
-    /// True when the strict security policy applies: a production-like environment without the
-    /// explicit development override.
+    /// True when the strict security policy applies ([`Policy::is_strict`]).
     #[must_use]
     pub fn strict_policy(&self) -> bool {
-        self.environment.is_production_like() && !self.development_override()
+        self.policy().is_strict()
     }
 }
 
@@ -78,12 +137,12 @@ pub const SECURITY_MODE_VARIABLE: &str = "REDIS_SECURITY_MODE";
 ///
 /// let source = MapSource::new().var("ENVIRONMENT", "prod-us-east").var("KUBERNETES_SERVICE_HOST", "10.0.0.1");
 /// let info = EnvironmentDetector::new(source).detect(FeatureContext::Default);
-/// assert_eq!(info.environment, Environment::Production);
-/// assert_eq!(info.confidence, 0.85); // pattern 0.80 + one agreeing signal
+/// assert_eq!(info.environment(), Environment::Production);
+/// assert_eq!(info.confidence(), 0.85); // pattern 0.80 + one agreeing signal
 /// assert!(info.strict_policy());
 ///
 /// let nothing = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
-/// assert_eq!(nothing.environment, Environment::Unknown);
+/// assert_eq!(nothing.environment(), Environment::Unknown);
 /// assert!(nothing.strict_policy()); // unknown is treated like production
 /// ```
 #[derive(Debug, Clone)]
@@ -105,12 +164,13 @@ impl<S: SignalSource> EnvironmentDetector<S> {
 
     /// Detects the environment under `context`.
     pub fn detect(&self, context: FeatureContext) -> EnvironmentInfo {
-        let mut signals = collect(&self.source, context);
+        let Collected { mut signals, hints } = collect(&self.source, context);
         // Strongest first; ties keep collection order (explicit before platform before files).
         signals.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
 
         let mut metadata = BTreeMap::new();
         metadata.insert("signal_count".to_owned(), signals.len().to_string());
+        metadata.insert("hint_count".to_owned(), hints.len().to_string());
         if let Some(host) = self.source.hostname() {
             metadata.insert("hostname".to_owned(), host);
         }
@@ -118,25 +178,42 @@ impl<S: SignalSource> EnvironmentDetector<S> {
             .source
             .var(SECURITY_MODE_VARIABLE)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("development"));
-        metadata.insert(
-            "security_mode".to_owned(),
-            if override_on {
-                "development_override"
-            } else {
-                "strict"
-            }
-            .to_owned(),
-        );
+        let security_mode = if override_on {
+            SecurityMode::DevelopmentOverride
+        } else {
+            SecurityMode::Strict
+        };
+        // A mirror for readers of the JSON; the typed field is what the policy reads.
+        metadata.insert("security_mode".to_owned(), security_mode.as_str().to_owned());
         if self.source.var("ENFORCE_AUTH").as_deref().and_then(truthy) == Some(true) {
             metadata.insert("enforce_auth".to_owned(), "true".to_owned());
         }
 
+        let hint_text = if hints.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = hints
+                .iter()
+                .map(|h| format!("{} suggests {}", h.source, h.environment))
+                .collect();
+            format!(
+                "; hint: {} (weak signals only tighten the policy; to relax it, set \
+                 ENVIRONMENT=development or REDIS_SECURITY_MODE=development)",
+                list.join(", ")
+            )
+        };
         let Some(primary) = signals.first().cloned() else {
-            let mut reasoning =
-                "no environment signal found; treating the environment as unknown, \
-                                 which gets the production security policy. Declare it with \
-                                 ENVIRONMENT=development|testing|staging|production"
-                    .to_owned();
+            let mut reasoning = if hints.is_empty() {
+                "no environment signal found"
+            } else {
+                "no decisive environment signal found"
+            }
+            .to_owned();
+            reasoning.push_str(
+                "; treating the environment as unknown, which gets the production security \
+                 policy. Declare it with ENVIRONMENT=development|testing|staging|production",
+            );
+            reasoning.push_str(&hint_text);
             if override_on {
                 reasoning.push_str("; REDIS_SECURITY_MODE=development override is active");
             }
@@ -146,7 +223,9 @@ impl<S: SignalSource> EnvironmentDetector<S> {
                 reasoning,
                 detected_by: "none".to_owned(),
                 signals,
+                hints,
                 feature_context: context,
+                security_mode,
                 metadata,
             };
         };
@@ -179,13 +258,16 @@ impl<S: SignalSource> EnvironmentDetector<S> {
         if confidence < 0.7 {
             reasoning.push_str("; low confidence: set ENVIRONMENT explicitly");
         }
+        reasoning.push_str(&hint_text);
         EnvironmentInfo {
             environment: primary.environment,
             confidence,
             reasoning,
             detected_by: primary.source.clone(),
             signals,
+            hints,
             feature_context: context,
+            security_mode,
             metadata,
         }
     }

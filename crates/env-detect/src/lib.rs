@@ -7,9 +7,12 @@
 //!   [`Environment`], a confidence, the reasoning and every [`EnvironmentSignal`] it saw.
 //! * [`FeatureContext`] says why detection runs; under
 //!   [`FeatureContext::SecurityEnforcement`], `ENFORCE_AUTH` means production.
-//! * [`Environment::is_production_like`] and [`EnvironmentInfo::strict_policy`] decide whether the
-//!   strict security policy applies: production, staging **and unknown**, unless
-//!   `REDIS_SECURITY_MODE=development` (the explicit override, always reported).
+//! * [`Policy::for_env`] is the one place that answers every policy question: strict or not, which
+//!   [`Requirement`]s refuse a deployment, the password entropy. The strict policy applies to
+//!   production, staging **and unknown**, unless `REDIS_SECURITY_MODE=development` (the explicit
+//!   override, [`SecurityMode::DevelopmentOverride`], always reported). Testing keeps every
+//!   requirement on the Redis transport and on sealing.
+//! * [`EnvironmentInfo`] has private fields: only the detector makes one.
 //!
 //! # Example
 //!
@@ -18,8 +21,8 @@
 //!
 //! let ci = MapSource::new().var("GITHUB_ACTIONS", "true").var("CI", "true");
 //! let info = EnvironmentDetector::new(ci).detect(FeatureContext::Default);
-//! assert_eq!(info.environment, Environment::Testing);
-//! assert_eq!(info.confidence, 0.8); // 0.75, plus 0.05 for the agreeing second CI variable
+//! assert_eq!(info.environment(), Environment::Testing);
+//! assert_eq!(info.confidence(), 0.8); // 0.75, plus 0.05 for the agreeing second CI variable
 //! assert!(!info.strict_policy());
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -34,9 +37,14 @@
 //! | `ENFORCE_AUTH` truthy, security-enforcement context | production | 0.98 |
 //! | `KUBERNETES_SERVICE_HOST`, `K_SERVICE`, `DYNO`, `AWS_LAMBDA_FUNCTION_NAME`, `ECS_CONTAINER_METADATA_URI_V4` | production | 0.70 |
 //! | `CI`, `GITHUB_ACTIONS`, `GITLAB_CI`, `BUILDKITE`, ... | testing | 0.75 |
-//! | `DEBUG` true / false | development / production | 0.70 / 0.75 |
-//! | host name pattern | production 0.70, staging 0.65, others 0.60 | |
-//! | `.git`, `.env`, a dev compose file (only with no explicit variable) | development | 0.55 |
+//! | `DEBUG` false | production | 0.75 |
+//! | host name pattern naming production / staging | production / staging | 0.70 / 0.65 |
+//!
+//! **Weak signals may only tighten.** A host name naming development or testing (`devon-web-01`,
+//! `localhost.localdomain`), `DEBUG=true`, and the file indicators (`.git`, `.env`, a dev compose
+//! file) are *hints*: listed in [`EnvironmentInfo::hints`] and in the reasoning, never deciding. A
+//! verdict resting on them alone is `unknown` (strict). Relaxing takes an explicit variable above
+//! or `REDIS_SECURITY_MODE=development`.
 //!
 //! The strongest signal decides; each agreeing signal adds 0.05 (cap 0.98); each conflicting signal
 //! above 0.70 multiplies the confidence by 0.85. No signal gives `unknown` at 0.50.
@@ -54,6 +62,7 @@
 mod detector;
 mod environment;
 mod names;
+mod policy;
 mod signals;
 mod source;
 
@@ -68,7 +77,8 @@ pub use signals::{
     CONF_HOSTNAME_PRODUCTION, CONF_HOSTNAME_STAGING, CONF_PATTERN, CONF_PLATFORM,
     EXPLICIT_VARIABLES, FILE_INDICATORS, PLATFORM_VARIABLES,
 };
-pub use source::{MapSource, ProcessSource, SignalSource};
+pub use policy::{Enforcement, Policy, Requirement, SecurityMode, password_bits};
+pub use source::{MapSource, Overlay, ProcessSource, SignalSource};
 
 /// The README's examples run as doc tests.
 #[cfg(doctest)]

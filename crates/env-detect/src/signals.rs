@@ -1,4 +1,4 @@
-//! Collecting signals from a source, strongest first (DESIGN.md §5).
+//! Collecting signals from a source, strongest first.
 
 use crate::names::{NameMatch, classify, pattern};
 use crate::source::SignalSource;
@@ -98,12 +98,23 @@ fn signal(
     }
 }
 
+/// What a source shows: the signals that may decide, and the weak hints that may not.
+pub(crate) struct Collected {
+    /// Signals that may decide the verdict, strongest kind first.
+    pub(crate) signals: Vec<EnvironmentSignal>,
+    /// Weak signals that would relax the policy (a host name or file pointing at development or
+    /// testing, `DEBUG` on): reported in the reasoning, never deciding.
+    pub(crate) hints: Vec<EnvironmentSignal>,
+}
+
 /// Every signal the source shows, strongest kind first.
-pub(crate) fn collect(
-    source: &dyn SignalSource,
-    context: FeatureContext,
-) -> Vec<EnvironmentSignal> {
+///
+/// Weak signals may only tighten: a host name pattern counts when it points at production or
+/// staging; pointing at development or testing it is a hint, as are the file indicators and
+/// `DEBUG=true`. Relaxing takes an explicit variable or `REDIS_SECURITY_MODE=development`.
+pub(crate) fn collect(source: &dyn SignalSource, context: FeatureContext) -> Collected {
     let mut out = Vec::new();
+    let mut hints = Vec::new();
     let mut explicit = false;
 
     for &name in EXPLICIT_VARIABLES {
@@ -178,12 +189,12 @@ pub(crate) fn collect(
 
     if let Some(value) = source.var("DEBUG") {
         match truthy(&value) {
-            Some(true) => out.push(signal(
+            Some(true) => hints.push(signal(
                 "DEBUG",
                 value.trim(),
                 Environment::Development,
                 CONF_DEBUG_TRUE,
-                "DEBUG is on",
+                "DEBUG is on (a hint: DEBUG alone does not relax the policy)",
             )),
             Some(false) if !value.trim().is_empty() => out.push(signal(
                 "DEBUG",
@@ -204,24 +215,30 @@ pub(crate) fn collect(
             Environment::Staging => CONF_HOSTNAME_STAGING,
             _ => CONF_HOSTNAME_OTHER,
         };
-        let reasoning = format!("host name matches the {env} pattern");
-        out.push(signal("hostname", host, env, conf, reasoning));
+        if matches!(env, Environment::Production | Environment::Staging) {
+            let reasoning = format!("host name matches the {env} pattern");
+            out.push(signal("hostname", host, env, conf, reasoning));
+        } else {
+            let reasoning =
+                format!("host name matches the {env} pattern (a hint: host names only tighten)");
+            hints.push(signal("hostname", host, env, conf, reasoning));
+        }
     }
 
-    // File indicators are weak and easily present in a production image too: only without any
-    // explicit variable.
+    // File indicators are weak and easily present in a production image too: hints only, and only
+    // without any explicit variable.
     if !explicit {
         for &file in FILE_INDICATORS {
             if source.exists(file) {
-                out.push(signal(
+                hints.push(signal(
                     format!("file:{file}"),
                     file,
                     Environment::Development,
                     CONF_FILE,
-                    format!("{file} exists in the working directory"),
+                    format!("{file} exists in the working directory (a hint: files only tighten)"),
                 ));
             }
         }
     }
-    out
+    Collected { signals: out, hints }
 }

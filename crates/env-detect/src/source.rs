@@ -103,3 +103,59 @@ impl SignalSource for MapSource {
         self.dir.clone()
     }
 }
+
+/// Variables that take precedence over another source's: how loaded settings (a TOML file's
+/// `environment`, `redis_security_mode`) reach detection while the host name, platform and CI
+/// signals still come from the process.
+///
+/// ```
+/// use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource, Overlay};
+///
+/// let process = MapSource::new().hostname("devon-web-01");
+/// let source = Overlay::new(process).var("ENVIRONMENT", "production");
+/// let info = EnvironmentDetector::new(source).detect(FeatureContext::Default);
+/// assert_eq!(info.environment(), Environment::Production);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Overlay<S> {
+    vars: BTreeMap<String, String>,
+    inner: S,
+}
+
+impl<S: SignalSource> Overlay<S> {
+    /// Nothing overridden yet.
+    pub fn new(inner: S) -> Self {
+        Self {
+            vars: BTreeMap::new(),
+            inner,
+        }
+    }
+
+    /// `name` reads `value`, whatever the inner source says.
+    #[must_use]
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+}
+
+impl<S: SignalSource> SignalSource for Overlay<S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .cloned()
+            .or_else(|| self.inner.var(name))
+    }
+
+    fn hostname(&self) -> Option<String> {
+        self.inner.hostname()
+    }
+
+    fn working_dir(&self) -> Option<PathBuf> {
+        self.inner.working_dir()
+    }
+
+    fn exists(&self, relative: &str) -> bool {
+        self.inner.exists(relative)
+    }
+}

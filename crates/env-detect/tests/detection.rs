@@ -5,8 +5,8 @@
 
 use Environment::*;
 use sealcache_env_detect::{
-    CI_VARIABLES, Environment, EnvironmentDetector, EnvironmentInfo, FeatureContext, MapSource,
-    PLATFORM_VARIABLES,
+    CI_VARIABLES, Enforcement, Environment, EnvironmentDetector, EnvironmentInfo, FeatureContext,
+    MapSource, Overlay, PLATFORM_VARIABLES, Policy, Requirement, SecurityMode,
 };
 
 fn detect(source: MapSource) -> EnvironmentInfo {
@@ -29,13 +29,13 @@ fn environment_variable_exact_names() {
         ("DEV", Development),
     ] {
         let info = detect(MapSource::new().var("ENVIRONMENT", value));
-        assert_eq!(info.environment, env, "{value}");
+        assert_eq!(info.environment(), env, "{value}");
         assert!(
-            approx(info.confidence, 0.95),
+            approx(info.confidence(), 0.95),
             "{value}: {}",
-            info.confidence
+            info.confidence()
         );
-        assert_eq!(info.detected_by, "ENVIRONMENT");
+        assert_eq!(info.detected_by(), "ENVIRONMENT");
     }
 }
 
@@ -52,8 +52,8 @@ fn other_explicit_variables_are_085_and_patterns_080() {
         "ASPNETCORE_ENVIRONMENT",
     ] {
         let info = detect(MapSource::new().var(name, "production"));
-        assert_eq!(info.environment, Production, "{name}");
-        assert!(approx(info.confidence, 0.85), "{name}");
+        assert_eq!(info.environment(), Production, "{name}");
+        assert!(approx(info.confidence(), 0.85), "{name}");
     }
     for (value, env) in [
         ("prod-us-east", Production),
@@ -65,11 +65,11 @@ fn other_explicit_variables_are_085_and_patterns_080() {
     ] {
         for name in ["ENVIRONMENT", "APP_ENV"] {
             let info = detect(MapSource::new().var(name, value));
-            assert_eq!(info.environment, env, "{name}={value}");
+            assert_eq!(info.environment(), env, "{name}={value}");
             assert!(
-                approx(info.confidence, 0.80),
+                approx(info.confidence(), 0.80),
                 "{name}={value}: {}",
-                info.confidence
+                info.confidence()
             );
         }
     }
@@ -79,85 +79,110 @@ fn other_explicit_variables_are_085_and_patterns_080() {
 fn enforce_auth_means_production_only_under_security_enforcement() {
     let source = MapSource::new().var("ENFORCE_AUTH", "true");
     let info = EnvironmentDetector::new(source.clone()).detect(FeatureContext::SecurityEnforcement);
-    assert_eq!(info.environment, Production);
-    assert!(approx(info.confidence, 0.98));
-    assert_eq!(info.feature_context, FeatureContext::SecurityEnforcement);
+    assert_eq!(info.environment(), Production);
+    assert!(approx(info.confidence(), 0.98));
+    assert_eq!(info.feature_context(), FeatureContext::SecurityEnforcement);
     let info = EnvironmentDetector::new(source).detect(FeatureContext::Default);
-    assert_eq!(info.environment, Unknown);
+    assert_eq!(info.environment(), Unknown);
     // It outranks even ENVIRONMENT=development when security is being decided.
     let dev = MapSource::new()
         .var("ENFORCE_AUTH", "1")
         .var("ENVIRONMENT", "development");
     let info = EnvironmentDetector::new(dev).detect(FeatureContext::SecurityEnforcement);
-    assert_eq!(info.environment, Production);
-    assert!(approx(info.confidence, 0.98 * 0.85), "{}", info.confidence);
+    assert_eq!(info.environment(), Production);
+    assert!(approx(info.confidence(), 0.98 * 0.85), "{}", info.confidence());
 }
 
 #[test]
 fn platform_ci_and_debug_signals() {
     for (name, _) in PLATFORM_VARIABLES {
         let info = detect(MapSource::new().var(name, "x"));
-        assert_eq!(info.environment, Production, "{name}");
-        assert!(approx(info.confidence, 0.70), "{name}");
-        let signal = &info.signals[0];
+        assert_eq!(info.environment(), Production, "{name}");
+        assert!(approx(info.confidence(), 0.70), "{name}");
+        let signal = &info.signals()[0];
         assert_eq!(signal.value, "set", "platform values are not echoed");
     }
     for name in CI_VARIABLES.iter().take(4) {
         let info = detect(MapSource::new().var(name, "true"));
-        assert_eq!(info.environment, Testing, "{name}");
-        assert!(approx(info.confidence, 0.75), "{name}");
+        assert_eq!(info.environment(), Testing, "{name}");
+        assert!(approx(info.confidence(), 0.75), "{name}");
     }
     assert_eq!(
-        detect(MapSource::new().var("CI", "false")).environment,
+        detect(MapSource::new().var("CI", "false")).environment(),
         Unknown
     );
+    // DEBUG=true is a hint: it may not relax the policy on its own.
     let on = detect(MapSource::new().var("DEBUG", "true"));
-    assert_eq!((on.environment, on.confidence), (Development, 0.70));
+    assert_eq!(on.environment(), Unknown);
+    assert!(on.strict_policy());
+    assert_eq!(on.hints()[0].source, "DEBUG");
     let off = detect(MapSource::new().var("DEBUG", "false"));
-    assert_eq!((off.environment, off.confidence), (Production, 0.75));
+    assert_eq!((off.environment(), off.confidence()), (Production, 0.75));
 }
 
 #[test]
-fn hostname_patterns() {
+fn hostname_patterns_only_tighten() {
     for (host, env, conf) in [
         ("api-prod-3", Production, 0.70),
         ("web.staging.example", Staging, 0.65),
-        ("alice-dev-laptop", Development, 0.60),
-        ("ci-runner-7", Testing, 0.60),
     ] {
         let info = detect(MapSource::new().hostname(host));
-        assert_eq!(info.environment, env, "{host}");
-        assert!(approx(info.confidence, conf), "{host}");
-        assert_eq!(info.detected_by, "hostname");
+        assert_eq!(info.environment(), env, "{host}");
+        assert!(approx(info.confidence(), conf), "{host}");
+        assert_eq!(info.detected_by(), "hostname");
+    }
+    // Host names that would relax the policy are hints: the verdict stays unknown (strict).
+    for (host, hinted) in [
+        ("alice-dev-laptop", Development),
+        ("devon-web-01", Development),
+        ("device-gateway-3", Development),
+        ("localhost.localdomain", Development),
+        ("localhost", Development),
+        ("ci-runner-7", Testing),
+    ] {
+        let info = detect(MapSource::new().hostname(host));
+        assert_eq!(info.environment(), Unknown, "{host}");
+        assert!(info.strict_policy(), "{host}");
+        assert!(info.signals().is_empty(), "{host}");
+        assert_eq!(info.hints().len(), 1, "{host}");
+        assert_eq!(info.hints()[0].environment, hinted, "{host}");
+        assert!(info.reasoning().contains("hint"), "{host}");
+        assert!(info.reasoning().contains("ENVIRONMENT=development"), "{host}");
     }
     assert_eq!(
-        detect(MapSource::new().hostname("b7c1e9")).environment,
+        detect(MapSource::new().hostname("b7c1e9")).environment(),
         Unknown
     );
+    // An explicit variable still relaxes, whatever the host name.
+    let info = detect(
+        MapSource::new()
+            .hostname("api-prod-3")
+            .var("ENVIRONMENT", "development"),
+    );
+    assert_eq!(info.environment(), Development);
 }
 
 #[test]
-fn file_indicators_only_without_explicit_variables() {
+fn file_indicators_are_hints_only_without_explicit_variables() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(".git")).unwrap();
     std::fs::write(dir.path().join(".env"), "X=1\n").unwrap();
     let info = detect(MapSource::new().dir(dir.path()));
-    assert_eq!(info.environment, Development);
-    assert!(
-        approx(info.confidence, 0.60),
-        "two agreeing files: {}",
-        info.confidence
-    );
-    assert!(info.signals.iter().all(|s| s.source.starts_with("file:")));
+    assert_eq!(info.environment(), Unknown, "files alone never relax");
+    assert!(info.strict_policy());
+    assert!(info.signals().is_empty());
+    assert_eq!(info.hints().len(), 2);
+    assert!(info.hints().iter().all(|s| s.source.starts_with("file:")));
 
     let info = detect(
         MapSource::new()
             .dir(dir.path())
             .var("ENVIRONMENT", "production"),
     );
-    assert_eq!(info.environment, Production);
-    assert!(info.signals.iter().all(|s| !s.source.starts_with("file:")));
-    assert!(approx(info.confidence, 0.95));
+    assert_eq!(info.environment(), Production);
+    assert!(info.signals().iter().all(|s| !s.source.starts_with("file:")));
+    assert!(info.hints().is_empty());
+    assert!(approx(info.confidence(), 0.95));
 }
 
 #[test]
@@ -169,8 +194,8 @@ fn agreement_adds_and_strong_conflict_multiplies() {
             .var("KUBERNETES_SERVICE_HOST", "10.0.0.1")
             .var("DEBUG", "false"),
     );
-    assert_eq!(info.environment, Production);
-    assert!(approx(info.confidence, 0.98), "{}", info.confidence);
+    assert_eq!(info.environment(), Production);
+    assert!(approx(info.confidence(), 0.98), "{}", info.confidence());
 
     // CI (0.75 > 0.70) conflicts with ENVIRONMENT=production: 0.95 * 0.85.
     let info = detect(
@@ -178,9 +203,9 @@ fn agreement_adds_and_strong_conflict_multiplies() {
             .var("ENVIRONMENT", "production")
             .var("CI", "true"),
     );
-    assert_eq!(info.environment, Production);
-    assert!(approx(info.confidence, 0.8075), "{}", info.confidence);
-    assert!(info.reasoning.contains("conflicting"));
+    assert_eq!(info.environment(), Production);
+    assert!(approx(info.confidence(), 0.8075), "{}", info.confidence());
+    assert!(info.reasoning().contains("conflicting"));
 
     // DEBUG=true (0.70, not above the threshold) does not lower it.
     let info = detect(
@@ -188,21 +213,21 @@ fn agreement_adds_and_strong_conflict_multiplies() {
             .var("ENVIRONMENT", "production")
             .var("DEBUG", "true"),
     );
-    assert!(approx(info.confidence, 0.95));
+    assert!(approx(info.confidence(), 0.95));
 }
 
 #[test]
 fn no_signal_is_unknown_at_half_confidence_and_says_how_to_declare() {
     let info = detect(MapSource::new());
-    assert_eq!(info.environment, Unknown);
-    assert!(approx(info.confidence, 0.50));
-    assert_eq!(info.detected_by, "none");
-    assert!(info.reasoning.contains("ENVIRONMENT=development"));
-    assert!(info.signals.is_empty());
+    assert_eq!(info.environment(), Unknown);
+    assert!(approx(info.confidence(), 0.50));
+    assert_eq!(info.detected_by(), "none");
+    assert!(info.reasoning().contains("ENVIRONMENT=development"));
+    assert!(info.signals().is_empty());
     assert!(info.strict_policy());
     // Unrecognised values are not signals.
     assert_eq!(
-        detect(MapSource::new().var("ENVIRONMENT", "banana")).environment,
+        detect(MapSource::new().var("ENVIRONMENT", "banana")).environment(),
         Unknown
     );
 }
@@ -221,16 +246,17 @@ fn production_like_and_the_development_override() {
             .var("REDIS_SECURITY_MODE", "development"),
     );
     assert_eq!(
-        info.environment, Production,
+        info.environment(), Production,
         "the override never changes the environment"
     );
     assert!(info.development_override());
     assert!(!info.strict_policy());
-    assert!(info.reasoning.contains("override"));
-    assert_eq!(info.metadata["security_mode"], "development_override");
+    assert!(info.reasoning().contains("override"));
+    assert_eq!(info.security_mode(), SecurityMode::DevelopmentOverride);
+    assert_eq!(info.metadata()["security_mode"], "development_override");
     let strict = detect(MapSource::new().var("REDIS_SECURITY_MODE", "production"));
     assert!(!strict.development_override());
-    assert_eq!(strict.metadata["security_mode"], "strict");
+    assert_eq!(strict.metadata()["security_mode"], "strict");
 }
 
 #[test]
@@ -249,16 +275,19 @@ fn info_serializes_with_the_contract_fields() {
         "signals",
         "feature_context",
         "metadata",
+        "hints",
+        "security_mode",
     ] {
         assert!(json.get(field).is_some(), "{field}");
     }
     assert_eq!(json["environment"], "staging");
     assert_eq!(json["feature_context"], "default");
+    assert_eq!(json["security_mode"], "strict");
     let signal = &json["signals"][0];
     for field in ["source", "value", "environment", "confidence", "reasoning"] {
         assert!(signal.get(field).is_some(), "{field}");
     }
-    assert!(approx(info.confidence, 0.98));
+    assert!(approx(info.confidence(), 0.98));
 }
 
 #[test]
@@ -275,4 +304,65 @@ fn environment_and_context_parse_from_names() {
         "security-enforcement".parse::<FeatureContext>().unwrap(),
         FeatureContext::SecurityEnforcement
     );
+}
+
+#[test]
+fn one_policy_answers_every_question() {
+    let policy = |source: MapSource| Policy::for_env(&detect(source));
+    let production = policy(MapSource::new().var("ENVIRONMENT", "production"));
+    let unknown = policy(MapSource::new());
+    let staging = policy(MapSource::new().var("APP_ENV", "stg2"));
+    let testing = policy(MapSource::new().var("CI", "true"));
+    let development = policy(MapSource::new().var("ENVIRONMENT", "development"));
+    let overridden = policy(
+        MapSource::new()
+            .var("ENVIRONMENT", "production")
+            .var("REDIS_SECURITY_MODE", "development"),
+    );
+    for strict in [production, unknown, staging] {
+        assert!(strict.is_strict());
+        for r in Requirement::ALL {
+            assert_eq!(strict.enforcement(r), Enforcement::Error, "{r}");
+        }
+    }
+    // Testing keeps everything production requires of the Redis transport and of sealing.
+    assert!(!testing.is_strict());
+    for r in [
+        Requirement::Tls,
+        Requirement::AclUser,
+        Requirement::Password,
+        Requirement::EncryptionKey,
+    ] {
+        assert!(testing.refuses_without(r), "{r}");
+    }
+    assert!(!testing.refuses_without(Requirement::ApiKey));
+    for relaxed in [development, overridden] {
+        assert!(!relaxed.is_strict());
+        assert!(Requirement::ALL.iter().all(|r| !relaxed.refuses_without(*r)));
+    }
+    assert!(overridden.development_override());
+    assert_eq!(
+        [production, staging, testing, development].map(|p| p.password_bits()),
+        [192, 144, 96, 64]
+    );
+    assert_eq!(unknown.password_bits(), 192);
+    assert_eq!(
+        testing.refused(&[Requirement::Tls, Requirement::ApiKey]),
+        vec![Requirement::Tls]
+    );
+}
+
+#[test]
+fn settings_overlay_declares_the_environment() {
+    // A host name that would once have said "development", with `environment = "production"`
+    // from a settings file laid over the process.
+    let process = MapSource::new().hostname("devon-web-01");
+    let info = EnvironmentDetector::new(Overlay::new(process.clone()).var("ENVIRONMENT", "production"))
+        .detect(FeatureContext::SecurityEnforcement);
+    assert_eq!(info.environment(), Production);
+    assert!(info.strict_policy());
+    let info = EnvironmentDetector::new(Overlay::new(process).var("REDIS_SECURITY_MODE", "development"))
+        .detect(FeatureContext::SecurityEnforcement);
+    assert_eq!(info.environment(), Unknown);
+    assert!(info.development_override());
 }

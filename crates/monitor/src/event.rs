@@ -169,6 +169,12 @@ pub struct SecurityEvent {
     pub source: EventSource,
     /// A short detail. **Never** a value, key, password or full Redis key: a hash prefix at most.
     pub detail: Cow<'static, str>,
+    /// How many occurrences this event stands for (1 by default). A source that learns of many
+    /// identical failures at once (the `ACL LOG` poller: Redis folds repeated failures into one
+    /// entry with a count) records **one** event with their number: totals, windows, thresholds
+    /// and the OpenTelemetry counter add `count`, and one log record carries it. A count of 0 is
+    /// counted as 1.
+    pub count: u64,
     /// Whether recording it writes a log record (true by default). A source that aggregates its
     /// own records (the API-key throttle: one record per peer and window) turns it off; the event
     /// is still counted.
@@ -187,8 +193,22 @@ impl SecurityEvent {
             outcome: Outcome::Blocked,
             source: EventSource::Client,
             detail: Cow::Borrowed(""),
+            count: 1,
             log_record: true,
         }
+    }
+
+    /// Makes the event stand for `count` occurrences (at least 1): one recorded event, one log
+    /// record, `count` added to every total.
+    #[must_use]
+    pub fn count(mut self, count: u64) -> Self {
+        self.count = count.max(1);
+        self
+    }
+
+    /// The occurrences to add to totals: the `count` field, at least 1.
+    pub(crate) fn occurrences(&self) -> u64 {
+        self.count.max(1)
     }
 
     /// Counts the event without writing a log record of its own (the caller writes an aggregated

@@ -350,7 +350,8 @@ impl CacheObserver for OtelObserver {
     }
 
     fn security_event(&self, event: SecurityEvent) {
-        self.security.add(1, &self.event_types[event.kind.index()]);
+        self.security
+            .add(event.occurrences(), &self.event_types[event.kind.index()]);
     }
 }
 

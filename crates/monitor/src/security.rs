@@ -166,10 +166,13 @@ impl SecurityLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records `event` (its timestamp decides its window) and returns the alerts it raised.
+    /// Records `event` (its timestamp decides its window) and returns the alerts it raised. An
+    /// event with a count adds the count to the totals, the window and the rules, and writes one
+    /// log record.
     pub(crate) fn record(&self, event: SecurityEvent) -> Vec<Alert> {
         let kind = event.kind;
-        self.totals[kind.index()].fetch_add(1, Relaxed);
+        let n = event.occurrences();
+        self.totals[kind.index()].fetch_add(n, Relaxed);
         if event.log_record {
             emit(&event);
         }
@@ -180,9 +183,9 @@ impl SecurityLog {
         let slot = &mut inner.windows.buckets[kind.index()]
             [usize::try_from(minute % BUCKETS as u64).unwrap_or(0)];
         if slot.0 == minute {
-            slot.1 += 1;
+            slot.1 = slot.1.saturating_add(n);
         } else {
-            *slot = (minute, 1);
+            *slot = (minute, n);
         }
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.kind != kind || (rule.production_only && !self.production_like) {
@@ -194,7 +197,7 @@ impl SecurityLog {
             if state.0 != index {
                 *state = (index, 0, false);
             }
-            state.1 += 1;
+            state.1 = state.1.saturating_add(n);
             if state.1 >= rule.threshold && !state.2 {
                 state.2 = true;
                 let alert = Alert {
@@ -265,7 +268,8 @@ impl SecurityLog {
     }
 }
 
-/// Every event is also a `tracing` record: type, severity, source, outcome, detail; never a value.
+/// Every event is also one `tracing` record: type, count, severity, source, outcome, detail; never a
+/// value.
 fn emit(event: &SecurityEvent) {
     let (kind, source, outcome) = (
         event.kind.as_str(),
@@ -273,10 +277,11 @@ fn emit(event: &SecurityEvent) {
         format!("{:?}", event.outcome),
     );
     let detail = &*event.detail;
+    let count = event.occurrences();
     if event.severity >= Severity::High {
-        tracing::error!(target: "sealcache::security", event = "security_event", r#type = kind, severity = ?event.severity, source, outcome, detail);
+        tracing::error!(target: "sealcache::security", event = "security_event", r#type = kind, count, severity = ?event.severity, source, outcome, detail);
     } else {
-        tracing::warn!(target: "sealcache::security", event = "security_event", r#type = kind, severity = ?event.severity, source, outcome, detail);
+        tracing::warn!(target: "sealcache::security", event = "security_event", r#type = kind, count, severity = ?event.severity, source, outcome, detail);
     }
 }
 
@@ -295,11 +300,11 @@ fn log_alert(rule: &AlertRule, alert: &Alert) {
 pub struct SecuritySummary {
     /// Authentication failures (Redis and API) in the last hour.
     pub recent_auth_failures: u64,
-    /// Events since start.
+    /// Events since start (an event with a count counts that many).
     pub total_security_events: u64,
     /// The latest event.
     pub last_security_event: Option<SecurityEvent>,
-    /// Totals per type since start (every type present, zero included).
+    /// Totals per type since start (every type present, zero included; counts included).
     pub events_by_type: BTreeMap<String, u64>,
     /// Per type in the last 5 minutes (types with events only).
     pub last_5_minutes: BTreeMap<String, u64>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sealcache_config_gen::SecuritySettings;
-use sealcache_env_detect::{FeatureContext, detect};
+use sealcache_env_detect::{FeatureContext, Policy, Requirement};
 use sealcache_monitor::{AclLogPoller, CacheObserver, Telemetry};
 use sealcache_server::{ApiKeys, AppState, AuthThrottle, ThrottleConfig, app};
 
@@ -53,26 +53,30 @@ fn init_logging() {
 
 async fn run() -> anyhow::Result<()> {
     let settings = SecuritySettings::load().context("invalid settings")?;
-    let environment = detect(FeatureContext::SecurityEnforcement);
+    // The loaded settings are the one input: `environment` in sealcache.toml counts.
+    let environment = settings.detect_environment(FeatureContext::SecurityEnforcement);
+    let policy = Policy::for_env(&environment);
     tracing::info!(
-        environment = %environment.environment,
-        confidence = environment.confidence,
-        detected_by = %environment.detected_by,
+        environment = %environment.environment(),
+        confidence = environment.confidence(),
+        detected_by = %environment.detected_by(),
+        strict = policy.is_strict(),
+        reasoning = %environment.reasoning(),
         "environment detected"
     );
-    if environment.development_override() {
+    if policy.development_override() {
         tracing::warn!("REDIS_SECURITY_MODE=development: the development override is active");
     }
     let keys = ApiKeys::new(settings.api_keys.iter().map(|k| k.expose_secret()));
-    if keys.is_empty() && environment.strict_policy() {
+    if keys.is_empty() && policy.refuses_without(Requirement::ApiKey) {
         anyhow::bail!(
             "no API key is configured (API_KEY_FILE, API_KEY or ADDITIONAL_API_KEYS); the API refuses to run open in {}",
-            environment.environment
+            environment.environment()
         );
     }
     let service =
         std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "sealcache-server".to_owned());
-    let telemetry = Telemetry::builder(&service, environment.environment.as_str())
+    let telemetry = Telemetry::builder(&service, environment.environment().as_str())
         .with_prometheus()?
         .with_otlp_if_configured(|v| std::env::var(v).ok())?
         .build();
@@ -106,28 +110,19 @@ async fn run() -> anyhow::Result<()> {
         config.ca_path = settings.redis_tls_ca_path.clone();
         config.client_cert_path = settings.redis_tls_cert_path.clone();
         config.client_key_path = settings.redis_tls_key_path.clone();
-        let observer = cache.observer().clone();
-        tokio::spawn(async move {
-            loop {
-                match config.client() {
-                    Ok(client) => match client.get_multiplexed_async_connection().await {
-                        Ok(conn) => {
-                            AclLogPoller::new()
-                                .run(conn, observer.clone(), Duration::from_secs(10))
-                                .await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(kind = ?e.kind(), "ACL LOG poller cannot connect; retrying");
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ACL LOG poller disabled");
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(10)).await;
+        // The poller owns its connection: database 0 whatever REDIS_URL says (the monitor user
+        // may not SELECT), a timeout on every query, a new connection after any error, and its
+        // baseline kept across reconnects.
+        match config.client() {
+            Ok(client) => {
+                tokio::spawn(AclLogPoller::new().run_with_client(
+                    client,
+                    cache.observer().clone(),
+                    Duration::from_secs(10),
+                ));
             }
-        });
+            Err(e) => tracing::warn!(error = %e, "ACL LOG poller disabled"),
+        }
     }
 
     let gauge_every = std::env::var("SEALCACHE_STATUS_INTERVAL_SECS")

@@ -212,7 +212,7 @@ pub(crate) async fn invalidate(
 
 /// `GET /internal/cache/security-status`.
 pub(crate) async fn security_status(State(state): State<AppState>) -> Response {
-    let status = state.cache.security_status().await;
+    let mut status = state.cache.security_status().await;
     let isolation = match &state.redis_host {
         Some((host, port)) => crate::isolation::observe(host, *port).await,
         None => crate::isolation::Isolation {
@@ -220,39 +220,12 @@ pub(crate) async fn security_status(State(state): State<AppState>) -> Response {
             detail: "no Redis host".into(),
         },
     };
-    let mut json = serde_json::to_value(&status).unwrap_or_default();
-    let claimed = state.isolation_claimed;
-    let mut checks = status.checks.clone();
-    checks.push(sealcache::Check {
-        name: "network_isolated",
-        passed: isolation.isolated,
-        detail: format!(
-            "{}{}",
-            isolation.detail,
-            if claimed {
-                " (REDIS_NETWORK_ISOLATION=true claimed)"
-            } else {
-                ""
-            }
-        ),
-    });
-    let mut level = status.security_level;
-    if !isolation.isolated && level == sealcache::SecurityLevel::ProductionReady {
-        level = sealcache::SecurityLevel::Degraded;
-    }
-    if let Some(obj) = json.as_object_mut() {
-        obj.insert("network_isolated".into(), isolation.isolated.into());
-        obj.insert("network_isolation_claimed".into(), claimed.into());
-        obj.insert(
-            "security_level".into(),
-            serde_json::to_value(level).unwrap_or_default(),
-        );
-        obj.insert(
-            "checks".into(),
-            serde_json::to_value(&checks).unwrap_or_default(),
-        );
-    }
-    Json(json).into_response()
+    status.record_network_isolation(
+        isolation.isolated,
+        state.isolation_claimed,
+        &isolation.detail,
+    );
+    Json(status).into_response()
 }
 
 /// `GET /internal/cache/metrics`.

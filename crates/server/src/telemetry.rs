@@ -103,16 +103,12 @@ pub fn spawn_status_gauges(
             if last_level.elapsed() >= level_every {
                 last_level = Instant::now();
                 let status = cache.security_status().await;
-                let level = serde_json::to_value(status.security_level)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                for candidate in ["production_ready", "degraded", "insecure", "development"] {
+                for candidate in sealcache::SecurityLevel::ALL {
                     let attrs = [
-                        KeyValue::new("level", candidate),
+                        KeyValue::new("level", candidate.as_str()),
                         KeyValue::new("environment", status.environment.clone()),
                     ];
-                    level_gauge.record(u64::from(candidate == level), &attrs);
+                    level_gauge.record(u64::from(candidate == status.security_level), &attrs);
                 }
             }
             tokio::time::sleep(every).await;

@@ -33,6 +33,11 @@ pub fn env(name: &str) -> EnvironmentInfo {
 impl Stack {
     /// A generated production deployment and a redis-server running it (TLS, client certs, ACL).
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// As [`Stack::start`], with extra `redis.conf` lines (a later `bind` replaces the default).
+    pub fn start_with(extra: Vec<String>) -> Self {
         let info = env("production");
         let config =
             SecureConfigGenerator::generate_for_environment(&info, Some(Environment::Production))
@@ -47,6 +52,7 @@ impl Stack {
                 key: dir.path().join(layout::SERVER_KEY),
                 require_client_certs: true,
             }),
+            extra,
             ..RedisOptions::default()
         });
         Self { dir, server }

@@ -3,7 +3,8 @@
 //! # Text format (keyring file, `REDIS_ENCRYPTION_KEYS_FILE`)
 //!
 //! One entry per line (or separated by `;`, so a keyring fits in one variable); `#` starts a
-//! comment line; blank lines are ignored.
+//! comment line; blank lines are ignored. LF or CRLF line ends; one leading UTF-8 byte order mark
+//! is ignored.
 //!
 //! ```text
 //! # sealcache keyring v1
@@ -30,6 +31,9 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+
+/// The byte order mark an editor may put before the first line.
+const BOM: char = '\u{feff}';
 
 /// The key id a single `REDIS_ENCRYPTION_KEY` (or a fresh keyring) gets.
 pub const FIRST_KEY_ID: u32 = 1;
@@ -103,9 +107,13 @@ impl Keyring {
 
     /// Parses a single bare key or the keyring text format (see the module docs).
     ///
+    /// One leading UTF-8 byte order mark (U+FEFF, which some editors write) is ignored, and so
+    /// are CR line ends.
+    ///
     /// # Errors
     /// Key encoding and keyring syntax errors; none echoes the input.
     pub fn parse(text: &str) -> Result<Self> {
+        let text = text.strip_prefix(BOM).unwrap_or(text);
         let trimmed = text.trim();
         if !trimmed.is_empty() && !trimmed.contains(|c: char| c.is_whitespace() || c == ';') {
             return SecretKey::parse(trimmed).map(Self::single);

@@ -109,3 +109,39 @@ fn keyring_file_is_read_and_debug_shows_ids_only() {
     let missing = Keyring::from_file(dir.path().join("nope")).unwrap_err();
     assert!(matches!(missing, Error::KeyringFile { .. }));
 }
+
+#[test]
+fn a_byte_order_mark_and_crlf_line_ends_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Keyring::generate()
+        .unwrap()
+        .rotate(SecretKey::generate().unwrap());
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, ring.to_text().as_bytes()).unwrap();
+    let windows = dir.path().join("windows");
+    let text = format!("\u{feff}{}", ring.to_text().replace('\n', "\r\n"));
+    std::fs::write(&windows, text.as_bytes()).unwrap();
+    let (a, b) = (
+        Keyring::from_file(&plain).unwrap(),
+        Keyring::from_file(&windows).unwrap(),
+    );
+    assert_eq!(a.primary_id(), b.primary_id());
+    assert_eq!(a.decrypt_only_ids(), b.decrypt_only_ids());
+    for ((id_a, key_a), (id_b, key_b)) in a.keys().zip(b.keys()) {
+        assert_eq!(id_a, id_b);
+        assert_eq!(key_a.expose_secret(), key_b.expose_secret());
+    }
+    assert_eq!(
+        a.name_secret().expose_secret(),
+        b.name_secret().expose_secret()
+    );
+
+    // A file holding one bare key, saved with a mark and a CRLF.
+    let single = dir.path().join("single");
+    let k = key(7).expose_text();
+    std::fs::write(&single, format!("\u{feff}{}\r\n", k.as_str())).unwrap();
+    let ring = Keyring::from_file(&single).unwrap();
+    assert_eq!(ring.key(FIRST_KEY_ID).unwrap().expose_secret(), &[7; 32]);
+    // Only one mark: a second one is not whitespace and fails as a key.
+    assert!(Keyring::parse(&format!("\u{feff}\u{feff}{}", k.as_str())).is_err());
+}

@@ -157,8 +157,7 @@ pub(super) fn gather(input: &ValidationInput) -> Result<Facts> {
             facts.passwords.push(("cache_monitor".to_owned(), p));
         }
     }
-    if facts.is_dir
-        && facts.passwords.iter().all(|(u, _)| u != "cache_monitor")
+    if facts.passwords.iter().all(|(u, _)| u != "cache_monitor")
         && let Some(p) = secret_var(&mut facts, &base, "REDIS_MONITOR_PASSWORD")?
     {
         facts.passwords.push(("cache_monitor".to_owned(), p));

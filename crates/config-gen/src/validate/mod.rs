@@ -11,7 +11,9 @@ mod rules;
 
 use std::path::{Path, PathBuf};
 
-use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext, MapSource};
+use sealcache_env_detect::{
+    Environment, EnvironmentDetector, FeatureContext, MapSource, Policy, SecurityMode,
+};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -97,10 +99,13 @@ pub fn validate(
         None => {
             let info = EnvironmentDetector::new(MapSource::new().vars(facts.vars.clone()))
                 .detect(FeatureContext::SecurityEnforcement);
-            (info.environment, info.confidence)
+            (info.environment(), info.confidence())
         }
     };
-    let mut issues = rules::check(&facts, environment);
+    let mut issues = rules::check(
+        &facts,
+        Policy::declared(environment, SecurityMode::Strict),
+    );
     issues.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(b.code)));
     let errors = issues
         .iter()

@@ -1,7 +1,7 @@
 //! The rules. Each pushes issues with a stable code; none prints a secret value.
 
 use sealcache_codec::Keyring;
-use sealcache_env_detect::Environment;
+use sealcache_env_detect::{Enforcement, Environment, Policy, Requirement};
 
 use super::input::Facts;
 use super::{Issue, Severity};
@@ -20,32 +20,46 @@ impl Out {
     }
 }
 
-/// Error where the strict policy applies, warning elsewhere.
-fn strict(env: Environment) -> Severity {
-    if env.is_production_like() {
-        Severity::Error
-    } else {
-        Severity::Warning
+/// The severity [`Policy`] gives a problem: requirement gaps follow
+/// [`Policy::enforcement`], hardening gaps [`Policy::hardening`].
+fn severity(enforcement: Enforcement) -> Severity {
+    match enforcement {
+        Enforcement::Error => Severity::Error,
+        Enforcement::Warning => Severity::Warning,
     }
+}
+
+/// Error where the strict policy applies, warning elsewhere.
+fn strict(policy: Policy) -> Severity {
+    severity(policy.hardening())
+}
+
+/// As the policy treats a configuration without `requirement`.
+fn required(policy: Policy, requirement: Requirement) -> Severity {
+    severity(policy.enforcement(requirement))
 }
 
 const REGENERATE: &str =
     "run `cargo xtask config generate --force` (or `--rotate` to keep TLS and the API key)";
 
-pub(super) fn check(facts: &Facts, env: Environment) -> Vec<Issue> {
+/// Every issue of `facts` under `policy`. The validator rates a configuration as if the
+/// development override were absent: the override is reported on its own, so a validation never
+/// passes because of it.
+pub(super) fn check(facts: &Facts, policy: Policy) -> Vec<Issue> {
     let mut out = Out(Vec::new());
-    passwords(facts, env, &mut out);
+    passwords(facts, policy, &mut out);
     encryption(facts, &mut out);
-    transport(facts, env, &mut out);
+    transport(facts, policy, &mut out);
     certificates(facts, &mut out);
     files(facts, &mut out);
     acl_rules(facts, &mut out);
-    policy(facts, env, &mut out);
+    overrides(facts, policy, &mut out);
     out.0
 }
 
-fn passwords(facts: &Facts, env: Environment, out: &mut Out) {
-    let bits = password::required_bits(env);
+fn passwords(facts: &Facts, policy: Policy, out: &mut Out) {
+    let env = policy.environment();
+    let bits = policy.password_bits();
     let min_len = password::length_for_bits(bits);
     if !facts
         .passwords
@@ -54,7 +68,7 @@ fn passwords(facts: &Facts, env: Environment, out: &mut Out) {
     {
         out.push(
             "PASSWORD_MISSING",
-            strict(env),
+            required(policy, Requirement::Password),
             "no password for the cache's Redis user (REDIS_PASSWORD or REDIS_PASSWORD_FILE)".into(),
             REGENERATE,
         );
@@ -73,7 +87,7 @@ fn passwords(facts: &Facts, env: Environment, out: &mut Out) {
         if p.chars().count() < min_len {
             out.push(
                 "PASSWORD_TOO_SHORT",
-                strict(env),
+                strict(policy),
                 format!(
                     "the password of {user} has {} characters; {env} needs at least {min_len}",
                     p.chars().count()
@@ -85,7 +99,7 @@ fn passwords(facts: &Facts, env: Environment, out: &mut Out) {
         if estimated < f64::from(bits) {
             out.push(
                 "PASSWORD_LOW_ENTROPY",
-                strict(env),
+                strict(policy),
                 format!("the password of {user} carries about {estimated:.0} bits of entropy; {env} needs {bits}"),
                 REGENERATE,
             );
@@ -120,7 +134,7 @@ fn passwords(facts: &Facts, env: Environment, out: &mut Out) {
         }
     }
     match &facts.api_key {
-        None if env.is_production_like() => out.push(
+        None if policy.refuses_without(Requirement::ApiKey) => out.push(
             "API_KEY_MISSING",
             Severity::Warning,
             "no API key (API_KEY or API_KEY_FILE): the server refuses to start outside development"
@@ -129,7 +143,7 @@ fn passwords(facts: &Facts, env: Environment, out: &mut Out) {
         ),
         Some(key) if key.len() < 32 || password::is_denylisted(key.expose_secret()) => out.push(
             "API_KEY_WEAK",
-            strict(env),
+            strict(policy),
             format!(
                 "the API key has {} characters; use at least 32 random characters",
                 key.len()
@@ -173,7 +187,8 @@ fn encryption(facts: &Facts, out: &mut Out) {
     }
 }
 
-fn transport(facts: &Facts, env: Environment, out: &mut Out) {
+fn transport(facts: &Facts, policy: Policy, out: &mut Out) {
+    let env = policy.environment();
     let tls_flag = facts.vars.get("REDIS_TLS_ENABLED").map(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
@@ -183,7 +198,7 @@ fn transport(facts: &Facts, env: Environment, out: &mut Out) {
     let url = facts.vars.get("REDIS_URL").cloned();
     let scheme_tls = url.as_deref().map(|u| u.starts_with("rediss://"));
     let tls_on = tls_flag.or(scheme_tls).unwrap_or(true);
-    if !tls_on && env.is_production_like() {
+    if !tls_on && policy.refuses_without(Requirement::Tls) {
         out.push(
             "TLS_DISABLED",
             Severity::Error,
@@ -350,7 +365,8 @@ fn acl_rules(facts: &Facts, out: &mut Out) {
     }
 }
 
-fn policy(facts: &Facts, env: Environment, out: &mut Out) {
+fn overrides(facts: &Facts, policy: Policy, out: &mut Out) {
+    let env = policy.environment();
     let override_on = facts
         .vars
         .get("REDIS_SECURITY_MODE")
@@ -375,7 +391,7 @@ fn policy(facts: &Facts, env: Environment, out: &mut Out) {
     {
         out.push(
             "PROTECTED_MODE_OFF",
-            strict(env),
+            strict(policy),
             "REDIS_PROTECTED_MODE=no".into(),
             "keep protected-mode yes",
         );

@@ -1,0 +1,235 @@
+//! The security posture tells the truth (on a real TLS + mTLS + ACL `redis-server`): refused
+//! credentials and failed handshakes are named for what they are and counted, IPv6 URLs are
+//! observed, every certificate is read, and weak environment signals never relax the policy.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Stack, env};
+use sealcache::{
+    AiRequest, CacheBuilder, CheckName, Error, Impact, RedisConfig, Requirement, SecurityLevel,
+    SecurityStatus, TlsFailure,
+};
+use sealcache_config_gen::{layout, tls};
+use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
+
+fn check(status: &SecurityStatus, name: CheckName) -> &sealcache::Check {
+    status
+        .check(name)
+        .unwrap_or_else(|| panic!("no {name} check in {:#?}", status.checks))
+}
+
+fn events(cache: &sealcache::AiResponseCache, kind: &str) -> u64 {
+    cache.monitor().security_summary().events_by_type[kind]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_an_authentication_error_counted_and_reported() {
+    let stack = Stack::start();
+    let config = RedisConfig::new(format!("rediss://localhost:{}/0", stack.server.port()))
+        .acl_user("cache_app", "not-the-password-at-all")
+        .tls_files(
+            stack.path(layout::CA_CERT),
+            stack.path(layout::CLIENT_CERT),
+            stack.path(layout::CLIENT_KEY),
+        );
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap();
+    let err = cache
+        .set(
+            &AiRequest::new("qa", "q"),
+            &serde_json::json!({"a": 1}),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AuthenticationRefused { .. }),
+        "a wrong password is not 'unavailable': {err:?}"
+    );
+    assert!(events(&cache, "auth_failed") >= 1);
+    assert_eq!(events(&cache, "tls_error"), 0);
+
+    let status = cache.security_status().await;
+    let acl = check(&status, CheckName::AclUser);
+    assert!(!acl.passed && acl.observed, "{acl:?}");
+    assert!(acl.detail.contains("authentication refused"), "{acl:?}");
+    assert!(
+        check(&status, CheckName::RedisAvailable)
+            .detail
+            .contains("authentication refused")
+    );
+    // TLS was negotiated and anonymous access is refused: secure, but not working.
+    assert!(check(&status, CheckName::TlsNegotiated).passed);
+    assert_eq!(status.security_level, SecurityLevel::Degraded, "{status:#?}");
+    let shown = format!("{status:?} {err}");
+    assert!(!shown.contains("not-the-password-at-all"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_client_certificate_is_a_tls_error_counted_and_reported() {
+    let stack = Stack::start();
+    let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
+    config.client_cert_path = None;
+    config.client_key_path = None;
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap();
+    let err = cache
+        .set(
+            &AiRequest::new("qa", "q"),
+            &serde_json::json!({"a": 1}),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Tls {
+                failure: TlsFailure::ClientCertificateRequired | TlsFailure::ClientCertificateRejected
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(events(&cache, "tls_error") >= 1);
+    assert_eq!(events(&cache, "auth_failed"), 0);
+
+    let status = cache.security_status().await;
+    let tls = check(&status, CheckName::TlsNegotiated);
+    assert!(!tls.passed && tls.observed, "{tls:?}");
+    assert!(tls.detail.contains("client certificate"), "{tls:?}");
+    assert_eq!(tls.impact, Impact::Degraded);
+    assert_eq!(status.security_level, SecurityLevel::Degraded, "{status:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_url_with_and_without_port_is_observed() {
+    let stack = Stack::start_with(vec!["bind 127.0.0.1 ::1".into()]);
+    let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
+    config.url = format!("rediss://[::1]:{}/0", stack.server.port());
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config.clone())
+        .build()
+        .unwrap();
+    let req = AiRequest::new("qa", "over ipv6");
+    cache
+        .set(&req, &serde_json::json!({"a": 6}), None)
+        .await
+        .unwrap();
+    assert!(cache.get(&req).await.unwrap().is_some());
+    let status = cache.security_status().await;
+    assert_eq!(
+        status.security_level,
+        SecurityLevel::ProductionReady,
+        "{status:#?}"
+    );
+    assert!(status.tls_enabled);
+
+    // Without a port the URL means 6379: the host is still parsed (nothing listens there, so
+    // the checks are unobserved, never "insecure").
+    config.url = "rediss://[::1]/0".into();
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap();
+    let status = cache.security_status().await;
+    let tls = check(&status, CheckName::TlsNegotiated);
+    assert!(!tls.detail.contains("no host"), "{tls:?}");
+    assert_ne!(status.security_level, SecurityLevel::Insecure, "{status:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_expiring_in_five_days_degrades_the_status() {
+    let stack = Stack::start();
+    let ca_key = stack.secret(layout::CA_KEY);
+    let (cert, key) = tls::issue_client_certificate(&ca_key, "cache_app", 5).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("client.crt"), cert).unwrap();
+    std::fs::write(dir.path().join("client.key"), key.expose_secret()).unwrap();
+    let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
+    config.client_cert_path = Some(dir.path().join("client.crt"));
+    config.client_key_path = Some(dir.path().join("client.key"));
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap();
+    // The certificate works: Redis accepts it.
+    let req = AiRequest::new("qa", "short-lived cert");
+    cache
+        .set(&req, &serde_json::json!({"a": 5}), None)
+        .await
+        .unwrap();
+    let status = cache.security_status().await;
+    let client = check(&status, CheckName::ClientCertificate);
+    assert!(!client.passed && client.observed, "{client:?}");
+    assert!(check(&status, CheckName::ServerCertificate).passed);
+    assert!(check(&status, CheckName::CaCertificate).passed);
+    assert!(!check(&status, CheckName::CertificateValidity).passed);
+    let days = status.certificate_expires_in_days.unwrap();
+    assert!((4..=5).contains(&days), "{days}");
+    assert_eq!(status.security_level, SecurityLevel::Degraded, "{status:#?}");
+}
+
+#[test]
+fn a_development_looking_host_name_alone_refuses_plaintext_redis() {
+    for host in ["devon-web-01", "localhost.localdomain", "device-gateway-3"] {
+        let info = EnvironmentDetector::new(MapSource::new().hostname(host))
+            .detect(FeatureContext::SecurityEnforcement);
+        let err = CacheBuilder::new(info)
+            .no_keyring()
+            .redis(RedisConfig::new("redis://127.0.0.1:6379/0"))
+            .build()
+            .unwrap_err();
+        let Error::Policy(violation) = &err else {
+            panic!("{host}: {err:?}")
+        };
+        assert_eq!(violation.environment, "unknown", "{host}");
+        assert!(violation.unmet.contains(&Requirement::Tls), "{host}");
+    }
+    // A file indicator alone does not relax either.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".git")).unwrap();
+    let info = EnvironmentDetector::new(MapSource::new().dir(dir.path()))
+        .detect(FeatureContext::SecurityEnforcement);
+    assert!(
+        CacheBuilder::new(info)
+            .no_keyring()
+            .redis(RedisConfig::new("redis://127.0.0.1:6379/0"))
+            .build()
+            .is_err()
+    );
+}
+
+#[test]
+fn testing_keeps_the_redis_transport_requirements() {
+    let info = EnvironmentDetector::new(MapSource::new().var("CI", "true"))
+        .detect(FeatureContext::SecurityEnforcement);
+    let err = CacheBuilder::new(info)
+        .no_keyring()
+        .redis(RedisConfig::new("redis://127.0.0.1:6379/0"))
+        .build()
+        .unwrap_err();
+    let Error::Policy(violation) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(violation.environment, "testing");
+    for r in [
+        Requirement::Tls,
+        Requirement::AclUser,
+        Requirement::Password,
+        Requirement::EncryptionKey,
+    ] {
+        assert!(violation.unmet.contains(&r), "{r:?}");
+    }
+}
