@@ -168,11 +168,8 @@ impl RedisBackend {
                 format!("TLS handshake with Redis failed: {}", failure.as_str()),
             ),
         };
-        self.observer.security_event(
-            event
-                .source(EventSource::Client)
-                .outcome(Outcome::Blocked),
-        );
+        self.observer
+            .security_event(event.source(EventSource::Client).outcome(Outcome::Blocked));
     }
 
     pub(crate) fn breaker_state(&self) -> BreakerState {

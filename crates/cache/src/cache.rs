@@ -394,10 +394,7 @@ impl SealedCache {
                 })
             }
             Err(err) => {
-                let kind = err
-                    .security_event()
-                    .and_then(SecurityEventType::from_name)
-                    .unwrap_or(SecurityEventType::BadEnvelope);
+                let kind = stored_value_event(err.kind());
                 observer.security_event(
                     SecurityEvent::new(kind)
                         .source(EventSource::Client)
@@ -459,9 +456,9 @@ impl SealedCache {
         }
         match &written {
             Err(Error::WriteRefused { reason }) => inner.observer.write_failure(reason.failure()),
-            Err(
-                Error::Unavailable | Error::AuthenticationRefused { .. } | Error::Tls { .. },
-            ) => inner.observer.write_failure(WriteFailure::Unavailable),
+            Err(Error::Unavailable | Error::AuthenticationRefused { .. } | Error::Tls { .. }) => {
+                inner.observer.write_failure(WriteFailure::Unavailable)
+            }
             _ => {}
         }
         inner
@@ -647,6 +644,25 @@ impl SealedCache {
             security_events_by_type: security.events_by_type,
             write_failures: inner.monitor.performance_summary().write_failures,
         })
+    }
+}
+
+/// The security event a codec failure on a stored value counts as: one exhaustive match, so a new
+/// codec error kind cannot be counted as the wrong event silently.
+pub(crate) fn stored_value_event(kind: sealcache_codec::ErrorKind) -> SecurityEventType {
+    use sealcache_codec::ErrorKind;
+    match kind {
+        ErrorKind::MalformedEnvelope => SecurityEventType::BadEnvelope,
+        ErrorKind::UnknownKeyId => SecurityEventType::UnknownKeyId,
+        ErrorKind::Unauthentic => SecurityEventType::DecryptFailed,
+        ErrorKind::DecompressedTooLarge => SecurityEventType::Oversize,
+        ErrorKind::LegacyRejected => SecurityEventType::LegacyRejected,
+        // Key material is checked when the keyring loads; a stored value cannot produce it, and
+        // should one, it is a configuration problem.
+        ErrorKind::KeyMaterial => SecurityEventType::ConfigWeak,
+        // Opening a stored value never seals; a value that does not fit the caller's type is
+        // still a value the cache could not serve as stored.
+        ErrorKind::Sealing => SecurityEventType::BadEnvelope,
     }
 }
 

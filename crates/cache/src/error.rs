@@ -152,9 +152,7 @@ impl TlsFailure {
                 C::Expired
                 | C::ExpiredContext { .. }
                 | C::NotValidYet
-                | C::NotValidYetContext { .. } => {
-                    TlsFailure::ServerCertificateExpired
-                }
+                | C::NotValidYetContext { .. } => TlsFailure::ServerCertificateExpired,
                 C::NotValidForName | C::NotValidForNameContext { .. } => {
                     TlsFailure::ServerNameMismatch
                 }

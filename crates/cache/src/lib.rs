@@ -80,8 +80,8 @@ mod key;
 mod l1;
 mod policy;
 mod status;
-mod tls_probe;
 mod stored_value;
+mod tls_probe;
 mod ttl;
 
 pub use ai::AiResponseCache;

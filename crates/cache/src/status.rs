@@ -451,7 +451,9 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
     // Identity.
     let user = o.whoami.as_ref().ok().cloned();
     let acl_check = match (&o.whoami, refusal) {
-        (Ok(u), _) if u != "default" => Check::pass(CheckName::AclUser, format!("authenticated as {u}")),
+        (Ok(u), _) if u != "default" => {
+            Check::pass(CheckName::AclUser, format!("authenticated as {u}"))
+        }
         (Ok(_), _) => Check::fail(
             CheckName::AclUser,
             Impact::Insecure,
@@ -489,7 +491,10 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
                 CheckName::ServerCertificate,
                 "server certificate",
                 server_days,
-                Check::unobserved(CheckName::ServerCertificate, "no server certificate observed"),
+                Check::unobserved(
+                    CheckName::ServerCertificate,
+                    "no server certificate observed",
+                ),
             ),
             (
                 CheckName::ClientCertificate,

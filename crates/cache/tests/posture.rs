@@ -66,7 +66,11 @@ async fn a_wrong_password_is_an_authentication_error_counted_and_reported() {
     );
     // TLS was negotiated and anonymous access is refused: secure, but not working.
     assert!(check(&status, CheckName::TlsNegotiated).passed);
-    assert_eq!(status.security_level, SecurityLevel::Degraded, "{status:#?}");
+    assert_eq!(
+        status.security_level,
+        SecurityLevel::Degraded,
+        "{status:#?}"
+    );
     let shown = format!("{status:?} {err}");
     assert!(!shown.contains("not-the-password-at-all"));
 }
@@ -94,7 +98,8 @@ async fn a_missing_client_certificate_is_a_tls_error_counted_and_reported() {
         matches!(
             err,
             Error::Tls {
-                failure: TlsFailure::ClientCertificateRequired | TlsFailure::ClientCertificateRejected
+                failure: TlsFailure::ClientCertificateRequired
+                    | TlsFailure::ClientCertificateRejected
             }
         ),
         "{err:?}"
@@ -107,7 +112,11 @@ async fn a_missing_client_certificate_is_a_tls_error_counted_and_reported() {
     assert!(!tls.passed && tls.observed, "{tls:?}");
     assert!(tls.detail.contains("client certificate"), "{tls:?}");
     assert_eq!(tls.impact, Impact::Degraded);
-    assert_eq!(status.security_level, SecurityLevel::Degraded, "{status:#?}");
+    assert_eq!(
+        status.security_level,
+        SecurityLevel::Degraded,
+        "{status:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +154,11 @@ async fn an_ipv6_url_with_and_without_port_is_observed() {
     let status = cache.security_status().await;
     let tls = check(&status, CheckName::TlsNegotiated);
     assert!(!tls.detail.contains("no host"), "{tls:?}");
-    assert_ne!(status.security_level, SecurityLevel::Insecure, "{status:#?}");
+    assert_ne!(
+        status.security_level,
+        SecurityLevel::Insecure,
+        "{status:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +191,11 @@ async fn a_client_certificate_expiring_in_five_days_degrades_the_status() {
     assert!(!check(&status, CheckName::CertificateValidity).passed);
     let days = status.certificate_expires_in_days.unwrap();
     assert!((4..=5).contains(&days), "{days}");
-    assert_eq!(status.security_level, SecurityLevel::Degraded, "{status:#?}");
+    assert_eq!(
+        status.security_level,
+        SecurityLevel::Degraded,
+        "{status:#?}"
+    );
 }
 
 #[test]

@@ -42,20 +42,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let other = SealContext::new("ai_cache", "ai_cache:v2:summarize:7d793037a0760186");
     match after.open(&other, sealed.as_bytes()) {
         Ok(_) => return Err("a value copied onto another key opened".into()),
-        Err(err) => println!(
-            "copied to another key: {err} (event: {:?})",
-            err.security_event()
-        ),
+        Err(err) => println!("copied to another key: {err} (kind: {:?})", err.kind()),
     }
 
     // Legacy plaintext from the Python template: rejected unless a migration window is open.
     let legacy = br#"{"result": "stored in the clear by the old template"}"#;
     match after.open(&ctx, legacy) {
         Ok(_) => return Err("legacy plaintext opened without a migration window".into()),
-        Err(err) => println!(
-            "legacy plaintext: {err} (event: {:?})",
-            err.security_event()
-        ),
+        Err(err) => println!("legacy plaintext: {err} (kind: {:?})", err.kind()),
     }
     let migrating = ValueCodec::new(&rotated)
         .dangerous()

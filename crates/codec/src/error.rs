@@ -2,6 +2,29 @@
 
 use std::path::PathBuf;
 
+/// The kinds of [`Error`], closed on purpose (no `#[non_exhaustive]`): a caller's `match` over
+/// them is exhaustive, so a new kind is a compile error where failures are counted, never a
+/// silent misclassification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A stored value whose header or payload is malformed: [`Error::Truncated`],
+    /// [`Error::UnsupportedVersion`], [`Error::UnsupportedAlgorithm`],
+    /// [`Error::UnsupportedFlags`], [`Error::CorruptPayload`].
+    MalformedEnvelope,
+    /// [`Error::UnknownKeyId`].
+    UnknownKeyId,
+    /// [`Error::Unauthentic`]: the tag did not verify (tampered, wrong key, other cache key).
+    Unauthentic,
+    /// [`Error::DecompressedTooLarge`].
+    DecompressedTooLarge,
+    /// [`Error::LegacyRejected`].
+    LegacyRejected,
+    /// Unusable key material (configuration).
+    KeyMaterial,
+    /// Sealing failed, or the caller's input or type did not fit (not a security event).
+    Sealing,
+}
+
 /// Everything that can go wrong while sealing, opening or loading keys.
 ///
 /// Variants fall into three families:
@@ -11,7 +34,7 @@ use std::path::PathBuf;
 ///   [`Error::UnknownKeyId`], [`Error::Unauthentic`], [`Error::DecompressedTooLarge`],
 ///   [`Error::CorruptPayload`], [`Error::LegacyRejected`]. Only the first five are decided by the
 ///   public 7-byte header; everything the GCM tag decides is the single [`Error::Unauthentic`], so
-///   `open` is no oracle. [`Error::security_event`] names the monitor event each one counts as.
+///   `open` is no oracle. [`Error::kind`] groups them for counting.
 /// * **Bad key material** (configuration): [`Error::KeyEncoding`], [`Error::KeyLength`],
 ///   [`Error::KeyringSyntax`], [`Error::DuplicateKeyId`], [`Error::NoPrimaryKey`],
 ///   [`Error::MultiplePrimaryKeys`], [`Error::KeyringFile`].
@@ -134,38 +157,40 @@ pub enum Error {
 }
 
 impl Error {
-    /// The `sealcache.security.events` type (DESIGN.md §7) this failure counts as, or `None` for
-    /// failures that are not security events (caller misuse, serialization).
+    /// The kind of failure, for callers that count or route errors (the cache maps each kind to
+    /// its security event with one exhaustive match).
     ///
     /// ```
-    /// assert_eq!(sealcache_codec::Error::Unauthentic.security_event(), Some("decrypt_failed"));
+    /// use sealcache_codec::{Error, ErrorKind};
+    /// assert_eq!(Error::Unauthentic.kind(), ErrorKind::Unauthentic);
+    /// assert_eq!(Error::Truncated.kind(), ErrorKind::MalformedEnvelope);
     /// ```
     #[must_use]
-    pub fn security_event(&self) -> Option<&'static str> {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Truncated
             | Error::UnsupportedVersion(_)
             | Error::UnsupportedAlgorithm(_)
             | Error::UnsupportedFlags(_)
-            | Error::CorruptPayload => Some("bad_envelope"),
-            Error::UnknownKeyId(_) => Some("unknown_key_id"),
-            Error::Unauthentic => Some("decrypt_failed"),
-            Error::DecompressedTooLarge { .. } => Some("oversize"),
-            Error::LegacyRejected => Some("legacy_rejected"),
+            | Error::CorruptPayload => ErrorKind::MalformedEnvelope,
+            Error::UnknownKeyId(_) => ErrorKind::UnknownKeyId,
+            Error::Unauthentic => ErrorKind::Unauthentic,
+            Error::DecompressedTooLarge { .. } => ErrorKind::DecompressedTooLarge,
+            Error::LegacyRejected => ErrorKind::LegacyRejected,
             Error::KeyEncoding { .. }
             | Error::KeyLength { .. }
             | Error::KeyringSyntax { .. }
             | Error::DuplicateKeyId(_)
             | Error::NoPrimaryKey
             | Error::MultiplePrimaryKeys
-            | Error::KeyringFile { .. } => Some("config_weak"),
+            | Error::KeyringFile { .. } => ErrorKind::KeyMaterial,
             Error::PlaintextTooLarge { .. }
             | Error::ContextTooLong
             | Error::NonceBudgetExhausted { .. }
             | Error::Randomness
             | Error::Compression
             | Error::Serialize
-            | Error::Deserialize { .. } => None,
+            | Error::Deserialize { .. } => ErrorKind::Sealing,
         }
     }
 

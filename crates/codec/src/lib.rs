@@ -11,8 +11,8 @@
 //! * [`Keyring`] holds one primary [`SecretKey`] (seals), any number of decrypt-only keys (open
 //!   values sealed before a rotation), and the [`KeyNameSecret`] used to name cache keys.
 //! * [`SealContext`] names the namespace and full Redis key a value is bound to.
-//! * [`Error`] says exactly what failed. [`Error::security_event`] maps each failure to the event
-//!   type the monitor counts.
+//! * [`Error`] says exactly what failed; [`Error::kind`] gives its closed [`ErrorKind`], which
+//!   the cache maps to the event type the monitor counts with one exhaustive match.
 //! * [`danger`] holds the options that weaken the codec (the legacy-plaintext migration window).
 //!
 //! # Example
@@ -37,7 +37,7 @@
 //! tampered[last] ^= 1;
 //! let err = codec.open(&ctx, &tampered).unwrap_err();
 //! assert!(matches!(err, Error::Unauthentic));
-//! assert_eq!(err.security_event(), Some("decrypt_failed"));
+//! assert_eq!(err.kind(), sealcache_codec::ErrorKind::Unauthentic);
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -106,7 +106,7 @@ pub use compress::{
     Zstd,
 };
 pub use envelope::SealContext;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use keyring::{FIRST_KEY_ID, KEY_LEN, KeyNameSecret, Keyring, SecretKey};
 pub use value_codec::{DEFAULT_MAX_PLAINTEXT, LegacyPolicy, Opened, Sealed, Source, ValueCodec};
 

@@ -190,7 +190,10 @@ pub fn write_deployment(
                     format!("{scheme}://{}:6379/0", opts.redis_host),
                 ),
                 ("REDIS_USERNAME", acl::APP_USER.to_owned()),
-                ("REDIS_PASSWORD", config.redis_password.expose_secret().to_owned()),
+                (
+                    "REDIS_PASSWORD",
+                    config.redis_password.expose_secret().to_owned(),
+                ),
                 ("REDIS_MONITOR_USERNAME", acl::MONITOR_USER.to_owned()),
                 (
                     "REDIS_MONITOR_PASSWORD",
@@ -200,7 +203,10 @@ pub fn write_deployment(
                     "REDIS_ENCRYPTION_KEY",
                     config.redis_encryption_key.expose_text().to_string(),
                 ),
-                ("REDIS_TLS_ENABLED", bool_text(config.redis_tls_enabled).to_owned()),
+                (
+                    "REDIS_TLS_ENABLED",
+                    bool_text(config.redis_tls_enabled).to_owned(),
+                ),
                 (
                     "REDIS_PROTECTED_MODE",
                     yes_no(config.redis_protected_mode).to_owned(),

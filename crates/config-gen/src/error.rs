@@ -79,7 +79,9 @@ pub enum Error {
     },
     /// A variable or TOML key that sealcache does not read but that looks like a setting: a known
     /// misspelling, or within two edits of a setting's name. Names only, never the value.
-    #[error("setting {found} from {source_name} is not read by sealcache: did you mean {expected}?")]
+    #[error(
+        "setting {found} from {source_name} is not read by sealcache: did you mean {expected}?"
+    )]
     MisspelledSetting {
         /// The name as set.
         found: String,

@@ -191,7 +191,12 @@ fn sample(canonical: &str) -> &'static str {
 fn shown(s: &SecuritySettings, canonical: &str) -> String {
     let path = |p: &Option<PathBuf>| p.as_ref().unwrap().display().to_string();
     match canonical {
-        "REDIS_PASSWORD" => s.redis_password.as_ref().unwrap().expose_secret().to_owned(),
+        "REDIS_PASSWORD" => s
+            .redis_password
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .to_owned(),
         "REDIS_MONITOR_PASSWORD" => s
             .redis_monitor_password
             .as_ref()
@@ -237,7 +242,11 @@ fn every_alias_is_read_as_its_canonical_name_with_one_warning() {
         .unwrap();
         let s = SecuritySettings::load_from(&BTreeMap::new(), Some(&toml)).unwrap();
         assert_eq!(shown(&s, canonical), value, "{alias} in TOML");
-        assert_eq!(s.deprecated_aliases, [(alias, canonical)], "{alias} in TOML");
+        assert_eq!(
+            s.deprecated_aliases,
+            [(alias, canonical)],
+            "{alias} in TOML"
+        );
         assert!(s.sources[canonical].contains("sealcache.toml"));
     }
     assert!(load(&[]).unwrap().deprecated_aliases.is_empty());
@@ -247,9 +256,16 @@ fn every_alias_is_read_as_its_canonical_name_with_one_warning() {
 fn an_alias_in_both_layers_is_warned_about_once_and_variables_still_win() {
     let tmp = tempfile::tempdir().unwrap();
     let toml = tmp.path().join("sealcache.toml");
-    std::fs::write(&toml, "redis_acl_username = \"from_toml\"\nredis_auth = \"pw-toml\"\n").unwrap();
+    std::fs::write(
+        &toml,
+        "redis_acl_username = \"from_toml\"\nredis_auth = \"pw-toml\"\n",
+    )
+    .unwrap();
     let s = SecuritySettings::load_from(
-        &vars(&[("REDIS_ACL_USERNAME", "from_env"), ("REDIS_PASSWORD", "pw-env")]),
+        &vars(&[
+            ("REDIS_ACL_USERNAME", "from_env"),
+            ("REDIS_PASSWORD", "pw-env"),
+        ]),
         Some(&toml),
     )
     .unwrap();
@@ -267,7 +283,11 @@ fn an_alias_in_both_layers_is_warned_about_once_and_variables_still_win() {
 
 #[test]
 fn an_alias_and_its_canonical_name_with_different_values_is_an_error_naming_both() {
-    let err = load(&[("REDIS_AUTH", "hunter2-old"), ("REDIS_PASSWORD", "hunter2-new")]).unwrap_err();
+    let err = load(&[
+        ("REDIS_AUTH", "hunter2-old"),
+        ("REDIS_PASSWORD", "hunter2-new"),
+    ])
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -309,7 +329,11 @@ fn an_alias_and_its_canonical_name_with_different_values_is_an_error_naming_both
     // Within the TOML file as well.
     let tmp = tempfile::tempdir().unwrap();
     let toml = tmp.path().join("sealcache.toml");
-    std::fs::write(&toml, "redis_ssl = \"false\"\nredis_tls_enabled = \"true\"\n").unwrap();
+    std::fs::write(
+        &toml,
+        "redis_ssl = \"false\"\nredis_tls_enabled = \"true\"\n",
+    )
+    .unwrap();
     let err = SecuritySettings::load_from(&BTreeMap::new(), Some(&toml)).unwrap_err();
     assert!(
         matches!(
@@ -424,7 +448,15 @@ fn names_used_across_the_repository_are_not_refused() {
         root.join("xtask/src"),
         root.join("xtask/tests"),
     ];
-    for krate in ["cache", "codec", "env-detect", "monitor", "server", "testkit", "config-gen"] {
+    for krate in [
+        "cache",
+        "codec",
+        "env-detect",
+        "monitor",
+        "server",
+        "testkit",
+        "config-gen",
+    ] {
         for dir in ["src", "benches", "tests", "examples"] {
             stack.push(root.join("crates").join(krate).join(dir));
         }
@@ -464,7 +496,9 @@ fn names_used_across_the_repository_are_not_refused() {
             let quoted = i > 0 && bytes[i - 1] == b'"' && bytes.get(end) == Some(&b'"');
             if at_word
                 && (!rust || quoted)
-                && ["REDIS_", "SEALCACHE_", "CACHE_"].iter().any(|p| word.starts_with(p))
+                && ["REDIS_", "SEALCACHE_", "CACHE_"]
+                    .iter()
+                    .any(|p| word.starts_with(p))
                 && !word.ends_with('_')
             {
                 seen.insert(word.to_owned());
@@ -472,13 +506,15 @@ fn names_used_across_the_repository_are_not_refused() {
             i = end.max(i + 1);
         }
     }
-    assert!(seen.contains("SEALCACHE_DIR") && seen.contains("REDIS_URL"), "{seen:?}");
+    assert!(
+        seen.contains("SEALCACHE_DIR") && seen.contains("REDIS_URL"),
+        "{seen:?}"
+    );
     for name in &seen {
-        match load(&[(name.as_str(), "1")]) {
-            Err(e @ (Error::MisspelledSetting { .. } | Error::UnknownSetting { .. })) => {
-                panic!("{name} is used in the repository but refused: {e}")
-            }
-            _ => {}
+        if let Err(e @ (Error::MisspelledSetting { .. } | Error::UnknownSetting { .. })) =
+            load(&[(name.as_str(), "1")])
+        {
+            panic!("{name} is used in the repository but refused: {e}");
         }
     }
 }
@@ -515,11 +551,17 @@ fn byte_order_marks_and_crlf_are_stripped_from_secret_files_and_variables() {
     let key = SecretKey::generate().unwrap();
     let s = load(&[
         ("REDIS_PASSWORD", "\u{feff}s3 cret\r"),
-        ("REDIS_ENCRYPTION_KEY", &format!("\u{feff}{}", key.expose_text().as_str())),
+        (
+            "REDIS_ENCRYPTION_KEY",
+            &format!("\u{feff}{}", key.expose_text().as_str()),
+        ),
         ("\u{feff}CACHE_NAMESPACE", "marked"),
     ])
     .unwrap();
-    assert_eq!(s.redis_password.as_ref().unwrap().expose_secret(), "s3 cret");
+    assert_eq!(
+        s.redis_password.as_ref().unwrap().expose_secret(),
+        "s3 cret"
+    );
     assert_eq!(
         s.keyring.as_ref().unwrap().key(1).unwrap().expose_secret(),
         key.expose_secret()
@@ -528,9 +570,16 @@ fn byte_order_marks_and_crlf_are_stripped_from_secret_files_and_variables() {
 
     // A TOML file saved with a mark and CRLF line ends.
     let toml = tmp.path().join("sealcache.toml");
-    std::fs::write(&toml, "\u{feff}cache_namespace = \"ns\"\r\nsealcache_listen = \"0.0.0.0:1\"\r\n").unwrap();
+    std::fs::write(
+        &toml,
+        "\u{feff}cache_namespace = \"ns\"\r\nsealcache_listen = \"0.0.0.0:1\"\r\n",
+    )
+    .unwrap();
     let s = SecuritySettings::load_from(&BTreeMap::new(), Some(&toml)).unwrap();
-    assert_eq!((s.cache_namespace.as_str(), s.listen.as_str()), ("ns", "0.0.0.0:1"));
+    assert_eq!(
+        (s.cache_namespace.as_str(), s.listen.as_str()),
+        ("ns", "0.0.0.0:1")
+    );
 }
 
 #[test]
@@ -564,17 +613,19 @@ fn otel_service_name_and_status_interval_follow_the_precedence() {
     assert_eq!(s.sources["OTEL_SERVICE_NAME"], "environment variable");
 
     let err = load(&[("SEALCACHE_STATUS_INTERVAL_SECS", "0")]).unwrap_err();
-    assert!(err.to_string().contains("SEALCACHE_STATUS_INTERVAL_SECS"), "{err}");
+    assert!(
+        err.to_string().contains("SEALCACHE_STATUS_INTERVAL_SECS"),
+        "{err}"
+    );
 }
 
 #[test]
 fn cluster_nodes_exclude_a_custom_url_and_share_one_scheme() {
-    let s = load(&[(
-        "REDIS_CLUSTER_NODES",
-        "rediss://a:7000, rediss://b:7000,,",
-    )])
-    .unwrap();
-    assert_eq!(s.redis_cluster_nodes, ["rediss://a:7000", "rediss://b:7000"]);
+    let s = load(&[("REDIS_CLUSTER_NODES", "rediss://a:7000, rediss://b:7000,,")]).unwrap();
+    assert_eq!(
+        s.redis_cluster_nodes,
+        ["rediss://a:7000", "rediss://b:7000"]
+    );
     assert!(s.redis_tls_enabled);
     assert!(load(&[]).unwrap().redis_cluster_nodes.is_empty());
 
@@ -590,7 +641,10 @@ fn cluster_nodes_exclude_a_custom_url_and_share_one_scheme() {
             "REDIS_CLUSTER_NODES",
         ),
         (
-            vec![("REDIS_CLUSTER_NODES", "rediss://a:7000,redis://b:hunter2@x:7000")],
+            vec![(
+                "REDIS_CLUSTER_NODES",
+                "rediss://a:7000,redis://b:hunter2@x:7000",
+            )],
             "REDIS_CLUSTER_NODES",
         ),
         (
@@ -611,11 +665,13 @@ fn cluster_nodes_exclude_a_custom_url_and_share_one_scheme() {
         assert!(!text.contains("hunter2"), "{text}");
     }
     // The default REDIS_URL, spelled out, is no conflict.
-    assert!(load(&[
-        ("REDIS_CLUSTER_NODES", "rediss://a:7000"),
-        ("REDIS_URL", "rediss://redis:6379/0"),
-    ])
-    .is_ok());
+    assert!(
+        load(&[
+            ("REDIS_CLUSTER_NODES", "rediss://a:7000"),
+            ("REDIS_URL", "rediss://redis:6379/0"),
+        ])
+        .is_ok()
+    );
 }
 
 fn production_config() -> sealcache_config_gen::SecurityConfiguration {
@@ -648,7 +704,10 @@ fn generated_env_files_use_only_names_the_loader_reads() {
     let names = names_in(&text);
     assert!(names.len() >= 10, "{names:?}");
     for name in &names {
-        assert!(VARIABLES.contains(&name.as_str()), "{name} is written but not read");
+        assert!(
+            VARIABLES.contains(&name.as_str()),
+            "{name} is written but not read"
+        );
     }
 
     let vars = read_env_file(&file).unwrap();
@@ -669,6 +728,9 @@ fn generated_env_files_use_only_names_the_loader_reads() {
 
     let dir_env = render_env(&config, &DeploymentOptions::default());
     for name in names_in(&dir_env) {
-        assert!(VARIABLES.contains(&name.as_str()), "{name} is written to .env but not read");
+        assert!(
+            VARIABLES.contains(&name.as_str()),
+            "{name} is written to .env but not read"
+        );
     }
 }

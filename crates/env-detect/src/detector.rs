@@ -184,7 +184,10 @@ impl<S: SignalSource> EnvironmentDetector<S> {
             SecurityMode::Strict
         };
         // A mirror for readers of the JSON; the typed field is what the policy reads.
-        metadata.insert("security_mode".to_owned(), security_mode.as_str().to_owned());
+        metadata.insert(
+            "security_mode".to_owned(),
+            security_mode.as_str().to_owned(),
+        );
         if self.source.var("ENFORCE_AUTH").as_deref().and_then(truthy) == Some(true) {
             metadata.insert("enforce_auth".to_owned(), "true".to_owned());
         }

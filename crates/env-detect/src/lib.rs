@@ -71,13 +71,13 @@ pub use detector::{
     EnvironmentInfo, EnvironmentSignal, NO_SIGNAL_CONFIDENCE, SECURITY_MODE_VARIABLE, detect,
 };
 pub use environment::{Environment, FeatureContext, UnknownEnvironmentName};
+pub use policy::{Enforcement, Policy, Requirement, SecurityMode, password_bits};
 pub use signals::{
     CI_VARIABLES, CONF_CI, CONF_DEBUG_FALSE, CONF_DEBUG_TRUE, CONF_ENFORCE_AUTH,
     CONF_ENVIRONMENT_EXACT, CONF_EXPLICIT_EXACT, CONF_FILE, CONF_HOSTNAME_OTHER,
     CONF_HOSTNAME_PRODUCTION, CONF_HOSTNAME_STAGING, CONF_PATTERN, CONF_PLATFORM,
     EXPLICIT_VARIABLES, FILE_INDICATORS, PLATFORM_VARIABLES,
 };
-pub use policy::{Enforcement, Policy, Requirement, SecurityMode, password_bits};
 pub use source::{MapSource, Overlay, ProcessSource, SignalSource};
 
 /// The README's examples run as doc tests.

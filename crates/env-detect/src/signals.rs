@@ -240,5 +240,8 @@ pub(crate) fn collect(source: &dyn SignalSource, context: FeatureContext) -> Col
             }
         }
     }
-    Collected { signals: out, hints }
+    Collected {
+        signals: out,
+        hints,
+    }
 }

@@ -90,7 +90,11 @@ fn enforce_auth_means_production_only_under_security_enforcement() {
         .var("ENVIRONMENT", "development");
     let info = EnvironmentDetector::new(dev).detect(FeatureContext::SecurityEnforcement);
     assert_eq!(info.environment(), Production);
-    assert!(approx(info.confidence(), 0.98 * 0.85), "{}", info.confidence());
+    assert!(
+        approx(info.confidence(), 0.98 * 0.85),
+        "{}",
+        info.confidence()
+    );
 }
 
 #[test]
@@ -147,7 +151,10 @@ fn hostname_patterns_only_tighten() {
         assert_eq!(info.hints().len(), 1, "{host}");
         assert_eq!(info.hints()[0].environment, hinted, "{host}");
         assert!(info.reasoning().contains("hint"), "{host}");
-        assert!(info.reasoning().contains("ENVIRONMENT=development"), "{host}");
+        assert!(
+            info.reasoning().contains("ENVIRONMENT=development"),
+            "{host}"
+        );
     }
     assert_eq!(
         detect(MapSource::new().hostname("b7c1e9")).environment(),
@@ -180,7 +187,11 @@ fn file_indicators_are_hints_only_without_explicit_variables() {
             .var("ENVIRONMENT", "production"),
     );
     assert_eq!(info.environment(), Production);
-    assert!(info.signals().iter().all(|s| !s.source.starts_with("file:")));
+    assert!(
+        info.signals()
+            .iter()
+            .all(|s| !s.source.starts_with("file:"))
+    );
     assert!(info.hints().is_empty());
     assert!(approx(info.confidence(), 0.95));
 }
@@ -246,7 +257,8 @@ fn production_like_and_the_development_override() {
             .var("REDIS_SECURITY_MODE", "development"),
     );
     assert_eq!(
-        info.environment(), Production,
+        info.environment(),
+        Production,
         "the override never changes the environment"
     );
     assert!(info.development_override());
@@ -338,7 +350,11 @@ fn one_policy_answers_every_question() {
     assert!(!testing.refuses_without(Requirement::ApiKey));
     for relaxed in [development, overridden] {
         assert!(!relaxed.is_strict());
-        assert!(Requirement::ALL.iter().all(|r| !relaxed.refuses_without(*r)));
+        assert!(
+            Requirement::ALL
+                .iter()
+                .all(|r| !relaxed.refuses_without(*r))
+        );
     }
     assert!(overridden.development_override());
     assert_eq!(
@@ -357,12 +373,14 @@ fn settings_overlay_declares_the_environment() {
     // A host name that would once have said "development", with `environment = "production"`
     // from a settings file laid over the process.
     let process = MapSource::new().hostname("devon-web-01");
-    let info = EnvironmentDetector::new(Overlay::new(process.clone()).var("ENVIRONMENT", "production"))
-        .detect(FeatureContext::SecurityEnforcement);
+    let info =
+        EnvironmentDetector::new(Overlay::new(process.clone()).var("ENVIRONMENT", "production"))
+            .detect(FeatureContext::SecurityEnforcement);
     assert_eq!(info.environment(), Production);
     assert!(info.strict_policy());
-    let info = EnvironmentDetector::new(Overlay::new(process).var("REDIS_SECURITY_MODE", "development"))
-        .detect(FeatureContext::SecurityEnforcement);
+    let info =
+        EnvironmentDetector::new(Overlay::new(process).var("REDIS_SECURITY_MODE", "development"))
+            .detect(FeatureContext::SecurityEnforcement);
     assert_eq!(info.environment(), Unknown);
     assert!(info.development_override());
 }

@@ -423,11 +423,7 @@ fn event_for(id: &Identity, count: u64) -> SecurityEvent {
     // `object` is a key or channel name for those reasons: tag it, never copy it.
     let object = match id.reason.as_str() {
         "key" | "channel" => format!("#{}", key_tag(&id.object)),
-        _ => sanitised(
-            &id.object,
-            |c| c.is_ascii_alphanumeric() || c == '|',
-            32,
-        ),
+        _ => sanitised(&id.object, |c| c.is_ascii_alphanumeric() || c == '|', 32),
     };
     let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     let user = sanitised(&id.username, |c| c.is_ascii_graphic(), 32);
@@ -479,18 +475,33 @@ mod tests {
         let after = p.ingest(Some("r2".into()), &[entry("a", 9, Some((1, 300)))]);
         assert_eq!(total(&after), 9);
         // Nothing new.
-        assert!(p.ingest(Some("r2".into()), &[entry("a", 9, Some((1, 300)))]).is_empty());
+        assert!(
+            p.ingest(Some("r2".into()), &[entry("a", 9, Some((1, 300)))])
+                .is_empty()
+        );
     }
 
     #[test]
     fn unkeyed_totals_detect_resets_and_restarts() {
         let mut p = AclLogPoller::new();
-        assert!(p.ingest(Some("r1".into()), &[entry("a", 5, None)]).is_empty());
-        assert_eq!(total(&p.ingest(Some("r1".into()), &[entry("a", 7, None)])), 2);
+        assert!(
+            p.ingest(Some("r1".into()), &[entry("a", 5, None)])
+                .is_empty()
+        );
+        assert_eq!(
+            total(&p.ingest(Some("r1".into()), &[entry("a", 7, None)])),
+            2
+        );
         // Reset, fewer failures: a lower total counts whole.
-        assert_eq!(total(&p.ingest(Some("r1".into()), &[entry("a", 3, None)])), 3);
+        assert_eq!(
+            total(&p.ingest(Some("r1".into()), &[entry("a", 3, None)])),
+            3
+        );
         // Restart, more failures than before: the run_id tells.
-        assert_eq!(total(&p.ingest(Some("r2".into()), &[entry("a", 4, None)])), 4);
+        assert_eq!(
+            total(&p.ingest(Some("r2".into()), &[entry("a", 4, None)])),
+            4
+        );
         // Reset: "a" vanished, "b" appears with a total above a's old one: all of it is new.
         assert_eq!(
             total(&p.ingest(Some("r2".into()), &[entry("b", 6, None)])),
@@ -506,7 +517,10 @@ mod tests {
             .eq([&2])
         );
         // The log got shorter: a reset, even though "c" kept its total.
-        assert_eq!(total(&p.ingest(Some("r2".into()), &[entry("c", 2, None)])), 2);
+        assert_eq!(
+            total(&p.ingest(Some("r2".into()), &[entry("c", 2, None)])),
+            2
+        );
     }
 
     #[test]
@@ -535,14 +549,19 @@ mod tests {
         let e = event_for(&id, 20_000);
         assert_eq!(e.count, 20_000);
         assert_eq!(e.kind, SecurityEventType::AclDenied);
-        assert!(e.detail.starts_with("ACL LOG x20000 reason=key"), "{}", e.detail);
+        assert!(
+            e.detail.starts_with("ACL LOG x20000 reason=key"),
+            "{}",
+            e.detail
+        );
         assert!(e.detail.contains("object=#0123456789ab"), "{}", e.detail);
         assert!(e.detail.contains("user=cacheapppw"), "{}", e.detail);
     }
 
     #[test]
     fn run_id_is_read_from_info() {
-        let info = Value::BulkString(b"# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\n".to_vec());
+        let info =
+            Value::BulkString(b"# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\n".to_vec());
         assert_eq!(run_id(&info).as_deref(), Some("abc123"));
         assert_eq!(run_id(&Value::Nil), None);
     }

@@ -71,12 +71,6 @@ impl SecurityEventType {
         }
     }
 
-    /// Parses an attribute value (as returned by `sealcache_codec::Error::security_event`).
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-
     /// Position in [`SecurityEventType::ALL`].
     #[must_use]
     pub fn index(self) -> usize {

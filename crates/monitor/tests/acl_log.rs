@@ -100,7 +100,10 @@ impl Deployment {
             sent += batch;
             while replies < sent {
                 let read = stream.read(&mut buf).unwrap();
-                assert!(read > 0, "Redis closed the connection after {replies} replies");
+                assert!(
+                    read > 0,
+                    "Redis closed the connection after {replies} replies"
+                );
                 for &b in &buf[..read] {
                     line.push(b);
                     if b == b'\n' {
@@ -333,6 +336,10 @@ async fn a_burst_of_20000_failed_logins_counts_20000_in_a_handful_of_records() {
     let d = Deployment::start();
     let monitor = Arc::new(SecurityAwareCacheMonitor::new());
     let poller = baselined_poller(&d, &monitor).await;
+    // tracing-core caches a callsite's interest when a thread first hits it; while a single
+    // dispatcher is registered it asks only that thread's default (none, in the other tests'
+    // threads) and would cache "never". A second registered dispatcher makes it ask them all.
+    let _second = tracing::Dispatch::new(Records::default());
     let records = Records::default();
     let sink: Arc<dyn CacheObserver> = monitor.clone();
     let task = tokio::spawn(
@@ -358,7 +365,10 @@ async fn a_burst_of_20000_failed_logins_counts_20000_in_a_handful_of_records() {
         "{} records: {events:?}",
         events.len()
     );
-    let counted: u64 = events.iter().map(|r| r["count"].parse::<u64>().unwrap()).sum();
+    let counted: u64 = events
+        .iter()
+        .map(|r| r["count"].parse::<u64>().unwrap())
+        .sum();
     assert_eq!(counted, 20_000, "{events:?}");
     for r in &events {
         assert_eq!(r["type"], "auth_failed");

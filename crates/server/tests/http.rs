@@ -389,3 +389,47 @@ fn a_plaintext_production_configuration_is_refused_naming_tls() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("API key"));
 }
+
+/// `environment` in `sealcache.toml` reaches detection: the same plaintext configuration is
+/// refused under the production policy when the file says production, and runs when the file
+/// says development (the process has no ENVIRONMENT variable either way).
+#[test]
+fn the_settings_file_environment_decides_the_policy() {
+    let stack = Stack::start();
+    let run = |environment: &str| {
+        let toml = stack.path().join(format!("{environment}.toml"));
+        std::fs::write(&toml, format!("environment = \"{environment}\"\n")).unwrap();
+        let mut vars = env_for(
+            &stack,
+            "redis://127.0.0.1:1/0",
+            &format!("127.0.0.1:{}", free_port()),
+        );
+        vars.retain(|(k, _)| k != "ENVIRONMENT");
+        vars.push(("SEALCACHE_CONFIG".into(), toml.display().to_string()));
+        vars
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+        .env_clear()
+        .envs(
+            run("production")
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the production security policy is not met"),
+        "{stderr}"
+    );
+    // Development from the file: the plaintext configuration starts (and /health answers).
+    let vars = run("development");
+    let server = common::start_server(&vars, None);
+    assert!(
+        reqwest::blocking::get(format!("{}/health", server.base))
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}

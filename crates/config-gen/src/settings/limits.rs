@@ -148,4 +148,3 @@ pub(super) fn limits(raw: &Raw, sources: &Sources) -> Result<ServerLimits> {
             .unwrap_or_default(),
     })
 }
-

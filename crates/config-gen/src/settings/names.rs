@@ -88,7 +88,10 @@ pub const NEAR_MISSES: &[(&str, &str)] = &[
     ("REDIS_ENCRYPTION_KEY_PATH", "REDIS_ENCRYPTION_KEYS_FILE"),
     ("REDIS_ENCRYPTION_KEYS_PATH", "REDIS_ENCRYPTION_KEYS_FILE"),
     ("REDIS_ENCRYPTION_KEYRING", "REDIS_ENCRYPTION_KEYS_FILE"),
-    ("REDIS_ENCRYPTION_KEYRING_FILE", "REDIS_ENCRYPTION_KEYS_FILE"),
+    (
+        "REDIS_ENCRYPTION_KEYRING_FILE",
+        "REDIS_ENCRYPTION_KEYS_FILE",
+    ),
     ("REDIS_KEYRING_FILE", "REDIS_ENCRYPTION_KEYS_FILE"),
     (
         "REDIS_ENCRYPTION_KEYS",
@@ -113,7 +116,10 @@ pub const NEAR_MISSES: &[(&str, &str)] = &[
     ("REDIS_CLUSTER", "REDIS_CLUSTER_NODES"),
     ("REDIS_NAMESPACE", "CACHE_NAMESPACE"),
     ("REDIS_KEY_PREFIX", "CACHE_NAMESPACE"),
-    ("API_KEYS", "API_KEY (one key) or ADDITIONAL_API_KEYS (a comma-separated list)"),
+    (
+        "API_KEYS",
+        "API_KEY (one key) or ADDITIONAL_API_KEYS (a comma-separated list)",
+    ),
     ("API_KEY_PATH", "API_KEY_FILE"),
     ("API_KEYS_FILE", "API_KEY_FILE"),
     ("ADDITIONAL_API_KEY", "ADDITIONAL_API_KEYS"),
@@ -199,10 +205,10 @@ pub(super) fn judge(name: &str, strict: bool) -> Name {
     if let Some((_, expected)) = NEAR_MISSES.iter().find(|(found, _)| *found == name) {
         return Name::Misspelled(expected);
     }
-    if strict || CHECKED_PREFIXES.iter().any(|p| name.starts_with(p)) {
-        if let Some(expected) = nearest(name) {
-            return Name::Misspelled(expected);
-        }
+    if (strict || CHECKED_PREFIXES.iter().any(|p| name.starts_with(p)))
+        && let Some(expected) = nearest(name)
+    {
+        return Name::Misspelled(expected);
     }
     if strict || name.starts_with(OWN_PREFIX) {
         Name::Unknown
@@ -296,14 +302,20 @@ mod tests {
         }
         for other in OTHER_VARIABLES {
             assert_eq!(judge(other, false), Name::Ignored, "{other}");
-            assert!(matches!(judge(other, true), Name::Misspelled(_) | Name::Unknown));
+            assert!(matches!(
+                judge(other, true),
+                Name::Misspelled(_) | Name::Unknown
+            ));
         }
     }
 
     #[test]
     fn generic_rules() {
         assert_eq!(judge("REDIS_URI", false), Name::Misspelled("REDIS_URL"));
-        assert_eq!(judge("REDIS_AUTHH", false), Name::Misspelled("REDIS_PASSWORD"));
+        assert_eq!(
+            judge("REDIS_AUTHH", false),
+            Name::Misspelled("REDIS_PASSWORD")
+        );
         assert_eq!(
             judge("SEALCACHE_LISTN", false),
             Name::Misspelled("SEALCACHE_LISTEN")

@@ -102,10 +102,7 @@ pub fn validate(
             (info.environment(), info.confidence())
         }
     };
-    let mut issues = rules::check(
-        &facts,
-        Policy::declared(environment, SecurityMode::Strict),
-    );
+    let mut issues = rules::check(&facts, Policy::declared(environment, SecurityMode::Strict));
     issues.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(b.code)));
     let errors = issues
         .iter()
