@@ -457,7 +457,7 @@ impl SealedCache {
         match &written {
             Err(Error::WriteRefused { reason }) => inner.observer.write_failure(reason.failure()),
             Err(Error::Unavailable | Error::AuthenticationRefused { .. } | Error::Tls { .. }) => {
-                inner.observer.write_failure(WriteFailure::Unavailable)
+                inner.observer.write_failure(WriteFailure::Unavailable);
             }
             _ => {}
         }
@@ -689,5 +689,31 @@ async fn anonymous_refused(config: &crate::connect::RedisConfig) -> Option<bool>
                 })
         }
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use sealcache_codec::{Error, ErrorKind};
+    use sealcache_monitor::SecurityEventType;
+
+    use super::stored_value_event;
+
+    #[test]
+    fn codec_failures_count_as_their_own_events() {
+        for (err, want) in [
+            (Error::Truncated, SecurityEventType::BadEnvelope),
+            (Error::UnsupportedVersion(9), SecurityEventType::BadEnvelope),
+            (Error::CorruptPayload, SecurityEventType::BadEnvelope),
+            (Error::UnknownKeyId(7), SecurityEventType::UnknownKeyId),
+            (Error::Unauthentic, SecurityEventType::DecryptFailed),
+            (Error::LegacyRejected, SecurityEventType::LegacyRejected),
+        ] {
+            assert_eq!(stored_value_event(err.kind()), want, "{err}");
+        }
+        assert_eq!(
+            stored_value_event(ErrorKind::DecompressedTooLarge),
+            SecurityEventType::Oversize
+        );
     }
 }

@@ -225,3 +225,28 @@ pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
     )
     .map_err(|e| Error::Config(format!("TLS material rejected ({:?})", e.kind())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RedisConfig;
+
+    #[test]
+    fn host_and_port_come_from_a_url_parser() {
+        for (url, want) in [
+            ("rediss://[::1]:6380/0", Some(("::1", 6380))),
+            ("rediss://[::1]/0", Some(("::1", 6379))),
+            ("rediss://[2001:db8::7]:7000", Some(("2001:db8::7", 7000))),
+            ("rediss://redis:6379/3", Some(("redis", 6379))),
+            ("redis://127.0.0.1/0", Some(("127.0.0.1", 6379))),
+            (
+                "rediss://cache.internal.example:6390/0#frag",
+                Some(("cache.internal.example", 6390)),
+            ),
+            ("unix:///run/redis.sock", None),
+            ("not a url", None),
+        ] {
+            let got = RedisConfig::new(url).host_and_port();
+            assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");
+        }
+    }
+}

@@ -312,3 +312,49 @@ impl<E> From<Error> for ComputeError<E> {
 
 /// `Result` with the cache's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::TlsFailure;
+    use rustls::{AlertDescription, CertificateError};
+
+    #[test]
+    fn rustls_errors_name_the_tls_failure_even_inside_io_and_shared_errors() {
+        let cases = [
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                TlsFailure::UnknownIssuer,
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Expired),
+                TlsFailure::ServerCertificateExpired,
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+                TlsFailure::ServerNameMismatch,
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+                TlsFailure::ClientCertificateRequired,
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+                TlsFailure::ClientCertificateRejected,
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::HandshakeFailure),
+                TlsFailure::Handshake,
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(TlsFailure::from_rustls(&err), want);
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, err);
+            assert_eq!(TlsFailure::find(&io), Some(want));
+            let shared: std::sync::Arc<dyn std::error::Error + Send + Sync> =
+                std::sync::Arc::new(io);
+            assert_eq!(TlsFailure::find(&shared), Some(want));
+        }
+        let plain = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(TlsFailure::find(&plain), None);
+    }
+}
