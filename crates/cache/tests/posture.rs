@@ -250,3 +250,45 @@ fn testing_keeps_the_redis_transport_requirements() {
         assert!(violation.unmet.contains(&r), "{r:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_from_another_ca_is_a_tls_error() {
+    let stack = Stack::start();
+    let other = tls::generate(&[], "cache_app").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("other-ca.crt"), &other.ca_cert).unwrap();
+    let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
+    config.ca_path = Some(dir.path().join("other-ca.crt"));
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap();
+    let err = cache
+        .set(
+            &AiRequest::new("qa", "q"),
+            &serde_json::json!({"a": 1}),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Tls {
+                failure: TlsFailure::UnknownIssuer
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(events(&cache, "tls_error") >= 1);
+    let status = cache.security_status().await;
+    let tls = check(&status, CheckName::TlsNegotiated);
+    assert!(!tls.passed && tls.observed, "{tls:?}");
+    assert!(tls.detail.contains("pinned CA"), "{tls:?}");
+    assert_eq!(
+        status.security_level,
+        SecurityLevel::Degraded,
+        "{status:#?}"
+    );
+}

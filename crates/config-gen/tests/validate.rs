@@ -358,3 +358,19 @@ fn env_file_input_and_unusable_input() {
     assert!(validate(&ValidationInput::EnvFile(tmp.path().join("bad.env")), None).is_err());
     let _ = OutputFormat::Dir;
 }
+
+/// The validator asks the same policy as the cache: testing keeps the Redis transport rules, so
+/// TLS off is an error there too, and only development makes it a warning.
+#[test]
+fn testing_keeps_tls_like_the_cache_does() {
+    let d = generated(Environment::Testing);
+    set_var(d.path(), "REDIS_TLS_ENABLED", "false");
+    set_var(d.path(), "REDIS_URL", "redis://redis:6379/0");
+    assert_issue(
+        &validate_dir(d.path(), Some(Environment::Testing)).unwrap(),
+        "TLS_DISABLED",
+        Severity::Error,
+    );
+    let r = validate_dir(d.path(), Some(Environment::Development)).unwrap();
+    assert!(!has(&r, "TLS_DISABLED", Severity::Error));
+}

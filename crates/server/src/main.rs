@@ -74,12 +74,13 @@ async fn run() -> anyhow::Result<()> {
             environment.environment()
         );
     }
-    let service =
-        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "sealcache-server".to_owned());
-    let telemetry = Telemetry::builder(&service, environment.environment().as_str())
-        .with_prometheus()?
-        .with_otlp_if_configured(|v| std::env::var(v).ok())?
-        .build();
+    let telemetry = Telemetry::builder(
+        &settings.otel_service_name,
+        environment.environment().as_str(),
+    )
+    .with_prometheus()?
+    .with_otlp_if_configured(|v| std::env::var(v).ok())?
+    .build();
     let otel: Arc<dyn CacheObserver> = Arc::new(telemetry.observer());
     let limits = settings.limits.clone();
     let l1_max_bytes = limits.l1_max_bytes.unwrap_or_else(default_l1_bytes);
@@ -125,15 +126,12 @@ async fn run() -> anyhow::Result<()> {
         }
     }
 
-    let gauge_every = std::env::var("SEALCACHE_STATUS_INTERVAL_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+    let gauge_every = settings.status_interval;
     sealcache_server::telemetry::spawn_status_gauges(
         cache.clone(),
         &telemetry.meter(),
-        Duration::from_secs(gauge_every),
-        Duration::from_secs(gauge_every * 20),
+        gauge_every,
+        gauge_every * 20,
     );
     let state = AppState {
         redis_host: sealcache::RedisConfig::new(settings.redis_url.clone()).host_and_port(),
@@ -265,7 +263,12 @@ fn probe(listen: &str, timeout: Duration) -> Option<u16> {
 /// `sealcache-server --healthcheck`: GET /health on the local listener (the container health check;
 /// no curl in the image). Exit 0 when it answers 200.
 fn healthcheck() -> ExitCode {
-    let listen = std::env::var("SEALCACHE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    // The same settings as the server (variables and sealcache.toml), so the probe knocks where
+    // the server listens.
+    let Ok(settings) = SecuritySettings::load() else {
+        return ExitCode::FAILURE;
+    };
+    let listen = settings.listen;
     match probe(&listen, Duration::from_secs(2)) {
         Some(200) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
