@@ -40,7 +40,7 @@
 //! The first successful poll ever only sets the baseline: failures from before the poller started
 //! are not replayed. The baseline lives in the poller, not in the connection, so a reconnect
 //! neither re-baselines nor counts anything twice. Each poll records **one** event per identity
-//! with the whole increase as its count ([`SecurityEvent::count`]): a burst of 20 000 failed
+//! with the whole increase as its count ([`SecurityEvent::count()`]): a burst of 20 000 failed
 //! logins adds 20 000 to the totals and writes one log record (`ACL LOG x20000 reason=auth ...`).
 //! Key and channel names become a [`key_tag`]; usernames and other objects are reduced to 32
 //! printable characters. No password ever reaches an event.
@@ -274,8 +274,7 @@ impl AclLogPoller {
     /// Compares `entries` with the previous poll and returns the increase per identity (only
     /// identities that increased), then makes `entries` the new reference.
     fn ingest(&mut self, run_id: Option<String>, entries: &[Entry]) -> BTreeMap<Identity, u64> {
-        let restarted =
-            false && matches!((&self.run_id, &run_id), (Some(old), Some(new)) if old != new);
+        let restarted = matches!((&self.run_id, &run_id), (Some(old), Some(new)) if old != new);
         if run_id.is_some() {
             self.run_id = run_id;
         }

@@ -14,7 +14,7 @@
 //!   `Meter`, and `Telemetry` sets up OTLP/HTTP (`otlp`), a Prometheus text registry
 //!   (`prometheus`), or nothing.
 //! * With the `acl-log` feature, `AclLogPoller` turns Redis `ACL LOG` entries into `auth_failed`
-//!   and `acl_denied` events exactly once each.
+//!   and `acl_denied` events, counted exactly (whole deltas, across reconnects, restarts and log resets).
 //!
 //! # Example
 //!

@@ -556,3 +556,46 @@ where
     use opentelemetry::trace::TracerProvider as _;
     tracing_opentelemetry::layer().with_tracer(provider.tracer(METER_NAME))
 }
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+
+    use opentelemetry_sdk::metrics::InMemoryMetricExporter;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+
+    use super::*;
+
+    #[test]
+    fn a_counted_event_adds_its_count_to_the_security_counter() {
+        let exporter = InMemoryMetricExporter::default();
+        let telemetry = Telemetry::builder("sealcache-test", "testing")
+            .with_periodic_exporter(exporter.clone())
+            .build();
+        let observer = telemetry.observer();
+        observer.security_event(SecurityEvent::new(SecurityEventType::AuthFailed).count(20_000));
+        observer.security_event(SecurityEvent::new(SecurityEventType::AuthFailed));
+        telemetry.force_flush().unwrap();
+        let mut auth_failed = None;
+        for rm in exporter.get_finished_metrics().unwrap() {
+            for scope in rm.scope_metrics() {
+                for m in scope
+                    .metrics()
+                    .filter(|m| m.name() == names::SECURITY_EVENTS)
+                {
+                    if let AggregatedMetrics::U64(MetricData::Sum(s)) = m.data() {
+                        auth_failed = s
+                            .data_points()
+                            .find(|p| {
+                                p.attributes()
+                                    .any(|kv| kv.value.to_string() == "auth_failed")
+                            })
+                            .map(|p| p.value());
+                    }
+                }
+            }
+        }
+        assert_eq!(auth_failed, Some(20_001));
+    }
+}

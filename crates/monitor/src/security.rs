@@ -317,3 +317,38 @@ pub struct SecuritySummary {
     /// Threshold alerts raised since start.
     pub alerts_fired: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn a_counted_event_counts_in_totals_windows_and_thresholds_once_logged() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
+        let log = SecurityLog::new(10, default_rules(), true);
+        let event = SecurityEvent::new(SecurityEventType::AuthFailed)
+            .count(20_000)
+            .at(clock.now());
+        let alerts = log.record(event);
+        // One alert (threshold 5 a minute), with the whole count.
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].count, 20_000);
+        assert_eq!(log.total(SecurityEventType::AuthFailed), 20_000);
+        let summary = log.summary(&clock, 20);
+        assert_eq!(summary.total_security_events, 20_000);
+        assert_eq!(summary.last_5_minutes["auth_failed"], 20_000);
+        assert_eq!(summary.recent_auth_failures, 20_000);
+        // One event in the ring, carrying the count.
+        assert_eq!(summary.recent_events.len(), 1);
+        assert_eq!(summary.recent_events[0].count, 20_000);
+        // A zero count is one occurrence.
+        let mut zero = SecurityEvent::new(SecurityEventType::AuthFailed).at(clock.now());
+        zero.count = 0;
+        assert!(
+            log.record(zero).is_empty(),
+            "the window's alert fired already"
+        );
+        assert_eq!(log.total(SecurityEventType::AuthFailed), 20_001);
+    }
+}
