@@ -16,6 +16,7 @@ use crate::breaker::{Breaker, Permit};
 use crate::connect::RedisConfig;
 use crate::error::{Error, Result, TlsFailure, WriteRefusal};
 use crate::status::Refusal;
+use tracing::Instrument as _;
 
 /// A value and its remaining TTL, as read in one round trip.
 pub(crate) type Fetched = Option<(Vec<u8>, Option<Duration>)>;
@@ -51,6 +52,8 @@ pub(crate) struct RedisBackend {
     /// The last refusal a connection attempt saw (refused credentials, failed handshake), until a
     /// command succeeds: the status reports it while the breaker skips calls.
     refusal: Mutex<Option<Refusal>>,
+    /// `server.address` and `server.port` of the command spans.
+    address: Option<(String, i64)>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -139,6 +142,7 @@ impl RedisBackend {
             config,
             manager: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            address: config.host_port().map(|(h, p)| (h, i64::from(p))),
             observer,
             refusal: Mutex::new(None),
         }
@@ -230,14 +234,38 @@ impl RedisBackend {
         }
         let started = Instant::now();
         let deadline = self.config.response_timeout + Duration::from_millis(250);
-        let outcome = match self.connection().await {
-            Ok(conn) => match tokio::time::timeout(deadline, f(conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(classify(command, &e)),
-                Err(_) => Err(Error::Unavailable),
-            },
-            Err(e) => Err(e),
-        };
+        // A client span per command (database conventions; never the key or value), disabled and
+        // free unless traces are exported.
+        let span = tracing::debug_span!(
+            target: "sealcache::redis",
+            "db.command",
+            otel.name = command,
+            otel.kind = "client",
+            "db.system.name" = "redis",
+            "db.operation.name" = command,
+            "server.address" = self.address.as_ref().map(|(h, _)| h.as_str()),
+            "server.port" = self.address.as_ref().map(|(_, p)| *p),
+            "error.type" = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let outcome = async {
+            match self.connection().await {
+                Ok(conn) => match tokio::time::timeout(deadline, f(conn)).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(classify(command, &e)),
+                    Err(_) => Err(Error::Unavailable),
+                },
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(err) = &outcome
+            && !span.is_disabled()
+        {
+            span.record("error.type", err.kind_name());
+            span.record("otel.status_code", "error");
+        }
         let ok = outcome.is_ok();
         self.observer.redis_command(command, started.elapsed(), ok);
         if let Err(err) = &outcome {

@@ -19,6 +19,7 @@ use crate::json_text::check_json_text;
 use crate::key::KeyScheme;
 use crate::l1::L1;
 use crate::status::SecurityStatus;
+use tracing::Instrument as _;
 use crate::stored_value;
 
 /// The confirmation [`SealedCache::clear`] needs.
@@ -292,11 +293,33 @@ impl SealedCache {
         want_ttl: bool,
     ) -> Option<Cached> {
         let started = Instant::now();
+        // A child span of the request (disabled, and free, unless traces are exported): tier,
+        // hit and size, never the key, text or value.
+        let span = tracing::debug_span!(
+            target: "sealcache::cache",
+            "sealcache.lookup",
+            otel.name = "sealcache lookup",
+            "sealcache.operation" = operation,
+            "sealcache.tier" = tracing::field::Empty,
+            "sealcache.hit" = tracing::field::Empty,
+            "sealcache.value.size" = tracing::field::Empty,
+        );
         let out = self
             .lookup(redis_key, operation, &*self.inner.observer, want_ttl)
+            .instrument(span.clone())
             .await;
         let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
         self.inner.observer.lookup_duration(tier, started.elapsed());
+        if !span.is_disabled() {
+            span.record("sealcache.tier", tier.as_str());
+            span.record("sealcache.hit", out.is_some());
+            if let Some(hit) = &out {
+                span.record(
+                    "sealcache.value.size",
+                    i64::try_from(hit.json.len()).unwrap_or(i64::MAX),
+                );
+            }
+        }
         out
     }
 
@@ -425,6 +448,29 @@ impl SealedCache {
 
     /// [`SealedCache::set_raw`] for JSON the cache itself serialized (known to be valid).
     pub(crate) async fn store(&self, redis_key: &str, json: Bytes, ttl: Duration) -> Result<()> {
+        let span = tracing::debug_span!(
+            target: "sealcache::cache",
+            "sealcache.store",
+            otel.name = "sealcache store",
+            "sealcache.value.size" = i64::try_from(json.len()).unwrap_or(i64::MAX),
+            "sealcache.ttl_seconds" = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+            "error.type" = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let stored = self
+            .store_untraced(redis_key, json, ttl)
+            .instrument(span.clone())
+            .await;
+        if let Err(err) = &stored
+            && !span.is_disabled()
+        {
+            span.record("error.type", err.kind_name());
+            span.record("otel.status_code", "error");
+        }
+        stored
+    }
+
+    async fn store_untraced(&self, redis_key: &str, json: Bytes, ttl: Duration) -> Result<()> {
         let started = Instant::now();
         let inner = &self.inner;
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);

@@ -106,6 +106,31 @@ pub enum Error {
     ClearNotConfirmed,
 }
 
+impl Error {
+    /// A short, stable name of the variant (`unavailable`, `write_refused`, ...): the `error.type`
+    /// of trace spans, never the message.
+    #[must_use]
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::Policy(_) => "policy",
+            Error::InvalidOperation => "invalid_operation",
+            Error::InvalidKey => "invalid_key",
+            Error::Config(_) => "config",
+            Error::TlsFile { .. } => "tls_file",
+            Error::Connect(_) => "connect",
+            Error::Unavailable => "unavailable",
+            Error::AuthenticationRefused { .. } => "authentication_refused",
+            Error::Tls { .. } => "tls",
+            Error::WriteRefused { .. } => "write_refused",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::Redis { .. } => "redis",
+            Error::Seal(_) => "seal",
+            Error::Serialize => "serialize",
+            Error::ClearNotConfirmed => "clear_not_confirmed",
+        }
+    }
+}
+
 /// What failed in a TLS handshake with Redis ([`Error::Tls`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -71,6 +71,25 @@ impl SecurityEventType {
         }
     }
 
+    /// The OpenTelemetry log record's `event.name`: `sealcache.security.<type>`.
+    #[must_use]
+    pub fn event_name(self) -> &'static str {
+        match self {
+            SecurityEventType::AuthFailed => "sealcache.security.auth_failed",
+            SecurityEventType::TlsError => "sealcache.security.tls_error",
+            SecurityEventType::DecryptFailed => "sealcache.security.decrypt_failed",
+            SecurityEventType::UnknownKeyId => "sealcache.security.unknown_key_id",
+            SecurityEventType::BadEnvelope => "sealcache.security.bad_envelope",
+            SecurityEventType::Oversize => "sealcache.security.oversize",
+            SecurityEventType::LegacyRejected => "sealcache.security.legacy_rejected",
+            SecurityEventType::AclDenied => "sealcache.security.acl_denied",
+            SecurityEventType::ConfigWeak => "sealcache.security.config_weak",
+            SecurityEventType::OverrideUsed => "sealcache.security.override_used",
+            SecurityEventType::ApiAuthFailed => "sealcache.security.api_auth_failed",
+            SecurityEventType::ApiRateLimited => "sealcache.security.api_rate_limited",
+        }
+    }
+
     /// Position in [`SecurityEventType::ALL`].
     #[must_use]
     pub fn index(self) -> usize {
@@ -129,6 +148,18 @@ pub enum Outcome {
     Observed,
 }
 
+impl Outcome {
+    /// `blocked`, `allowed` or `observed`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Blocked => "blocked",
+            Outcome::Allowed => "allowed",
+            Outcome::Observed => "observed",
+        }
+    }
+}
+
 /// Where it was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -141,6 +172,19 @@ pub enum EventSource {
     HttpApi,
     /// Start-up configuration checks.
     Configuration,
+}
+
+impl EventSource {
+    /// `client`, `redis_server`, `http_api` or `configuration`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Client => "client",
+            EventSource::RedisServer => "redis_server",
+            EventSource::HttpApi => "http_api",
+            EventSource::Configuration => "configuration",
+        }
+    }
 }
 
 /// The longest detail kept, in bytes; longer details are cut at a character boundary.

@@ -72,6 +72,9 @@ mod otel;
 #[cfg(feature = "acl-log")]
 mod acl_log;
 
+#[cfg(feature = "otlp")]
+pub mod export;
+
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{
     EventSource, MAX_DETAIL_LEN, Outcome, SecurityEvent, SecurityEventType, Severity, key_tag,

@@ -47,6 +47,9 @@ pub mod names {
     pub const INVALIDATIONS: &str = "sealcache.invalidations";
     /// `sealcache.invalidated.keys` ({key}).
     pub const INVALIDATED_KEYS: &str = "sealcache.invalidated.keys";
+    /// `sealcache.telemetry.dropped` ({item}): spans and log records dropped because the export
+    /// queue was full (`signal` = spans|logs).
+    pub const TELEMETRY_DROPPED: &str = "sealcache.telemetry.dropped";
 }
 
 /// Latency buckets in seconds (50 µs to 10 s): cache latencies live far below the SDK's defaults.
@@ -115,6 +118,9 @@ pub struct OtelObserver {
     stages: [[KeyValue; 1]; 3],
     event_types: [[KeyValue; 1]; SecurityEventType::ALL.len()],
     db_ok: Vec<(&'static str, [KeyValue; 2])>,
+    /// Security events as OTLP log records, when log export is on.
+    #[cfg(feature = "otlp")]
+    security_logs: Option<crate::export::SecurityLogger>,
 }
 
 impl std::fmt::Debug for OtelObserver {
@@ -240,6 +246,8 @@ impl OtelObserver {
                     )
                 })
                 .collect(),
+            #[cfg(feature = "otlp")]
+            security_logs: None,
         }
     }
 
@@ -352,6 +360,10 @@ impl CacheObserver for OtelObserver {
     fn security_event(&self, event: SecurityEvent) {
         self.security
             .add(event.occurrences(), &self.event_types[event.kind.index()]);
+        #[cfg(feature = "otlp")]
+        if let Some(logs) = &self.security_logs {
+            logs.emit(&event);
+        }
     }
 }
 
@@ -380,13 +392,33 @@ impl std::fmt::Display for TelemetryError {
 impl std::error::Error for TelemetryError {}
 
 /// Builds a [`Telemetry`]: a meter provider with the resource attributes `service.name` and
-/// `deployment.environment.name`, and the exporters asked for. With none, instruments still work
-/// and export nothing.
+/// `deployment.environment.name`, and the exporters asked for (metrics, and with the `otlp`
+/// feature traces and security log records). With none, instruments still work and export nothing.
 #[derive(Debug)]
 pub struct TelemetryBuilder {
     inner: opentelemetry_sdk::metrics::MeterProviderBuilder,
+    #[cfg(feature = "otlp")]
+    resource: Resource,
+    #[cfg(feature = "otlp")]
+    traces: Option<(
+        opentelemetry_sdk::trace::SdkTracerProvider,
+        std::sync::Arc<crate::export::QueueGate>,
+    )>,
+    #[cfg(feature = "otlp")]
+    logs: Option<(
+        opentelemetry_sdk::logs::SdkLoggerProvider,
+        std::sync::Arc<crate::export::QueueGate>,
+    )>,
     #[cfg(feature = "prometheus")]
     registry: Option<prometheus::Registry>,
+}
+
+/// True when `vars` sets any of `names` to something not blank.
+#[cfg(feature = "otlp")]
+fn any_set(vars: &dyn Fn(&str) -> Option<String>, names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|v| vars(v).is_some_and(|s| !s.trim().is_empty()))
 }
 
 impl TelemetryBuilder {
@@ -406,7 +438,7 @@ impl TelemetryBuilder {
         Ok(self)
     }
 
-    /// Adds OTLP/HTTP (protobuf) export. The standard `OTEL_EXPORTER_OTLP_*` variables
+    /// Adds OTLP/HTTP (protobuf) metric export. The standard `OTEL_EXPORTER_OTLP_*` variables
     /// (endpoint, headers, timeout) and `OTEL_METRIC_EXPORT_INTERVAL` apply.
     ///
     /// # Errors
@@ -423,8 +455,89 @@ impl TelemetryBuilder {
         Ok(self)
     }
 
-    /// [`TelemetryBuilder::with_otlp`] when `OTEL_EXPORTER_OTLP_ENDPOINT` or
-    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` is set in `vars`; unchanged otherwise (no push).
+    /// Adds OTLP/HTTP trace export: a batch span processor on its own thread behind a bounded
+    /// queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048; `OTEL_BSP_SCHEDULE_DELAY`) that drops and
+    /// counts (`sealcache.telemetry.dropped{signal="spans"}`) rather than block or grow, and the
+    /// sampler of `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default
+    /// `parentbased_always_on`). Spans reach it through [`Telemetry::tracing_layer`].
+    ///
+    /// # Errors
+    /// [`TelemetryError::Otlp`] if the exporter cannot be built.
+    #[cfg(feature = "otlp")]
+    pub fn with_otlp_traces(
+        mut self,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, TelemetryError> {
+        use crate::export::{GatedSpanProcessor, QueueGate, ReleasingSpanExporter};
+        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+        use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+            .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+        let queue = crate::export::queue_size(vars, "OTEL_BSP_MAX_QUEUE_SIZE");
+        let gate = std::sync::Arc::new(QueueGate::new(queue));
+        let batch = BatchSpanProcessor::builder(ReleasingSpanExporter {
+            inner: exporter,
+            gate: gate.clone(),
+        })
+        .with_batch_config(BatchConfigBuilder::default().with_max_queue_size(queue).build())
+        .build();
+        let provider = SdkTracerProvider::builder()
+            .with_resource(self.resource.clone())
+            .with_sampler(crate::export::sampler_from(vars))
+            .with_span_processor(GatedSpanProcessor {
+                inner: batch,
+                gate: gate.clone(),
+            })
+            .build();
+        self.traces = Some((provider, gate));
+        Ok(self)
+    }
+
+    /// Adds OTLP/HTTP log-record export of security events (`event.name` =
+    /// `sealcache.security.<type>`), behind a bounded queue (`OTEL_BLRP_MAX_QUEUE_SIZE`, default
+    /// 2048) that drops and counts (`sealcache.telemetry.dropped{signal="logs"}`).
+    ///
+    /// # Errors
+    /// [`TelemetryError::Otlp`] if the exporter cannot be built.
+    #[cfg(feature = "otlp")]
+    pub fn with_otlp_logs(
+        mut self,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, TelemetryError> {
+        use crate::export::{GatedLogProcessor, QueueGate, ReleasingLogExporter};
+        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+        use opentelemetry_sdk::logs::{BatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider};
+        let exporter = opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+            .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+        let queue = crate::export::queue_size(vars, "OTEL_BLRP_MAX_QUEUE_SIZE");
+        let gate = std::sync::Arc::new(QueueGate::new(queue));
+        let batch = BatchLogProcessor::builder(ReleasingLogExporter {
+            inner: exporter,
+            gate: gate.clone(),
+        })
+        .with_batch_config(BatchConfigBuilder::default().with_max_queue_size(queue).build())
+        .build();
+        let provider = SdkLoggerProvider::builder()
+            .with_resource(self.resource.clone())
+            .with_log_processor(GatedLogProcessor {
+                inner: batch,
+                gate: gate.clone(),
+            })
+            .build();
+        self.logs = Some((provider, gate));
+        Ok(self)
+    }
+
+    /// OTLP export of each signal whose endpoint `vars` sets: metrics for
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, traces for it or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, security log records for it or
+    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`; nothing otherwise (no push).
     ///
     /// # Errors
     /// As [`TelemetryBuilder::with_otlp`].
@@ -433,13 +546,18 @@ impl TelemetryBuilder {
         self,
         vars: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, TelemetryError> {
-        let set = [
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-        ]
-        .iter()
-        .any(|v| vars(v).is_some_and(|s| !s.trim().is_empty()));
-        if set { self.with_otlp() } else { Ok(self) }
+        const ALL: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        let mut this = self;
+        if any_set(&vars, &[ALL, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]) {
+            this = this.with_otlp()?;
+        }
+        if any_set(&vars, &[ALL, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]) {
+            this = this.with_otlp_traces(&vars)?;
+        }
+        if any_set(&vars, &[ALL, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"]) {
+            this = this.with_otlp_logs(&vars)?;
+        }
+        Ok(this)
     }
 
     /// Adds any push exporter behind a periodic reader (tests use the SDK's in-memory exporter;
@@ -456,18 +574,58 @@ impl TelemetryBuilder {
     /// Builds it.
     #[must_use]
     pub fn build(self) -> Telemetry {
+        let provider = self.inner.build();
+        #[cfg(feature = "otlp")]
+        {
+            let gates: Vec<(&'static str, std::sync::Arc<crate::export::QueueGate>)> = self
+                .traces
+                .iter()
+                .map(|(_, g)| ("spans", g.clone()))
+                .chain(self.logs.iter().map(|(_, g)| ("logs", g.clone())))
+                .collect();
+            if !gates.is_empty() {
+                let _dropped = provider
+                    .meter(METER_NAME)
+                    .u64_observable_counter(names::TELEMETRY_DROPPED)
+                    .with_unit("{item}")
+                    .with_description(
+                        "Spans and log records dropped because the export queue was full",
+                    )
+                    .with_callback(move |observer| {
+                        for (signal, gate) in &gates {
+                            observer.observe(gate.dropped(), &[KeyValue::new("signal", *signal)]);
+                        }
+                    })
+                    .build();
+            }
+        }
         Telemetry {
-            provider: self.inner.build(),
+            provider,
+            #[cfg(feature = "otlp")]
+            traces: self.traces,
+            #[cfg(feature = "otlp")]
+            logs: self.logs,
             #[cfg(feature = "prometheus")]
             registry: self.registry,
         }
     }
 }
 
-/// The meter provider and its exporters.
+/// The meter provider and its exporters (and, with the `otlp` feature, the tracer and logger
+/// providers).
 #[derive(Debug, Clone)]
 pub struct Telemetry {
     provider: SdkMeterProvider,
+    #[cfg(feature = "otlp")]
+    traces: Option<(
+        opentelemetry_sdk::trace::SdkTracerProvider,
+        std::sync::Arc<crate::export::QueueGate>,
+    )>,
+    #[cfg(feature = "otlp")]
+    logs: Option<(
+        opentelemetry_sdk::logs::SdkLoggerProvider,
+        std::sync::Arc<crate::export::QueueGate>,
+    )>,
     #[cfg(feature = "prometheus")]
     registry: Option<prometheus::Registry>,
 }
@@ -484,7 +642,13 @@ impl Telemetry {
             ))
             .build();
         TelemetryBuilder {
-            inner: SdkMeterProvider::builder().with_resource(resource),
+            inner: SdkMeterProvider::builder().with_resource(resource.clone()),
+            #[cfg(feature = "otlp")]
+            resource,
+            #[cfg(feature = "otlp")]
+            traces: None,
+            #[cfg(feature = "otlp")]
+            logs: None,
             #[cfg(feature = "prometheus")]
             registry: None,
         }
@@ -496,16 +660,60 @@ impl Telemetry {
         self.provider.meter(METER_NAME)
     }
 
-    /// An observer recording on this provider.
+    /// An observer recording on this provider (and emitting security log records when log export
+    /// is on).
     #[must_use]
     pub fn observer(&self) -> OtelObserver {
-        OtelObserver::new(&self.meter())
+        #[allow(unused_mut)]
+        let mut observer = OtelObserver::new(&self.meter());
+        #[cfg(feature = "otlp")]
+        {
+            use opentelemetry::logs::LoggerProvider as _;
+            observer.security_logs =
+                self.logs
+                    .as_ref()
+                    .map(|(provider, _)| crate::export::SecurityLogger {
+                        logger: provider.logger(METER_NAME),
+                    });
+        }
+        observer
     }
 
     /// The provider (for other instruments).
     #[must_use]
     pub fn provider(&self) -> &SdkMeterProvider {
         &self.provider
+    }
+
+    /// True when traces are exported (an OTLP traces endpoint was configured).
+    #[cfg(feature = "otlp")]
+    #[must_use]
+    pub fn traces_enabled(&self) -> bool {
+        self.traces.is_some()
+    }
+
+    /// Spans dropped (export queue full) and log records dropped, since start.
+    #[cfg(feature = "otlp")]
+    #[must_use]
+    pub fn dropped(&self) -> (u64, u64) {
+        (
+            self.traces.as_ref().map_or(0, |(_, g)| g.dropped()),
+            self.logs.as_ref().map_or(0, |(_, g)| g.dropped()),
+        )
+    }
+
+    /// The `tracing` layer that exports spans (the server's request spans and the cache's and
+    /// Redis commands' child spans), or `None` when traces are not exported. Install it before
+    /// any span is created, and not inside a `reload` layer (it would lose the parent context).
+    #[cfg(feature = "otlp")]
+    #[must_use]
+    pub fn tracing_layer<S>(
+        &self,
+    ) -> Option<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        self.traces.as_ref().map(|(provider, _)| tracing_layer(provider))
     }
 
     /// The Prometheus text exposition of every instrument, or `None` without a registry.
@@ -523,11 +731,20 @@ impl Telemetry {
             .map_err(|e| TelemetryError::Prometheus(e.to_string()))
     }
 
-    /// Exports everything pending now.
+    /// Exports everything pending now (metrics, spans, log records).
     ///
     /// # Errors
     /// [`TelemetryError::Sdk`].
     pub fn force_flush(&self) -> Result<(), TelemetryError> {
+        #[cfg(feature = "otlp")]
+        {
+            if let Some((p, _)) = &self.traces {
+                p.force_flush().map_err(|e| TelemetryError::Sdk(e.to_string()))?;
+            }
+            if let Some((p, _)) = &self.logs {
+                p.force_flush().map_err(|e| TelemetryError::Sdk(e.to_string()))?;
+            }
+        }
         self.provider
             .force_flush()
             .map_err(|e| TelemetryError::Sdk(e.to_string()))
@@ -538,6 +755,15 @@ impl Telemetry {
     /// # Errors
     /// [`TelemetryError::Sdk`].
     pub fn shutdown(&self) -> Result<(), TelemetryError> {
+        #[cfg(feature = "otlp")]
+        {
+            if let Some((p, _)) = &self.traces {
+                let _ = p.shutdown();
+            }
+            if let Some((p, _)) = &self.logs {
+                let _ = p.shutdown();
+            }
+        }
         self.provider
             .shutdown()
             .map_err(|e| TelemetryError::Sdk(e.to_string()))
@@ -554,7 +780,17 @@ where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
     use opentelemetry::trace::TracerProvider as _;
-    tracing_opentelemetry::layer().with_tracer(provider.tracer(METER_NAME))
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(METER_NAME))
+        // Only what the semantic conventions ask for: no thread, code location or busy/idle
+        // attributes, and a security event logged at error level does not mark the request
+        // span failed (its status follows the response).
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_target(false)
+        .with_error_events_to_status(false)
+        .with_error_events_to_exceptions(false)
 }
 
 #[cfg(test)]

@@ -3,6 +3,11 @@
 //! lookups / 10 % stores of the corpus' medium documents. Requests per second, p50/p99 latency,
 //! errors (must be 0), and wrong answers (must be 0): every hit's `response` is compared byte for
 //! byte with the JSON text stored for that request.
+//!
+//! Tracing cost: the run alternates (two rounds each) a server without OTLP export and one exporting
+//! traces and security log records to a local OTLP sink with `parentbased_traceidratio` 0.1, and
+//! prints the throughput ratio (target ≥ 95 %). `SEALCACHE_BENCH_TRACES=0` runs the plain server
+//! once.
 
 // A benchmark program reports what it measured.
 #![allow(
@@ -34,19 +39,103 @@ fn duration() -> Duration {
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// An OTLP/HTTP sink on loopback: reads each request and answers 200 at once.
+fn otlp_sink() -> u16 {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0usize;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
 fn main() {
     let stack = common::Stack::start();
-    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
-    vars.push(("SEALCACHE_LOG".to_owned(), "warn".to_owned()));
-    let server = common::start_server(&vars, None);
     let key = stack.secret(layout::API_KEY);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(load(server.base.clone(), key));
-    drop(server);
+    let compare = std::env::var("SEALCACHE_BENCH_TRACES").map_or(true, |v| v != "0");
+    let sink = otlp_sink();
+    let run = |traced: bool| {
+        let mut vars =
+            stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+        vars.push(("SEALCACHE_LOG".to_owned(), "warn".to_owned()));
+        if traced {
+            for (k, v) in [
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    format!("http://127.0.0.1:{sink}/v1/traces"),
+                ),
+                (
+                    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                    format!("http://127.0.0.1:{sink}/v1/logs"),
+                ),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.1".to_owned()),
+            ] {
+                vars.push((k.to_owned(), v));
+            }
+        }
+        let server = common::start_server(&vars, None);
+        let label = if traced {
+            "traces exported (parentbased_traceidratio 0.1)"
+        } else {
+            "no export"
+        };
+        let rps = runtime.block_on(load(server.base.clone(), key.clone(), label));
+        drop(server);
+        rps
+    };
+    if !compare {
+        run(false);
+        return;
+    }
+    let (mut plain, mut traced) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        plain.push(run(false));
+        traced.push(run(true));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "\n| tracing cost | no export req/s | traces exported req/s | ratio |\n|---|---|---|---|\n| 64 clients, paired, 2 rounds | {:.0} | {:.0} | {:.1} % |",
+        mean(&plain),
+        mean(&traced),
+        100.0 * mean(&traced) / mean(&plain)
+    );
 }
 
 fn medium_docs() -> Vec<Value> {
@@ -56,7 +145,7 @@ fn medium_docs() -> Vec<Value> {
         .collect()
 }
 
-async fn load(base: String, key: String) {
+async fn load(base: String, key: String, label: &str) -> f64 {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()
@@ -175,11 +264,11 @@ async fn load(base: String, key: String) {
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
     println!(
-        "\n| clients | duration | requests | requests/s | p50 ms | p99 ms | errors | hits verified | wrong answers |"
+        "\n| server | clients | duration | requests | requests/s | p50 ms | p99 ms | errors | hits verified | wrong answers |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {CLIENTS} | {:.0} s | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+        "| {label} | {CLIENTS} | {:.0} s | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
         elapsed,
         all.len(),
         all.len() as f64 / elapsed,
@@ -196,4 +285,5 @@ async fn load(base: String, key: String) {
         "a lookup answered something other than what was stored (or missed)"
     );
     assert!(hits.load(Ordering::Relaxed) > 0, "no hit was verified");
+    all.len() as f64 / elapsed
 }

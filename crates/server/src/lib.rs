@@ -37,6 +37,7 @@ pub mod isolation;
 mod limits;
 mod routes;
 mod serve;
+mod trace;
 pub mod telemetry;
 pub mod throttle;
 

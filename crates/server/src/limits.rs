@@ -53,21 +53,31 @@ pub(crate) async fn guard(
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned());
     let declared = declared_length(&request);
-    let mut response = match declared.filter(|&n| n > guard.body_limit as u64) {
-        Some(declared) => refuse(&guard, request, declared).await,
-        None => {
-            let permits = admit(&guard.in_flight, &request, declared);
-            match permits {
-                Some(_permits) => with_json_error(next.run(request).await),
-                None => {
-                    let mut r = ApiError::Overloaded.into_response();
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    r
+    let span = crate::trace::request_span(
+        &method,
+        route.as_deref(),
+        id.to_str().unwrap_or_default(),
+        request.headers(),
+    );
+    let handled = async {
+        match declared.filter(|&n| n > guard.body_limit as u64) {
+            Some(declared) => refuse(&guard, request, declared).await,
+            None => {
+                let permits = admit(&guard.in_flight, &request, declared);
+                match permits {
+                    Some(_permits) => with_json_error(next.run(request).await),
+                    None => {
+                        let mut r = ApiError::Overloaded.into_response();
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        r
+                    }
                 }
             }
         }
     };
+    let mut response = tracing::Instrument::instrument(handled, span.clone()).await;
+    crate::trace::record_status(&span, response.status());
     response.headers_mut().insert(REQUEST_ID, id);
     guard.metrics.observe(
         &method,

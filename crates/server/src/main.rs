@@ -17,7 +17,41 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
         return healthcheck();
     }
-    init_logging();
+    // The settings come first: the telemetry, and with it the tracing layer that exports spans,
+    // is built from them before logging starts (that layer cannot be added later).
+    let settings = match SecuritySettings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            init_logging(None);
+            eprintln!("❌ sealcache-server refused to start: invalid settings: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The loaded settings are the one input: `environment` in sealcache.toml counts.
+    let environment = settings.detect_environment(FeatureContext::SecurityEnforcement);
+    let telemetry = Telemetry::builder(
+        &settings.otel_service_name,
+        environment.environment().as_str(),
+    )
+    .with_prometheus()
+    .and_then(|b| b.with_otlp_if_configured(|v| std::env::var(v).ok()))
+    .map(sealcache_monitor::TelemetryBuilder::build);
+    let telemetry = match telemetry {
+        Ok(t) => t,
+        Err(err) => {
+            init_logging(None);
+            eprintln!("❌ sealcache-server refused to start: telemetry: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(Some(&telemetry));
+    for (alias, canonical) in &settings.deprecated_aliases {
+        tracing::warn!(
+            alias,
+            canonical,
+            "deprecated variable name: use {canonical} instead of {alias}"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +62,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(settings, environment, telemetry)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("❌ sealcache-server refused to start: {err:#}");
@@ -37,24 +71,46 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALCACHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr (`SEALCACHE_LOG` filter, `SEALCACHE_LOG_FORMAT=json`), and, when traces are
+/// exported, hands sealcache's spans (request, cache, Redis command; debug level, so the log
+/// filter never has to admit them) to the OpenTelemetry layer.
+fn init_logging(telemetry: Option<&Telemetry>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("SEALCACHE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
     let json = std::env::var("SEALCACHE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let plain = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
+    let structured = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
+    let spans = telemetry.and_then(Telemetry::tracing_layer).map(|layer| {
+        layer.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.is_span() && meta.target().starts_with("sealcache")
+        }))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(plain)
+        .with(structured)
+        .with(spans)
+        .try_init();
 }
 
-async fn run() -> anyhow::Result<()> {
-    let settings = SecuritySettings::load().context("invalid settings")?;
-    // The loaded settings are the one input: `environment` in sealcache.toml counts.
-    let environment = settings.detect_environment(FeatureContext::SecurityEnforcement);
+async fn run(
+    settings: SecuritySettings,
+    environment: sealcache_env_detect::EnvironmentInfo,
+    telemetry: Telemetry,
+) -> anyhow::Result<()> {
     let policy = Policy::for_env(&environment);
     tracing::info!(
         environment = %environment.environment(),
@@ -62,6 +118,7 @@ async fn run() -> anyhow::Result<()> {
         detected_by = %environment.detected_by(),
         strict = policy.is_strict(),
         reasoning = %environment.reasoning(),
+        traces = telemetry.traces_enabled(),
         "environment detected"
     );
     if policy.development_override() {
@@ -74,13 +131,6 @@ async fn run() -> anyhow::Result<()> {
             environment.environment()
         );
     }
-    let telemetry = Telemetry::builder(
-        &settings.otel_service_name,
-        environment.environment().as_str(),
-    )
-    .with_prometheus()?
-    .with_otlp_if_configured(|v| std::env::var(v).ok())?
-    .build();
     let otel: Arc<dyn CacheObserver> = Arc::new(telemetry.observer());
     let limits = settings.limits.clone();
     let l1_max_bytes = limits.l1_max_bytes.unwrap_or_else(default_l1_bytes);

@@ -1,0 +1,315 @@
+//! Trace and log-record export over OTLP/HTTP that never blocks a request and counts what it drops
+//! (feature `otlp`).
+//!
+//! The SDK's batch processors run on their own threads and hand spans and records over a bounded
+//! channel with `try_send`, so a request never waits for the collector. What they drop when the
+//! channel is full they only count privately. [`QueueGate`] makes the drops ours: at most
+//! `capacity` spans (or records) are "in flight" from the moment they end until their export
+//! returns, which is never fewer than sit in the SDK's channel of the same capacity, so the SDK
+//! never sees a full channel; every item beyond that is dropped here, with one atomic operation,
+//! and counted in `sealcache.telemetry.dropped{signal}`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity as OtelSeverity};
+use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{
+    BatchLogProcessor, LogBatch, LogExporter, LogProcessor, SdkLogRecord, SdkLogger,
+};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, Span, SpanData, SpanExporter, SpanProcessor,
+};
+
+use crate::event::{SecurityEvent, Severity};
+
+/// Default capacity of each export queue (spans, log records).
+pub const DEFAULT_QUEUE_SIZE: usize = 2048;
+
+/// A bound on the items waiting for export, shared by a processor and its exporter.
+#[derive(Debug)]
+pub struct QueueGate {
+    in_flight: AtomicUsize,
+    capacity: usize,
+    dropped: AtomicU64,
+}
+
+impl QueueGate {
+    /// A gate letting at most `capacity` items wait (at least 1).
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn try_acquire(&self) -> bool {
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    fn release(&self, n: usize) {
+        // Never below zero, whatever an exporter reports.
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                Some(cur.saturating_sub(n))
+            });
+    }
+
+    /// Items dropped since start because the queue was full.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A span processor that admits a span to the batch processor only through the gate.
+#[derive(Debug)]
+pub(crate) struct GatedSpanProcessor {
+    pub(crate) inner: BatchSpanProcessor,
+    pub(crate) gate: Arc<QueueGate>,
+}
+
+impl SpanProcessor for GatedSpanProcessor {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.gate.try_acquire() {
+            self.inner.on_end(span);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    // Must be forwarded: without it exported spans lose `service.name`.
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// A span exporter that releases the gate when an export returns (exported or failed).
+#[derive(Debug)]
+pub(crate) struct ReleasingSpanExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) gate: Arc<QueueGate>,
+}
+
+impl<E: SpanExporter> SpanExporter for ReleasingSpanExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        self.gate.release(n);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// A log processor that admits a record to the batch processor only through the gate.
+#[derive(Debug)]
+pub(crate) struct GatedLogProcessor {
+    pub(crate) inner: BatchLogProcessor,
+    pub(crate) gate: Arc<QueueGate>,
+}
+
+impl LogProcessor for GatedLogProcessor {
+    fn emit(&self, data: &mut SdkLogRecord, scope: &InstrumentationScope) {
+        if self.gate.try_acquire() {
+            self.inner.emit(data, scope);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// A log exporter that releases the gate when an export returns.
+#[derive(Debug)]
+pub(crate) struct ReleasingLogExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) gate: Arc<QueueGate>,
+}
+
+impl<E: LogExporter> LogExporter for ReleasingLogExporter<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let n = batch.iter().count();
+        let result = self.inner.export(batch).await;
+        self.gate.release(n);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The sampler the standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` variables name, read
+/// through `vars`: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the
+/// default), `parentbased_always_off`, `parentbased_traceidratio`. A missing or invalid ratio is 1.
+#[must_use]
+pub fn sampler_from(vars: &dyn Fn(&str) -> Option<String>) -> Sampler {
+    let ratio = vars("OTEL_TRACES_SAMPLER_ARG")
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|r| (0.0..=1.0).contains(r))
+        .unwrap_or(1.0);
+    match vars("OTEL_TRACES_SAMPLER").as_deref().map(str::trim) {
+        Some("always_on") => Sampler::AlwaysOn,
+        Some("always_off") => Sampler::AlwaysOff,
+        Some("traceidratio") => Sampler::TraceIdRatioBased(ratio),
+        Some("parentbased_always_off") => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        Some("parentbased_traceidratio") => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+        _ => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+    }
+}
+
+/// The queue size `var` names (`OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`), else the
+/// default.
+pub(crate) fn queue_size(vars: &dyn Fn(&str) -> Option<String>, var: &str) -> usize {
+    vars(var)
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_QUEUE_SIZE)
+}
+
+fn otel_severity(severity: Severity) -> OtelSeverity {
+    match severity {
+        Severity::Low => OtelSeverity::Info,
+        Severity::Medium => OtelSeverity::Warn,
+        Severity::High => OtelSeverity::Error,
+        Severity::Critical => OtelSeverity::Fatal,
+    }
+}
+
+/// Emits security events as OpenTelemetry log records: `event.name` =
+/// `sealcache.security.<type>`, the severity, the detail as body (never a value, key or secret),
+/// the type, count, source and outcome as attributes, and the trace context of the request span
+/// that caused it when there is one.
+#[derive(Debug, Clone)]
+pub(crate) struct SecurityLogger {
+    pub(crate) logger: SdkLogger,
+}
+
+impl SecurityLogger {
+    pub(crate) fn emit(&self, event: &SecurityEvent) {
+        let severity = otel_severity(event.severity);
+        let mut record = self.logger.create_log_record();
+        let name = event.kind.event_name();
+        record.set_event_name(name);
+        record.add_attribute("event.name", name);
+        record.set_timestamp(event.timestamp);
+        record.set_observed_timestamp(std::time::SystemTime::now());
+        record.set_severity_number(severity);
+        record.set_severity_text(severity.name());
+        record.set_body(AnyValue::from(event.detail.clone()));
+        record.add_attribute("sealcache.security.type", event.kind.as_str());
+        record.add_attribute(
+            "sealcache.security.count",
+            i64::try_from(event.occurrences()).unwrap_or(i64::MAX),
+        );
+        record.add_attribute("sealcache.security.source", event.source.as_str());
+        record.add_attribute("sealcache.security.outcome", event.outcome.as_str());
+        {
+            use opentelemetry::trace::TraceContextExt as _;
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            let cx = tracing::Span::current().context();
+            let span = cx.span();
+            let sc = span.span_context();
+            if sc.is_valid() {
+                record.set_trace_context(sc.trace_id(), sc.span_id(), Some(sc.trace_flags()));
+            }
+        }
+        self.logger.emit(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_admits_up_to_capacity_and_counts_the_rest() {
+        let gate = QueueGate::new(2);
+        assert!(gate.try_acquire());
+        assert!(gate.try_acquire());
+        assert!(!gate.try_acquire());
+        assert_eq!(gate.dropped(), 1);
+        gate.release(2);
+        assert!(gate.try_acquire());
+        gate.release(10);
+        assert!(gate.try_acquire() && gate.try_acquire());
+        assert_eq!(gate.dropped(), 1);
+    }
+
+    #[test]
+    fn samplers_follow_the_standard_variables() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let s = sampler_from(&vars(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ]));
+        assert_eq!(format!("{s:?}"), format!("{:?}", Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))));
+        let s = sampler_from(&vars(&[("OTEL_TRACES_SAMPLER", "always_off")]));
+        assert_eq!(format!("{s:?}"), "AlwaysOff");
+        let s = sampler_from(&vars(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "7"),
+        ]));
+        assert_eq!(format!("{s:?}"), format!("{:?}", Sampler::TraceIdRatioBased(1.0)));
+        let s = sampler_from(&vars(&[]));
+        assert_eq!(format!("{s:?}"), format!("{:?}", Sampler::ParentBased(Box::new(Sampler::AlwaysOn))));
+    }
+}
