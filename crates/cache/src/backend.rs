@@ -137,12 +137,12 @@ impl RedisBackend {
         observer: Arc<dyn CacheObserver>,
     ) -> Self {
         Self {
+            address: config.host_port().map(|(h, p)| (h, i64::from(p))),
             breaker: Breaker::new(config.breaker),
             client,
             config,
             manager: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
-            address: config.host_port().map(|(h, p)| (h, i64::from(p))),
             observer,
             refusal: Mutex::new(None),
         }

@@ -19,8 +19,8 @@ use crate::json_text::check_json_text;
 use crate::key::KeyScheme;
 use crate::l1::L1;
 use crate::status::SecurityStatus;
-use tracing::Instrument as _;
 use crate::stored_value;
+use tracing::Instrument as _;
 
 /// The confirmation [`SealedCache::clear`] needs.
 pub const CLEAR_CONFIRMATION: &str = "invalidate-all";

@@ -301,15 +301,27 @@ mod tests {
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
         ]));
-        assert_eq!(format!("{s:?}"), format!("{:?}", Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))));
+        assert_eq!(
+            format!("{s:?}"),
+            format!(
+                "{:?}",
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))
+            )
+        );
         let s = sampler_from(&vars(&[("OTEL_TRACES_SAMPLER", "always_off")]));
         assert_eq!(format!("{s:?}"), "AlwaysOff");
         let s = sampler_from(&vars(&[
             ("OTEL_TRACES_SAMPLER", "traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "7"),
         ]));
-        assert_eq!(format!("{s:?}"), format!("{:?}", Sampler::TraceIdRatioBased(1.0)));
+        assert_eq!(
+            format!("{s:?}"),
+            format!("{:?}", Sampler::TraceIdRatioBased(1.0))
+        );
         let s = sampler_from(&vars(&[]));
-        assert_eq!(format!("{s:?}"), format!("{:?}", Sampler::ParentBased(Box::new(Sampler::AlwaysOn))));
+        assert_eq!(
+            format!("{s:?}"),
+            format!("{:?}", Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        );
     }
 }

@@ -482,7 +482,11 @@ impl TelemetryBuilder {
             inner: exporter,
             gate: gate.clone(),
         })
-        .with_batch_config(BatchConfigBuilder::default().with_max_queue_size(queue).build())
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(queue)
+                .build(),
+        )
         .build();
         let provider = SdkTracerProvider::builder()
             .with_resource(self.resource.clone())
@@ -521,7 +525,11 @@ impl TelemetryBuilder {
             inner: exporter,
             gate: gate.clone(),
         })
-        .with_batch_config(BatchConfigBuilder::default().with_max_queue_size(queue).build())
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(queue)
+                .build(),
+        )
         .build();
         let provider = SdkLoggerProvider::builder()
             .with_resource(self.resource.clone())
@@ -713,7 +721,9 @@ impl Telemetry {
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
-        self.traces.as_ref().map(|(provider, _)| tracing_layer(provider))
+        self.traces
+            .as_ref()
+            .map(|(provider, _)| tracing_layer(provider))
     }
 
     /// The Prometheus text exposition of every instrument, or `None` without a registry.
@@ -739,10 +749,12 @@ impl Telemetry {
         #[cfg(feature = "otlp")]
         {
             if let Some((p, _)) = &self.traces {
-                p.force_flush().map_err(|e| TelemetryError::Sdk(e.to_string()))?;
+                p.force_flush()
+                    .map_err(|e| TelemetryError::Sdk(e.to_string()))?;
             }
             if let Some((p, _)) = &self.logs {
-                p.force_flush().map_err(|e| TelemetryError::Sdk(e.to_string()))?;
+                p.force_flush()
+                    .map_err(|e| TelemetryError::Sdk(e.to_string()))?;
             }
         }
         self.provider

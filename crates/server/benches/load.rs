@@ -60,8 +60,7 @@ fn otlp_sink() -> u16 {
                         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                             break;
                         }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:")
-                        {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                             length = v.trim().parse().unwrap_or(0);
                         }
                     }
@@ -91,8 +90,7 @@ fn main() {
     let compare = std::env::var("SEALCACHE_BENCH_TRACES").map_or(true, |v| v != "0");
     let sink = otlp_sink();
     let run = |traced: bool| {
-        let mut vars =
-            stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+        let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
         vars.push(("SEALCACHE_LOG".to_owned(), "warn".to_owned()));
         if traced {
             for (k, v) in [

@@ -37,9 +37,9 @@ pub mod isolation;
 mod limits;
 mod routes;
 mod serve;
-mod trace;
 pub mod telemetry;
 pub mod throttle;
+mod trace;
 
 use std::sync::Arc;
 

@@ -132,7 +132,11 @@ fn otel_vars(stack: &Stack, otlp_port: u16, extra: &[(&str, &str)]) -> Vec<(Stri
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     vars
 }
 
@@ -205,7 +209,10 @@ fn a_lookup_in_a_callers_trace_has_server_cache_and_redis_spans_and_no_secrets()
         .find(|s| s.name == "sealcache lookup")
         .expect("a cache lookup span");
     assert_eq!(cache.parent_span_id, server_span.span_id);
-    assert_eq!(text(&cache.attributes, "sealcache.tier").as_deref(), Some("redis"));
+    assert_eq!(
+        text(&cache.attributes, "sealcache.tier").as_deref(),
+        Some("redis")
+    );
     assert_eq!(
         attr(&cache.attributes, "sealcache.hit"),
         Some(&Any::BoolValue(true))
@@ -216,14 +223,11 @@ fn a_lookup_in_a_callers_trace_has_server_cache_and_redis_spans_and_no_secrets()
     assert_eq!(text(r, "db.system.name").as_deref(), Some("redis"));
     assert_eq!(text(r, "db.operation.name").as_deref(), Some("GET"));
     assert_eq!(text(r, "server.address").as_deref(), Some("localhost"));
-    assert_eq!(
-        int(r, "server.port"),
-        Some(i64::from(stack.redis.port()))
-    );
+    assert_eq!(int(r, "server.port"), Some(i64::from(stack.redis.port())));
 
     // Nothing exported holds the request text, the answer, the Redis key or the API key.
-    let ring = sealcache_codec::Keyring::from_file(stack.path().join(layout::ENCRYPTION_KEYRING))
-        .unwrap();
+    let ring =
+        sealcache_codec::Keyring::from_file(stack.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
     let redis_key = sealcache::KeyScheme::new("ai_cache", ring.name_secret())
         .unwrap()
         .ai_key(&sealcache::AiRequest::new("qa", PROMPT))
@@ -261,8 +265,8 @@ fn a_tampered_value_gives_a_decrypt_failed_log_record_in_the_requests_trace() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
-    let ring = sealcache_codec::Keyring::from_file(stack.path().join(layout::ENCRYPTION_KEYRING))
-        .unwrap();
+    let ring =
+        sealcache_codec::Keyring::from_file(stack.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
     let redis_key = sealcache::KeyScheme::new("ai_cache", ring.name_secret())
         .unwrap()
         .ai_key(&sealcache::AiRequest::new("qa", PROMPT))
@@ -296,7 +300,11 @@ fn a_tampered_value_gives_a_decrypt_failed_log_record_in_the_requests_trace() {
             .flat_map(|s| s.log_records)
             .find(|r| r.event_name == "sealcache.security.decrypt_failed")
     });
-    assert_eq!(hex(&record.trace_id), TAMPER_TRACE, "linked to the request's trace");
+    assert_eq!(
+        hex(&record.trace_id),
+        TAMPER_TRACE,
+        "linked to the request's trace"
+    );
     assert!(!record.span_id.is_empty());
     assert_eq!(
         text(&record.attributes, "event.name").as_deref(),
