@@ -188,25 +188,105 @@ impl<E: LogExporter> LogExporter for ReleasingLogExporter<E> {
     }
 }
 
-/// The sampler the standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` variables name, read
-/// through `vars`: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the
-/// default), `parentbased_always_off`, `parentbased_traceidratio`. A missing or invalid ratio is 1.
-#[must_use]
-pub fn sampler_from(vars: &dyn Fn(&str) -> Option<String>) -> Sampler {
-    let ratio = vars("OTEL_TRACES_SAMPLER_ARG")
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|r| (0.0..=1.0).contains(r))
-        .unwrap_or(1.0);
-    match vars("OTEL_TRACES_SAMPLER").as_deref().map(str::trim) {
-        Some("always_on") => Sampler::AlwaysOn,
-        Some("always_off") => Sampler::AlwaysOff,
-        Some("traceidratio") => Sampler::TraceIdRatioBased(ratio),
-        Some("parentbased_always_off") => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        Some("parentbased_traceidratio") => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+/// Head sampling: the decision the standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`
+/// variables ask for, made once where a trace's root span would be created (the server's request
+/// span), **before** any span exists.
+///
+/// Deciding there, rather than in the SDK's sampler when each span starts, is what keeps tracing
+/// cheap: an unsampled request creates no span at all (its cache and Redis spans neither), where
+/// an SDK sampler would still have every span built and then dropped. The SDK then gets a sampler
+/// that keeps what reaches it ([`HeadSampler::sdk_sampler`]).
+///
+/// Names: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the default),
+/// `parentbased_always_off`, `parentbased_traceidratio`; a missing or invalid ratio is 1.
+/// Parent-based samplers follow the caller's `traceparent` sampled flag when there is one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadSampler {
+    parent_based: bool,
+    ratio: f64,
+}
+
+impl HeadSampler {
+    /// The sampler `vars` name.
+    #[must_use]
+    pub fn from_vars(vars: &dyn Fn(&str) -> Option<String>) -> Self {
+        let ratio = vars("OTEL_TRACES_SAMPLER_ARG")
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or(1.0);
+        let (parent_based, ratio) = match vars("OTEL_TRACES_SAMPLER").as_deref().map(str::trim) {
+            Some("always_on") => (false, 1.0),
+            Some("always_off") => (false, 0.0),
+            Some("traceidratio") => (false, ratio),
+            Some("parentbased_always_off") => (true, 0.0),
+            Some("parentbased_traceidratio") => (true, ratio),
+            _ => (true, 1.0),
+        };
+        Self {
+            parent_based,
+            ratio,
         }
-        _ => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
     }
+
+    /// Whether to trace a request. `remote_sampled`: the sampled flag of the caller's valid
+    /// `traceparent`, `None` without one.
+    #[must_use]
+    pub fn sample(&self, remote_sampled: Option<bool>) -> bool {
+        if self.parent_based
+            && let Some(sampled) = remote_sampled
+        {
+            return sampled;
+        }
+        if self.ratio >= 1.0 {
+            return true;
+        }
+        if self.ratio <= 0.0 {
+            return false;
+        }
+        // 53 random bits as a fraction in [0, 1).
+        #[allow(clippy::cast_precision_loss)]
+        let draw = (next_random() >> 11) as f64 / (1u64 << 53) as f64;
+        draw < self.ratio
+    }
+
+    /// The SDK sampler behind head sampling: keep every span that reaches it (a parent-based one
+    /// still honours a remote parent's flag).
+    #[must_use]
+    pub fn sdk_sampler(&self) -> Sampler {
+        if self.parent_based {
+            Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+        } else {
+            Sampler::AlwaysOn
+        }
+    }
+
+    /// The ratio of traced root requests.
+    #[must_use]
+    pub fn ratio(&self) -> f64 {
+        self.ratio
+    }
+}
+
+/// A fast, non-cryptographic random number (splitmix64 over a shared counter): sampling needs
+/// spread, not secrecy.
+fn next_random() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    if z == 0 {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x2545_F491_4F6C_DD1D, |d| d.as_nanos() as u64);
+        let _ = STATE.compare_exchange(
+            0x9E37_79B9_7F4A_7C15,
+            seed | 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        z = seed;
+    }
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The queue size `var` names (`OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`), else the
@@ -288,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn samplers_follow_the_standard_variables() {
+    fn head_sampling_follows_the_standard_variables() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| {
                 pairs
@@ -297,31 +377,31 @@ mod tests {
                     .map(|(_, v)| (*v).to_owned())
             }
         };
-        let s = sampler_from(&vars(&[
+        let tenth = HeadSampler::from_vars(&vars(&[
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
         ]));
+        // The caller's flag decides when there is one.
+        assert!(tenth.sample(Some(true)));
+        assert!(!tenth.sample(Some(false)));
+        let kept = (0..20_000).filter(|_| tenth.sample(None)).count();
+        assert!((1_600..2_400).contains(&kept), "{kept} of 20000 at 0.1");
         assert_eq!(
-            format!("{s:?}"),
-            format!(
-                "{:?}",
-                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))
-            )
+            format!("{:?}", tenth.sdk_sampler()),
+            format!("{:?}", Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         );
-        let s = sampler_from(&vars(&[("OTEL_TRACES_SAMPLER", "always_off")]));
-        assert_eq!(format!("{s:?}"), "AlwaysOff");
-        let s = sampler_from(&vars(&[
+        let off = HeadSampler::from_vars(&vars(&[("OTEL_TRACES_SAMPLER", "always_off")]));
+        assert!(!off.sample(Some(true)) && !off.sample(None));
+        let ratio = HeadSampler::from_vars(&vars(&[
             ("OTEL_TRACES_SAMPLER", "traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "7"),
         ]));
-        assert_eq!(
-            format!("{s:?}"),
-            format!("{:?}", Sampler::TraceIdRatioBased(1.0))
+        assert_eq!(ratio.ratio(), 1.0, "an invalid ratio is 1");
+        assert!(
+            ratio.sample(Some(false)),
+            "not parent-based: the flag is ignored"
         );
-        let s = sampler_from(&vars(&[]));
-        assert_eq!(
-            format!("{s:?}"),
-            format!("{:?}", Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
-        );
+        let default = HeadSampler::from_vars(&vars(&[]));
+        assert!(default.sample(None) && !default.sample(Some(false)));
     }
 }

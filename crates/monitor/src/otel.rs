@@ -409,6 +409,8 @@ pub struct TelemetryBuilder {
         opentelemetry_sdk::logs::SdkLoggerProvider,
         std::sync::Arc<crate::export::QueueGate>,
     )>,
+    #[cfg(feature = "otlp")]
+    head_sampler: Option<crate::export::HeadSampler>,
     #[cfg(feature = "prometheus")]
     registry: Option<prometheus::Registry>,
 }
@@ -457,9 +459,10 @@ impl TelemetryBuilder {
 
     /// Adds OTLP/HTTP trace export: a batch span processor on its own thread behind a bounded
     /// queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048; `OTEL_BSP_SCHEDULE_DELAY`) that drops and
-    /// counts (`sealcache.telemetry.dropped{signal="spans"}`) rather than block or grow, and the
-    /// sampler of `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default
-    /// `parentbased_always_on`). Spans reach it through [`Telemetry::tracing_layer`].
+    /// counts (`sealcache.telemetry.dropped{signal="spans"}`) rather than block or grow. Sampling
+    /// (`OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, default `parentbased_always_on`) is
+    /// decided at the root by [`Telemetry::head_sampler`]; the SDK keeps what reaches it. Spans
+    /// reach it through [`Telemetry::tracing_layer`].
     ///
     /// # Errors
     /// [`TelemetryError::Otlp`] if the exporter cannot be built.
@@ -478,6 +481,7 @@ impl TelemetryBuilder {
             .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
         let queue = crate::export::queue_size(vars, "OTEL_BSP_MAX_QUEUE_SIZE");
         let gate = std::sync::Arc::new(QueueGate::new(queue));
+        let head = crate::export::HeadSampler::from_vars(vars);
         let batch = BatchSpanProcessor::builder(ReleasingSpanExporter {
             inner: exporter,
             gate: gate.clone(),
@@ -490,13 +494,14 @@ impl TelemetryBuilder {
         .build();
         let provider = SdkTracerProvider::builder()
             .with_resource(self.resource.clone())
-            .with_sampler(crate::export::sampler_from(vars))
+            .with_sampler(head.sdk_sampler())
             .with_span_processor(GatedSpanProcessor {
                 inner: batch,
                 gate: gate.clone(),
             })
             .build();
         self.traces = Some((provider, gate));
+        self.head_sampler = Some(head);
         Ok(self)
     }
 
@@ -613,6 +618,8 @@ impl TelemetryBuilder {
             traces: self.traces,
             #[cfg(feature = "otlp")]
             logs: self.logs,
+            #[cfg(feature = "otlp")]
+            head_sampler: self.head_sampler,
             #[cfg(feature = "prometheus")]
             registry: self.registry,
         }
@@ -634,6 +641,8 @@ pub struct Telemetry {
         opentelemetry_sdk::logs::SdkLoggerProvider,
         std::sync::Arc<crate::export::QueueGate>,
     )>,
+    #[cfg(feature = "otlp")]
+    head_sampler: Option<crate::export::HeadSampler>,
     #[cfg(feature = "prometheus")]
     registry: Option<prometheus::Registry>,
 }
@@ -657,6 +666,8 @@ impl Telemetry {
             traces: None,
             #[cfg(feature = "otlp")]
             logs: None,
+            #[cfg(feature = "otlp")]
+            head_sampler: None,
             #[cfg(feature = "prometheus")]
             registry: None,
         }
@@ -698,6 +709,14 @@ impl Telemetry {
     #[must_use]
     pub fn traces_enabled(&self) -> bool {
         self.traces.is_some()
+    }
+
+    /// The head-sampling decision for requests when traces are exported (`None` otherwise): the
+    /// creator of a trace's root span asks it before creating any span.
+    #[cfg(feature = "otlp")]
+    #[must_use]
+    pub fn head_sampler(&self) -> Option<crate::export::HeadSampler> {
+        self.head_sampler
     }
 
     /// Spans dropped (export queue full) and log records dropped, since start.

@@ -135,6 +135,7 @@ fn serving_layers(routes: Router<AppState>, state: AppState) -> Router {
         ),
         metrics: http_metrics,
         ids: Arc::default(),
+        sampler: state.telemetry.head_sampler(),
     };
     routes
         .fallback(|| async { ApiError::NotFound })

@@ -28,6 +28,8 @@ pub(crate) struct Guard {
     pub(crate) in_flight: InFlightLimit,
     pub(crate) metrics: crate::telemetry::HttpMetrics,
     pub(crate) ids: Arc<AtomicU64>,
+    /// Head sampling of request traces (`None`: traces are not exported).
+    pub(crate) sampler: Option<sealcache_monitor::export::HeadSampler>,
 }
 
 /// Every request passes through here once (one middleware instead of seven, on the hot path):
@@ -54,6 +56,7 @@ pub(crate) async fn guard(
         .map(|p| p.as_str().to_owned());
     let declared = declared_length(&request);
     let span = crate::trace::request_span(
+        guard.sampler.as_ref(),
         &method,
         route.as_deref(),
         id.to_str().unwrap_or_default(),

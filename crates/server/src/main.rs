@@ -94,9 +94,20 @@ fn init_logging(telemetry: Option<&Telemetry>) {
             .with_writer(std::io::stderr)
             .with_filter(filter())
     });
+    // The exporter gets sealcache's spans only: the request span (created only for sampled
+    // requests), and cache and Redis spans only under one of ours (an unsampled request, or
+    // background work such as the status gauges, makes none).
     let spans = telemetry.and_then(Telemetry::tracing_layer).map(|layer| {
-        layer.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            meta.is_span() && meta.target().starts_with("sealcache")
+        layer.with_filter(tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
+            if !meta.is_span() {
+                return false;
+            }
+            let target = meta.target();
+            target == "sealcache::http"
+                || (target.starts_with("sealcache::")
+                    && cx
+                        .lookup_current()
+                        .is_some_and(|s| s.metadata().target().starts_with("sealcache::")))
         }))
     });
     let _ = tracing_subscriber::registry()

@@ -1,9 +1,12 @@
 //! The server span of each request (OpenTelemetry HTTP semantic conventions) and W3C trace-context
 //! propagation.
 //!
-//! The span is created at `DEBUG` level on target `sealcache::http`: when no layer wants it (no
-//! OTLP traces endpoint, the log filter above debug) it is disabled at its callsite and costs
-//! nothing, and the incoming `traceparent` is not even parsed. Attributes: `http.request.method`,
+//! Sampling is decided here, before any span exists ([`HeadSampler`]): an unsampled request (or
+//! any request when traces are not exported) gets a disabled span, and the cache and Redis spans
+//! are enabled for the exporter only under a sampled request span (see the server's logging
+//! setup), so tracing costs almost nothing on the requests it does not keep.
+//!
+//! [`HeadSampler`]: sealcache_monitor::export::HeadSampler Attributes: `http.request.method`,
 //! `http.route` (the matched route, never the path with its values or query), `url.scheme`,
 //! `http.response.status_code`, `error.type` for 5xx, and `http.request.header.x-request-id`. No
 //! query string, header value other than the request id, or body is ever recorded.
@@ -39,13 +42,42 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The server span of one request, child of the caller's `traceparent` when it sent one.
+/// The sampled flag of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if any.
+fn remote_sampled(headers: &HeaderMap) -> Option<bool> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, span_id, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && hex(span_id, 16)
+        && span_id.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    if !valid {
+        return None;
+    }
+    u8::from_str_radix(flags, 16).ok().map(|f| f & 1 == 1)
+}
+
+/// The server span of one request, child of the caller's `traceparent` when it sent one, or a
+/// disabled span (and no cache or Redis span under it) when the head sampler says no or traces
+/// are not exported.
 pub(crate) fn request_span(
+    sampler: Option<&sealcache_monitor::export::HeadSampler>,
     method: &Method,
     route: Option<&str>,
     request_id: &str,
     headers: &HeaderMap,
 ) -> tracing::Span {
+    let Some(sampler) = sampler else {
+        return tracing::Span::none();
+    };
+    if !sampler.sample(remote_sampled(headers)) {
+        return tracing::Span::none();
+    }
     let span = tracing::debug_span!(
         target: "sealcache::http",
         "http.server.request",

@@ -177,6 +177,16 @@ fn a_lookup_in_a_callers_trace_has_server_cache_and_redis_spans_and_no_secrets()
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().unwrap()["hit"], true);
+    // A caller that did not sample its trace: head sampling (parent-based) creates no span.
+    const UNSAMPLED: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let r = http
+        .post(format!("{}/v1/cache/lookup", server.base))
+        .bearer_auth(key)
+        .header("traceparent", format!("00-{UNSAMPLED}-{PARENT_SPAN}-00"))
+        .json(&json!({"text": PROMPT, "operation": "qa"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let (server_span, trace) = wait_for("the lookup's spans", || {
         let all = spans(&got);
@@ -191,6 +201,12 @@ fn a_lookup_in_a_callers_trace_has_server_cache_and_redis_spans_and_no_secrets()
         // The server span and its children (cache lookup, Redis GET) all arrived.
         (trace.iter().any(|s| s.kind == 3)).then_some((server_span, trace))
     });
+    // Give the unsampled request's spans, if any were made, the same time to arrive.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        spans(&got).iter().all(|s| hex(&s.trace_id) != UNSAMPLED),
+        "an unsampled caller's request was traced"
+    );
     // The server span: child of the caller's span, with the HTTP conventions.
     assert_eq!(hex(&server_span.parent_span_id), PARENT_SPAN);
     assert_eq!(server_span.trace_state, "vendor=value");
