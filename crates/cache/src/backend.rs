@@ -268,8 +268,19 @@ impl RedisBackend {
         }
         let ok = outcome.is_ok();
         self.observer.redis_command(command, started.elapsed(), ok);
-        if let Err(err) = &outcome {
-            self.record_refusal(err);
+        match &outcome {
+            Err(err @ (Error::AuthenticationRefused { .. } | Error::Tls { .. })) => {
+                self.record_refusal(err);
+            }
+            // A real attempt that met an outage: the last refusal no longer says why Redis is
+            // out of reach.
+            Err(Error::Unavailable | Error::Connect(_)) => {
+                *self
+                    .refusal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            }
+            _ => {}
         }
         match &outcome {
             Err(

@@ -185,6 +185,9 @@ impl CacheBuilder<KeySource, RedisConfig> {
                 unmet = ?list,
                 "security requirements relaxed (development environment or REDIS_SECURITY_MODE=development)"
             );
+        }
+        {
+            // The override is counted whenever it is in force, even with nothing unmet today.
             if policy.development_override() {
                 observer.security_event(
                     SecurityEvent::new(SecurityEventType::OverrideUsed)
@@ -257,6 +260,15 @@ pub fn from_settings_with(
     observer: Option<Arc<dyn CacheObserver>>,
     options: CacheOptions,
 ) -> Result<AiResponseCache> {
+    if !settings.redis_cluster_nodes.is_empty() {
+        // Never silently ignored: a deployment that asks for a cluster must not run against
+        // the default REDIS_URL instead.
+        return Err(Error::Config(
+            "REDIS_CLUSTER_NODES is set, but this version speaks to a single Redis node only: \
+             unset it and set REDIS_URL"
+                .into(),
+        ));
+    }
     let mut redis = RedisConfig::new(settings.redis_url.clone());
     redis.username = Some(settings.redis_username.clone());
     redis.password = settings

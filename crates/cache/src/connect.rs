@@ -119,10 +119,19 @@ impl RedisConfig {
         self
     }
 
-    /// True for `rediss://`.
+    /// True for `rediss://` with certificate verification: a `#insecure` fragment (redis-rs's
+    /// switch that turns verification off) does not count as TLS for the policy.
     #[must_use]
     pub fn uses_tls(&self) -> bool {
-        self.url.starts_with("rediss://")
+        self.url.starts_with("rediss://") && !self.skips_verification()
+    }
+
+    /// True when the URL carries redis-rs's `#insecure` fragment (no certificate verification).
+    #[must_use]
+    pub fn skips_verification(&self) -> bool {
+        self.url
+            .split_once('#')
+            .is_some_and(|(_, fragment)| fragment.eq_ignore_ascii_case("insecure"))
     }
 
     /// A redis-rs client with these settings (TLS, ACL user), for connections beside the cache's

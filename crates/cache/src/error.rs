@@ -19,7 +19,7 @@ impl std::fmt::Display for PolicyViolation {
         }
         write!(
             f,
-            "\n(development only: REDIS_SECURITY_MODE=development relaxes this, and is logged)"
+            "\n(REDIS_SECURITY_MODE=development relaxes this in any environment, logged and counted: for development only)"
         )
     }
 }

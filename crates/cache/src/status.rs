@@ -423,7 +423,7 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
             Check::fail(
                 CheckName::TlsNegotiated,
                 Impact::Insecure,
-                "plaintext connection (redis://)",
+                "plaintext connection (redis://), or TLS without certificate verification (#insecure)",
             ),
             None,
         ),

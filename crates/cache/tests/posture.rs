@@ -200,7 +200,12 @@ async fn a_client_certificate_expiring_in_five_days_degrades_the_status() {
 
 #[test]
 fn a_development_looking_host_name_alone_refuses_plaintext_redis() {
-    for host in ["devon-web-01", "localhost.localdomain", "device-gateway-3"] {
+    for host in [
+        "devon-web-01",
+        "localhost.localdomain",
+        "device-gateway-3",
+        "alice-dev-laptop",
+    ] {
         let info = EnvironmentDetector::new(MapSource::new().hostname(host))
             .detect(FeatureContext::SecurityEnforcement);
         let err = CacheBuilder::new(info)
@@ -290,5 +295,85 @@ async fn a_server_certificate_from_another_ca_is_a_tls_error() {
         status.security_level,
         SecurityLevel::Degraded,
         "{status:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_refused_password_an_outage_is_reported_as_an_outage() {
+    let mut stack = Stack::start();
+    let config = stack
+        .redis_config("cache_app", layout::APP_PASSWORD)
+        .acl_user("cache_app", "not-the-password-at-all");
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap();
+    let req = AiRequest::new("qa", "q");
+    let err = cache
+        .set(&req, &serde_json::json!({"a": 1}), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AuthenticationRefused { .. }),
+        "{err:?}"
+    );
+    // Redis goes away; once the breaker lets an attempt through, the cause is the outage.
+    stack.server.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let _ = cache.set(&req, &serde_json::json!({"a": 1}), None).await;
+        let status = cache.security_status().await;
+        let available = check(&status, CheckName::RedisAvailable);
+        if available.detail.contains("unavailable") {
+            assert!(
+                !available.detail.contains("authentication"),
+                "{available:?}"
+            );
+            assert!(!check(&status, CheckName::AclUser).observed);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still reported as {available:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+#[test]
+fn tls_without_certificate_verification_is_not_tls_to_the_policy() {
+    let config = RedisConfig::new("rediss://redis:6379/0#insecure").acl_user("cache_app", "x");
+    assert!(!config.uses_tls());
+    let err = CacheBuilder::new(env("production"))
+        .keyring(sealcache_codec::Keyring::generate().unwrap())
+        .redis(config)
+        .build()
+        .unwrap_err();
+    let Error::Policy(violation) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(violation.unmet.contains(&Requirement::Tls));
+}
+
+#[test]
+fn cluster_nodes_are_refused_rather_than_ignored() {
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("ENVIRONMENT", "production"),
+        (
+            "REDIS_CLUSTER_NODES",
+            "rediss://10.0.0.1:6379,rediss://10.0.0.2:6379",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings = sealcache_config_gen::SecuritySettings::load_from(&vars, None).unwrap();
+    let info =
+        settings.detect_environment_with(MapSource::new(), FeatureContext::SecurityEnforcement);
+    let err = sealcache::from_settings(&settings, info, None).unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("REDIS_CLUSTER_NODES")),
+        "{err:?}"
     );
 }

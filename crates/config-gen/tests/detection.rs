@@ -22,7 +22,7 @@ fn settings(toml_text: &str, vars: &[(&str, &str)]) -> SecuritySettings {
 
 #[test]
 fn the_settings_file_environment_is_honoured() {
-    let devish_host = MapSource::new().hostname("devon-web-01");
+    let devish_host = MapSource::new().hostname("alice-dev-laptop");
     let s = settings("environment = \"production\"\n", &[]);
     let info = s.detect_environment_with(devish_host.clone(), FeatureContext::SecurityEnforcement);
     assert_eq!(info.environment(), Environment::Production);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{Policy, SecurityMode};
-use crate::signals::{Collected, collect, truthy};
+use crate::signals::{Collected, EXPLICIT_VARIABLES, collect, truthy};
 use crate::source::{ProcessSource, SignalSource};
 use crate::{Environment, FeatureContext};
 
@@ -164,7 +164,11 @@ impl<S: SignalSource> EnvironmentDetector<S> {
 
     /// Detects the environment under `context`.
     pub fn detect(&self, context: FeatureContext) -> EnvironmentInfo {
-        let Collected { mut signals, hints } = collect(&self.source, context);
+        let Collected {
+            mut signals,
+            hints,
+            unrecognised,
+        } = collect(&self.source, context);
         // Strongest first; ties keep collection order (explicit before platform before files).
         signals.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
 
@@ -206,12 +210,17 @@ impl<S: SignalSource> EnvironmentDetector<S> {
             )
         };
         let Some(primary) = signals.first().cloned() else {
-            let mut reasoning = if hints.is_empty() {
-                "no environment signal found"
+            let mut reasoning = if !unrecognised.is_empty() {
+                format!(
+                    "{} names no known environment (expected development, testing, staging, \
+                     production or a recognised pattern)",
+                    unrecognised.join(", ")
+                )
+            } else if hints.is_empty() {
+                "no environment signal found".to_owned()
             } else {
-                "no decisive environment signal found"
-            }
-            .to_owned();
+                "no decisive environment signal found".to_owned()
+            };
             reasoning.push_str(
                 "; treating the environment as unknown, which gets the production security \
                  policy. Declare it with ENVIRONMENT=development|testing|staging|production",
@@ -232,6 +241,54 @@ impl<S: SignalSource> EnvironmentDetector<S> {
                 metadata,
             };
         };
+
+        // Relaxing needs the explicit declarations to agree: when the deciding signal points at
+        // development or testing and another explicit variable names something else (or names
+        // nothing recognisable), the verdict is unknown, which is strict.
+        if matches!(
+            primary.environment,
+            Environment::Development | Environment::Testing
+        ) {
+            let disagreeing: Vec<String> = signals
+                .iter()
+                .filter(|s| {
+                    s.environment != primary.environment
+                        && (EXPLICIT_VARIABLES.contains(&s.source.as_str())
+                            || s.source == "ENFORCE_AUTH")
+                })
+                .map(|s| format!("{} says {}", s.source, s.environment))
+                .chain(
+                    unrecognised
+                        .iter()
+                        .map(|name| format!("{name} names no known environment")),
+                )
+                .collect();
+            if !disagreeing.is_empty() {
+                let mut reasoning = format!(
+                    "{} ({}), but {}: the declarations disagree, so the environment is treated \
+                     as unknown, which gets the production security policy. Make them agree, \
+                     or set REDIS_SECURITY_MODE=development",
+                    primary.reasoning,
+                    primary.source,
+                    disagreeing.join(", ")
+                );
+                if override_on {
+                    reasoning.push_str("; REDIS_SECURITY_MODE=development override is active");
+                }
+                reasoning.push_str(&hint_text);
+                return EnvironmentInfo {
+                    environment: Environment::Unknown,
+                    confidence: NO_SIGNAL_CONFIDENCE,
+                    reasoning,
+                    detected_by: "conflict".to_owned(),
+                    signals,
+                    hints,
+                    feature_context: context,
+                    security_mode,
+                    metadata,
+                };
+            }
+        }
 
         let mut confidence = primary.confidence;
         let (mut agree, mut conflict) = (0usize, 0usize);

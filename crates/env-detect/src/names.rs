@@ -11,8 +11,21 @@ pub(crate) enum NameMatch {
     Pattern,
 }
 
+/// True when `value` looks like an environment name at all: 1 to 64 ASCII letters, digits, `-`,
+/// `_` or `.`. A path (`ENV=/usr/local/etc/shrc`, the POSIX shell's startup file), a URL or free
+/// text is never read for an environment, whatever words it contains.
+pub(crate) fn looks_like_a_name(value: &str) -> bool {
+    let v = value.trim();
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Classifies a variable value.
 pub(crate) fn classify(value: &str) -> Option<(Environment, NameMatch)> {
+    if !looks_like_a_name(value) {
+        return None;
+    }
     let v = value.trim().to_ascii_lowercase();
     let exact = match v.as_str() {
         "development" | "dev" => Some(Environment::Development),
@@ -47,10 +60,17 @@ pub(crate) fn pattern(v: &str) -> Option<Environment> {
     if any(&|t| t.starts_with("prod") || t == "prd" || t == "live") {
         return Some(Environment::Production);
     }
-    if any(&|t| t == "qa" || t.starts_with("test") || t == "ci" || t == "tst") {
+    // Relaxing names are matched whole (`dev-eu`, `development-alice`, `local`), never as a
+    // prefix: `devon`, `device`, `devops` or `testament` name no environment.
+    if any(&|t| matches!(t, "qa" | "test" | "tests" | "testing" | "ci" | "tst")) {
         return Some(Environment::Testing);
     }
-    if any(&|t| t.starts_with("dev") || t == "local" || t == "localhost") {
+    if any(&|t| {
+        matches!(
+            t,
+            "dev" | "devel" | "develop" | "development" | "local" | "localhost"
+        )
+    }) {
         return Some(Environment::Development);
     }
     None
@@ -83,5 +103,26 @@ mod tests {
         }
         assert_eq!(classify("banana"), None);
         assert_eq!(classify(""), None);
+        // Words that only start like an environment, and paths, name none.
+        for value in [
+            "devon",
+            "device",
+            "devices",
+            "device-fleet-eu",
+            "devops",
+            "devx",
+            "developmnt",
+            "testament",
+            "/usr/local/etc/shrc",
+            "/home/devon/.shrc",
+            "http://dev.example",
+            "dev env",
+        ] {
+            assert_eq!(classify(value), None, "{value}");
+        }
+        assert_eq!(
+            classify("dev-eu-1"),
+            Some((Development, NameMatch::Pattern))
+        );
     }
 }

@@ -105,6 +105,9 @@ pub(crate) struct Collected {
     /// Weak signals that would relax the policy (a host name or file pointing at development or
     /// testing, `DEBUG` on): reported in the reasoning, never deciding.
     pub(crate) hints: Vec<EnvironmentSignal>,
+    /// Explicit variables set to something that names no environment (`ENVIRONMENT=prduction`):
+    /// they cannot decide, but they forbid relaxing on another signal's word.
+    pub(crate) unrecognised: Vec<&'static str>,
 }
 
 /// Every signal the source shows, strongest kind first.
@@ -115,6 +118,7 @@ pub(crate) struct Collected {
 pub(crate) fn collect(source: &dyn SignalSource, context: FeatureContext) -> Collected {
     let mut out = Vec::new();
     let mut hints = Vec::new();
+    let mut unrecognised = Vec::new();
     let mut explicit = false;
 
     for &name in EXPLICIT_VARIABLES {
@@ -146,7 +150,7 @@ pub(crate) fn collect(source: &dyn SignalSource, context: FeatureContext) -> Col
                     format!("{name} value matches the {env} pattern"),
                 ));
             }
-            None => {}
+            None => unrecognised.push(name),
         }
     }
 
@@ -243,5 +247,6 @@ pub(crate) fn collect(source: &dyn SignalSource, context: FeatureContext) -> Col
     Collected {
         signals: out,
         hints,
+        unrecognised,
     }
 }

@@ -136,10 +136,14 @@ fn hostname_patterns_only_tighten() {
         assert_eq!(info.detected_by(), "hostname");
     }
     // Host names that would relax the policy are hints: the verdict stays unknown (strict).
+    // Words that merely start like an environment name nothing, not even a hint.
+    for host in ["devon-web-01", "device-gateway-3", "devops-runner"] {
+        let info = detect(MapSource::new().hostname(host));
+        assert_eq!(info.environment(), Unknown, "{host}");
+        assert!(info.strict_policy() && info.hints().is_empty(), "{host}");
+    }
     for (host, hinted) in [
         ("alice-dev-laptop", Development),
-        ("devon-web-01", Development),
-        ("device-gateway-3", Development),
         ("localhost.localdomain", Development),
         ("localhost", Development),
         ("ci-runner-7", Testing),
@@ -383,4 +387,67 @@ fn settings_overlay_declares_the_environment() {
             .detect(FeatureContext::SecurityEnforcement);
     assert_eq!(info.environment(), Unknown);
     assert!(info.development_override());
+}
+
+#[test]
+fn relaxing_needs_the_explicit_declarations_to_agree() {
+    for vars in [
+        // Equal-strength declarations that disagree.
+        &[("RAILS_ENV", "production"), ("NODE_ENV", "development")][..],
+        &[("APP_ENV", "development"), ("RAILS_ENV", "production")],
+        &[("NODE_ENV", "development"), ("DJANGO_ENV", "prod")],
+        &[("APP_ENV", "dev-x"), ("ENV", "prod-x")],
+        // A misspelt or look-alike ENVIRONMENT value beside a relaxing one.
+        &[("ENVIRONMENT", "prduction"), ("NODE_ENV", "development")],
+        &[("ENVIRONMENT", "ρrod"), ("NODE_ENV", "development")],
+        // CI beside a declaration of production.
+        &[("CI", "true"), ("APP_ENV", "staging")],
+    ] {
+        let info = detect(MapSource::new().vars(vars.iter().copied()));
+        assert!(
+            info.strict_policy(),
+            "{vars:?} relaxed the policy: {}",
+            info.reasoning()
+        );
+        if info.environment() == Unknown {
+            assert_eq!(info.detected_by(), "conflict", "{vars:?}");
+            assert!(info.reasoning().contains("disagree"), "{vars:?}");
+        }
+    }
+    // Agreement relaxes as before.
+    let info = detect(
+        MapSource::new()
+            .var("ENVIRONMENT", "development")
+            .var("NODE_ENV", "dev"),
+    );
+    assert_eq!(info.environment(), Development);
+    // A stronger production declaration still simply wins.
+    let info = detect(
+        MapSource::new()
+            .var("ENVIRONMENT", "production")
+            .var("NODE_ENV", "development"),
+    );
+    assert_eq!(info.environment(), Production);
+}
+
+#[test]
+fn paths_and_prefix_words_in_explicit_variables_declare_nothing() {
+    for (name, value) in [
+        ("ENV", "/usr/local/etc/shrc"),
+        ("ENV", "/home/devon/.shrc"),
+        ("STAGE", "/home/devon/.shrc"),
+        ("ENVIRONMENT", "devon"),
+        ("ENVIRONMENT", "device-fleet-eu"),
+        ("ENVIRONMENT", "devops"),
+        ("APP_ENV", "developmnt"),
+    ] {
+        let info = detect(MapSource::new().var(name, value));
+        assert_eq!(info.environment(), Unknown, "{name}={value}");
+        assert!(info.strict_policy(), "{name}={value}");
+        assert!(
+            info.reasoning().contains("names no known environment"),
+            "{name}={value}: {}",
+            info.reasoning()
+        );
+    }
 }

@@ -97,18 +97,29 @@ fn init_logging(telemetry: Option<&Telemetry>) {
     // The exporter gets sealcache's spans only: the request span (created only for sampled
     // requests), and cache and Redis spans only under one of ours (an unsampled request, or
     // background work such as the status gauges, makes none).
+    // Decided per callsite where possible (every event and every foreign span is `never`, so
+    // the log filter's level still bounds what the rest of the process evaluates); only our
+    // spans are looked at per call.
     let spans = telemetry.and_then(Telemetry::tracing_layer).map(|layer| {
-        layer.with_filter(tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
-            if !meta.is_span() {
-                return false;
-            }
-            let target = meta.target();
-            target == "sealcache::http"
-                || (target.starts_with("sealcache::")
-                    && cx
+        let ours = |meta: &tracing::Metadata<'_>| {
+            meta.is_span() && meta.target().starts_with("sealcache::")
+        };
+        layer.with_filter(
+            tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
+                meta.target() == "sealcache::http"
+                    || cx
                         .lookup_current()
-                        .is_some_and(|s| s.metadata().target().starts_with("sealcache::")))
-        }))
+                        .is_some_and(|s| s.metadata().target().starts_with("sealcache::"))
+            })
+            .with_callsite_filter(move |meta| {
+                if ours(meta) {
+                    tracing::subscriber::Interest::sometimes()
+                } else {
+                    tracing::subscriber::Interest::never()
+                }
+            })
+            .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG),
+        )
     });
     let _ = tracing_subscriber::registry()
         .with(plain)
@@ -140,6 +151,11 @@ async fn run(
         anyhow::bail!(
             "no API key is configured (API_KEY_FILE, API_KEY or ADDITIONAL_API_KEYS); the API refuses to run open in {}",
             environment.environment()
+        );
+    }
+    if keys.is_empty() {
+        tracing::warn!(
+            "no API key is configured (API_KEY_FILE, API_KEY or ADDITIONAL_API_KEYS): every protected endpoint answers 401"
         );
     }
     let otel: Arc<dyn CacheObserver> = Arc::new(telemetry.observer());

@@ -205,6 +205,11 @@ pub(super) fn judge(name: &str, strict: bool) -> Name {
     if let Some((_, expected)) = NEAR_MISSES.iter().find(|(found, _)| *found == name) {
         return Name::Misspelled(expected);
     }
+    // The declaration that decides the security policy: a misspelt one must not fall silently to
+    // a weaker signal (`ENVIROMENT=production` beside `NODE_ENV=development`).
+    if (1..=MAX_EDITS).contains(&edit_distance(name, "ENVIRONMENT")) {
+        return Name::Misspelled("ENVIRONMENT");
+    }
     if (strict || CHECKED_PREFIXES.iter().any(|p| name.starts_with(p)))
         && let Some(expected) = nearest(name)
     {
@@ -307,6 +312,19 @@ mod tests {
                 Name::Misspelled(_) | Name::Unknown
             ));
         }
+    }
+
+    #[test]
+    fn a_misspelt_environment_is_refused() {
+        for name in ["ENVIROMENT", "ENVIRONEMNT", "ENVIRONMNT", "ENVIRONMENTS"] {
+            assert_eq!(
+                judge(name, false),
+                Name::Misspelled("ENVIRONMENT"),
+                "{name}"
+            );
+        }
+        assert_eq!(judge("ENVIRONMENT", false), Name::Setting("ENVIRONMENT"));
+        assert_eq!(judge("APP_ENV", false), Name::Ignored);
     }
 
     #[test]
