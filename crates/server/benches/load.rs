@@ -4,7 +4,7 @@
 //! errors (must be 0), and wrong answers (must be 0): every hit's `response` is compared byte for
 //! byte with the JSON text stored for that request.
 //!
-//! Tracing cost: the run alternates (two rounds each) a server without OTLP export and one exporting
+//! Tracing cost: the run alternates (ABBA, twice: four runs each) a server without OTLP export and one exporting
 //! traces and security log records to a local OTLP sink with `parentbased_traceidratio` 0.1, and
 //! prints the throughput ratio (target ≥ 95 %). `SEALCACHE_BENCH_TRACES=0` runs the plain server
 //! once.
@@ -122,14 +122,18 @@ fn main() {
         run(false);
         return;
     }
+    // ABBA order, twice: a drift of the machine over the run (warm-up, Redis memory, thermal)
+    // cancels out instead of favouring whichever configuration runs first.
     let (mut plain, mut traced) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         plain.push(run(false));
         traced.push(run(true));
+        traced.push(run(true));
+        plain.push(run(false));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
-        "\n| tracing cost | no export req/s | traces exported req/s | ratio |\n|---|---|---|---|\n| 64 clients, paired, 2 rounds | {:.0} | {:.0} | {:.1} % |",
+        "\n| tracing cost | no export req/s | traces exported req/s | ratio |\n|---|---|---|---|\n| 64 clients, ABBA x2 (4 runs each) | {:.0} | {:.0} | {:.1} % |",
         mean(&plain),
         mean(&traced),
         100.0 * mean(&traced) / mean(&plain)

@@ -105,6 +105,15 @@ pub struct SecuritySettings {
     pub sources: BTreeMap<String, String>,
 }
 
+/// A keyring that cannot be used, as an error naming the setting and where it came from.
+fn key_error(key: &str, sources: &BTreeMap<String, String>, err: &sealcache_codec::Error) -> Error {
+    Error::InvalidSetting {
+        key: key.to_owned(),
+        source_name: sources.get(key).cloned().unwrap_or_default(),
+        problem: err.to_string(),
+    }
+}
+
 impl SecuritySettings {
     /// Loads the settings of this process: its variables, then `SEALCACHE_CONFIG` or
     /// `./sealcache.toml` when present.
@@ -229,8 +238,15 @@ impl SecuritySettings {
                     file_var: "REDIS_ENCRYPTION_KEYS_FILE",
                 });
             }
-            (Some(text), None) => Some(Keyring::parse(&zeroize::Zeroizing::new(text))?),
-            (None, Some(path)) => Some(Keyring::from_file(path)?),
+            // Codec errors never echo the key: name the setting and its source around them.
+            (Some(text), None) => Some(
+                Keyring::parse(&zeroize::Zeroizing::new(text))
+                    .map_err(|e| key_error("REDIS_ENCRYPTION_KEY", &sources, &e))?,
+            ),
+            (None, Some(path)) => Some(
+                Keyring::from_file(path)
+                    .map_err(|e| key_error("REDIS_ENCRYPTION_KEYS_FILE", &sources, &e))?,
+            ),
             (None, None) => None,
         };
 
