@@ -20,6 +20,8 @@ pub(crate) enum ConfigCommand {
     Generate(GenerateArgs),
     /// Judge an existing configuration: exit 0 acceptable, 1 regenerate, 2 unusable input.
     Validate(ValidateArgs),
+    /// Train a zstd dictionary on sample values and make it the deployment's sealing dictionary.
+    Dictionary(DictionaryArgs),
 }
 
 impl ConfigCommand {
@@ -27,7 +29,70 @@ impl ConfigCommand {
         match self {
             ConfigCommand::Generate(args) => args.run(),
             ConfigCommand::Validate(args) => Ok(args.run()),
+            ConfigCommand::Dictionary(args) => args.run(),
         }
+    }
+}
+
+/// Options of `config dictionary`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DictionaryArgs {
+    /// Sample values: a JSON-lines file (one value per line) or a directory (one value per
+    /// file). Use the deployment's own values, never another tenant's.
+    #[arg(long)]
+    samples: PathBuf,
+    /// The deployment directory whose keyring gets the dictionary.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Largest dictionary size in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    size: usize,
+}
+
+impl DictionaryArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let dir = self.dir.clone().unwrap_or_else(default_dir);
+        let samples: Vec<Vec<u8>> = if self.samples.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&self.samples)
+                .with_context(|| format!("cannot read {}", self.samples.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            files
+                .iter()
+                .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            std::fs::read_to_string(&self.samples)
+                .with_context(|| format!("cannot read {}", self.samples.display()))?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.as_bytes().to_vec())
+                .collect()
+        };
+        anyhow::ensure!(
+            samples.len() >= 10,
+            "{} holds {} samples; train on at least 10 (a few hundred is better)",
+            self.samples.display(),
+            samples.len()
+        );
+        let dictionary = sealcache_codec::Dictionary::train(&samples, self.size)
+            .context("dictionary training failed")?;
+        println!(
+            "✅ Trained dictionary {} ({} bytes) on {} samples",
+            dictionary.id(),
+            dictionary.as_bytes().len(),
+            samples.len()
+        );
+        let id = dictionary.id();
+        let held = sealcache_config_gen::add_dictionary(&dir, dictionary)
+            .with_context(|| format!("cannot add the dictionary to {}", dir.display()))?;
+        println!(
+            "✅ {}: dictionary {id} seals new values; dictionaries held: {held:?} (restart the backends; drop an old one after the longest TTL)",
+            dir.join(layout::ENCRYPTION_KEYRING).display()
+        );
+        Ok(ExitCode::SUCCESS)
     }
 }
 

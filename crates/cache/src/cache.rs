@@ -700,6 +700,8 @@ pub(crate) fn stored_value_event(kind: sealcache_codec::ErrorKind) -> SecurityEv
     match kind {
         ErrorKind::MalformedEnvelope => SecurityEventType::BadEnvelope,
         ErrorKind::UnknownKeyId => SecurityEventType::UnknownKeyId,
+        // A dictionary is keyring material like a key: rotated out too early, or foreign.
+        ErrorKind::UnknownDictionary => SecurityEventType::UnknownKeyId,
         ErrorKind::Unauthentic => SecurityEventType::DecryptFailed,
         ErrorKind::DecompressedTooLarge => SecurityEventType::Oversize,
         ErrorKind::LegacyRejected => SecurityEventType::LegacyRejected,

@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::io::Read as _;
 
+use crate::dictionary::{Dictionaries, Dictionary};
 use crate::error::{Error, Result};
 
 /// Default zstd level, chosen from the level curve in docs/benchmarks.md.
@@ -31,13 +32,28 @@ pub trait Compressor: Send + Sync + std::fmt::Debug {
     /// [`Error::Compression`] if the compressor fails.
     fn compress(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<bool>;
 
+    /// As [`Compressor::compress`], with a trained dictionary whose id goes into the frame
+    /// header (the default ignores the dictionary).
+    ///
+    /// # Errors
+    /// [`Error::Compression`] if the compressor fails.
+    fn compress_with_dictionary(
+        &self,
+        plain: &[u8],
+        dictionary: &Dictionary,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        let _ = dictionary;
+        self.compress(plain, out)
+    }
+
     /// Decompresses a zstd payload into a new buffer of at most `limit` bytes.
     ///
     /// # Errors
     /// [`Error::DecompressedTooLarge`] past the cap (decided before allocating when the frame
     /// declares its size); [`Error::CorruptPayload`] for an invalid stream.
     fn decompress(&self, compressed: &[u8], limit: usize) -> Result<Vec<u8>> {
-        zstd_decompress_capped(compressed, limit)
+        zstd_decompress_capped(compressed, limit, &Dictionaries::none())
     }
 }
 
@@ -86,6 +102,9 @@ thread_local! {
     /// One compression context per thread, re-levelled when a different level asks for it.
     static CCTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// The same with a dictionary loaded, keyed by (level, dictionary id) and dictionary id.
+    static DICT_CCTX: RefCell<Option<(i32, u32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DICT_DCTX: RefCell<Option<(u32, zstd::bulk::Decompressor<'static>)>> = const { RefCell::new(None) };
 }
 
 impl Compressor for Zstd {
@@ -118,6 +137,42 @@ impl Compressor for Zstd {
         })?;
         Ok(out.len() < plain.len())
     }
+
+    fn compress_with_dictionary(
+        &self,
+        plain: &[u8],
+        dictionary: &Dictionary,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        // A dictionary pays off from the first bytes: the threshold still applies (the frame
+        // header alone would outweigh a tiny value).
+        if plain.len() < self.threshold {
+            return Ok(false);
+        }
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+        DICT_CCTX.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let ctx = match slot.as_mut() {
+                Some((level, id, ctx)) if *level == self.level && *id == dictionary.id() => ctx,
+                _ => {
+                    let mut ctx =
+                        zstd::bulk::Compressor::with_dictionary(self.level, dictionary.as_bytes())
+                            .map_err(|_| Error::Compression)?;
+                    // The frame names its dictionary (the id is authenticated with the payload).
+                    ctx.include_checksum(false)
+                        .map_err(|_| Error::Compression)?;
+                    ctx.include_dictid(true).map_err(|_| Error::Compression)?;
+                    ctx.include_contentsize(true)
+                        .map_err(|_| Error::Compression)?;
+                    &mut slot.insert((self.level, dictionary.id(), ctx)).2
+                }
+            };
+            ctx.compress_to_buffer(plain, out)
+                .map_err(|_| Error::Compression)
+        })?;
+        Ok(out.len() < plain.len())
+    }
 }
 
 /// Never compresses; still opens zstd payloads written while compression was on.
@@ -130,17 +185,31 @@ impl Compressor for NoCompression {
     }
 }
 
-/// Decompresses `compressed`, which must be exactly one zstd frame, into at most `limit` bytes.
+/// Decompresses `compressed`, which must be exactly one zstd frame, into at most `limit` bytes,
+/// with the dictionary its frame names (from `dictionaries`; [`Error::UnknownDictionary`] when
+/// it is not held).
 ///
 /// The sealer always writes a single frame; several frames or trailing bytes are a
 /// [`Error::CorruptPayload`], which keeps the size check below exact.
-pub(crate) fn zstd_decompress_capped(compressed: &[u8], limit: usize) -> Result<Vec<u8>> {
+pub(crate) fn zstd_decompress_capped(
+    compressed: &[u8],
+    limit: usize,
+    dictionaries: &Dictionaries,
+) -> Result<Vec<u8>> {
     let too_large = Error::DecompressedTooLarge { limit };
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(compressed)
         .map_err(|_| Error::CorruptPayload)?;
     if frame_len != compressed.len() {
         return Err(Error::CorruptPayload);
     }
+    let dictionary = match zstd::zstd_safe::get_dict_id_from_frame(compressed) {
+        Some(id) => Some(
+            dictionaries
+                .get(id.get())
+                .ok_or(Error::UnknownDictionary(id.get()))?,
+        ),
+        None => None,
+    };
     match zstd::zstd_safe::get_frame_content_size(compressed) {
         Ok(Some(size)) => {
             let size = usize::try_from(size).map_err(|_| Error::DecompressedTooLarge { limit })?;
@@ -148,26 +217,43 @@ pub(crate) fn zstd_decompress_capped(compressed: &[u8], limit: usize) -> Result<
                 return Err(too_large);
             }
             let mut out = Vec::with_capacity(size);
-            DCTX.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                let ctx = match slot.as_mut() {
-                    Some(ctx) => ctx,
-                    None => slot.insert(new_decompressor()?),
-                };
-                // A frame whose real output exceeds its declared size fails here: the buffer
-                // has exactly the declared capacity.
-                ctx.decompress_to_buffer(compressed, &mut out)
-                    .map_err(|_| Error::CorruptPayload)
-            })?;
+            // A frame whose real output exceeds its declared size fails here: the buffer has
+            // exactly the declared capacity.
+            match dictionary {
+                None => DCTX.with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    let ctx = match slot.as_mut() {
+                        Some(ctx) => ctx,
+                        None => slot.insert(new_decompressor(None)?),
+                    };
+                    ctx.decompress_to_buffer(compressed, &mut out)
+                        .map_err(|_| Error::CorruptPayload)
+                })?,
+                Some(dictionary) => DICT_DCTX.with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    let ctx = match slot.as_mut() {
+                        Some((id, ctx)) if *id == dictionary.id() => ctx,
+                        _ => &mut slot.insert((dictionary.id(), new_decompressor(Some(dictionary))?)).1,
+                    };
+                    ctx.decompress_to_buffer(compressed, &mut out)
+                        .map_err(|_| Error::CorruptPayload)
+                })?,
+            };
             if out.len() != size {
                 return Err(Error::CorruptPayload);
             }
             Ok(out)
         }
-        // At least one frame does not declare its size: decode as a stream, stop past the cap.
+        // The frame does not declare its size: decode as a stream, stop past the cap.
         Ok(None) => {
-            let mut decoder =
-                zstd::stream::read::Decoder::new(compressed).map_err(|_| Error::CorruptPayload)?;
+            let mut decoder = match dictionary {
+                None => zstd::stream::read::Decoder::new(compressed),
+                Some(d) => zstd::stream::read::Decoder::with_dictionary(
+                    std::io::BufReader::new(compressed),
+                    d.as_bytes(),
+                ),
+            }
+            .map_err(|_| Error::CorruptPayload)?;
             decoder
                 .window_log_max(MAX_WINDOW_LOG)
                 .map_err(|_| Error::CorruptPayload)?;
@@ -186,8 +272,12 @@ pub(crate) fn zstd_decompress_capped(compressed: &[u8], limit: usize) -> Result<
     }
 }
 
-fn new_decompressor() -> Result<zstd::bulk::Decompressor<'static>> {
-    let mut ctx = zstd::bulk::Decompressor::new().map_err(|_| Error::CorruptPayload)?;
+fn new_decompressor(dictionary: Option<&Dictionary>) -> Result<zstd::bulk::Decompressor<'static>> {
+    let mut ctx = match dictionary {
+        None => zstd::bulk::Decompressor::new(),
+        Some(d) => zstd::bulk::Decompressor::with_dictionary(d.as_bytes()),
+    }
+    .map_err(|_| Error::CorruptPayload)?;
     ctx.window_log_max(MAX_WINDOW_LOG)
         .map_err(|_| Error::CorruptPayload)?;
     Ok(ctx)
@@ -215,7 +305,7 @@ mod tests {
         let big = vec![0u8; 8 << 20];
         let bomb = zstd::bulk::compress(&big, 19).unwrap();
         assert!(bomb.len() < 2048);
-        let err = zstd_decompress_capped(&bomb, 1 << 20).unwrap_err();
+        let err = zstd_decompress_capped(&bomb, 1 << 20, &Dictionaries::none()).unwrap_err();
         assert!(matches!(err, Error::DecompressedTooLarge { limit } if limit == 1 << 20));
     }
 
@@ -229,10 +319,10 @@ mod tests {
             zstd::zstd_safe::get_frame_content_size(&frame).unwrap(),
             None
         );
-        let err = zstd_decompress_capped(&frame, 1 << 20).unwrap_err();
+        let err = zstd_decompress_capped(&frame, 1 << 20, &Dictionaries::none()).unwrap_err();
         assert!(matches!(err, Error::DecompressedTooLarge { .. }));
         assert_eq!(
-            zstd_decompress_capped(&frame, 4 << 20).unwrap().len(),
+            zstd_decompress_capped(&frame, 4 << 20, &Dictionaries::none()).unwrap().len(),
             4 << 20
         );
     }
@@ -243,21 +333,21 @@ mod tests {
         let mut two = one.clone();
         two.extend_from_slice(&one);
         assert!(matches!(
-            zstd_decompress_capped(&two, 1 << 20),
+            zstd_decompress_capped(&two, 1 << 20, &Dictionaries::none()),
             Err(Error::CorruptPayload)
         ));
         let mut trailing = one.clone();
         trailing.push(0);
         assert!(matches!(
-            zstd_decompress_capped(&trailing, 1 << 20),
+            zstd_decompress_capped(&trailing, 1 << 20, &Dictionaries::none()),
             Err(Error::CorruptPayload)
         ));
-        assert_eq!(zstd_decompress_capped(&one, 1000).unwrap(), vec![1u8; 1000]);
+        assert_eq!(zstd_decompress_capped(&one, 1000, &Dictionaries::none()).unwrap(), vec![1u8; 1000]);
     }
 
     #[test]
     fn garbage_is_corrupt_payload() {
-        let err = zstd_decompress_capped(b"definitely not zstd", 1024).unwrap_err();
+        let err = zstd_decompress_capped(b"definitely not zstd", 1024, &Dictionaries::none()).unwrap_err();
         assert!(matches!(err, Error::CorruptPayload));
     }
 }

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     MalformedEnvelope,
     /// [`Error::UnknownKeyId`].
     UnknownKeyId,
+    /// [`Error::UnknownDictionary`].
+    UnknownDictionary,
     /// [`Error::Unauthentic`]: the tag did not verify (tampered, wrong key, other cache key).
     Unauthentic,
     /// [`Error::DecompressedTooLarge`].
@@ -62,6 +64,10 @@ pub enum Error {
     /// The value was sealed with a key id that the keyring does not hold (rotated out, or foreign).
     #[error("sealed value names unknown key id {0}")]
     UnknownKeyId(u32),
+    /// The (authentic) value was compressed with a dictionary the keyring does not hold (rotated
+    /// out too early, or from another deployment).
+    #[error("sealed value needs unknown compression dictionary {0}")]
+    UnknownDictionary(u32),
     /// The GCM tag did not verify: the value was modified, sealed with another key, or sealed
     /// for another Redis key or namespace. Deliberately says nothing more.
     #[error("sealed value failed authentication")]
@@ -109,6 +115,12 @@ pub enum Error {
     /// The keyring has more than one entry marked `primary`.
     #[error("keyring has more than one primary key")]
     MultiplePrimaryKeys,
+    /// Bytes that are not a zstd dictionary (or training failed).
+    #[error("invalid compression dictionary: {0}")]
+    InvalidDictionary(&'static str),
+    /// Two dictionaries with one id.
+    #[error("duplicate compression dictionary id {0}")]
+    DuplicateDictionaryId(u32),
     /// A keyring file could not be read.
     #[error("cannot read keyring file {path}")]
     KeyringFile {
@@ -174,6 +186,7 @@ impl Error {
             | Error::UnsupportedFlags(_)
             | Error::CorruptPayload => ErrorKind::MalformedEnvelope,
             Error::UnknownKeyId(_) => ErrorKind::UnknownKeyId,
+            Error::UnknownDictionary(_) => ErrorKind::UnknownDictionary,
             Error::Unauthentic => ErrorKind::Unauthentic,
             Error::DecompressedTooLarge { .. } => ErrorKind::DecompressedTooLarge,
             Error::LegacyRejected => ErrorKind::LegacyRejected,
@@ -183,7 +196,9 @@ impl Error {
             | Error::DuplicateKeyId(_)
             | Error::NoPrimaryKey
             | Error::MultiplePrimaryKeys
-            | Error::KeyringFile { .. } => ErrorKind::KeyMaterial,
+            | Error::KeyringFile { .. }
+            | Error::InvalidDictionary(_)
+            | Error::DuplicateDictionaryId(_) => ErrorKind::KeyMaterial,
             Error::PlaintextTooLarge { .. }
             | Error::ContextTooLong
             | Error::NonceBudgetExhausted { .. }
@@ -209,6 +224,7 @@ impl Error {
                 | Error::DecompressedTooLarge { .. }
                 | Error::CorruptPayload
                 | Error::LegacyRejected
+                | Error::UnknownDictionary(_)
         )
     }
 }

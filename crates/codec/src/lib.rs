@@ -90,6 +90,7 @@ pub mod envelope;
 
 mod cipher;
 mod compress;
+mod dictionary;
 mod error;
 mod json;
 mod keyring;
@@ -105,6 +106,7 @@ pub use compress::{
     Compressor, DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_ZSTD_LEVEL, MAX_WINDOW_LOG, NoCompression,
     Zstd,
 };
+pub use dictionary::{Dictionaries, Dictionary};
 pub use envelope::SealContext;
 pub use error::{Error, ErrorKind, Result};
 pub use keyring::{FIRST_KEY_ID, KEY_LEN, KeyNameSecret, Keyring, SecretKey};

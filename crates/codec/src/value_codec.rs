@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use crate::cipher::{Cipher, DefaultCipher, Nonce, Tag};
 use crate::compress::{Compressor, Zstd, zstd_decompress_capped};
+use crate::dictionary::Dictionaries;
 use crate::envelope::{
     self, CIPHERTEXT_OFFSET, FLAG_ZSTD, HEADER_LEN, Header, OVERHEAD, SealContext, TAG_LEN,
     VERSION_1,
@@ -197,14 +198,16 @@ pub struct ValueCodec<C = Zstd, K = DefaultCipher> {
     cipher: K,
     max_plaintext: usize,
     legacy: LegacyPolicy,
+    dictionaries: Dictionaries,
 }
 
 impl ValueCodec<Zstd, DefaultCipher> {
-    /// zstd at the default level and threshold, AES-256-GCM ([`DefaultCipher`]) over `keyring`,
-    /// 16 MiB cap, legacy values rejected.
+    /// zstd at the default level and threshold (with the keyring's sealing dictionary, if it has
+    /// one), AES-256-GCM ([`DefaultCipher`]) over `keyring`, 16 MiB cap, legacy values rejected.
     #[must_use]
     pub fn new(keyring: &Keyring) -> Self {
         Self::with_parts(Zstd::default(), DefaultCipher::new(keyring))
+            .with_dictionaries(keyring.dictionaries().clone())
     }
 }
 
@@ -217,7 +220,22 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
             cipher,
             max_plaintext: DEFAULT_MAX_PLAINTEXT,
             legacy: LegacyPolicy::reject(),
+            dictionaries: Dictionaries::none(),
         }
+    }
+
+    /// Seals with `dictionaries`' sealing dictionary (if any) and opens values compressed with
+    /// any of them. Values without a dictionary always open.
+    #[must_use]
+    pub fn with_dictionaries(mut self, dictionaries: Dictionaries) -> Self {
+        self.dictionaries = dictionaries;
+        self
+    }
+
+    /// The dictionaries in use.
+    #[must_use]
+    pub fn dictionaries(&self) -> &Dictionaries {
+        &self.dictionaries
     }
 
     /// Sets the cap on plaintext size for sealing and for decompression on open.
@@ -274,7 +292,12 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
             });
         }
         with_buffer(&SCRATCH, |scratch| {
-            let compressed = self.compressor.compress(plain, scratch)?;
+            let compressed = match self.dictionaries.sealing() {
+                Some(dictionary) => self
+                    .compressor
+                    .compress_with_dictionary(plain, dictionary, scratch)?,
+                None => self.compressor.compress(plain, scratch)?,
+            };
             let payload: &[u8] = if compressed { scratch } else { plain };
             self.seal_payload(ctx, payload, compressed, plain.len())
         })
@@ -355,7 +378,7 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
                 scratch.clear();
                 scratch.resize(ciphertext.len(), 0);
                 decrypt(scratch)?;
-                zstd_decompress_capped(scratch, self.max_plaintext)
+                zstd_decompress_capped(scratch, self.max_plaintext, &self.dictionaries)
             })?
         } else {
             let mut out = vec![0u8; ciphertext.len()];

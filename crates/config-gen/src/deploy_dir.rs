@@ -399,6 +399,32 @@ pub fn rotate_deployment(
     })
 }
 
+/// Adds `dictionary` to the deployment's keyring as the sealing dictionary (the previous one, if
+/// any, stays to open values sealed with it), rewriting the keyring file atomically with mode
+/// 0600. Restart the backends to seal with it; drop the old one after the longest TTL.
+///
+/// # Errors
+/// [`Error::NothingToRotate`] without a keyring; I/O and keyring errors (a dictionary id already
+/// held).
+pub fn add_dictionary(dir: &Path, dictionary: sealcache_codec::Dictionary) -> Result<Vec<u32>> {
+    let path = dir.join(layout::ENCRYPTION_KEYRING);
+    if !path.exists() {
+        return Err(Error::NothingToRotate {
+            path: dir.to_path_buf(),
+            missing: "secrets/encryption_keyring",
+        });
+    }
+    let ring = Keyring::from_file(&path)?.with_dictionary(dictionary, true)?;
+    let mut files = Vec::new();
+    secret_file(
+        dir,
+        layout::ENCRYPTION_KEYRING,
+        ring.to_text().as_bytes(),
+        &mut files,
+    )?;
+    Ok(ring.dictionaries().iter().map(sealcache_codec::Dictionary::id).collect())
+}
+
 fn write_passwords(
     dir: &Path,
     passwords: &acl::AclPasswords,

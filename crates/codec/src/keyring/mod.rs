@@ -14,6 +14,9 @@
 //! ```
 //!
 //! * exactly one `primary` line; ids are decimal u32 and unique;
+//! * `seal-dictionary ID BASE64` (at most one) and `dictionary ID BASE64`: trained zstd
+//!   dictionaries (standard base64 of zstd's dictionary format; `ID` must be the id in its
+//!   header). New values are compressed with the sealing one; the others open older values.
 //! * `name-secret` is the HMAC key for cache key names (DESIGN.md §4). It may be left out only
 //!   when the keyring holds a single key, in which case it is derived from that key with HKDF;
 //!   [`Keyring::rotate`] writes it out explicitly so it survives the rotation.
@@ -30,6 +33,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
+use crate::dictionary::{Dictionaries, Dictionary};
 use crate::error::{Error, Result};
 
 /// The byte order mark an editor may put before the first line.
@@ -49,6 +53,8 @@ pub struct Keyring {
     name_secret: KeyNameSecret,
     /// Whether `name_secret` was given explicitly (written out by [`Keyring::to_text`]).
     name_secret_explicit: bool,
+    /// Trained zstd dictionaries (not secret; kept and rotated with the keys).
+    dictionaries: Dictionaries,
 }
 
 impl Keyring {
@@ -64,6 +70,7 @@ impl Keyring {
             keys: vec![(FIRST_KEY_ID, key)],
             name_secret: name,
             name_secret_explicit: true,
+            dictionaries: Dictionaries::none(),
         })
     }
 
@@ -76,6 +83,7 @@ impl Keyring {
             keys: vec![(FIRST_KEY_ID, key)],
             name_secret,
             name_secret_explicit: false,
+            dictionaries: Dictionaries::none(),
         }
     }
 
@@ -102,6 +110,7 @@ impl Keyring {
             keys,
             name_secret,
             name_secret_explicit: true,
+            dictionaries: Dictionaries::none(),
         })
     }
 
@@ -164,6 +173,7 @@ impl Keyring {
             keys,
             name_secret: self.name_secret.clone(),
             name_secret_explicit: true,
+            dictionaries: self.dictionaries.clone(),
         }
     }
 
@@ -218,6 +228,34 @@ impl Keyring {
     #[must_use]
     pub fn name_secret(&self) -> &KeyNameSecret {
         &self.name_secret
+    }
+
+    /// The compression dictionaries (see [`crate::Dictionary`]).
+    #[must_use]
+    pub fn dictionaries(&self) -> &Dictionaries {
+        &self.dictionaries
+    }
+
+    /// The keyring with `dictionary` added; with `seal`, new values are compressed with it (the
+    /// previous sealing dictionary stays, to open values sealed with it).
+    ///
+    /// # Errors
+    /// [`Error::DuplicateDictionaryId`] when a dictionary with that id is already held.
+    pub fn with_dictionary(&self, dictionary: Dictionary, seal: bool) -> Result<Self> {
+        let mut out = self.clone();
+        out.dictionaries.add(dictionary, seal)?;
+        out.name_secret_explicit = true;
+        Ok(out)
+    }
+
+    /// The keyring without dictionary `id` (once the longest TTL has passed since it stopped
+    /// sealing).
+    #[must_use]
+    pub fn without_dictionary(&self, id: u32) -> Self {
+        let mut out = self.clone();
+        out.dictionaries.remove(id);
+        out.name_secret_explicit = true;
+        out
     }
 
     /// The keyring in its text format, in zeroizing memory, ready for a 0600 file.
