@@ -278,3 +278,65 @@ fn secure_up_refuses_a_development_deployment() {
     assert!(text(&out).contains("secure-up --local"), "{}", text(&out));
     assert!(!dir.exists());
 }
+
+#[test]
+fn config_dictionary_trains_and_adds_the_sealing_dictionary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("generated");
+    let d = dir.to_str().unwrap();
+    let generate = xtask(
+        &["config", "generate", "--out", d],
+        &[("ENVIRONMENT", "production")],
+    );
+    assert!(generate.status.success(), "{}", text(&generate));
+    let corpus = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/corpus.jsonl"),
+    )
+    .unwrap();
+    let samples = tmp.path().join("samples.jsonl");
+    std::fs::write(&samples, &corpus).unwrap();
+    let out = xtask(
+        &[
+            "config",
+            "dictionary",
+            "--samples",
+            samples.to_str().unwrap(),
+            "--dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("✅ Trained dictionary"),
+        "{}",
+        text(&out)
+    );
+    let keyring = std::fs::read_to_string(dir.join("secrets/encryption_keyring")).unwrap();
+    assert!(
+        keyring.contains("\nseal-dictionary "),
+        "no sealing dictionary written"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("secrets/encryption_keyring"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // The keyring still validates, and too few samples are refused.
+    let validate = xtask(&["config", "validate", "--dir", d], &[]);
+    assert!(validate.status.success(), "{}", text(&validate));
+    std::fs::write(&samples, "{\"a\": 1}\n").unwrap();
+    let few = xtask(
+        &[
+            "config",
+            "dictionary",
+            "--samples",
+            samples.to_str().unwrap(),
+            "--dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(!few.status.success());
+}

@@ -497,3 +497,65 @@ fn the_strict_policy_names_every_gap() {
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"));
 }
+
+/// A keyring with a trained dictionary: small answers are stored smaller in Redis and read back
+/// byte for byte; a cache whose keyring lacks that dictionary misses them with an
+/// `unknown_key_id` event, never a wrong answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyring_dictionary_shrinks_stored_values_and_is_needed_to_read_them() {
+    let stack = Stack::start();
+    let docs: Vec<serde_json::Value> = corpus()
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["size_class"] == "small")
+        .collect();
+    let samples: Vec<Vec<u8>> = docs
+        .iter()
+        .step_by(2)
+        .map(|d| d.to_string().into_bytes())
+        .collect();
+    let dictionary = sealcache_codec::Dictionary::from_bytes(
+        zstd::dict::from_samples(&samples, 16 * 1024).unwrap(),
+    )
+    .unwrap();
+    let ring = stack.keyring();
+    let with_dictionary = ring.with_dictionary(dictionary, true).unwrap();
+    let build = |keyring: Keyring| {
+        CacheBuilder::new(env("production"))
+            .options(CacheOptions::default().with_l1_capacity(0))
+            .keyring(keyring)
+            .redis(stack.redis_config("cache_app", layout::APP_PASSWORD))
+            .build()
+            .unwrap()
+    };
+    let (plain, dict) = (build(ring.clone()), build(with_dictionary));
+    let mut admin = stack.admin().await;
+    let (mut size_plain, mut size_dict) = (0usize, 0usize);
+    for (i, doc) in docs.iter().skip(1).step_by(2).enumerate() {
+        let (a, b) = (
+            AiRequest::new("qa", format!("plain {i}")),
+            AiRequest::new("qa", format!("dict {i}")),
+        );
+        plain.set(&a, doc, None).await.unwrap();
+        dict.set(&b, doc, None).await.unwrap();
+        for (req, total) in [(&a, &mut size_plain), (&b, &mut size_dict)] {
+            let stored: Vec<u8> = redis::cmd("GET")
+                .arg(plain.key(req).unwrap())
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            *total += stored.len();
+        }
+        let back: serde_json::Value = dict.get(&b).await.unwrap().unwrap().parse().unwrap();
+        assert_eq!(&back, doc);
+        // The dictionary codec still reads values sealed without a dictionary.
+        assert!(dict.get(&a).await.unwrap().is_some());
+        // Without the dictionary: a miss and an event.
+        assert!(plain.get(&b).await.unwrap().is_none());
+    }
+    assert!(
+        size_dict < size_plain,
+        "stored with a dictionary {size_dict} B, without {size_plain} B"
+    );
+    assert!(plain.monitor().security_summary().events_by_type["unknown_key_id"] >= 1);
+}

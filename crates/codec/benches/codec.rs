@@ -218,7 +218,10 @@ fn dictionary(report: &mut serde_json::Map<String, serde_json::Value>) {
         // The whole envelope (ValueCodec, seal + open), with the dictionary in the keyring.
         let ring = Keyring::generate().unwrap();
         let with_ring = ring
-            .with_dictionary(sealcache_codec::Dictionary::from_bytes(dict.clone()).unwrap(), true)
+            .with_dictionary(
+                sealcache_codec::Dictionary::from_bytes(dict.clone()).unwrap(),
+                true,
+            )
             .unwrap();
         let ctx = SealContext::new("ai_cache", "ai_cache:v2:qa:00ff");
         let mbps = |codec: &ValueCodec| -> f64 {

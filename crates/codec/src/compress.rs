@@ -233,7 +233,11 @@ pub(crate) fn zstd_decompress_capped(
                     let mut slot = cell.borrow_mut();
                     let ctx = match slot.as_mut() {
                         Some((id, ctx)) if *id == dictionary.id() => ctx,
-                        _ => &mut slot.insert((dictionary.id(), new_decompressor(Some(dictionary))?)).1,
+                        _ => {
+                            &mut slot
+                                .insert((dictionary.id(), new_decompressor(Some(dictionary))?))
+                                .1
+                        }
                     };
                     ctx.decompress_to_buffer(compressed, &mut out)
                         .map_err(|_| Error::CorruptPayload)
@@ -322,7 +326,9 @@ mod tests {
         let err = zstd_decompress_capped(&frame, 1 << 20, &Dictionaries::none()).unwrap_err();
         assert!(matches!(err, Error::DecompressedTooLarge { .. }));
         assert_eq!(
-            zstd_decompress_capped(&frame, 4 << 20, &Dictionaries::none()).unwrap().len(),
+            zstd_decompress_capped(&frame, 4 << 20, &Dictionaries::none())
+                .unwrap()
+                .len(),
             4 << 20
         );
     }
@@ -342,12 +348,16 @@ mod tests {
             zstd_decompress_capped(&trailing, 1 << 20, &Dictionaries::none()),
             Err(Error::CorruptPayload)
         ));
-        assert_eq!(zstd_decompress_capped(&one, 1000, &Dictionaries::none()).unwrap(), vec![1u8; 1000]);
+        assert_eq!(
+            zstd_decompress_capped(&one, 1000, &Dictionaries::none()).unwrap(),
+            vec![1u8; 1000]
+        );
     }
 
     #[test]
     fn garbage_is_corrupt_payload() {
-        let err = zstd_decompress_capped(b"definitely not zstd", 1024, &Dictionaries::none()).unwrap_err();
+        let err = zstd_decompress_capped(b"definitely not zstd", 1024, &Dictionaries::none())
+            .unwrap_err();
         assert!(matches!(err, Error::CorruptPayload));
     }
 }

@@ -60,8 +60,9 @@ impl Dictionary {
     /// [`Error::InvalidDictionary`] when training fails (too few or too small samples).
     #[cfg(feature = "dictionary-training")]
     pub fn train<S: AsRef<[u8]>>(samples: &[S], max_size: usize) -> Result<Self> {
-        let bytes = zstd::dict::from_samples(samples, max_size)
-            .map_err(|_| Error::InvalidDictionary("training failed (too few or too small samples)"))?;
+        let bytes = zstd::dict::from_samples(samples, max_size).map_err(|_| {
+            Error::InvalidDictionary("training failed (too few or too small samples)")
+        })?;
         Self::from_bytes(bytes)
     }
 

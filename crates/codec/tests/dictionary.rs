@@ -6,9 +6,7 @@
 
 use std::path::PathBuf;
 
-use sealcache_codec::{
-    Dictionary, Error, ErrorKind, Keyring, SealContext, SecretKey, ValueCodec,
-};
+use sealcache_codec::{Dictionary, Error, ErrorKind, Keyring, SealContext, SecretKey, ValueCodec};
 
 fn corpus(class: &str) -> Vec<Vec<u8>> {
     let path = std::env::var_os("SEALCACHE_CORPUS").map_or_else(
@@ -18,7 +16,10 @@ fn corpus(class: &str) -> Vec<Vec<u8>> {
     std::fs::read_to_string(path)
         .expect("the benchmark corpus (SEALCACHE_CORPUS)")
         .lines()
-        .filter(|l| l.contains(&format!("\"size_class\": \"{class}\"")) || l.contains(&format!("\"size_class\":\"{class}\"")))
+        .filter(|l| {
+            l.contains(&format!("\"size_class\": \"{class}\""))
+                || l.contains(&format!("\"size_class\":\"{class}\""))
+        })
         .map(|l| l.as_bytes().to_vec())
         .collect()
 }
@@ -36,10 +37,16 @@ const CTX: SealContext<'static> = SealContext::new("ai_cache", "ai_cache:v2:qa:0
 #[test]
 fn a_trained_dictionary_makes_small_values_smaller_and_round_trips() {
     let docs = corpus("small");
-    assert!(docs.len() >= 20, "small documents in the corpus: {}", docs.len());
+    assert!(
+        docs.len() >= 20,
+        "small documents in the corpus: {}",
+        docs.len()
+    );
     let dictionary = trained(&docs);
     let plain_ring = Keyring::generate().unwrap();
-    let dict_ring = plain_ring.with_dictionary(dictionary.clone(), true).unwrap();
+    let dict_ring = plain_ring
+        .with_dictionary(dictionary.clone(), true)
+        .unwrap();
     let (without, with) = (ValueCodec::new(&plain_ring), ValueCodec::new(&dict_ring));
     let (mut size_without, mut size_with) = (0usize, 0usize);
     // Documents the trainer never saw.
@@ -48,9 +55,15 @@ fn a_trained_dictionary_makes_small_values_smaller_and_round_trips() {
         let b = with.seal(&CTX, doc).unwrap();
         size_without += a.stored_len();
         size_with += b.stored_len();
-        assert_eq!(with.open(&CTX, b.as_bytes()).unwrap().as_bytes(), doc.as_slice());
+        assert_eq!(
+            with.open(&CTX, b.as_bytes()).unwrap().as_bytes(),
+            doc.as_slice()
+        );
         // Values sealed without the dictionary open with the dictionary codec, and back.
-        assert_eq!(with.open(&CTX, a.as_bytes()).unwrap().as_bytes(), doc.as_slice());
+        assert_eq!(
+            with.open(&CTX, a.as_bytes()).unwrap().as_bytes(),
+            doc.as_slice()
+        );
     }
     assert!(
         size_with * 10 < size_without * 9,
@@ -64,15 +77,27 @@ fn dictionaries_rotate_with_the_keyring_and_an_unknown_one_is_typed() {
     let first = trained(&docs);
     let second = trained(&docs[1..]);
     assert_ne!(first.id(), second.id());
-    let ring = Keyring::generate().unwrap().with_dictionary(first.clone(), true).unwrap();
+    let ring = Keyring::generate()
+        .unwrap()
+        .with_dictionary(first.clone(), true)
+        .unwrap();
     let doc = &docs[1];
     let sealed_first = ValueCodec::new(&ring).seal(&CTX, doc).unwrap();
 
     // Rotation: the new dictionary seals, the old one still opens.
     let rotated = ring.with_dictionary(second.clone(), true).unwrap();
-    assert_eq!(rotated.dictionaries().sealing().map(Dictionary::id), Some(second.id()));
+    assert_eq!(
+        rotated.dictionaries().sealing().map(Dictionary::id),
+        Some(second.id())
+    );
     let codec = ValueCodec::new(&rotated);
-    assert_eq!(codec.open(&CTX, sealed_first.as_bytes()).unwrap().as_bytes(), doc.as_slice());
+    assert_eq!(
+        codec
+            .open(&CTX, sealed_first.as_bytes())
+            .unwrap()
+            .as_bytes(),
+        doc.as_slice()
+    );
     let sealed_second = codec.seal(&CTX, doc).unwrap();
 
     // Dropped too early: the value is a typed miss, counted as an unknown-key event.
@@ -80,7 +105,10 @@ fn dictionaries_rotate_with_the_keyring_and_an_unknown_one_is_typed() {
     let err = ValueCodec::new(&dropped)
         .open(&CTX, sealed_first.as_bytes())
         .unwrap_err();
-    assert!(matches!(err, Error::UnknownDictionary(id) if id == first.id()), "{err:?}");
+    assert!(
+        matches!(err, Error::UnknownDictionary(id) if id == first.id()),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), ErrorKind::UnknownDictionary);
     assert!(err.is_stored_value_failure());
     // A codec without any dictionary cannot open dictionary values either (no guessing).
@@ -113,11 +141,17 @@ fn the_keyring_file_carries_dictionaries() {
     assert_eq!(parsed.dictionaries(), ring.dictionaries());
     // With a byte order mark and CRLF line ends too.
     let crlf = format!("\u{feff}{}", text.replace('\n', "\r\n"));
-    assert_eq!(Keyring::parse(&crlf).unwrap().dictionaries(), ring.dictionaries());
+    assert_eq!(
+        Keyring::parse(&crlf).unwrap().dictionaries(),
+        ring.dictionaries()
+    );
     // Sealed by one, opened by the other.
     let sealed = ValueCodec::new(&ring).seal(&CTX, &docs[3]).unwrap();
     assert_eq!(
-        ValueCodec::new(&parsed).open(&CTX, sealed.as_bytes()).unwrap().as_bytes(),
+        ValueCodec::new(&parsed)
+            .open(&CTX, sealed.as_bytes())
+            .unwrap()
+            .as_bytes(),
         docs[3].as_slice()
     );
 
@@ -126,7 +160,10 @@ fn the_keyring_file_carries_dictionaries() {
         &format!("seal-dictionary {} ", second.id()),
         &format!("seal-dictionary {} ", second.id().wrapping_add(1)),
     );
-    assert!(matches!(Keyring::parse(&wrong_id), Err(Error::KeyringSyntax { .. })));
+    assert!(matches!(
+        Keyring::parse(&wrong_id),
+        Err(Error::KeyringSyntax { .. })
+    ));
     let not_a_dictionary = format!("{}dictionary 7 aGVsbG8gd29ybGQ=\n", ring.to_text().as_str());
     assert!(matches!(
         Keyring::parse(&not_a_dictionary),
@@ -136,7 +173,10 @@ fn the_keyring_file_carries_dictionaries() {
         &format!("\ndictionary {} ", first.id()),
         &format!("\nseal-dictionary {} ", first.id()),
     );
-    assert!(matches!(Keyring::parse(&two), Err(Error::KeyringSyntax { .. })));
+    assert!(matches!(
+        Keyring::parse(&two),
+        Err(Error::KeyringSyntax { .. })
+    ));
     // Debug shows ids and sizes, never the bytes.
     assert!(!format!("{first:?}").contains(&format!("{:?}", &first.as_bytes()[..8])));
 }

@@ -422,7 +422,11 @@ pub fn add_dictionary(dir: &Path, dictionary: sealcache_codec::Dictionary) -> Re
         ring.to_text().as_bytes(),
         &mut files,
     )?;
-    Ok(ring.dictionaries().iter().map(sealcache_codec::Dictionary::id).collect())
+    Ok(ring
+        .dictionaries()
+        .iter()
+        .map(sealcache_codec::Dictionary::id)
+        .collect())
 }
 
 fn write_passwords(

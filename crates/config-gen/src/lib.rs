@@ -63,8 +63,8 @@ mod validate;
 
 pub use configuration::{ConfigurationSummary, SecureConfigGenerator, SecurityConfiguration};
 pub use deploy_dir::{
-    DeploymentOptions, OutputFormat, Rotation, WriteMode, WrittenDeployment, render_env,
-    add_dictionary, rotate_deployment, write_deployment,
+    DeploymentOptions, OutputFormat, Rotation, WriteMode, WrittenDeployment, add_dictionary,
+    render_env, rotate_deployment, write_deployment,
 };
 pub use env_file::{parse as parse_env, read as read_env_file};
 pub use error::{Error, Result};
