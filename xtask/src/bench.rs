@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use crate::progress::{cargo, step, workspace_root};
+use crate::progress::{cargo, step};
 
 /// Which benchmark to run.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -38,7 +38,7 @@ impl BenchArgs {
             Some(s) => vec![s],
             None => vec![Suite::Codec, Suite::Monitor, Suite::Cache, Suite::Server],
         };
-        let results = workspace_root().join("target/criterion");
+        let results = crate::progress::target_dir().join("criterion");
         for suite in suites {
             let (name, args): (&str, &[&str]) = match suite {
                 Suite::Codec => (

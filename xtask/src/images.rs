@@ -160,11 +160,11 @@ fn backend(base: &str) -> anyhow::Result<()> {
         cargo().args(["build", "--release", "--locked", "-p", "sealcache-server"]),
     )?;
     let root = workspace_root();
-    let ctx = root.join("target/sealcache-image");
+    let ctx = crate::progress::target_dir().join("sealcache-image");
     let _ = std::fs::remove_dir_all(&ctx);
     std::fs::create_dir_all(&ctx)?;
     std::fs::copy(
-        root.join("target/release/sealcache-server"),
+        crate::progress::target_dir().join("release/sealcache-server"),
         ctx.join("sealcache-server"),
     )?;
     let dockerfile = root.join("deploy/images/backend.Dockerfile");

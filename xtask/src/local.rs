@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::http::request;
-use crate::progress::{cargo, on_path, step, workspace_root};
+use crate::progress::{cargo, on_path, step};
 
 /// What `down` needs to stop a local stack.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -72,7 +72,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
         "cargo build --release -p sealcache-server",
         cargo().args(["build", "--release", "--locked", "-p", "sealcache-server"]),
     )?;
-    let binary = workspace_root().join("target/release/sealcache-server");
+    let binary = crate::progress::target_dir().join("release/sealcache-server");
     let log = std::fs::File::create(state.join("server.log"))?;
     let server = Command::new(&binary)
         .env_clear()

@@ -6,11 +6,44 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-/// The workspace root (the parent of the xtask crate).
+/// The workspace root, as `cargo metadata` reports it from the current directory.
 pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    layout().0.clone()
+}
+
+/// The build output directory (`CARGO_TARGET_DIR`, `build.target-dir`, or `target/`), as cargo
+/// reports it for this workspace now.
+pub(crate) fn target_dir() -> PathBuf {
+    layout().1.clone()
+}
+
+/// The workspace root and target directory from `cargo metadata`, asked at run time from the
+/// current directory: never a path baked in at compile time (a shared `CARGO_TARGET_DIR` would
+/// otherwise run whichever checkout built xtask last). Falls back to this source's checkout.
+fn layout() -> &'static (PathBuf, PathBuf) {
+    static LAYOUT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let fallback_root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .output();
+        let parsed = output
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+        let field = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v[name].as_str().map(PathBuf::from))
+        };
+        let root = field("workspace_root").unwrap_or(fallback_root);
+        let target = field("target_directory").unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+        });
+        (root, target)
+    })
 }
 
 /// `cargo` as invoked us (falls back to `cargo` on PATH).

@@ -103,7 +103,7 @@ fn stack_verification() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("▶ compose stack: secure-up, verify, down (Docker engine answers)");
-    let dir = crate::progress::workspace_root().join("target/stack-test");
+    let dir = crate::progress::target_dir().join("stack-test");
     let _ = std::fs::remove_dir_all(&dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -128,7 +128,7 @@ fn stack_verification() -> anyhow::Result<()> {
 /// stopped by pid; runs on every machine (redis-server is installed above).
 fn local_verification() -> anyhow::Result<()> {
     println!("▶ local stack: secure-up --local, verify, down");
-    let dir = crate::progress::workspace_root().join("target/local-test");
+    let dir = crate::progress::target_dir().join("local-test");
     let _ = crate::local::down(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let info = sealcache_env_detect::EnvironmentDetector::default()

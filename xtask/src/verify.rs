@@ -1,4 +1,4 @@
-//! Verification of a running stack: every hardening item of DESIGN.md §6, observed.
+//! Verification of a running stack: every hardening item of docs/architecture.md §6, observed.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! The shipped deployment files meet DESIGN.md §6 item by item (text checks, plus the compose
-//! tool's own validation when one is installed).
+//! The shipped deployment files meet docs/architecture.md §6 item by item (text checks, plus the
+//! compose tool's own validation when one is installed).
 
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

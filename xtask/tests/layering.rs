@@ -1,5 +1,6 @@
-//! The crate layering of DESIGN.md §2: a user who wants only the codec (or the detector, or the
-//! monitor without features) compiles no Redis, HTTP, async runtime or OpenTelemetry crate.
+//! The crate layering of docs/architecture.md §2: a user who wants only the codec (or the
+//! detector, or the monitor without features) compiles no Redis, HTTP, async runtime or
+//! OpenTelemetry crate.
 
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -147,21 +147,71 @@ impl CacheBuilder<NeedsKeyring, NeedsTransport> {
     }
 }
 
-impl CacheBuilder<KeySource, NeedsTransport> {
-    /// Connects to Redis with `config` (connections are made lazily, on first use).
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::KeySource {}
+    impl Sealed for super::CacheBuilder<super::KeySource, super::RedisConfig> {}
+}
+
+/// The keyring has been decided (`.keyring(k)` or `.no_keyring()`): the state `.redis(..)` needs.
+/// Sealed; only the builder's own states implement it.
+#[diagnostic::on_unimplemented(
+    message = "decide the keyring before the transport: call `.keyring(keyring)` or `.no_keyring()` before `.redis(config)`",
+    label = "this builder has no keyring decision yet"
+)]
+pub trait KeyringDecided: sealed::Sealed {}
+impl KeyringDecided for KeySource {}
+
+/// Every decision is made: the state `.build()` needs. Sealed.
+#[diagnostic::on_unimplemented(
+    message = "the cache builder is not ready: call `.keyring(keyring)` (or `.no_keyring()`), then `.redis(config)`, then `.build()`",
+    label = "this builder still needs `.keyring(..)`/`.no_keyring()` and `.redis(..)`"
+)]
+pub trait ReadyToBuild: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_ready(self) -> CacheBuilder<KeySource, RedisConfig>;
+}
+impl ReadyToBuild for CacheBuilder<KeySource, RedisConfig> {
+    fn into_ready(self) -> CacheBuilder<KeySource, RedisConfig> {
+        self
+    }
+}
+
+impl<K: KeyringDecided> CacheBuilder<K, NeedsTransport> {
+    /// Connects to Redis with `config` (connections are made lazily, on first use). Needs the
+    /// keyring decided first; otherwise the compiler says so in words.
     #[must_use]
-    pub fn redis(self, config: RedisConfig) -> CacheBuilder<KeySource, RedisConfig> {
+    pub fn redis(self, config: RedisConfig) -> CacheBuilder<K, RedisConfig> {
         self.with_state_moving_keyring(config)
     }
 }
 
-impl CacheBuilder<KeySource, RedisConfig> {
-    /// Applies the strict policy and builds the cache.
+impl<K, T> CacheBuilder<K, T> {
+    /// Applies the strict policy and builds the cache. Available once the keyring and the
+    /// transport are decided; before that the compiler names the missing call:
+    ///
+    /// ```compile_fail
+    /// # use sealcache::CacheBuilder;
+    /// # use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
+    /// let env = EnvironmentDetector::new(MapSource::new()).detect(FeatureContext::Default);
+    /// // error: the cache builder is not ready: call `.keyring(keyring)` (or `.no_keyring()`),
+    /// // then `.redis(config)`, then `.build()`
+    /// let cache = CacheBuilder::new(env).build();
+    /// ```
     ///
     /// # Errors
     /// [`Error::Policy`] listing every unmet requirement; [`Error::Config`] and
     /// [`Error::TlsFile`] for unusable settings.
-    pub fn build(self) -> Result<AiResponseCache> {
+    pub fn build(self) -> Result<AiResponseCache>
+    where
+        Self: ReadyToBuild,
+    {
+        self.into_ready().build_ready()
+    }
+}
+
+impl CacheBuilder<KeySource, RedisConfig> {
+    fn build_ready(self) -> Result<AiResponseCache> {
         let has_key = matches!(self.keyring, KeySource::Configured(_));
         let tolerated = crate::policy::check(&self.environment, &self.transport, has_key)
             .map_err(Error::Policy)?;

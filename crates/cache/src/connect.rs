@@ -171,10 +171,15 @@ fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>> {
     })
 }
 
-/// Installs rustls's `ring` provider as the process default (redis-rs builds its TLS configuration
-/// with the default provider). Harmless when one is already installed.
+/// Installs rustls's `ring` provider as the process default **only when no provider is installed
+/// yet**: redis-rs builds its TLS configuration with the process default, and rustls cannot pick
+/// one by itself when an application links several. An application that installs its own provider
+/// (aws-lc-rs, FIPS) before building the cache keeps it; sealcache's own TLS probe always uses
+/// `ring` explicitly and never touches the default.
 pub(crate) fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
 }
 
 /// Builds the redis-rs client for `config`: credentials from the settings (never from the URL's

@@ -39,6 +39,12 @@ pub enum Error {
         "invalid cache key: expected 1 to 512 printable characters without whitespace or `*?[]\\`"
     )]
     InvalidKey,
+    /// The namespace (`CACHE_NAMESPACE`) is empty, too long, or has characters other than
+    /// `a-z A-Z 0-9 _ - .` (`:` separates the parts of a Redis key, so it is refused).
+    #[error(
+        "invalid namespace: expected 1 to 64 characters of a-z, A-Z, 0-9, `_`, `-` or `.` (no `:`: it separates the parts of a Redis key)"
+    )]
+    InvalidNamespace,
     /// The Redis URL or TLS material is unusable.
     #[error("invalid Redis configuration: {0}")]
     Config(String),
@@ -115,6 +121,7 @@ impl Error {
             Error::Policy(_) => "policy",
             Error::InvalidOperation => "invalid_operation",
             Error::InvalidKey => "invalid_key",
+            Error::InvalidNamespace => "invalid_namespace",
             Error::Config(_) => "config",
             Error::TlsFile { .. } => "tls_file",
             Error::Connect(_) => "connect",

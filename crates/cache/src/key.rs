@@ -129,14 +129,16 @@ impl KeyScheme {
     /// A scheme for `namespace` keyed with `secret`.
     ///
     /// # Errors
-    /// [`Error::InvalidKey`] if the namespace has characters outside `a-z A-Z 0-9 _ - .`.
+    /// [`Error::InvalidNamespace`] if the namespace is empty, longer than 64 bytes, or has
+    /// characters outside `a-z A-Z 0-9 _ - .` (a `:` would let one namespace's keys look like
+    /// another's).
     pub fn new(namespace: &str, secret: &KeyNameSecret) -> Result<Self> {
         let ok = (1..=64).contains(&namespace.len())
             && namespace
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !ok {
-            return Err(Error::InvalidKey);
+            return Err(Error::InvalidNamespace);
         }
         let mac =
             HmacSha256::new_from_slice(secret.expose_secret()).map_err(|_| Error::InvalidKey)?;
@@ -452,12 +454,12 @@ mod tests {
             scheme().operation_pattern("qa").unwrap(),
             "ai_cache:v2:qa:*"
         );
-        assert!(
-            KeyScheme::new(
-                "bad:ns",
-                &KeyNameSecret::new(SecretKey::from_bytes([1; 32]))
-            )
-            .is_err()
-        );
+        let err = KeyScheme::new(
+            "bad:ns",
+            &KeyNameSecret::new(SecretKey::from_bytes([1; 32])),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidNamespace), "{err:?}");
+        assert!(err.to_string().contains("namespace"), "{err}");
     }
 }

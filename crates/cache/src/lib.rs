@@ -7,7 +7,7 @@
 //!   `invalidate_operation`, `clear`, `stats`, `security_status`.
 //! * [`SealedCache`] is the generic layer over explicit keys and serde values.
 //! * [`CacheBuilder`] decides keyring, then transport, then builds under the strict policy
-//!   (DESIGN.md §5); [`from_settings`] builds from `sealcache-config-gen`'s settings.
+//!   (docs/architecture.md §5); [`from_settings`] builds from `sealcache-config-gen`'s settings.
 //! * [`RedisConfig`] (TLS with a pinned CA and a client certificate, ACL user, timeouts, breaker),
 //!   [`TtlPolicy`], [`CacheOptions`].
 //!
@@ -86,7 +86,9 @@ mod ttl;
 
 pub use ai::AiResponseCache;
 pub use breaker::BreakerConfig;
-pub use builder::{CacheBuilder, KeySource, NeedsKeyring, NeedsTransport};
+pub use builder::{
+    CacheBuilder, KeySource, KeyringDecided, NeedsKeyring, NeedsTransport, ReadyToBuild,
+};
 #[cfg(feature = "settings")]
 pub use builder::{from_settings, from_settings_with};
 pub use bytes::Bytes;
@@ -106,6 +108,16 @@ pub use status::{
     CERTIFICATE_WARNING_DAYS, Check, CheckName, Impact, SecurityLevel, SecurityStatus,
 };
 pub use ttl::TtlPolicy;
+
+// What the public API needs, so that a program depends on `sealcache` (and `tokio`) alone.
+pub use sealcache_codec::{Dictionary, Keyring, SecretKey};
+#[cfg(feature = "settings")]
+pub use sealcache_config_gen::SecuritySettings;
+pub use sealcache_env_detect::{
+    Environment, EnvironmentDetector, EnvironmentInfo, FeatureContext, MapSource, Policy,
+    SecurityMode,
+};
+pub use sealcache_monitor::{BreakerState, CacheObserver, SecurityEvent, SecurityEventType, Tier};
 
 /// The README's examples run as doc tests.
 #[cfg(doctest)]

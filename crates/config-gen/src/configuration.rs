@@ -15,9 +15,9 @@ use crate::secret::SecretString;
 /// A generated configuration with the seed's fields.
 ///
 /// `redis_password` is the password the cache authenticates with (`cache_app`, the
-/// `REDIS_PASSWORD` of DESIGN.md §9); `redis_cache_password` is the monitor user's (`cache_monitor`,
-/// which the server's ACL LOG poller uses). The health and admin passwords exist only in the
-/// deployment directory. `Debug` shows no secret.
+/// `REDIS_PASSWORD` of docs/architecture.md §9); `redis_cache_password` is the monitor user's
+/// (`cache_monitor`, which the server's ACL LOG poller uses). The health and admin passwords exist
+/// only in the deployment directory. `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct SecurityConfiguration {
     /// `cache_app`'s password (`REDIS_PASSWORD`).

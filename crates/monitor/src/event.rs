@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-/// The bounded set of event types (DESIGN.md §7, `sealcache.security.events{type}`).
+/// The bounded set of event types (docs/architecture.md §7, `sealcache.security.events{type}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityEventType {

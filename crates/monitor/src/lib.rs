@@ -10,8 +10,8 @@
 //!   security events with per-type totals, 5-minute and 1-hour windows, and [`AlertRule`]s that
 //!   raise one `tracing` record per window. Its [`performance_summary`](SecurityAwareCacheMonitor::performance_summary)
 //!   and [`security_summary`](SecurityAwareCacheMonitor::security_summary) are JSON-serializable.
-//! * With the `otel` feature, `OtelObserver` records the instruments of DESIGN.md §7 from a
-//!   `Meter`, and `Telemetry` sets up OTLP/HTTP (`otlp`), a Prometheus text registry
+//! * With the `otel` feature, `OtelObserver` records the instruments of docs/architecture.md §7
+//!   from a `Meter`, and `Telemetry` sets up OTLP/HTTP (`otlp`), a Prometheus text registry
 //!   (`prometheus`), or nothing.
 //! * With the `acl-log` feature, `AclLogPoller` turns Redis `ACL LOG` entries into `auth_failed`
 //!   and `acl_denied` events, counted exactly (whole deltas, across reconnects, restarts and log resets).
@@ -45,7 +45,7 @@
 //!
 //! | feature | enables | default |
 //! |---|---|---|
-//! | `otel` | `OtelObserver` (instruments of DESIGN.md §7) and `Telemetry` setup | no |
+//! | `otel` | `OtelObserver` (instruments of docs/architecture.md §7) and `Telemetry` setup | no |
 //! | `otlp` | `otel` + OTLP/HTTP export (`http-proto`, blocking reqwest), honouring `OTEL_EXPORTER_OTLP_*` | no |
 //! | `prometheus` | `otel` + a Prometheus registry rendered as text for `/metrics` | no |
 //! | `tracing-layer` | `otel` + a `tracing-opentelemetry` layer helper for spans | no |

@@ -1,4 +1,5 @@
-//! OpenTelemetry: the instruments of DESIGN.md §7 and the exporter setup (feature `otel`).
+//! OpenTelemetry: the instruments of docs/architecture.md §7 and the exporter setup (feature
+//! `otel`).
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -103,7 +103,7 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
-/// The secret that keys the HMAC of cache key names (DESIGN.md §4).
+/// The secret that keys the HMAC of cache key names (docs/architecture.md §4).
 ///
 /// It is separate from the encryption keys and does not change when they rotate: changing it
 /// turns every cache entry into a miss.

@@ -17,9 +17,9 @@
 //! * `seal-dictionary ID BASE64` (at most one) and `dictionary ID BASE64`: trained zstd
 //!   dictionaries (standard base64 of zstd's dictionary format; `ID` must be the id in its
 //!   header). New values are compressed with the sealing one; the others open older values.
-//! * `name-secret` is the HMAC key for cache key names (DESIGN.md §4). It may be left out only
-//!   when the keyring holds a single key, in which case it is derived from that key with HKDF;
-//!   [`Keyring::rotate`] writes it out explicitly so it survives the rotation.
+//! * `name-secret` is the HMAC key for cache key names (docs/architecture.md §4). It may be left
+//!   out only when the keyring holds a single key, in which case it is derived from that key with
+//!   HKDF; [`Keyring::rotate`] writes it out explicitly so it survives the rotation.
 //!
 //! A single bare key (the shape of `REDIS_ENCRYPTION_KEY`) is also accepted by
 //! [`Keyring::parse`]; it becomes primary key id 1.

@@ -1,5 +1,5 @@
-//! `SecuritySettings::load()`: the runtime settings of the cache and server (DESIGN.md §9), the
-//! one input every component reads its configuration from.
+//! `SecuritySettings::load()`: the runtime settings of the cache and server
+//! (docs/architecture.md §9), the one input every component reads its configuration from.
 //!
 //! Precedence, lowest first: built-in defaults, then the TOML file (`SEALCACHE_CONFIG`, or
 //! `sealcache.toml` in the working directory when present), then environment variables. TOML keys
