@@ -41,7 +41,7 @@ impl TestArgs {
             for (package, features) in [
                 ("sealcache-codec", "ring"),
                 ("sealcache-codec", "rustcrypto"),
-                ("sealcache-codec", "dictionary-training"),
+                ("sealcache-codec", "ring,dictionary-training"),
                 ("sealcache-monitor", ""),
                 ("sealcache-monitor", "otel"),
                 ("sealcache-monitor", "otlp"),
