@@ -52,6 +52,16 @@ pub(crate) struct DictionaryArgs {
 impl DictionaryArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.dir.clone().unwrap_or_else(default_dir);
+        anyhow::ensure!(
+            dir.join(layout::ENCRYPTION_KEYRING).is_file(),
+            "{} holds no keyring ({}): generate the deployment first",
+            dir.display(),
+            layout::ENCRYPTION_KEYRING
+        );
+        anyhow::ensure!(
+            (1024..=1 << 20).contains(&self.size),
+            "--size must be between 1024 and 1048576 bytes"
+        );
         let samples: Vec<Vec<u8>> = if self.samples.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&self.samples)
                 .with_context(|| format!("cannot read {}", self.samples.display()))?

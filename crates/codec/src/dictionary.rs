@@ -49,6 +49,7 @@ impl Dictionary {
         let id = zstd::zstd_safe::get_dict_id_from_dict(&bytes)
             .ok_or(Error::InvalidDictionary("the dictionary has no id"))?
             .get();
+        check_usable(&bytes)?;
         Ok(Self { id, bytes })
     }
 
@@ -79,6 +80,23 @@ impl Dictionary {
     }
 }
 
+/// Proves zstd can load the dictionary and round-trip a value with it: a damaged dictionary with
+/// an intact header is refused when the keyring loads, not at the first seal.
+fn check_usable(bytes: &[u8]) -> Result<()> {
+    const DAMAGED: Error =
+        Error::InvalidDictionary("the dictionary is damaged (zstd cannot use it)");
+    let probe: Vec<u8> = (0u8..=255).cycle().take(1024).collect();
+    let mut compressor =
+        zstd::bulk::Compressor::with_dictionary(crate::compress::DEFAULT_ZSTD_LEVEL, bytes)
+            .map_err(|_| DAMAGED)?;
+    let frame = compressor.compress(&probe).map_err(|_| DAMAGED)?;
+    let mut decompressor = zstd::bulk::Decompressor::with_dictionary(bytes).map_err(|_| DAMAGED)?;
+    let back = decompressor
+        .decompress(&frame, probe.len())
+        .map_err(|_| DAMAGED)?;
+    if back == probe { Ok(()) } else { Err(DAMAGED) }
+}
+
 /// The dictionaries of a keyring: at most one to seal with, and every one to open with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dictionaries {
@@ -94,12 +112,19 @@ impl Dictionaries {
     }
 
     /// Adds `dictionary`, for sealing too when `seal` (the previous sealing dictionary stays, for
-    /// opening only).
+    /// opening only). Adding one already held is a no-op, or makes it the sealing one again.
     ///
     /// # Errors
-    /// [`Error::DuplicateDictionaryId`] when a dictionary with that id is already held.
+    /// [`Error::DuplicateDictionaryId`] when a *different* dictionary with that id is held.
     pub fn add(&mut self, dictionary: Dictionary, seal: bool) -> Result<()> {
-        if self.get(dictionary.id).is_some() {
+        if let Some(held) = self.get(dictionary.id) {
+            // The same dictionary again (training is deterministic): at most a promotion.
+            if held.bytes == dictionary.bytes {
+                if seal {
+                    self.seal = Some(dictionary.id);
+                }
+                return Ok(());
+            }
             return Err(Error::DuplicateDictionaryId(dictionary.id));
         }
         if seal {

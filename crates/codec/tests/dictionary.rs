@@ -180,3 +180,45 @@ fn the_keyring_file_carries_dictionaries() {
     // Debug shows ids and sizes, never the bytes.
     assert!(!format!("{first:?}").contains(&format!("{:?}", &first.as_bytes()[..8])));
 }
+
+#[test]
+fn a_damaged_dictionary_is_refused_when_loaded_and_adding_one_again_is_harmless() {
+    let docs = corpus("small");
+    let dictionary = trained(&docs);
+    // Header (magic and id) intact, the tables zeroed: refused at load, not at the first seal.
+    let mut damaged = dictionary.as_bytes().to_vec();
+    for b in &mut damaged[8..208] {
+        *b = 0;
+    }
+    assert!(matches!(
+        Dictionary::from_bytes(damaged),
+        Err(Error::InvalidDictionary(_))
+    ));
+    let truncated = dictionary.as_bytes()[..40].to_vec();
+    assert!(matches!(
+        Dictionary::from_bytes(truncated),
+        Err(Error::InvalidDictionary(_))
+    ));
+    // Training is deterministic: the same dictionary again only makes it the sealing one.
+    let other = trained(&docs[1..]);
+    let ring = Keyring::generate()
+        .unwrap()
+        .with_dictionary(dictionary.clone(), true)
+        .unwrap()
+        .with_dictionary(other.clone(), true)
+        .unwrap();
+    let again = ring.with_dictionary(dictionary.clone(), true).unwrap();
+    assert_eq!(
+        again.dictionaries().sealing().map(Dictionary::id),
+        Some(dictionary.id())
+    );
+    assert_eq!(again.dictionaries().iter().count(), 2);
+    // The same line twice in a keyring file is still refused.
+    let text = again.to_text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("seal-dictionary"))
+        .unwrap()
+        .replace("seal-dictionary", "dictionary");
+    assert!(Keyring::parse(&format!("{}{line}\n", text.as_str())).is_err());
+}

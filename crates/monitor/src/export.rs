@@ -7,7 +7,8 @@
 //! `capacity` spans (or records) are "in flight" from the moment they end until their export
 //! returns, which is never fewer than sit in the SDK's channel of the same capacity, so the SDK
 //! never sees a full channel; every item beyond that is dropped here, with one atomic operation,
-//! and counted in `sealcache.telemetry.dropped{signal}`.
+//! and counted in `sealcache.telemetry.dropped{signal, reason="queue_full"}`. Items whose export
+//! failed (collector down, refusing, timing out) are counted with `reason="export_failed"`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +36,7 @@ pub struct QueueGate {
     in_flight: AtomicUsize,
     capacity: usize,
     dropped: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl QueueGate {
@@ -45,6 +47,7 @@ impl QueueGate {
             in_flight: AtomicUsize::new(0),
             capacity: capacity.max(1),
             dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
     }
 
@@ -74,6 +77,17 @@ impl QueueGate {
     #[must_use]
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Items lost since start because their export failed (collector refused, down, timed out).
+    #[must_use]
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn export_failed(&self, n: usize) {
+        self.failed
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 }
 
@@ -121,6 +135,9 @@ impl<E: SpanExporter> SpanExporter for ReleasingSpanExporter<E> {
         let n = batch.len();
         let result = self.inner.export(batch).await;
         self.gate.release(n);
+        if result.is_err() {
+            self.gate.export_failed(n);
+        }
         result
     }
 
@@ -176,6 +193,9 @@ impl<E: LogExporter> LogExporter for ReleasingLogExporter<E> {
         let n = batch.iter().count();
         let result = self.inner.export(batch).await;
         self.gate.release(n);
+        if result.is_err() {
+            self.gate.export_failed(n);
+        }
         result
     }
 

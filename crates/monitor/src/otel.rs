@@ -48,8 +48,8 @@ pub mod names {
     pub const INVALIDATIONS: &str = "sealcache.invalidations";
     /// `sealcache.invalidated.keys` ({key}).
     pub const INVALIDATED_KEYS: &str = "sealcache.invalidated.keys";
-    /// `sealcache.telemetry.dropped` ({item}): spans and log records dropped because the export
-    /// queue was full (`signal` = spans|logs).
+    /// `sealcache.telemetry.dropped` ({item}): spans and log records lost (`signal` =
+    /// spans|logs, `reason` = queue_full|export_failed).
     pub const TELEMETRY_DROPPED: &str = "sealcache.telemetry.dropped";
 }
 
@@ -603,11 +603,22 @@ impl TelemetryBuilder {
                     .u64_observable_counter(names::TELEMETRY_DROPPED)
                     .with_unit("{item}")
                     .with_description(
-                        "Spans and log records dropped because the export queue was full",
+                        "Spans and log records lost: export queue full, or export failed",
                     )
                     .with_callback(move |observer| {
                         for (signal, gate) in &gates {
-                            observer.observe(gate.dropped(), &[KeyValue::new("signal", *signal)]);
+                            for (reason, n) in [
+                                ("queue_full", gate.dropped()),
+                                ("export_failed", gate.failed()),
+                            ] {
+                                observer.observe(
+                                    n,
+                                    &[
+                                        KeyValue::new("signal", *signal),
+                                        KeyValue::new("reason", reason),
+                                    ],
+                                );
+                            }
                         }
                     })
                     .build();
@@ -720,13 +731,14 @@ impl Telemetry {
         self.head_sampler
     }
 
-    /// Spans dropped (export queue full) and log records dropped, since start.
+    /// Spans and log records lost since start (export queue full, or export failed).
     #[cfg(feature = "otlp")]
     #[must_use]
     pub fn dropped(&self) -> (u64, u64) {
+        let lost = |g: &crate::export::QueueGate| g.dropped() + g.failed();
         (
-            self.traces.as_ref().map_or(0, |(_, g)| g.dropped()),
-            self.logs.as_ref().map_or(0, |(_, g)| g.dropped()),
+            self.traces.as_ref().map_or(0, |(_, g)| lost(g)),
+            self.logs.as_ref().map_or(0, |(_, g)| lost(g)),
         )
     }
 

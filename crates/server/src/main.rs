@@ -45,6 +45,22 @@ fn main() -> ExitCode {
         }
     };
     init_logging(Some(&telemetry));
+    if let Ok(name) = std::env::var("OTEL_TRACES_SAMPLER")
+        && !matches!(
+            name.trim(),
+            "always_on"
+                | "always_off"
+                | "traceidratio"
+                | "parentbased_always_on"
+                | "parentbased_always_off"
+                | "parentbased_traceidratio"
+        )
+    {
+        tracing::warn!(
+            sampler = %name.chars().filter(char::is_ascii_graphic).take(40).collect::<String>(),
+            "OTEL_TRACES_SAMPLER names no supported sampler: parentbased_always_on applies"
+        );
+    }
     for (alias, canonical) in &settings.deprecated_aliases {
         tracing::warn!(
             alias,

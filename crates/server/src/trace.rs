@@ -42,15 +42,25 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The sampled flag of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if any.
+/// The sampled flag of a valid W3C `traceparent`, if any: version two lower-case hex digits (not
+/// `ff`), then exactly 32 and 16 lower-case hex digits (not all zero) and two of flags; version
+/// `00` has exactly these four fields, later versions may append more. Anything else is no parent:
+/// the request is a root, and the configured sampler alone decides (a caller cannot force a trace
+/// with a malformed header).
 fn remote_sampled(headers: &HeaderMap) -> Option<bool> {
     let value = headers.get("traceparent")?.to_str().ok()?;
-    let mut parts = value.trim().split('-');
+    let mut parts = value.split('-');
     let (version, trace_id, span_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let extra = parts.next();
     let valid = hex(version, 2)
         && version != "ff"
+        && (version != "00" || extra.is_none())
         && hex(trace_id, 32)
         && trace_id.bytes().any(|b| b != b'0')
         && hex(span_id, 16)
@@ -75,7 +85,8 @@ pub(crate) fn request_span(
     let Some(sampler) = sampler else {
         return tracing::Span::none();
     };
-    if !sampler.sample(remote_sampled(headers)) {
+    let remote = remote_sampled(headers);
+    if !sampler.sample(remote) {
         return tracing::Span::none();
     }
     let span = tracing::debug_span!(
@@ -91,9 +102,9 @@ pub(crate) fn request_span(
         "error.type" = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    if !span.is_disabled() {
-        // W3C trace context (`traceparent`, `tracestate`); an absent or invalid header gives a
-        // root span. Set before the span is entered, as tracing-opentelemetry requires.
+    if remote.is_some() && !span.is_disabled() {
+        // W3C trace context (`traceparent`, `tracestate`), only from a header that passed the
+        // strict check above; set before the span is entered, as tracing-opentelemetry requires.
         let parent = TraceContextPropagator::new().extract(&Headers(headers));
         let _ = span.set_parent(parent);
     }
@@ -110,5 +121,43 @@ pub(crate) fn record_status(span: &tracing::Span, status: StatusCode) {
     if status.is_server_error() {
         span.record("error.type", status.as_str());
         span.record("otel.status_code", "error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn flag(value: &str) -> Option<bool> {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", value.parse().unwrap());
+        remote_sampled(&headers)
+    }
+
+    #[test]
+    fn only_a_well_formed_traceparent_is_a_parent() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let span = "00f067aa0ba902b7";
+        assert_eq!(flag(&format!("00-{id}-{span}-01")), Some(true));
+        assert_eq!(flag(&format!("00-{id}-{span}-00")), Some(false));
+        // A later version may carry more fields.
+        assert_eq!(flag(&format!("01-{id}-{span}-01-what-ever")), Some(true));
+        for bad in [
+            format!("00-{id}-{span}-01-extra"),
+            format!("00-{}-{span}-01", id.to_uppercase()),
+            format!("00-{}-{span}-01", &id[2..]),
+            format!("00-{id}-{span}-01-"),
+            format!("ff-{id}-{span}-01"),
+            format!("00-{}-{span}-01", "0".repeat(32)),
+            format!("00-{id}-{}-01", "0".repeat(16)),
+            format!("00-{id}-{span}-zz"),
+            format!("00-{id}-{span}"),
+            " 00-x".to_owned(),
+        ] {
+            assert_eq!(flag(&bad), None, "{bad}");
+        }
     }
 }

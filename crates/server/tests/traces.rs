@@ -412,7 +412,11 @@ fn a_hanging_collector_neither_blocks_requests_nor_grows_the_queue() {
         .unwrap();
     let dropped: f64 = metrics
         .lines()
-        .find(|l| l.starts_with("sealcache_telemetry_dropped") && l.contains("signal=\"spans\""))
+        .find(|l| {
+            l.starts_with("sealcache_telemetry_dropped")
+                && l.contains("signal=\"spans\"")
+                && l.contains("reason=\"queue_full\"")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no dropped-spans counter in /metrics:\n{metrics}"));
@@ -424,4 +428,54 @@ fn a_hanging_collector_neither_blocks_requests_nor_grows_the_queue() {
         elapsed < Duration::from_secs(25),
         "60 lookups took {elapsed:?} while the collector hung"
     );
+}
+
+#[test]
+fn a_collector_that_is_down_loses_spans_that_are_counted() {
+    let stack = Stack::start();
+    // Nothing listens there: every export is refused.
+    let port = free_port();
+    let vars = otel_vars(
+        &stack,
+        port,
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("SEALCACHE_METRICS_PUBLIC", "true"),
+        ],
+    );
+    let server = start_server(&vars, None);
+    let http = reqwest::blocking::Client::new();
+    let key = stack.secret(layout::API_KEY);
+    for i in 0..5 {
+        let r = http
+            .post(format!("{}/v1/cache/lookup", server.base))
+            .bearer_auth(key.trim())
+            .json(&json!({"text": format!("q {i}"), "operation": "qa"}))
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "requests are answered while the collector is down"
+        );
+    }
+    let failed = wait_for("spans counted as export_failed", || {
+        let metrics = http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .ok()?
+            .text()
+            .ok()?;
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("sealcache_telemetry_dropped")
+                    && l.contains("signal=\"spans\"")
+                    && l.contains("reason=\"export_failed\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|&n| n > 0.0)
+    });
+    assert!(failed >= 1.0);
 }

@@ -77,6 +77,9 @@ pub(super) fn parse(text: &str) -> Result<Keyring> {
                 if dictionary.id() != id {
                     return Err(syntax("dictionary id differs from the id in its header"));
                 }
+                if dictionaries.get(id).is_some() {
+                    return Err(syntax("second entry for one dictionary id"));
+                }
                 let seal = role == "seal-dictionary";
                 if seal && dictionaries.sealing().is_some() {
                     return Err(syntax("second seal-dictionary entry"));

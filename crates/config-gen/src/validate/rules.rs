@@ -176,12 +176,29 @@ fn encryption(facts: &Facts, out: &mut Out) {
         ),
         Some(text) => {
             if let Err(err) = Keyring::parse(text.expose_secret()) {
-                out.push(
-                    "ENCRYPTION_KEY_INVALID",
-                    Severity::Error,
-                    format!("the encryption key is not usable: {err}"),
-                    "a key is 32 random bytes as 44 characters of URL-safe base64; regenerate it",
+                let about_dictionary = matches!(
+                    err,
+                    sealcache_codec::Error::InvalidDictionary(_)
+                        | sealcache_codec::Error::DuplicateDictionaryId(_)
+                ) || matches!(
+                    err,
+                    sealcache_codec::Error::KeyringSyntax { reason, .. } if reason.contains("dictionary")
                 );
+                if about_dictionary {
+                    out.push(
+                        "DICTIONARY_INVALID",
+                        Severity::Error,
+                        format!("a compression dictionary in the keyring is not usable: {err}"),
+                        "re-run `cargo xtask config dictionary`, or delete that dictionary line (values sealed with it become misses); the keys are fine",
+                    );
+                } else {
+                    out.push(
+                        "ENCRYPTION_KEY_INVALID",
+                        Severity::Error,
+                        format!("the encryption key is not usable: {err}"),
+                        "a key is 32 random bytes as 44 characters of URL-safe base64; regenerate it",
+                    );
+                }
             }
         }
     }
