@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use sealcache_config_gen::layout;
+
+use crate::contract::{REDIS_URL, SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, host_path};
 use crate::http::request;
-use crate::progress::{cargo, on_path, step};
+use crate::progress::{cargo, on_path, step, workspace_root};
+
+/// The containers' Redis configuration, which the local one is made from.
+const REDIS_CONF: &str = "deploy/redis/redis.conf";
 
 /// What `down` needs to stop a local stack.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -41,74 +47,65 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
             "neither a Docker engine nor redis-server is available: install docker.io and docker-compose, or redis-server (apt-get install redis-server)"
         );
     }
-    let dir = std::fs::canonicalize(dir)?;
+    let dir = std::fs::canonicalize(dir)
+        .with_context(|| format!("cannot open the deployment directory {}", dir.display()))?;
     down(&dir)?;
     let state = state_dir(&dir);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&state)?;
-    let redis_port = free_port()?;
-    let s = |rel: &str| dir.join(rel).to_string_lossy().into_owned();
-    let conf = format!(
-        "bind 127.0.0.1\nprotected-mode yes\nport 0\ntls-port {redis_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients yes\ntls-protocols \"TLSv1.2 TLSv1.3\"\naclfile {}\nsave \"\"\nappendonly no\ndir {}\nmaxmemory 192mb\nmaxmemory-policy allkeys-lru\ndaemonize no\nlogfile {}\n",
-        s("secrets/tls/redis.crt"),
-        s("secrets/tls/redis.key"),
-        s("secrets/tls/ca.crt"),
-        s("secrets/users.acl"),
-        state.display(),
-        state.join("redis.log").display(),
-    );
-    std::fs::write(state.join("redis.conf"), conf)?;
+        .create(&state)
+        .with_context(|| format!("cannot create {}", state.display()))?;
+    let redis_port = free_port().context("cannot find a free local port for Redis")?;
+    let template_path = workspace_root().join(REDIS_CONF);
+    let template = std::fs::read_to_string(&template_path)
+        .with_context(|| format!("cannot read {}", template_path.display()))?;
+    let conf = redis_conf(&template, &dir, &state, redis_port)
+        .with_context(|| format!("cannot adapt {} to local processes", template_path.display()))?;
+    let conf_path = state.join("redis.conf");
+    std::fs::write(&conf_path, conf)
+        .with_context(|| format!("cannot write {}", conf_path.display()))?;
     let redis = Command::new("redis-server")
-        .arg(state.join("redis.conf"))
+        .arg(&conf_path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start redis-server")?;
 
+    let env_path = dir.join(layout::ENV_FILE);
+    let env = server_env(
+        sealcache_config_gen::read_env_file(&env_path)?,
+        &dir,
+        redis_port,
+        port,
+    )
+    .with_context(|| format!("cannot adapt {} to local processes", env_path.display()))?;
     step(
         "cargo build --release -p sealcache-server",
         cargo().args(["build", "--release", "--locked", "-p", "sealcache-server"]),
     )?;
     let binary = crate::progress::target_dir().join("release/sealcache-server");
-    let log = std::fs::File::create(state.join("server.log"))?;
+    let log_path = state.join("server.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let server = Command::new(&binary)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs([
-            ("ENVIRONMENT", "production".to_owned()),
-            ("REDIS_URL", format!("rediss://localhost:{redis_port}/0")),
-            ("REDIS_USERNAME", "cache_app".to_owned()),
-            ("REDIS_PASSWORD_FILE", s("secrets/redis_app_password")),
-            ("REDIS_MONITOR_USERNAME", "cache_monitor".to_owned()),
-            (
-                "REDIS_MONITOR_PASSWORD_FILE",
-                s("secrets/redis_monitor_password"),
-            ),
-            ("REDIS_TLS_CA_PATH", s("secrets/tls/ca.crt")),
-            ("REDIS_TLS_CERT_PATH", s("secrets/tls/client.crt")),
-            ("REDIS_TLS_KEY_PATH", s("secrets/tls/client.key")),
-            (
-                "REDIS_ENCRYPTION_KEYS_FILE",
-                s("secrets/encryption_keyring"),
-            ),
-            ("API_KEY_FILE", s("secrets/api_key")),
-            ("SEALCACHE_LISTEN", format!("127.0.0.1:{port}")),
-            ("SEALCACHE_LOG_FORMAT", "json".to_owned()),
-        ])
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .context("cannot start sealcache-server")?;
+        .with_context(|| format!("cannot start {}", binary.display()))?;
     let pids = Pids {
         redis: redis.id(),
         server: server.id(),
         port,
     };
-    std::fs::write(state.join("pids.json"), serde_json::to_vec_pretty(&pids)?)?;
+    let pids_path = state.join("pids.json");
+    std::fs::write(&pids_path, serde_json::to_vec_pretty(&pids)?)
+        .with_context(|| format!("cannot write {}", pids_path.display()))?;
 
     let started = Instant::now();
     loop {
@@ -180,7 +177,8 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
     let Ok(text) = std::fs::read(&file) else {
         return Ok(0);
     };
-    let pids: Pids = serde_json::from_slice(&text)?;
+    let pids: Pids = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a pid record of secure-up --local", file.display()))?;
     let mut stopped = 0;
     for (pid, program) in [
         (pids.server, "sealcache-server"),
@@ -190,7 +188,8 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
         if cmdline(pid).contains(program) {
             let status = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
-                .status()?;
+                .status()
+                .with_context(|| format!("cannot run kill -TERM {pid} ({program})"))?;
             if status.success() {
                 stopped += 1;
             }
@@ -200,6 +199,6 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
             }
         }
     }
-    std::fs::remove_file(&file)?;
+    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
     Ok(stopped)
 }

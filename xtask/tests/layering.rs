@@ -69,3 +69,71 @@ fn leaf_crates_depend_on_nothing_heavy_without_features() {
     assert_light("sealcache-env-detect", "serde");
     assert_light("sealcache-monitor", "tracing");
 }
+
+/// The normal dependency tree of `package` with `args` (features).
+fn normal_deps_with(package: &str, args: &[&str]) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree", "--locked", "-e", "normal", "--prefix", "none", "-p", package,
+        ])
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// The cache never carries provisioning (certificate generation, the generator): rcgen is not in
+/// its tree; figment (the settings loader) and x509-parser (certificate expiry in the status)
+/// come only with the features that ask for them (`settings`, `certificate-expiry`).
+#[test]
+fn the_cache_carries_no_provisioning_and_settings_only_by_feature() {
+    let default = normal_deps_with("sealcache", &[]);
+    assert!(
+        default.iter().any(|d| d == "redis"),
+        "tree not read: {default:?}"
+    );
+    assert!(
+        !default.iter().any(|d| d == "rcgen"),
+        "sealcache pulls in rcgen"
+    );
+    assert!(
+        !default.iter().any(|d| d == "sealcache-config-gen"),
+        "sealcache pulls in the provisioning crate"
+    );
+    let bare = normal_deps_with("sealcache", &["--no-default-features"]);
+    for heavy in ["rcgen", "x509-parser", "figment", "sealcache-settings"] {
+        assert!(
+            !bare.iter().any(|d| d == heavy),
+            "sealcache without features pulls in {heavy}"
+        );
+    }
+    let settings_only = normal_deps_with(
+        "sealcache",
+        &["--no-default-features", "--features", "settings"],
+    );
+    assert!(settings_only.iter().any(|d| d == "figment"));
+    assert!(
+        !settings_only
+            .iter()
+            .any(|d| d == "x509-parser" || d == "rcgen")
+    );
+    // The settings crate itself is light: no certificates, no Redis.
+    let settings = normal_deps_with("sealcache-settings", &[]);
+    for heavy in ["rcgen", "x509-parser", "redis", "rustls"] {
+        assert!(
+            !settings.iter().any(|d| d == heavy),
+            "sealcache-settings pulls in {heavy}"
+        );
+    }
+}

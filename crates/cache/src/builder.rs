@@ -292,7 +292,7 @@ impl CacheBuilder<KeySource, RedisConfig> {
 /// As [`CacheBuilder::build`].
 #[cfg(feature = "settings")]
 pub fn from_settings(
-    settings: &sealcache_config_gen::SecuritySettings,
+    settings: &sealcache_settings::SecuritySettings,
     environment: EnvironmentInfo,
     observer: Option<Arc<dyn CacheObserver>>,
 ) -> Result<AiResponseCache> {
@@ -305,7 +305,7 @@ pub fn from_settings(
 /// As [`CacheBuilder::build`].
 #[cfg(feature = "settings")]
 pub fn from_settings_with(
-    settings: &sealcache_config_gen::SecuritySettings,
+    settings: &sealcache_settings::SecuritySettings,
     environment: EnvironmentInfo,
     observer: Option<Arc<dyn CacheObserver>>,
     options: CacheOptions,

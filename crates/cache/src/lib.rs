@@ -111,13 +111,13 @@ pub use ttl::TtlPolicy;
 
 // What the public API needs, so that a program depends on `sealcache` (and `tokio`) alone.
 pub use sealcache_codec::{Dictionary, Keyring, SecretKey};
-#[cfg(feature = "settings")]
-pub use sealcache_config_gen::SecuritySettings;
 pub use sealcache_env_detect::{
     Environment, EnvironmentDetector, EnvironmentInfo, FeatureContext, MapSource, Policy,
     SecurityMode,
 };
 pub use sealcache_monitor::{BreakerState, CacheObserver, SecurityEvent, SecurityEventType, Tier};
+#[cfg(feature = "settings")]
+pub use sealcache_settings::SecuritySettings;
 
 /// The README's examples run as doc tests.
 #[cfg(doctest)]

@@ -339,17 +339,31 @@ pub(crate) fn file_days(path: &Path) -> Result<Vec<i64>, &'static str> {
     }
     certs
         .iter()
-        .map(|der| der_days(der).ok_or("not an X.509 certificate"))
+        .map(|der| {
+            der_days(der).ok_or(if cfg!(feature = "certificate-expiry") {
+                "not an X.509 certificate"
+            } else {
+                "expiry not read (feature `certificate-expiry` is off)"
+            })
+        })
         .collect()
 }
 
-/// Days until a DER certificate's `notAfter` (negative once expired).
+/// Days until a DER certificate's `notAfter` (negative once expired). `None` without the
+/// `certificate-expiry` feature (the checks are then reported as not observed).
+#[cfg(feature = "certificate-expiry")]
 pub(crate) fn der_days(der: &[u8]) -> Option<i64> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     Some((cert.validity().not_after.timestamp() - now).div_euclid(86_400))
+}
+
+/// Without the `certificate-expiry` feature no certificate is read.
+#[cfg(not(feature = "certificate-expiry"))]
+pub(crate) fn der_days(_der: &[u8]) -> Option<i64> {
+    None
 }
 
 /// Everything the cache observed, gathered by [`crate::SealedCache::security_status`].

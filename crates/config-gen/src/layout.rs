@@ -52,6 +52,25 @@ pub const CLIENT_CERT: &str = "secrets/tls/client.crt";
 /// Client key.
 pub const CLIENT_KEY: &str = "secrets/tls/client.key";
 
+/// Every file of a deployment directory that holds a secret value (passwords, the API key, the
+/// keyring, private keys); certificates and `users.acl` (hashes only) are not among them. Tools
+/// that check that no secret leaks (into `docker inspect`, logs, command output) search for the
+/// values of these files.
+pub const SECRET_FILES: &[&str] = &[
+    APP_PASSWORD,
+    HEALTH_PASSWORD,
+    MONITOR_PASSWORD,
+    ADMIN_PASSWORD,
+    API_KEY,
+    ENCRYPTION_KEYRING,
+    SERVER_KEY,
+    CLIENT_KEY,
+    CA_KEY,
+];
+
+/// The port Redis listens on (TLS) in the deployment, the port of `.env`'s `REDIS_URL`.
+pub const REDIS_PORT: u16 = 6379;
+
 /// Where `secrets/` is mounted inside the containers.
 pub const CONTAINER_SECRETS: &str = "/run/secrets";
 
@@ -60,4 +79,38 @@ pub const CONTAINER_SECRETS: &str = "/run/secrets";
 pub fn container_path(relative: &str) -> String {
     let inner = relative.strip_prefix("secrets/").unwrap_or(relative);
     format!("{CONTAINER_SECRETS}/{inner}")
+}
+
+#[cfg(test)]
+mod tests {
+    use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
+
+    use super::*;
+
+    /// A secret file added to the deployment without being listed in `SECRET_FILES` would escape
+    /// every leak check.
+    #[test]
+    fn secret_files_are_every_written_file_but_certificates_the_acl_and_env() {
+        let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
+            .detect(FeatureContext::SecurityEnforcement);
+        let config =
+            crate::SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let written =
+            crate::write_deployment(&config, dir.path(), &crate::DeploymentOptions::default())
+                .unwrap();
+        for file in SECRET_FILES {
+            assert!(
+                written.files.iter().any(|f| f == file),
+                "{file} is not written"
+            );
+        }
+        for file in &written.files {
+            let public = [ENV_FILE, USERS_ACL, CA_CERT, SERVER_CERT, CLIENT_CERT];
+            assert!(
+                SECRET_FILES.contains(&file.as_str()) || public.contains(&file.as_str()),
+                "{file} is neither listed as secret nor known to be public"
+            );
+        }
+    }
 }

@@ -54,12 +54,14 @@ pub mod tls;
 
 mod configuration;
 mod deploy_dir;
-mod detection;
 mod env_file;
 mod error;
-mod secret;
-mod settings;
 mod validate;
+
+/// Secrets are the settings crate's type: one `SecretString` everywhere.
+mod secret {
+    pub(crate) use sealcache_settings::SecretString;
+}
 
 pub use configuration::{ConfigurationSummary, SecureConfigGenerator, SecurityConfiguration};
 pub use deploy_dir::{
@@ -68,11 +70,12 @@ pub use deploy_dir::{
 };
 pub use env_file::{parse as parse_env, read as read_env_file};
 pub use error::{Error, Result};
-pub use secret::SecretString;
-pub use settings::{
+// The runtime settings moved to `sealcache-settings` (the cache and server need them without the
+// provisioning half); re-exported so that tools keep one import.
+pub use sealcache_settings::{
     ALIASES, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_OTEL_SERVICE_NAME, DEFAULT_REDIS_URL,
-    DEFAULT_STATUS_INTERVAL, DEFAULT_USERNAME, NEAR_MISSES, OTHER_VARIABLES, SecuritySettings,
-    ServerLimits, VARIABLES,
+    DEFAULT_STATUS_INTERVAL, DEFAULT_USERNAME, NEAR_MISSES, OTHER_VARIABLES, SecretString,
+    SecuritySettings, ServerLimits, VARIABLES,
 };
 pub use validate::{
     ERROR_WEIGHT, Facts, Issue, Recommendation, Severity, ValidationInput, ValidationReport,

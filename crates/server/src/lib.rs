@@ -54,7 +54,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 pub use auth::ApiKeys;
 pub use error::ApiError;
 pub use limits::MAX_REQUEST_ID_LEN;
-pub use sealcache_config_gen::ServerLimits;
+pub use sealcache_settings::ServerLimits;
 pub use serve::serve;
 pub use throttle::{AuthThrottle, ThrottleConfig};
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sealcache_config_gen::SecuritySettings;
 use sealcache_env_detect::{FeatureContext, Policy, Requirement};
 use sealcache_monitor::{AclLogPoller, CacheObserver, Telemetry};
 use sealcache_server::{ApiKeys, AppState, AuthThrottle, ThrottleConfig, app};
+use sealcache_settings::SecuritySettings;
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {

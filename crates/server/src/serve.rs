@@ -30,7 +30,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use sealcache_config_gen::ServerLimits;
+use sealcache_settings::ServerLimits;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;

@@ -48,7 +48,7 @@ impl ThrottleConfig {
     ///
     /// # Errors
     /// A `SEALCACHE_TRUSTED_PROXIES` entry that is neither an address nor a CIDR range.
-    pub fn from_limits(limits: &sealcache_config_gen::ServerLimits) -> Result<Self, String> {
+    pub fn from_limits(limits: &sealcache_settings::ServerLimits) -> Result<Self, String> {
         Ok(Self {
             limit: limits.auth_failure_limit,
             window: limits.auth_failure_window,

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use sealcache_config_gen::SecuritySettings;
 use sealcache_env_detect::{Environment, FeatureContext, MapSource};
+use sealcache_settings::SecuritySettings;
 
 fn settings(toml_text: &str, vars: &[(&str, &str)]) -> SecuritySettings {
     let dir = tempfile::tempdir().unwrap();

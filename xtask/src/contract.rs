@@ -1,0 +1,90 @@
+//! The deployment contract as xtask uses it, taken from `sealcache-config-gen` rather than
+//! repeated: variable names checked against the settings' lists at compile time, and the mapping
+//! from a container's secret paths to the deployment directory's files.
+
+use std::path::{Path, PathBuf};
+
+use sealcache_config_gen::{OTHER_VARIABLES, VARIABLES, layout};
+
+/// `name` as the settings list it ([`VARIABLES`], or [`OTHER_VARIABLES`] for the ones other parts
+/// of sealcache read). Used in `const` items, so that a name the settings do not know (a typo, a
+/// renamed variable) fails the build instead of being ignored at run time.
+pub(crate) const fn variable(name: &str) -> &'static str {
+    let mut i = 0;
+    while i < VARIABLES.len() {
+        if str_eq(VARIABLES[i], name) {
+            return VARIABLES[i];
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < OTHER_VARIABLES.len() {
+        if str_eq(OTHER_VARIABLES[i], name) {
+            return OTHER_VARIABLES[i];
+        }
+        i += 1;
+    }
+    panic!("not a variable sealcache reads (sealcache_config_gen::VARIABLES, OTHER_VARIABLES)")
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `REDIS_URL`.
+pub(crate) const REDIS_URL: &str = variable("REDIS_URL");
+/// `SEALCACHE_LISTEN`.
+pub(crate) const SEALCACHE_LISTEN: &str = variable("SEALCACHE_LISTEN");
+/// `SEALCACHE_LOG_FORMAT` (read by the server before the settings).
+pub(crate) const SEALCACHE_LOG_FORMAT: &str = variable("SEALCACHE_LOG_FORMAT");
+
+/// The file of the deployment directory `dir` that a container sees at `container` (a path under
+/// [`layout::CONTAINER_SECRETS`], as `.env` and the compose files name them); `None` for any
+/// other path. The inverse of [`layout::container_path`].
+pub(crate) fn host_path(dir: &Path, container: &str) -> Option<PathBuf> {
+    let inner = container
+        .strip_prefix(layout::CONTAINER_SECRETS)?
+        .strip_prefix('/')?;
+    (!inner.is_empty() && !inner.split('/').any(|c| c == ".." || c == "."))
+        .then(|| dir.join(layout::SECRETS_DIR).join(inner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_come_from_the_settings_lists() {
+        assert!(VARIABLES.contains(&REDIS_URL));
+        assert!(OTHER_VARIABLES.contains(&SEALCACHE_LOG_FORMAT));
+        assert!(std::panic::catch_unwind(|| variable("REDIS_URI")).is_err());
+    }
+
+    #[test]
+    fn host_path_inverts_container_path() {
+        let dir = Path::new("/deploy/x");
+        for rel in layout::SECRET_FILES
+            .iter()
+            .filter(|r| r.starts_with(layout::SECRETS_DIR))
+        {
+            assert_eq!(
+                host_path(dir, &layout::container_path(rel)),
+                Some(dir.join(rel))
+            );
+        }
+        assert_eq!(host_path(dir, "/run/secretsx/a"), None);
+        assert_eq!(host_path(dir, "/run/secrets/../ca/ca.key"), None);
+        assert_eq!(host_path(dir, "/data"), None);
+    }
+}
