@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use sealcache_config_gen::{
-    DeploymentOptions, Recommendation, SecureConfigGenerator, ValidationInput, validate,
+    DeploymentOptions, Recommendation, SecureConfigGenerator, ValidationInput, layout, validate,
     write_deployment,
 };
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
 
+use crate::contract::variable;
 use crate::docker::{Compose, engine_answers, inspect};
 use crate::images::{ImageMode, prepare};
 use crate::progress::{is_root, workspace_root};
@@ -130,13 +131,16 @@ pub(crate) fn compose_for(
         std::fs::canonicalize(dir).with_context(|| format!("{} does not exist", dir.display()))?;
     Ok(Compose::detect(project)?
         .file(&file)
-        .var("SEALCACHE_DIR", dir.to_string_lossy())
-        .var("SEALCACHE_DEPLOY", deploy.to_string_lossy())
-        .var("SEALCACHE_REDIS_IMAGE", images.0)
-        .var("SEALCACHE_BACKEND_IMAGE", images.1)
-        .var("SEALCACHE_PORT", port.to_string())
-        .var("SEALCACHE_UID", UID)
-        .var("SEALCACHE_GID", UID))
+        .var(const { variable("SEALCACHE_DIR") }, dir.to_string_lossy())
+        .var(
+            const { variable("SEALCACHE_DEPLOY") },
+            deploy.to_string_lossy(),
+        )
+        .var(const { variable("SEALCACHE_REDIS_IMAGE") }, images.0)
+        .var(const { variable("SEALCACHE_BACKEND_IMAGE") }, images.1)
+        .var(const { variable("SEALCACHE_PORT") }, port.to_string())
+        .var(const { variable("SEALCACHE_UID") }, UID)
+        .var(const { variable("SEALCACHE_GID") }, UID))
 }
 
 /// Gives the containers' user the secret files (0600 stays 0600); the CA key stays root's.
@@ -147,12 +151,14 @@ fn hand_secrets_to_containers(dir: &Path) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let secrets = dir.join(layout::SECRETS_DIR);
     let status = std::process::Command::new("chown")
         .args(["-R", &format!("{UID}:{UID}")])
-        .arg(dir.join("secrets"))
-        .status()?;
+        .arg(&secrets)
+        .status()
+        .context("cannot run chown")?;
     if !status.success() {
-        bail!("chown of the secrets failed");
+        bail!("chown -R {UID}:{UID} {} failed", secrets.display());
     }
     Ok(())
 }
@@ -244,14 +250,15 @@ impl UpArgs {
         }
 
         let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
-        if dir.join(".env").exists() {
+        if dir.join(layout::ENV_FILE).exists() {
             println!(
                 "✅ Configuration: using {} (existing, not overwritten)",
                 dir.display()
             );
         } else {
             let config =
-                SecureConfigGenerator::generate_for_environment(&detected, Some(environment))?;
+                SecureConfigGenerator::generate_for_environment(&detected, Some(environment))
+                    .context("cannot generate secrets")?;
             write_deployment(&config, &dir, &DeploymentOptions::default())?;
             println!(
                 "✅ Passwords: 4 ACL users, {}-bit each",
@@ -300,13 +307,19 @@ impl UpArgs {
             self.port,
         )?;
         if let Some(subnet) = &self.internal_subnet {
-            compose = compose.var("SEALCACHE_INTERNAL_SUBNET", subnet.clone());
+            compose = compose.var(
+                const { variable("SEALCACHE_INTERNAL_SUBNET") },
+                subnet.clone(),
+            );
         }
         let _ = compose.run(&["down", "--remove-orphans"]);
         if self.observability {
             let images = crate::images::observability_images()?;
             println!("✅ Observability images: {}", images.join(", "));
-            compose = compose.var("SEALCACHE_OTLP_ENDPOINT", "http://otel-collector:4318");
+            compose = compose.var(
+                const { variable("SEALCACHE_OTLP_ENDPOINT") },
+                "http://otel-collector:4318",
+            );
             compose.run(&["--profile", "observability", "up", "-d"])?;
             println!(
                 "✅ Observability: Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000 (dashboard `sealcache`; admin password = the API key)"
@@ -355,7 +368,7 @@ fn print_report(
         println!("✅ Isolation verified");
         println!(
             "✅ Ready: http://127.0.0.1:{port} — API key in {}",
-            dir.join("secrets/api_key").display()
+            dir.join(layout::API_KEY).display()
         );
         ExitCode::SUCCESS
     } else {
@@ -427,8 +440,9 @@ impl DownArgs {
 impl StatusArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.dir.unwrap_or_else(crate::config::default_dir);
-        let key = std::fs::read_to_string(dir.join("secrets/api_key"))
-            .with_context(|| format!("no API key in {}", dir.display()))?;
+        let key_path = dir.join(layout::API_KEY);
+        let key = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("cannot read the API key {}", key_path.display()))?;
         let (status, body) = crate::http::request(
             self.port,
             "GET",
@@ -439,7 +453,8 @@ impl StatusArgs {
         if status != 200 {
             bail!("the backend answered {status}");
         }
-        let v: serde_json::Value = serde_json::from_str(&body)?;
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .context("the backend's /internal/cache/security-status is not JSON")?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);

@@ -8,6 +8,7 @@
 
 mod bench;
 mod config;
+mod contract;
 mod deploy;
 mod detect_env;
 mod docker;
@@ -17,6 +18,7 @@ mod images;
 mod local;
 mod progress;
 mod redis_install;
+mod secrets;
 mod test;
 mod verify;
 

@@ -4,6 +4,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use sealcache_config_gen::layout;
 use serde::Serialize;
 
 use crate::docker::{Compose, docker, inspect};
@@ -23,44 +24,6 @@ fn check(name: &'static str, passed: bool, detail: impl Into<String>) -> Check {
         passed,
         detail: detail.into(),
     }
-}
-
-/// Every secret value of a deployment directory (passwords, API key, keys, private key lines).
-pub(crate) fn secrets_of(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for rel in [
-        "redis_app_password",
-        "redis_health_password",
-        "redis_monitor_password",
-        "redis_admin_password",
-        "api_key",
-    ] {
-        if let Ok(s) = std::fs::read_to_string(dir.join("secrets").join(rel)) {
-            out.push(s.trim().to_owned());
-        }
-    }
-    if let Ok(k) = std::fs::read_to_string(dir.join("secrets/encryption_keyring")) {
-        out.extend(
-            k.lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| l.split_whitespace().last().map(str::to_owned)),
-        );
-    }
-    for rel in [
-        "secrets/tls/redis.key",
-        "secrets/tls/client.key",
-        "ca/ca.key",
-    ] {
-        if let Ok(pem) = std::fs::read_to_string(dir.join(rel)) {
-            out.extend(
-                pem.lines()
-                    .filter(|l| !l.starts_with("-----") && l.len() > 20)
-                    .map(str::to_owned),
-            );
-        }
-    }
-    out.retain(|s| s.len() >= 8);
-    out
 }
 
 /// Runs every check against the running stack.
@@ -138,13 +101,16 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
             let ip: std::net::IpAddr = redis_ip
                 .parse()
                 .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-            let reached =
-                TcpStream::connect_timeout(&SocketAddr::new(ip, 6379), Duration::from_secs(2))
-                    .is_ok();
+            let reached = TcpStream::connect_timeout(
+                &SocketAddr::new(ip, layout::REDIS_PORT),
+                Duration::from_secs(2),
+            )
+            .is_ok();
             (
                 !reached,
                 format!(
-                    "the host has an address on {dev}; TCP connect to {redis_ip}:6379 {}",
+                    "the host has an address on {dev}; TCP connect to {redis_ip}:{} {}",
+                    layout::REDIS_PORT,
                     if reached { "succeeded" } else { "is refused" }
                 ),
             )
@@ -169,8 +135,11 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
     let by_name = probe_container(&frontend, &image, "getent", &["hosts", "redis"]);
     let by_ip = match &route {
         LocalRoute::Bridge(_) => {
-            let probe = format!("timeout 3 bash -c 'echo > /dev/tcp/{redis_ip}/6379'");
-            Some(probe_container(&frontend, &image, "bash", &["-c", &probe]).is_ok())
+            // The address and port are bash's positional parameters, never part of the script.
+            let port = layout::REDIS_PORT.to_string();
+            let script = r#"echo > "/dev/tcp/$1/$2""#;
+            let args = ["3", "bash", "-c", script, "bash", &redis_ip, &port];
+            Some(probe_container(&frontend, &image, "timeout", &args).is_ok())
         }
         LocalRoute::None(_) => None,
     };
@@ -193,7 +162,7 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
     ));
 
     // docker inspect shows no secret anywhere (environment, command line, health check, labels).
-    let secrets = secrets_of(dir);
+    let secrets = crate::secrets::secret_values(dir);
     let shown = format!("{ri}{bi}");
     let leaked = secrets.iter().any(|s| shown.contains(s.as_str()));
     checks.push(check(
@@ -223,11 +192,12 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
         });
         let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
             && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
+        let ca_dir = format!("/{}/", layout::CA_DIR);
         let ca_key = c["Mounts"].as_array().is_some_and(|m| {
             m.iter().any(|m| {
-                m["Source"]
-                    .as_str()
-                    .is_some_and(|s| s.ends_with("/ca/ca.key") || s.contains("/ca/"))
+                m["Source"].as_str().is_some_and(|s| {
+                    s.ends_with(&format!("/{}", layout::CA_KEY)) || s.contains(&ca_dir)
+                })
             })
         });
         checks.push(check(if name == "redis" { "redis_hardened" } else { "backend_hardened" }, ro && caps && non_root && nnp && limits && !ca_key,
@@ -389,7 +359,7 @@ fn probe_container(
 
 /// The deployment's API key.
 pub(crate) fn api_key(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("secrets/api_key"))
+    std::fs::read_to_string(dir.join(layout::API_KEY))
         .unwrap_or_default()
         .trim()
         .to_owned()

@@ -34,37 +34,17 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The verification's own secret search (`xtask/src/secrets.rs`), so that both look for the same
+/// values.
+#[path = "../src/secrets.rs"]
+mod secrets;
+
 /// Every secret value in a generated directory: passwords, API key, key texts, private key bodies.
 fn secrets_of(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for rel in [
-        "redis_app_password",
-        "redis_health_password",
-        "redis_monitor_password",
-        "redis_admin_password",
-        "api_key",
-    ] {
-        out.push(std::fs::read_to_string(dir.join("secrets").join(rel)).unwrap());
+    for rel in sealcache_config_gen::layout::SECRET_FILES {
+        assert!(dir.join(rel).is_file(), "{rel} was not generated");
     }
-    let keyring = std::fs::read_to_string(dir.join("secrets/encryption_keyring")).unwrap();
-    out.extend(
-        keyring
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_whitespace().last().map(str::to_owned)),
-    );
-    for rel in [
-        "secrets/tls/redis.key",
-        "secrets/tls/client.key",
-        "ca/ca.key",
-    ] {
-        let pem = std::fs::read_to_string(dir.join(rel)).unwrap();
-        out.extend(
-            pem.lines()
-                .filter(|l| !l.starts_with("-----"))
-                .map(str::to_owned),
-        );
-    }
+    let out = secrets::secret_values(dir);
     assert!(out.len() >= 12);
     out
 }

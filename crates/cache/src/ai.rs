@@ -119,6 +119,29 @@ impl AiResponseCache {
     /// cached; [`Answer::origin`] says whether the value came from L1, Redis or the computation.
     /// See [`SealedCache::get_or_compute_raw`].
     ///
+    /// ```no_run
+    /// # async fn demo(cache: sealcache::AiResponseCache) -> Result<(), Box<dyn std::error::Error>> {
+    /// use sealcache::{AiRequest, ComputeError, Origin};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Summary { text: String }
+    ///
+    /// let request = AiRequest::new("summarize", "a long document ...").model("gpt-4o-mini");
+    /// let answer = cache
+    ///     .get_or_compute(&request, None, || async {
+    ///         // The expensive call, run once however many callers miss at the same time.
+    ///         Ok::<_, std::io::Error>(Summary { text: "short".into() })
+    ///     })
+    ///     .await;
+    /// match answer {
+    ///     Ok(a) if a.origin == Origin::Computed => println!("computed: {}", a.value.text),
+    ///     Ok(a) => println!("cached ({}): {}", a.origin.as_str(), a.value.text),
+    ///     Err(ComputeError::Compute(e)) => eprintln!("the model call failed: {e}"),
+    ///     Err(e) => eprintln!("the cache refused: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::Cache`] with
     /// [`Error::InvalidOperation`] or [`Error::Serialize`].

@@ -679,11 +679,14 @@ impl SealedCache {
             refusal: inner.backend.last_refusal(),
             probe,
             anonymous_refused,
-            client_cert: config
-                .client_cert_path
-                .as_deref()
-                .map(crate::status::file_days),
-            ca_cert: config.ca_path.as_deref().map(crate::status::file_days),
+            client_cert: match (&config.client_cert_pem, &config.client_cert_path) {
+                (Some(pem), _) => Some(crate::status::pem_days(pem)),
+                (None, path) => path.as_deref().map(crate::status::file_days),
+            },
+            ca_cert: match (&config.ca_pem, &config.ca_path) {
+                (Some(pem), _) => Some(crate::status::pem_days(pem)),
+                (None, path) => path.as_deref().map(crate::status::file_days),
+            },
             primary_key_id: inner.primary_key_id,
             decrypt_only_key_ids: inner.decrypt_only_key_ids.clone(),
             recent_security_events: security.last_hour.values().sum(),

@@ -31,6 +31,12 @@ pub struct RedisConfig {
     pub client_cert_path: Option<PathBuf>,
     /// Client key (PEM).
     pub client_key_path: Option<PathBuf>,
+    /// The CA to pin, as PEM in memory (instead of `ca_path`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The client certificate chain, as PEM in memory (instead of `client_cert_path`).
+    pub client_cert_pem: Option<Vec<u8>>,
+    /// The client key, as PEM in memory, zeroized on drop (instead of `client_key_path`).
+    pub client_key_pem: Option<Zeroizing<Vec<u8>>>,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Response timeout of every command.
@@ -47,6 +53,15 @@ impl std::fmt::Debug for RedisConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_path", &self.ca_path)
             .field("client_cert_path", &self.client_cert_path)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<in memory>"))
+            .field(
+                "client_cert_pem",
+                &self.client_cert_pem.as_ref().map(|_| "<in memory>"),
+            )
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish_non_exhaustive()
@@ -76,6 +91,9 @@ impl RedisConfig {
             ca_path: None,
             client_cert_path: None,
             client_key_path: None,
+            ca_pem: None,
+            client_cert_pem: None,
+            client_key_pem: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             breaker: BreakerConfig::default(),
@@ -101,6 +119,37 @@ impl RedisConfig {
         self.ca_path = Some(ca.into());
         self.client_cert_path = Some(cert.into());
         self.client_key_path = Some(key.into());
+        self
+    }
+
+    /// Pins the CA and presents a client certificate, all as PEM in memory (for secrets that come
+    /// from a vault or the environment rather than files). Takes precedence over the paths.
+    ///
+    /// ```
+    /// use sealcache::RedisConfig;
+    /// # let (ca, cert, key) = ("-----BEGIN CERTIFICATE-----...", "...", "...");
+    /// let config = RedisConfig::new("rediss://redis.internal:6379/0")
+    ///     .acl_user("cache_app", "password-from-the-vault")
+    ///     .tls_pem(ca, cert, key);
+    /// assert!(format!("{config:?}").contains("<redacted>"));
+    /// ```
+    #[must_use]
+    pub fn tls_pem(
+        mut self,
+        ca: impl Into<Vec<u8>>,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.ca_pem = Some(ca.into());
+        self.client_cert_pem = Some(cert.into());
+        self.client_key_pem = Some(Zeroizing::new(key.into()));
+        self
+    }
+
+    /// Pins the CA, as PEM in memory, without a client certificate.
+    #[must_use]
+    pub fn tls_ca_pem(mut self, ca: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(ca.into());
         self
     }
 
@@ -213,20 +262,30 @@ pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
     if !config.uses_tls() {
         return redis::Client::open(info).map_err(|e| Error::Config(format!("{:?}", e.kind())));
     }
-    let root_cert = config
-        .ca_path
-        .as_ref()
-        .map(|p| read("the CA certificate", p))
-        .transpose()?;
-    let client_tls = match (&config.client_cert_path, &config.client_key_path) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read("the client certificate", cert)?,
-            client_key: read("the client key", key)?,
+    let root_cert = match (&config.ca_pem, &config.ca_path) {
+        (Some(pem), _) => Some(pem.clone()),
+        (None, Some(p)) => Some(read("the CA certificate", p)?),
+        (None, None) => None,
+    };
+    let cert = match (&config.client_cert_pem, &config.client_cert_path) {
+        (Some(pem), _) => Some(pem.clone()),
+        (None, Some(p)) => Some(read("the client certificate", p)?),
+        (None, None) => None,
+    };
+    let key = match (&config.client_key_pem, &config.client_key_path) {
+        (Some(pem), _) => Some(pem.to_vec()),
+        (None, Some(p)) => Some(read("the client key", p)?),
+        (None, None) => None,
+    };
+    let client_tls = match (cert, key) {
+        (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig {
+            client_cert,
+            client_key,
         }),
         (None, None) => None,
         _ => {
             return Err(Error::Config(
-                "a client certificate needs both REDIS_TLS_CERT_PATH and REDIS_TLS_KEY_PATH".into(),
+                "a client certificate needs both the certificate and its key (REDIS_TLS_CERT_PATH and REDIS_TLS_KEY_PATH)".into(),
             ));
         }
     };

@@ -334,6 +334,18 @@ pub(crate) fn file_days(path: &Path) -> Result<Vec<i64>, &'static str> {
         .map_err(|_| "unreadable")?
         .collect::<Result<_, _>>()
         .map_err(|_| "not PEM")?;
+    certs_days(&certs)
+}
+
+/// Days left of in-memory PEM certificates.
+pub(crate) fn pem_days(pem: &[u8]) -> Result<Vec<i64>, &'static str> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| "not PEM")?;
+    certs_days(&certs)
+}
+
+fn certs_days(certs: &[CertificateDer<'static>]) -> Result<Vec<i64>, &'static str> {
     if certs.is_empty() {
         return Err("no certificate in the file");
     }

@@ -26,15 +26,19 @@ pub(crate) async fn probe_tls(config: &RedisConfig) -> TlsProbe {
 }
 
 fn client_config(config: &RedisConfig) -> Result<rustls::ClientConfig, &'static str> {
-    let ca_path = config
-        .ca_path
-        .as_ref()
-        .ok_or("no pinned CA (REDIS_TLS_CA_PATH)")?;
+    let ca: Vec<CertificateDer<'static>> = match (&config.ca_pem, &config.ca_path) {
+        (Some(pem), _) => CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|_| "CA is not PEM")?,
+        (None, Some(path)) => CertificateDer::pem_file_iter(path)
+            .map_err(|_| "CA file unreadable")?
+            .collect::<Result<_, _>>()
+            .map_err(|_| "CA file is not PEM")?,
+        (None, None) => return Err("no pinned CA (REDIS_TLS_CA_PATH)"),
+    };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_path).map_err(|_| "CA file unreadable")? {
-        roots
-            .add(cert.map_err(|_| "CA file is not PEM")?)
-            .map_err(|_| "CA certificate rejected")?;
+    for cert in ca {
+        roots.add(cert).map_err(|_| "CA certificate rejected")?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -42,17 +46,35 @@ fn client_config(config: &RedisConfig) -> Result<rustls::ClientConfig, &'static 
     .with_safe_default_protocol_versions()
     .map_err(|_| "no TLS versions")?
     .with_root_certificates(roots);
-    Ok(match (&config.client_cert_path, &config.client_key_path) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|_| "client certificate unreadable")?
-                .collect::<Result<_, _>>()
-                .map_err(|_| "client certificate is not PEM")?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|_| "client key unreadable")?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|_| "client certificate rejected by rustls")?
-        }
+    let chain: Option<Vec<CertificateDer<'static>>> =
+        match (&config.client_cert_pem, &config.client_cert_path) {
+            (Some(pem), _) => Some(
+                CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| "client certificate is not PEM")?,
+            ),
+            (None, Some(path)) => Some(
+                CertificateDer::pem_file_iter(path)
+                    .map_err(|_| "client certificate unreadable")?
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| "client certificate is not PEM")?,
+            ),
+            (None, None) => None,
+        };
+    let key: Option<PrivateKeyDer<'static>> =
+        match (&config.client_key_pem, &config.client_key_path) {
+            (Some(pem), _) => {
+                Some(PrivateKeyDer::from_pem_slice(pem).map_err(|_| "client key is not PEM")?)
+            }
+            (None, Some(path)) => {
+                Some(PrivateKeyDer::from_pem_file(path).map_err(|_| "client key unreadable")?)
+            }
+            (None, None) => None,
+        };
+    Ok(match (chain, key) {
+        (Some(chain), Some(key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|_| "client certificate rejected by rustls")?,
         _ => builder.with_no_client_auth(),
     })
 }

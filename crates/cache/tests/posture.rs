@@ -377,3 +377,38 @@ fn cluster_nodes_are_refused_rather_than_ignored() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_material_from_memory_works_and_is_observed() {
+    let stack = Stack::start();
+    let read = |rel: &str| std::fs::read(stack.path(rel)).unwrap();
+    let config = RedisConfig::new(format!("rediss://localhost:{}/0", stack.server.port()))
+        .acl_user("cache_app", stack.secret(layout::APP_PASSWORD))
+        .tls_pem(
+            read(layout::CA_CERT),
+            read(layout::CLIENT_CERT),
+            read(layout::CLIENT_KEY),
+        );
+    assert!(config.ca_path.is_none() && config.client_key_path.is_none());
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    let cache = CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap();
+    let req = AiRequest::new("qa", "pem in memory");
+    cache
+        .set(&req, &serde_json::json!({"a": 1}), None)
+        .await
+        .unwrap();
+    assert!(cache.get(&req).await.unwrap().is_some());
+    let status = cache.security_status().await;
+    assert_eq!(
+        status.security_level,
+        SecurityLevel::ProductionReady,
+        "{status:#?}"
+    );
+    assert!(check(&status, CheckName::ClientCertificate).passed);
+    assert!(check(&status, CheckName::CaCertificate).passed);
+}

@@ -53,6 +53,21 @@ pub const AAD_LABEL: &[u8] = b"sealcache envelope v1\0";
 /// Pass the **full** Redis key exactly as it is written to Redis, and the namespace it lives in.
 /// Opening with a different context fails with [`Error::Unauthentic`]; that is what stops a
 /// value copied onto another key from being served.
+///
+/// ```
+/// use sealcache_codec::{Error, Keyring, SealContext, ValueCodec};
+///
+/// let codec = ValueCodec::new(&Keyring::generate()?);
+/// let here = SealContext::new("ai_cache", "ai_cache:v2:qa:1f2e");
+/// let sealed = codec.seal(&here, br#"{"answer": 42}"#)?;
+/// assert_eq!(codec.open(&here, sealed.as_bytes())?.as_bytes(), br#"{"answer": 42}"#);
+/// // The same bytes under another key, or in another namespace, are refused.
+/// let there = SealContext::new("ai_cache", "ai_cache:v2:qa:9a9a");
+/// assert!(matches!(codec.open(&there, sealed.as_bytes()), Err(Error::Unauthentic)));
+/// let other_ns = SealContext::new("other", "ai_cache:v2:qa:1f2e");
+/// assert!(matches!(codec.open(&other_ns, sealed.as_bytes()), Err(Error::Unauthentic)));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealContext<'a> {
     namespace: &'a str,

@@ -18,6 +18,21 @@ const EXPECTED_TEXT: &str =
 /// It has no `Display` and no `Serialize`, and its `Debug` prints `SecretKey(..)`. Its bytes
 /// come out only through [`SecretKey::expose_secret`] and its text through
 /// [`SecretKey::expose_text`].
+///
+/// ```
+/// use sealcache_codec::SecretKey;
+///
+/// let key = SecretKey::generate()?;
+/// let text = key.expose_text(); // 44 characters of URL-safe base64: the REDIS_ENCRYPTION_KEY form
+/// assert_eq!(text.len(), 44);
+/// let same = SecretKey::parse(&text)?;
+/// assert_eq!(same.expose_secret(), key.expose_secret());
+/// assert_eq!(format!("{key:?}"), "SecretKey(..)");
+/// // Errors say what was expected, never echo the input.
+/// let err = SecretKey::parse("not-a-key").unwrap_err();
+/// assert!(!err.to_string().contains("not-a-key"));
+/// # Ok::<(), sealcache_codec::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct SecretKey(Zeroizing<[u8; KEY_LEN]>);
 

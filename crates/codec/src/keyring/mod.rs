@@ -45,6 +45,26 @@ pub const FIRST_KEY_ID: u32 = 1;
 /// A set of encryption keys with ids, exactly one of them primary, plus the key-name secret.
 ///
 /// `Debug` shows key ids only.
+///
+/// ```
+/// use sealcache_codec::{Keyring, SecretKey};
+///
+/// // A fresh keyring (key 1 primary), rotated: key 2 seals, key 1 still opens.
+/// let ring = Keyring::generate()?;
+/// let rotated = ring.rotate(SecretKey::generate()?);
+/// assert_eq!(rotated.primary_id(), 2);
+/// assert_eq!(rotated.decrypt_only_ids(), [1]);
+///
+/// // Its text form (for a 0600 file, `REDIS_ENCRYPTION_KEYS_FILE`) parses back to the same ids.
+/// let text = rotated.to_text();
+/// let parsed = Keyring::parse(&text)?;
+/// assert_eq!(parsed.primary_id(), 2);
+/// // After the longest TTL, drop the old key.
+/// assert_eq!(parsed.without_key(1)?.decrypt_only_ids(), Vec::<u32>::new());
+/// // Debug never shows key material.
+/// assert!(!format!("{parsed:?}").contains(text.lines().nth(1).unwrap_or("?").rsplit(' ').next().unwrap_or("?")));
+/// # Ok::<(), sealcache_codec::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Keyring {
     primary_id: u32,
