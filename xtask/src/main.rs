@@ -12,6 +12,7 @@ mod contract;
 mod deploy;
 mod detect_env;
 mod docker;
+mod features;
 mod flags;
 mod http;
 mod images;

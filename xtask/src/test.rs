@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use crate::progress::{cargo, step};
 use crate::redis_install::{self, PROMTOOL, REDIS, REDIS_CLI};
 
@@ -36,37 +38,10 @@ impl TestArgs {
             )?;
         }
         if !self.quick {
-            // Each optional feature alone (a gate that only compiles together with another feature
-            // is a bug users hit; STYLE.md rule 3).
-            for (package, features) in [
-                ("sealcache-codec", "ring"),
-                ("sealcache-codec", "rustcrypto"),
-                ("sealcache-codec", "ring,dictionary-training"),
-                ("sealcache-monitor", ""),
-                ("sealcache-monitor", "otel"),
-                ("sealcache-monitor", "otlp"),
-                ("sealcache-monitor", "prometheus"),
-                ("sealcache-monitor", "tracing-layer"),
-                ("sealcache-monitor", "acl-log"),
-                ("sealcache", ""),
-            ] {
-                let mut cmd = cargo();
-                cmd.args([
-                    "check",
-                    "--quiet",
-                    "--locked",
-                    "-p",
-                    package,
-                    "--no-default-features",
-                ]);
-                if !features.is_empty() {
-                    cmd.args(["--features", features]);
-                }
-                step(
-                    &format!("cargo check -p {package} --features [{features}]"),
-                    &mut cmd,
-                )?;
-            }
+            // Each feature of each workspace member alone (a gate that only compiles together with
+            // another feature is a bug users hit; STYLE.md rule 3), derived from `cargo metadata`:
+            // the rule is in `features.rs`.
+            crate::features::check_each()?;
         }
         step(
             "cargo test --workspace",
@@ -105,8 +80,9 @@ fn stack_verification() -> anyhow::Result<()> {
     println!("▶ compose stack: secure-up, verify, down (Docker engine answers)");
     let dir = crate::progress::target_dir().join("stack-test");
     let _ = std::fs::remove_dir_all(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("cannot find a free local port for the API")?
         .port();
     let args = crate::deploy::UpArgs::for_test(dir.clone(), port);
     let project = args.project().to_owned();
@@ -136,14 +112,16 @@ fn local_verification() -> anyhow::Result<()> {
     let config = sealcache_config_gen::SecureConfigGenerator::generate_for_environment(
         &info,
         Some(sealcache_env_detect::Environment::Production),
-    )?;
+    )
+    .context("cannot generate secrets")?;
     sealcache_config_gen::write_deployment(
         &config,
         &dir,
         &sealcache_config_gen::DeploymentOptions::default(),
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("cannot find a free local port for the API")?
         .port();
     let outcome = crate::local::up(&dir, port).map(|port| crate::local::verify(&dir, port));
     let stopped = crate::local::down(&dir);

@@ -1,0 +1,353 @@
+//! The feature matrix of `cargo xtask test`: every feature of every workspace member compiled
+//! alone, derived from `cargo metadata` so that a new feature is checked without editing a list.
+//!
+//! The rule, per workspace member that declares features (one without features has a single
+//! configuration, which clippy and the tests already build):
+//!
+//! 1. `--no-default-features` alone;
+//! 2. each feature `F` but `default`: `--no-default-features --features F`.
+//!
+//! A crate may refuse to compile without one of some features, with a `compile_error!` under
+//! `#[cfg(not(any(feature = "a", feature = "b")))]` (the codec needs a cipher: `ring` or
+//! `rustcrypto`). For such a crate, a configuration that turns none of them on (directly or
+//! through the features it enables) is the documented error, not a bug: the bare check (1) is
+//! skipped, and a feature that does not satisfy the requirement by itself (the codec's
+//! `dictionary-training`) is checked together with the crate's default features
+//! (`dictionary-training,ring`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+use crate::progress::{cargo, step};
+
+/// One `cargo check -p PACKAGE --no-default-features --features FEATURES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FeatureCheck {
+    pub(crate) package: String,
+    pub(crate) features: Vec<String>,
+}
+
+/// For each package, the groups of features of which one must be on (from `compile_error!`).
+type Requirements = BTreeMap<String, Vec<BTreeSet<String>>>;
+
+/// Runs every check of the matrix as a step.
+pub(crate) fn check_each() -> anyhow::Result<()> {
+    let out = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
+        .output()
+        .context("cannot run cargo metadata")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let metadata: Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
+    let requirements = requirements(&metadata)?;
+    for check in feature_checks(&metadata, &requirements) {
+        let features = check.features.join(",");
+        let mut cmd = cargo();
+        cmd.args([
+            "check",
+            "--quiet",
+            "--locked",
+            "-p",
+            &check.package,
+            "--no-default-features",
+        ]);
+        if !features.is_empty() {
+            cmd.args(["--features", &features]);
+        }
+        step(
+            &format!(
+                "cargo check -p {} --no-default-features --features [{features}]",
+                check.package
+            ),
+            &mut cmd,
+        )?;
+    }
+    Ok(())
+}
+
+/// The workspace members of `metadata` (`cargo metadata --format-version 1`).
+fn members(metadata: &Value) -> impl Iterator<Item = &Value> {
+    let ids = metadata["workspace_members"].as_array();
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |p| ids.is_some_and(|ids| ids.contains(&p["id"])))
+}
+
+/// The feature matrix of `metadata`, given each package's [`Requirements`]; see the module docs.
+fn feature_checks(metadata: &Value, requirements: &Requirements) -> Vec<FeatureCheck> {
+    let mut checks = Vec::new();
+    for package in members(metadata) {
+        let Some(name) = package["name"].as_str() else {
+            continue;
+        };
+        let table: BTreeMap<&str, Vec<&str>> = package["features"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(f, enables)| {
+                let enables = enables.as_array().into_iter().flatten();
+                (f.as_str(), enables.filter_map(Value::as_str).collect())
+            })
+            .collect();
+        if table.keys().all(|f| *f == "default") {
+            continue;
+        }
+        let groups = requirements.get(name).map_or(&[][..], Vec::as_slice);
+        let satisfied = |features: &[&str]| {
+            let on = enabled(&table, features);
+            groups
+                .iter()
+                .all(|g| g.iter().any(|f| on.contains(f.as_str())))
+        };
+        let check = |features: &[&str]| FeatureCheck {
+            package: name.to_owned(),
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
+        };
+        if satisfied(&[]) {
+            checks.push(check(&[]));
+        }
+        let defaults = table.get("default").cloned().unwrap_or_default();
+        for &feature in table.keys().filter(|f| **f != "default") {
+            if satisfied(&[feature]) {
+                checks.push(check(&[feature]));
+            } else {
+                let mut with_defaults = vec![feature];
+                with_defaults.extend(defaults.iter().filter(|d| **d != feature));
+                checks.push(check(&with_defaults));
+            }
+        }
+    }
+    checks
+}
+
+/// The features `features` turn on, themselves included, following the package's feature table
+/// (`dep:` entries and dependency features `dep/feature` are not features of the package).
+fn enabled<'a>(table: &BTreeMap<&'a str, Vec<&'a str>>, features: &[&'a str]) -> BTreeSet<&'a str> {
+    let mut on = BTreeSet::new();
+    let mut todo = features.to_vec();
+    while let Some(f) = todo.pop() {
+        if on.insert(f) {
+            todo.extend(
+                table
+                    .get(f)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| table.contains_key(*e)),
+            );
+        }
+    }
+    on
+}
+
+/// Each member's feature requirements, read from the `.rs` files under its library's directory.
+fn requirements(metadata: &Value) -> anyhow::Result<Requirements> {
+    let mut out = Requirements::new();
+    for package in members(metadata) {
+        let (Some(name), Some(targets)) = (package["name"].as_str(), package["targets"].as_array())
+        else {
+            continue;
+        };
+        let libs = targets.iter().filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "lib"))
+        });
+        for lib in libs {
+            let Some(dir) = lib["src_path"].as_str().and_then(|p| Path::new(p).parent()) else {
+                continue;
+            };
+            for file in rust_files(dir)? {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let groups = required_features(&text);
+                if !groups.is_empty() {
+                    out.entry(name.to_owned()).or_default().extend(groups);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `.rs` files under `dir`, recursively.
+fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The requirements one source file states: a `compile_error!` right under
+/// `#[cfg(not(any(feature = "a", ...)))]` (one of them needed) or `#[cfg(not(feature = "a"))]`
+/// / `#[cfg(not(all(...)))]` (each needed).
+fn required_features(source: &str) -> Vec<BTreeSet<String>> {
+    let mut groups = Vec::new();
+    let mut previous: Option<&str> = None;
+    for line in source.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(cfg) = previous.and_then(|p| p.strip_prefix("#[cfg(not("))
+            && line.starts_with("compile_error!")
+        {
+            let features: BTreeSet<String> = cfg
+                .split("feature")
+                .skip(1)
+                .filter_map(|s| s.trim_start().strip_prefix('=')?.split('"').nth(1))
+                .map(str::to_owned)
+                .collect();
+            if cfg.starts_with("any(") {
+                groups.push(features);
+            } else {
+                groups.extend(features.into_iter().map(|f| BTreeSet::from([f])));
+            }
+        }
+        previous = Some(line);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `cargo metadata --no-deps --format-version 1` reports, cut down to what is read.
+    const METADATA: &str = r#"{
+        "workspace_members": ["codec-id", "monitor-id", "cache-id", "detect-id"],
+        "packages": [
+            {"id": "codec-id", "name": "sealcache-codec", "features": {
+                "default": ["ring"], "ring": ["dep:ring"], "rustcrypto": ["dep:aes-gcm"],
+                "dictionary-training": ["zstd/zdict_builder"]}},
+            {"id": "monitor-id", "name": "sealcache-monitor", "features": {
+                "default": [], "otel": ["dep:opentelemetry"], "prometheus": ["otel", "dep:prometheus"]}},
+            {"id": "cache-id", "name": "sealcache", "features": {
+                "default": ["settings"], "settings": ["dep:sealcache-settings"]}},
+            {"id": "detect-id", "name": "sealcache-env-detect", "features": {}},
+            {"id": "registry-id", "name": "not-a-member", "features": {"x": []}}
+        ]
+    }"#;
+
+    fn checks(requirements: &Requirements) -> Vec<(String, String)> {
+        let metadata: Value = serde_json::from_str(METADATA).unwrap();
+        feature_checks(&metadata, requirements)
+            .into_iter()
+            .map(|c| (c.package, c.features.join(",")))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(p, f)| ((*p).to_owned(), (*f).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn each_feature_alone_and_none_for_every_member_with_features() {
+        let cipher = BTreeSet::from(["ring".to_owned(), "rustcrypto".to_owned()]);
+        let requirements = Requirements::from([("sealcache-codec".to_owned(), vec![cipher])]);
+        assert_eq!(
+            checks(&requirements),
+            pairs(&[
+                // No cipher is the codec's documented compile error: no bare check, and the
+                // trainer is checked with the default cipher.
+                ("sealcache-codec", "dictionary-training,ring"),
+                ("sealcache-codec", "ring"),
+                ("sealcache-codec", "rustcrypto"),
+                ("sealcache-monitor", ""),
+                ("sealcache-monitor", "otel"),
+                ("sealcache-monitor", "prometheus"),
+                ("sealcache", ""),
+                ("sealcache", "settings"),
+            ])
+        );
+        // Without a stated requirement every feature is checked alone.
+        let plain = checks(&Requirements::new());
+        assert!(plain.contains(&pairs(&[("sealcache-codec", "")])[0]));
+        assert!(plain.contains(&pairs(&[("sealcache-codec", "dictionary-training")])[0]));
+    }
+
+    #[test]
+    fn a_feature_that_enables_a_required_one_satisfies_it() {
+        let otel = BTreeSet::from(["otel".to_owned()]);
+        let requirements = Requirements::from([("sealcache-monitor".to_owned(), vec![otel])]);
+        let monitor: Vec<_> = checks(&requirements)
+            .into_iter()
+            .filter(|(p, _)| p == "sealcache-monitor")
+            .collect();
+        assert_eq!(
+            monitor,
+            pairs(&[
+                ("sealcache-monitor", "otel"),
+                ("sealcache-monitor", "prometheus"),
+            ])
+        );
+    }
+
+    #[test]
+    fn requirements_are_read_from_compile_error() {
+        let source = r#"
+            use std::sync::atomic::AtomicU64;
+
+            #[cfg(not(any(feature = "ring", feature = "rustcrypto")))]
+            compile_error!(
+                "sealcache-codec needs an AES-256-GCM implementation"
+            );
+
+            #[cfg(not(feature = "std"))]
+            compile_error!("needs std");
+
+            #[cfg(not(feature = "other"))]
+            mod fallback;
+        "#;
+        assert_eq!(
+            required_features(source),
+            vec![
+                BTreeSet::from(["ring".to_owned(), "rustcrypto".to_owned()]),
+                BTreeSet::from(["std".to_owned()]),
+            ]
+        );
+        assert!(required_features("compile_error!(\"always\");").is_empty());
+    }
+
+    #[test]
+    fn the_codec_states_its_cipher_requirement() {
+        let metadata: Value = serde_json::from_slice(
+            &std::process::Command::new(env!("CARGO"))
+                .args(["metadata", "--no-deps", "--format-version", "1"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let requirements = requirements(&metadata).unwrap();
+        let cipher = BTreeSet::from(["ring".to_owned(), "rustcrypto".to_owned()]);
+        assert_eq!(requirements.get("sealcache-codec"), Some(&vec![cipher]));
+        let codec: Vec<_> = feature_checks(&metadata, &requirements)
+            .into_iter()
+            .filter(|c| c.package == "sealcache-codec")
+            .map(|c| c.features.join(","))
+            .collect();
+        assert!(codec.contains(&"dictionary-training,ring".to_owned()));
+        assert!(!codec.contains(&String::new()));
+    }
+}
