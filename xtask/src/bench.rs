@@ -63,10 +63,20 @@ impl BenchArgs {
                         "record",
                     ],
                 ),
-                Suite::Cache => ("bench cache", &["-p", "sealcache", "--bench", "cache"]),
+                // The cache and server benchmarks need sealcache-testkit (redis-server), so they
+                // live in the unpublished integration-tests package.
+                Suite::Cache => (
+                    "bench cache",
+                    &["-p", "sealcache-integration-tests", "--bench", "cache"],
+                ),
                 Suite::Server => (
                     "bench server",
-                    &["-p", "sealcache-server", "--bench", "load"],
+                    &[
+                        "-p",
+                        "sealcache-integration-tests",
+                        "--bench",
+                        "server_load",
+                    ],
                 ),
             };
             if !self.summary_only {
@@ -100,7 +110,7 @@ fn throughput_mb_s(dir: &Path, group: &str, bench: &str) -> anyhow::Result<f64> 
         let path = base.join(file);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no criterion result at {}", path.display()))?;
-        Ok(serde_json::from_str(&text)?)
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
     };
     let ns = read("estimates.json")?["mean"]["point_estimate"]
         .as_f64()
@@ -112,10 +122,12 @@ fn throughput_mb_s(dir: &Path, group: &str, bench: &str) -> anyhow::Result<f64> 
 }
 
 fn print_codec_summary(dir: &Path) -> anyhow::Result<()> {
+    let sizes_path = dir.join("codec-sizes.json");
     let sizes: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("codec-sizes.json"))
-            .context("no codec-sizes.json: run the benchmark first")?,
-    )?;
+        &std::fs::read_to_string(&sizes_path)
+            .with_context(|| format!("no {}: run the benchmark first", sizes_path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", sizes_path.display()))?;
     println!();
     println!(
         "CPU: {}",
@@ -167,8 +179,10 @@ fn print_codec_summary(dir: &Path) -> anyhow::Result<()> {
             d["time_change"].as_f64().unwrap_or(f64::NAN) * 100.0
         );
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("codec-levels.json")) {
-        let levels: Value = serde_json::from_str(&text)?;
+    let levels_path = dir.join("codec-levels.json");
+    if let Ok(text) = std::fs::read_to_string(&levels_path) {
+        let levels: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", levels_path.display()))?;
         println!();
         println!(
             "| zstd level | medium MB/s | medium stored/plain | large MB/s | large stored/plain |"
@@ -207,7 +221,8 @@ fn print_monitor_summary(dir: &Path) -> anyhow::Result<()> {
             .join("new/estimates.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no criterion result at {}", path.display()))?;
-        let ns = serde_json::from_str::<Value>(&text)?["mean"]["point_estimate"]
+        let ns = serde_json::from_str::<Value>(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?["mean"]["point_estimate"]
             .as_f64()
             .context("estimates.json without a mean")?;
         println!("| {bench} | {ns:.1} |");

@@ -147,7 +147,7 @@ pub(crate) struct GenerateArgs {
     #[arg(long = "san")]
     sans: Vec<String>,
     /// Cache key namespace.
-    #[arg(long, default_value = "ai_cache")]
+    #[arg(long, default_value = sealcache_config_gen::DEFAULT_NAMESPACE)]
     namespace: String,
 }
 

@@ -9,6 +9,10 @@ use sealcache_config_gen::{OTHER_VARIABLES, VARIABLES, layout};
 /// `name` as the settings list it ([`VARIABLES`], or [`OTHER_VARIABLES`] for the ones other parts
 /// of sealcache read). Used in `const` items, so that a name the settings do not know (a typo, a
 /// renamed variable) fails the build instead of being ignored at run time.
+#[expect(
+    clippy::panic,
+    reason = "evaluated in `const` items: an unknown name is a compile error, never a run-time panic"
+)]
 pub(crate) const fn variable(name: &str) -> &'static str {
     let mut i = 0;
     while i < VARIABLES.len() {

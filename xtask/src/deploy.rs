@@ -21,8 +21,8 @@ use crate::verify::verify;
 pub(crate) const PROJECT: &str = "sealcache";
 /// Where the API is published (127.0.0.1 only).
 pub(crate) const DEFAULT_PORT: u16 = 8080;
-/// The containers' user.
-const UID: &str = "999";
+/// The containers' user (and group).
+pub(crate) const UID: &str = "999";
 
 fn parse_env(s: &str) -> Result<Environment, String> {
     s.parse()

@@ -141,6 +141,9 @@ impl Compose {
 /// `docker inspect` of one object as JSON.
 pub(crate) fn inspect(id: &str) -> anyhow::Result<serde_json::Value> {
     let text = docker(&["inspect", id])?;
-    let v: serde_json::Value = serde_json::from_str(&text)?;
-    v.get(0).cloned().context("docker inspect returned nothing")
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("docker inspect {id} printed no JSON"))?;
+    v.get(0)
+        .cloned()
+        .with_context(|| format!("docker inspect {id} returned nothing"))
 }

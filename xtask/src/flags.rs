@@ -17,6 +17,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run every check and test: fmt, clippy, the workspace's tests (starting the services they need).
     Test(crate::test::TestArgs),
+    /// Package each published crate and test it from its `.crate` file alone (a step of `test`).
+    PackageTest(crate::package::PackageTestArgs),
     /// Run benchmarks (criterion) and print the figures for docs/benchmarks.md.
     Bench(crate::bench::BenchArgs),
     /// Detect the deployment environment of this process.
@@ -38,6 +40,7 @@ impl Command {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Test(args) => args.run(),
+            Command::PackageTest(args) => args.run(),
             Command::Bench(args) => args.run(),
             Command::DetectEnv(args) => args.run(),
             Command::Config(cmd) => cmd.run(),

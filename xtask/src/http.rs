@@ -16,7 +16,10 @@ pub(crate) fn request(
 ) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let failed = || format!("{method} http://127.0.0.1:{port}{path}");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .with_context(failed)?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(key) = api_key {
         req.push_str(&format!("Authorization: Bearer {key}\r\n"));
@@ -31,15 +34,15 @@ pub(crate) fn request(
     if let Some(b) = body {
         req.push_str(b);
     }
-    stream.write_all(req.as_bytes())?;
+    stream.write_all(req.as_bytes()).with_context(failed)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    stream.read_to_end(&mut raw).with_context(failed)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .context("no HTTP status")?;
+        .with_context(|| format!("{}: no HTTP status in the answer", failed()))?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())

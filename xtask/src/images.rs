@@ -114,7 +114,9 @@ fn local_base() -> anyhow::Result<&'static str> {
             package: "debootstrap",
         }])?;
         let _ = std::fs::remove_dir_all(&rootfs);
-        std::fs::create_dir_all(rootfs.parent().context("rootfs parent")?)?;
+        let parent = rootfs.parent().context("rootfs parent")?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         step(
             "debootstrap bookworm (minbase + redis-server)",
             Command::new("debootstrap")
@@ -135,15 +137,15 @@ fn local_base() -> anyhow::Result<&'static str> {
         .args(["-c", "."])
         .stdout(Stdio::piped())
         .spawn()
-        .context("tar")?;
-    let tar_out = tar.stdout.take().context("tar stdout")?;
+        .with_context(|| format!("cannot run tar -C {} -c .", rootfs.display()))?;
+    let tar_out = tar.stdout.take().context("tar has no stdout")?;
     let import = Command::new("docker")
         .args(["import", "-", LOCAL_BASE])
         .stdin(tar_out)
         .stdout(Stdio::null())
         .status()
-        .context("docker import")?;
-    let tar_status = tar.wait()?;
+        .with_context(|| format!("cannot run docker import - {LOCAL_BASE}"))?;
+    let tar_status = tar.wait().context("cannot wait for tar")?;
     if !import.success() || !tar_status.success() {
         bail!("docker import of the local base failed");
     }
@@ -162,11 +164,10 @@ fn backend(base: &str) -> anyhow::Result<()> {
     let root = workspace_root();
     let ctx = crate::progress::target_dir().join("sealcache-image");
     let _ = std::fs::remove_dir_all(&ctx);
-    std::fs::create_dir_all(&ctx)?;
-    std::fs::copy(
-        crate::progress::target_dir().join("release/sealcache-server"),
-        ctx.join("sealcache-server"),
-    )?;
+    std::fs::create_dir_all(&ctx).with_context(|| format!("cannot create {}", ctx.display()))?;
+    let binary = crate::progress::target_dir().join("release/sealcache-server");
+    std::fs::copy(&binary, ctx.join("sealcache-server"))
+        .with_context(|| format!("cannot copy {} into {}", binary.display(), ctx.display()))?;
     let dockerfile = root.join("deploy/images/backend.Dockerfile");
     let base_arg = format!("BASE={base}");
     let out = docker(&[
@@ -177,8 +178,11 @@ fn backend(base: &str) -> anyhow::Result<()> {
         "-t",
         BACKEND,
         "-f",
-        dockerfile.to_str().context("path")?,
-        ctx.to_str().context("path")?,
+        dockerfile
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", dockerfile.display()))?,
+        ctx.to_str()
+            .with_context(|| format!("{} is not UTF-8", ctx.display()))?,
     ])?;
     let _ = out;
     if !on_path("docker") {

@@ -17,6 +17,7 @@ mod flags;
 mod http;
 mod images;
 mod local;
+mod package;
 mod progress;
 mod redis_install;
 mod secrets;
@@ -25,14 +26,18 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> ExitCode {
-    let cli = flags::Cli::parse();
+    let matches = flags::Cli::command().get_matches();
+    let cli = flags::Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let command = matches.subcommand_name().unwrap_or("xtask").to_owned();
     match cli.command.run() {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("❌ {err:#}");
+            // The command, then the error's context chain: the step, file or process that failed
+            // (every fallible operation in xtask adds one), then the cause.
+            eprintln!("❌ cargo xtask {command}: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -57,9 +57,12 @@ pub(crate) fn cargo() -> Command {
 pub(crate) fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     println!("▶ {name}");
     let started = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start the process for step `{name}`"))?;
+    let status = cmd.status().with_context(|| {
+        format!(
+            "cannot start {} for step `{name}`",
+            cmd.get_program().to_string_lossy()
+        )
+    })?;
     let secs = started.elapsed().as_secs_f64();
     if status.success() {
         println!("✅ {name} ({secs:.1}s)");

@@ -62,6 +62,8 @@ impl TestArgs {
                     ])
                     .env("RUSTDOCFLAGS", "-D warnings"),
             )?;
+            // The published crates from their `.crate` files alone (package.rs).
+            crate::package::test_packages()?;
         }
         println!("✅ all checks and tests passed");
         Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sealcache_config_gen::layout;
 use serde::Serialize;
 
+use crate::deploy::UID;
 use crate::docker::{Compose, docker, inspect};
 use crate::http::request;
 
@@ -332,7 +333,7 @@ pub(crate) fn end_to_end(port: u16, key: &str) -> Check {
     )
 }
 
-/// A throw-away container on `network`, as unprivileged as the stack's own (uid 999, no
+/// A throw-away container on `network`, as unprivileged as the stack's own ([`UID`], no
 /// capabilities), running `entrypoint args`.
 fn probe_container(
     network: &str,
@@ -340,13 +341,14 @@ fn probe_container(
     entrypoint: &str,
     args: &[&str],
 ) -> anyhow::Result<String> {
+    let user = format!("{UID}:{UID}");
     let mut argv = vec![
         "run",
         "--rm",
         "--network",
         network,
         "--user",
-        "999:999",
+        &user,
         "--cap-drop",
         "ALL",
         "--entrypoint",

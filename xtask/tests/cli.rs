@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use sealcache_config_gen::layout;
+
 fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.args(args);
@@ -41,7 +43,7 @@ mod secrets;
 
 /// Every secret value in a generated directory: passwords, API key, key texts, private key bodies.
 fn secrets_of(dir: &Path) -> Vec<String> {
-    for rel in sealcache_config_gen::layout::SECRET_FILES {
+    for rel in layout::SECRET_FILES {
         assert!(dir.join(rel).is_file(), "{rel} was not generated");
     }
     let out = secrets::secret_values(dir);
@@ -142,7 +144,7 @@ fn generate_rotate_validate_with_exit_codes_and_no_secret_in_output() {
 
     // Break it: a world-readable secret makes it `regenerate` (exit 1).
     std::fs::set_permissions(
-        dir.join("secrets/api_key"),
+        dir.join(layout::API_KEY),
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
@@ -184,7 +186,7 @@ fn generate_rotate_validate_with_exit_codes_and_no_secret_in_output() {
         &[],
     );
     assert!(flat.status.success(), "{}", text(&flat));
-    let env_secure = std::fs::read_to_string(flat_dir.join(".env.secure")).unwrap();
+    let env_secure = std::fs::read_to_string(flat_dir.join(layout::ENV_SECURE_FILE)).unwrap();
     let flat_secrets: Vec<String> = env_secure
         .lines()
         .filter(|l| {
@@ -201,7 +203,7 @@ fn generate_rotate_validate_with_exit_codes_and_no_secret_in_output() {
             "config",
             "validate",
             "--env-file",
-            flat_dir.join(".env.secure").to_str().unwrap(),
+            flat_dir.join(layout::ENV_SECURE_FILE).to_str().unwrap(),
         ],
         &[],
     );
@@ -292,13 +294,13 @@ fn config_dictionary_trains_and_adds_the_sealing_dictionary() {
         "{}",
         text(&out)
     );
-    let keyring = std::fs::read_to_string(dir.join("secrets/encryption_keyring")).unwrap();
+    let keyring = std::fs::read_to_string(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
     assert!(
         keyring.contains("\nseal-dictionary "),
         "no sealing dictionary written"
     );
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.join("secrets/encryption_keyring"))
+        &std::fs::metadata(dir.join(layout::ENCRYPTION_KEYRING))
             .unwrap()
             .permissions(),
     );

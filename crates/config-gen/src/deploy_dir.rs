@@ -9,7 +9,7 @@ use sealcache_codec::{Keyring, SecretKey};
 use sealcache_env_detect::Environment;
 
 use crate::acl;
-use crate::configuration::{SecurityConfiguration, bool_text, yes_no};
+use crate::configuration::{SecurityConfiguration, bool_text};
 use crate::error::{Error, Result, io};
 use crate::layout::{self, container_path};
 use crate::password;
@@ -132,10 +132,6 @@ pub fn render_env(config: &SecurityConfiguration, opts: &DeploymentOptions) -> S
             "REDIS_ENCRYPTION_KEYS_FILE",
             container_path(layout::ENCRYPTION_KEYRING),
         ),
-        (
-            "REDIS_PROTECTED_MODE",
-            yes_no(config.redis_protected_mode).to_owned(),
-        ),
         ("REDIS_NETWORK_ISOLATION", "true".to_owned()),
         ("CACHE_NAMESPACE", opts.namespace.clone()),
         ("API_KEY_FILE", container_path(layout::API_KEY)),
@@ -206,10 +202,6 @@ pub fn write_deployment(
                 (
                     "REDIS_TLS_ENABLED",
                     bool_text(config.redis_tls_enabled).to_owned(),
-                ),
-                (
-                    "REDIS_PROTECTED_MODE",
-                    yes_no(config.redis_protected_mode).to_owned(),
                 ),
                 ("CACHE_NAMESPACE", opts.namespace.clone()),
                 ("API_KEY", config.api_key.expose_secret().to_owned()),

@@ -275,12 +275,13 @@ fn env_vars_format_writes_one_secret_file_with_the_seed_names() {
         "REDIS_MONITOR_PASSWORD",
         "REDIS_ENCRYPTION_KEY",
         "REDIS_TLS_ENABLED",
-        "REDIS_PROTECTED_MODE",
         "REDIS_URL",
         "API_KEY",
     ] {
         assert!(vars.contains_key(key), "{key}");
     }
+    // Nothing reads it (Redis's protected mode is set in redis.conf): not written.
+    assert!(!vars.contains_key("REDIS_PROTECTED_MODE"));
     assert_eq!(vars["REDIS_PASSWORD"], c.redis_password.expose_secret());
     assert_eq!(
         vars["REDIS_MONITOR_PASSWORD"],

@@ -79,7 +79,8 @@ pub struct SecuritySettings {
     pub keyring: Option<Keyring>,
     /// `REDIS_NETWORK_ISOLATION`: the operator's claim (the server verifies it).
     pub redis_network_isolation: bool,
-    /// `REDIS_PROTECTED_MODE`.
+    /// `REDIS_PROTECTED_MODE`: accepted (the template wrote it) but nothing acts on it at run
+    /// time; Redis's `protected-mode yes` is set in its `redis.conf`.
     pub redis_protected_mode: bool,
     /// `CACHE_NAMESPACE` (aliases `REDIS_CACHE_NAMESPACE`, `CACHE_PREFIX`, `CACHE_KEY_PREFIX`).
     pub cache_namespace: String,

@@ -12,6 +12,7 @@ use reqwest::blocking::Client;
 use sealcache_config_gen::layout;
 use sealcache_testkit::free_port;
 
+#[path = "common/server.rs"]
 mod common;
 use common::{Stack, corpus, start_server};
 use serde_json::{Value, json};
@@ -36,7 +37,7 @@ fn env_for(stack: &Stack, redis_url: &str, listen: &str) -> Vec<(String, String)
 }
 
 fn spawn(vars: &[(String, String)], log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+    Command::new(common::server_binary())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -381,7 +382,7 @@ fn a_plaintext_production_configuration_is_refused_naming_tls() {
         &format!("127.0.0.1:{}", free_port()),
     );
     vars.retain(|(k, _)| k != "API_KEY_FILE");
-    let out = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+    let out = Command::new(common::server_binary())
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
@@ -408,7 +409,7 @@ fn the_settings_file_environment_decides_the_policy() {
         vars.push(("SEALCACHE_CONFIG".into(), toml.display().to_string()));
         vars
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+    let out = Command::new(common::server_binary())
         .env_clear()
         .envs(
             run("production")

@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/server.rs"]
 mod common;
 use common::{Stack, start_server};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

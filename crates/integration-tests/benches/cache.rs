@@ -28,7 +28,7 @@ use sealcache_codec::Keyring;
 use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
 use sealcache_testkit::{RedisOptions, RedisServer};
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/common/cache.rs"]
 mod common;
 
 const SEQUENTIAL: usize = 3000;

@@ -6,6 +6,7 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/cache.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

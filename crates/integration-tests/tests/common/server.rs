@@ -1,5 +1,8 @@
 //! Shared fixtures of the server's tests and load benchmark: a generated production deployment, a
 //! TLS + mTLS + ACL redis-server running it, and the server binary started from it.
+//!
+//! The binary is the `sealcache-server` package's own `[[bin]]`, built by cargo on first use (see
+//! [`server_binary`]): a test of another package has no `CARGO_BIN_EXE_sealcache-server`.
 
 #![allow(
     dead_code,
@@ -11,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sealcache_config_gen::{DeploymentOptions, SecureConfigGenerator, layout, write_deployment};
@@ -114,6 +118,55 @@ impl Drop for Server {
     }
 }
 
+/// The `sealcache-server` binary, built once per test process by `cargo build --bin
+/// sealcache-server --manifest-path crates/server/Cargo.toml` with this test's profile (cargo finds
+/// it up to date in a second when it is), so a test never runs a stale binary.
+pub fn server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/Cargo.toml");
+        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cargo
+            .args(["build", "--quiet", "--bin", "sealcache-server"])
+            .args([
+                "--message-format",
+                "json-render-diagnostics",
+                "--manifest-path",
+            ])
+            .arg(&manifest);
+        // `<target>/<profile dir>/deps/<this test>`: `debug` is the dev profile, `release` the
+        // release (and bench) profile, any other directory a custom profile of that name.
+        let exe = std::env::current_exe().unwrap();
+        match exe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+        {
+            Some("debug") | None => {}
+            Some("release") => {
+                cargo.arg("--release");
+            }
+            Some(profile) => {
+                cargo.args(["--profile", profile]);
+            }
+        }
+        let out = cargo.stderr(Stdio::inherit()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cargo could not build sealcache-server"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|m| {
+                m["reason"] == "compiler-artifact" && m["target"]["name"] == "sealcache-server"
+            })
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo built no sealcache-server executable")
+    })
+}
+
 /// Starts the server with exactly `vars` (plus PATH) and waits until `/health` answers 200.
 pub fn start_server(vars: &[(String, String)], log: Option<&Path>) -> Server {
     let port = vars
@@ -129,7 +182,7 @@ pub fn start_server(vars: &[(String, String)], log: Option<&Path>) -> Server {
         ),
         None => (Stdio::null(), Stdio::null()),
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealcache-server"))
+    let mut child = Command::new(server_binary())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))

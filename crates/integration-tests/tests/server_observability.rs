@@ -14,6 +14,7 @@ use reqwest::blocking::Client;
 use sealcache_config_gen::layout;
 use sealcache_testkit::free_port;
 
+#[path = "common/server.rs"]
 mod common;
 use common::{Stack, start_server};
 use serde_json::{Value, json};

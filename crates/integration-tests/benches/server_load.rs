@@ -36,7 +36,7 @@ fn duration() -> Duration {
     )
 }
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/common/server.rs"]
 mod common;
 
 /// An OTLP/HTTP sink on loopback: reads each request and answers 200 at once.

@@ -18,6 +18,7 @@ use sealcache_config_gen::layout;
 use sealcache_testkit::free_port;
 use serde_json::Value;
 
+#[path = "common/server.rs"]
 mod common;
 use common::{Server, Stack, start_server};
 

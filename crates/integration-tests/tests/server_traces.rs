@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/server.rs"]
 mod common;
 use common::{Stack, start_server};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
