@@ -70,11 +70,11 @@ pub use deploy_dir::{
 };
 pub use env_file::{parse as parse_env, read as read_env_file};
 // What the public API takes and returns, so a program needs this crate alone.
+pub use error::{Error, Result};
 pub use sealcache_codec::{Dictionary, Keyring};
 pub use sealcache_env_detect::{
     Environment, EnvironmentDetector, EnvironmentInfo, FeatureContext, MapSource, Policy,
 };
-pub use error::{Error, Result};
 // The runtime settings moved to `sealcache-settings` (the cache and server need them without the
 // provisioning half); re-exported so that tools keep one import.
 pub use sealcache_settings::{
