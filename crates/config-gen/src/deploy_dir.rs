@@ -56,7 +56,7 @@ impl Default for DeploymentOptions {
         Self {
             mode: WriteMode::New,
             format: OutputFormat::Dir,
-            namespace: "ai_cache".to_owned(),
+            namespace: sealcache_settings::DEFAULT_NAMESPACE.to_owned(),
             extra_server_names: Vec::new(),
             redis_host: "redis".to_owned(),
         }
@@ -111,7 +111,7 @@ pub fn render_env(config: &SecurityConfiguration, opts: &DeploymentOptions) -> S
         ("ENVIRONMENT", config.environment.as_str().to_owned()),
         (
             "REDIS_URL",
-            format!("{scheme}://{}:6379/0", opts.redis_host),
+            format!("{scheme}://{}:{}/0", opts.redis_host, layout::REDIS_PORT),
         ),
         ("REDIS_USERNAME", acl::APP_USER.to_owned()),
         ("REDIS_PASSWORD_FILE", container_path(layout::APP_PASSWORD)),
@@ -135,7 +135,7 @@ pub fn render_env(config: &SecurityConfiguration, opts: &DeploymentOptions) -> S
         ("REDIS_NETWORK_ISOLATION", "true".to_owned()),
         ("CACHE_NAMESPACE", opts.namespace.clone()),
         ("API_KEY_FILE", container_path(layout::API_KEY)),
-        ("SEALCACHE_LISTEN", "0.0.0.0:8080".to_owned()),
+        ("SEALCACHE_LISTEN", layout::CONTAINER_LISTEN.to_owned()),
     ]);
     if config.environment == Environment::Development {
         vars.push(("REDIS_SECURITY_MODE", "development".to_owned()));
@@ -183,7 +183,7 @@ pub fn write_deployment(
                 ("ENVIRONMENT", config.environment.as_str().to_owned()),
                 (
                     "REDIS_URL",
-                    format!("{scheme}://{}:6379/0", opts.redis_host),
+                    format!("{scheme}://{}:{}/0", opts.redis_host, layout::REDIS_PORT),
                 ),
                 ("REDIS_USERNAME", acl::APP_USER.to_owned()),
                 (

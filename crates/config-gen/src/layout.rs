@@ -70,6 +70,9 @@ pub const SECRET_FILES: &[&str] = &[
 
 /// The port Redis listens on (TLS) in the deployment, the port of `.env`'s `REDIS_URL`.
 pub const REDIS_PORT: u16 = 6379;
+/// Where the backend listens inside its container (`SEALCACHE_LISTEN` in the generated `.env`;
+/// the compose file publishes it on the host's loopback only).
+pub const CONTAINER_LISTEN: &str = "0.0.0.0:8080";
 
 /// Where `secrets/` is mounted inside the containers.
 pub const CONTAINER_SECRETS: &str = "/run/secrets";
