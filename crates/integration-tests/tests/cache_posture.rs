@@ -22,6 +22,15 @@ fn check(status: &SecurityStatus, name: CheckName) -> &sealcache::Check {
         .unwrap_or_else(|| panic!("no {name} check in {:#?}", status.checks))
 }
 
+/// A production cache over `stack`'s keyring with `config`.
+fn production_cache(stack: &Stack, config: RedisConfig) -> sealcache::AiResponseCache {
+    CacheBuilder::new(env("production"))
+        .keyring(stack.keyring())
+        .redis(config)
+        .build()
+        .unwrap()
+}
+
 fn events(cache: &sealcache::AiResponseCache, kind: &str) -> u64 {
     cache.monitor().security_summary().events_by_type[kind]
 }
@@ -36,11 +45,7 @@ async fn a_wrong_password_is_an_authentication_error_counted_and_reported() {
             stack.path(layout::CLIENT_CERT),
             stack.path(layout::CLIENT_KEY),
         );
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config)
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config);
     let err = cache
         .set(
             &AiRequest::new("qa", "q"),
@@ -82,11 +87,7 @@ async fn a_missing_client_certificate_is_a_tls_error_counted_and_reported() {
     let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
     config.client_cert_path = None;
     config.client_key_path = None;
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config)
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config);
     let err = cache
         .set(
             &AiRequest::new("qa", "q"),
@@ -125,11 +126,7 @@ async fn an_ipv6_url_with_and_without_port_is_observed() {
     let stack = Stack::start_with(vec!["bind 127.0.0.1 ::1".into()]);
     let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
     config.url = format!("rediss://[::1]:{}/0", stack.server.port());
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config.clone())
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config.clone());
     let req = AiRequest::new("qa", "over ipv6");
     cache
         .set(&req, &serde_json::json!({"a": 6}), None)
@@ -147,11 +144,7 @@ async fn an_ipv6_url_with_and_without_port_is_observed() {
     // Without a port the URL means 6379: the host is still parsed (nothing listens there, so
     // the checks are unobserved, never "insecure").
     config.url = "rediss://[::1]/0".into();
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config)
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config);
     let status = cache.security_status().await;
     let tls = check(&status, CheckName::TlsNegotiated);
     assert!(!tls.detail.contains("no host"), "{tls:?}");
@@ -173,11 +166,7 @@ async fn a_client_certificate_expiring_in_five_days_degrades_the_status() {
     let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
     config.client_cert_path = Some(dir.path().join("client.crt"));
     config.client_key_path = Some(dir.path().join("client.key"));
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config)
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config);
     // The certificate works: Redis accepts it.
     let req = AiRequest::new("qa", "short-lived cert");
     cache
@@ -265,11 +254,7 @@ async fn a_server_certificate_from_another_ca_is_a_tls_error() {
     std::fs::write(dir.path().join("other-ca.crt"), &other.ca_cert).unwrap();
     let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
     config.ca_path = Some(dir.path().join("other-ca.crt"));
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config)
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config);
     let err = cache
         .set(
             &AiRequest::new("qa", "q"),
@@ -305,11 +290,7 @@ async fn after_a_refused_password_an_outage_is_reported_as_an_outage() {
     let config = stack
         .redis_config("cache_app", layout::APP_PASSWORD)
         .acl_user("cache_app", "not-the-password-at-all");
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config)
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config);
     let req = AiRequest::new("qa", "q");
     let err = cache
         .set(&req, &serde_json::json!({"a": 1}), None)
@@ -393,11 +374,7 @@ async fn tls_material_from_memory_works_and_is_observed() {
     assert!(config.ca_path.is_none() && config.client_key_path.is_none());
     let shown = format!("{config:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
-    let cache = CacheBuilder::new(env("production"))
-        .keyring(stack.keyring())
-        .redis(config)
-        .build()
-        .unwrap();
+    let cache = production_cache(&stack, config);
     let req = AiRequest::new("qa", "pem in memory");
     cache
         .set(&req, &serde_json::json!({"a": 1}), None)

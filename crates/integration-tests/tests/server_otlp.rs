@@ -5,57 +5,19 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[path = "common/server.rs"]
 mod common;
+#[path = "common/otlp.rs"]
+mod otlp;
 use common::{Stack, start_server};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use otlp::receiver;
 use prost::Message as _;
 use sealcache_config_gen::layout;
 use sealcache_testkit::free_port;
-
-/// Accepts OTLP/HTTP POSTs on loopback and keeps each decoded request.
-fn receiver() -> (u16, Arc<Mutex<Vec<ExportMetricsServiceRequest>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            let mut length = 0usize;
-            let mut line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            if reader.read_exact(&mut body).is_ok()
-                && request_line.starts_with("POST /v1/metrics")
-                && let Ok(req) = ExportMetricsServiceRequest::decode(body.as_slice())
-            {
-                sink.lock().unwrap().push(req);
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, got)
-}
 
 #[test]
 fn metrics_are_pushed_over_otlp_http_with_names_units_and_values() {
@@ -99,7 +61,13 @@ fn metrics_are_pushed_over_otlp_http_with_names_units_and_values() {
     // Wait for a push that carries the scripted values.
     let deadline = Instant::now() + Duration::from_secs(20);
     let (units, api_auth_failed, lookups_miss, service) = loop {
-        let requests = got.lock().unwrap().clone();
+        let requests: Vec<ExportMetricsServiceRequest> = got
+            .lock()
+            .unwrap()
+            .metrics
+            .iter()
+            .filter_map(|b| ExportMetricsServiceRequest::decode(b.as_slice()).ok())
+            .collect();
         let mut units = std::collections::BTreeMap::new();
         let (mut auth, mut miss, mut service) = (None, None, None);
         for req in &requests {

@@ -8,18 +8,20 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[path = "common/server.rs"]
 mod common;
+#[path = "common/otlp.rs"]
+mod otlp;
 use common::{Stack, start_server};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value as Any};
 use opentelemetry_proto::tonic::trace::v1::Span;
+use otlp::receiver;
 use prost::Message as _;
 use sealcache_config_gen::layout;
 use sealcache_testkit::free_port;
@@ -29,55 +31,6 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
 const PROMPT: &str = "PROMPT-TEXT-never-exported-7f3a";
 const ANSWER: &str = "ANSWER-VALUE-never-exported-91c2";
-
-/// Every OTLP POST body, by path.
-#[derive(Default)]
-struct Received {
-    traces: Vec<Vec<u8>>,
-    logs: Vec<Vec<u8>>,
-    other: Vec<Vec<u8>>,
-}
-
-fn receiver() -> (u16, Arc<Mutex<Received>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Received::default()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            let mut length = 0usize;
-            let mut line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            if reader.read_exact(&mut body).is_ok() {
-                let mut got = sink.lock().unwrap();
-                if request_line.starts_with("POST /v1/traces") {
-                    got.traces.push(body);
-                } else if request_line.starts_with("POST /v1/logs") {
-                    got.logs.push(body);
-                } else {
-                    got.other.push(body);
-                }
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, got)
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -105,7 +58,7 @@ fn int(attrs: &[KeyValue], key: &str) -> Option<i64> {
     }
 }
 
-fn spans(got: &Mutex<Received>) -> Vec<Span> {
+fn spans(got: &Mutex<otlp::Received>) -> Vec<Span> {
     got.lock()
         .unwrap()
         .traces
@@ -255,7 +208,7 @@ fn a_lookup_in_a_callers_trace_has_server_cache_and_redis_spans_and_no_secrets()
         got.traces
             .iter()
             .chain(&got.logs)
-            .chain(&got.other)
+            .chain(&got.metrics)
             .flatten()
             .copied()
             .collect()
