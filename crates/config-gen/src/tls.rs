@@ -74,11 +74,26 @@ pub fn issue_client_certificate(
     validity_days: i64,
 ) -> Result<(String, SecretString)> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(tls_err("CA key"))?;
+    let issuer = Issuer::new(ca_params()?, &ca_key);
+    let (cert, key) = client_certificate(&issuer, client_name, validity_days)?;
+    Ok((cert.pem(), SecretString::new(key.serialize_pem())))
+}
+
+/// The CA's parameters (name, constraints, usages), the same for generation and for issuing.
+fn ca_params() -> Result<CertificateParams> {
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA parameters"))?;
     ca.distinguished_name = ca_name();
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let issuer = Issuer::new(ca, &ca_key);
+    Ok(ca)
+}
+
+/// A client certificate (and its key) named `client_name`, signed by `issuer`.
+fn client_certificate(
+    issuer: &Issuer<'_, &KeyPair>,
+    client_name: &str,
+    validity_days: i64,
+) -> Result<(rcgen::Certificate, KeyPair)> {
     let client_key = KeyPair::generate().map_err(tls_err("client key"))?;
     let mut client =
         CertificateParams::new(Vec::<String>::new()).map_err(tls_err("client parameters"))?;
@@ -88,9 +103,9 @@ pub fn issue_client_certificate(
     client.use_authority_key_identifier_extension = true;
     validity(&mut client, validity_days);
     let cert = client
-        .signed_by(&client_key, &issuer)
+        .signed_by(&client_key, issuer)
         .map_err(tls_err("client certificate"))?;
-    Ok((cert.pem(), SecretString::new(client_key.serialize_pem())))
+    Ok((cert, client_key))
 }
 
 /// Generates a CA, a server certificate for [`DEFAULT_SERVER_NAMES`] plus `extra_server_names`,
@@ -100,10 +115,7 @@ pub fn issue_client_certificate(
 /// [`Error::Tls`] if a name is invalid or key generation fails.
 pub fn generate(extra_server_names: &[String], client_name: &str) -> Result<TlsMaterial> {
     let ca_key = KeyPair::generate().map_err(tls_err("CA key"))?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA parameters"))?;
-    ca.distinguished_name = ca_name();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut ca = ca_params()?;
     validity(&mut ca, CA_VALIDITY_DAYS);
     let ca_cert = ca.self_signed(&ca_key).map_err(tls_err("CA certificate"))?;
     let issuer = Issuer::new(ca, &ca_key);
@@ -128,17 +140,7 @@ pub fn generate(extra_server_names: &[String], client_name: &str) -> Result<TlsM
         .signed_by(&server_key, &issuer)
         .map_err(tls_err("server certificate"))?;
 
-    let client_key = KeyPair::generate().map_err(tls_err("client key"))?;
-    let mut client =
-        CertificateParams::new(Vec::<String>::new()).map_err(tls_err("client parameters"))?;
-    client.distinguished_name = name(client_name);
-    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    client.use_authority_key_identifier_extension = true;
-    validity(&mut client, LEAF_VALIDITY_DAYS);
-    let client_cert = client
-        .signed_by(&client_key, &issuer)
-        .map_err(tls_err("client certificate"))?;
+    let (client_cert, client_key) = client_certificate(&issuer, client_name, LEAF_VALIDITY_DAYS)?;
 
     Ok(TlsMaterial {
         ca_cert: ca_cert.pem(),

@@ -374,3 +374,17 @@ fn testing_keeps_tls_like_the_cache_does() {
     let r = validate_dir(d.path(), Some(Environment::Development)).unwrap();
     assert!(!has(&r, "TLS_DISABLED", Severity::Error));
 }
+
+/// A broken dictionary line in the keyring is reported as a dictionary problem (the keys are
+/// fine), never as an encryption-key problem that would send an operator to regenerate keys.
+#[test]
+fn a_broken_dictionary_line_is_its_own_issue() {
+    let d = generated(Environment::Production);
+    let keyring = d.path().join(layout::ENCRYPTION_KEYRING);
+    let mut text = std::fs::read_to_string(&keyring).unwrap();
+    text.push_str("dictionary 7 aGVsbG8gd29ybGQ=\n");
+    std::fs::write(&keyring, text).unwrap();
+    let r = validate_dir(d.path(), Some(Environment::Production)).unwrap();
+    assert_issue(&r, "DICTIONARY_INVALID", Severity::Error);
+    assert!(!has(&r, "ENCRYPTION_KEY_INVALID", Severity::Error));
+}

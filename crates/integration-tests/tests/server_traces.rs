@@ -70,6 +70,20 @@ fn spans(got: &Mutex<otlp::Received>) -> Vec<Span> {
         .collect()
 }
 
+fn log_records(
+    got: &Mutex<otlp::Received>,
+) -> Vec<opentelemetry_proto::tonic::logs::v1::LogRecord> {
+    got.lock()
+        .unwrap()
+        .logs
+        .iter()
+        .filter_map(|b| ExportLogsServiceRequest::decode(b.as_slice()).ok())
+        .flat_map(|r| r.resource_logs)
+        .flat_map(|r| r.scope_logs)
+        .flat_map(|s| s.log_records)
+        .collect()
+}
+
 fn otel_vars(stack: &Stack, otlp_port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
     vars.extend(
@@ -260,14 +274,8 @@ fn a_tampered_value_gives_a_decrypt_failed_log_record_in_the_requests_trace() {
     assert_eq!(r.json::<serde_json::Value>().unwrap()["hit"], false);
 
     let record = wait_for("the decrypt_failed log record", || {
-        got.lock()
-            .unwrap()
-            .logs
-            .iter()
-            .filter_map(|b| ExportLogsServiceRequest::decode(b.as_slice()).ok())
-            .flat_map(|r| r.resource_logs)
-            .flat_map(|r| r.scope_logs)
-            .flat_map(|s| s.log_records)
+        log_records(&got)
+            .into_iter()
             .find(|r| r.event_name == "sealcache.security.decrypt_failed")
     });
     assert_eq!(
@@ -299,14 +307,8 @@ fn a_tampered_value_gives_a_decrypt_failed_log_record_in_the_requests_trace() {
         .unwrap();
     assert_eq!(r.status(), 401);
     wait_for("the api_auth_failed record", || {
-        got.lock()
-            .unwrap()
-            .logs
-            .iter()
-            .filter_map(|b| ExportLogsServiceRequest::decode(b.as_slice()).ok())
-            .flat_map(|r| r.resource_logs)
-            .flat_map(|r| r.scope_logs)
-            .flat_map(|s| s.log_records)
+        log_records(&got)
+            .into_iter()
             .find(|r| r.event_name == "sealcache.security.api_auth_failed")
     });
 }
