@@ -43,6 +43,19 @@ impl AiResponseCache {
         &self.ttl
     }
 
+    /// Replaces the keyring without a restart, guarding entries for the TTL policy's longest TTL
+    /// (see [`SealedCache::reload_keyring`]).
+    ///
+    /// # Errors
+    /// [`Error::KeyringRefused`] naming the reason; the running keyring is kept.
+    pub fn reload_keyring(
+        &self,
+        keyring: &crate::Keyring,
+        mode: crate::KeyringReload,
+    ) -> Result<crate::KeyringReloaded> {
+        self.cache.reload_keyring(keyring, self.ttl.longest(), mode)
+    }
+
     /// The in-process monitor.
     #[must_use]
     pub fn monitor(&self) -> &Arc<SecurityAwareCacheMonitor> {

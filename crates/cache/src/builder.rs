@@ -24,9 +24,9 @@ use sealcache_monitor::{
 };
 
 use crate::ai::AiResponseCache;
-use crate::backend::RedisBackend;
+use crate::backend::{Backend, Cluster, SingleNode};
 use crate::cache::{CacheOptions, SealedCache};
-use crate::connect::{RedisConfig, client};
+use crate::connect::{Existing, RedisConfig, client, cluster_client};
 use crate::error::{Error, Result};
 use crate::ttl::TtlPolicy;
 
@@ -271,8 +271,27 @@ impl CacheBuilder<KeySource, RedisConfig> {
                     .detail("legacy plaintext migration window open"),
             );
         }
-        let redis = client(&self.transport)?;
-        let backend = RedisBackend::new(redis, self.transport, observer.clone());
+        let mut transport = self.transport;
+        let backend: Box<dyn Backend> = match transport.take_existing() {
+            Some(Existing::Single(manager)) => Box::new(SingleNode::with_manager(
+                manager,
+                transport,
+                observer.clone(),
+            )),
+            Some(Existing::Cluster(connection)) => Box::new(Cluster::with_connection(
+                connection,
+                transport,
+                observer.clone(),
+            )),
+            None if !transport.cluster_nodes.is_empty() => {
+                let redis = cluster_client(&transport)?;
+                Box::new(Cluster::new(redis, transport, observer.clone()))
+            }
+            None => {
+                let redis = client(&transport)?;
+                Box::new(SingleNode::new(redis, transport, observer.clone()))
+            }
+        };
         let cache = SealedCache::assemble(
             &keyring,
             backend,

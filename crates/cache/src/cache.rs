@@ -12,11 +12,13 @@ use sealcache_monitor::{
     SecurityEvent, SecurityEventType, SizeStage, Tier, WriteFailure, key_tag,
 };
 
-use crate::backend::{Backend, RedisBackend};
+use crate::backend::Backend;
+use crate::coherence::{Change, Coherence};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::json_text::check_json_text;
 use crate::key::KeyScheme;
+use crate::keyring_reload::{ActiveKeyring, KeyringReload, KeyringReloaded};
 use crate::l1::L1;
 use crate::status::SecurityStatus;
 use crate::stored_value;
@@ -50,6 +52,10 @@ pub struct CacheOptions {
     /// `UNLINK` an entry that fails to open (off by default: the entry is evidence, and the next
     /// write replaces it).
     pub unlink_bad_entries: bool,
+    /// Keep L1 coherent with other processes on the same Redis through the namespace's
+    /// invalidation channel (on by default; L1 is bypassed while the subscription is down). Turn
+    /// off only when this process is the only writer.
+    pub l1_coherence: bool,
 }
 
 impl Default for CacheOptions {
@@ -62,6 +68,7 @@ impl Default for CacheOptions {
             l1_max_ttl: Duration::from_secs(300),
             max_value_size: sealcache_codec::DEFAULT_MAX_PLAINTEXT,
             unlink_bad_entries: false,
+            l1_coherence: true,
         }
     }
 }
@@ -201,15 +208,15 @@ impl Cached {
 
 pub(crate) struct Inner {
     pub(crate) keys: KeyScheme,
-    codec: ValueCodec,
-    pub(crate) backend: RedisBackend,
-    l1: Option<L1>,
+    keyring: ActiveKeyring,
+    pub(crate) backend: Box<dyn Backend>,
+    l1: Option<Arc<L1>>,
+    /// L1 coherence across processes (`None`: L1 off, or coherence turned off).
+    coherence: Option<Arc<Coherence>>,
     pub(crate) monitor: Arc<SecurityAwareCacheMonitor>,
     pub(crate) observer: Arc<dyn CacheObserver>,
     options: CacheOptions,
     environment: EnvironmentInfo,
-    primary_key_id: u32,
-    decrypt_only_key_ids: Vec<u32>,
     pub(crate) flights: Flights,
 }
 
@@ -235,7 +242,7 @@ impl SealedCache {
     #[allow(clippy::too_many_arguments)] // assembled by the builder only
     pub(crate) fn assemble(
         keyring: &Keyring,
-        backend: RedisBackend,
+        backend: Box<dyn Backend>,
         monitor: Arc<SecurityAwareCacheMonitor>,
         observer: Arc<dyn CacheObserver>,
         options: CacheOptions,
@@ -248,19 +255,29 @@ impl SealedCache {
             bytes: options.l1_max_bytes,
             max_entry_bytes: options.l1_max_entry_bytes,
             max_ttl: options.l1_max_ttl,
+        })
+        .map(Arc::new);
+        let coherence = (l1.is_some() && options.l1_coherence).then(|| {
+            Arc::new(Coherence::new(
+                keys.namespace(),
+                backend.config().clone(),
+                observer.clone(),
+            ))
         });
         Ok(Self {
             inner: Arc::new(Inner {
                 keys,
-                codec: codec.with_max_plaintext(options.max_value_size),
+                keyring: ActiveKeyring::new(
+                    keyring,
+                    codec.with_max_plaintext(options.max_value_size),
+                ),
                 backend,
                 l1,
+                coherence,
                 monitor,
                 observer,
                 options,
                 environment,
-                primary_key_id: keyring.primary_id(),
-                decrypt_only_key_ids: keyring.decrypt_only_ids(),
                 flights: Flights::default(),
             }),
         })
@@ -339,7 +356,8 @@ impl SealedCache {
         want_ttl: bool,
     ) -> Option<Cached> {
         let inner = &self.inner;
-        let stamp = match inner.l1.as_ref().map(|l1| l1.get(redis_key)) {
+        let l1 = self.served_l1().await;
+        let stamp = match l1.map(|l1| l1.get(redis_key)) {
             Some(Ok((json, remaining))) => {
                 observer.lookup(operation, Tier::L1, LookupResult::Hit);
                 return Some(Cached {
@@ -378,7 +396,8 @@ impl SealedCache {
             return None;
         };
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
-        match inner.codec.open(&ctx, &stored) {
+        let opened = inner.keyring.current().codec.open(&ctx, &stored);
+        match opened {
             Ok(opened) => {
                 if opened.source() == Source::LegacyPlaintext {
                     observer.security_event(
@@ -405,7 +424,7 @@ impl SealedCache {
                     (None, None) => None,
                 };
                 let json = value.json;
-                if let (Some(l1), Some(ttl), Some(stamp)) = (&inner.l1, ttl, stamp) {
+                if let (Some(l1), Some(ttl), Some(stamp)) = (l1, ttl, stamp) {
                     l1.fill(redis_key, json.clone(), ttl, stamp);
                     observer.l1_entries(l1.len() as u64);
                 }
@@ -476,7 +495,12 @@ impl SealedCache {
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
         // The value carries its authenticated expiry, so reads need no `PTTL` (see `stored_value`).
         let plain = stored_value::encode(&json, ttl);
-        let sealed = inner.codec.seal(&ctx, &plain).map_err(Error::Seal)?;
+        let sealed = inner
+            .keyring
+            .current()
+            .codec
+            .seal(&ctx, &plain)
+            .map_err(Error::Seal)?;
         inner.observer.seal(sealed.key_id());
         inner
             .observer
@@ -489,13 +513,19 @@ impl SealedCache {
             .entry_size(SizeStage::Stored, sealed.stored_len() as u64);
         // L1's copy goes first: if this future is dropped mid-write, or the write fails, no copy
         // can disagree with Redis.
+        // Whether L1 may keep a copy, decided before the write's stamp (a subscription confirmed
+        // during the write flushes L1, and drops this copy with it).
+        let served = self.served_l1().await.is_some();
         let stamp = inner.l1.as_ref().map(|l1| l1.begin_write(redis_key));
         let written = inner
             .backend
             .set_px(redis_key, sealed.as_bytes(), ttl)
             .await;
+        // Other processes drop their copies (a timed-out write may still have landed).
+        self.publish(Change::Key(redis_key)).await;
+        let served = served && self.served_l1().await.is_some();
         if let (Some(l1), Some(stamp)) = (&inner.l1, stamp) {
-            if written.is_ok() {
+            if written.is_ok() && served {
                 l1.put_after(redis_key, json, ttl, stamp);
             }
             inner.observer.l1_entries(l1.len() as u64);
@@ -522,11 +552,12 @@ impl SealedCache {
         // Dropped before and after (the guard, even if this future is dropped): a read that
         // refilled L1 while UNLINK was in flight is dropped too, and so is the copy when UNLINK
         // fails.
-        let _after = L1Drop::key(self.inner.l1.as_ref(), redis_key);
+        let _after = L1Drop::key(self.inner.l1.as_deref(), redis_key);
         if let Some(l1) = &self.inner.l1 {
             l1.remove(redis_key);
         }
         let removed = self.inner.backend.unlink(&[redis_key.to_owned()]).await;
+        self.publish(Change::Key(redis_key)).await;
         self.inner
             .observer
             .operation(OperationKind::Delete, started.elapsed());
@@ -579,9 +610,10 @@ impl SealedCache {
     pub(crate) async fn invalidate_pattern(&self, pattern: &str, l1_prefix: &str) -> Result<u64> {
         let started = Instant::now();
         // Dropped before the walk and after it (the guard: even if this future is dropped).
-        let after = L1Drop::prefix(self.inner.l1.as_ref(), l1_prefix);
+        let after = L1Drop::prefix(self.inner.l1.as_deref(), l1_prefix);
         self.drop_l1_prefix(l1_prefix);
         let walked = self.unlink_matching(pattern).await;
+        self.publish(Change::Prefix(l1_prefix)).await;
         drop(after);
         if let Some(l1) = &self.inner.l1 {
             self.inner.observer.l1_entries(l1.len() as u64);
@@ -596,16 +628,48 @@ impl SealedCache {
 
     /// `SCAN MATCH` + `UNLINK` in batches; how many keys Redis removed.
     async fn unlink_matching(&self, pattern: &str) -> Result<u64> {
-        let mut cursor = 0;
-        let mut removed = 0;
-        loop {
-            let (next, keys) = self.inner.backend.scan(cursor, pattern, SCAN_BATCH).await?;
-            removed += self.inner.backend.unlink(&keys).await?;
-            cursor = next;
-            if cursor == 0 {
-                return Ok(removed);
-            }
+        self.inner
+            .backend
+            .unlink_matching(pattern, SCAN_BATCH)
+            .await
+    }
+
+    /// L1, when it may be served: always without coherence, else only while this process's
+    /// invalidation subscription is confirmed (the first callers wait for its first attempt).
+    async fn served_l1(&self) -> Option<&Arc<L1>> {
+        let l1 = self.inner.l1.as_ref()?;
+        match &self.inner.coherence {
+            None => Some(l1),
+            Some(coherence) => coherence.l1_usable(l1).await.then_some(l1),
         }
+    }
+
+    /// Tells the other processes what changed (a failure is counted: they may keep a stale copy
+    /// until their L1 TTL).
+    async fn publish(&self, change: Change<'_>) {
+        let Some(coherence) = &self.inner.coherence else {
+            return;
+        };
+        let message = coherence.message(&change);
+        if self
+            .inner
+            .backend
+            .publish(coherence.channel(), &message)
+            .await
+            .is_err()
+        {
+            coherence.publish_failed();
+        }
+    }
+
+    /// Whether L1 is served now and how often the invalidation subscription was lost (`None`:
+    /// L1 or coherence off).
+    #[must_use]
+    pub fn l1_coherence(&self) -> Option<(bool, u64)> {
+        self.inner.coherence.as_ref().map(|c| {
+            let state = c.state();
+            (state.subscribed, state.losses)
+        })
     }
 
     fn drop_l1_prefix(&self, prefix: &str) {
@@ -626,6 +690,41 @@ impl SealedCache {
         let pattern = self.inner.keys.namespace_pattern();
         let prefix = format!("{}:", self.inner.keys.namespace());
         self.invalidate_pattern(&pattern, &prefix).await
+    }
+
+    /// Replaces the keyring without a restart (see `docs/security-model.md`, "Key rotation"):
+    /// atomically for every request, refused (and the running keyring kept) when the key-name
+    /// secret or a kept key's material differs, or, unless `mode` is [`KeyringReload::Forced`],
+    /// when it drops a key that may still seal entries younger than `live_for` (the longest TTL).
+    ///
+    /// # Errors
+    /// [`Error::KeyringRefused`] naming the reason.
+    pub fn reload_keyring(
+        &self,
+        keyring: &Keyring,
+        live_for: Duration,
+        mode: KeyringReload,
+    ) -> Result<KeyringReloaded> {
+        let reloaded = self
+            .inner
+            .keyring
+            .reload(keyring, &self.inner.keys, live_for, mode)?;
+        tracing::info!(
+            target: "sealcache::security",
+            primary = reloaded.primary,
+            previous_primary = reloaded.previous_primary,
+            added = ?reloaded.added,
+            removed = ?reloaded.removed,
+            "keyring reloaded"
+        );
+        Ok(reloaded)
+    }
+
+    /// The primary key id and the decrypt-only key ids in use now.
+    #[must_use]
+    pub fn key_ids(&self) -> (u32, Vec<u32>) {
+        let active = self.inner.keyring.current();
+        (active.primary_key_id, active.decrypt_only_key_ids.clone())
     }
 
     /// Performance figures.
@@ -661,6 +760,8 @@ impl SealedCache {
     /// `status::assess`).
     pub async fn security_status(&self) -> SecurityStatus {
         let inner = &self.inner;
+        // Starts the invalidation subscriber if no request has yet (and waits for its first try).
+        let _ = self.served_l1().await;
         let config = inner.backend.config();
         let ping = inner.backend.ping().await;
         let whoami = inner.backend.whoami().await;
@@ -670,7 +771,12 @@ impl SealedCache {
             None
         };
         let anonymous_refused = anonymous_refused(config).await;
+        let topology = match inner.backend.topology().await {
+            Some(topology) => Some(probe_nodes(config, topology).await),
+            None => None,
+        };
         let security = inner.monitor.security_summary();
+        let active = inner.keyring.current();
         crate::status::assess(crate::status::Observations {
             environment: &inner.environment,
             uses_tls: config.uses_tls(),
@@ -687,11 +793,15 @@ impl SealedCache {
                 (Some(pem), _) => Some(crate::status::pem_days(pem)),
                 (None, path) => path.as_deref().map(crate::status::file_days),
             },
-            primary_key_id: inner.primary_key_id,
-            decrypt_only_key_ids: inner.decrypt_only_key_ids.clone(),
+            primary_key_id: active.primary_key_id,
+            decrypt_only_key_ids: active.decrypt_only_key_ids.clone(),
             recent_security_events: security.last_hour.values().sum(),
             security_events_by_type: security.events_by_type,
             write_failures: inner.monitor.performance_summary().write_failures,
+            topology,
+            l1_coherence: self.l1_coherence().map(|(subscribed, losses)| {
+                crate::status::L1CoherenceStatus { subscribed, losses }
+            }),
         })
     }
 }
@@ -715,6 +825,31 @@ pub(crate) fn stored_value_event(kind: sealcache_codec::ErrorKind) -> SecurityEv
         // still a value the cache could not serve as stored.
         ErrorKind::Sealing => SecurityEventType::BadEnvelope,
     }
+}
+
+/// Probes every cluster node as the single-node status probes Redis: a TLS handshake and an
+/// anonymous `PING` (one node after another; each is bounded by the connect timeout).
+async fn probe_nodes(
+    config: &crate::connect::RedisConfig,
+    mut topology: crate::status::Topology,
+) -> crate::status::Topology {
+    for node in &mut topology.nodes {
+        let scheme = if config.uses_tls() { "rediss" } else { "redis" };
+        let host = if node.host.contains(':') {
+            format!("[{}]", node.host)
+        } else {
+            node.host.clone()
+        };
+        let mut one = config.clone();
+        one.url = format!("{scheme}://{host}:{}", node.port);
+        one.cluster_nodes = Vec::new();
+        if one.uses_tls() {
+            let probe = crate::tls_probe::probe_tls(&one).await;
+            node.tls_version = probe.failure.is_none().then_some(probe.version).flatten();
+        }
+        node.anonymous_refused = anonymous_refused(&one).await;
+    }
+    topology
 }
 
 /// Connects with the cache's transport but no credentials and sends `PING`: `Some(true)` when

@@ -43,6 +43,19 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// Circuit breaker.
     pub breaker: BreakerConfig,
+    /// Redis Cluster seed URLs (`REDIS_CLUSTER_NODES`); empty: the single node `url`. When set,
+    /// `url` is the first seed (used for spans and the status probes).
+    pub cluster_nodes: Vec<String>,
+    /// A connection the application already owns, used instead of connecting.
+    existing: Option<Existing>,
+}
+
+/// A connection the application handed over ([`RedisConfig::with_connection_manager`],
+/// [`RedisConfig::with_cluster_connection`]).
+#[derive(Clone)]
+pub(crate) enum Existing {
+    Single(redis::aio::ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -64,6 +77,21 @@ impl std::fmt::Debug for RedisConfig {
             )
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field(
+                "cluster_nodes",
+                &self
+                    .cluster_nodes
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "existing",
+                &self
+                    .existing
+                    .as_ref()
+                    .map(|_| "<application-owned connection>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -97,7 +125,56 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             breaker: BreakerConfig::default(),
+            cluster_nodes: Vec::new(),
+            existing: None,
         }
+    }
+
+    /// A Redis Cluster reached through `seeds` (`rediss://host:port` each; redis-rs discovers the
+    /// rest with `CLUSTER SLOTS`). Credentials and TLS material are set as for one node and used
+    /// for every node.
+    #[must_use]
+    pub fn cluster<I, S>(seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let seeds: Vec<String> = seeds.into_iter().map(Into::into).collect();
+        let mut config = Self::new(seeds.first().cloned().unwrap_or_default());
+        config.cluster_nodes = seeds;
+        config
+    }
+
+    /// Whether this is a Redis Cluster configuration.
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty() || matches!(self.existing, Some(Existing::Cluster(_)))
+    }
+
+    /// Uses `manager`, a connection the application already owns, instead of connecting. The rest
+    /// of this configuration must describe its transport truthfully (URL scheme, ACL user, TLS
+    /// material): the policy check and the security status read it, and the status probes
+    /// connect with it.
+    #[must_use]
+    pub fn with_connection_manager(mut self, manager: redis::aio::ConnectionManager) -> Self {
+        self.existing = Some(Existing::Single(manager));
+        self
+    }
+
+    /// Uses `connection`, a Redis Cluster connection the application already owns (as
+    /// [`RedisConfig::with_connection_manager`]; set `cluster_nodes` with
+    /// [`RedisConfig::cluster`] so the status can probe the nodes).
+    #[must_use]
+    pub fn with_cluster_connection(
+        mut self,
+        connection: redis::cluster_async::ClusterConnection,
+    ) -> Self {
+        self.existing = Some(Existing::Cluster(connection));
+        self
+    }
+
+    pub(crate) fn take_existing(&mut self) -> Option<Existing> {
+        self.existing.take()
     }
 
     /// Authenticates as `username` with `password`.
@@ -236,16 +313,7 @@ pub(crate) fn install_crypto_provider() {
 /// pinned CA and the client certificate.
 pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
     install_crypto_provider();
-    if config
-        .url
-        .split_once("://")
-        .is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'))
-    {
-        return Err(Error::Config(
-            "credentials in REDIS_URL are refused: use REDIS_USERNAME and REDIS_PASSWORD_FILE"
-                .into(),
-        ));
-    }
+    refuse_credentials_in(&config.url)?;
     let info = config
         .url
         .as_str()
@@ -262,6 +330,27 @@ pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
     if !config.uses_tls() {
         return redis::Client::open(info).map_err(|e| Error::Config(format!("{:?}", e.kind())));
     }
+    redis::Client::build_with_tls(info, tls_certificates(config)?)
+        .map_err(|e| Error::Config(format!("TLS material rejected ({:?})", e.kind())))
+}
+
+/// Credentials belong in `REDIS_USERNAME`/`REDIS_PASSWORD_FILE`, never in a URL (it is logged,
+/// shown by `ps`, kept in shell history).
+fn refuse_credentials_in(url: &str) -> Result<()> {
+    if url
+        .split_once("://")
+        .is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'))
+    {
+        return Err(Error::Config(
+            "credentials in REDIS_URL are refused: use REDIS_USERNAME and REDIS_PASSWORD_FILE"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The pinned CA and the client certificate, read from memory or files.
+fn tls_certificates(config: &RedisConfig) -> Result<TlsCertificates> {
     let root_cert = match (&config.ca_pem, &config.ca_path) {
         (Some(pem), _) => Some(pem.clone()),
         (None, Some(p)) => Some(read("the CA certificate", p)?),
@@ -289,14 +378,55 @@ pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
             ));
         }
     };
-    redis::Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .map_err(|e| Error::Config(format!("TLS material rejected ({:?})", e.kind())))
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
+/// A redis-rs cluster client for `config.cluster_nodes`: the same credentials and TLS material
+/// for every node, hard connect and response timeouts, few retries (the breaker and the
+/// caller's deadline bound the rest).
+pub(crate) fn cluster_client(config: &RedisConfig) -> Result<redis::cluster::ClusterClient> {
+    install_crypto_provider();
+    let tls = config.uses_tls();
+    for seed in &config.cluster_nodes {
+        refuse_credentials_in(seed)?;
+        let seed_tls = seed.starts_with("rediss://");
+        if seed_tls != tls
+            || seed
+                .split_once('#')
+                .is_some_and(|(_, f)| f.eq_ignore_ascii_case("insecure"))
+        {
+            return Err(Error::Config(
+                "REDIS_CLUSTER_NODES: every seed must use the same scheme as the first, and none may skip certificate verification (#insecure)".into(),
+            ));
+        }
+    }
+    let mut builder =
+        redis::cluster::ClusterClient::builder(config.cluster_nodes.iter().map(String::as_str))
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.response_timeout)
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(500);
+    if let Some(user) = &config.username {
+        builder = builder.username(user);
+    }
+    if let Some(password) = &config.password {
+        builder = builder.password(password.as_str());
+    }
+    if tls {
+        builder = builder
+            .tls(redis::TlsMode::Secure)
+            .certs(tls_certificates(config)?);
+    }
+    builder.build().map_err(|e| {
+        Error::Config(format!(
+            "REDIS_CLUSTER_NODES is not a list of Redis URLs ({:?})",
+            e.kind()
+        ))
+    })
 }
 
 #[cfg(test)]

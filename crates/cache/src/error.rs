@@ -45,6 +45,12 @@ pub enum Error {
         "invalid namespace: expected 1 to 64 characters of a-z, A-Z, 0-9, `_`, `-` or `.` (no `:`: it separates the parts of a Redis key)"
     )]
     InvalidNamespace,
+    /// A keyring reload was refused; the running keyring is unchanged.
+    #[error("keyring reload refused: {reason}")]
+    KeyringRefused {
+        /// Why.
+        reason: KeyringRefusal,
+    },
     /// The Redis URL or TLS material is unusable.
     #[error("invalid Redis configuration: {0}")]
     Config(String),
@@ -122,6 +128,7 @@ impl Error {
             Error::InvalidOperation => "invalid_operation",
             Error::InvalidKey => "invalid_key",
             Error::InvalidNamespace => "invalid_namespace",
+            Error::KeyringRefused { .. } => "keyring_refused",
             Error::Config(_) => "config",
             Error::TlsFile { .. } => "tls_file",
             Error::Connect(_) => "connect",
@@ -136,6 +143,37 @@ impl Error {
             Error::ClearNotConfirmed => "clear_not_confirmed",
         }
     }
+}
+
+/// Why a keyring reload was refused ([`Error::KeyringRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringRefusal {
+    /// The key-name secret differs: every entry's Redis key would change.
+    #[error("the key-name secret differs from the running keyring's")]
+    NameSecretChanged,
+    /// A key id present in both keyrings holds different key material.
+    #[error("key id {key_id} holds different key material than the running keyring's")]
+    KeyMaterialChanged {
+        /// The key id.
+        key_id: u32,
+    },
+    /// The keyring drops the key that seals new entries now.
+    #[error("the keyring drops key id {key_id}, the current primary (promote another key first)")]
+    DropsPrimary {
+        /// The key id.
+        key_id: u32,
+    },
+    /// The keyring drops a key that may still seal live entries.
+    #[error(
+        "the keyring drops key id {key_id}, which may seal live entries for another {live_for_secs} s (retire it after the longest TTL, or force)"
+    )]
+    DropsLiveKey {
+        /// The key id.
+        key_id: u32,
+        /// Seconds until entries sealed under it have expired, as far as this process knows.
+        live_for_secs: u64,
+    },
 }
 
 /// What failed in a TLS handshake with Redis ([`Error::Tls`]).

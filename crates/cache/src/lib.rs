@@ -70,6 +70,7 @@ mod backend;
 mod breaker;
 mod builder;
 mod cache;
+mod coherence;
 mod compute;
 mod connect;
 pub mod danger;
@@ -77,6 +78,7 @@ mod error;
 mod flight;
 mod json_text;
 mod key;
+mod keyring_reload;
 mod l1;
 mod policy;
 mod status;
@@ -96,16 +98,20 @@ pub use cache::{
     CLEAR_CONFIRMATION, CacheOptions, CacheStats, Cached, DEFAULT_L1_MAX_BYTES,
     DEFAULT_L1_MAX_ENTRY_BYTES, SCAN_BATCH, SealedCache,
 };
+pub use coherence::invalidation_channel;
 pub use compute::{Answer, Origin};
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisConfig, redact_url};
 pub use error::{
-    ComputeError, Error, PolicyViolation, Requirement, Result, TlsFailure, WriteRefusal,
+    ComputeError, Error, KeyringRefusal, PolicyViolation, Requirement, Result, TlsFailure,
+    WriteRefusal,
 };
 pub use json_text::check_json_text;
 pub use key::{AiRequest, KeyScheme, validate_key, validate_operation};
+pub use keyring_reload::{KeyringReload, KeyringReloaded};
 pub use policy::unmet_requirements;
 pub use status::{
-    CERTIFICATE_WARNING_DAYS, Check, CheckName, Impact, SecurityLevel, SecurityStatus,
+    CERTIFICATE_WARNING_DAYS, Check, CheckName, ClusterStatus, Impact, L1CoherenceStatus, NodeRole,
+    NodeStatus, SecurityLevel, SecurityStatus,
 };
 pub use ttl::TtlPolicy;
 

@@ -96,6 +96,12 @@ pub enum CheckName {
     StrictPolicy,
     /// Redis is reachable only over an isolated network (observed by the server).
     NetworkIsolated,
+    /// L1 is coherent with other processes: the invalidation subscription is confirmed.
+    L1Coherence,
+    /// Redis Cluster only: every node reports `cluster_state:ok`.
+    ClusterState,
+    /// Redis Cluster only: every node negotiates verified TLS and refuses anonymous clients.
+    ClusterNodes,
 }
 
 impl CheckName {
@@ -114,6 +120,9 @@ impl CheckName {
             CheckName::RedisAvailable => "redis_available",
             CheckName::StrictPolicy => "strict_policy",
             CheckName::NetworkIsolated => "network_isolated",
+            CheckName::L1Coherence => "l1_coherence",
+            CheckName::ClusterState => "cluster_state",
+            CheckName::ClusterNodes => "cluster_nodes",
         }
     }
 }
@@ -232,6 +241,12 @@ pub struct SecurityStatus {
     /// Writes that did not reach Redis since start, by reason (`oom`, `readonly`, `noperm`,
     /// `refused`, `unavailable`): each was refused to its caller and cached nowhere.
     pub write_failures: BTreeMap<String, u64>,
+    /// L1 coherence across processes (`None`: L1 or coherence off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l1_coherence: Option<L1CoherenceStatus>,
+    /// Redis Cluster only: `cluster_state` and what was observed on each node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
     /// The verdict.
     pub security_level: SecurityLevel,
     /// Every check.
@@ -288,6 +303,135 @@ fn level(strict: bool, checks: &[Check]) -> SecurityLevel {
     } else {
         SecurityLevel::Degraded
     }
+}
+
+/// L1 coherence across processes, as observed by [`crate::SealedCache::security_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct L1CoherenceStatus {
+    /// The invalidation subscription is confirmed, so L1 is served (else bypassed).
+    pub subscribed: bool,
+    /// Times the subscription was lost since start (each flushed L1).
+    pub losses: u64,
+}
+
+/// A Redis Cluster's state, as observed by [`crate::SealedCache::security_status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ClusterStatus {
+    /// `cluster_state` as a node reported it (`ok`, `fail`, `unknown`; `None`: not observed).
+    pub cluster_state: Option<String>,
+    /// Every node `CLUSTER SLOTS` names, primaries first.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One cluster node's role and observed transport and access control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// `host:port` as the cluster announces it.
+    pub address: String,
+    /// Its role in the slot map.
+    pub role: NodeRole,
+    /// The TLS version negotiated with it (`None`: no verified TLS session).
+    pub tls_version: Option<String>,
+    /// It refuses an unauthenticated client (`None`: not observed).
+    pub default_user_disabled: Option<bool>,
+}
+
+/// A cluster node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// Serves its slots' writes.
+    Primary,
+    /// Replicates a primary.
+    Replica,
+}
+
+/// The topology a cluster backend reports, before the per-node probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Topology {
+    pub(crate) cluster_state: Option<String>,
+    pub(crate) nodes: Vec<NodeObservation>,
+}
+
+/// One node's address and role, and later its probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeObservation {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) role: NodeRole,
+    pub(crate) tls_version: Option<String>,
+    pub(crate) anonymous_refused: Option<bool>,
+}
+
+impl NodeObservation {
+    pub(crate) fn new(host: String, port: u16, role: NodeRole) -> Self {
+        Self {
+            host,
+            port,
+            role,
+            tls_version: None,
+            anonymous_refused: None,
+        }
+    }
+}
+
+/// The cluster checks and status (`None`, `[]` for a single node).
+fn cluster_checks(topology: Option<Topology>) -> (Option<ClusterStatus>, Vec<Check>) {
+    let Some(t) = topology else {
+        return (None, Vec::new());
+    };
+    let state_check = match t.cluster_state.as_deref() {
+        Some("ok") => Check::pass(CheckName::ClusterState, "cluster_state:ok"),
+        Some(other) => Check::fail(
+            CheckName::ClusterState,
+            Impact::Degraded,
+            format!("cluster_state:{other}"),
+        ),
+        None => Check::unobserved(CheckName::ClusterState, "CLUSTER INFO did not answer"),
+    };
+    let weak: Vec<String> = t
+        .nodes
+        .iter()
+        .filter(|n| n.tls_version.is_none() || n.anonymous_refused != Some(true))
+        .map(|n| format!("{}:{}", n.host, n.port))
+        .collect();
+    let nodes_check = if t.nodes.is_empty() {
+        Check::unobserved(CheckName::ClusterNodes, "CLUSTER SLOTS did not answer")
+    } else if weak.is_empty() {
+        Check::pass(
+            CheckName::ClusterNodes,
+            format!(
+                "{} nodes: verified TLS, anonymous clients refused",
+                t.nodes.len()
+            ),
+        )
+    } else {
+        Check::fail(
+            CheckName::ClusterNodes,
+            Impact::Insecure,
+            format!(
+                "without verified TLS or accepting anonymous clients: {}",
+                weak.join(", ")
+            ),
+        )
+    };
+    let status = ClusterStatus {
+        cluster_state: t.cluster_state,
+        nodes: t
+            .nodes
+            .into_iter()
+            .map(|n| NodeStatus {
+                address: format!("{}:{}", n.host, n.port),
+                role: n.role,
+                tls_version: n.tls_version,
+                default_user_disabled: n.anonymous_refused,
+            })
+            .collect(),
+    };
+    (Some(status), vec![state_check, nodes_check])
 }
 
 /// Why a connection to Redis was refused, as last observed.
@@ -397,6 +541,10 @@ pub(crate) struct Observations<'a> {
     pub(crate) recent_security_events: u64,
     pub(crate) security_events_by_type: BTreeMap<String, u64>,
     pub(crate) write_failures: BTreeMap<String, u64>,
+    /// Redis Cluster only: the nodes, probed.
+    pub(crate) topology: Option<Topology>,
+    /// L1 coherence (`None`: L1 or coherence off).
+    pub(crate) l1_coherence: Option<L1CoherenceStatus>,
 }
 
 fn certificate_check(
@@ -610,6 +758,25 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
     checks.extend(certificate_checks);
     checks.push(available_check);
     checks.push(policy_check);
+    if let Some(c) = o.l1_coherence {
+        checks.push(if c.subscribed {
+            Check::pass(
+                CheckName::L1Coherence,
+                format!(
+                    "invalidation subscription confirmed ({} losses since start)",
+                    c.losses
+                ),
+            )
+        } else {
+            Check::fail(
+                CheckName::L1Coherence,
+                Impact::Degraded,
+                "invalidation subscription down: L1 bypassed (check the channel grant in the ACL)",
+            )
+        });
+    }
+    let (cluster, cluster_checks) = cluster_checks(o.topology);
+    checks.extend(cluster_checks);
     SecurityStatus {
         encryption_enabled: true,
         tls_enabled,
@@ -629,6 +796,8 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
         recent_security_events: o.recent_security_events,
         security_events_by_type: o.security_events_by_type,
         write_failures: o.write_failures,
+        l1_coherence: o.l1_coherence,
+        cluster,
         security_level: level(strict, &checks),
         checks,
         strict,

@@ -1,7 +1,8 @@
 //! Redis killed during a run of gets and sets: no call blocks longer than the timeout plus a
 //! margin, nothing panics, reads are misses, writes fail typed (and are cached nowhere, not even in
-//! L1), the breaker opens,
-//! and after a restart the same cache recovers without being rebuilt.
+//! L1), the breaker opens, L1 is flushed and bypassed while its invalidation subscription is down
+//! (another process may have changed what it holds), and after a restart the same cache recovers
+//! without being rebuilt.
 
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -47,6 +48,13 @@ async fn a_dead_redis_costs_at_most_the_timeout_and_the_cache_recovers() {
             .unwrap()
             .is_none()
     );
+
+    assert_eq!(
+        cache.sealed().l1_coherence(),
+        Some((true, 0)),
+        "the invalidation subscription is confirmed"
+    );
+    assert_eq!(cache.l1_entries(), 1, "the warm entry is in L1");
 
     stack.server.kill();
     let mut slowest = Duration::ZERO;
@@ -97,7 +105,17 @@ async fn a_dead_redis_costs_at_most_the_timeout_and_the_cache_recovers() {
             .unwrap()
             .is_none()
     );
-    assert_eq!(cache.l1_entries(), 1, "only the warm entry is in L1");
+    assert_eq!(
+        cache.l1_entries(),
+        0,
+        "L1 is flushed while its invalidation subscription is down"
+    );
+    assert!(
+        cache.get(&warm).await.unwrap().is_none(),
+        "L1 is not served while its invalidation subscription is down"
+    );
+    let (subscribed, losses) = cache.sealed().l1_coherence().unwrap();
+    assert!(!subscribed && losses >= 1, "the loss is counted");
     assert_eq!(cache.stats().write_failures["unavailable"], 40);
 
     stack.server.restart();

@@ -1,0 +1,445 @@
+//! A Redis Cluster through redis-rs `cluster-async`.
+//!
+//! Data commands are single-key, so redis-rs routes each to its slot's primary (following `MOVED`
+//! and `ASK`, refreshing the slot map after a failover). Invalidation asks `CLUSTER SLOTS` for the
+//! primaries, walks each one's `SCAN` (routed by address: a cursor belongs to one node) and
+//! `UNLINK`s what it found grouped by slot (a multi-key command must stay within one slot).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::{Cmd, Value};
+use sealcache_monitor::{BreakerState, CacheObserver};
+
+use super::{
+    Backend, BoxFuture, Fetched, Guard, connect_error, pttl_duration, px_millis, refused_write,
+};
+use crate::connect::RedisConfig;
+use crate::error::{Error, Result};
+use crate::status::{NodeObservation, NodeRole, Refusal, Topology};
+
+/// A Redis Cluster, reached through its seed nodes.
+pub(crate) struct Cluster {
+    /// `None` for a connection the application handed over.
+    client: Option<ClusterClient>,
+    config: RedisConfig,
+    connection: RwLock<Option<ClusterConnection>>,
+    connecting: tokio::sync::Mutex<()>,
+    guard: Guard,
+}
+
+impl Cluster {
+    /// Connects lazily (on the first command) with `client`.
+    pub(crate) fn new(
+        client: ClusterClient,
+        config: RedisConfig,
+        observer: Arc<dyn CacheObserver>,
+    ) -> Self {
+        Self {
+            guard: Guard::new(&config, observer),
+            client: Some(client),
+            config,
+            connection: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Uses a cluster connection the application already owns; `config` describes its transport.
+    pub(crate) fn with_connection(
+        connection: ClusterConnection,
+        config: RedisConfig,
+        observer: Arc<dyn CacheObserver>,
+    ) -> Self {
+        Self {
+            guard: Guard::new(&config, observer),
+            client: None,
+            config,
+            connection: RwLock::new(Some(connection)),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self) -> Option<ClusterConnection> {
+        self.connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The shared connection, connecting (once, for all waiters) when there is none.
+    async fn connection(&self) -> Result<ClusterConnection> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let Some(client) = &self.client else {
+            return Err(Error::Unavailable);
+        };
+        let connection = tokio::time::timeout(
+            self.config.connect_timeout + Duration::from_millis(500),
+            client.get_async_connection(),
+        )
+        .await
+        .map_err(|_| Error::Unavailable)?
+        .map_err(|e| connect_error(&e))?;
+        *self
+            .connection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Sends `cmd` to one node.
+    async fn on_node(
+        &self,
+        command: &'static str,
+        cmd: Cmd,
+        routing: SingleNodeRoutingInfo,
+    ) -> Result<Value> {
+        self.guard
+            .run(command, self.connection(), move |mut c| async move {
+                c.route_command(cmd, RoutingInfo::SingleNode(routing)).await
+            })
+            .await
+    }
+
+    /// Every node `CLUSTER SLOTS` names, primaries first, each once.
+    async fn nodes(&self) -> Result<Vec<(String, u16, NodeRole)>> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let reply = self
+            .on_node("CLUSTER", cmd, SingleNodeRoutingInfo::Random)
+            .await?;
+        Ok(parse_slots(&reply))
+    }
+}
+
+/// The nodes of a `CLUSTER SLOTS` reply: `[[start, end, [host, port, id, ..], [replica ..] ..] ..]`.
+fn parse_slots(reply: &Value) -> Vec<(String, u16, NodeRole)> {
+    let mut primaries = Vec::new();
+    let mut replicas = Vec::new();
+    let Value::Array(ranges) = reply else {
+        return Vec::new();
+    };
+    for range in ranges {
+        let Value::Array(parts) = range else { continue };
+        for (i, node) in parts.iter().skip(2).enumerate() {
+            let Value::Array(fields) = node else { continue };
+            let host = match fields.first() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let Some(Value::Int(port)) = fields.get(1) else {
+                continue;
+            };
+            let Ok(port) = u16::try_from(*port) else {
+                continue;
+            };
+            let list = if i == 0 {
+                &mut primaries
+            } else {
+                &mut replicas
+            };
+            if !list.iter().any(|(h, p, _)| *h == host && *p == port) {
+                list.push((
+                    host,
+                    port,
+                    if i == 0 {
+                        NodeRole::Primary
+                    } else {
+                        NodeRole::Replica
+                    },
+                ));
+            }
+        }
+    }
+    primaries.extend(replicas);
+    primaries
+}
+
+/// `cluster_state` from a `CLUSTER INFO` reply.
+fn cluster_state(reply: &Value) -> Option<String> {
+    let text = match reply {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::VerbatimString { text, .. } => text.clone(),
+        Value::SimpleString(s) => s.clone(),
+        _ => return None,
+    };
+    let state = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cluster_state:"))?;
+    // A known word only: a hostile node cannot put text into the status.
+    match state.trim() {
+        "ok" => Some("ok".to_owned()),
+        "fail" => Some("fail".to_owned()),
+        _ => Some("unknown".to_owned()),
+    }
+}
+
+impl Backend for Cluster {
+    fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Fetched>> {
+        Box::pin(
+            self.guard
+                .run("GET", self.connection(), move |mut c| async move {
+                    // One slot, so one node: the pipeline stays on it.
+                    let (value, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
+                        .get(key)
+                        .cmd("PTTL")
+                        .arg(key)
+                        .query_async(&mut c)
+                        .await?;
+                    Ok(value.map(|v| (v, pttl_duration(pttl))))
+                }),
+        )
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(
+            self.guard
+                .run("GET", self.connection(), move |mut c| async move {
+                    redis::cmd("GET").arg(key).query_async(&mut c).await
+                }),
+        )
+    }
+
+    fn pttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
+        Box::pin(
+            self.guard
+                .run("PTTL", self.connection(), move |mut c| async move {
+                    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut c).await?;
+                    Ok(pttl_duration(ms))
+                }),
+        )
+    }
+
+    fn set_px<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        let ms = px_millis(ttl);
+        Box::pin(async move {
+            self.guard
+                .run("SET", self.connection(), move |mut c| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ms)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await
+                .map_err(refused_write)
+        })
+    }
+
+    fn unlink<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut by_slot: HashMap<Slot, Vec<&String>> = HashMap::new();
+            for key in keys {
+                by_slot
+                    .entry(Slot::for_key(key.as_bytes()))
+                    .or_default()
+                    .push(key);
+            }
+            let mut removed = 0;
+            for group in by_slot.into_values() {
+                removed += self
+                    .guard
+                    .run("UNLINK", self.connection(), move |mut c| async move {
+                        redis::cmd("UNLINK")
+                            .arg(group)
+                            .query_async::<u64>(&mut c)
+                            .await
+                    })
+                    .await?;
+            }
+            Ok(removed)
+        })
+    }
+
+    fn unlink_matching<'a>(&'a self, pattern: &'a str, batch: usize) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let primaries: Vec<(String, u16)> = self
+                .nodes()
+                .await?
+                .into_iter()
+                .filter(|(_, _, role)| *role == NodeRole::Primary)
+                .map(|(h, p, _)| (h, p))
+                .collect();
+            if primaries.is_empty() {
+                return Err(Error::Unavailable);
+            }
+            let mut removed = 0;
+            for (host, port) in primaries {
+                let mut cursor = 0_u64;
+                loop {
+                    let mut cmd = redis::cmd("SCAN");
+                    cmd.arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(batch);
+                    let reply = self
+                        .on_node(
+                            "SCAN",
+                            cmd,
+                            SingleNodeRoutingInfo::ByAddress {
+                                host: host.clone(),
+                                port,
+                            },
+                        )
+                        .await?;
+                    let (next, keys): (u64, Vec<String>) =
+                        redis::from_redis_value(reply).map_err(|_| Error::Redis {
+                            command: "SCAN",
+                            kind: "ResponseError".to_owned(),
+                        })?;
+                    removed += self.unlink(&keys).await?;
+                    cursor = next;
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, message: &'a [u8]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // Classic pub/sub is broadcast over the cluster bus: any node will do.
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(channel).arg(message);
+            self.on_node("PUBLISH", cmd, SingleNodeRoutingInfo::Random)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn whoami(&self) -> BoxFuture<'_, Result<String>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("ACL");
+            cmd.arg("WHOAMI");
+            let reply = self
+                .on_node("ACL", cmd, SingleNodeRoutingInfo::Random)
+                .await?;
+            redis::from_redis_value(reply).map_err(|_| Error::Redis {
+                command: "ACL",
+                kind: "ResponseError".to_owned(),
+            })
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.on_node("PING", redis::cmd("PING"), SingleNodeRoutingInfo::Random)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn topology(&self) -> BoxFuture<'_, Option<Topology>> {
+        Box::pin(async move {
+            let nodes = self.nodes().await.unwrap_or_default();
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("INFO");
+            let state = self
+                .on_node("CLUSTER", cmd, SingleNodeRoutingInfo::Random)
+                .await
+                .ok()
+                .and_then(|reply| cluster_state(&reply));
+            Some(Topology {
+                cluster_state: state,
+                nodes: nodes
+                    .into_iter()
+                    .map(|(host, port, role)| NodeObservation::new(host, port, role))
+                    .collect(),
+            })
+        })
+    }
+
+    fn breaker_state(&self) -> BreakerState {
+        self.guard.breaker_state()
+    }
+
+    fn last_refusal(&self) -> Option<Refusal> {
+        self.guard.last_refusal()
+    }
+
+    fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::{NodeRole, cluster_state, parse_slots};
+
+    fn node(host: &str, port: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(host.as_bytes().to_vec()),
+            Value::Int(port),
+            Value::BulkString(b"id".to_vec()),
+        ])
+    }
+
+    #[test]
+    fn slots_reply_names_primaries_then_replicas_once() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("127.0.0.1", 7000),
+                node("127.0.0.1", 7003),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(10922),
+                node("127.0.0.1", 7001),
+                node("127.0.0.1", 7004),
+            ]),
+        ]);
+        let nodes = parse_slots(&reply);
+        assert_eq!(
+            nodes,
+            vec![
+                ("127.0.0.1".to_owned(), 7000, NodeRole::Primary),
+                ("127.0.0.1".to_owned(), 7001, NodeRole::Primary),
+                ("127.0.0.1".to_owned(), 7003, NodeRole::Replica),
+                ("127.0.0.1".to_owned(), 7004, NodeRole::Replica),
+            ]
+        );
+        assert!(parse_slots(&Value::Nil).is_empty());
+    }
+
+    #[test]
+    fn cluster_state_is_a_known_word() {
+        let info = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        assert_eq!(
+            cluster_state(&info("cluster_enabled:1\r\ncluster_state:ok\r\n")).as_deref(),
+            Some("ok")
+        );
+        assert_eq!(
+            cluster_state(&info("cluster_state:fail\r\n")).as_deref(),
+            Some("fail")
+        );
+        assert_eq!(
+            cluster_state(&info("cluster_state:<script>\r\n")).as_deref(),
+            Some("unknown")
+        );
+        assert_eq!(cluster_state(&info("nothing")), None);
+    }
+}

@@ -1,0 +1,191 @@
+//! The active keyring of a running cache, and its replacement without a restart.
+//!
+//! A reload swaps the whole codec at once (readers hold an `Arc` to the one they started with), so
+//! a request never seals under one keyring and opens under a half-replaced one. It is refused when
+//! it would break entries that are still alive:
+//! - the key-name secret differs (every entry's Redis key would change: a mass miss);
+//! - a kept key id carries different material (its entries would no longer authenticate);
+//! - it drops the current primary key, or a key that sealed entries less than their longest TTL
+//!   ago (as far as this process can know: a key it found decrypt-only at start counts as primary
+//!   until the process started).
+//!
+//! [`KeyringReload::Forced`] skips the last check only; the first two are never safe.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use sealcache_codec::{Keyring, ValueCodec};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, KeyringRefusal, Result};
+use crate::key::KeyScheme;
+
+/// How strictly [`crate::SealedCache::reload_keyring`] guards live entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyringReload {
+    /// Refuse a keyring that drops a key which may still seal live entries.
+    Checked,
+    /// Drop such keys anyway (entries sealed under them become misses and `unknown_key_id`
+    /// events). Name-secret and key-material changes are refused all the same.
+    Forced,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyringReloaded {
+    /// The primary key id before the reload.
+    pub previous_primary: u32,
+    /// The primary key id now.
+    pub primary: u32,
+    /// Key ids added.
+    pub added: Vec<u32>,
+    /// Key ids removed.
+    pub removed: Vec<u32>,
+}
+
+/// The codec and key ids in use now.
+pub(crate) struct Active {
+    pub(crate) codec: ValueCodec,
+    pub(crate) primary_key_id: u32,
+    pub(crate) decrypt_only_key_ids: Vec<u32>,
+    /// SHA-256 of each key's material: a kept id must keep its key.
+    fingerprints: HashMap<u32, [u8; 32]>,
+}
+
+impl Active {
+    pub(crate) fn new(keyring: &Keyring, codec: ValueCodec) -> Self {
+        Self {
+            codec,
+            primary_key_id: keyring.primary_id(),
+            decrypt_only_key_ids: keyring.decrypt_only_ids(),
+            fingerprints: fingerprints(keyring),
+        }
+    }
+}
+
+fn fingerprints(keyring: &Keyring) -> HashMap<u32, [u8; 32]> {
+    keyring
+        .keys()
+        .map(|(id, key)| (id, Sha256::digest(key.expose_secret()).into()))
+        .collect()
+}
+
+/// The active keyring and when each key last sealed.
+pub(crate) struct ActiveKeyring {
+    active: RwLock<Arc<Active>>,
+    /// When each key stopped being the primary (as seen by this process).
+    retired_at: Mutex<HashMap<u32, Instant>>,
+}
+
+impl ActiveKeyring {
+    pub(crate) fn new(keyring: &Keyring, codec: ValueCodec) -> Self {
+        let started = Instant::now();
+        let retired_at = keyring
+            .decrypt_only_ids()
+            .into_iter()
+            .map(|id| (id, started))
+            .collect();
+        Self {
+            active: RwLock::new(Arc::new(Active::new(keyring, codec))),
+            retired_at: Mutex::new(retired_at),
+        }
+    }
+
+    /// The codec and ids in use now (one `Arc` clone).
+    pub(crate) fn current(&self) -> Arc<Active> {
+        self.active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the keyring after the checks in the module docs; `keys` is the cache's key
+    /// scheme (the name secret must derive the same names), `live_for` the longest TTL an entry
+    /// may have.
+    pub(crate) fn reload(
+        &self,
+        keyring: &Keyring,
+        keys: &KeyScheme,
+        live_for: Duration,
+        mode: KeyringReload,
+    ) -> Result<KeyringReloaded> {
+        // Derived names compared, never the secrets themselves.
+        let probe_request = crate::key::AiRequest::new("keyring-reload", "probe");
+        let probe = KeyScheme::new(keys.namespace(), keyring.name_secret())?;
+        if probe.ai_key(&probe_request)? != keys.ai_key(&probe_request)? {
+            return Err(Error::KeyringRefused {
+                reason: KeyringRefusal::NameSecretChanged,
+            });
+        }
+        let mut retired = self
+            .retired_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
+        let new_prints = fingerprints(keyring);
+        for (id, print) in &new_prints {
+            if active.fingerprints.get(id).is_some_and(|old| old != print) {
+                return Err(Error::KeyringRefused {
+                    reason: KeyringRefusal::KeyMaterialChanged { key_id: *id },
+                });
+            }
+        }
+        let now = Instant::now();
+        let mut removed: Vec<u32> = active
+            .fingerprints
+            .keys()
+            .filter(|id| !new_prints.contains_key(id))
+            .copied()
+            .collect();
+        removed.sort_unstable();
+        if mode == KeyringReload::Checked {
+            for id in &removed {
+                if *id == active.primary_key_id {
+                    return Err(Error::KeyringRefused {
+                        reason: KeyringRefusal::DropsPrimary { key_id: *id },
+                    });
+                }
+                let since = retired.get(id).map_or(Duration::ZERO, |t| now - *t);
+                if since < live_for {
+                    return Err(Error::KeyringRefused {
+                        reason: KeyringRefusal::DropsLiveKey {
+                            key_id: *id,
+                            live_for_secs: (live_for - since).as_secs().max(1),
+                        },
+                    });
+                }
+            }
+        }
+        let mut added: Vec<u32> = new_prints
+            .keys()
+            .filter(|id| !active.fingerprints.contains_key(id))
+            .copied()
+            .collect();
+        added.sort_unstable();
+        let previous_primary = active.primary_key_id;
+        let mut codec = ValueCodec::new(keyring).with_max_plaintext(active.codec.max_plaintext());
+        if let Some(until) = active.codec.legacy_policy().accepts_until() {
+            codec = codec
+                .dangerous()
+                .accept_legacy_plaintext_until(until)
+                .done();
+        }
+        if previous_primary != keyring.primary_id() {
+            retired.insert(previous_primary, now);
+        }
+        retired.remove(&keyring.primary_id());
+        for id in &removed {
+            retired.remove(id);
+        }
+        *active = Arc::new(Active::new(keyring, codec));
+        Ok(KeyringReloaded {
+            previous_primary,
+            primary: keyring.primary_id(),
+            added,
+            removed,
+        })
+    }
+}
