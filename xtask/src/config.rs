@@ -1,4 +1,4 @@
-//! `cargo xtask config generate|validate`.
+//! `cargo xtask config generate|validate|dictionary|rotate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use sealcache_config_gen::{
     DeploymentOptions, OutputFormat, Recommendation, SecureConfigGenerator, Severity,
-    ValidationInput, ValidationReport, WriteMode, layout, password, rotate_deployment, validate,
-    write_deployment,
+    ValidationInput, ValidationReport, WriteMode, layout, password, validate, write_deployment,
 };
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
 
@@ -22,6 +21,9 @@ pub(crate) enum ConfigCommand {
     Validate(ValidateArgs),
     /// Train a zstd dictionary on sample values and make it the deployment's sealing dictionary.
     Dictionary(DictionaryArgs),
+    /// Rotate the encryption key and the Redis passwords of a running deployment in stages
+    /// (add, promote, retire), reloading every process that uses it.
+    Rotate(crate::rotate::RotateArgs),
 }
 
 impl ConfigCommand {
@@ -30,6 +32,7 @@ impl ConfigCommand {
             ConfigCommand::Generate(args) => args.run(),
             ConfigCommand::Validate(args) => Ok(args.run()),
             ConfigCommand::Dictionary(args) => args.run(),
+            ConfigCommand::Rotate(args) => args.run(),
         }
     }
 }
@@ -116,6 +119,11 @@ pub(crate) fn default_dir() -> PathBuf {
     workspace_root().join("deploy/generated")
 }
 
+/// `dev-up`'s own directory, `deploy/generated-dev` (git-ignored): never the production one.
+pub(crate) fn default_dev_dir() -> PathBuf {
+    workspace_root().join("deploy/generated-dev")
+}
+
 /// Output format names.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Format {
@@ -137,7 +145,9 @@ pub(crate) struct GenerateArgs {
     /// Replace an existing directory.
     #[arg(long, conflicts_with = "rotate")]
     force: bool,
-    /// Rotate passwords and the encryption key of an existing directory (old key kept decrypt-only).
+    /// Start a rotation of an existing directory: the same as `config rotate --stage add` (a new
+    /// key decrypt-only, new passwords beside the old ones, running processes reloaded); finish
+    /// with `config rotate --stage promote`, then `--stage retire` after the longest TTL.
     #[arg(long)]
     rotate: bool,
     /// Output format.
@@ -154,6 +164,33 @@ pub(crate) struct GenerateArgs {
 impl GenerateArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.out.clone().unwrap_or_else(default_dir);
+        if self.rotate {
+            // A rotation takes the environment the directory records, never the one this process
+            // detects (a checkout detects as development and would weaken production passwords).
+            let recorded = sealcache_config_gen::rotation::recorded_environment(&dir)
+                .with_context(|| {
+                    format!("cannot read the environment {} records", dir.display())
+                })?;
+            if let Some(given) = self.environment
+                && given != recorded
+            {
+                anyhow::bail!(
+                    "{} records environment {recorded}; --environment {given} disagrees (a rotation never changes the environment)",
+                    dir.display()
+                );
+            }
+            println!("✅ Environment: {recorded} (recorded in {})", dir.display());
+            println!(
+                "ℹ️  --rotate runs `config rotate --stage add`; then run `--stage promote`, and `--stage retire` after the longest TTL"
+            );
+            crate::rotate::run_stage(
+                &dir,
+                sealcache_config_gen::rotation::Stage::Add,
+                &sealcache_config_gen::rotation::RotateOptions::default(),
+                true,
+            )?;
+            return Ok(report_validation(&dir, recorded));
+        }
         let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
         let environment = self.environment.unwrap_or(detected.environment());
         match self.environment {
@@ -169,21 +206,6 @@ impl GenerateArgs {
             println!(
                 "⚠️  REDIS_SECURITY_MODE=development is set: the development override is active"
             );
-        }
-
-        if self.rotate {
-            let rotation = rotate_deployment(&dir, environment, &self.namespace)
-                .with_context(|| format!("cannot rotate {}", dir.display()))?;
-            println!(
-                "✅ Rotated 4 Redis ACL passwords ({}-bit) and users.acl",
-                password::required_bits(environment)
-            );
-            println!(
-                "✅ New encryption key: id {} is primary; ids {:?} kept decrypt-only (drop them after the longest TTL)",
-                rotation.primary_key_id, rotation.decrypt_only_key_ids
-            );
-            println!("✅ Kept: TLS certificates, CA, API key, .env");
-            return Ok(report_validation(&dir, environment));
         }
 
         let config = SecureConfigGenerator::generate_for_environment(&detected, self.environment)

@@ -35,7 +35,8 @@ pub(crate) struct UpArgs {
     /// Environment (detected when omitted; secure-up never uses development).
     #[arg(long, value_parser = parse_env)]
     environment: Option<Environment>,
-    /// The deployment directory [default: deploy/generated]; generated when missing, never overwritten.
+    /// The deployment directory [default: deploy/generated for secure-up, deploy/generated-dev for
+    /// dev-up]; generated when missing, never overwritten.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Which images to use.
@@ -249,8 +250,34 @@ impl UpArgs {
             ),
         }
 
-        let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
+        // dev-up has its own directory: it never reuses (nor rewrites) the one secure-up deploys.
+        let dir = self.dir.clone().unwrap_or_else(|| {
+            if secure {
+                crate::config::default_dir()
+            } else {
+                crate::config::default_dev_dir()
+            }
+        });
         if dir.join(layout::ENV_FILE).exists() {
+            let recorded = sealcache_config_gen::rotation::recorded_environment(&dir)?;
+            if secure == (recorded == Environment::Development) {
+                bail!(
+                    "{} was generated for {recorded}: {} (use another --dir)",
+                    dir.display(),
+                    if secure {
+                        "secure-up never deploys a development directory"
+                    } else {
+                        "dev-up never uses a directory generated for a strict environment"
+                    }
+                );
+            }
+            let moved = sealcache_config_gen::rotation::upgrade_layout(&dir)?;
+            if !moved.is_empty() {
+                println!(
+                    "✅ Layout upgraded: {} moved into the directories the containers mount",
+                    moved.join(", ")
+                );
+            }
             println!(
                 "✅ Configuration: using {} (existing, not overwritten)",
                 dir.display()

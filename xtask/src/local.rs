@@ -26,12 +26,16 @@ use crate::progress::{cargo, on_path, step, workspace_root};
 /// The containers' Redis configuration, which the local one is made from.
 const REDIS_CONF: &str = "deploy/redis/redis.conf";
 
-/// What `down` needs to stop a local stack.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Pids {
-    redis: u32,
-    server: u32,
-    port: u16,
+/// What `down` needs to stop a local stack (and a rotation to reach it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Pids {
+    pub(crate) redis: u32,
+    pub(crate) server: u32,
+    /// The API port.
+    pub(crate) port: u16,
+    /// Redis's TLS port (0 in records written before it was kept).
+    #[serde(default)]
+    pub(crate) redis_port: u16,
 }
 
 fn state_dir(dir: &Path) -> PathBuf {
@@ -198,6 +202,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
         redis: redis.id(),
         server: server.id(),
         port,
+        redis_port,
     };
     let pids_path = state.join("pids.json");
     std::fs::write(&pids_path, serde_json::to_vec_pretty(&pids)?)
@@ -259,6 +264,47 @@ pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
     }
     checks.push(crate::verify::end_to_end(port, &key));
     checks
+}
+
+/// The local stack running from `dir`, when its recorded processes still run the programs they
+/// started (a recycled pid is never taken for them).
+pub(crate) fn running(dir: &Path) -> Option<Pids> {
+    let text = std::fs::read(state_dir(dir).join("pids.json")).ok()?;
+    let pids: Pids = serde_json::from_slice(&text).ok()?;
+    (cmdline(pids.server).contains("sealcache-server")
+        && cmdline(pids.redis).contains("redis-server"))
+    .then_some(pids)
+}
+
+/// The `aclfile` the local Redis of `dir` was started with (its generated redis.conf).
+pub(crate) fn acl_file_in_use(dir: &Path) -> Option<PathBuf> {
+    let conf = std::fs::read_to_string(state_dir(dir).join("redis.conf")).ok()?;
+    conf.lines().find_map(|l| {
+        let path = l.strip_prefix("aclfile ")?.trim();
+        let path = path
+            .strip_prefix('"')
+            .and_then(|p| p.strip_suffix('"'))
+            .unwrap_or(path);
+        Some(PathBuf::from(
+            path.replace("\\\"", "\"").replace("\\\\", "\\"),
+        ))
+    })
+}
+
+/// Sends `signal` (`HUP`, `USR1`) to the local server of `pids`, after checking that the pid still
+/// runs it.
+pub(crate) fn signal_server(pids: &Pids, signal: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cmdline(pids.server).contains("sealcache-server"),
+        "pid {} no longer runs sealcache-server",
+        pids.server
+    );
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pids.server.to_string()])
+        .status()
+        .with_context(|| format!("cannot run kill -{signal} {}", pids.server))?;
+    anyhow::ensure!(status.success(), "kill -{signal} {} failed", pids.server);
+    Ok(())
 }
 
 fn cmdline(pid: u32) -> String {
@@ -337,7 +383,7 @@ mod tests {
             "port 0",
             "tls-port 40123",
             "tls-auth-clients yes",
-            "aclfile \"/srv/deploy x/secrets/users.acl\"",
+            "aclfile \"/srv/deploy x/secrets/redis/users.acl\"",
             "tls-key-file \"/srv/deploy x/secrets/tls/redis.key\"",
             "dir \"/srv/deploy x/local\"",
             "logfile \"/srv/deploy x/local/redis.log\"",

@@ -20,6 +20,7 @@ mod local;
 mod package;
 mod progress;
 mod redis_install;
+mod rotate;
 mod secrets;
 mod test;
 mod verify;

@@ -105,7 +105,7 @@ fn stack_verification() -> anyhow::Result<()> {
 /// `secure-up --local` (local processes, no Docker): brought up, verified through its API, and
 /// stopped by pid; runs on every machine (redis-server is installed above).
 fn local_verification() -> anyhow::Result<()> {
-    println!("▶ local stack: secure-up --local, verify, down");
+    println!("▶ local stack: secure-up --local, verify, rotate under load, down");
     let dir = crate::progress::target_dir().join("local-test");
     let _ = crate::local::down(&dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -125,7 +125,13 @@ fn local_verification() -> anyhow::Result<()> {
         .and_then(|l| l.local_addr())
         .context("cannot find a free local port for the API")?
         .port();
-    let outcome = crate::local::up(&dir, port).map(|port| crate::local::verify(&dir, port));
+    // Then key and password rotation under load (add → promote → retire --force): no failed
+    // request, no `unknown_key_id` (rotate.rs).
+    let outcome = crate::local::up(&dir, port).map(|port| {
+        let mut checks = crate::local::verify(&dir, port);
+        checks.extend(crate::rotate::verify_under_load(&dir, port));
+        checks
+    });
     let stopped = crate::local::down(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let checks = outcome?;

@@ -106,7 +106,7 @@ fn the_secure_compose_file_is_hardened() {
         "no password on a command line"
     );
     assert!(
-        redis.contains("REDISCLI_AUTH=\\\"$$(cat /run/secrets/redis_health_password)"),
+        redis.contains("REDISCLI_AUTH=\\\"$$(cat /run/secrets/redis/redis_health_password)"),
         "the health check reads its password from a file"
     );
     assert!(redis.contains("--user cache_health"));
@@ -139,7 +139,7 @@ fn redis_conf_is_tls_only_with_acl_and_no_persistence() {
         "protected-mode yes",
         "save \"\"",
         "appendonly no",
-        "aclfile /run/secrets/users.acl",
+        "aclfile /run/secrets/redis/users.acl",
         "maxmemory 192mb",
         "maxmemory-policy allkeys-lru",
         "tls-protocols \"TLSv1.2 TLSv1.3\"",
@@ -176,7 +176,44 @@ fn the_dev_compose_file_keeps_isolation_and_acl() {
     let c = deploy("docker-compose.dev.yml");
     assert!(!service(&c, "redis").contains("ports:"));
     assert!(c.contains("internal: true") && c.contains("REDIS_SECURITY_MODE: development"));
-    assert!(deploy("redis/redis.dev.conf").contains("aclfile /run/secrets/users.acl"));
+    assert!(deploy("redis/redis.dev.conf").contains("aclfile /run/secrets/redis/users.acl"));
+}
+
+/// What a rotation replaces (the ACL file, the passwords, the keyring) is mounted as a directory:
+/// a rotation writes a new file and renames it over the old one, and a single-file bind mount would
+/// keep showing the container the old inode (`ACL LOAD` and `SIGHUP` would reload the old copy).
+#[test]
+fn rotating_secrets_are_mounted_as_directories_never_as_single_files() {
+    for file in ["docker-compose.secure.yml", "docker-compose.dev.yml"] {
+        let c = deploy(file);
+        let redis = service(&c, "redis");
+        let backend = service(&c, "backend");
+        assert!(
+            redis.contains("/secrets/redis:/run/secrets/redis:ro"),
+            "{file}: Redis must mount secrets/redis as a directory"
+        );
+        assert!(
+            backend.contains("/secrets/backend:/run/secrets/backend:ro"),
+            "{file}: the backend must mount secrets/backend as a directory"
+        );
+        for rotating in ["users.acl:", "encryption_keyring:", "_password:"] {
+            assert!(
+                !c.lines()
+                    .any(|l| l.trim_start().starts_with("- ") && l.contains(rotating)),
+                "{file}: `{rotating}` is bind-mounted as a single file"
+            );
+        }
+        assert!(
+            !redis.contains("/secrets/backend") && !backend.contains("/secrets/redis:"),
+            "{file}: each container mounts only its own secrets"
+        );
+    }
+    for conf in ["redis/redis.conf", "redis/redis.dev.conf"] {
+        assert!(
+            deploy(conf).contains("aclfile /run/secrets/redis/users.acl"),
+            "{conf}"
+        );
+    }
 }
 
 #[test]

@@ -329,16 +329,13 @@ pub fn from_settings_with(
     observer: Option<Arc<dyn CacheObserver>>,
     options: CacheOptions,
 ) -> Result<AiResponseCache> {
-    if !settings.redis_cluster_nodes.is_empty() {
-        // Never silently ignored: a deployment that asks for a cluster must not run against
-        // the default REDIS_URL instead.
-        return Err(Error::Config(
-            "REDIS_CLUSTER_NODES is set, but this version speaks to a single Redis node only: \
-             unset it and set REDIS_URL"
-                .into(),
-        ));
-    }
-    let mut redis = RedisConfig::new(settings.redis_url.clone());
+    // `REDIS_CLUSTER_NODES` switches to cluster mode (settings refuse it beside a non-default
+    // `REDIS_URL`, naming both).
+    let mut redis = if settings.redis_cluster_nodes.is_empty() {
+        RedisConfig::new(settings.redis_url.clone())
+    } else {
+        RedisConfig::cluster(settings.redis_cluster_nodes.iter().cloned())
+    };
     redis.username = Some(settings.redis_username.clone());
     redis.password = settings
         .redis_password

@@ -1,4 +1,19 @@
 //! The Redis ACL file: rendering (hashes only) and the checks the validator needs.
+//!
+//! # L1 coherence channel
+//!
+//! Every topology grants `cache_app` `PUBLISH`, `SUBSCRIBE` and `UNSUBSCRIBE` on exactly one
+//! pub/sub channel per namespace, [`invalidation_channel`]`(namespace)` =
+//! `sealcache:l1:{namespace}` (for the default namespace: `sealcache:l1:ai_cache`): the ACL line
+//! holds `resetchannels &sealcache:l1:{namespace}`, so every other channel is refused (`NOPERM`).
+//!
+//! # Redis Cluster
+//!
+//! [`render_with`] with [`Topology::Cluster`] adds what a cluster needs and nothing more:
+//! `cache_app` gets [`APP_CLUSTER_COMMANDS`] (topology discovery, `ASK` redirects, replica reads),
+//! `cache_health` and `cache_monitor` get `CLUSTER INFO` (to read `cluster_state`), and the
+//! replication user [`REPLICATION_USER`] ([`REPLICATION_COMMANDS`] only, no keys, no channels) is
+//! added for `masteruser` / `masterauth` (see [`crate::redis_conf`]).
 
 use std::fmt::Write as _;
 
@@ -14,6 +29,32 @@ pub const HEALTH_USER: &str = "cache_health";
 pub const MONITOR_USER: &str = "cache_monitor";
 /// The administrative ACL user, never used by the application.
 pub const ADMIN_USER: &str = "cache_admin";
+/// The ACL user replicas authenticate to their primary as (`masteruser`), in a cluster only.
+pub const REPLICATION_USER: &str = "cache_replication";
+
+/// The prefix of the L1 coherence channel; see [`invalidation_channel`].
+pub const INVALIDATION_CHANNEL_PREFIX: &str = "sealcache:l1:";
+
+/// The pub/sub channel the cache's L1 coherence messages travel on for `namespace`:
+/// `sealcache:l1:{namespace}` (e.g. `sealcache:l1:ai_cache`). The generated ACL lets `cache_app`
+/// publish and subscribe on this channel and no other.
+#[must_use]
+pub fn invalidation_channel(namespace: &str) -> String {
+    format!("{INVALIDATION_CHANNEL_PREFIX}{namespace}")
+}
+
+/// Escapes the glob characters of an ACL pattern (`*`, `?`, `[`, `]`, `\`), so that a literal
+/// name grants exactly that name.
+fn glob_literal(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// Commands the cache needs, and nothing more. `KEYS`, `FLUSHALL`, `FLUSHDB`, `CONFIG`, `DEBUG`,
 /// `MODULE`, `SHUTDOWN` and `ACL` (but `ACL WHOAMI`) are not among them.
@@ -37,7 +78,28 @@ pub const APP_COMMANDS: &[&str] = &[
     "acl|whoami",
     "client|setname",
     "client|getname",
+    "publish",
+    "subscribe",
+    "unsubscribe",
 ];
+
+/// Commands `cache_app` additionally needs in a cluster: `CLUSTER SLOTS` / `CLUSTER SHARDS`
+/// (the client's topology discovery), `ASKING` (following `ASK` redirects during slot
+/// migration), `READONLY` (reads from replicas) and `CLUSTER INFO` (the security status reports
+/// `cluster_state`).
+pub const APP_CLUSTER_COMMANDS: &[&str] = &[
+    "cluster|slots",
+    "cluster|shards",
+    "cluster|info",
+    "readonly",
+    "asking",
+];
+
+/// Commands the health and monitor users additionally get in a cluster (`cluster_state`).
+pub const STATUS_CLUSTER_COMMANDS: &[&str] = &["cluster|info"];
+
+/// Commands the replication user may run: what a replica sends its primary.
+pub const REPLICATION_COMMANDS: &[&str] = &["psync", "replconf", "ping"];
 
 /// Commands the monitor user may run.
 pub const MONITOR_COMMANDS: &[&str] = &["ping", "info", "acl|log", "acl|whoami", "hello"];
@@ -55,6 +117,34 @@ pub struct AclPasswords {
     pub admin: SecretString,
 }
 
+/// How Redis is deployed: what the ACL file and the cluster directives of `redis.conf` depend on.
+#[derive(Debug, Clone, Default)]
+pub enum Topology {
+    /// One Redis server (the compose stack): the ACL file of [`render`].
+    #[default]
+    SingleNode,
+    /// A Redis Cluster of primaries and replicas.
+    Cluster {
+        /// The password of [`REPLICATION_USER`] (`masterauth`); `Debug` never shows it.
+        replication_password: SecretString,
+    },
+}
+
+impl Topology {
+    /// True for [`Topology::Cluster`].
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster { .. })
+    }
+}
+
+/// Options of [`render_with`].
+#[derive(Debug, Clone, Default)]
+pub struct AclOptions {
+    /// Single node (the default) or cluster.
+    pub topology: Topology,
+}
+
 /// `#` followed by the hex SHA-256 of `password`: the form Redis stores, so the file holds no
 /// password.
 #[must_use]
@@ -68,22 +158,51 @@ pub fn password_hash(password: &SecretString) -> String {
     out
 }
 
-/// Renders `users.acl` for `namespace` (keys `namespace:*`). Redis ACL files allow no comments.
+/// Renders `users.acl` for `namespace` (keys `namespace:*`, channel
+/// [`invalidation_channel`]`(namespace)`) for a single node. Redis ACL files allow no comments.
 #[must_use]
 pub fn render(namespace: &str, passwords: &AclPasswords) -> String {
-    let app_commands: String = APP_COMMANDS.iter().map(|c| format!(" +{c}")).collect();
-    let monitor_commands: String = MONITOR_COMMANDS.iter().map(|c| format!(" +{c}")).collect();
-    format!(
+    render_with(namespace, passwords, &AclOptions::default())
+}
+
+/// Renders `users.acl` for `namespace` and `options.topology`: [`render`]'s file, plus, for a
+/// cluster, the grants listed in the module documentation and the [`REPLICATION_USER`] line.
+#[must_use]
+pub fn render_with(namespace: &str, passwords: &AclPasswords, options: &AclOptions) -> String {
+    let plus =
+        |commands: &[&str]| -> String { commands.iter().map(|c| format!(" +{c}")).collect() };
+    let cluster = options.topology.is_cluster();
+    let (app_extra, status_extra) = if cluster {
+        (plus(APP_CLUSTER_COMMANDS), plus(STATUS_CLUSTER_COMMANDS))
+    } else {
+        (String::new(), String::new())
+    };
+    let app_commands = plus(APP_COMMANDS);
+    let monitor_commands = plus(MONITOR_COMMANDS);
+    let channel = glob_literal(&invalidation_channel(namespace));
+    let mut text = format!(
         "user default off resetpass nocommands resetkeys resetchannels\n\
-         user {APP_USER} on {app} resetchannels ~{namespace}:* -@all{app_commands}\n\
-         user {HEALTH_USER} on {health} resetchannels resetkeys -@all +ping\n\
-         user {MONITOR_USER} on {monitor} resetchannels resetkeys -@all{monitor_commands}\n\
+         user {APP_USER} on {app} resetchannels &{channel} ~{namespace}:* -@all{app_commands}{app_extra}\n\
+         user {HEALTH_USER} on {health} resetchannels resetkeys -@all +ping{status_extra}\n\
+         user {MONITOR_USER} on {monitor} resetchannels resetkeys -@all{monitor_commands}{status_extra}\n\
          user {ADMIN_USER} on {admin} ~* &* +@all\n",
         app = password_hash(&passwords.app),
         health = password_hash(&passwords.health),
         monitor = password_hash(&passwords.monitor),
         admin = password_hash(&passwords.admin),
-    )
+    );
+    if let Topology::Cluster {
+        replication_password,
+    } = &options.topology
+    {
+        let _ = writeln!(
+            text,
+            "user {REPLICATION_USER} on {hash} resetchannels resetkeys -@all{commands}",
+            hash = password_hash(replication_password),
+            commands = plus(REPLICATION_COMMANDS),
+        );
+    }
+    text
 }
 
 /// What the validator checks in an ACL file.
@@ -95,8 +214,12 @@ pub struct AclFacts {
     pub plaintext_or_nopass: Vec<String>,
     /// Users with every password hash, for the reuse check.
     pub hashes: Vec<(String, String)>,
-    /// The application user exists and can run `KEYS`, `FLUSHALL`, `CONFIG` or `@all`.
+    /// The application user exists and can run `KEYS`, `FLUSHALL`, `CONFIG` or `@all`, or may
+    /// use every pub/sub channel (`allchannels`, `&*`).
     pub app_overprivileged: bool,
+    /// The replication user exists and may do more than [`REPLICATION_COMMANDS`] (other commands,
+    /// or any key or channel).
+    pub replication_overprivileged: bool,
 }
 
 /// Reads the facts the validator needs from an ACL file's text.
@@ -139,7 +262,22 @@ pub fn facts(text: &str) -> AclFacts {
                         | "+config"
                         | "+@admin"
                         | "+@dangerous"
+                        | "allchannels"
+                        | "&*"
                 )
+            });
+        }
+        if name == REPLICATION_USER {
+            facts.replication_overprivileged = rules.iter().any(|r| {
+                let r = r.to_ascii_lowercase();
+                let extra_command = r
+                    .strip_prefix('+')
+                    .is_some_and(|c| !REPLICATION_COMMANDS.contains(&c));
+                extra_command
+                    || r.starts_with('~')
+                    || r.starts_with('&')
+                    || r.starts_with('%')
+                    || matches!(r.as_str(), "allcommands" | "allkeys" | "allchannels")
             });
         }
     }
@@ -177,6 +315,118 @@ mod tests {
         assert!(!f.app_overprivileged);
         assert!(text.contains("~ai_cache:*"));
         assert!(!text.contains("+keys") && !text.contains("+flushall"));
+    }
+
+    fn app_line(text: &str) -> &str {
+        text.lines()
+            .find(|l| l.starts_with("user cache_app "))
+            .unwrap()
+    }
+
+    #[test]
+    fn app_user_gets_exactly_its_invalidation_channel() {
+        assert_eq!(invalidation_channel("ai_cache"), "sealcache:l1:ai_cache");
+        let text = render("ai_cache", &passwords());
+        let app = app_line(&text);
+        assert!(
+            app.contains(" resetchannels &sealcache:l1:ai_cache "),
+            "{app}"
+        );
+        assert_eq!(app.matches(" &").count(), 1, "one channel only: {app}");
+        for c in ["+publish", "+subscribe", "+unsubscribe"] {
+            assert!(app.split_whitespace().any(|w| w == c), "{c} in {app}");
+        }
+        assert!(!app.contains("+psubscribe"));
+        // Glob characters in a namespace never widen the grant.
+        let wild = render("a*b?[c]", &passwords());
+        assert!(app_line(&wild).contains(r"&sealcache:l1:a\*b\?\[c\] "));
+    }
+
+    #[test]
+    fn single_node_file_has_no_cluster_grants() {
+        let text = render("ai_cache", &passwords());
+        assert_eq!(
+            text,
+            render_with("ai_cache", &passwords(), &AclOptions::default())
+        );
+        for word in [
+            "cluster|",
+            "+readonly",
+            "+asking",
+            "cache_replication",
+            "+psync",
+        ] {
+            assert!(!text.contains(word), "{word} in\n{text}");
+        }
+        assert_eq!(text.lines().count(), 5);
+    }
+
+    #[test]
+    fn cluster_file_adds_cluster_grants_and_a_replication_user() {
+        let options = AclOptions {
+            topology: Topology::Cluster {
+                replication_password: "repl-secret-5".into(),
+            },
+        };
+        let text = render_with("ai_cache", &passwords(), &options);
+        assert!(!text.contains("repl-secret-5"));
+        let words = |user: &str| -> Vec<String> {
+            text.lines()
+                .find(|l| l.starts_with(&format!("user {user} ")))
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        let app = words(APP_USER);
+        for c in [
+            "+cluster|slots",
+            "+cluster|shards",
+            "+readonly",
+            "+asking",
+            "+publish",
+        ] {
+            assert!(app.iter().any(|w| w == c), "{c} in {app:?}");
+        }
+        assert!(!app.iter().any(|w| w == "+cluster|info" || w == "+cluster"));
+        for user in [HEALTH_USER, MONITOR_USER] {
+            assert!(words(user).iter().any(|w| w == "+cluster|info"), "{user}");
+        }
+        let repl = words(REPLICATION_USER);
+        let hash = password_hash(&"repl-secret-5".into());
+        assert_eq!(
+            repl[2..],
+            [
+                "on",
+                hash.as_str(),
+                "resetchannels",
+                "resetkeys",
+                "-@all",
+                "+psync",
+                "+replconf",
+                "+ping"
+            ]
+        );
+        let f = facts(&text);
+        assert_eq!(f.hashes.len(), 5);
+        assert!(!f.app_overprivileged && !f.replication_overprivileged);
+        assert!(!f.default_enabled);
+        assert!(format!("{options:?}").contains("SecretString(..)"));
+        assert!(!format!("{options:?}").contains("repl-secret-5"));
+    }
+
+    #[test]
+    fn facts_find_an_overprivileged_replication_user_and_open_channels() {
+        for line in [
+            "user cache_replication on #ab -@all +psync +replconf +ping +get",
+            "user cache_replication on #ab ~* +psync",
+            "user cache_replication on #ab allchannels +psync",
+            "user cache_replication on #ab allcommands",
+        ] {
+            assert!(facts(line).replication_overprivileged, "{line}");
+        }
+        assert!(facts("user cache_app on #ab allchannels ~ns:* -@all +get").app_overprivileged);
+        assert!(facts("user cache_app on #ab &* ~ns:* -@all +get").app_overprivileged);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use sealcache_codec::SecretKey;
 use sealcache_env_detect::{Environment, EnvironmentInfo, Policy, Requirement, SecurityMode};
 use serde::Serialize;
 
-use crate::acl::AclPasswords;
+use crate::acl::{AclPasswords, Topology};
 use crate::error::Result;
 use crate::password;
 use crate::secret::SecretString;
@@ -28,6 +28,9 @@ pub struct SecurityConfiguration {
     pub redis_health_password: SecretString,
     /// `cache_admin`'s password (operators only; never given to the application).
     pub redis_admin_password: SecretString,
+    /// `cache_replication`'s password (`masterauth`): used only by a Redis Cluster
+    /// ([`SecurityConfiguration::cluster_topology`]); a single-node deployment does not write it.
+    pub redis_replication_password: SecretString,
     /// The encryption key (`REDIS_ENCRYPTION_KEY`, 44-character URL-safe base64).
     pub redis_encryption_key: SecretKey,
     /// The HTTP API key.
@@ -103,6 +106,15 @@ impl SecurityConfiguration {
         }
     }
 
+    /// [`Topology::Cluster`] with this configuration's replication password, for
+    /// [`crate::acl::render_with`] and [`crate::redis_conf::directives`].
+    #[must_use]
+    pub fn cluster_topology(&self) -> Topology {
+        Topology::Cluster {
+            replication_password: self.redis_replication_password.clone(),
+        }
+    }
+
     /// What can be shown.
     #[must_use]
     pub fn summary(&self) -> ConfigurationSummary {
@@ -151,6 +163,7 @@ impl SecureConfigGenerator {
             redis_cache_password: password::generate(bits)?,
             redis_health_password: password::generate(bits)?,
             redis_admin_password: password::generate(bits)?,
+            redis_replication_password: password::generate(bits)?,
             redis_encryption_key: SecretKey::generate()?,
             api_key: password::generate(bits.max(192))?,
             redis_tls_enabled: Policy::declared(environment, SecurityMode::Strict)

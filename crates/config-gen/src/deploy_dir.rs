@@ -234,7 +234,13 @@ pub fn write_deployment(
         .mode(0o755)
         .create(dir)
         .map_err(io("cannot create directory", dir))?;
-    for sub in [layout::SECRETS_DIR, layout::TLS_DIR, layout::CA_DIR] {
+    for sub in [
+        layout::SECRETS_DIR,
+        layout::REDIS_SECRETS_DIR,
+        layout::BACKEND_SECRETS_DIR,
+        layout::TLS_DIR,
+        layout::CA_DIR,
+    ] {
         secret_dir(&dir.join(sub))?;
     }
 
@@ -344,9 +350,14 @@ pub struct Rotation {
     pub decrypt_only_key_ids: Vec<u32>,
 }
 
-/// Rotates the secrets of an existing deployment directory: the four passwords (with the entropy
-/// of `environment`), `users.acl`, and the encryption key (a new primary; every old key kept
-/// decrypt-only, the key-name secret unchanged). The API key, TLS material, CA and `.env` are kept.
+/// Rotates the secrets of an existing deployment directory **in one step**: the four passwords
+/// (with the entropy of `environment`), `users.acl`, and the encryption key (a new primary; every
+/// old key kept decrypt-only, the key-name secret unchanged). The API key, TLS material, CA and
+/// `.env` are kept.
+///
+/// Only for a directory no running stack uses: old passwords stop working at once and the new key
+/// seals before any other process holds it. A running deployment rotates in stages with
+/// [`crate::rotation::rotate_stage`] (`cargo xtask config rotate --stage add|promote|retire`).
 ///
 /// # Errors
 /// [`Error::NothingToRotate`] if the directory holds no deployment; I/O and keyring errors.
@@ -357,8 +368,8 @@ pub fn rotate_deployment(
 ) -> Result<Rotation> {
     for (rel, name) in [
         (layout::ENV_FILE, ".env"),
-        (layout::ENCRYPTION_KEYRING, "secrets/encryption_keyring"),
-        (layout::USERS_ACL, "secrets/users.acl"),
+        (layout::ENCRYPTION_KEYRING, layout::ENCRYPTION_KEYRING),
+        (layout::USERS_ACL, layout::USERS_ACL),
     ] {
         if !dir.join(rel).exists() {
             return Err(Error::NothingToRotate {
@@ -403,7 +414,7 @@ pub fn add_dictionary(dir: &Path, dictionary: sealcache_codec::Dictionary) -> Re
     if !path.exists() {
         return Err(Error::NothingToRotate {
             path: dir.to_path_buf(),
-            missing: "secrets/encryption_keyring",
+            missing: layout::ENCRYPTION_KEYRING,
         });
     }
     let ring = Keyring::from_file(&path)?.with_dictionary(dictionary, true)?;

@@ -38,6 +38,10 @@ pub enum Error {
         /// The first missing file.
         missing: &'static str,
     },
+    /// A rotation stage cannot run in the directory's current state (the message says which
+    /// stage to run instead; it never holds a secret).
+    #[error("{0}")]
+    Rotation(String),
     /// Reading or writing a file failed.
     #[error("{action} {}", path.display())]
     Io {
@@ -57,6 +61,14 @@ pub enum Error {
         /// 1-based line.
         line: usize,
         /// What is wrong (never the line's text).
+        reason: &'static str,
+    },
+    /// A setting cannot go into a generated file (out of range, or characters Redis refuses).
+    #[error("invalid {what}: {reason}")]
+    InvalidSetting {
+        /// Which setting (a `redis.conf` directive name).
+        what: &'static str,
+        /// What is wrong (never the value).
         reason: &'static str,
     },
     /// Loading the runtime settings failed (see `sealcache_settings::Error`).

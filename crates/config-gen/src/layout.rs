@@ -2,18 +2,26 @@
 //!
 //! ```text
 //! DIR/.env                               non-secret settings and *_FILE paths (0600)
+//! DIR/rotation.json                      rotation stages and times (no secret; see `rotation`)
 //! DIR/secrets/                           0700
-//! DIR/secrets/redis_app_password         0600 (cache_app)
-//! DIR/secrets/redis_health_password      0600 (cache_health)
-//! DIR/secrets/redis_monitor_password     0600 (cache_monitor)
-//! DIR/secrets/redis_admin_password       0600 (cache_admin, operators only)
-//! DIR/secrets/users.acl                  0600 (password hashes only)
-//! DIR/secrets/encryption_keyring         0600 (codec keyring format)
+//! DIR/secrets/redis/                     0700, mounted (as a directory) into the Redis container
+//! DIR/secrets/redis/users.acl            0600 (password hashes only)
+//! DIR/secrets/redis/redis_health_password  0600 (cache_health)
+//! DIR/secrets/backend/                   0700, mounted (as a directory) into the backend
+//! DIR/secrets/backend/redis_app_password 0600 (cache_app)
+//! DIR/secrets/backend/redis_monitor_password 0600 (cache_monitor)
+//! DIR/secrets/backend/encryption_keyring 0600 (codec keyring format)
+//! DIR/secrets/redis_admin_password       0600 (cache_admin, operators only, never mounted)
+//! DIR/secrets/pending/                   0700, never mounted: passwords staged by a rotation
 //! DIR/secrets/api_key                    0600
 //! DIR/secrets/tls/                       0700: ca.crt redis.crt redis.key client.crt client.key (0600)
 //! DIR/ca/                                0700
 //! DIR/ca/ca.key                          0600, never mounted into a container
 //! ```
+//!
+//! Files that change while the stack runs (the ACL file, the passwords, the keyring) live in the
+//! directories mounted whole: a rotation replaces them by write-then-rename, and a single-file
+//! bind mount would keep showing the container the old inode.
 
 /// `.env`.
 pub const ENV_FILE: &str = ".env";
@@ -27,18 +35,26 @@ pub const TLS_DIR: &str = "secrets/tls";
 pub const CA_DIR: &str = "ca";
 /// The CA private key.
 pub const CA_KEY: &str = "ca/ca.key";
+/// The Redis container's rotating secrets (mounted as a directory).
+pub const REDIS_SECRETS_DIR: &str = "secrets/redis";
+/// The backend's rotating secrets (mounted as a directory).
+pub const BACKEND_SECRETS_DIR: &str = "secrets/backend";
+/// Passwords staged by `config rotate --stage add` until `--stage promote` (never mounted).
+pub const PENDING_DIR: &str = "secrets/pending";
+/// The rotation record (stages and times, no secret).
+pub const ROTATION_FILE: &str = "rotation.json";
 /// `cache_app`'s password.
-pub const APP_PASSWORD: &str = "secrets/redis_app_password";
+pub const APP_PASSWORD: &str = "secrets/backend/redis_app_password";
 /// `cache_health`'s password.
-pub const HEALTH_PASSWORD: &str = "secrets/redis_health_password";
+pub const HEALTH_PASSWORD: &str = "secrets/redis/redis_health_password";
 /// `cache_monitor`'s password.
-pub const MONITOR_PASSWORD: &str = "secrets/redis_monitor_password";
+pub const MONITOR_PASSWORD: &str = "secrets/backend/redis_monitor_password";
 /// `cache_admin`'s password.
 pub const ADMIN_PASSWORD: &str = "secrets/redis_admin_password";
 /// The ACL file.
-pub const USERS_ACL: &str = "secrets/users.acl";
+pub const USERS_ACL: &str = "secrets/redis/users.acl";
 /// The encryption keyring.
-pub const ENCRYPTION_KEYRING: &str = "secrets/encryption_keyring";
+pub const ENCRYPTION_KEYRING: &str = "secrets/backend/encryption_keyring";
 /// The HTTP API key.
 pub const API_KEY: &str = "secrets/api_key";
 /// CA certificate.

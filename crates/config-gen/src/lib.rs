@@ -11,6 +11,11 @@
 //!   encryption key in place.
 //! * [`validate()`] judges a directory or env file: a deterministic score, issues with codes and
 //!   remedies, and `acceptable` or `regenerate`.
+//! * Redis Cluster: [`acl::render_with`] with [`Topology::Cluster`] (cluster grants and the
+//!   replication user), [`redis_conf::directives`] (`cluster-enabled`, `tls-cluster`,
+//!   `tls-replication`, `masteruser`/`masterauth`, ...) and [`tls::generate_cluster`] (node names
+//!   in the server certificate, the nodes' own client certificate). The L1 coherence channel of
+//!   every topology is [`invalidation_channel`].
 //! * [`SecuritySettings::load`] reads the runtime settings (variables, `*_FILE` secrets, optional
 //!   `sealcache.toml`) for the cache and the server.
 //!
@@ -50,6 +55,8 @@
 pub mod acl;
 pub mod layout;
 pub mod password;
+pub mod redis_conf;
+pub mod rotation;
 pub mod tls;
 
 mod configuration;
@@ -63,6 +70,7 @@ mod secret {
     pub(crate) use sealcache_settings::SecretString;
 }
 
+pub use acl::{AclOptions, Topology, invalidation_channel};
 pub use configuration::{ConfigurationSummary, SecureConfigGenerator, SecurityConfiguration};
 pub use deploy_dir::{
     DeploymentOptions, OutputFormat, Rotation, WriteMode, WrittenDeployment, add_dictionary,

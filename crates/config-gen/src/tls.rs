@@ -23,6 +23,65 @@ pub const LEAF_VALIDITY_DAYS: i64 = 397;
 /// Names every server certificate carries.
 pub const DEFAULT_SERVER_NAMES: &[&str] = &["redis", "localhost", "127.0.0.1", "::1"];
 
+/// How [`cluster_node_names`] names cluster nodes: `redis-node-1`, `redis-node-2`, ...
+pub const CLUSTER_NODE_NAME_PREFIX: &str = "redis-node-";
+/// The common name of the client certificate cluster nodes present to each other (cluster bus
+/// and replication, `tls-client-cert-file`); see [`generate_cluster`].
+pub const CLUSTER_NODE_CLIENT_NAME: &str = "redis-cluster-node";
+
+/// The host names of `count` cluster nodes, `redis-node-1` to `redis-node-{count}`: the names a
+/// cluster's server certificate must carry when nodes announce host names
+/// (`cluster-announce-hostname`).
+#[must_use]
+pub fn cluster_node_names(count: usize) -> Vec<String> {
+    (1..=count)
+        .map(|i| format!("{CLUSTER_NODE_NAME_PREFIX}{i}"))
+        .collect()
+}
+
+/// TLS material for a Redis Cluster: [`TlsMaterial`] whose server certificate also names every
+/// node, and a distinct client certificate for the nodes themselves.
+///
+/// With `tls-auth-clients yes`, a node connecting to another (cluster bus, replication) must
+/// present a client certificate; the server certificate carries serverAuth only, so the nodes get
+/// their own clientAuth certificate (`tls-client-cert-file` / `tls-client-key-file`), distinct
+/// from the application's.
+#[derive(Debug, Clone)]
+pub struct ClusterTlsMaterial {
+    /// CA, server certificate (with the node names) and the application's client certificate.
+    pub material: TlsMaterial,
+    /// The nodes' client certificate (common name [`CLUSTER_NODE_CLIENT_NAME`]).
+    pub node_client_cert: String,
+    /// Its key.
+    pub node_client_key: SecretString,
+}
+
+/// Generates [`ClusterTlsMaterial`] for `node_count` nodes: [`generate`] with
+/// [`cluster_node_names`]`(node_count)` added to `extra_server_names`, plus the nodes' client
+/// certificate.
+///
+/// # Errors
+/// As [`generate`].
+pub fn generate_cluster(
+    node_count: usize,
+    extra_server_names: &[String],
+    client_name: &str,
+) -> Result<ClusterTlsMaterial> {
+    let mut names = extra_server_names.to_vec();
+    names.extend(cluster_node_names(node_count));
+    let material = generate(&names, client_name)?;
+    let (node_client_cert, node_client_key) = issue_client_certificate(
+        material.ca_key.expose_secret(),
+        CLUSTER_NODE_CLIENT_NAME,
+        LEAF_VALIDITY_DAYS,
+    )?;
+    Ok(ClusterTlsMaterial {
+        material,
+        node_client_cert,
+        node_client_key,
+    })
+}
+
 /// PEM certificates and keys for a deployment. Private keys are [`SecretString`]s.
 #[derive(Debug, Clone)]
 pub struct TlsMaterial {
@@ -206,5 +265,37 @@ mod tests {
         assert_ne!(client.serial, server.serial);
         assert!(format!("{m:?}").contains("SecretString(..)"));
         assert!(certificate_facts(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn cluster_material_names_every_node_and_has_a_distinct_node_client_certificate() {
+        assert_eq!(
+            cluster_node_names(3),
+            vec!["redis-node-1", "redis-node-2", "redis-node-3"]
+        );
+        assert!(cluster_node_names(0).is_empty());
+        let m = generate_cluster(6, &["redis.internal".to_owned()], "cache_app").unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(m.material.server_cert.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| format!("{n}"))
+            .collect();
+        for name in cluster_node_names(6)
+            .into_iter()
+            .chain(["redis.internal".to_owned(), "localhost".to_owned()])
+        {
+            assert!(sans.iter().any(|s| s.contains(&name)), "{name} in {sans:?}");
+        }
+        let node = certificate_facts(m.node_client_cert.as_bytes()).unwrap();
+        let app = certificate_facts(m.material.client_cert.as_bytes()).unwrap();
+        assert!(node.subject.contains(CLUSTER_NODE_CLIENT_NAME), "{node:?}");
+        assert_ne!(node.serial, app.serial);
+        assert!(!format!("{m:?}").contains("PRIVATE KEY"));
     }
 }

@@ -295,6 +295,24 @@ fn acl_default_user_and_plaintext_passwords() {
 }
 
 #[test]
+fn acl_replication_user_beyond_replication_is_an_error() {
+    let d = generated(Environment::Production);
+    let path = d.path().join(layout::USERS_ACL);
+    let acl = std::fs::read_to_string(&path).unwrap();
+    let hash = "#".to_owned() + &"ab".repeat(32);
+    std::fs::write(
+        &path,
+        format!("{acl}user cache_replication on {hash} ~* -@all +psync +replconf +ping\n"),
+    )
+    .unwrap();
+    assert_issue(
+        &validate_dir(d.path(), None).unwrap(),
+        "ACL_REPLICATION_OVERPRIVILEGED",
+        Severity::Error,
+    );
+}
+
+#[test]
 fn development_override_in_production() {
     let d = generated(Environment::Production);
     set_var(d.path(), "REDIS_SECURITY_MODE", "development");

@@ -339,24 +339,39 @@ fn tls_without_certificate_verification_is_not_tls_to_the_policy() {
 }
 
 #[test]
-fn cluster_nodes_are_refused_rather_than_ignored() {
-    let vars: std::collections::BTreeMap<String, String> = [
-        ("ENVIRONMENT", "production"),
-        (
-            "REDIS_CLUSTER_NODES",
-            "rediss://10.0.0.1:6379,rediss://10.0.0.2:6379",
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let settings = sealcache_config_gen::SecuritySettings::load_from(&vars, None).unwrap();
+fn cluster_nodes_switch_to_cluster_mode_and_refuse_a_second_url() {
+    let load = |pairs: &[(&str, &str)]| {
+        let vars: std::collections::BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        sealcache_config_gen::SecuritySettings::load_from(&vars, None)
+    };
+    let seeds = "rediss://10.0.0.1:6379,rediss://10.0.0.2:6379";
+    let settings = load(&[
+        ("ENVIRONMENT", "development"),
+        ("REDIS_CLUSTER_NODES", seeds),
+    ])
+    .unwrap();
     let info =
         settings.detect_environment_with(MapSource::new(), FeatureContext::SecurityEnforcement);
-    let err = sealcache::from_settings(&settings, info, None).unwrap_err();
+    let cache = sealcache::from_settings(&settings, info, None).unwrap();
+    let debug = format!("{:?}", cache.sealed());
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("REDIS_CLUSTER_NODES")),
-        "{err:?}"
+        debug.contains("10.0.0.1:6379") && debug.contains("10.0.0.2:6379"),
+        "cluster mode, every seed kept: {debug}"
+    );
+    // Never both: a deployment that names a cluster must not run against REDIS_URL instead.
+    let err = load(&[
+        ("ENVIRONMENT", "development"),
+        ("REDIS_CLUSTER_NODES", seeds),
+        ("REDIS_URL", "rediss://10.0.0.9:6379"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("REDIS_CLUSTER_NODES") && err.contains("REDIS_URL"),
+        "{err}"
     );
 }
 

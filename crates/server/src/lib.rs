@@ -35,6 +35,7 @@ mod conn_io;
 mod error;
 pub mod isolation;
 mod limits;
+pub mod reload;
 mod routes;
 mod serve;
 pub mod telemetry;

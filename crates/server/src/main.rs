@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sealcache::KeyringReload;
 use sealcache_env_detect::{FeatureContext, Policy, Requirement};
 use sealcache_monitor::{AclLogPoller, CacheObserver, Telemetry};
 use sealcache_server::{ApiKeys, AppState, AuthThrottle, ThrottleConfig, app};
-use sealcache_settings::SecuritySettings;
+use sealcache_settings::{SecretString, SecuritySettings};
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
@@ -194,30 +195,12 @@ async fn run(
     let cache = sealcache::from_settings_with(&settings, environment.clone(), Some(otel), options)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    // Server-side events: ACL LOG as the monitor user, when one is configured.
-    if let (Some(user), Some(password)) = (
-        &settings.redis_monitor_username,
-        &settings.redis_monitor_password,
-    ) {
-        let mut config = sealcache::RedisConfig::new(settings.redis_url.clone())
-            .acl_user(user.clone(), password.expose_secret());
-        config.ca_path = settings.redis_tls_ca_path.clone();
-        config.client_cert_path = settings.redis_tls_cert_path.clone();
-        config.client_key_path = settings.redis_tls_key_path.clone();
-        // The poller owns its connection: database 0 whatever REDIS_URL says (the monitor user
-        // may not SELECT), a timeout on every query, a new connection after any error, and its
-        // baseline kept across reconnects.
-        match config.client() {
-            Ok(client) => {
-                tokio::spawn(AclLogPoller::new().run_with_client(
-                    client,
-                    cache.observer().clone(),
-                    Duration::from_secs(10),
-                ));
-            }
-            Err(e) => tracing::warn!(error = %e, "ACL LOG poller disabled"),
-        }
-    }
+    // The reload signals before anything else: SIGHUP's default action would end the process.
+    let reloads = ReloadSignals::register();
+    // Server-side events: ACL LOG as the monitor user, when one is configured (restarted by a
+    // reload that finds new monitor credentials).
+    let credentials = Credentials::start(&settings, &cache);
+    spawn_reloader(reloads, cache.clone(), credentials);
 
     let gauge_every = settings.status_interval;
     sealcache_server::telemetry::spawn_status_gauges(
@@ -227,7 +210,7 @@ async fn run(
         gauge_every * 20,
     );
     let state = AppState {
-        redis_host: sealcache::RedisConfig::new(settings.redis_url.clone()).host_and_port(),
+        redis_host: sealcache::RedisConfig::new(primary_url(&settings)).host_and_port(),
         cache,
         telemetry: telemetry.clone(),
         keys,
@@ -253,6 +236,168 @@ async fn run(
     let _ = telemetry.shutdown();
     tracing::info!("sealcache-server stopped");
     Ok(())
+}
+
+/// The Redis URL this process reports and probes: `REDIS_URL`, or the first cluster seed.
+fn primary_url(settings: &SecuritySettings) -> String {
+    settings
+        .redis_cluster_nodes
+        .first()
+        .unwrap_or(&settings.redis_url)
+        .clone()
+}
+
+/// Starts the `ACL LOG` poller as the monitor user, when one is configured.
+fn spawn_acl_poller(
+    settings: &SecuritySettings,
+    cache: &sealcache::AiResponseCache,
+) -> Option<tokio::task::AbortHandle> {
+    let (Some(user), Some(password)) = (
+        &settings.redis_monitor_username,
+        &settings.redis_monitor_password,
+    ) else {
+        return None;
+    };
+    let mut config = sealcache::RedisConfig::new(primary_url(settings))
+        .acl_user(user.clone(), password.expose_secret());
+    config.ca_path = settings.redis_tls_ca_path.clone();
+    config.client_cert_path = settings.redis_tls_cert_path.clone();
+    config.client_key_path = settings.redis_tls_key_path.clone();
+    // The poller owns its connection: database 0 whatever REDIS_URL says (the monitor user
+    // may not SELECT), a timeout on every query, a new connection after any error, and its
+    // baseline kept across reconnects.
+    match config.client() {
+        Ok(client) => Some(
+            tokio::spawn(AclLogPoller::new().run_with_client(
+                client,
+                cache.observer().clone(),
+                Duration::from_secs(10),
+            ))
+            .abort_handle(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "ACL LOG poller disabled");
+            None
+        }
+    }
+}
+
+/// The Redis credentials this process runs with, and the poller that uses the monitor's.
+struct Credentials {
+    app: Option<SecretString>,
+    monitor_user: Option<String>,
+    monitor_password: Option<SecretString>,
+    poller: Option<tokio::task::AbortHandle>,
+}
+
+fn same_secret(a: Option<&SecretString>, b: Option<&SecretString>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.ct_eq(b.expose_secret()),
+        _ => false,
+    }
+}
+
+impl Credentials {
+    fn start(settings: &SecuritySettings, cache: &sealcache::AiResponseCache) -> Self {
+        Self {
+            app: settings.redis_password.clone(),
+            monitor_user: settings.redis_monitor_username.clone(),
+            monitor_password: settings.redis_monitor_password.clone(),
+            poller: spawn_acl_poller(settings, cache),
+        }
+    }
+
+    /// After a reload: a new monitor credential restarts the poller with it; a new app password
+    /// is reported (the cache keeps the credential it was built with: its open connection stays
+    /// authenticated, and a new connection needs a restart to use the new password).
+    fn refresh(&mut self, settings: &SecuritySettings, cache: &sealcache::AiResponseCache) {
+        if !same_secret(self.app.as_ref(), settings.redis_password.as_ref()) {
+            tracing::warn!(
+                target: "sealcache::security",
+                "the Redis password (REDIS_PASSWORD_FILE) changed: the open connection stays authenticated, but this process authenticates new connections with the password it started with until it is restarted"
+            );
+            self.app = settings.redis_password.clone();
+        }
+        if self.monitor_user != settings.redis_monitor_username
+            || !same_secret(
+                self.monitor_password.as_ref(),
+                settings.redis_monitor_password.as_ref(),
+            )
+        {
+            if let Some(poller) = self.poller.take() {
+                poller.abort();
+            }
+            self.monitor_user = settings.redis_monitor_username.clone();
+            self.monitor_password = settings.redis_monitor_password.clone();
+            self.poller = spawn_acl_poller(settings, cache);
+            tracing::info!(
+                running = self.poller.is_some(),
+                "ACL LOG poller restarted with the reloaded monitor credentials"
+            );
+        }
+    }
+}
+
+/// `SIGHUP` (checked keyring reload) and `SIGUSR1` (forced) streams.
+struct ReloadSignals {
+    hup: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
+}
+
+impl ReloadSignals {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(err) => {
+                tracing::warn!(error = %err, "{name} cannot be handled: keyring reloads on {name} are off");
+                None
+            }
+        };
+        Self {
+            hup: listen(SignalKind::hangup(), "SIGHUP"),
+            usr1: listen(SignalKind::user_defined1(), "SIGUSR1"),
+        }
+    }
+
+    /// The next reload asked for; `None` once neither signal can arrive any more.
+    async fn next(&mut self) -> Option<KeyringReload> {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+            match s {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        if self.hup.is_none() && self.usr1.is_none() {
+            return None;
+        }
+        tokio::select! {
+            got = recv(&mut self.hup) => got.map(|()| KeyringReload::Checked),
+            got = recv(&mut self.usr1) => got.map(|()| KeyringReload::Forced),
+        }
+    }
+}
+
+/// Reloads the keyring (and the monitor's credentials) on each reload signal, one at a time.
+fn spawn_reloader(
+    mut signals: ReloadSignals,
+    cache: sealcache::AiResponseCache,
+    mut credentials: Credentials,
+) {
+    tokio::spawn(async move {
+        while let Some(mode) = signals.next().await {
+            let loaded = sealcache_server::reload::load_settings().await;
+            let _ = sealcache_server::reload::apply_keyring(
+                &cache,
+                loaded.as_ref().map_err(Clone::clone),
+                mode,
+            );
+            if let Ok(settings) = &loaded {
+                credentials.refresh(settings, &cache);
+            }
+        }
+    });
 }
 
 async fn shutdown() {

@@ -5,6 +5,9 @@
 //! persistence, and is killed when dropped. Secrets go through the config file and `REDISCLI_AUTH`,
 //! never through a command line.
 //!
+//! [`cluster::RedisCluster`] runs a Redis Cluster of such servers (3 primaries, 3 replicas, TLS
+//! everywhere, the ACL file config-gen renders for a cluster).
+//!
 //! `cargo xtask test` installs `redis-server` (Debian's, with TLS) when it is missing.
 
 // The harness is test support: a server that cannot start is a failed test, so it panics with the
@@ -21,6 +24,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod cluster;
+
+pub use cluster::{ClusterOptions, NodeInfo, NodeRole, RedisCluster};
 
 /// TLS files for a server.
 #[derive(Debug, Clone)]
@@ -211,6 +218,20 @@ impl RedisServer {
             "redis"
         };
         format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while the server runs (`None` once [`RedisServer::kill`]ed).
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the server process is running (not killed, not exited).
+    #[must_use]
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// The server's working directory.

@@ -197,6 +197,44 @@ impl Keyring {
         }
     }
 
+    /// The first stage of a two-phase rotation: `new_key` is added **decrypt-only** with the next
+    /// free id (returned beside the keyring); the primary, every other key and the key-name
+    /// secret are unchanged. Once every process holds it, make it the primary with
+    /// [`Keyring::with_primary`], so that no process ever meets a value sealed under a key it
+    /// lacks.
+    #[must_use]
+    pub fn with_decrypt_only_key(&self, new_key: SecretKey) -> (Self, u32) {
+        let new_id = self
+            .keys
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
+        let mut out = self.clone();
+        out.keys.push((new_id, new_key));
+        out.name_secret_explicit = true;
+        (out, new_id)
+    }
+
+    /// The keyring with key `id` as the primary (the second stage of a two-phase rotation); the
+    /// previous primary stays, decrypt-only, and the key-name secret is unchanged.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`] if no such key exists.
+    pub fn with_primary(&self, id: u32) -> Result<Self> {
+        let Some(at) = self.keys.iter().position(|(have, _)| *have == id) else {
+            return Err(Error::UnknownKeyId(id));
+        };
+        let mut out = self.clone();
+        // The primary first, as everywhere else.
+        let primary = out.keys.remove(at);
+        out.keys.insert(0, primary);
+        out.primary_id = id;
+        out.name_secret_explicit = true;
+        Ok(out)
+    }
+
     /// The keyring without decrypt-only key `id` (the end of a rotation).
     ///
     /// # Errors

@@ -145,3 +145,33 @@ fn a_byte_order_mark_and_crlf_line_ends_are_ignored() {
     // Only one mark: a second one is not whitespace and fails as a key.
     assert!(Keyring::parse(&format!("\u{feff}\u{feff}{}", k.as_str())).is_err());
 }
+
+#[test]
+fn two_phase_rotation_adds_decrypt_only_then_promotes() {
+    let ring = Keyring::single(key(1));
+    let (added, id) = ring.with_decrypt_only_key(key(2));
+    assert_eq!(id, 2);
+    assert_eq!(
+        added.primary_id(),
+        1,
+        "the primary is unchanged by the first stage"
+    );
+    assert_eq!(added.decrypt_only_ids(), vec![2]);
+    let promoted = Keyring::parse(&added.to_text())
+        .unwrap()
+        .with_primary(2)
+        .unwrap();
+    assert_eq!(promoted.primary_id(), 2);
+    assert_eq!(promoted.decrypt_only_ids(), vec![1]);
+    assert_eq!(promoted.keys().next().map(|(id, _)| id), Some(2));
+    let back = Keyring::parse(&promoted.to_text()).unwrap();
+    assert_eq!(back.primary_id(), 2);
+    assert_eq!(back.key(1).unwrap().expose_secret(), &[1; 32]);
+    // The name secret (derived from key 1 at first) never changes.
+    assert_eq!(
+        back.name_secret().expose_secret(),
+        KeyNameSecret::derive_from(&key(1)).expose_secret()
+    );
+    assert!(matches!(back.with_primary(9), Err(Error::UnknownKeyId(9))));
+    assert!(back.without_key(1).unwrap().decrypt_only_ids().is_empty());
+}

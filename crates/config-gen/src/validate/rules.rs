@@ -380,6 +380,14 @@ fn acl_rules(facts: &Facts, out: &mut Out) {
             "limit cache_app to the commands the cache needs (see the generated users.acl)",
         );
     }
+    if f.replication_overprivileged {
+        out.push(
+            "ACL_REPLICATION_OVERPRIVILEGED",
+            Severity::Error,
+            "the replication ACL user may run more than PSYNC, REPLCONF and PING, or reach keys or channels".into(),
+            "limit cache_replication to `resetchannels resetkeys -@all +psync +replconf +ping`",
+        );
+    }
 }
 
 fn overrides(facts: &Facts, policy: Policy, out: &mut Out) {

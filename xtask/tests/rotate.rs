@@ -1,0 +1,211 @@
+//! `cargo xtask config rotate`: the stages on the files (`--no-reload`: no stack runs here), the
+//! recorded environment winning over the process's, and no secret in the output.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sealcache_config_gen::rotation::{USERS, acl_hashes, read_record};
+use sealcache_config_gen::{Keyring, layout};
+
+fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(args);
+    for var in [
+        "ENVIRONMENT",
+        "APP_ENV",
+        "NODE_ENV",
+        "CI",
+        "REDIS_SECURITY_MODE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn secret(dir: &Path, rel: &str) -> String {
+    std::fs::read_to_string(dir.join(rel)).unwrap()
+}
+
+#[test]
+fn staged_rotation_through_the_cli_keeps_the_recorded_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    let generate = xtask(
+        &["config", "generate", "--out", d],
+        &[("ENVIRONMENT", "production")],
+    );
+    assert!(generate.status.success(), "{}", text(&generate));
+    let old_app = secret(&dir, layout::APP_PASSWORD);
+    let old_ring = secret(&dir, layout::ENCRYPTION_KEYRING);
+
+    // The process says development; the directory says production, and wins.
+    let dev = [("ENVIRONMENT", "development")];
+    let add = xtask(
+        &[
+            "config",
+            "rotate",
+            "--stage",
+            "add",
+            "--dir",
+            d,
+            "--no-reload",
+        ],
+        &dev,
+    );
+    assert!(add.status.success(), "{}", text(&add));
+    assert!(
+        text(&add).contains("192-bit, environment production as recorded"),
+        "{}",
+        text(&add)
+    );
+    let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
+    assert_eq!((ring.primary_id(), ring.decrypt_only_ids()), (1, vec![2]));
+    assert_eq!(secret(&dir, layout::APP_PASSWORD), old_app);
+    let pending = secret(&dir, &format!("{}/redis_app_password", layout::PENDING_DIR));
+    assert_eq!(pending.len(), 33, "production strength");
+
+    let early = xtask(
+        &[
+            "config",
+            "rotate",
+            "--stage",
+            "retire",
+            "--dir",
+            d,
+            "--no-reload",
+        ],
+        &dev,
+    );
+    assert!(!early.status.success());
+    assert!(text(&early).contains("promote first"), "{}", text(&early));
+
+    let promote = xtask(
+        &[
+            "config",
+            "rotate",
+            "--stage",
+            "promote",
+            "--dir",
+            d,
+            "--no-reload",
+        ],
+        &dev,
+    );
+    assert!(promote.status.success(), "{}", text(&promote));
+    assert_eq!(secret(&dir, layout::APP_PASSWORD), pending);
+    let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
+    assert_eq!((ring.primary_id(), ring.decrypt_only_ids()), (2, vec![1]));
+
+    // Within the longest TTL the old key stays unless forced; the old hashes go either way.
+    let retire = xtask(
+        &[
+            "config",
+            "rotate",
+            "--stage",
+            "retire",
+            "--dir",
+            d,
+            "--no-reload",
+        ],
+        &dev,
+    );
+    assert!(retire.status.success(), "{}", text(&retire));
+    assert!(text(&retire).contains("Key 1 kept"), "{}", text(&retire));
+    let acl = acl_hashes(&secret(&dir, layout::USERS_ACL));
+    for (user, _) in USERS {
+        assert_eq!(acl[user].len(), 1, "{user}");
+    }
+    let forced = xtask(
+        &[
+            "config",
+            "rotate",
+            "--stage",
+            "retire",
+            "--force",
+            "--dir",
+            d,
+            "--no-reload",
+        ],
+        &dev,
+    );
+    assert!(forced.status.success(), "{}", text(&forced));
+    let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
+    assert_eq!((ring.primary_id(), ring.decrypt_only_ids()), (2, vec![]));
+    let record = read_record(&dir).unwrap();
+    assert!(
+        record.added_at.is_some() && record.promoted_at.is_some() && record.retired_at.is_some()
+    );
+    assert!(
+        !std::fs::read_to_string(dir.join(layout::ROTATION_FILE))
+            .unwrap()
+            .contains(&pending)
+    );
+
+    // Every rotated file is still 0600, and still acceptable to the validator.
+    for rel in [
+        layout::APP_PASSWORD,
+        layout::USERS_ACL,
+        layout::ENCRYPTION_KEYRING,
+    ] {
+        let mode = std::fs::metadata(dir.join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{rel}");
+    }
+    let validate = xtask(&["config", "validate", "--dir", d], &[]);
+    assert_eq!(validate.status.code(), Some(0), "{}", text(&validate));
+
+    // `generate --rotate` is stage add, and refuses an environment the directory does not record.
+    let mismatch = xtask(
+        &[
+            "config",
+            "generate",
+            "--out",
+            d,
+            "--rotate",
+            "--environment",
+            "development",
+        ],
+        &[],
+    );
+    assert!(!mismatch.status.success());
+    assert!(
+        text(&mismatch).contains("records environment production"),
+        "{}",
+        text(&mismatch)
+    );
+    let legacy = xtask(&["config", "generate", "--out", d, "--rotate"], &dev);
+    assert!(legacy.status.success(), "{}", text(&legacy));
+    let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
+    assert_eq!(
+        (ring.primary_id(), ring.decrypt_only_ids()),
+        (2, vec![3]),
+        "a decrypt-only key, not a new primary"
+    );
+
+    for out in [&add, &promote, &retire, &forced, &legacy] {
+        let shown = text(out);
+        for s in [&old_app, &pending, &old_ring] {
+            assert!(
+                !shown.contains(s.trim()),
+                "a secret in the output:\n{shown}"
+            );
+        }
+    }
+}
