@@ -1,4 +1,4 @@
-//! `cargo xtask bench [codec]`: criterion benchmarks over ../shared/bench/corpus.jsonl, then a
+//! `cargo xtask bench [codec|monitor|cache|server|cluster]`: criterion benchmarks over ../shared/bench/corpus.jsonl, then a
 //! summary table (throughput, encryption overhead, size ratios) for docs/benchmarks.md.
 
 use std::path::Path;
@@ -20,6 +20,9 @@ pub(crate) enum Suite {
     Cache,
     /// The HTTP server under 64 concurrent clients for 30 s (90 % lookups, 10 % stores).
     Server,
+    /// The cache on a 6-node TLS Redis Cluster against one node (64 in flight), and the failover
+    /// gap.
+    Cluster,
 }
 
 /// Options of `cargo xtask bench`.
@@ -36,7 +39,13 @@ impl BenchArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let suites = match self.suite {
             Some(s) => vec![s],
-            None => vec![Suite::Codec, Suite::Monitor, Suite::Cache, Suite::Server],
+            None => vec![
+                Suite::Codec,
+                Suite::Monitor,
+                Suite::Cache,
+                Suite::Server,
+                Suite::Cluster,
+            ],
         };
         let results = crate::progress::target_dir().join("criterion");
         for suite in suites {
@@ -69,6 +78,10 @@ impl BenchArgs {
                     "bench cache",
                     &["-p", "sealcache-integration-tests", "--bench", "cache"],
                 ),
+                Suite::Cluster => (
+                    "bench cluster",
+                    &["-p", "sealcache-integration-tests", "--bench", "cluster"],
+                ),
                 Suite::Server => (
                     "bench server",
                     &[
@@ -80,7 +93,7 @@ impl BenchArgs {
                 ),
             };
             if !self.summary_only {
-                if matches!(suite, Suite::Cache | Suite::Server) {
+                if matches!(suite, Suite::Cache | Suite::Server | Suite::Cluster) {
                     crate::redis_install::ensure(&[crate::redis_install::REDIS])?;
                 }
                 // One place for every criterion result, whichever package directory cargo runs in.
@@ -96,7 +109,7 @@ impl BenchArgs {
                 Suite::Codec => print_codec_summary(&results)?,
                 Suite::Monitor => print_monitor_summary(&results)?,
                 // These harnesses print their own tables.
-                Suite::Cache | Suite::Server => {}
+                Suite::Cache | Suite::Server | Suite::Cluster => {}
             }
         }
         Ok(ExitCode::SUCCESS)

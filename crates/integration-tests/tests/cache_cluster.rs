@@ -254,7 +254,7 @@ async fn the_cache_on_a_tls_cluster() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let probe = AiRequest::new("load", "k0");
     let probe_key = load.key(&probe).unwrap();
-    let slot = slot_of(&probe_key);
+    let slot = sealcache_testkit::cluster::key_slot(probe_key.as_bytes());
     let killed = cluster.kill_primary_of_slot(slot);
     let killed_at = Instant::now();
     // The promoted replica takes writes on the killed primary's slots, through the same cache.
@@ -292,32 +292,4 @@ async fn the_cache_on_a_tls_cluster() {
         "failover: primary {killed} killed; writes on its slots resumed after {:?}",
         killed_at.elapsed()
     );
-}
-
-/// The hash slot of a key (CRC16/XMODEM of the key, or of its `{hash tag}`, mod 16384).
-fn slot_of(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let tagged = bytes
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            bytes[open + 1..]
-                .iter()
-                .position(|&b| b == b'}')
-                .filter(|&len| len > 0)
-                .map(|len| &bytes[open + 1..open + 1 + len])
-        })
-        .unwrap_or(bytes);
-    let mut crc: u16 = 0;
-    for &b in tagged {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
 }

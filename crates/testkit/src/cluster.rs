@@ -638,9 +638,45 @@ impl RedisCluster {
     }
 }
 
+/// The hash slot of a key, as Redis Cluster computes it (CRC16/XMODEM of the key, or of its `{hash tag}`, mod 16384).
+pub fn key_slot(bytes: &[u8]) -> u16 {
+    let tagged = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            bytes[open + 1..]
+                .iter()
+                .position(|&b| b == b'}')
+                .filter(|&len| len > 0)
+                .map(|len| &bytes[open + 1..open + 1 + len])
+        })
+        .unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for &b in tagged {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_slots_match_redis() {
+        // CLUSTER KEYSLOT answers: foo 12182, bar 5061; a hash tag hashes only the tag.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"{}foo"), key_slot(b"{}foo"));
+    }
 
     #[test]
     fn parses_cluster_nodes() {
