@@ -102,7 +102,7 @@ impl DictionaryArgs {
         let held = sealcache_config_gen::add_dictionary(&dir, dictionary)
             .with_context(|| format!("cannot add the dictionary to {}", dir.display()))?;
         println!(
-            "✅ {}: dictionary {id} seals new values; dictionaries held: {held:?} (restart the backends; drop an old one after the longest TTL)",
+            "✅ {}: dictionary {id} seals new values; dictionaries held: {held:?} (reload the backends: SIGHUP; drop an old one after the longest TTL)",
             dir.join(layout::ENCRYPTION_KEYRING).display()
         );
         Ok(ExitCode::SUCCESS)
@@ -159,10 +159,23 @@ pub(crate) struct GenerateArgs {
     /// Cache key namespace.
     #[arg(long, default_value = sealcache_config_gen::DEFAULT_NAMESPACE)]
     namespace: String,
+    /// A Redis Cluster deployment (6 nodes, 2 backends; `secure-up --cluster`)
+    /// [default --out: deploy/generated-cluster].
+    #[arg(long, conflicts_with_all = ["rotate", "format"])]
+    cluster: bool,
 }
 
 impl GenerateArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
+        if self.cluster {
+            return crate::cluster_stack::generate(
+                self.environment,
+                self.out,
+                self.force,
+                self.sans,
+                self.namespace,
+            );
+        }
         let dir = self.out.clone().unwrap_or_else(default_dir);
         if self.rotate {
             // A rotation takes the environment the directory records, never the one this process

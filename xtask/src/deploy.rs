@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use sealcache_config_gen::{
     DeploymentOptions, Recommendation, SecureConfigGenerator, ValidationInput, layout, validate,
     write_deployment,
@@ -62,6 +62,10 @@ pub(crate) struct UpArgs {
     /// Subnet of the internal network (tests run a second stack beside a user's).
     #[arg(long, hide = true)]
     internal_subnet: Option<String>,
+    /// The Redis Cluster stack: 6 TLS nodes (3 primaries, 3 replicas) and 2 backends on
+    /// 127.0.0.1:PORT and PORT+1 [default --dir: deploy/generated-cluster]; see docs/deployment.md.
+    #[arg(long, conflicts_with = "observability")]
+    cluster: bool,
 }
 
 impl UpArgs {
@@ -77,12 +81,27 @@ impl UpArgs {
             json: false,
             observability: false,
             internal_subnet: Some("172.30.239.0/24".to_owned()),
+            cluster: false,
         }
     }
 
     /// The compose project.
     pub(crate) fn project(&self) -> &str {
         &self.project
+    }
+
+    /// The options of `secure-up --cluster` (cluster_stack.rs).
+    pub(crate) fn cluster_options(&self) -> crate::cluster_stack::UpOptions {
+        crate::cluster_stack::UpOptions {
+            environment: self.environment,
+            dir: self.dir.clone(),
+            images: self.images,
+            port: self.port,
+            project: self.project.clone(),
+            local: self.local,
+            json: self.json,
+            internal_subnet: self.internal_subnet.clone(),
+        }
     }
 }
 
@@ -217,6 +236,10 @@ impl UpArgs {
     pub(crate) fn run(self, secure: bool) -> anyhow::Result<ExitCode> {
         if self.local && !secure {
             bail!("dev-up runs containers only; for local processes use `secure-up --local`");
+        }
+        if self.cluster {
+            ensure!(secure, "the cluster stack is secure-up's only (`secure-up --cluster`)");
+            return crate::cluster_stack::up(self.cluster_options());
         }
         let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
         let environment = match (secure, self.environment) {
@@ -418,6 +441,7 @@ impl DownArgs {
 
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
+        crate::cluster_stack::down_local(self.dir.as_deref())?;
         let stopped = crate::local::down(&dir)?;
         if stopped > 0 {
             println!(
@@ -466,6 +490,9 @@ impl DownArgs {
 
 impl StatusArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        if let Some(code) = crate::cluster_stack::status(self.dir.as_deref(), self.json)? {
+            return Ok(code);
+        }
         let dir = self.dir.unwrap_or_else(crate::config::default_dir);
         let key_path = dir.join(layout::API_KEY);
         let key = std::fs::read_to_string(&key_path)

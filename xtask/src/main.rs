@@ -7,6 +7,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod cluster_local;
+mod cluster_stack;
 mod config;
 mod contract;
 mod deploy;

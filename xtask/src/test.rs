@@ -49,6 +49,10 @@ impl TestArgs {
         )?;
         stack_verification()?;
         local_verification()?;
+        // The Redis Cluster stacks (cluster_stack.rs): local processes everywhere, compose when a
+        // Docker engine answers (reusing the images the single-node step built).
+        crate::cluster_stack::test_local()?;
+        crate::cluster_stack::test_compose()?;
         if !self.quick {
             step(
                 "cargo doc (warnings denied)",
@@ -79,7 +83,7 @@ fn stack_verification() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("▶ compose stack: secure-up, verify, down (Docker engine answers)");
+    println!("▶ compose stack: secure-up, verify, rotate under load, down (Docker engine answers)");
     let dir = crate::progress::target_dir().join("stack-test");
     let _ = std::fs::remove_dir_all(&dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -90,12 +94,28 @@ fn stack_verification() -> anyhow::Result<()> {
     let project = args.project().to_owned();
     let _ = crate::deploy::DownArgs::project(&project).run();
     let outcome = args.run(true);
+    // Then key and password rotation under load, as on the local stack (rotate.rs).
+    let rotation = match &outcome {
+        Ok(code) if *code == ExitCode::SUCCESS => crate::rotate::verify_under_load(&dir, port),
+        _ => Vec::new(),
+    };
     let _ = crate::deploy::DownArgs::project(&project).run();
     let _ = std::fs::remove_dir_all(&dir);
+    for c in &rotation {
+        println!(
+            "{} {}: {}",
+            if c.passed { "✅" } else { "❌" },
+            c.name,
+            c.detail
+        );
+    }
     match outcome {
-        Ok(code) if code == ExitCode::SUCCESS => {
-            println!("✅ compose stack verified");
+        Ok(code) if code == ExitCode::SUCCESS && rotation.iter().all(|c| c.passed) => {
+            println!("✅ compose stack verified, keys and passwords rotated under load");
             Ok(())
+        }
+        Ok(code) if code == ExitCode::SUCCESS => {
+            anyhow::bail!("the compose stack's rotation under load failed (see the ❌ lines above)")
         }
         Ok(_) => anyhow::bail!("the compose stack verification failed (see the ❌ lines above)"),
         Err(err) => Err(err.context("the compose stack could not be brought up")),

@@ -19,7 +19,7 @@ pub(crate) struct Check {
     pub(crate) detail: String,
 }
 
-fn check(name: &'static str, passed: bool, detail: impl Into<String>) -> Check {
+pub(crate) fn check(name: &'static str, passed: bool, detail: impl Into<String>) -> Check {
     Check {
         name,
         passed,
@@ -246,7 +246,7 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
 /// Kills the backend's server process from the host (a crash, not `docker stop`/`docker kill`,
 /// which the restart policy deliberately ignores) and waits until the restart policy has brought
 /// up a new one that serves the API again.
-fn crash_and_restart(container: &str, port: u16, key: &str) -> Check {
+pub(crate) fn crash_and_restart(container: &str, port: u16, key: &str) -> Check {
     let outcome = (|| -> anyhow::Result<String> {
         let before = inspect(container)?;
         let restarts = before["RestartCount"].as_i64().unwrap_or(0);
@@ -287,14 +287,14 @@ fn crash_and_restart(container: &str, port: u16, key: &str) -> Check {
 }
 
 /// How the host would reach an address, asked of the kernel (`ip route get`, no packet sent).
-enum LocalRoute {
+pub(crate) enum LocalRoute {
     /// Through a local bridge (directly connected, no gateway).
     Bridge(String),
     /// Not through any local interface (only via a gateway, or no route at all).
     None(String),
 }
 
-fn local_route(ip: &str) -> LocalRoute {
+pub(crate) fn local_route(ip: &str) -> LocalRoute {
     let out = std::process::Command::new("ip")
         .args(["-o", "route", "get", ip])
         .output();
@@ -335,7 +335,7 @@ pub(crate) fn end_to_end(port: u16, key: &str) -> Check {
 
 /// A throw-away container on `network`, as unprivileged as the stack's own ([`UID`], no
 /// capabilities), running `entrypoint args`.
-fn probe_container(
+pub(crate) fn probe_container(
     network: &str,
     image: &str,
     entrypoint: &str,

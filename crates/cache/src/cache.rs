@@ -720,6 +720,22 @@ impl SealedCache {
         Ok(reloaded)
     }
 
+    /// Authenticates new Redis connections (the data connection and the L1 invalidation
+    /// subscription) with `password` from now on, for a rotated ACL password: connections open
+    /// now stay authenticated (Redis does not re-check them), the shared data connection is
+    /// replaced once the commands in flight on it finish.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an application-owned connection, or when the client cannot be built.
+    pub fn set_redis_password(&self, password: &str) -> Result<()> {
+        self.inner.backend.set_password(password)?;
+        if let Some(coherence) = &self.inner.coherence {
+            coherence.set_password(password);
+        }
+        tracing::info!(target: "sealcache::security", "Redis password replaced for new connections");
+        Ok(())
+    }
+
     /// The primary key id and the decrypt-only key ids in use now.
     #[must_use]
     pub fn key_ids(&self) -> (u32, Vec<u32>) {

@@ -55,7 +55,8 @@ pub(crate) struct Coherence {
     first_attempt: tokio::sync::watch::Sender<bool>,
     started: AtomicBool,
     losses: AtomicU64,
-    config: RedisConfig,
+    /// The connection settings (the password replaced by [`Coherence::set_password`]).
+    config: std::sync::RwLock<RedisConfig>,
     observer: Arc<dyn CacheObserver>,
 }
 
@@ -99,7 +100,7 @@ impl Coherence {
             first_attempt: tokio::sync::watch::Sender::new(false),
             started: AtomicBool::new(false),
             losses: AtomicU64::new(0),
-            config,
+            config: std::sync::RwLock::new(config),
             observer,
         }
     }
@@ -128,7 +129,7 @@ impl Coherence {
         }
         let mut first = self.first_attempt.subscribe();
         let _ = tokio::time::timeout(
-            self.config.connect_timeout + Duration::from_millis(500),
+            self.config().connect_timeout + Duration::from_millis(500),
             first.wait_for(|done| *done),
         )
         .await;
@@ -199,16 +200,32 @@ impl Coherence {
         }
     }
 
+    fn config(&self) -> RedisConfig {
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Subscribes with `password` from the next (re)connection on.
+    pub(crate) fn set_password(&self, password: &str) {
+        self.config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .password = Some(zeroize::Zeroizing::new(password.to_owned()));
+    }
+
     /// The seeds to subscribe through: the single node, or each cluster seed in turn.
     fn endpoints(&self) -> Vec<RedisConfig> {
-        if self.config.cluster_nodes.is_empty() {
-            return vec![self.config.clone()];
+        let config = self.config();
+        if config.cluster_nodes.is_empty() {
+            return vec![config];
         }
-        self.config
+        config
             .cluster_nodes
             .iter()
             .map(|seed| {
-                let mut one = self.config.clone();
+                let mut one = config.clone();
                 one.url.clone_from(seed);
                 one.cluster_nodes = Vec::new();
                 one

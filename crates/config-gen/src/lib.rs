@@ -53,6 +53,7 @@
 //! `secrets/` into containers. See `docs/configuration.md`.
 
 pub mod acl;
+pub mod cluster_dir;
 pub mod layout;
 pub mod password;
 pub mod redis_conf;

@@ -103,7 +103,13 @@ fn the_directory_layout_and_modes_are_the_contract() {
         assert!(written.files.iter().any(|f| f == rel), "{rel} not reported");
         assert_eq!(mode(&dir.join(rel)), 0o600, "{rel}");
     }
-    for rel in [layout::SECRETS_DIR, layout::TLS_DIR, layout::CA_DIR] {
+    for rel in [
+        layout::SECRETS_DIR,
+        layout::REDIS_SECRETS_DIR,
+        layout::BACKEND_SECRETS_DIR,
+        layout::TLS_DIR,
+        layout::CA_DIR,
+    ] {
         assert_eq!(mode(&dir.join(rel)), 0o700, "{rel}");
     }
     assert!(!dir.join("secrets/ca.key").exists() && !dir.join("secrets/tls/ca.key").exists());
@@ -113,12 +119,12 @@ fn the_directory_layout_and_modes_are_the_contract() {
         "ENVIRONMENT=production",
         "REDIS_URL=rediss://redis:6379/0",
         "REDIS_USERNAME=cache_app",
-        "REDIS_PASSWORD_FILE=/run/secrets/redis_app_password",
+        "REDIS_PASSWORD_FILE=/run/secrets/backend/redis_app_password",
         "REDIS_TLS_ENABLED=true",
         "REDIS_TLS_CA_PATH=/run/secrets/tls/ca.crt",
         "REDIS_TLS_CERT_PATH=/run/secrets/tls/client.crt",
         "REDIS_TLS_KEY_PATH=/run/secrets/tls/client.key",
-        "REDIS_ENCRYPTION_KEYS_FILE=/run/secrets/encryption_keyring",
+        "REDIS_ENCRYPTION_KEYS_FILE=/run/secrets/backend/encryption_keyring",
         "API_KEY_FILE=/run/secrets/api_key",
         "CACHE_NAMESPACE=ai_cache",
     ] {

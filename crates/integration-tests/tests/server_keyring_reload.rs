@@ -91,9 +91,9 @@ fn signal(server: &Server, sig: &str) {
 
 /// Waits until the server reports `want`; then a little longer, so a reload that would wrongly
 /// change the ids has had its chance.
-fn settle(api: &Api, want: (u64, Vec<u64>)) {
+fn settle(api: &Api, want: &(u64, Vec<u64>)) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while api.key_ids() != want {
+    while api.key_ids() != *want {
         assert!(
             Instant::now() < deadline,
             "key ids {:?}, want {want:?}",
@@ -104,7 +104,7 @@ fn settle(api: &Api, want: (u64, Vec<u64>)) {
 }
 
 /// Sends `sig` and waits until the server has counted one more refusal.
-fn refused(api: &Api, server: &Server, sig: &str, keep: (u64, Vec<u64>)) {
+fn refused(api: &Api, server: &Server, sig: &str, keep: &(u64, Vec<u64>)) {
     let before = api.events("config_weak");
     signal(server, sig);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -114,7 +114,7 @@ fn refused(api: &Api, server: &Server, sig: &str, keep: (u64, Vec<u64>)) {
     }
     assert_eq!(
         api.key_ids(),
-        keep,
+        *keep,
         "a refused keyring must keep the running one"
     );
 }
@@ -165,7 +165,7 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     assert_eq!(new_id, 2);
     write(&stack, &added);
     signal(&server, "HUP");
-    settle(&api, (1, vec![2]));
+    settle(&api, &(1, vec![2]));
     api.store("between add and promote");
     assert_eq!(sealed_with(&stack, &added, "between add and promote"), 1);
 
@@ -173,7 +173,7 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     let promoted = added.with_primary(2).unwrap();
     write(&stack, &promoted);
     signal(&server, "HUP");
-    settle(&api, (2, vec![1]));
+    settle(&api, &(2, vec![1]));
     for text in &before {
         assert!(
             api.hit(text),
@@ -194,8 +194,8 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     )
     .unwrap();
     write(&stack, &renamed);
-    refused(&api, &server, "HUP", (2, vec![1]));
-    refused(&api, &server, "USR1", (2, vec![1]));
+    refused(&api, &server, "HUP", &(2, vec![1]));
+    refused(&api, &server, "USR1", &(2, vec![1]));
     assert!(
         api.hit("after promote") && api.hit(&before[0]),
         "the old keyring keeps serving"
@@ -204,16 +204,16 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     // Dropping the primary is refused.
     let no_primary = promoted.with_primary(1).unwrap().without_key(2).unwrap();
     write(&stack, &no_primary);
-    refused(&api, &server, "HUP", (2, vec![1]));
+    refused(&api, &server, "HUP", &(2, vec![1]));
 
     // Dropping the key demoted a moment ago is refused on SIGHUP (entries it sealed are alive),
     // and done on SIGUSR1 (forced): its values become misses.
     let retired = promoted.without_key(1).unwrap();
     write(&stack, &retired);
-    refused(&api, &server, "HUP", (2, vec![1]));
+    refused(&api, &server, "HUP", &(2, vec![1]));
     assert!(api.hit(&before[1]));
     signal(&server, "USR1");
-    settle(&api, (2, vec![]));
+    settle(&api, &(2, vec![]));
     assert!(api.hit("after promote"));
     assert_eq!(api.events("unknown_key_id"), 0);
     assert!(!api.hit(&before[2]), "a retired key's value is a miss");

@@ -150,6 +150,8 @@ async fn run(
     environment: sealcache_env_detect::EnvironmentInfo,
     telemetry: Telemetry,
 ) -> anyhow::Result<()> {
+    // The reload signals before anything else: SIGHUP's default action would end the process.
+    let reloads = ReloadSignals::register();
     let policy = Policy::for_env(&environment);
     tracing::info!(
         environment = %environment.environment(),
@@ -195,8 +197,6 @@ async fn run(
     let cache = sealcache::from_settings_with(&settings, environment.clone(), Some(otel), options)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    // The reload signals before anything else: SIGHUP's default action would end the process.
-    let reloads = ReloadSignals::register();
     // Server-side events: ACL LOG as the monitor user, when one is configured (restarted by a
     // reload that finds new monitor credentials).
     let credentials = Credentials::start(&settings, &cache);
@@ -309,14 +309,27 @@ impl Credentials {
     }
 
     /// After a reload: a new monitor credential restarts the poller with it; a new app password
-    /// is reported (the cache keeps the credential it was built with: its open connection stays
-    /// authenticated, and a new connection needs a restart to use the new password).
+    /// authenticates the cache's new connections from now on (open ones stay authenticated).
     fn refresh(&mut self, settings: &SecuritySettings, cache: &sealcache::AiResponseCache) {
         if !same_secret(self.app.as_ref(), settings.redis_password.as_ref()) {
-            tracing::warn!(
-                target: "sealcache::security",
-                "the Redis password (REDIS_PASSWORD_FILE) changed: the open connection stays authenticated, but this process authenticates new connections with the password it started with until it is restarted"
-            );
+            match settings.redis_password.as_ref() {
+                Some(password) => match cache.sealed().set_redis_password(password.expose_secret())
+                {
+                    Ok(()) => tracing::info!(
+                        target: "sealcache::security",
+                        "the Redis password (REDIS_PASSWORD_FILE) changed: new connections authenticate with it"
+                    ),
+                    Err(err) => tracing::warn!(
+                        target: "sealcache::security",
+                        error = %err,
+                        "the Redis password (REDIS_PASSWORD_FILE) changed but cannot be applied: new connections use the previous one"
+                    ),
+                },
+                None => tracing::warn!(
+                    target: "sealcache::security",
+                    "REDIS_PASSWORD_FILE no longer yields a password: new connections keep the previous one"
+                ),
+            }
             self.app = settings.redis_password.clone();
         }
         if self.monitor_user != settings.redis_monitor_username

@@ -25,7 +25,7 @@ use crate::status::{NodeObservation, NodeRole, Refusal, Topology};
 /// A Redis Cluster, reached through its seed nodes.
 pub(crate) struct Cluster {
     /// `None` for a connection the application handed over.
-    client: Option<ClusterClient>,
+    client: RwLock<Option<ClusterClient>>,
     config: RedisConfig,
     connection: RwLock<Option<ClusterConnection>>,
     connecting: tokio::sync::Mutex<()>,
@@ -41,7 +41,7 @@ impl Cluster {
     ) -> Self {
         Self {
             guard: Guard::new(&config, observer),
-            client: Some(client),
+            client: RwLock::new(Some(client)),
             config,
             connection: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -56,7 +56,7 @@ impl Cluster {
     ) -> Self {
         Self {
             guard: Guard::new(&config, observer),
-            client: None,
+            client: RwLock::new(None),
             config,
             connection: RwLock::new(Some(connection)),
             connecting: tokio::sync::Mutex::new(()),
@@ -79,7 +79,12 @@ impl Cluster {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
-        let Some(client) = &self.client else {
+        let Some(client) = self
+            .client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
             return Err(Error::Unavailable);
         };
         let connection = tokio::time::timeout(
@@ -379,6 +384,23 @@ impl Backend for Cluster {
 
     fn config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    fn set_password(&self, password: &str) -> Result<()> {
+        let mut client = self.client.write().unwrap_or_else(PoisonError::into_inner);
+        if client.is_none() {
+            return Err(Error::Config(
+                "the Redis password of an application-owned connection is the application's to change".into(),
+            ));
+        }
+        let mut config = self.config.clone();
+        config.password = Some(zeroize::Zeroizing::new(password.to_owned()));
+        *client = Some(crate::connect::cluster_client(&config)?);
+        *self
+            .connection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
     }
 }
 

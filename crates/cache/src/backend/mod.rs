@@ -68,8 +68,12 @@ pub(crate) trait Backend: Send + Sync {
     fn breaker_state(&self) -> BreakerState;
     /// The last refusal a connection attempt saw, until a command succeeds.
     fn last_refusal(&self) -> Option<Refusal>;
-    /// The connection settings (URL or seeds, TLS material, timeouts).
+    /// The connection settings (URL or seeds, TLS material, timeouts) the cache was built with.
     fn config(&self) -> &RedisConfig;
+    /// Authenticates new connections with `password` from now on: the client is rebuilt and the
+    /// shared connection dropped once the commands in flight on it finish (so the next command
+    /// connects with the new password). Refused for an application-owned connection.
+    fn set_password(&self, password: &str) -> Result<()>;
 }
 
 fn kind(e: &redis::RedisError) -> String {

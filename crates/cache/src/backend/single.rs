@@ -16,7 +16,7 @@ use crate::status::{Refusal, Topology};
 /// A single Redis node.
 pub(crate) struct SingleNode {
     /// `None` for a connection the application handed over (it owns reconnection then).
-    client: Option<redis::Client>,
+    client: RwLock<Option<redis::Client>>,
     config: RedisConfig,
     manager: RwLock<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<()>,
@@ -32,7 +32,7 @@ impl SingleNode {
     ) -> Self {
         Self {
             guard: Guard::new(&config, observer),
-            client: Some(client),
+            client: RwLock::new(Some(client)),
             config,
             manager: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -48,7 +48,7 @@ impl SingleNode {
     ) -> Self {
         Self {
             guard: Guard::new(&config, observer),
-            client: None,
+            client: RwLock::new(None),
             config,
             manager: RwLock::new(Some(manager)),
             connecting: tokio::sync::Mutex::new(()),
@@ -71,7 +71,12 @@ impl SingleNode {
         if let Some(m) = self.cached() {
             return Ok(m);
         }
-        let Some(client) = &self.client else {
+        let Some(client) = self
+            .client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
             return Err(Error::Unavailable);
         };
         let cfg = ConnectionManagerConfig::new()
@@ -79,7 +84,7 @@ impl SingleNode {
             .set_response_timeout(Some(self.config.response_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let fut = ConnectionManager::new_with_config(client.clone(), cfg);
+        let fut = ConnectionManager::new_with_config(client, cfg);
         let manager = tokio::time::timeout(
             self.config.connect_timeout + Duration::from_millis(500),
             fut,
@@ -235,5 +240,19 @@ impl Backend for SingleNode {
 
     fn config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    fn set_password(&self, password: &str) -> Result<()> {
+        let mut client = self.client.write().unwrap_or_else(PoisonError::into_inner);
+        if client.is_none() {
+            return Err(Error::Config(
+                "the Redis password of an application-owned connection is the application's to change".into(),
+            ));
+        }
+        let mut config = self.config.clone();
+        config.password = Some(zeroize::Zeroizing::new(password.to_owned()));
+        *client = Some(crate::connect::client(&config)?);
+        *self.manager.write().unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
     }
 }

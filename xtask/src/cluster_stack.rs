@@ -1,0 +1,1438 @@
+//! The Redis Cluster stack: `config generate --cluster`, `secure-up --cluster` (compose, or local
+//! processes with `--local`: see `cluster_local.rs`), and the cluster side of `status` and `down`.
+//!
+//! The compose stack is deploy/docker-compose.cluster.yml: six Redis nodes on the internal network
+//! (no published port), two backend replicas publishing their API on 127.0.0.1:PORT and PORT+1.
+//! The nodes start first; xtask then forms the cluster from inside `redis-node-1` with
+//! `redis-cli --cluster create` as `cache_admin` (the password on redis-cli's standard input,
+//! `--askpass`: never on a command line, in an environment variable or in `docker inspect`),
+//! waits for `cluster_state:ok` on every node, and starts the backends. Both stacks are verified
+//! with the single-node stack's ✅ lines plus the cluster's: `cluster_state:ok` on every node,
+//! replicas linked, each backend's view of the cluster and L1 coherence, and cross-replica
+//! invalidation (a change made through one backend is seen through the other within 1 s).
+
+use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail, ensure};
+use sealcache_config_gen::cluster_dir::{self, ClusterOptions, ClusterRecord};
+use sealcache_config_gen::{
+    DeploymentOptions, Recommendation, SecretString, SecureConfigGenerator, ValidationInput, acl,
+    layout, validate,
+};
+use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
+
+use crate::contract::variable;
+use crate::deploy::UID;
+use crate::docker::{Compose, docker, engine_answers, inspect};
+use crate::http::request;
+use crate::images::{ImageMode, prepare};
+use crate::progress::{is_root, workspace_root};
+use crate::verify::{Check, LocalRoute, check, local_route, probe_container};
+
+/// The compose file of the cluster stack.
+const COMPOSE_FILE: &str = "docker-compose.cluster.yml";
+/// Which compose project and API ports a `secure-up --cluster` of this directory used.
+const STACK_RECORD: &str = "cluster-stack.json";
+/// Each node's cluster state (nodes.conf), mounted at /data.
+const STATE_DIR: &str = "cluster-state";
+/// Longest wait for a change made through one backend to be seen through another.
+const COHERENCE_BOUND: Duration = Duration::from_secs(1);
+
+/// The default directory of a cluster deployment, `deploy/generated-cluster` (git-ignored): never
+/// the single-node one.
+pub(crate) fn default_dir() -> PathBuf {
+    workspace_root().join("deploy/generated-cluster")
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StackRecord {
+    project: String,
+    backends: Vec<u16>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// config generate --cluster
+
+/// `config generate --cluster`.
+pub(crate) fn generate(
+    environment: Option<Environment>,
+    out: Option<PathBuf>,
+    force: bool,
+    sans: Vec<String>,
+    namespace: String,
+) -> anyhow::Result<ExitCode> {
+    let dir = out.unwrap_or_else(default_dir);
+    let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
+    let environment = match environment {
+        Some(e) => {
+            println!("✅ Environment: {e} (given explicitly)");
+            e
+        }
+        None => {
+            println!(
+                "✅ Detected environment: {} (confidence {:.0} %, by {})",
+                detected.environment(),
+                detected.confidence() * 100.0,
+                detected.detected_by()
+            );
+            detected.environment()
+        }
+    };
+    write(&dir, &detected, environment, force, sans, namespace)?;
+    Ok(validated(&dir, environment))
+}
+
+fn write(
+    dir: &Path,
+    detected: &sealcache_env_detect::EnvironmentInfo,
+    environment: Environment,
+    force: bool,
+    sans: Vec<String>,
+    namespace: String,
+) -> anyhow::Result<()> {
+    let config = SecureConfigGenerator::generate_for_environment(detected, Some(environment))
+        .context("cannot generate secrets")?;
+    let options = DeploymentOptions {
+        mode: if force {
+            sealcache_config_gen::WriteMode::Force
+        } else {
+            sealcache_config_gen::WriteMode::New
+        },
+        namespace,
+        extra_server_names: sans,
+        ..DeploymentOptions::default()
+    };
+    let cluster = ClusterOptions::default();
+    let written = cluster_dir::write_cluster_deployment(&config, dir, &options, &cluster)?;
+    let record = cluster_dir::cluster_record(dir)?.context("the cluster record was not written")?;
+    println!(
+        "✅ Passwords: 5 ACL users (with {}), {}-bit each",
+        acl::REPLICATION_USER,
+        sealcache_config_gen::password::required_bits(environment)
+    );
+    println!("✅ Keys: encryption keyring (AES-256-GCM) and API key");
+    println!(
+        "✅ Certificates: CA, server certificate naming {} (+ localhost), distinct client and node client certificates (ECDSA P-256)",
+        record.nodes.join(", ")
+    );
+    println!(
+        "✅ Cluster: {} nodes ({} primaries), {} backends; ACL with cluster grants and {}; cluster.conf with tls-cluster, tls-replication, masteruser/masterauth",
+        record.nodes.len(),
+        record.primaries(),
+        record.backends,
+        acl::REPLICATION_USER
+    );
+    println!(
+        "✅ Wrote {} files under {} (REDIS_CLUSTER_NODES in .env, no REDIS_URL)",
+        written.files.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn validated(dir: &Path, environment: Environment) -> ExitCode {
+    match validate(&ValidationInput::Dir(dir.to_path_buf()), Some(environment)) {
+        Ok(report) if report.recommendation == Recommendation::Acceptable => {
+            println!(
+                "✅ Validation: acceptable (score {}/100)",
+                report.security_score
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            println!(
+                "❌ Validation: regenerate (score {})",
+                report.security_score
+            );
+            for i in &report.issues {
+                println!("   {}: {} — {}", i.code, i.message, i.remedy);
+            }
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            println!("❌ validation could not read {}: {err}", dir.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// secure-up --cluster
+
+/// What `secure-up --cluster` was given.
+#[derive(Debug, Clone)]
+pub(crate) struct UpOptions {
+    pub(crate) environment: Option<Environment>,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) images: ImageMode,
+    pub(crate) port: u16,
+    pub(crate) project: String,
+    pub(crate) local: bool,
+    pub(crate) json: bool,
+    pub(crate) internal_subnet: Option<String>,
+}
+
+/// `secure-up --cluster [--local]`.
+pub(crate) fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
+    let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
+    let environment = match opts.environment {
+        Some(Environment::Development) => bail!(
+            "secure-up does not deploy a development configuration: use `cargo xtask dev-up`"
+        ),
+        Some(e) => {
+            println!("✅ Environment: {e} (given explicitly)");
+            e
+        }
+        None => {
+            // As the single-node stack: nothing declared (or development) deploys the strict
+            // configuration, recorded as production.
+            let e = match detected.environment() {
+                Environment::Development | Environment::Unknown => Environment::Production,
+                other => other,
+            };
+            println!(
+                "✅ Environment: {e} (detected {} at {:.0} % by {})",
+                detected.environment(),
+                detected.confidence() * 100.0,
+                detected.detected_by()
+            );
+            e
+        }
+    };
+    let dir = opts.dir.clone().unwrap_or_else(default_dir);
+    if dir.join(layout::ENV_FILE).exists() {
+        let recorded = sealcache_config_gen::rotation::recorded_environment(&dir)?;
+        ensure!(
+            recorded != Environment::Development,
+            "{} was generated for development: secure-up never deploys it (use another --dir)",
+            dir.display()
+        );
+        ensure!(
+            cluster_dir::cluster_record(&dir)?.is_some(),
+            "{} holds a single-node deployment: generate a cluster one with `cargo xtask config generate --cluster --out DIR` (or use another --dir)",
+            dir.display()
+        );
+        println!(
+            "✅ Configuration: using {} (existing cluster deployment, not overwritten)",
+            dir.display()
+        );
+    } else {
+        write(
+            &dir,
+            &detected,
+            environment,
+            false,
+            Vec::new(),
+            sealcache_config_gen::DEFAULT_NAMESPACE.to_owned(),
+        )?;
+    }
+    if validated(&dir, environment) != ExitCode::SUCCESS {
+        return Ok(ExitCode::from(1));
+    }
+    let record = crate::cluster_local::record(&dir)?;
+    ensure!(
+        record.backends >= 2,
+        "{} records {} backend(s); the cluster stack runs at least 2",
+        dir.display(),
+        record.backends
+    );
+    let last_port = opts
+        .port
+        .checked_add(u16::try_from(record.backends - 1).unwrap_or(u16::MAX))
+        .context("--port leaves no room for the other backends")?;
+
+    if opts.local || !engine_answers() {
+        if !opts.local {
+            println!(
+                "⚠️  no Docker engine answers: running the same topology as local processes (--local)"
+            );
+        }
+        let started = Instant::now();
+        let ports = crate::cluster_local::up(&dir, opts.port)?;
+        let checks = crate::cluster_local::verify(&dir);
+        return Ok(report(&checks, opts.json, &dir, &ports, started));
+    }
+
+    let started = Instant::now();
+    let images = prepare(opts.images)?;
+    println!(
+        "✅ Images: redis={} backend={} ({})",
+        images.redis, images.backend, images.origin
+    );
+    let dir = std::fs::canonicalize(&dir)
+        .with_context(|| format!("{} does not exist", dir.display()))?;
+    let deploy = workspace_root().join("deploy");
+    let mut compose = Compose::detect(&opts.project)?
+        .file(&deploy.join(COMPOSE_FILE))
+        .var(const { variable("SEALCACHE_DIR") }, dir.to_string_lossy())
+        .var(
+            const { variable("SEALCACHE_DEPLOY") },
+            deploy.to_string_lossy(),
+        )
+        .var(const { variable("SEALCACHE_REDIS_IMAGE") }, &*images.redis)
+        .var(const { variable("SEALCACHE_BACKEND_IMAGE") }, &*images.backend)
+        .var(const { variable("SEALCACHE_PORT") }, opts.port.to_string())
+        .var(const { variable("SEALCACHE_PORT_2") }, last_port.to_string())
+        .var(const { variable("SEALCACHE_UID") }, UID)
+        .var(const { variable("SEALCACHE_GID") }, UID);
+    if let Some(subnet) = &opts.internal_subnet {
+        compose = compose.var(
+            const { variable("SEALCACHE_INTERNAL_SUBNET") },
+            subnet.clone(),
+        );
+    }
+    let _ = compose.run(&["down", "--remove-orphans"]);
+    fresh_state_dirs(&dir, &record)?;
+    hand_to_containers(&dir)?;
+    let mut args = vec!["up", "-d"];
+    args.extend(record.nodes.iter().map(String::as_str));
+    compose.run(&args)?;
+    wait_healthy(&compose, &record.nodes, Duration::from_secs(120))?;
+    println!(
+        "✅ Redis nodes healthy: {} on {}_redis_internal (internal: true, no host address), via {}",
+        record.nodes.join(", "),
+        compose.project(),
+        compose.name()
+    );
+    let nodes = containers(&compose, &record)?;
+    let first = nodes.first().context("no Redis node")?;
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let ip = n.ip.as_deref().with_context(|| {
+                format!("{} has no address on the internal network", n.name)
+            })?;
+            Ok(format!("{ip}:{}", layout::REDIS_PORT))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    create(&dir, &first.node, &addresses, record.replicas_per_primary)?;
+    let formed = Instant::now();
+    wait_formed(&dir, &nodes, &record)?;
+    println!(
+        "✅ Cluster formed over TLS as {} ({} primaries, {} replicas) in {:.1}s",
+        acl::ADMIN_USER,
+        record.primaries(),
+        record.nodes.len() - record.primaries(),
+        formed.elapsed().as_secs_f64()
+    );
+    let backends = backend_services(&record);
+    let mut args = vec!["up", "-d"];
+    args.extend(backends.iter().map(String::as_str));
+    compose.run(&args)?;
+    wait_healthy(&compose, &backends, Duration::from_secs(120))?;
+    println!("✅ Backends healthy: {}", backends.join(", "));
+    let ports: Vec<u16> = (0..record.backends)
+        .map(|b| opts.port + u16::try_from(b).unwrap_or(0))
+        .collect();
+    let stack = StackRecord {
+        project: opts.project.clone(),
+        backends: ports.clone(),
+    };
+    let path = dir.join(STACK_RECORD);
+    std::fs::write(&path, serde_json::to_vec_pretty(&stack)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let checks = verify_compose(&compose, &dir, &record, &ports);
+    Ok(report(&checks, opts.json, &dir, &ports, started))
+}
+
+fn backend_services(record: &ClusterRecord) -> Vec<String> {
+    (1..=record.backends).map(|b| format!("backend-{b}")).collect()
+}
+
+/// Empty per-node state directories (a new cluster each time: a node's nodes.conf from an earlier
+/// stack names addresses that no longer exist).
+fn fresh_state_dirs(dir: &Path, record: &ClusterRecord) -> anyhow::Result<()> {
+    let state = dir.join(STATE_DIR);
+    if state.exists() {
+        std::fs::remove_dir_all(&state)
+            .with_context(|| format!("cannot remove {}", state.display()))?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    for node in &record.nodes {
+        builder
+            .create(state.join(node))
+            .with_context(|| format!("cannot create {}", state.join(node).display()))?;
+    }
+    Ok(())
+}
+
+/// Gives the containers' user the secret files and the nodes' state directories (0600/0700 stay);
+/// the CA key stays root's.
+fn hand_to_containers(dir: &Path) -> anyhow::Result<()> {
+    if !is_root() {
+        println!(
+            "⚠️  not root: the containers read the secrets as their owner; run as root to hand them to uid {UID}"
+        );
+        return Ok(());
+    }
+    for sub in [layout::SECRETS_DIR, STATE_DIR] {
+        let path = dir.join(sub);
+        let status = Command::new("chown")
+            .args(["-R", &format!("{UID}:{UID}")])
+            .arg(&path)
+            .status()
+            .context("cannot run chown")?;
+        ensure!(
+            status.success(),
+            "chown -R {UID}:{UID} {} failed",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn wait_healthy(compose: &Compose, services: &[String], timeout: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let states: Vec<String> = services
+            .iter()
+            .map(|s| {
+                let state = compose
+                    .container(s)
+                    .and_then(|id| inspect(&id))
+                    .map(|v| {
+                        v["State"]["Health"]["Status"]
+                            .as_str()
+                            .unwrap_or("none")
+                            .to_owned()
+                    })
+                    .unwrap_or_else(|_| "missing".to_owned());
+                format!("{s} {state}")
+            })
+            .collect();
+        if states.iter().all(|s| s.ends_with(" healthy")) {
+            return Ok(());
+        }
+        let line = states.join(", ");
+        if line != last {
+            println!("   … {line} ({:.0}s)", started.elapsed().as_secs_f64());
+            last = line;
+        }
+        ensure!(
+            started.elapsed() < timeout,
+            "not healthy within {}s ({last})",
+            timeout.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One node of the compose stack.
+struct NodeContainer {
+    name: String,
+    id: String,
+    ip: Option<String>,
+    node: Node,
+}
+
+fn containers(compose: &Compose, record: &ClusterRecord) -> anyhow::Result<Vec<NodeContainer>> {
+    let network = format!("{}_redis_internal", compose.project());
+    record
+        .nodes
+        .iter()
+        .map(|name| {
+            let id = compose.container(name)?;
+            let v = inspect(&id)?;
+            let ip = v["NetworkSettings"]["Networks"][&network]["IPAddress"]
+                .as_str()
+                .filter(|ip| !ip.is_empty())
+                .map(str::to_owned);
+            Ok(NodeContainer {
+                name: name.clone(),
+                node: Node::Container { id: id.clone() },
+                id,
+                ip,
+            })
+        })
+        .collect()
+}
+
+fn wait_formed(dir: &Path, nodes: &[NodeContainer], record: &ClusterRecord) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let views: Vec<NodeView> = nodes
+            .iter()
+            .map(|n| node_view(dir, &n.node, format!("{}:{}", n.name, layout::REDIS_PORT)))
+            .collect();
+        if formed(&views, record) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the cluster did not become healthy within 60 s: {views:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes: redis-cli as cache_admin, locally or inside a node's container
+
+/// Where `redis-cli` reaches a node.
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    /// A local process on 127.0.0.1:port (the deployment directory's certificates).
+    Local { port: u16 },
+    /// Inside a node's container, on its own 127.0.0.1:6379 (the mounted certificates).
+    Container { id: String },
+}
+
+/// `redis-cli` with TLS for `node`, reading commands (and the password) from its standard input.
+fn redis_cli(dir: &Path, node: &Node) -> Command {
+    match node {
+        Node::Local { port } => {
+            let mut c = Command::new("redis-cli");
+            c.arg("--tls")
+                .arg("--cacert")
+                .arg(dir.join(layout::CA_CERT))
+                .arg("--cert")
+                .arg(dir.join(layout::CLIENT_CERT))
+                .arg("--key")
+                .arg(dir.join(layout::CLIENT_KEY))
+                .env("REDISCLI_HISTFILE", "/dev/null")
+                .env_remove("REDISCLI_AUTH")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+            c
+        }
+        Node::Container { id } => {
+            let mut c = Command::new("docker");
+            c.args([
+                "exec",
+                "-i",
+                "-e",
+                "REDISCLI_HISTFILE=/dev/null",
+                id,
+                "redis-cli",
+                "--tls",
+                "--cacert",
+                &layout::container_path(layout::CA_CERT),
+                "--cert",
+                &layout::container_path(layout::CLIENT_CERT),
+                "--key",
+                &layout::container_path(layout::CLIENT_KEY),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &layout::REDIS_PORT.to_string(),
+            ]);
+            c
+        }
+    }
+}
+
+fn admin_password(dir: &Path) -> anyhow::Result<SecretString> {
+    let path = dir.join(layout::ADMIN_PASSWORD);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(SecretString::new(text.trim().to_owned()))
+}
+
+/// Runs `redis-cli` with `extra` arguments on `node`, writing `input` (which holds a secret) to
+/// its standard input; returns stdout and stderr.
+fn run_cli(
+    dir: &Path,
+    node: &Node,
+    extra: &[String],
+    input: &SecretString,
+) -> anyhow::Result<(bool, String)> {
+    let mut child = redis_cli(dir, node)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run redis-cli")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.expose_secret().as_bytes())
+            .context("cannot talk to redis-cli")?;
+    }
+    let out = child.wait_with_output().context("redis-cli failed")?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// Runs `command` (no secret in it) on `node` as `cache_admin`: `AUTH` and the command go to
+/// redis-cli's standard input.
+pub(crate) fn admin(dir: &Path, node: &Node, command: &str) -> anyhow::Result<String> {
+    let input = SecretString::new(format!(
+        "AUTH {} {}\n{command}\n",
+        acl::ADMIN_USER,
+        admin_password(dir)?.expose_secret()
+    ));
+    let (_, text) = run_cli(dir, node, &[], &input)?;
+    let mut lines = text.lines();
+    let auth = lines.next().unwrap_or("").trim();
+    ensure!(
+        auth == "OK",
+        "cache_admin cannot authenticate: {}",
+        auth.split_whitespace().next().unwrap_or("no answer")
+    );
+    Ok(lines.collect::<Vec<_>>().join("\n"))
+}
+
+/// `redis-cli --cluster create ADDRESSES --cluster-replicas N` on `entry` as `cache_admin`
+/// (`--askpass`: the password on standard input); retried after `CLUSTER RESET HARD` of every node.
+pub(crate) fn create(
+    dir: &Path,
+    entry: &Node,
+    addresses: &[String],
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let password = SecretString::new(format!("{}\n", admin_password(dir)?.expose_secret()));
+    let mut args: Vec<String> = ["--user", acl::ADMIN_USER, "--askpass", "--cluster", "create"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(addresses.iter().cloned());
+    args.extend([
+        "--cluster-replicas".to_owned(),
+        replicas.to_string(),
+        "--cluster-yes".to_owned(),
+    ]);
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            let reset = SecretString::new(format!(
+                "AUTH {} {}\nCLUSTER RESET HARD\n",
+                acl::ADMIN_USER,
+                admin_password(dir)?.expose_secret()
+            ));
+            for address in addresses {
+                let (host, port) = address.rsplit_once(':').unwrap_or((address, "6379"));
+                let _ = run_cli(
+                    dir,
+                    entry,
+                    &["-h".to_owned(), host.to_owned(), "-p".to_owned(), port.to_owned()],
+                    &reset,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let (ok, text) = run_cli(dir, entry, &args, &password)?;
+        if ok && text.contains("All 16384 slots covered") {
+            return Ok(());
+        }
+        last = text;
+    }
+    bail!(
+        "redis-cli --cluster create failed: {}",
+        last.lines()
+            .filter(|l| l.contains("ERR") || l.contains("Could not"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
+/// One node's state, asked of the node itself as `cache_admin`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct NodeView {
+    pub(crate) address: String,
+    pub(crate) role: &'static str,
+    pub(crate) cluster_state_ok: bool,
+    pub(crate) known_nodes: u32,
+    pub(crate) link_up: bool,
+}
+
+pub(crate) fn node_view(dir: &Path, node: &Node, address: String) -> NodeView {
+    let text = admin(
+        dir,
+        node,
+        "ROLE\nCLUSTER INFO\nINFO replication",
+    )
+    .unwrap_or_default();
+    let role = match text.lines().next().map(str::trim) {
+        Some("master") => "primary",
+        Some("slave") => "replica",
+        _ => "down",
+    };
+    NodeView {
+        address,
+        role,
+        cluster_state_ok: text.contains("cluster_state:ok"),
+        known_nodes: text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("cluster_known_nodes:"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        link_up: role == "replica" && text.contains("master_link_status:up"),
+    }
+}
+
+/// Every node reports `cluster_state:ok` and knows every other, each replica's link is up, and
+/// there are as many primaries as the record says.
+pub(crate) fn formed(views: &[NodeView], record: &ClusterRecord) -> bool {
+    let total = u32::try_from(views.len()).unwrap_or(u32::MAX);
+    views.iter().all(|v| {
+        v.cluster_state_ok && v.known_nodes == total && (v.role == "primary" || v.link_up)
+    }) && views.iter().filter(|v| v.role == "primary").count() == record.primaries()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks both stacks share
+
+/// `cluster_state_ok` and `replicas_linked`.
+pub(crate) fn node_checks(views: &[NodeView]) -> Vec<Check> {
+    let ok = views.iter().filter(|v| v.cluster_state_ok).count();
+    let primaries = views.iter().filter(|v| v.role == "primary").count();
+    let replicas: Vec<&NodeView> = views.iter().filter(|v| v.role == "replica").collect();
+    let linked = replicas.iter().filter(|v| v.link_up).count();
+    vec![
+        check(
+            "cluster_state_ok",
+            ok == views.len() && !views.is_empty(),
+            format!(
+                "{ok}/{} nodes report cluster_state:ok ({primaries} primaries, {} replicas)",
+                views.len(),
+                replicas.len()
+            ),
+        ),
+        check(
+            "replicas_linked",
+            !replicas.is_empty() && linked == replicas.len() && primaries == replicas.len(),
+            format!(
+                "{linked}/{} replicas report master_link_status:up (replication over TLS as {})",
+                replicas.len(),
+                acl::REPLICATION_USER
+            ),
+        ),
+    ]
+}
+
+/// The backends' checks: posture (and, for a local stack, the status's TLS/ACL/isolation checks),
+/// their view of the cluster, L1 coherence, end to end, and cross-replica invalidation.
+pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Check> {
+    let key = crate::verify::api_key(dir);
+    let mut checks = Vec::new();
+    let statuses: Vec<(u16, Result<serde_json::Value, String>)> = ports
+        .iter()
+        .map(|p| (*p, crate::verify::backend_status(*p, &key)))
+        .collect();
+    if let Some((port, Err(e))) = statuses.iter().find(|(_, s)| s.is_err()) {
+        checks.push(check(
+            "backend_security_status",
+            false,
+            format!("127.0.0.1:{port}: {e}"),
+        ));
+        return checks;
+    }
+    let statuses: Vec<(u16, serde_json::Value)> = statuses
+        .into_iter()
+        .filter_map(|(p, s)| s.ok().map(|s| (p, s)))
+        .collect();
+    let mut status_check = |name: &'static str| {
+        let mut passed = true;
+        let mut details = Vec::new();
+        for (port, v) in &statuses {
+            let c = v["checks"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["name"] == name));
+            passed &= c.is_some_and(|c| c["passed"] == true);
+            details.push(format!(
+                ":{port} {}",
+                c.and_then(|c| c["detail"].as_str()).unwrap_or("not reported")
+            ));
+        }
+        checks.push(check(name, passed, details.join("; ")));
+    };
+    if local {
+        // What the compose stack observes from outside (inspect, routes), the local one reads
+        // from the backends' own observations.
+        for name in [
+            "tls_negotiated",
+            "acl_user",
+            "default_user_disabled",
+            "network_isolated",
+        ] {
+            status_check(name);
+        }
+    }
+    if !local {
+        let isolated = statuses.iter().all(|(_, v)| v["network_isolated"] == true);
+        checks.push(check(
+            "backend_reports_network_isolated",
+            isolated,
+            format!("{} backends report network_isolated=true", statuses.len()),
+        ));
+    }
+    let levels: Vec<String> = statuses
+        .iter()
+        .map(|(p, v)| format!(":{p} {}", v["security_level"].as_str().unwrap_or("?")))
+        .collect();
+    checks.push(check(
+        "backend_security_level",
+        statuses
+            .iter()
+            .all(|(_, v)| v["security_level"] == "production_ready"),
+        format!("security_level {}", levels.join(", ")),
+    ));
+    let mut sees = true;
+    let mut detail = Vec::new();
+    for (port, v) in &statuses {
+        let c = &v["cluster"];
+        let nodes = c["nodes"].as_array().cloned().unwrap_or_default();
+        let tls = nodes.iter().all(|n| n["tls_version"].is_string());
+        let acl = nodes.iter().all(|n| n["default_user_disabled"] == true);
+        let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
+        sees &= c["cluster_state"] == "ok" && !nodes.is_empty() && tls && acl;
+        detail.push(format!(
+            ":{port} cluster_state={} nodes={} (primaries {primaries}) tls={} default_user_disabled={}",
+            c["cluster_state"].as_str().unwrap_or("none"),
+            nodes.len(),
+            nodes
+                .first()
+                .and_then(|n| n["tls_version"].as_str())
+                .unwrap_or("none"),
+            acl
+        ));
+    }
+    checks.push(check("backends_see_cluster", sees, detail.join("; ")));
+    let subscribed = statuses
+        .iter()
+        .all(|(_, v)| v["l1_coherence"]["subscribed"] == true);
+    checks.push(check(
+        "l1_coherence_subscribed",
+        subscribed,
+        statuses
+            .iter()
+            .map(|(p, v)| {
+                format!(
+                    ":{p} subscribed={} losses={}",
+                    v["l1_coherence"]["subscribed"], v["l1_coherence"]["losses"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    ));
+    if let Some(first) = ports.first() {
+        checks.push(crate::verify::end_to_end(*first, &key));
+    }
+    if let [a, b, ..] = ports {
+        checks.push(cross_replica_invalidation(*a, *b, &key));
+    }
+    checks
+}
+
+/// Through backend A: store v1; through B: read it (B's L1 now holds it); through A: overwrite
+/// with v2, then invalidate the operation. B must serve v2, then a miss, each within
+/// [`COHERENCE_BOUND`].
+fn cross_replica_invalidation(a: u16, b: u16, key: &str) -> Check {
+    let outcome = (|| -> anyhow::Result<String> {
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let text = format!("cross-replica invalidation {nonce}");
+        let operation = "xtask-coherence";
+        let store = |v: u32| -> anyhow::Result<()> {
+            let body = serde_json::json!({"text": text, "operation": operation, "response": {"v": v}})
+                .to_string();
+            let (status, _) = request(a, "PUT", "/v1/cache/entries", Some(key), Some(&body))?;
+            ensure!(status == 201, "store through :{a} answered {status}");
+            Ok(())
+        };
+        let lookup = || -> anyhow::Result<String> {
+            let body = serde_json::json!({"text": text, "operation": operation}).to_string();
+            let (status, answer) = request(b, "POST", "/v1/cache/lookup", Some(key), Some(&body))?;
+            ensure!(status == 200, "lookup through :{b} answered {status}");
+            Ok(answer)
+        };
+        let wait_for = |want: &str| -> anyhow::Result<Duration> {
+            let started = Instant::now();
+            loop {
+                if lookup()?.contains(want) {
+                    return Ok(started.elapsed());
+                }
+                ensure!(
+                    started.elapsed() <= COHERENCE_BOUND,
+                    ":{b} still did not serve `{want}` {} ms after the change through :{a}",
+                    COHERENCE_BOUND.as_millis()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        store(1)?;
+        // Read twice through B: the second read is served from B's L1.
+        for _ in 0..2 {
+            ensure!(
+                lookup()?.contains(r#""v":1"#),
+                ":{b} does not serve the entry stored through :{a}"
+            );
+        }
+        store(2)?;
+        let overwrite = wait_for(r#""v":2"#)?;
+        let body = serde_json::json!({ "operation": operation }).to_string();
+        let (status, answer) = request(
+            a,
+            "POST",
+            "/internal/cache/invalidate",
+            Some(key),
+            Some(&body),
+        )?;
+        ensure!(
+            status == 200,
+            "invalidate through :{a} answered {status}: {answer}"
+        );
+        let invalidation = wait_for(r#""hit":false"#)?;
+        Ok(format!(
+            "stored through :{a}, read through :{b} (L1 filled); overwrite seen through :{b} after {} ms, invalidation after {} ms (bound {} ms)",
+            overwrite.as_millis(),
+            invalidation.as_millis(),
+            COHERENCE_BOUND.as_millis()
+        ))
+    })();
+    match outcome {
+        Ok(detail) => check("cross_replica_invalidation", true, detail),
+        Err(e) => check("cross_replica_invalidation", false, format!("{e:#}")),
+    }
+}
+
+/// The compose stack's checks: the single-node stack's hardening items for every container, then
+/// the cluster's and the backends'.
+fn verify_compose(
+    compose: &Compose,
+    dir: &Path,
+    record: &ClusterRecord,
+    ports: &[u16],
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let nodes = match containers(compose, record) {
+        Ok(n) => n,
+        Err(e) => {
+            checks.push(check("containers_running", false, format!("{e:#}")));
+            return checks;
+        }
+    };
+    let backend_ids: Vec<String> = backend_services(record)
+        .iter()
+        .filter_map(|s| compose.container(s).ok())
+        .collect();
+    let node_inspect: Vec<serde_json::Value> =
+        nodes.iter().filter_map(|n| inspect(&n.id).ok()).collect();
+    let backend_inspect: Vec<serde_json::Value> =
+        backend_ids.iter().filter_map(|id| inspect(id).ok()).collect();
+    if node_inspect.len() != nodes.len() || backend_inspect.len() != record.backends {
+        checks.push(check(
+            "containers_inspectable",
+            false,
+            "docker inspect failed",
+        ));
+        return checks;
+    }
+
+    let published: Vec<&str> = node_inspect
+        .iter()
+        .zip(&nodes)
+        .filter(|(ri, _)| {
+            ri["HostConfig"]["PortBindings"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+                || ri["NetworkSettings"]["Ports"]
+                    .as_object()
+                    .is_some_and(|m| m.values().any(|v| !v.is_null()))
+        })
+        .map(|(_, n)| n.name.as_str())
+        .collect();
+    checks.push(check(
+        "redis_publishes_no_port",
+        published.is_empty(),
+        if published.is_empty() {
+            format!("{} nodes: no ports: section, nothing published", nodes.len())
+        } else {
+            format!("published: {published:?}")
+        },
+    ));
+
+    let internal_name = format!("{}_redis_internal", compose.project());
+    let internal = inspect(&internal_name)
+        .ok()
+        .is_some_and(|n| n["Internal"] == true);
+    let only_internal = node_inspect.iter().all(|ri| {
+        ri["NetworkSettings"]["Networks"]
+            .as_object()
+            .is_some_and(|m| m.len() == 1 && m.contains_key(&internal_name))
+    });
+    checks.push(check(
+        "redis_network_internal",
+        internal && only_internal,
+        format!(
+            "{} nodes only on {internal_name} (internal={internal})",
+            nodes.len()
+        ),
+    ));
+
+    // The host reaches no node: asked of the kernel (no packet sent), and probed only over a
+    // directly connected bridge.
+    let mut host_ok = true;
+    let mut routes = Vec::new();
+    let mut bridged = Vec::new();
+    for n in &nodes {
+        let ip = n.ip.clone().unwrap_or_default();
+        host_ok &= !ip.is_empty();
+        match local_route(&ip) {
+            LocalRoute::Bridge(dev) => {
+                let reached = ip.parse::<std::net::IpAddr>().is_ok_and(|addr| {
+                    std::net::TcpStream::connect_timeout(
+                        &std::net::SocketAddr::new(addr, layout::REDIS_PORT),
+                        Duration::from_secs(2),
+                    )
+                    .is_ok()
+                });
+                host_ok &= !reached;
+                routes.push(format!(
+                    "{} {ip} via {dev}: {}",
+                    n.name,
+                    if reached { "reached" } else { "refused" }
+                ));
+                bridged.push(ip);
+            }
+            LocalRoute::None(how) => routes.push(format!("{} {ip}: {how}", n.name)),
+        }
+    }
+    checks.push(check(
+        "host_cannot_reach_redis",
+        host_ok,
+        format!(
+            "no interface of the host reaches the nodes: {}",
+            routes.join("; ")
+        ),
+    ));
+
+    let frontend = format!("{}_frontend", compose.project());
+    let image = node_inspect[0]["Config"]["Image"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let mut resolved = Vec::new();
+    for n in &nodes {
+        if probe_container(&frontend, &image, "getent", &["hosts", &n.name]).is_ok() {
+            resolved.push(n.name.clone());
+        }
+    }
+    let port = layout::REDIS_PORT.to_string();
+    let reached: Vec<String> = bridged
+        .iter()
+        .filter(|ip| {
+            let script = r#"echo > "/dev/tcp/$1/$2""#;
+            let args = ["3", "bash", "-c", script, "bash", ip.as_str(), &port];
+            probe_container(&frontend, &image, "timeout", &args).is_ok()
+        })
+        .cloned()
+        .collect();
+    checks.push(check(
+        "other_networks_cannot_reach_redis",
+        resolved.is_empty() && reached.is_empty(),
+        format!(
+            "on {frontend}: {} of {} node names resolve; by address: {}",
+            resolved.len(),
+            nodes.len(),
+            if bridged.is_empty() {
+                "no route from any local bridge".to_owned()
+            } else {
+                format!("{} reached", reached.len())
+            }
+        ),
+    ));
+
+    let mut secrets = crate::secrets::secret_values(dir);
+    for rel in [cluster_dir::REPLICATION_PASSWORD, cluster_dir::NODE_KEY] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(rel)) {
+            secrets.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.starts_with("-----") && l.len() >= 8)
+                    .map(str::to_owned),
+            );
+        }
+    }
+    let shown: String = node_inspect
+        .iter()
+        .chain(&backend_inspect)
+        .map(ToString::to_string)
+        .collect();
+    let leaked = secrets.iter().any(|s| shown.contains(s.as_str()));
+    checks.push(check(
+        "no_secret_in_docker_inspect",
+        !leaked && !secrets.is_empty(),
+        format!(
+            "{} secret values (with the replication password and node key) searched in {} containers' inspect output",
+            secrets.len(),
+            node_inspect.len() + backend_inspect.len()
+        ),
+    ));
+
+    for (name, group) in [("redis_hardened", &node_inspect), ("backend_hardened", &backend_inspect)]
+    {
+        let results: Vec<(bool, String)> = group.iter().map(hardened).collect();
+        checks.push(check(
+            name,
+            results.iter().all(|(ok, _)| *ok),
+            format!(
+                "{} containers: {}",
+                results.len(),
+                results.first().map_or("", |(_, d)| d.as_str())
+            ),
+        ));
+    }
+
+    let views: Vec<NodeView> = nodes
+        .iter()
+        .map(|n| node_view(dir, &n.node, format!("{}:{}", n.name, layout::REDIS_PORT)))
+        .collect();
+    checks.extend(node_checks(&views));
+    checks.extend(backend_checks(dir, ports, false));
+    if let (Some(id), Some(port)) = (backend_ids.first(), ports.first()) {
+        checks.push(crate::verify::crash_and_restart(
+            id,
+            *port,
+            &crate::verify::api_key(dir),
+        ));
+    }
+    checks
+}
+
+/// Read-only rootfs, every capability dropped, a non-root user, no-new-privileges, limits, and no
+/// CA key mounted.
+fn hardened(c: &serde_json::Value) -> (bool, String) {
+    let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
+    let caps = c["HostConfig"]["CapDrop"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "ALL"))
+        && c["HostConfig"]["CapAdd"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+    let user = c["Config"]["User"].as_str().unwrap_or("");
+    let non_root = !user.is_empty() && !user.starts_with('0') && !user.starts_with("root");
+    let nnp = c["HostConfig"]["SecurityOpt"].as_array().is_some_and(|a| {
+        a.iter().any(|v| {
+            v.as_str()
+                .is_some_and(|s| s.starts_with("no-new-privileges"))
+        })
+    });
+    let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
+        && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
+    let ca_dir = format!("/{}/", layout::CA_DIR);
+    let ca_key = c["Mounts"].as_array().is_some_and(|m| {
+        m.iter().any(|m| {
+            m["Source"].as_str().is_some_and(|s| {
+                s.ends_with(&format!("/{}", layout::CA_KEY)) || s.contains(&ca_dir)
+            })
+        })
+    });
+    let rw_mounts: Vec<&str> = c["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["RW"] == true && m["Type"] == "bind")
+        .filter_map(|m| m["Destination"].as_str())
+        .collect();
+    let rw_ok = rw_mounts.iter().all(|d| *d == "/data");
+    (
+        ro && caps && non_root && nnp && limits && !ca_key && rw_ok,
+        format!(
+            "read-only rootfs={ro}, cap_drop ALL={caps}, user={user}, no-new-privileges={nnp}, limits={limits}, CA key mounted={ca_key}, writable mounts={rw_mounts:?}"
+        ),
+    )
+}
+
+fn report(checks: &[Check], json: bool, dir: &Path, ports: &[u16], started: Instant) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(checks).unwrap_or_default()
+        );
+    }
+    for c in checks {
+        println!(
+            "{} {}: {}",
+            if c.passed { "✅" } else { "❌" },
+            c.name,
+            c.detail
+        );
+    }
+    if checks.iter().all(|c| c.passed) {
+        println!(
+            "✅ Cluster stack verified in {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "✅ Ready: {} — API key in {}",
+            ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            dir.join(layout::API_KEY).display()
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "❌ verification failed; the stack is left running for inspection (`cargo xtask down`)"
+        );
+        ExitCode::from(1)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// status and down
+
+/// The running cluster stack of `dir`: its backends' ports and its nodes.
+fn running_stack(dir: &Path) -> anyhow::Result<Option<(Vec<u16>, serde_json::Value)>> {
+    if let Some(cluster) = crate::cluster_local::running(dir) {
+        let (ports, nodes) = crate::cluster_local::status_fields(dir, &cluster);
+        return Ok(Some((ports, nodes)));
+    }
+    let Ok(text) = std::fs::read(dir.join(STACK_RECORD)) else {
+        return Ok(None);
+    };
+    let stack: StackRecord = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a stack record", dir.join(STACK_RECORD).display()))?;
+    if !engine_answers() {
+        return Ok(None);
+    }
+    let record = crate::cluster_local::record(dir)?;
+    let project = format!("label=com.docker.compose.project={}", stack.project);
+    let mut nodes = Vec::new();
+    for name in &record.nodes {
+        let service = format!("label=com.docker.compose.service={name}");
+        let id = docker(&["ps", "-q", "--filter", &project, "--filter", &service])?;
+        let Some(id) = id.split_whitespace().next() else {
+            return Ok(None);
+        };
+        let view = node_view(
+            dir,
+            &Node::Container { id: id.to_owned() },
+            format!("{name}:{}", layout::REDIS_PORT),
+        );
+        nodes.push(serde_json::json!({"address": view.address, "role": view.role}));
+    }
+    Ok(Some((stack.backends, serde_json::Value::Array(nodes))))
+}
+
+/// `status` of a cluster stack: `None` when `dir` (or, without `--dir`, the default cluster
+/// directory) runs none, so that the single-node status runs.
+pub(crate) fn status(dir: Option<&Path>, json: bool) -> anyhow::Result<Option<ExitCode>> {
+    let explicit = dir.is_some();
+    let dir = dir.map_or_else(default_dir, Path::to_path_buf);
+    if cluster_dir::cluster_record(&dir)?.is_none() {
+        return Ok(None);
+    }
+    let Some((ports, nodes)) = running_stack(&dir)? else {
+        if explicit {
+            bail!("no cluster stack from {} is running", dir.display());
+        }
+        return Ok(None);
+    };
+    let first = *ports.first().context("the stack has no backend")?;
+    let key = crate::verify::api_key(&dir);
+    let mut v = crate::verify::backend_status(first, &key)
+        .map_err(|e| anyhow::anyhow!("the backend on 127.0.0.1:{first}: {e}"))?;
+    let backends: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("backends".to_owned(), serde_json::json!(backends));
+        map.insert("redis_nodes".to_owned(), nodes.clone());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(Some(ExitCode::SUCCESS));
+    }
+    let level = v["security_level"].as_str().unwrap_or("?");
+    println!(
+        "{} security_level: {level} ({} {})",
+        if level == "production_ready" {
+            "✅"
+        } else {
+            "⚠️ "
+        },
+        v["environment"],
+        v["confidence"]
+    );
+    for c in v["checks"].as_array().into_iter().flatten() {
+        println!(
+            "{} {}: {}",
+            if c["passed"] == true { "✅" } else { "❌" },
+            c["name"].as_str().unwrap_or(""),
+            c["detail"].as_str().unwrap_or("")
+        );
+    }
+    println!("✅ backends: {}", backends.join(", "));
+    for n in nodes.as_array().into_iter().flatten() {
+        println!(
+            "{} redis node {} {}{}",
+            if n["role"] == "down" { "❌" } else { "✅" },
+            n["address"].as_str().unwrap_or(""),
+            n["role"].as_str().unwrap_or(""),
+            n["pid"]
+                .as_u64()
+                .map_or_else(String::new, |p| format!(" (pid {p})"))
+        );
+    }
+    Ok(Some(ExitCode::SUCCESS))
+}
+
+/// `down`: stops the local cluster stack of `dir` (or of the default cluster directory).
+pub(crate) fn down_local(dir: Option<&Path>) -> anyhow::Result<()> {
+    let dir = dir.map_or_else(default_dir, Path::to_path_buf);
+    let stopped = crate::cluster_local::down(&dir)?;
+    if stopped > 0 {
+        println!(
+            "✅ Local cluster stack in {} stopped: {stopped} process(es)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// cargo xtask test
+
+/// A port `p` such that `p` and `p + 1` are free on 127.0.0.1 (the two backends' API ports).
+fn free_port_pair() -> anyhow::Result<u16> {
+    for _ in 0..50 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("cannot find a free local port")?
+            .port();
+        if first < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", first + 1)).is_ok() {
+            return Ok(first);
+        }
+    }
+    bail!("cannot find two consecutive free local ports")
+}
+
+/// What `status --json` adds for the running stack of `dir`: two backends and every node with a
+/// role (and a pid for local processes).
+fn status_check(dir: &Path, local: bool) -> Check {
+    match running_stack(dir) {
+        Ok(Some((ports, nodes))) => {
+            let nodes = nodes.as_array().cloned().unwrap_or_default();
+            let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
+            let replicas = nodes.iter().filter(|n| n["role"] == "replica").count();
+            let pids = nodes.iter().all(|n| n["pid"].as_u64().is_some_and(|p| p > 0));
+            check(
+                "status_reports_cluster",
+                ports.len() >= 2 && primaries == 3 && replicas == 3 && (pids || !local),
+                format!(
+                    "backends {:?}, redis_nodes: {primaries} primaries, {replicas} replicas{}",
+                    ports
+                        .iter()
+                        .map(|p| format!("http://127.0.0.1:{p}"))
+                        .collect::<Vec<_>>(),
+                    if local && pids { ", each with its pid" } else { "" }
+                ),
+            )
+        }
+        Ok(None) => check("status_reports_cluster", false, "no running stack found"),
+        Err(e) => check("status_reports_cluster", false, format!("{e:#}")),
+    }
+}
+
+fn print_checks(checks: &[Check]) {
+    for c in checks {
+        println!(
+            "{} {}: {}",
+            if c.passed { "✅" } else { "❌" },
+            c.name,
+            c.detail
+        );
+    }
+}
+
+/// `secure-up --local --cluster`, verified, its status read, and stopped by pid: runs on every
+/// machine (redis-server and redis-cli are installed by `cargo xtask test`).
+pub(crate) fn test_local() -> anyhow::Result<()> {
+    println!("▶ local cluster stack: secure-up --local --cluster, verify, status, down");
+    let started = Instant::now();
+    let dir = crate::progress::target_dir().join("local-cluster-test");
+    let _ = crate::cluster_local::down(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
+    write(
+        &dir,
+        &detected,
+        Environment::Production,
+        false,
+        Vec::new(),
+        sealcache_config_gen::DEFAULT_NAMESPACE.to_owned(),
+    )?;
+    let port = free_port_pair()?;
+    let outcome = crate::cluster_local::up(&dir, port).map(|_| {
+        let mut checks = crate::cluster_local::verify(&dir);
+        checks.push(status_check(&dir, true));
+        checks
+    });
+    let stopped = crate::cluster_local::down(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let checks = outcome?;
+    print_checks(&checks);
+    let stopped = stopped?;
+    ensure!(
+        stopped == 8,
+        "down stopped {stopped} processes, not the 8 it started (6 nodes, 2 backends)"
+    );
+    ensure!(
+        checks.iter().all(|c| c.passed) && checks.len() >= 10,
+        "the local cluster stack verification failed (see the ❌ lines above)"
+    );
+    println!(
+        "✅ local cluster stack verified and stopped ({stopped} processes) in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `secure-up --cluster` against the real Docker engine when one answers (its own project, ports
+/// and subnet; the images the single-node step built are reused), its status read, then removed.
+pub(crate) fn test_compose() -> anyhow::Result<()> {
+    if !engine_answers() {
+        println!(
+            "⏭  no Docker engine answers: the compose cluster stack verification is skipped on this machine"
+        );
+        return Ok(());
+    }
+    println!("▶ compose cluster stack: secure-up --cluster, verify, status, down");
+    let started = Instant::now();
+    let dir = crate::progress::target_dir().join("cluster-stack-test");
+    let project = "sealcache-cluster-test".to_owned();
+    let _ = crate::deploy::DownArgs::project(&project).run();
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = UpOptions {
+        environment: Some(Environment::Production),
+        dir: Some(dir.clone()),
+        images: ImageMode::Auto,
+        port: free_port_pair()?,
+        project: project.clone(),
+        local: false,
+        json: false,
+        internal_subnet: Some("172.30.238.0/24".to_owned()),
+    };
+    let outcome = up(opts);
+    let status = status_check(&dir, false);
+    let _ = crate::deploy::DownArgs::project(&project).run();
+    let _ = std::fs::remove_dir_all(&dir);
+    print_checks(std::slice::from_ref(&status));
+    match outcome {
+        Ok(code) if code == ExitCode::SUCCESS && status.passed => {
+            println!(
+                "✅ compose cluster stack verified and removed in {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Ok(_) => bail!("the compose cluster stack verification failed (see the ❌ lines above)"),
+        Err(err) => Err(err.context("the compose cluster stack could not be brought up")),
+    }
+}
