@@ -502,6 +502,7 @@ impl SealedCache {
             .seal(&ctx, &plain)
             .map_err(Error::Seal)?;
         inner.observer.seal(sealed.key_id());
+        inner.keyring.sealed(sealed.key_id(), ttl);
         inner
             .observer
             .entry_size(SizeStage::Plain, sealed.plain_len() as u64);
@@ -521,8 +522,11 @@ impl SealedCache {
             .backend
             .set_px(redis_key, sealed.as_bytes(), ttl)
             .await;
-        // Other processes drop their copies (a timed-out write may still have landed).
-        self.publish(Change::Key(redis_key)).await;
+        // Other processes drop their copies (a timed-out write may still have landed). After a
+        // failed write the message goes out in the background: the caller already waited one
+        // deadline for this Redis.
+        self.publish_after(written.is_ok(), Change::Key(redis_key))
+            .await;
         let served = served && self.served_l1().await.is_some();
         if let (Some(l1), Some(stamp)) = (&inner.l1, stamp) {
             if written.is_ok() && served {
@@ -557,7 +561,8 @@ impl SealedCache {
             l1.remove(redis_key);
         }
         let removed = self.inner.backend.unlink(&[redis_key.to_owned()]).await;
-        self.publish(Change::Key(redis_key)).await;
+        self.publish_after(removed.is_ok(), Change::Key(redis_key))
+            .await;
         self.inner
             .observer
             .operation(OperationKind::Delete, started.elapsed());
@@ -613,7 +618,8 @@ impl SealedCache {
         let after = L1Drop::prefix(self.inner.l1.as_deref(), l1_prefix);
         self.drop_l1_prefix(l1_prefix);
         let walked = self.unlink_matching(pattern).await;
-        self.publish(Change::Prefix(l1_prefix)).await;
+        self.publish_after(walked.is_ok(), Change::Prefix(l1_prefix))
+            .await;
         drop(after);
         if let Some(l1) = &self.inner.l1 {
             self.inner.observer.l1_entries(l1.len() as u64);
@@ -660,6 +666,22 @@ impl SealedCache {
         {
             coherence.publish_failed();
         }
+    }
+
+    /// Publishes `change` after a Redis call: awaited when the call succeeded (so the other
+    /// processes are told before the caller returns), in the background when it failed (the
+    /// caller already waited one deadline for this Redis; a timed-out call may still have landed).
+    async fn publish_after(&self, succeeded: bool, change: Change<'_>) {
+        if self.inner.coherence.is_none() {
+            return;
+        }
+        if succeeded {
+            self.publish(change).await;
+            return;
+        }
+        let cache = self.clone();
+        let change = change.to_owned();
+        tokio::spawn(async move { cache.publish(change.as_change()).await });
     }
 
     /// Whether L1 is served now and how often the invalidation subscription was lost (`None`:

@@ -45,6 +45,34 @@ pub(crate) enum Change<'a> {
     Prefix(&'a str),
 }
 
+impl Change<'_> {
+    /// An owned copy (for a message sent from another task).
+    pub(crate) fn to_owned(&self) -> OwnedChange {
+        match self {
+            Change::Key(k) => OwnedChange::Key((*k).to_owned()),
+            Change::Prefix(p) => OwnedChange::Prefix((*p).to_owned()),
+        }
+    }
+}
+
+/// An owned [`Change`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OwnedChange {
+    /// One Redis key.
+    Key(String),
+    /// A prefix.
+    Prefix(String),
+}
+
+impl OwnedChange {
+    pub(crate) fn as_change(&self) -> Change<'_> {
+        match self {
+            OwnedChange::Key(k) => Change::Key(k),
+            OwnedChange::Prefix(p) => Change::Prefix(p),
+        }
+    }
+}
+
 /// One process's side of the coherence protocol.
 pub(crate) struct Coherence {
     channel: String,
@@ -242,6 +270,12 @@ fn getrandom_fill(buf: &mut [u8]) -> Result<(), ()> {
 /// The subscriber task: subscribe, apply messages, `PING` when idle, and start over on any failure,
 /// until the cache is dropped.
 async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
+    // Whatever ends this task (its runtime shut down, a panic), L1 is not served on a
+    // subscription nobody listens to, and the next call starts a new subscriber.
+    let _stopped = Stopped {
+        weak: weak.clone(),
+        l1: Arc::clone(&l1),
+    };
     let mut backoff = Duration::from_millis(100);
     let mut next_endpoint = 0_usize;
     loop {
@@ -272,7 +306,8 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
                     if weak.strong_count() == 0 {
                         return;
                     }
-                    let ping = tokio::time::timeout(PING_EVERY, sink.ping::<String>()).await;
+                    // RESP2 answers a subscribed PING with `["pong", ""]`: any reply will do.
+                    let ping = tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await;
                     if !matches!(ping, Ok(Ok(_))) {
                         break;
                     }
@@ -281,6 +316,21 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
         }
         let Some(this) = weak.upgrade() else { return };
         this.set_subscribed(&l1, false);
+    }
+}
+
+/// Resets the subscription state when the subscriber task ends, however it ends.
+struct Stopped {
+    weak: Weak<Coherence>,
+    l1: Arc<L1>,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(this) = self.weak.upgrade() {
+            this.set_subscribed(&self.l1, false);
+            this.started.store(false, Ordering::Release);
+        }
     }
 }
 

@@ -100,10 +100,15 @@ impl std::fmt::Debug for RedisConfig {
 #[must_use]
 pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) => format!("{scheme}://<redacted>@{host}"),
-            None => url.to_owned(),
-        },
+        Some((scheme, rest)) => {
+            // Userinfo ends at the authority's last `@` (a password may itself hold `@`).
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://<redacted>@{host}{tail}"),
+                None => url.to_owned(),
+            }
+        }
         None => "<invalid url>".to_owned(),
     }
 }

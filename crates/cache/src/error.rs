@@ -158,6 +158,20 @@ pub enum KeyringRefusal {
         /// The key id.
         key_id: u32,
     },
+    /// A dictionary id present in both keyrings holds different bytes.
+    #[error("dictionary id {dictionary_id} holds different bytes than the running keyring's")]
+    DictionaryChanged {
+        /// The dictionary id.
+        dictionary_id: u32,
+    },
+    /// The keyring drops a dictionary that live entries may be compressed with.
+    #[error(
+        "the keyring drops dictionary id {dictionary_id}, which live entries may be compressed with (force to drop it)"
+    )]
+    DropsDictionary {
+        /// The dictionary id.
+        dictionary_id: u32,
+    },
     /// The keyring drops the key that seals new entries now.
     #[error("the keyring drops key id {key_id}, the current primary (promote another key first)")]
     DropsPrimary {

@@ -7,7 +7,10 @@
 //! - a kept key id carries different material (its entries would no longer authenticate);
 //! - it drops the current primary key, or a key that sealed entries less than their longest TTL
 //!   ago (as far as this process can know: a key it found decrypt-only at start counts as primary
-//!   until the process started).
+//!   until the process started), or a key that sealed an entry (with a per-call TTL longer than
+//!   that) which has not expired yet;
+//! - a kept dictionary id carries different bytes, or (unless forced) a dictionary is dropped
+//!   (entries compressed with it would no longer open).
 //!
 //! [`KeyringReload::Forced`] skips the last check only; the first two are never safe.
 
@@ -53,6 +56,8 @@ pub(crate) struct Active {
     pub(crate) decrypt_only_key_ids: Vec<u32>,
     /// SHA-256 of each key's material: a kept id must keep its key.
     fingerprints: HashMap<u32, [u8; 32]>,
+    /// SHA-256 of each dictionary: a kept id must keep its bytes.
+    dictionaries: HashMap<u32, [u8; 32]>,
 }
 
 impl Active {
@@ -62,8 +67,17 @@ impl Active {
             primary_key_id: keyring.primary_id(),
             decrypt_only_key_ids: keyring.decrypt_only_ids(),
             fingerprints: fingerprints(keyring),
+            dictionaries: new_dictionaries(keyring),
         }
     }
+}
+
+fn new_dictionaries(keyring: &Keyring) -> HashMap<u32, [u8; 32]> {
+    keyring
+        .dictionaries()
+        .iter()
+        .map(|d| (d.id(), Sha256::digest(d.as_bytes()).into()))
+        .collect()
 }
 
 fn fingerprints(keyring: &Keyring) -> HashMap<u32, [u8; 32]> {
@@ -78,6 +92,8 @@ pub(crate) struct ActiveKeyring {
     active: RwLock<Arc<Active>>,
     /// When each key stopped being the primary (as seen by this process).
     retired_at: Mutex<HashMap<u32, Instant>>,
+    /// The latest expiry of an entry each key sealed (in this process).
+    sealed_until: Mutex<HashMap<u32, Instant>>,
 }
 
 impl ActiveKeyring {
@@ -91,6 +107,20 @@ impl ActiveKeyring {
         Self {
             active: RwLock::new(Arc::new(Active::new(keyring, codec))),
             retired_at: Mutex::new(retired_at),
+            sealed_until: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records that `key_id` sealed an entry living `ttl`.
+    pub(crate) fn sealed(&self, key_id: u32, ttl: Duration) {
+        let until = Instant::now() + ttl;
+        let mut sealed = self
+            .sealed_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = sealed.entry(key_id).or_insert(until);
+        if *entry < until {
+            *entry = until;
         }
     }
 
@@ -133,6 +163,13 @@ impl ActiveKeyring {
                 });
             }
         }
+        for (id, print) in &new_dictionaries(keyring) {
+            if active.dictionaries.get(id).is_some_and(|old| old != print) {
+                return Err(Error::KeyringRefused {
+                    reason: KeyringRefusal::DictionaryChanged { dictionary_id: *id },
+                });
+            }
+        }
         let now = Instant::now();
         let mut removed: Vec<u32> = active
             .fingerprints
@@ -142,6 +179,16 @@ impl ActiveKeyring {
             .collect();
         removed.sort_unstable();
         if mode == KeyringReload::Checked {
+            let kept = new_dictionaries(keyring);
+            if let Some(id) = active.dictionaries.keys().find(|id| !kept.contains_key(id)) {
+                return Err(Error::KeyringRefused {
+                    reason: KeyringRefusal::DropsDictionary { dictionary_id: *id },
+                });
+            }
+            let sealed_until = self
+                .sealed_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             for id in &removed {
                 if *id == active.primary_key_id {
                     return Err(Error::KeyringRefused {
@@ -149,11 +196,16 @@ impl ActiveKeyring {
                     });
                 }
                 let since = retired.get(id).map_or(Duration::ZERO, |t| now - *t);
-                if since < live_for {
+                let policy_left = live_for.saturating_sub(since);
+                let sealed_left = sealed_until
+                    .get(id)
+                    .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+                let left = policy_left.max(sealed_left);
+                if !left.is_zero() {
                     return Err(Error::KeyringRefused {
                         reason: KeyringRefusal::DropsLiveKey {
                             key_id: *id,
-                            live_for_secs: (live_for - since).as_secs().max(1),
+                            live_for_secs: left.as_secs().max(1),
                         },
                     });
                 }
@@ -177,8 +229,13 @@ impl ActiveKeyring {
             retired.insert(previous_primary, now);
         }
         retired.remove(&keyring.primary_id());
+        let mut sealed_until = self
+            .sealed_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for id in &removed {
             retired.remove(id);
+            sealed_until.remove(id);
         }
         *active = Arc::new(Active::new(keyring, codec));
         Ok(KeyringReloaded {

@@ -319,7 +319,8 @@ pub struct L1CoherenceStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ClusterStatus {
-    /// `cluster_state` as a node reported it (`ok`, `fail`, `unknown`; `None`: not observed).
+    /// `ok` when every node that answered reports `cluster_state:ok`; else `fail` or `unknown`
+    /// (`None`: no node answered).
     pub cluster_state: Option<String>,
     /// Every node `CLUSTER SLOTS` names, primaries first.
     pub nodes: Vec<NodeStatus>,
@@ -337,6 +338,8 @@ pub struct NodeStatus {
     pub tls_version: Option<String>,
     /// It refuses an unauthenticated client (`None`: not observed).
     pub default_user_disabled: Option<bool>,
+    /// `cluster_state` as this node reports it (`None`: it did not answer).
+    pub cluster_state: Option<String>,
 }
 
 /// A cluster node's role.
@@ -364,6 +367,7 @@ pub(crate) struct NodeObservation {
     pub(crate) role: NodeRole,
     pub(crate) tls_version: Option<String>,
     pub(crate) anonymous_refused: Option<bool>,
+    pub(crate) cluster_state: Option<String>,
 }
 
 impl NodeObservation {
@@ -374,6 +378,7 @@ impl NodeObservation {
             role,
             tls_version: None,
             anonymous_refused: None,
+            cluster_state: None,
         }
     }
 }
@@ -392,14 +397,25 @@ fn cluster_checks(topology: Option<Topology>) -> (Option<ClusterStatus>, Vec<Che
         ),
         None => Check::unobserved(CheckName::ClusterState, "CLUSTER INFO did not answer"),
     };
-    let weak: Vec<String> = t
-        .nodes
-        .iter()
-        .filter(|n| n.tls_version.is_none() || n.anonymous_refused != Some(true))
-        .map(|n| format!("{}:{}", n.host, n.port))
-        .collect();
+    let addresses = |weak: &dyn Fn(&NodeObservation) -> bool| -> Vec<String> {
+        t.nodes
+            .iter()
+            .filter(|n| weak(n))
+            .map(|n| format!("{}:{}", n.host, n.port))
+            .collect()
+    };
+    // Observed open: a node answered an anonymous client. Not observed: a node that did not
+    // answer (down, failing over) or did not complete a verified handshake.
+    let open = addresses(&|n| n.anonymous_refused == Some(false));
+    let weak = addresses(&|n| n.tls_version.is_none() || n.anonymous_refused != Some(true));
     let nodes_check = if t.nodes.is_empty() {
         Check::unobserved(CheckName::ClusterNodes, "CLUSTER SLOTS did not answer")
+    } else if !open.is_empty() {
+        Check::fail(
+            CheckName::ClusterNodes,
+            Impact::Insecure,
+            format!("answering anonymous clients: {}", open.join(", ")),
+        )
     } else if weak.is_empty() {
         Check::pass(
             CheckName::ClusterNodes,
@@ -411,9 +427,9 @@ fn cluster_checks(topology: Option<Topology>) -> (Option<ClusterStatus>, Vec<Che
     } else {
         Check::fail(
             CheckName::ClusterNodes,
-            Impact::Insecure,
+            Impact::Degraded,
             format!(
-                "without verified TLS or accepting anonymous clients: {}",
+                "no verified TLS session or no answer observed: {}",
                 weak.join(", ")
             ),
         )
@@ -428,6 +444,7 @@ fn cluster_checks(topology: Option<Topology>) -> (Option<ClusterStatus>, Vec<Che
                 role: n.role,
                 tls_version: n.tls_version,
                 default_user_disabled: n.anonymous_refused,
+                cluster_state: n.cluster_state,
             })
             .collect(),
     };

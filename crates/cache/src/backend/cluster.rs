@@ -29,6 +29,9 @@ pub(crate) struct Cluster {
     config: RedisConfig,
     connection: RwLock<Option<ClusterConnection>>,
     connecting: tokio::sync::Mutex<()>,
+    /// Failed connection attempts so far: a caller that waited for another's attempt shares its
+    /// failure instead of making one more (each would cost a connect timeout).
+    failed_attempts: std::sync::atomic::AtomicU64,
     guard: Guard,
 }
 
@@ -45,6 +48,7 @@ impl Cluster {
             config,
             connection: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            failed_attempts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -60,6 +64,7 @@ impl Cluster {
             config,
             connection: RwLock::new(Some(connection)),
             connecting: tokio::sync::Mutex::new(()),
+            failed_attempts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -75,7 +80,20 @@ impl Cluster {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
-        let _guard = self.connecting.lock().await;
+        let seen = self
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Acquire);
+        let bound = self.config.connect_timeout + Duration::from_millis(500);
+        let _guard = tokio::time::timeout(bound, self.connecting.lock())
+            .await
+            .map_err(|_| Error::Unavailable)?;
+        if self
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Acquire)
+            != seen
+        {
+            return Err(Error::Unavailable);
+        }
         if let Some(c) = self.cached() {
             return Ok(c);
         }
@@ -87,13 +105,14 @@ impl Cluster {
         else {
             return Err(Error::Unavailable);
         };
-        let connection = tokio::time::timeout(
-            self.config.connect_timeout + Duration::from_millis(500),
-            client.get_async_connection(),
-        )
-        .await
-        .map_err(|_| Error::Unavailable)?
-        .map_err(|e| connect_error(&e))?;
+        let attempt = tokio::time::timeout(bound, client.get_async_connection())
+            .await
+            .map_err(|_| Error::Unavailable)
+            .and_then(|r| r.map_err(|e| connect_error(&e)));
+        let connection = attempt.inspect_err(|_| {
+            self.failed_attempts
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        })?;
         *self
             .connection
             .write()
@@ -115,37 +134,74 @@ impl Cluster {
             .await
     }
 
-    /// Every node `CLUSTER SLOTS` names, primaries first, each once.
+    /// Every node `CLUSTER SLOTS` names, primaries first, each once; an error when a slot range's
+    /// primary has no usable address (a walk over the primaries would miss it).
     async fn nodes(&self) -> Result<Vec<(String, u16, NodeRole)>> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("SLOTS");
         let reply = self
             .on_node("CLUSTER", cmd, SingleNodeRoutingInfo::Random)
             .await?;
-        Ok(parse_slots(&reply))
+        let (nodes, complete) = parse_slots(&reply);
+        if !complete || nodes.is_empty() {
+            return Err(Error::Unavailable);
+        }
+        Ok(nodes)
+    }
+
+    /// `cluster_state` as node `host:port` reports it.
+    async fn state_of(&self, host: &str, port: u16) -> Option<String> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("INFO");
+        let routing = SingleNodeRoutingInfo::ByAddress {
+            host: host.to_owned(),
+            port,
+        };
+        self.on_node("CLUSTER", cmd, routing)
+            .await
+            .ok()
+            .and_then(|reply| cluster_state(&reply))
     }
 }
 
-/// The nodes of a `CLUSTER SLOTS` reply: `[[start, end, [host, port, id, ..], [replica ..] ..] ..]`.
-fn parse_slots(reply: &Value) -> Vec<(String, u16, NodeRole)> {
+/// The nodes of a `CLUSTER SLOTS` reply: `[[start, end, [host, port, id, ..], [replica ..] ..] ..]`,
+/// and whether every range's primary had a usable address (not NULL, empty or `?`).
+fn parse_slots(reply: &Value) -> (Vec<(String, u16, NodeRole)>, bool) {
     let mut primaries = Vec::new();
     let mut replicas = Vec::new();
+    let mut complete = true;
     let Value::Array(ranges) = reply else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     for range in ranges {
-        let Value::Array(parts) = range else { continue };
+        let Value::Array(parts) = range else {
+            complete = false;
+            continue;
+        };
+        if parts.len() < 3 {
+            complete = false;
+        }
         for (i, node) in parts.iter().skip(2).enumerate() {
-            let Value::Array(fields) = node else { continue };
-            let host = match fields.first() {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => continue,
+            let address = match node {
+                Value::Array(fields) => {
+                    let host = match fields.first() {
+                        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                        Some(Value::SimpleString(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    let port = match fields.get(1) {
+                        Some(Value::Int(port)) => u16::try_from(*port).ok(),
+                        _ => None,
+                    };
+                    port.filter(|_| !host.is_empty() && host != "?")
+                        .map(|port| (host, port))
+                }
+                _ => None,
             };
-            let Some(Value::Int(port)) = fields.get(1) else {
-                continue;
-            };
-            let Ok(port) = u16::try_from(*port) else {
+            let Some((host, port)) = address else {
+                if i == 0 {
+                    complete = false;
+                }
                 continue;
             };
             let list = if i == 0 {
@@ -167,7 +223,7 @@ fn parse_slots(reply: &Value) -> Vec<(String, u16, NodeRole)> {
         }
     }
     primaries.extend(replicas);
-    primaries
+    (primaries, complete)
 }
 
 /// `cluster_state` from a `CLUSTER INFO` reply.
@@ -357,19 +413,30 @@ impl Backend for Cluster {
     fn topology(&self) -> BoxFuture<'_, Option<Topology>> {
         Box::pin(async move {
             let nodes = self.nodes().await.unwrap_or_default();
-            let mut cmd = redis::cmd("CLUSTER");
-            cmd.arg("INFO");
-            let state = self
-                .on_node("CLUSTER", cmd, SingleNodeRoutingInfo::Random)
-                .await
-                .ok()
-                .and_then(|reply| cluster_state(&reply));
+            let mut observed = Vec::with_capacity(nodes.len());
+            for (host, port, role) in nodes {
+                let state = self.state_of(&host, port).await;
+                let mut node = NodeObservation::new(host, port, role);
+                node.cluster_state = state;
+                observed.push(node);
+            }
+            // The cluster is `ok` only when every node that answered says so.
+            let states: Vec<&str> = observed
+                .iter()
+                .filter_map(|n| n.cluster_state.as_deref())
+                .collect();
+            let cluster_state = if states.is_empty() {
+                None
+            } else if states.iter().all(|s| *s == "ok") {
+                Some("ok".to_owned())
+            } else if states.contains(&"fail") {
+                Some("fail".to_owned())
+            } else {
+                Some("unknown".to_owned())
+            };
             Some(Topology {
-                cluster_state: state,
-                nodes: nodes
-                    .into_iter()
-                    .map(|(host, port, role)| NodeObservation::new(host, port, role))
-                    .collect(),
+                cluster_state,
+                nodes: observed,
             })
         })
     }
@@ -434,7 +501,8 @@ mod tests {
                 node("127.0.0.1", 7004),
             ]),
         ]);
-        let nodes = parse_slots(&reply);
+        let (nodes, complete) = parse_slots(&reply);
+        assert!(complete);
         assert_eq!(
             nodes,
             vec![
@@ -444,7 +512,14 @@ mod tests {
                 ("127.0.0.1".to_owned(), 7004, NodeRole::Replica),
             ]
         );
-        assert!(parse_slots(&Value::Nil).is_empty());
+        assert!(parse_slots(&Value::Nil).0.is_empty());
+        // A range whose primary has no address: the walk over the primaries would miss it.
+        let unaddressed = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(16383),
+            node("", 7000),
+        ])]);
+        assert!(!parse_slots(&unaddressed).1);
     }
 
     #[test]

@@ -82,7 +82,16 @@ fn kind(e: &redis::RedisError) -> String {
 
 /// Error replies that mean "not now" rather than "no": the node is loading, failing over, or the
 /// cluster is down. They count as unavailability (breaker, 503), not as a refusal.
-const TRANSIENT_CODES: &[&str] = &["LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"];
+/// `MOVED` and `ASK` reach the cache only when redis-rs ran out of redirects (a slot migration or
+/// failover in progress): not now, rather than no.
+const TRANSIENT_CODES: &[&str] = &[
+    "LOADING",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MOVED",
+    "ASK",
+];
 
 /// A redis-rs error as the cache reports it: an error reply keeps its code (`OOM`, `READONLY`,
 /// `NOPERM`, ...; only upper-case letters, at most 16, so a hostile server cannot put text into

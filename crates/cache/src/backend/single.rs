@@ -20,6 +20,9 @@ pub(crate) struct SingleNode {
     config: RedisConfig,
     manager: RwLock<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<()>,
+    /// Failed connection attempts so far: a caller that waited for another's attempt shares its
+    /// failure instead of making one more (each would cost a connect timeout).
+    failed_attempts: std::sync::atomic::AtomicU64,
     guard: Guard,
 }
 
@@ -36,6 +39,7 @@ impl SingleNode {
             config,
             manager: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            failed_attempts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -52,6 +56,7 @@ impl SingleNode {
             config,
             manager: RwLock::new(Some(manager)),
             connecting: tokio::sync::Mutex::new(()),
+            failed_attempts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -67,7 +72,20 @@ impl SingleNode {
         if let Some(m) = self.cached() {
             return Ok(m);
         }
-        let _guard = self.connecting.lock().await;
+        let seen = self
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Acquire);
+        let bound = self.config.connect_timeout + Duration::from_millis(500);
+        let _guard = tokio::time::timeout(bound, self.connecting.lock())
+            .await
+            .map_err(|_| Error::Unavailable)?;
+        if self
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Acquire)
+            != seen
+        {
+            return Err(Error::Unavailable);
+        }
         if let Some(m) = self.cached() {
             return Ok(m);
         }
@@ -85,13 +103,14 @@ impl SingleNode {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let fut = ConnectionManager::new_with_config(client, cfg);
-        let manager = tokio::time::timeout(
-            self.config.connect_timeout + Duration::from_millis(500),
-            fut,
-        )
-        .await
-        .map_err(|_| Error::Unavailable)?
-        .map_err(|e| connect_error(&e))?;
+        let attempt = tokio::time::timeout(bound, fut)
+            .await
+            .map_err(|_| Error::Unavailable)
+            .and_then(|r| r.map_err(|e| connect_error(&e)));
+        let manager = attempt.inspect_err(|_| {
+            self.failed_attempts
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        })?;
         *self.manager.write().unwrap_or_else(PoisonError::into_inner) = Some(manager.clone());
         Ok(manager)
     }
