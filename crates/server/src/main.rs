@@ -247,39 +247,46 @@ fn primary_url(settings: &SecuritySettings) -> String {
         .clone()
 }
 
-/// Starts the `ACL LOG` poller as the monitor user, when one is configured.
+/// Starts the `ACL LOG` pollers as the monitor user, when one is configured: one for the Redis
+/// node, or one per cluster seed (each node keeps its own ACL LOG).
 fn spawn_acl_poller(
     settings: &SecuritySettings,
     cache: &sealcache::AiResponseCache,
-) -> Option<tokio::task::AbortHandle> {
+) -> Vec<tokio::task::AbortHandle> {
     let (Some(user), Some(password)) = (
         &settings.redis_monitor_username,
         &settings.redis_monitor_password,
     ) else {
-        return None;
+        return Vec::new();
     };
-    let mut config = sealcache::RedisConfig::new(primary_url(settings))
-        .acl_user(user.clone(), password.expose_secret());
-    config.ca_path = settings.redis_tls_ca_path.clone();
-    config.client_cert_path = settings.redis_tls_cert_path.clone();
-    config.client_key_path = settings.redis_tls_key_path.clone();
-    // The poller owns its connection: database 0 whatever REDIS_URL says (the monitor user
-    // may not SELECT), a timeout on every query, a new connection after any error, and its
-    // baseline kept across reconnects.
-    match config.client() {
-        Ok(client) => Some(
-            tokio::spawn(AclLogPoller::new().run_with_client(
-                client,
-                cache.observer().clone(),
-                Duration::from_secs(10),
-            ))
-            .abort_handle(),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "ACL LOG poller disabled");
-            None
+    let urls = if settings.redis_cluster_nodes.is_empty() {
+        vec![settings.redis_url.clone()]
+    } else {
+        settings.redis_cluster_nodes.clone()
+    };
+    let mut pollers = Vec::with_capacity(urls.len());
+    for url in urls {
+        let mut config =
+            sealcache::RedisConfig::new(url).acl_user(user.clone(), password.expose_secret());
+        config.ca_path = settings.redis_tls_ca_path.clone();
+        config.client_cert_path = settings.redis_tls_cert_path.clone();
+        config.client_key_path = settings.redis_tls_key_path.clone();
+        // The poller owns its connection: database 0 whatever REDIS_URL says (the monitor user
+        // may not SELECT), a timeout on every query, a new connection after any error, and its
+        // baseline kept across reconnects.
+        match config.client() {
+            Ok(client) => pollers.push(
+                tokio::spawn(AclLogPoller::new().run_with_client(
+                    client,
+                    cache.observer().clone(),
+                    Duration::from_secs(10),
+                ))
+                .abort_handle(),
+            ),
+            Err(e) => tracing::warn!(error = %e, "ACL LOG poller disabled"),
         }
     }
+    pollers
 }
 
 /// The Redis credentials this process runs with, and the poller that uses the monitor's.
@@ -287,7 +294,7 @@ struct Credentials {
     app: Option<SecretString>,
     monitor_user: Option<String>,
     monitor_password: Option<SecretString>,
-    poller: Option<tokio::task::AbortHandle>,
+    poller: Vec<tokio::task::AbortHandle>,
 }
 
 fn same_secret(a: Option<&SecretString>, b: Option<&SecretString>) -> bool {
@@ -338,14 +345,14 @@ impl Credentials {
                 settings.redis_monitor_password.as_ref(),
             )
         {
-            if let Some(poller) = self.poller.take() {
+            for poller in self.poller.drain(..) {
                 poller.abort();
             }
             self.monitor_user = settings.redis_monitor_username.clone();
             self.monitor_password = settings.redis_monitor_password.clone();
             self.poller = spawn_acl_poller(settings, cache);
             tracing::info!(
-                running = self.poller.is_some(),
+                running = self.poller.len(),
                 "ACL LOG poller restarted with the reloaded monitor credentials"
             );
         }
