@@ -128,7 +128,15 @@ async fn the_cache_on_a_tls_cluster() {
     }
 
     // 3. The posture, per node.
-    let status = reader.security_status().await;
+    // A replica still loading its first sync is left out of `CLUSTER SLOTS` for a moment.
+    let mut status = reader.security_status().await;
+    for _ in 0..50 {
+        if status.cluster.as_ref().is_some_and(|c| c.nodes.len() == 6) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = reader.security_status().await;
+    }
     let cluster_status = status.cluster.as_ref().expect("cluster status");
     assert_eq!(cluster_status.cluster_state.as_deref(), Some("ok"));
     assert_eq!(cluster_status.nodes.len(), 6, "{cluster_status:?}");
@@ -196,7 +204,33 @@ async fn the_cache_on_a_tls_cluster() {
     );
     assert_eq!(b.sealed().l1_coherence(), Some((true, 0)));
 
-    // 5. A primary killed mid-load: every call returns within its timeout, nothing wrong is
+    // 5. A cluster connection the application already owns, handed to the builder.
+    let owned = cluster
+        .app_cluster_client()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let handed = CacheBuilder::new(env("production"))
+        .options(no_l1().with_namespace(cluster.namespace()))
+        .keyring(keyring.clone())
+        .redis(config(&cluster).with_cluster_connection(owned))
+        .build()
+        .unwrap();
+    let owned_req = AiRequest::new("qa", "owned connection");
+    handed
+        .set(&owned_req, &serde_json::json!({"owned": true}), None)
+        .await
+        .unwrap();
+    assert!(reader.get(&owned_req).await.unwrap().is_some());
+    assert!(
+        handed
+            .sealed()
+            .set_redis_password("not-the-cache's-to-change")
+            .is_err(),
+        "the password of an application-owned connection stays the application's"
+    );
+
+    // 6. A primary killed mid-load: every call returns within its timeout, nothing wrong is
     //    served, and the promoted replica serves writes and reads again, nothing restarted.
     let load = Arc::new(cache(&cluster, &keyring, no_l1()));
     let keys = 64_u64;

@@ -1,6 +1,7 @@
 //! A rotated ACL password reaches a running cache: after `set_redis_password`, connections made
 //! from then on authenticate with the new password (the old one is refused by Redis), with no
-//! rebuild and no failed call once Redis dropped the old connections.
+//! rebuild and no failed call once Redis dropped the old connections. And a connection the
+//! application owns is used as it is (its password stays the application's).
 
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -77,4 +78,29 @@ async fn a_new_password_authenticates_the_next_connections() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_manager_the_application_owns_is_used_as_it_is() {
+    let stack = Stack::start();
+    let config = stack.redis_config("cache_app", sealcache_config_gen::layout::APP_PASSWORD);
+    let manager = redis::aio::ConnectionManager::new(config.client().unwrap())
+        .await
+        .unwrap();
+    let cache = sealcache::CacheBuilder::new(common::env("production"))
+        .keyring(stack.keyring())
+        .redis(config.with_connection_manager(manager))
+        .build()
+        .unwrap();
+    let req = AiRequest::new("qa", "owned");
+    cache
+        .set(&req, &serde_json::json!({"owned": true}), None)
+        .await
+        .unwrap();
+    // Read back through a cache with its own connection: the same Redis.
+    let other = stack.cache();
+    assert!(other.get(&req).await.unwrap().is_some());
+    let status = cache.security_status().await;
+    assert_eq!(status.authenticated_user.as_deref(), Some("cache_app"));
+    assert!(cache.sealed().set_redis_password("x").is_err());
 }
