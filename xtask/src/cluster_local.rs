@@ -110,7 +110,10 @@ fn node_conf(
         let local = match directive {
             "bind" => "bind 127.0.0.1".to_owned(),
             "tls-port" => format!("tls-port {}", node.port),
-            "dir" => format!("dir {}", quoted(&state.join(format!("node-{}", index + 1)))?),
+            "dir" => format!(
+                "dir {}",
+                quoted(&state.join(format!("node-{}", index + 1)))?
+            ),
             "logfile" => format!(
                 "logfile {}",
                 quoted(&state.join(format!("node-{}.log", index + 1)))?
@@ -156,11 +159,7 @@ fn read_secret(dir: &Path, rel: &str) -> anyhow::Result<SecretString> {
 
 /// A backend's variables: the deployment's `.env` with host paths, the local seeds in
 /// `REDIS_CLUSTER_NODES`, the API on 127.0.0.1:`port`, JSON logs.
-fn backend_env(
-    dir: &Path,
-    seeds: &[String],
-    port: u16,
-) -> anyhow::Result<Vec<(String, String)>> {
+fn backend_env(dir: &Path, seeds: &[String], port: u16) -> anyhow::Result<Vec<(String, String)>> {
     let env_path = dir.join(layout::ENV_FILE);
     let vars = sealcache_config_gen::read_env_file(&env_path)?;
     let mut out = Vec::new();
@@ -262,7 +261,12 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
             &node,
             index,
         )
-        .with_context(|| format!("cannot adapt {} to local processes", template_path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot adapt {} to local processes",
+                template_path.display()
+            )
+        })?;
         let conf_path = state.join(format!("node-{}.conf", index + 1));
         write_private(&conf_path, conf.as_bytes())?;
         let child = Command::new("redis-server")
@@ -436,7 +440,13 @@ fn views(dir: &Path, cluster: &LocalCluster) -> Vec<NodeView> {
     cluster
         .nodes
         .iter()
-        .map(|n| node_view(dir, &Node::Local { port: n.port }, format!("127.0.0.1:{}", n.port)))
+        .map(|n| {
+            node_view(
+                dir,
+                &Node::Local { port: n.port },
+                format!("127.0.0.1:{}", n.port),
+            )
+        })
         .collect()
 }
 

@@ -177,12 +177,12 @@ pub(crate) struct UpOptions {
 }
 
 /// `secure-up --cluster [--local]`.
-pub(crate) fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
+pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
     let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
     let environment = match opts.environment {
-        Some(Environment::Development) => bail!(
-            "secure-up does not deploy a development configuration: use `cargo xtask dev-up`"
-        ),
+        Some(Environment::Development) => {
+            bail!("secure-up does not deploy a development configuration: use `cargo xtask dev-up`")
+        }
         Some(e) => {
             println!("✅ Environment: {e} (given explicitly)");
             e
@@ -263,8 +263,8 @@ pub(crate) fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
         "✅ Images: redis={} backend={} ({})",
         images.redis, images.backend, images.origin
     );
-    let dir = std::fs::canonicalize(&dir)
-        .with_context(|| format!("{} does not exist", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(&dir).with_context(|| format!("{} does not exist", dir.display()))?;
     let deploy = workspace_root().join("deploy");
     let mut compose = Compose::detect(&opts.project)?
         .file(&deploy.join(COMPOSE_FILE))
@@ -274,9 +274,15 @@ pub(crate) fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
             deploy.to_string_lossy(),
         )
         .var(const { variable("SEALCACHE_REDIS_IMAGE") }, &*images.redis)
-        .var(const { variable("SEALCACHE_BACKEND_IMAGE") }, &*images.backend)
+        .var(
+            const { variable("SEALCACHE_BACKEND_IMAGE") },
+            &*images.backend,
+        )
         .var(const { variable("SEALCACHE_PORT") }, opts.port.to_string())
-        .var(const { variable("SEALCACHE_PORT_2") }, last_port.to_string())
+        .var(
+            const { variable("SEALCACHE_PORT_2") },
+            last_port.to_string(),
+        )
         .var(const { variable("SEALCACHE_UID") }, UID)
         .var(const { variable("SEALCACHE_GID") }, UID);
     if let Some(subnet) = &opts.internal_subnet {
@@ -303,9 +309,10 @@ pub(crate) fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
     let addresses: Vec<String> = nodes
         .iter()
         .map(|n| {
-            let ip = n.ip.as_deref().with_context(|| {
-                format!("{} has no address on the internal network", n.name)
-            })?;
+            let ip = n
+                .ip
+                .as_deref()
+                .with_context(|| format!("{} has no address on the internal network", n.name))?;
             Ok(format!("{ip}:{}", layout::REDIS_PORT))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -340,7 +347,9 @@ pub(crate) fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
 }
 
 fn backend_services(record: &ClusterRecord) -> Vec<String> {
-    (1..=record.backends).map(|b| format!("backend-{b}")).collect()
+    (1..=record.backends)
+        .map(|b| format!("backend-{b}"))
+        .collect()
 }
 
 /// Empty per-node state directories (a new cluster each time: a node's nodes.conf from an earlier
@@ -592,9 +601,15 @@ pub(crate) fn create(
     replicas: usize,
 ) -> anyhow::Result<()> {
     let password = SecretString::new(format!("{}\n", admin_password(dir)?.expose_secret()));
-    let mut args: Vec<String> = ["--user", acl::ADMIN_USER, "--askpass", "--cluster", "create"]
-        .map(str::to_owned)
-        .to_vec();
+    let mut args: Vec<String> = [
+        "--user",
+        acl::ADMIN_USER,
+        "--askpass",
+        "--cluster",
+        "create",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     args.extend(addresses.iter().cloned());
     args.extend([
         "--cluster-replicas".to_owned(),
@@ -614,7 +629,12 @@ pub(crate) fn create(
                 let _ = run_cli(
                     dir,
                     entry,
-                    &["-h".to_owned(), host.to_owned(), "-p".to_owned(), port.to_owned()],
+                    &[
+                        "-h".to_owned(),
+                        host.to_owned(),
+                        "-p".to_owned(),
+                        port.to_owned(),
+                    ],
                     &reset,
                 );
             }
@@ -646,12 +666,7 @@ pub(crate) struct NodeView {
 }
 
 pub(crate) fn node_view(dir: &Path, node: &Node, address: String) -> NodeView {
-    let text = admin(
-        dir,
-        node,
-        "ROLE\nCLUSTER INFO\nINFO replication",
-    )
-    .unwrap_or_default();
+    let text = admin(dir, node, "ROLE\nCLUSTER INFO\nINFO replication").unwrap_or_default();
     let role = match text.lines().next().map(str::trim) {
         Some("master") => "primary",
         Some("slave") => "replica",
@@ -674,9 +689,10 @@ pub(crate) fn node_view(dir: &Path, node: &Node, address: String) -> NodeView {
 /// there are as many primaries as the record says.
 pub(crate) fn formed(views: &[NodeView], record: &ClusterRecord) -> bool {
     let total = u32::try_from(views.len()).unwrap_or(u32::MAX);
-    views.iter().all(|v| {
-        v.cluster_state_ok && v.known_nodes == total && (v.role == "primary" || v.link_up)
-    }) && views.iter().filter(|v| v.role == "primary").count() == record.primaries()
+    views
+        .iter()
+        .all(|v| v.cluster_state_ok && v.known_nodes == total && (v.role == "primary" || v.link_up))
+        && views.iter().filter(|v| v.role == "primary").count() == record.primaries()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -741,7 +757,8 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
             passed &= c.is_some_and(|c| c["passed"] == true);
             details.push(format!(
                 ":{port} {}",
-                c.and_then(|c| c["detail"].as_str()).unwrap_or("not reported")
+                c.and_then(|c| c["detail"].as_str())
+                    .unwrap_or("not reported")
             ));
         }
         checks.push(check(name, passed, details.join("; ")));
@@ -798,9 +815,10 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
         ));
     }
     checks.push(check("backends_see_cluster", sees, detail.join("; ")));
-    let subscribed = statuses
-        .iter()
-        .all(|(_, v)| v["l1_coherence"]["subscribed"] == true);
+    // Subscribed, and never lost since start (an idle subscription must stay confirmed).
+    let subscribed = statuses.iter().all(|(_, v)| {
+        v["l1_coherence"]["subscribed"] == true && v["l1_coherence"]["losses"] == 0
+    });
     checks.push(check(
         "l1_coherence_subscribed",
         subscribed,
@@ -835,8 +853,9 @@ fn cross_replica_invalidation(a: u16, b: u16, key: &str) -> Check {
         let text = format!("cross-replica invalidation {nonce}");
         let operation = "xtask-coherence";
         let store = |v: u32| -> anyhow::Result<()> {
-            let body = serde_json::json!({"text": text, "operation": operation, "response": {"v": v}})
-                .to_string();
+            let body =
+                serde_json::json!({"text": text, "operation": operation, "response": {"v": v}})
+                    .to_string();
             let (status, _) = request(a, "PUT", "/v1/cache/entries", Some(key), Some(&body))?;
             ensure!(status == 201, "store through :{a} answered {status}");
             Ok(())
@@ -919,8 +938,10 @@ fn verify_compose(
         .collect();
     let node_inspect: Vec<serde_json::Value> =
         nodes.iter().filter_map(|n| inspect(&n.id).ok()).collect();
-    let backend_inspect: Vec<serde_json::Value> =
-        backend_ids.iter().filter_map(|id| inspect(id).ok()).collect();
+    let backend_inspect: Vec<serde_json::Value> = backend_ids
+        .iter()
+        .filter_map(|id| inspect(id).ok())
+        .collect();
     if node_inspect.len() != nodes.len() || backend_inspect.len() != record.backends {
         checks.push(check(
             "containers_inspectable",
@@ -947,7 +968,10 @@ fn verify_compose(
         "redis_publishes_no_port",
         published.is_empty(),
         if published.is_empty() {
-            format!("{} nodes: no ports: section, nothing published", nodes.len())
+            format!(
+                "{} nodes: no ports: section, nothing published",
+                nodes.len()
+            )
         } else {
             format!("published: {published:?}")
         },
@@ -1071,8 +1095,10 @@ fn verify_compose(
         ),
     ));
 
-    for (name, group) in [("redis_hardened", &node_inspect), ("backend_hardened", &backend_inspect)]
-    {
+    for (name, group) in [
+        ("redis_hardened", &node_inspect),
+        ("backend_hardened", &backend_inspect),
+    ] {
         let results: Vec<(bool, String)> = group.iter().map(hardened).collect();
         checks.push(check(
             name,
@@ -1321,7 +1347,9 @@ fn status_check(dir: &Path, local: bool) -> Check {
             let nodes = nodes.as_array().cloned().unwrap_or_default();
             let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
             let replicas = nodes.iter().filter(|n| n["role"] == "replica").count();
-            let pids = nodes.iter().all(|n| n["pid"].as_u64().is_some_and(|p| p > 0));
+            let pids = nodes
+                .iter()
+                .all(|n| n["pid"].as_u64().is_some_and(|p| p > 0));
             check(
                 "status_reports_cluster",
                 ports.len() >= 2 && primaries == 3 && replicas == 3 && (pids || !local),
@@ -1331,7 +1359,11 @@ fn status_check(dir: &Path, local: bool) -> Check {
                         .iter()
                         .map(|p| format!("http://127.0.0.1:{p}"))
                         .collect::<Vec<_>>(),
-                    if local && pids { ", each with its pid" } else { "" }
+                    if local && pids {
+                        ", each with its pid"
+                    } else {
+                        ""
+                    }
                 ),
             )
         }
@@ -1419,7 +1451,7 @@ pub(crate) fn test_compose() -> anyhow::Result<()> {
         json: false,
         internal_subnet: Some("172.30.238.0/24".to_owned()),
     };
-    let outcome = up(opts);
+    let outcome = up(&opts);
     let status = status_check(&dir, false);
     let _ = crate::deploy::DownArgs::project(&project).run();
     let _ = std::fs::remove_dir_all(&dir);

@@ -238,8 +238,11 @@ impl UpArgs {
             bail!("dev-up runs containers only; for local processes use `secure-up --local`");
         }
         if self.cluster {
-            ensure!(secure, "the cluster stack is secure-up's only (`secure-up --cluster`)");
-            return crate::cluster_stack::up(self.cluster_options());
+            ensure!(
+                secure,
+                "dev-up has no cluster stack: use `secure-up --cluster`"
+            );
+            return crate::cluster_stack::up(&self.cluster_options());
         }
         let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
         let environment = match (secure, self.environment) {

@@ -150,7 +150,9 @@ pub fn write_cluster_deployment(
         });
     }
     if cluster.nodes / (cluster.replicas_per_primary + 1) < 3
-        || cluster.nodes % (cluster.replicas_per_primary + 1) != 0
+        || !cluster
+            .nodes
+            .is_multiple_of(cluster.replicas_per_primary + 1)
     {
         return Err(Error::InvalidSetting {
             what: "cluster nodes",
@@ -210,7 +212,10 @@ pub fn write_cluster_deployment(
             announce_hostname: None,
             announce_ip: None,
             cluster_port: None,
-            client_cert: Some((container_path(NODE_CERT).into(), container_path(NODE_KEY).into())),
+            client_cert: Some((
+                container_path(NODE_CERT).into(),
+                container_path(NODE_KEY).into(),
+            )),
         },
     )?;
     let conf = format!(
@@ -308,10 +313,19 @@ mod tests {
             &ClusterOptions::default(),
         )
         .unwrap();
-        for f in [REPLICATION_PASSWORD, CLUSTER_CONF, NODE_CERT, NODE_KEY, CLUSTER_RECORD] {
+        for f in [
+            REPLICATION_PASSWORD,
+            CLUSTER_CONF,
+            NODE_CERT,
+            NODE_KEY,
+            CLUSTER_RECORD,
+        ] {
             assert!(written.files.iter().any(|w| w == f), "{f}");
             let mode = std::fs::metadata(dir.join(f)).unwrap().permissions();
-            assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                0o600
+            );
         }
         let env = crate::read_env_file(&dir.join(layout::ENV_FILE)).unwrap();
         assert!(!env.contains_key("REDIS_URL"));
