@@ -816,9 +816,9 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
     }
     checks.push(check("backends_see_cluster", sees, detail.join("; ")));
     // Subscribed, and never lost since start (an idle subscription must stay confirmed).
-    let subscribed = statuses.iter().all(|(_, v)| {
-        v["l1_coherence"]["subscribed"] == true && v["l1_coherence"]["losses"] == 0
-    });
+    let subscribed = statuses
+        .iter()
+        .all(|(_, v)| v["l1_coherence"]["subscribed"] == true && v["l1_coherence"]["losses"] == 0);
     checks.push(check(
         "l1_coherence_subscribed",
         subscribed,
