@@ -6,7 +6,7 @@
 //! `UNLINK`s what it found grouped by slot (a multi-key command must stay within one slot).
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::cluster::ClusterClient;
@@ -15,23 +15,16 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Cmd, Value};
 use sealcache_monitor::{BreakerState, CacheObserver};
 
-use super::{
-    Backend, BoxFuture, Fetched, Guard, connect_error, pttl_duration, px_millis, refused_write,
-};
+use super::lazy::Lazy;
+use super::{Backend, BoxFuture, Fetched, Guard, px_millis, refused_write};
 use crate::connect::RedisConfig;
 use crate::error::{Error, Result};
 use crate::status::{NodeObservation, NodeRole, Refusal, Topology};
 
 /// A Redis Cluster, reached through its seed nodes.
 pub(crate) struct Cluster {
-    /// `None` for a connection the application handed over.
-    client: RwLock<Option<ClusterClient>>,
     config: RedisConfig,
-    connection: RwLock<Option<ClusterConnection>>,
-    connecting: tokio::sync::Mutex<()>,
-    /// Failed connection attempts so far: a caller that waited for another's attempt shares its
-    /// failure instead of making one more (each would cost a connect timeout).
-    failed_attempts: std::sync::atomic::AtomicU64,
+    connection: Lazy<ClusterClient, ClusterConnection>,
     guard: Guard,
 }
 
@@ -44,11 +37,8 @@ impl Cluster {
     ) -> Self {
         Self {
             guard: Guard::new(&config, observer),
-            client: RwLock::new(Some(client)),
+            connection: Lazy::new(client, config.connect_timeout),
             config,
-            connection: RwLock::new(None),
-            connecting: tokio::sync::Mutex::new(()),
-            failed_attempts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -60,64 +50,16 @@ impl Cluster {
     ) -> Self {
         Self {
             guard: Guard::new(&config, observer),
-            client: RwLock::new(None),
+            connection: Lazy::owned(connection, config.connect_timeout),
             config,
-            connection: RwLock::new(Some(connection)),
-            connecting: tokio::sync::Mutex::new(()),
-            failed_attempts: std::sync::atomic::AtomicU64::new(0),
         }
-    }
-
-    fn cached(&self) -> Option<ClusterConnection> {
-        self.connection
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
     /// The shared connection, connecting (once, for all waiters) when there is none.
     async fn connection(&self) -> Result<ClusterConnection> {
-        if let Some(c) = self.cached() {
-            return Ok(c);
-        }
-        let seen = self
-            .failed_attempts
-            .load(std::sync::atomic::Ordering::Acquire);
-        let bound = self.config.connect_timeout + Duration::from_millis(500);
-        let _guard = tokio::time::timeout(bound, self.connecting.lock())
+        self.connection
+            .get(|client| async move { client.get_async_connection().await })
             .await
-            .map_err(|_| Error::Unavailable)?;
-        if self
-            .failed_attempts
-            .load(std::sync::atomic::Ordering::Acquire)
-            != seen
-        {
-            return Err(Error::Unavailable);
-        }
-        if let Some(c) = self.cached() {
-            return Ok(c);
-        }
-        let Some(client) = self
-            .client
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        else {
-            return Err(Error::Unavailable);
-        };
-        let attempt = tokio::time::timeout(bound, client.get_async_connection())
-            .await
-            .map_err(|_| Error::Unavailable)
-            .and_then(|r| r.map_err(|e| connect_error(&e)));
-        let connection = attempt.inspect_err(|_| {
-            self.failed_attempts
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        })?;
-        *self
-            .connection
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
-        Ok(connection)
     }
 
     /// Sends `cmd` to one node.
@@ -247,37 +189,22 @@ fn cluster_state(reply: &Value) -> Option<String> {
 
 impl Backend for Cluster {
     fn get_with_ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Fetched>> {
-        Box::pin(
-            self.guard
-                .run("GET", self.connection(), move |mut c| async move {
-                    // One slot, so one node: the pipeline stays on it.
-                    let (value, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
-                        .get(key)
-                        .cmd("PTTL")
-                        .arg(key)
-                        .query_async(&mut c)
-                        .await?;
-                    Ok(value.map(|v| (v, pttl_duration(pttl))))
-                }),
-        )
+        Box::pin(self.guard.run("GET", self.connection(), move |c| {
+            super::get_with_ttl(c, key)
+        }))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(
             self.guard
-                .run("GET", self.connection(), move |mut c| async move {
-                    redis::cmd("GET").arg(key).query_async(&mut c).await
-                }),
+                .run("GET", self.connection(), move |c| super::get(c, key)),
         )
     }
 
     fn pttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
         Box::pin(
             self.guard
-                .run("PTTL", self.connection(), move |mut c| async move {
-                    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut c).await?;
-                    Ok(pttl_duration(ms))
-                }),
+                .run("PTTL", self.connection(), move |c| super::pttl(c, key)),
         )
     }
 
@@ -290,14 +217,8 @@ impl Backend for Cluster {
         let ms = px_millis(ttl);
         Box::pin(async move {
             self.guard
-                .run("SET", self.connection(), move |mut c| async move {
-                    redis::cmd("SET")
-                        .arg(key)
-                        .arg(value)
-                        .arg("PX")
-                        .arg(ms)
-                        .query_async::<()>(&mut c)
-                        .await
+                .run("SET", self.connection(), move |c| {
+                    super::set_px(c, key, value, ms)
                 })
                 .await
                 .map_err(refused_write)
@@ -454,20 +375,10 @@ impl Backend for Cluster {
     }
 
     fn set_password(&self, password: &str) -> Result<()> {
-        let mut client = self.client.write().unwrap_or_else(PoisonError::into_inner);
-        if client.is_none() {
-            return Err(Error::Config(
-                "the Redis password of an application-owned connection is the application's to change".into(),
-            ));
-        }
         let mut config = self.config.clone();
         config.password = Some(zeroize::Zeroizing::new(password.to_owned()));
-        *client = Some(crate::connect::cluster_client(&config)?);
-        *self
-            .connection
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-        Ok(())
+        self.connection
+            .replace_client(|| crate::connect::cluster_client(&config))
     }
 }
 

@@ -10,6 +10,7 @@
 //! ([`Backend::unlink_matching`]: one node's `SCAN`, or every primary's, `UNLINK` grouped by slot).
 
 mod cluster;
+mod lazy;
 mod single;
 
 use std::future::Future;
@@ -322,4 +323,51 @@ pub(crate) fn px_millis(ttl: Duration) -> u64 {
 /// A `PTTL` reply as a duration (`-1`/`-2`: none).
 pub(crate) fn pttl_duration(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+/// `GET` and `PTTL` of one key, pipelined (one slot, so one node in a cluster too).
+pub(crate) async fn get_with_ttl<C: redis::aio::ConnectionLike>(
+    mut c: C,
+    key: &str,
+) -> redis::RedisResult<Fetched> {
+    let (value, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
+        .get(key)
+        .cmd("PTTL")
+        .arg(key)
+        .query_async(&mut c)
+        .await?;
+    Ok(value.map(|v| (v, pttl_duration(pttl))))
+}
+
+/// `GET key`.
+pub(crate) async fn get<C: redis::aio::ConnectionLike>(
+    mut c: C,
+    key: &str,
+) -> redis::RedisResult<Option<Vec<u8>>> {
+    redis::cmd("GET").arg(key).query_async(&mut c).await
+}
+
+/// `PTTL key`.
+pub(crate) async fn pttl<C: redis::aio::ConnectionLike>(
+    mut c: C,
+    key: &str,
+) -> redis::RedisResult<Option<Duration>> {
+    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut c).await?;
+    Ok(pttl_duration(ms))
+}
+
+/// `SET key value PX ms`.
+pub(crate) async fn set_px<C: redis::aio::ConnectionLike>(
+    mut c: C,
+    key: &str,
+    value: &[u8],
+    ms: u64,
+) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("PX")
+        .arg(ms)
+        .query_async(&mut c)
+        .await
 }
