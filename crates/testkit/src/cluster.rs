@@ -277,7 +277,7 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(500));
             }
             let mut cmd = Command::new("redis-cli");
-            self.tls_args(&mut cmd, &self.admin_auth());
+            self.admin_auth().apply(&mut cmd, true);
             cmd.arg("--cluster").arg("create");
             for node in &self.nodes {
                 cmd.arg(format!("127.0.0.1:{}", node.port()));
@@ -297,25 +297,6 @@ impl RedisCluster {
             "redis-cli --cluster create failed:\n{last}\n{}",
             self.logs()
         );
-    }
-
-    /// TLS and authentication arguments for a `redis-cli` command (password in the environment).
-    fn tls_args(&self, cmd: &mut Command, auth: &CliAuth) {
-        cmd.arg("--tls");
-        if let Some(ca) = &auth.ca {
-            cmd.arg("--cacert").arg(ca);
-        }
-        if let Some((cert, key)) = &auth.client_cert {
-            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-        }
-        if let Some(user) = &auth.user {
-            cmd.args(["--user", user]);
-        }
-        cmd.env_remove("REDISCLI_AUTH");
-        if let Some(password) = &auth.password {
-            cmd.env("REDISCLI_AUTH", password);
-        }
-        cmd.arg("--no-auth-warning");
     }
 
     /// Every node's log, for panic messages.

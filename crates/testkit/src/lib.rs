@@ -77,6 +77,30 @@ pub struct CliAuth {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+impl CliAuth {
+    /// Adds these credentials to a `redis-cli` command: `--tls` and the certificates when `tls`,
+    /// the user, and the password through `REDISCLI_AUTH` (never argv).
+    pub fn apply(&self, cmd: &mut Command, tls: bool) {
+        if tls {
+            cmd.arg("--tls");
+            if let Some(ca) = &self.ca {
+                cmd.arg("--cacert").arg(ca);
+            }
+            if let Some((cert, key)) = &self.client_cert {
+                cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
+        }
+        if let Some(user) = &self.user {
+            cmd.args(["--user", user]);
+        }
+        cmd.env_remove("REDISCLI_AUTH");
+        if let Some(password) = &self.password {
+            cmd.env("REDISCLI_AUTH", password);
+        }
+        cmd.arg("--no-auth-warning");
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (the listener is closed before returning).
 #[must_use]
 pub fn free_port() -> u16 {
@@ -262,23 +286,8 @@ impl RedisServer {
     pub fn cli(&self, auth: &CliAuth, args: &[&str]) -> Output {
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
-        if self.options.tls.is_some() {
-            cmd.arg("--tls");
-            if let Some(ca) = &auth.ca {
-                cmd.arg("--cacert").arg(ca);
-            }
-            if let Some((cert, key)) = &auth.client_cert {
-                cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-            }
-        }
-        if let Some(user) = &auth.user {
-            cmd.args(["--user", user]);
-        }
-        cmd.env_remove("REDISCLI_AUTH");
-        if let Some(password) = &auth.password {
-            cmd.env("REDISCLI_AUTH", password);
-        }
-        cmd.arg("--no-auth-warning").args(args);
+        auth.apply(&mut cmd, self.options.tls.is_some());
+        cmd.args(args);
         cmd.stdin(Stdio::null());
         cmd.output()
             .expect("redis-cli (package redis-tools) must be installed")

@@ -171,6 +171,16 @@ impl Keyring {
         Self::parse(text)
     }
 
+    /// The next free key id (one above the highest).
+    fn next_id(&self) -> u32 {
+        self.keys
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+    }
+
     /// Rotation: `new_key` becomes the primary with the next free id; every existing key (the old
     /// primary included) stays as decrypt-only, and the key-name secret is kept unchanged.
     ///
@@ -178,13 +188,7 @@ impl Keyring {
     /// [`Keyring::without_key`]. No re-encryption job is needed.
     #[must_use]
     pub fn rotate(&self, new_key: SecretKey) -> Self {
-        let new_id = self
-            .keys
-            .iter()
-            .map(|(id, _)| *id)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1);
+        let new_id = self.next_id();
         let mut keys = Vec::with_capacity(self.keys.len() + 1);
         keys.push((new_id, new_key));
         keys.extend(self.keys.iter().cloned());
@@ -204,13 +208,7 @@ impl Keyring {
     /// lacks.
     #[must_use]
     pub fn with_decrypt_only_key(&self, new_key: SecretKey) -> (Self, u32) {
-        let new_id = self
-            .keys
-            .iter()
-            .map(|(id, _)| *id)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1);
+        let new_id = self.next_id();
         let mut out = self.clone();
         out.keys.push((new_id, new_key));
         out.name_secret_explicit = true;
