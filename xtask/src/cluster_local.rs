@@ -14,7 +14,6 @@
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -25,7 +24,10 @@ use crate::cluster_stack::{Node, NodeView, admin, node_view};
 
 use crate::contract::{SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, host_path};
 use crate::http::request;
-use crate::progress::{cargo, on_path, step, workspace_root};
+use crate::local::{
+    build_server, cmdline, host_value, quoted, spawn_redis, spawn_server, terminate,
+};
+use crate::progress::{on_path, workspace_root};
 use crate::verify::Check;
 
 /// The containers' node configuration, which the local one is made from.
@@ -63,17 +65,6 @@ pub(crate) fn state_dir(dir: &Path) -> PathBuf {
 
 fn pids_file(dir: &Path) -> PathBuf {
     state_dir(dir).join("pids.json")
-}
-
-/// `path` quoted for redis.conf.
-fn quoted(path: &Path) -> anyhow::Result<String> {
-    let text = path
-        .to_str()
-        .with_context(|| format!("{} is not UTF-8", path.display()))?;
-    Ok(format!(
-        "\"{}\"",
-        text.replace('\\', "\\\\").replace('"', "\\\"")
-    ))
 }
 
 /// One `redis.conf` line with container secret paths (quoted or not) mapped to `dir`'s files.
@@ -167,15 +158,7 @@ fn backend_env(dir: &Path, seeds: &[String], port: u16) -> anyhow::Result<Vec<(S
         if name == REDIS_URL || name == REDIS_CLUSTER_NODES {
             continue;
         }
-        let value = if value.starts_with(layout::CONTAINER_SECRETS) {
-            let path = host_path(dir, &value)
-                .with_context(|| format!("{name} names {value}, outside the layout"))?;
-            path.to_str()
-                .with_context(|| format!("{} is not UTF-8", path.display()))?
-                .to_owned()
-        } else {
-            value
-        };
+        let value = host_value(dir, &name, value)?;
         out.push((name, value));
     }
     out.push((
@@ -269,13 +252,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
         })?;
         let conf_path = state.join(format!("node-{}.conf", index + 1));
         write_private(&conf_path, conf.as_bytes())?;
-        let child = Command::new("redis-server")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start redis-server")?;
+        let child = spawn_redis(&conf_path)?;
         node.pid = child.id();
         cluster.nodes.push(node);
         // Recorded as they start, so that `down` finds them whatever fails next.
@@ -326,11 +303,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
         started.elapsed().as_secs_f64()
     );
 
-    step(
-        "cargo build --release -p sealcache-server",
-        cargo().args(["build", "--release", "--locked", "-p", "sealcache-server"]),
-    )?;
-    let binary = crate::progress::target_dir().join("release/sealcache-server");
+    let binary = build_server()?;
     let seeds: Vec<String> = cluster
         .nodes
         .iter()
@@ -341,21 +314,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
             .checked_add(u16::try_from(b).unwrap_or(u16::MAX))
             .context("backend port out of range")?;
         let env = backend_env(&dir, &seeds, api)?;
-        let log_path = state.join(format!("backend-{}.log", b + 1));
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = Command::new(&binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .with_context(|| format!("cannot reopen {}", log_path.display()))?,
-            )
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let child = spawn_server(&binary, env, &state.join(format!("backend-{}.log", b + 1)))?;
         cluster.backends.push(LocalBackend {
             pid: child.id(),
             port: api,
@@ -413,12 +372,6 @@ pub(crate) fn verify(dir: &Path) -> Vec<Check> {
     checks
 }
 
-fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
 /// The local cluster stack of `dir`, when every recorded process still runs the program it
 /// started.
 pub(crate) fn running(dir: &Path) -> Option<LocalCluster> {
@@ -465,15 +418,11 @@ pub(crate) fn status_fields(dir: &Path, cluster: &LocalCluster) -> (Vec<u16>, se
 /// still run its program). Returns how many.
 pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
     let file = pids_file(dir);
-    let Ok(text) = std::fs::read(&file) else {
+    let Some(cluster) =
+        crate::local::read_pid_record::<LocalCluster>(&file, "secure-up --local --cluster")?
+    else {
         return Ok(0);
     };
-    let cluster: LocalCluster = serde_json::from_slice(&text).with_context(|| {
-        format!(
-            "{} is not a pid record of secure-up --local --cluster",
-            file.display()
-        )
-    })?;
     let processes: Vec<(u32, &str)> = cluster
         .backends
         .iter()
@@ -482,15 +431,8 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
         .collect();
     let mut signalled = Vec::new();
     for (pid, program) in processes {
-        // A recycled pid runs something else: never signal it.
-        if cmdline(pid).contains(program) {
-            let status = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .with_context(|| format!("cannot run kill -TERM {pid} ({program})"))?;
-            if status.success() {
-                signalled.push((pid, program));
-            }
+        if terminate(pid, program)? {
+            signalled.push((pid, program));
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);

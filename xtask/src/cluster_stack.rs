@@ -20,8 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail, ensure};
 use sealcache_config_gen::cluster_dir::{self, ClusterOptions, ClusterRecord};
 use sealcache_config_gen::{
-    DeploymentOptions, Recommendation, SecretString, SecureConfigGenerator, ValidationInput, acl,
-    layout, validate,
+    DeploymentOptions, SecretString, SecureConfigGenerator, ValidationInput, acl, layout, validate,
 };
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
 
@@ -31,7 +30,7 @@ use crate::docker::{Compose, docker, engine_answers, inspect};
 use crate::http::request;
 use crate::images::{ImageMode, prepare};
 use crate::progress::{is_root, workspace_root};
-use crate::verify::{Check, LocalRoute, check, local_route, probe_container};
+use crate::verify::{Check, LocalRoute, check, local_route, print_checks, probe_container};
 
 /// The compose file of the cluster stack.
 const COMPOSE_FILE: &str = "docker-compose.cluster.yml";
@@ -136,23 +135,8 @@ fn write(
 
 fn validated(dir: &Path, environment: Environment) -> ExitCode {
     match validate(&ValidationInput::Dir(dir.to_path_buf()), Some(environment)) {
-        Ok(report) if report.recommendation == Recommendation::Acceptable => {
-            println!(
-                "✅ Validation: acceptable (score {}/100)",
-                report.security_score
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(report) => {
-            println!(
-                "❌ Validation: regenerate (score {})",
-                report.security_score
-            );
-            for i in &report.issues {
-                println!("   {}: {} — {}", i.code, i.message, i.remedy);
-            }
-            ExitCode::from(1)
-        }
+        Ok(report) if crate::deploy::print_validation(&report) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
         Err(err) => {
             println!("❌ validation could not read {}: {err}", dir.display());
             ExitCode::from(2)
@@ -265,26 +249,17 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
     );
     let dir =
         std::fs::canonicalize(&dir).with_context(|| format!("{} does not exist", dir.display()))?;
-    let deploy = workspace_root().join("deploy");
-    let mut compose = Compose::detect(&opts.project)?
-        .file(&deploy.join(COMPOSE_FILE))
-        .var(const { variable("SEALCACHE_DIR") }, dir.to_string_lossy())
-        .var(
-            const { variable("SEALCACHE_DEPLOY") },
-            deploy.to_string_lossy(),
-        )
-        .var(const { variable("SEALCACHE_REDIS_IMAGE") }, &*images.redis)
-        .var(
-            const { variable("SEALCACHE_BACKEND_IMAGE") },
-            &*images.backend,
-        )
-        .var(const { variable("SEALCACHE_PORT") }, opts.port.to_string())
-        .var(
-            const { variable("SEALCACHE_PORT_2") },
-            last_port.to_string(),
-        )
-        .var(const { variable("SEALCACHE_UID") }, UID)
-        .var(const { variable("SEALCACHE_GID") }, UID);
+    let mut compose = crate::deploy::compose_with(
+        &opts.project,
+        COMPOSE_FILE,
+        &dir,
+        (&images.redis, &images.backend),
+        opts.port,
+    )?
+    .var(
+        const { variable("SEALCACHE_PORT_2") },
+        last_port.to_string(),
+    );
     if let Some(subnet) = &opts.internal_subnet {
         compose = compose.var(
             const { variable("SEALCACHE_INTERNAL_SUBNET") },
@@ -379,20 +354,7 @@ fn hand_to_containers(dir: &Path) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    for sub in [layout::SECRETS_DIR, STATE_DIR] {
-        let path = dir.join(sub);
-        let status = Command::new("chown")
-            .args(["-R", &format!("{UID}:{UID}")])
-            .arg(&path)
-            .status()
-            .context("cannot run chown")?;
-        ensure!(
-            status.success(),
-            "chown -R {UID}:{UID} {} failed",
-            path.display()
-        );
-    }
-    Ok(())
+    crate::deploy::chown_to_containers(dir, &[layout::SECRETS_DIR, STATE_DIR])
 }
 
 fn wait_healthy(compose: &Compose, services: &[String], timeout: Duration) -> anyhow::Result<()> {
@@ -401,19 +363,7 @@ fn wait_healthy(compose: &Compose, services: &[String], timeout: Duration) -> an
     loop {
         let states: Vec<String> = services
             .iter()
-            .map(|s| {
-                let state = compose
-                    .container(s)
-                    .and_then(|id| inspect(&id))
-                    .map(|v| {
-                        v["State"]["Health"]["Status"]
-                            .as_str()
-                            .unwrap_or("none")
-                            .to_owned()
-                    })
-                    .unwrap_or_else(|_| "missing".to_owned());
-                format!("{s} {state}")
-            })
+            .map(|s| format!("{s} {}", crate::deploy::health(compose, s)))
             .collect();
         if states.iter().all(|s| s.ends_with(" healthy")) {
             return Ok(());
@@ -496,42 +446,11 @@ pub(crate) enum Node {
 fn redis_cli(dir: &Path, node: &Node) -> Command {
     match node {
         Node::Local { port } => {
-            let mut c = Command::new("redis-cli");
-            c.arg("--tls")
-                .arg("--cacert")
-                .arg(dir.join(layout::CA_CERT))
-                .arg("--cert")
-                .arg(dir.join(layout::CLIENT_CERT))
-                .arg("--key")
-                .arg(dir.join(layout::CLIENT_KEY))
-                .env("REDISCLI_HISTFILE", "/dev/null")
-                .env_remove("REDISCLI_AUTH")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+            let mut c = crate::rotate::local_cli(dir, *port, true);
+            c.env_remove("REDISCLI_AUTH");
             c
         }
-        Node::Container { id } => {
-            let mut c = Command::new("docker");
-            c.args([
-                "exec",
-                "-i",
-                "-e",
-                "REDISCLI_HISTFILE=/dev/null",
-                id,
-                "redis-cli",
-                "--tls",
-                "--cacert",
-                &layout::container_path(layout::CA_CERT),
-                "--cert",
-                &layout::container_path(layout::CLIENT_CERT),
-                "--key",
-                &layout::container_path(layout::CLIENT_KEY),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &layout::REDIS_PORT.to_string(),
-            ]);
-            c
-        }
+        Node::Container { id } => crate::rotate::container_cli(id, true),
     }
 }
 
@@ -582,13 +501,7 @@ pub(crate) fn admin(dir: &Path, node: &Node, command: &str) -> anyhow::Result<St
         admin_password(dir)?.expose_secret()
     ));
     let (_, text) = run_cli(dir, node, &[], &input)?;
-    let mut lines = text.lines();
-    let auth = lines.next().unwrap_or("").trim();
-    ensure!(
-        auth == "OK",
-        "cache_admin cannot authenticate: {}",
-        auth.split_whitespace().next().unwrap_or("no answer")
-    );
+    let lines = crate::rotate::after_auth(&text, || "cache_admin cannot authenticate".to_owned())?;
     Ok(lines.collect::<Vec<_>>().join("\n"))
 }
 
@@ -943,25 +856,14 @@ fn verify_compose(
         .filter_map(|id| inspect(id).ok())
         .collect();
     if node_inspect.len() != nodes.len() || backend_inspect.len() != record.backends {
-        checks.push(check(
-            "containers_inspectable",
-            false,
-            "docker inspect failed",
-        ));
+        checks.push(crate::verify::inspect_failed());
         return checks;
     }
 
     let published: Vec<&str> = node_inspect
         .iter()
         .zip(&nodes)
-        .filter(|(ri, _)| {
-            ri["HostConfig"]["PortBindings"]
-                .as_object()
-                .is_some_and(|m| !m.is_empty())
-                || ri["NetworkSettings"]["Ports"]
-                    .as_object()
-                    .is_some_and(|m| m.values().any(|v| !v.is_null()))
-        })
+        .filter(|(ri, _)| crate::verify::publishes_port(ri))
         .map(|(_, n)| n.name.as_str())
         .collect();
     checks.push(check(
@@ -1084,13 +986,11 @@ fn verify_compose(
         .chain(&backend_inspect)
         .map(ToString::to_string)
         .collect();
-    let leaked = secrets.iter().any(|s| shown.contains(s.as_str()));
-    checks.push(check(
-        "no_secret_in_docker_inspect",
-        !leaked && !secrets.is_empty(),
-        format!(
-            "{} secret values (with the replication password and node key) searched in {} containers' inspect output",
-            secrets.len(),
+    checks.push(crate::verify::no_secret_shown(
+        &secrets,
+        &shown,
+        &format!(
+            "secret values (with the replication password and node key) searched in {} containers' inspect output",
             node_inspect.len() + backend_inspect.len()
         ),
     ));
@@ -1127,34 +1027,9 @@ fn verify_compose(
     checks
 }
 
-/// Read-only rootfs, every capability dropped, a non-root user, no-new-privileges, limits, and no
-/// CA key mounted.
+/// [`crate::verify::hardened`], and no writable bind mount but `/data`.
 fn hardened(c: &serde_json::Value) -> (bool, String) {
-    let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
-    let caps = c["HostConfig"]["CapDrop"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|v| v == "ALL"))
-        && c["HostConfig"]["CapAdd"]
-            .as_array()
-            .is_none_or(Vec::is_empty);
-    let user = c["Config"]["User"].as_str().unwrap_or("");
-    let non_root = !user.is_empty() && !user.starts_with('0') && !user.starts_with("root");
-    let nnp = c["HostConfig"]["SecurityOpt"].as_array().is_some_and(|a| {
-        a.iter().any(|v| {
-            v.as_str()
-                .is_some_and(|s| s.starts_with("no-new-privileges"))
-        })
-    });
-    let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
-        && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
-    let ca_dir = format!("/{}/", layout::CA_DIR);
-    let ca_key = c["Mounts"].as_array().is_some_and(|m| {
-        m.iter().any(|m| {
-            m["Source"].as_str().is_some_and(|s| {
-                s.ends_with(&format!("/{}", layout::CA_KEY)) || s.contains(&ca_dir)
-            })
-        })
-    });
+    let (base_ok, base) = crate::verify::hardened(c);
     let rw_mounts: Vec<&str> = c["Mounts"]
         .as_array()
         .into_iter()
@@ -1164,10 +1039,8 @@ fn hardened(c: &serde_json::Value) -> (bool, String) {
         .collect();
     let rw_ok = rw_mounts.iter().all(|d| *d == "/data");
     (
-        ro && caps && non_root && nnp && limits && !ca_key && rw_ok,
-        format!(
-            "read-only rootfs={ro}, cap_drop ALL={caps}, user={user}, no-new-privileges={nnp}, limits={limits}, CA key mounted={ca_key}, writable mounts={rw_mounts:?}"
-        ),
+        base_ok && rw_ok,
+        format!("{base}, writable mounts={rw_mounts:?}"),
     )
 }
 
@@ -1178,35 +1051,19 @@ fn report(checks: &[Check], json: bool, dir: &Path, ports: &[u16], started: Inst
             serde_json::to_string_pretty(checks).unwrap_or_default()
         );
     }
-    for c in checks {
-        println!(
-            "{} {}: {}",
-            if c.passed { "✅" } else { "❌" },
-            c.name,
-            c.detail
-        );
-    }
-    if checks.iter().all(|c| c.passed) {
+    print_checks(checks);
+    let passed = checks.iter().all(|c| c.passed);
+    if passed {
         println!(
             "✅ Cluster stack verified in {:.0}s",
             started.elapsed().as_secs_f64()
         );
-        println!(
-            "✅ Ready: {} — API key in {}",
-            ports
-                .iter()
-                .map(|p| format!("http://127.0.0.1:{p}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            dir.join(layout::API_KEY).display()
-        );
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "❌ verification failed; the stack is left running for inspection (`cargo xtask down`)"
-        );
-        ExitCode::from(1)
     }
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    crate::deploy::ready_or_failed(passed, &urls.join(", "), dir)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1275,25 +1132,7 @@ pub(crate) fn status(dir: Option<&Path>, json: bool) -> anyhow::Result<Option<Ex
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(Some(ExitCode::SUCCESS));
     }
-    let level = v["security_level"].as_str().unwrap_or("?");
-    println!(
-        "{} security_level: {level} ({} {})",
-        if level == "production_ready" {
-            "✅"
-        } else {
-            "⚠️ "
-        },
-        v["environment"],
-        v["confidence"]
-    );
-    for c in v["checks"].as_array().into_iter().flatten() {
-        println!(
-            "{} {}: {}",
-            if c["passed"] == true { "✅" } else { "❌" },
-            c["name"].as_str().unwrap_or(""),
-            c["detail"].as_str().unwrap_or("")
-        );
-    }
+    crate::verify::print_security_status(&v);
     println!("✅ backends: {}", backends.join(", "));
     for n in nodes.as_array().into_iter().flatten() {
         println!(
@@ -1369,17 +1208,6 @@ fn status_check(dir: &Path, local: bool) -> Check {
         }
         Ok(None) => check("status_reports_cluster", false, "no running stack found"),
         Err(e) => check("status_reports_cluster", false, format!("{e:#}")),
-    }
-}
-
-fn print_checks(checks: &[Check]) {
-    for c in checks {
-        println!(
-            "{} {}: {}",
-            if c.passed { "✅" } else { "❌" },
-            c.name,
-            c.detail
-        );
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use sealcache_config_gen::{
-    DeploymentOptions, Recommendation, SecureConfigGenerator, ValidationInput, layout, validate,
-    write_deployment,
+    DeploymentOptions, Recommendation, SecureConfigGenerator, ValidationInput, ValidationReport,
+    layout, validate, write_deployment,
 };
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
 
@@ -141,16 +141,34 @@ pub(crate) fn compose_for(
     images: (&str, &str),
     port: u16,
 ) -> anyhow::Result<Compose> {
-    let deploy = workspace_root().join("deploy");
-    let file = deploy.join(if secure {
-        "docker-compose.secure.yml"
-    } else {
-        "docker-compose.dev.yml"
-    });
     let dir =
         std::fs::canonicalize(dir).with_context(|| format!("{} does not exist", dir.display()))?;
+    compose_with(
+        project,
+        if secure {
+            "docker-compose.secure.yml"
+        } else {
+            "docker-compose.dev.yml"
+        },
+        &dir,
+        images,
+        port,
+    )
+}
+
+/// The compose project `project` of `deploy/<file>` for the deployment directory `dir`
+/// (canonical): the directory, the images, the API port and the containers' uid set for
+/// interpolation.
+pub(crate) fn compose_with(
+    project: &str,
+    file: &str,
+    dir: &Path,
+    images: (&str, &str),
+    port: u16,
+) -> anyhow::Result<Compose> {
+    let deploy = workspace_root().join("deploy");
     Ok(Compose::detect(project)?
-        .file(&file)
+        .file(&deploy.join(file))
         .var(const { variable("SEALCACHE_DIR") }, dir.to_string_lossy())
         .var(
             const { variable("SEALCACHE_DEPLOY") },
@@ -171,16 +189,38 @@ fn hand_secrets_to_containers(dir: &Path) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let secrets = dir.join(layout::SECRETS_DIR);
-    let status = std::process::Command::new("chown")
-        .args(["-R", &format!("{UID}:{UID}")])
-        .arg(&secrets)
-        .status()
-        .context("cannot run chown")?;
-    if !status.success() {
-        bail!("chown -R {UID}:{UID} {} failed", secrets.display());
+    chown_to_containers(dir, &[layout::SECRETS_DIR])
+}
+
+/// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs`.
+pub(crate) fn chown_to_containers(dir: &Path, subs: &[&str]) -> anyhow::Result<()> {
+    for sub in subs {
+        let path = dir.join(sub);
+        let status = std::process::Command::new("chown")
+            .args(["-R", &format!("{UID}:{UID}")])
+            .arg(&path)
+            .status()
+            .context("cannot run chown")?;
+        if !status.success() {
+            bail!("chown -R {UID}:{UID} {} failed", path.display());
+        }
     }
     Ok(())
+}
+
+/// The health of `service`'s container: `healthy`, `starting`, …, `none` without a health check,
+/// `missing` when it cannot be inspected.
+pub(crate) fn health(compose: &Compose, service: &str) -> String {
+    compose
+        .container(service)
+        .and_then(|id| inspect(&id))
+        .map(|v| {
+            v["State"]["Health"]["Status"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| "missing".to_owned())
 }
 
 fn wait_healthy(compose: &Compose, timeout: Duration) -> anyhow::Result<()> {
@@ -198,18 +238,7 @@ fn wait_healthy(compose: &Compose, timeout: Duration) -> anyhow::Result<()> {
     while started.elapsed() < timeout {
         let states: Vec<String> = ["redis", "backend"]
             .iter()
-            .map(|s| {
-                compose
-                    .container(s)
-                    .and_then(|id| inspect(&id))
-                    .map(|v| {
-                        v["State"]["Health"]["Status"]
-                            .as_str()
-                            .unwrap_or("none")
-                            .to_owned()
-                    })
-                    .unwrap_or_else(|_| "missing".to_owned())
-            })
+            .map(|s| health(compose, s))
             .collect();
         let line = format!("redis {}, backend {}", states[0], states[1]);
         if line != last {
@@ -321,20 +350,9 @@ impl UpArgs {
             println!("✅ Certificates: CA, Redis server, distinct client (ECDSA P-256)");
         }
         let report = validate(&ValidationInput::Dir(dir.clone()), Some(environment))?;
-        if report.recommendation != Recommendation::Acceptable {
-            println!(
-                "❌ Validation: regenerate (score {})",
-                report.security_score
-            );
-            for i in &report.issues {
-                println!("   {}: {} — {}", i.code, i.message, i.remedy);
-            }
+        if !print_validation(&report) {
             return Ok(ExitCode::from(1));
         }
-        println!(
-            "✅ Validation: acceptable (score {}/100)",
-            report.security_score
-        );
 
         if self.local || !engine_answers() {
             if !self.local {
@@ -391,6 +409,26 @@ impl UpArgs {
     }
 }
 
+/// Prints the validation's verdict (and, when not acceptable, its issues); returns whether the
+/// directory is acceptable.
+pub(crate) fn print_validation(report: &ValidationReport) -> bool {
+    if report.recommendation == Recommendation::Acceptable {
+        println!(
+            "✅ Validation: acceptable (score {}/100)",
+            report.security_score
+        );
+        return true;
+    }
+    println!(
+        "❌ Validation: regenerate (score {})",
+        report.security_score
+    );
+    for i in &report.issues {
+        println!("   {}: {} — {}", i.code, i.message, i.remedy);
+    }
+    false
+}
+
 fn print_report(
     checks: &[crate::verify::Check],
     json: bool,
@@ -404,23 +442,25 @@ fn print_report(
             serde_json::to_string_pretty(checks).unwrap_or_default()
         );
     }
-    for c in checks {
-        println!(
-            "{} {}: {}",
-            if c.passed { "✅" } else { "❌" },
-            c.name,
-            c.detail
-        );
-    }
-    if checks.iter().all(|c| c.passed) {
+    crate::verify::print_checks(checks);
+    let passed = checks.iter().all(|c| c.passed);
+    if passed {
         if !secure {
             println!(
                 "⚠️  DEVELOPMENT MODE (REDIS_SECURITY_MODE=development): plaintext Redis, not for production"
             );
         }
         println!("✅ Isolation verified");
+    }
+    ready_or_failed(passed, &format!("http://127.0.0.1:{port}"), dir)
+}
+
+/// The last line of an up command: `✅ Ready: <urls>` and success when the verification
+/// `passed`, else the stack left running for inspection and exit code 1.
+pub(crate) fn ready_or_failed(passed: bool, urls: &str, dir: &Path) -> ExitCode {
+    if passed {
         println!(
-            "✅ Ready: http://127.0.0.1:{port} — API key in {}",
+            "✅ Ready: {urls} — API key in {}",
             dir.join(layout::API_KEY).display()
         );
         ExitCode::SUCCESS
@@ -516,28 +556,10 @@ impl StatusArgs {
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
         }
-        let level = v["security_level"].as_str().unwrap_or("?");
-        if level == "development" {
+        if v["security_level"] == "development" {
             println!("⚠️  DEVELOPMENT MODE: not for production");
         }
-        println!(
-            "{} security_level: {level} ({} {})",
-            if level == "production_ready" {
-                "✅"
-            } else {
-                "⚠️ "
-            },
-            v["environment"],
-            v["confidence"]
-        );
-        for c in v["checks"].as_array().into_iter().flatten() {
-            println!(
-                "{} {}: {}",
-                if c["passed"] == true { "✅" } else { "❌" },
-                c["name"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            );
-        }
+        crate::verify::print_security_status(&v);
         Ok(ExitCode::SUCCESS)
     }
 }

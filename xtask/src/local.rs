@@ -42,7 +42,8 @@ fn state_dir(dir: &Path) -> PathBuf {
     dir.join("local")
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A local TCP port free at the time of asking.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -50,7 +51,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// `path` quoted for redis.conf (which splits arguments like a shell: `"..."` with backslash
 /// escapes).
-fn quoted(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn quoted(path: &Path) -> anyhow::Result<String> {
     let text = path
         .to_str()
         .with_context(|| format!("{} is not UTF-8", path.display()))?;
@@ -108,15 +109,7 @@ fn server_env(
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (name, value) in vars {
-        let value = if value.starts_with(layout::CONTAINER_SECRETS) {
-            let path = host_path(dir, &value)
-                .with_context(|| format!("{name} names {value}, outside the layout"))?;
-            path.to_str()
-                .with_context(|| format!("{} is not UTF-8", path.display()))?
-                .to_owned()
-        } else {
-            value
-        };
+        let value = host_value(dir, &name, value)?;
         out.insert(name, value);
     }
     let url = out
@@ -131,6 +124,76 @@ fn server_env(
     out.insert(SEALCACHE_LISTEN.to_owned(), format!("127.0.0.1:{port}"));
     out.insert(SEALCACHE_LOG_FORMAT.to_owned(), "json".to_owned());
     Ok(out)
+}
+
+/// `value` of the variable `name` with a container secret path mapped to the file of `dir`; any
+/// other value as it is.
+pub(crate) fn host_value(dir: &Path, name: &str, value: String) -> anyhow::Result<String> {
+    if !value.starts_with(layout::CONTAINER_SECRETS) {
+        return Ok(value);
+    }
+    let path = host_path(dir, &value)
+        .with_context(|| format!("{name} names {value}, outside the layout"))?;
+    Ok(path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))?
+        .to_owned())
+}
+
+/// Starts `redis-server` on the configuration file `conf_path`, its standard streams closed.
+pub(crate) fn spawn_redis(conf_path: &Path) -> anyhow::Result<std::process::Child> {
+    Command::new("redis-server")
+        .arg(conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start redis-server")
+}
+
+/// Builds the release server; returns its binary.
+pub(crate) fn build_server() -> anyhow::Result<PathBuf> {
+    step(
+        "cargo build --release -p sealcache-server",
+        cargo().args(["build", "--release", "--locked", "-p", "sealcache-server"]),
+    )?;
+    Ok(crate::progress::target_dir().join("release/sealcache-server"))
+}
+
+/// Starts the server `binary` with only `PATH` and `env`, its output appended to a new
+/// `log_path`.
+pub(crate) fn spawn_server(
+    binary: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    log_path: &Path,
+) -> anyhow::Result<std::process::Child> {
+    let log = std::fs::File::create(log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(
+            log.try_clone()
+                .with_context(|| format!("cannot reopen {}", log_path.display()))?,
+        )
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))
+}
+
+/// Sends SIGTERM to `pid` when it still runs `program` (a recycled pid runs something else: never
+/// signalled). Returns whether it was signalled.
+pub(crate) fn terminate(pid: u32, program: &str) -> anyhow::Result<bool> {
+    if !cmdline(pid).contains(program) {
+        return Ok(false);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .with_context(|| format!("cannot run kill -TERM {pid} ({program})"))?;
+    Ok(status.success())
 }
 
 /// Starts Redis and the server; returns the API port.
@@ -162,13 +225,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
     let conf_path = state.join("redis.conf");
     std::fs::write(&conf_path, conf)
         .with_context(|| format!("cannot write {}", conf_path.display()))?;
-    let redis = Command::new("redis-server")
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start redis-server")?;
+    let redis = spawn_redis(&conf_path)?;
 
     let env_path = dir.join(layout::ENV_FILE);
     let env = server_env(
@@ -178,26 +235,8 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
         port,
     )
     .with_context(|| format!("cannot adapt {} to local processes", env_path.display()))?;
-    step(
-        "cargo build --release -p sealcache-server",
-        cargo().args(["build", "--release", "--locked", "-p", "sealcache-server"]),
-    )?;
-    let binary = crate::progress::target_dir().join("release/sealcache-server");
-    let log_path = state.join("server.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("cannot create {}", log_path.display()))?;
-    let server = Command::new(&binary)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(
-            log.try_clone()
-                .with_context(|| format!("cannot reopen {}", log_path.display()))?,
-        )
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let binary = build_server()?;
+    let server = spawn_server(&binary, env, &state.join("server.log"))?;
     let pids = Pids {
         redis: redis.id(),
         server: server.id(),
@@ -307,42 +346,43 @@ pub(crate) fn signal_server(pids: &Pids, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cmdline(pid: u32) -> String {
+/// The command line of process `pid` (empty when it does not run).
+pub(crate) fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .unwrap_or_default()
 }
 
+/// The pid record `file` written by `command`; `None` when there is none.
+pub(crate) fn read_pid_record<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    command: &str,
+) -> anyhow::Result<Option<T>> {
+    let Ok(text) = std::fs::read(file) else {
+        return Ok(None);
+    };
+    let record = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a pid record of {command}", file.display()))?;
+    Ok(Some(record))
+}
+
 /// Stops the processes a local stack in `dir` started (and only those). Returns how many.
 pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
     let file = state_dir(dir).join("pids.json");
-    let Ok(text) = std::fs::read(&file) else {
+    let Some(pids) = read_pid_record::<Pids>(&file, "secure-up --local")? else {
         return Ok(0);
     };
-    let pids: Pids = serde_json::from_slice(&text).with_context(|| {
-        format!(
-            "{} is not a pid record of secure-up --local",
-            file.display()
-        )
-    })?;
     let mut stopped = 0;
     for (pid, program) in [
         (pids.server, "sealcache-server"),
         (pids.redis, "redis-server"),
     ] {
-        // A recycled pid runs something else: never signal it.
-        if cmdline(pid).contains(program) {
-            let status = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .with_context(|| format!("cannot run kill -TERM {pid} ({program})"))?;
-            if status.success() {
-                stopped += 1;
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while cmdline(pid).contains(program) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if terminate(pid, program)? {
+            stopped += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cmdline(pid).contains(program) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
@@ -350,12 +390,13 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use sealcache_config_gen::{OTHER_VARIABLES, VARIABLES, acl};
 
     use super::*;
 
-    fn deployment() -> tempfile::TempDir {
+    /// A production deployment directory written to `dir` (also used by rotate.rs's tests).
+    pub(crate) fn write_production_deployment(dir: &Path) {
         let detected = sealcache_env_detect::EnvironmentDetector::new(
             sealcache_env_detect::MapSource::new().var("ENVIRONMENT", "production"),
         )
@@ -363,13 +404,17 @@ mod tests {
         let config =
             sealcache_config_gen::SecureConfigGenerator::generate_for_environment(&detected, None)
                 .unwrap();
-        let tmp = tempfile::tempdir().unwrap();
         sealcache_config_gen::write_deployment(
             &config,
-            &tmp.path().join("d"),
+            dir,
             &sealcache_config_gen::DeploymentOptions::default(),
         )
         .unwrap();
+    }
+
+    fn deployment() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        write_production_deployment(&tmp.path().join("d"));
         tmp
     }
 

@@ -255,6 +255,68 @@ fn read_secret(dir: &Path, rel: &str) -> anyhow::Result<SecretString> {
     Ok(SecretString::new(text))
 }
 
+/// The lines of redis-cli's answer `text` after the first, the answer to `AUTH`, which must be
+/// `OK`; otherwise an error `<failure()>: <the error code>`.
+pub(crate) fn after_auth(
+    text: &str,
+    failure: impl FnOnce() -> String,
+) -> anyhow::Result<std::str::Lines<'_>> {
+    let mut lines = text.lines();
+    let auth = lines.next().unwrap_or("").trim();
+    ensure!(
+        auth == "OK",
+        "{}: {}",
+        failure(),
+        auth.split_whitespace().next().unwrap_or("no answer")
+    );
+    Ok(lines)
+}
+
+/// `redis-cli` for the Redis on 127.0.0.1:`port`, with the client certificate of `dir` when
+/// `tls`, and no history file.
+pub(crate) fn local_cli(dir: &Path, port: u16, tls: bool) -> Command {
+    let mut c = Command::new("redis-cli");
+    if tls {
+        c.arg("--tls")
+            .arg("--cacert")
+            .arg(dir.join(layout::CA_CERT))
+            .arg("--cert")
+            .arg(dir.join(layout::CLIENT_CERT))
+            .arg("--key")
+            .arg(dir.join(layout::CLIENT_KEY));
+    }
+    c.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .env("REDISCLI_HISTFILE", "/dev/null");
+    c
+}
+
+/// `redis-cli` inside the container `id` (its own 127.0.0.1:6379), with the mounted client
+/// certificate when `tls`, and no history file.
+pub(crate) fn container_cli(id: &str, tls: bool) -> Command {
+    let mut c = Command::new("docker");
+    c.args([
+        "exec",
+        "-i",
+        "-e",
+        "REDISCLI_HISTFILE=/dev/null",
+        id,
+        "redis-cli",
+    ]);
+    if tls {
+        c.args([
+            "--tls",
+            "--cacert",
+            &layout::container_path(layout::CA_CERT),
+            "--cert",
+            &layout::container_path(layout::CLIENT_CERT),
+            "--key",
+            &layout::container_path(layout::CLIENT_KEY),
+        ]);
+    }
+    c.args(["-h", "127.0.0.1", "-p", &layout::REDIS_PORT.to_string()]);
+    c
+}
+
 /// Runs `command` (no secret in it) on `redis` as `user` with `password`: `redis-cli` reads
 /// `AUTH` and the command from its standard input. Returns the reply (without `AUTH`'s).
 fn redis_cli(
@@ -266,45 +328,8 @@ fn redis_cli(
 ) -> anyhow::Result<String> {
     let tls = uses_tls(dir);
     let mut cmd = match redis {
-        Redis::Local { port } => {
-            let mut c = Command::new("redis-cli");
-            if tls {
-                c.arg("--tls")
-                    .arg("--cacert")
-                    .arg(dir.join(layout::CA_CERT))
-                    .arg("--cert")
-                    .arg(dir.join(layout::CLIENT_CERT))
-                    .arg("--key")
-                    .arg(dir.join(layout::CLIENT_KEY));
-            }
-            c.args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                .env("REDISCLI_HISTFILE", "/dev/null");
-            c
-        }
-        Redis::Container { id } => {
-            let mut c = Command::new("docker");
-            c.args([
-                "exec",
-                "-i",
-                "-e",
-                "REDISCLI_HISTFILE=/dev/null",
-                id,
-                "redis-cli",
-            ]);
-            if tls {
-                c.args([
-                    "--tls",
-                    "--cacert",
-                    &layout::container_path(layout::CA_CERT),
-                    "--cert",
-                    &layout::container_path(layout::CLIENT_CERT),
-                    "--key",
-                    &layout::container_path(layout::CLIENT_KEY),
-                ]);
-            }
-            c.args(["-h", "127.0.0.1", "-p", &layout::REDIS_PORT.to_string()]);
-            c
-        }
+        Redis::Local { port } => local_cli(dir, *port, tls),
+        Redis::Container { id } => container_cli(id, tls),
     };
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -325,13 +350,7 @@ fn redis_cli(
         .wait_with_output()
         .with_context(|| format!("redis-cli for {redis} failed"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = text.lines();
-    let auth = lines.next().unwrap_or("").trim();
-    ensure!(
-        auth == "OK",
-        "{user} cannot authenticate to {redis}: {}",
-        auth.split_whitespace().next().unwrap_or("no answer")
-    );
+    let lines = after_auth(&text, || format!("{user} cannot authenticate to {redis}"))?;
     let reply: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
     if let Some(err) = reply.iter().find(|l| is_error(l)) {
         let verb: String = command
@@ -774,35 +793,12 @@ mod tests {
     fn rotation_under_load_on_the_local_stack() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("local-rotation");
-        let info = sealcache_env_detect::EnvironmentDetector::new(
-            sealcache_env_detect::MapSource::new().var("ENVIRONMENT", "production"),
-        )
-        .detect(sealcache_env_detect::FeatureContext::SecurityEnforcement);
-        let config =
-            sealcache_config_gen::SecureConfigGenerator::generate_for_environment(&info, None)
-                .unwrap();
-        sealcache_config_gen::write_deployment(
-            &config,
-            &dir,
-            &sealcache_config_gen::DeploymentOptions::default(),
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        crate::local::tests::write_production_deployment(&dir);
+        let port = crate::local::free_port().unwrap();
         let outcome = crate::local::up(&dir, port).map(|port| verify_under_load(&dir, port));
         let _ = crate::local::down(&std::fs::canonicalize(&dir).unwrap());
         let checks = outcome.unwrap();
-        for c in &checks {
-            println!(
-                "{} {}: {}",
-                if c.passed { "✅" } else { "❌" },
-                c.name,
-                c.detail
-            );
-        }
+        crate::verify::print_checks(&checks);
         assert!(checks.iter().all(|c| c.passed) && checks.len() >= 6);
     }
 }

@@ -86,10 +86,7 @@ fn stack_verification() -> anyhow::Result<()> {
     println!("▶ compose stack: secure-up, verify, rotate under load, down (Docker engine answers)");
     let dir = crate::progress::target_dir().join("stack-test");
     let _ = std::fs::remove_dir_all(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("cannot find a free local port for the API")?
-        .port();
+    let port = crate::local::free_port().context("cannot find a free local port for the API")?;
     let args = crate::deploy::UpArgs::for_test(dir.clone(), port);
     let project = args.project().to_owned();
     let _ = crate::deploy::DownArgs::project(&project).run();
@@ -101,14 +98,7 @@ fn stack_verification() -> anyhow::Result<()> {
     };
     let _ = crate::deploy::DownArgs::project(&project).run();
     let _ = std::fs::remove_dir_all(&dir);
-    for c in &rotation {
-        println!(
-            "{} {}: {}",
-            if c.passed { "✅" } else { "❌" },
-            c.name,
-            c.detail
-        );
-    }
+    crate::verify::print_checks(&rotation);
     match outcome {
         Ok(code) if code == ExitCode::SUCCESS && rotation.iter().all(|c| c.passed) => {
             println!("✅ compose stack verified, keys and passwords rotated under load");
@@ -141,10 +131,7 @@ fn local_verification() -> anyhow::Result<()> {
         &dir,
         &sealcache_config_gen::DeploymentOptions::default(),
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("cannot find a free local port for the API")?
-        .port();
+    let port = crate::local::free_port().context("cannot find a free local port for the API")?;
     // Then key and password rotation under load (add → promote → retire --force): no failed
     // request, no `unknown_key_id` (rotate.rs).
     let outcome = crate::local::up(&dir, port).map(|port| {
@@ -155,14 +142,7 @@ fn local_verification() -> anyhow::Result<()> {
     let stopped = crate::local::down(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let checks = outcome?;
-    for c in &checks {
-        println!(
-            "{} {}: {}",
-            if c.passed { "✅" } else { "❌" },
-            c.name,
-            c.detail
-        );
-    }
+    crate::verify::print_checks(&checks);
     if stopped? != 2 {
         anyhow::bail!("down did not stop exactly the two processes it started");
     }

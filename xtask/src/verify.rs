@@ -27,6 +27,105 @@ pub(crate) fn check(name: &'static str, passed: bool, detail: impl Into<String>)
     }
 }
 
+/// Prints one `✅`/`❌` line per check.
+pub(crate) fn print_checks(checks: &[Check]) {
+    for c in checks {
+        println!(
+            "{} {}: {}",
+            if c.passed { "✅" } else { "❌" },
+            c.name,
+            c.detail
+        );
+    }
+}
+
+/// Prints the security level and the checks of a backend's `/internal/cache/security-status`
+/// answer `v`.
+pub(crate) fn print_security_status(v: &serde_json::Value) {
+    let level = v["security_level"].as_str().unwrap_or("?");
+    println!(
+        "{} security_level: {level} ({} {})",
+        if level == "production_ready" {
+            "✅"
+        } else {
+            "⚠️ "
+        },
+        v["environment"],
+        v["confidence"]
+    );
+    for c in v["checks"].as_array().into_iter().flatten() {
+        println!(
+            "{} {}: {}",
+            if c["passed"] == true { "✅" } else { "❌" },
+            c["name"].as_str().unwrap_or(""),
+            c["detail"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// The failed check when `docker inspect` does not answer for a container.
+pub(crate) fn inspect_failed() -> Check {
+    check("containers_inspectable", false, "docker inspect failed")
+}
+
+/// Whether a container (its `docker inspect` output `ri`) publishes a port on the host.
+pub(crate) fn publishes_port(ri: &serde_json::Value) -> bool {
+    ri["HostConfig"]["PortBindings"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+        || ri["NetworkSettings"]["Ports"]
+            .as_object()
+            .is_some_and(|m| m.values().any(|v| !v.is_null()))
+}
+
+/// Read-only rootfs, every capability dropped, a non-root user, no-new-privileges, limits, and no
+/// CA key mounted, for one container's `docker inspect` output `c`: whether all hold, and what
+/// was seen.
+pub(crate) fn hardened(c: &serde_json::Value) -> (bool, String) {
+    let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
+    let caps = c["HostConfig"]["CapDrop"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "ALL"))
+        && c["HostConfig"]["CapAdd"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+    let user = c["Config"]["User"].as_str().unwrap_or("");
+    let non_root = !user.is_empty() && !user.starts_with('0') && !user.starts_with("root");
+    let nnp = c["HostConfig"]["SecurityOpt"].as_array().is_some_and(|a| {
+        a.iter().any(|v| {
+            v.as_str()
+                .is_some_and(|s| s.starts_with("no-new-privileges"))
+        })
+    });
+    let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
+        && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
+    let ca_dir = format!("/{}/", layout::CA_DIR);
+    let ca_key = c["Mounts"].as_array().is_some_and(|m| {
+        m.iter().any(|m| {
+            m["Source"].as_str().is_some_and(|s| {
+                s.ends_with(&format!("/{}", layout::CA_KEY)) || s.contains(&ca_dir)
+            })
+        })
+    });
+    (
+        ro && caps && non_root && nnp && limits && !ca_key,
+        format!(
+            "read-only rootfs={ro}, cap_drop ALL={caps}, user={user}, no-new-privileges={nnp}, limits={limits}, CA key mounted={ca_key}"
+        ),
+    )
+}
+
+/// `no_secret_in_docker_inspect`: none of `secrets` (and there are some) in `shown`, the
+/// containers' inspect output; the detail is the number of secrets and `searched`.
+pub(crate) fn no_secret_shown(secrets: &[String], shown: &str, searched: &str) -> Check {
+    let leaked = secrets.iter().any(|s| shown.contains(s.as_str()));
+    check(
+        "no_secret_in_docker_inspect",
+        !leaked && !secrets.is_empty(),
+        format!("{} {searched}", secrets.len()),
+    )
+}
+
 /// Runs every check against the running stack.
 pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -44,21 +143,13 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
     let (ri, bi) = match (inspect(&redis), inspect(&backend)) {
         (Ok(r), Ok(b)) => (r, b),
         _ => {
-            checks.push(check(
-                "containers_inspectable",
-                false,
-                "docker inspect failed",
-            ));
+            checks.push(inspect_failed());
             return checks;
         }
     };
 
     // Redis publishes no port.
-    let bindings = &ri["HostConfig"]["PortBindings"];
-    let published = bindings.as_object().is_some_and(|m| !m.is_empty())
-        || ri["NetworkSettings"]["Ports"]
-            .as_object()
-            .is_some_and(|m| m.values().any(|v| !v.is_null()));
+    let published = publishes_port(&ri);
     checks.push(check(
         "redis_publishes_no_port",
         !published,
@@ -165,44 +256,23 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
     // docker inspect shows no secret anywhere (environment, command line, health check, labels).
     let secrets = crate::secrets::secret_values(dir);
     let shown = format!("{ri}{bi}");
-    let leaked = secrets.iter().any(|s| shown.contains(s.as_str()));
-    checks.push(check(
-        "no_secret_in_docker_inspect",
-        !leaked && !secrets.is_empty(),
-        format!(
-            "{} secret values searched in both containers' inspect output",
-            secrets.len()
-        ),
+    checks.push(no_secret_shown(
+        &secrets,
+        &shown,
+        "secret values searched in both containers' inspect output",
     ));
 
     for (name, c) in [("redis", &ri), ("backend", &bi)] {
-        let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
-        let caps = c["HostConfig"]["CapDrop"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|v| v == "ALL"))
-            && c["HostConfig"]["CapAdd"]
-                .as_array()
-                .is_none_or(Vec::is_empty);
-        let user = c["Config"]["User"].as_str().unwrap_or("");
-        let non_root = !user.is_empty() && !user.starts_with("0") && !user.starts_with("root");
-        let nnp = c["HostConfig"]["SecurityOpt"].as_array().is_some_and(|a| {
-            a.iter().any(|v| {
-                v.as_str()
-                    .is_some_and(|s| s.starts_with("no-new-privileges"))
-            })
-        });
-        let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
-            && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
-        let ca_dir = format!("/{}/", layout::CA_DIR);
-        let ca_key = c["Mounts"].as_array().is_some_and(|m| {
-            m.iter().any(|m| {
-                m["Source"].as_str().is_some_and(|s| {
-                    s.ends_with(&format!("/{}", layout::CA_KEY)) || s.contains(&ca_dir)
-                })
-            })
-        });
-        checks.push(check(if name == "redis" { "redis_hardened" } else { "backend_hardened" }, ro && caps && non_root && nnp && limits && !ca_key,
-            format!("read-only rootfs={ro}, cap_drop ALL={caps}, user={user}, no-new-privileges={nnp}, limits={limits}, CA key mounted={ca_key}")));
+        let (ok, detail) = hardened(c);
+        checks.push(check(
+            if name == "redis" {
+                "redis_hardened"
+            } else {
+                "backend_hardened"
+            },
+            ok,
+            detail,
+        ));
     }
 
     // The backend reaches Redis, reports isolation and production readiness, and serves.

@@ -5,36 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sealcache_config_gen::layout;
 
-fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(args);
-    for var in [
-        "ENVIRONMENT",
-        "APP_ENV",
-        "NODE_ENV",
-        "CI",
-        "GITHUB_ACTIONS",
-        "REDIS_SECURITY_MODE",
-        "DEBUG",
-        "ENFORCE_AUTH",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod common;
+use common::{generate_production, text, xtask};
 
 /// The verification's own secret search (`xtask/src/secrets.rs`), so that both look for the same
 /// values.
@@ -266,11 +242,7 @@ fn config_dictionary_trains_and_adds_the_sealing_dictionary() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("generated");
     let d = dir.to_str().unwrap();
-    let generate = xtask(
-        &["config", "generate", "--out", d],
-        &[("ENVIRONMENT", "production")],
-    );
-    assert!(generate.status.success(), "{}", text(&generate));
+    generate_production(&dir);
     let corpus = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/corpus.jsonl"),
     )

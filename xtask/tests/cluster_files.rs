@@ -6,16 +6,8 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-fn deploy(file: &str) -> String {
-    std::fs::read_to_string(deploy_dir().join(file)).unwrap()
-}
+mod common;
+use common::deploy;
 
 /// The lines of the block `name:` (at indentation 0 or 2), up to the next line indented as much
 /// or less that is not a comment.
@@ -157,35 +149,5 @@ fn the_cluster_node_conf_is_tls_only_and_includes_the_generated_directives() {
 
 #[test]
 fn the_compose_tool_accepts_the_cluster_file() {
-    let tool: Vec<&str> = if Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        vec!["docker-compose"]
-    } else if Command::new("docker")
-        .args(["compose", "version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        vec!["docker", "compose"]
-    } else {
-        panic!("no compose tool installed: install docker-compose or the docker compose plugin");
-    };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(".env"), "ENVIRONMENT=production\n").unwrap();
-    let out = Command::new(tool[0])
-        .args(&tool[1..])
-        .arg("-f")
-        .arg(deploy_dir().join("docker-compose.cluster.yml"))
-        .args(["config", "-q"])
-        .env("SEALCACHE_DIR", dir.path())
-        .env("SEALCACHE_DEPLOY", deploy_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_compose_accepts(&["docker-compose.cluster.yml"]);
 }

@@ -4,17 +4,8 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::Command;
-
-fn deploy(file: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy")
-            .join(file),
-    )
-    .unwrap()
-}
+mod common;
+use common::deploy;
 
 /// The lines of one top-level service block.
 fn service<'a>(compose: &'a str, name: &str) -> &'a str {
@@ -218,49 +209,5 @@ fn rotating_secrets_are_mounted_as_directories_never_as_single_files() {
 
 #[test]
 fn the_compose_tool_accepts_the_files() {
-    let tool = if Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        vec!["docker-compose"]
-    } else if Command::new("docker")
-        .args(["compose", "version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        vec!["docker", "compose"]
-    } else {
-        // The test command needs Docker with compose anyway (the stack tests); a missing tool is a
-        // failure here, never a silent pass.
-        panic!("no compose tool installed: install docker-compose or the docker compose plugin");
-    };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(".env"), "ENVIRONMENT=production\n").unwrap();
-    for file in ["docker-compose.secure.yml", "docker-compose.dev.yml"] {
-        let out = Command::new(tool[0])
-            .args(&tool[1..])
-            .args([
-                "-f",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../deploy")
-                    .join(file)
-                    .to_str()
-                    .unwrap(),
-                "config",
-                "-q",
-            ])
-            .env("SEALCACHE_DIR", dir.path())
-            .env(
-                "SEALCACHE_DEPLOY",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy"),
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::assert_compose_accepts(&["docker-compose.secure.yml", "docker-compose.dev.yml"]);
 }

@@ -7,6 +7,8 @@
 
 use std::process::Command;
 
+mod common;
+
 const HEAVY: &[&str] = &[
     "redis",
     "axum",
@@ -22,24 +24,7 @@ const HEAVY: &[&str] = &[
 /// The normal (non-dev, non-build) dependency tree of `package` built alone with its default
 /// features (`cargo tree -p` resolves the package by itself, not the workspace's union).
 fn normal_deps(package: &str) -> Vec<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "tree", "--locked", "-e", "normal", "--prefix", "none", "-p", package,
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
+    normal_deps_with(package, &[])
 }
 
 fn assert_light(package: &str, expect: &str) {
@@ -81,11 +66,7 @@ fn normal_deps_with(package: &str, args: &[&str]) -> Vec<String> {
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

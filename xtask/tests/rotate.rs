@@ -6,37 +6,27 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sealcache_config_gen::rotation::{USERS, acl_hashes, read_record};
 use sealcache_config_gen::{Keyring, layout};
 
-fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(args);
-    for var in [
-        "ENVIRONMENT",
-        "APP_ENV",
-        "NODE_ENV",
-        "CI",
-        "REDIS_SECURITY_MODE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod common;
+use common::{generate_production, text, xtask};
 
 fn secret(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).unwrap()
+}
+
+/// `config rotate --stage <stage> [--force] --dir d --no-reload` with the process saying
+/// development.
+fn rotate_stage(d: &str, stage: &str, force: bool) -> Output {
+    let mut args = vec!["config", "rotate", "--stage", stage];
+    if force {
+        args.push("--force");
+    }
+    args.extend(["--dir", d, "--no-reload"]);
+    xtask(&args, &[("ENVIRONMENT", "development")])
 }
 
 #[test]
@@ -44,28 +34,13 @@ fn staged_rotation_through_the_cli_keeps_the_recorded_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("prod");
     let d = dir.to_str().unwrap();
-    let generate = xtask(
-        &["config", "generate", "--out", d],
-        &[("ENVIRONMENT", "production")],
-    );
-    assert!(generate.status.success(), "{}", text(&generate));
+    generate_production(&dir);
     let old_app = secret(&dir, layout::APP_PASSWORD);
     let old_ring = secret(&dir, layout::ENCRYPTION_KEYRING);
 
     // The process says development; the directory says production, and wins.
     let dev = [("ENVIRONMENT", "development")];
-    let add = xtask(
-        &[
-            "config",
-            "rotate",
-            "--stage",
-            "add",
-            "--dir",
-            d,
-            "--no-reload",
-        ],
-        &dev,
-    );
+    let add = rotate_stage(d, "add", false);
     assert!(add.status.success(), "{}", text(&add));
     assert!(
         text(&add).contains("192-bit, environment production as recorded"),
@@ -78,70 +53,25 @@ fn staged_rotation_through_the_cli_keeps_the_recorded_environment() {
     let pending = secret(&dir, &format!("{}/redis_app_password", layout::PENDING_DIR));
     assert_eq!(pending.len(), 33, "production strength");
 
-    let early = xtask(
-        &[
-            "config",
-            "rotate",
-            "--stage",
-            "retire",
-            "--dir",
-            d,
-            "--no-reload",
-        ],
-        &dev,
-    );
+    let early = rotate_stage(d, "retire", false);
     assert!(!early.status.success());
     assert!(text(&early).contains("promote first"), "{}", text(&early));
 
-    let promote = xtask(
-        &[
-            "config",
-            "rotate",
-            "--stage",
-            "promote",
-            "--dir",
-            d,
-            "--no-reload",
-        ],
-        &dev,
-    );
+    let promote = rotate_stage(d, "promote", false);
     assert!(promote.status.success(), "{}", text(&promote));
     assert_eq!(secret(&dir, layout::APP_PASSWORD), pending);
     let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
     assert_eq!((ring.primary_id(), ring.decrypt_only_ids()), (2, vec![1]));
 
     // Within the longest TTL the old key stays unless forced; the old hashes go either way.
-    let retire = xtask(
-        &[
-            "config",
-            "rotate",
-            "--stage",
-            "retire",
-            "--dir",
-            d,
-            "--no-reload",
-        ],
-        &dev,
-    );
+    let retire = rotate_stage(d, "retire", false);
     assert!(retire.status.success(), "{}", text(&retire));
     assert!(text(&retire).contains("Key 1 kept"), "{}", text(&retire));
     let acl = acl_hashes(&secret(&dir, layout::USERS_ACL));
     for (user, _) in USERS {
         assert_eq!(acl[user].len(), 1, "{user}");
     }
-    let forced = xtask(
-        &[
-            "config",
-            "rotate",
-            "--stage",
-            "retire",
-            "--force",
-            "--dir",
-            d,
-            "--no-reload",
-        ],
-        &dev,
-    );
+    let forced = rotate_stage(d, "retire", true);
     assert!(forced.status.success(), "{}", text(&forced));
     let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
     assert_eq!((ring.primary_id(), ring.decrypt_only_ids()), (2, vec![]));

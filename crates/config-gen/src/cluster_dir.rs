@@ -18,9 +18,6 @@
 //! Per-node settings that are not secret (`cluster-announce-hostname`) are given to each node on
 //! its command line by the compose file (or in the local stack's per-node file).
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -110,20 +107,10 @@ pub fn cluster_nodes_value<S: AsRef<str>>(endpoints: &[S]) -> String {
         .join(",")
 }
 
-/// Writes `contents` to `dir/relative` with mode 0600, replacing it atomically.
+/// Writes `contents` to `dir/relative` with mode 0600, replacing it atomically, and lists
+/// `relative` in `files` once.
 fn secret_file(dir: &Path, relative: &str, contents: &[u8], files: &mut Vec<String>) -> Result<()> {
-    let path = dir.join(relative);
-    let tmp = path.with_extension("sealcache-tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("cannot create", &tmp))?;
-    file.write_all(contents).map_err(io("cannot write", &tmp))?;
-    file.sync_all().map_err(io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+    crate::deploy_dir::write_secret(dir, relative, contents)?;
     if !files.iter().any(|f| f == relative) {
         files.push(relative.to_owned());
     }
@@ -294,16 +281,11 @@ pub fn cluster_record(dir: &Path) -> Result<Option<ClusterRecord>> {
 
 #[cfg(test)]
 mod tests {
-    use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
-
     use super::*;
 
     #[test]
     fn a_cluster_directory_has_the_cluster_files_and_seeds_instead_of_redis_url() {
-        let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
-            .detect(FeatureContext::SecurityEnforcement);
-        let config =
-            crate::SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
+        let config = crate::test_support::config_for("production");
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("c");
         let written = write_cluster_deployment(

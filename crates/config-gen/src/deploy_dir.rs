@@ -83,20 +83,31 @@ fn secret_dir(path: &Path) -> Result<()> {
         .map_err(io("cannot set permissions of", path))
 }
 
-/// Writes `contents` to `dir/relative` with mode 0600, replacing it atomically.
-fn secret_file(dir: &Path, relative: &str, contents: &[u8], files: &mut Vec<String>) -> Result<()> {
-    let path = dir.join(relative);
-    let tmp = path.with_extension("sealcache-tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
+/// Creates the temporary file `tmp` with mode 0600 for writing (a leftover of an earlier attempt
+/// removed first).
+pub(crate) fn create_private_tmp(tmp: &Path) -> Result<std::fs::File> {
+    let _ = std::fs::remove_file(tmp);
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(io("cannot create", &tmp))?;
+        .open(tmp)
+        .map_err(io("cannot create", tmp))
+}
+
+/// Writes `contents` to `dir/relative` with mode 0600, replacing it atomically.
+pub(crate) fn write_secret(dir: &Path, relative: &str, contents: &[u8]) -> Result<()> {
+    let path = dir.join(relative);
+    let tmp = path.with_extension("sealcache-tmp");
+    let mut file = create_private_tmp(&tmp)?;
     file.write_all(contents).map_err(io("cannot write", &tmp))?;
     file.sync_all().map_err(io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+    std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))
+}
+
+/// [`write_secret`], and `relative` listed in `files`.
+fn secret_file(dir: &Path, relative: &str, contents: &[u8], files: &mut Vec<String>) -> Result<()> {
+    write_secret(dir, relative, contents)?;
     files.push(relative.to_owned());
     Ok(())
 }

@@ -102,18 +102,13 @@ pub fn container_path(relative: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
-
     use super::*;
 
     /// A secret file added to the deployment without being listed in `SECRET_FILES` would escape
     /// every leak check.
     #[test]
     fn secret_files_are_every_written_file_but_certificates_the_acl_and_env() {
-        let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
-            .detect(FeatureContext::SecurityEnforcement);
-        let config =
-            crate::SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
+        let config = crate::test_support::config_for("production");
         let dir = tempfile::tempdir().unwrap();
         let written =
             crate::write_deployment(&config, dir.path(), &crate::DeploymentOptions::default())

@@ -97,6 +97,20 @@ pub use validate::{
 };
 
 /// The README's examples run as doc tests.
+/// Helpers for the unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
+
+    /// A generated configuration for the environment `env` (as `ENVIRONMENT` names it).
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn config_for(env: &str) -> crate::SecurityConfiguration {
+        let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", env))
+            .detect(FeatureContext::SecurityEnforcement);
+        crate::SecureConfigGenerator::generate_for_environment(&detected, None).unwrap()
+    }
+}
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -16,11 +16,9 @@
 //! [`crate::layout::ROTATION_FILE`] (no secret in it).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::DirBuilder;
 use std::io::Write as _;
-use std::os::unix::fs::{
-    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
-};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -220,13 +218,7 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.sealcache-tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("cannot create", &tmp))?;
+    let mut file = crate::deploy_dir::create_private_tmp(&tmp)?;
     let written = (|| {
         file.write_all(contents)?;
         let m = file.metadata()?;
@@ -622,18 +614,23 @@ fn finish(dir: &Path, record: &RotationRecord, mut outcome: StageOutcome) -> Res
 
 #[cfg(test)]
 mod tests {
-    use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
-
     use super::*;
 
     fn deployment(env: &str) -> tempfile::TempDir {
-        let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", env))
-            .detect(FeatureContext::SecurityEnforcement);
-        let config =
-            crate::SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
+        let config = crate::test_support::config_for(env);
         let tmp = tempfile::tempdir().unwrap();
         crate::write_deployment(&config, tmp.path(), &crate::DeploymentOptions::default()).unwrap();
         tmp
+    }
+
+    /// The validator rates the directory acceptable.
+    fn assert_acceptable(dir: &Path) {
+        let report = crate::validate_dir(dir, None).unwrap();
+        assert_eq!(
+            report.recommendation,
+            crate::Recommendation::Acceptable,
+            "{report:?}"
+        );
     }
 
     fn at(secs: u64) -> RotateOptions {
@@ -728,12 +725,7 @@ mod tests {
         let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
         assert_eq!((ring.primary_id(), ring.decrypt_only_ids()), (2, vec![]));
         // The validator still rates the directory acceptable.
-        let report = crate::validate_dir(dir, None).unwrap();
-        assert_eq!(
-            report.recommendation,
-            crate::Recommendation::Acceptable,
-            "{report:?}"
-        );
+        assert_acceptable(dir);
     }
 
     #[test]
@@ -816,12 +808,7 @@ mod tests {
             env
         );
         assert!(upgrade_layout(dir).unwrap().is_empty());
-        let report = crate::validate_dir(dir, None).unwrap();
-        assert_eq!(
-            report.recommendation,
-            crate::Recommendation::Acceptable,
-            "{report:?}"
-        );
+        assert_acceptable(dir);
     }
 
     #[test]
