@@ -19,6 +19,8 @@ pub(crate) struct Lazy<Cl, Co> {
     connecting: tokio::sync::Mutex<()>,
     /// Failed attempts so far: a caller that waited for another's attempt shares its failure.
     failed_attempts: AtomicU64,
+    /// What the last failed attempt met, as the waiters report it (a refusal stays a refusal).
+    last_failure: std::sync::Mutex<Option<Error>>,
     /// The longest wait for a connection (the connect timeout plus a margin).
     bound: Duration,
 }
@@ -40,6 +42,7 @@ impl<Cl: Clone, Co: Clone> Lazy<Cl, Co> {
             connection: RwLock::new(connection),
             connecting: tokio::sync::Mutex::new(()),
             failed_attempts: AtomicU64::new(0),
+            last_failure: std::sync::Mutex::new(None),
             bound: connect_timeout + Duration::from_millis(500),
         }
     }
@@ -65,7 +68,11 @@ impl<Cl: Clone, Co: Clone> Lazy<Cl, Co> {
             .await
             .map_err(|_| Error::Unavailable)?;
         if self.failed_attempts.load(Ordering::Acquire) != seen {
-            return Err(Error::Unavailable);
+            let last = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            return Err(last.as_ref().map_or(Error::Unavailable, shared));
         }
         if let Some(c) = self.cached() {
             return Ok(c);
@@ -82,7 +89,11 @@ impl<Cl: Clone, Co: Clone> Lazy<Cl, Co> {
             .await
             .map_err(|_| Error::Unavailable)
             .and_then(|r| r.map_err(|e| connect_error(&e)));
-        let connection = attempt.inspect_err(|_| {
+        let connection = attempt.inspect_err(|e| {
+            *self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(shared(e));
             self.failed_attempts.fetch_add(1, Ordering::AcqRel);
         })?;
         *self
@@ -107,5 +118,15 @@ impl<Cl: Clone, Co: Clone> Lazy<Cl, Co> {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
         Ok(())
+    }
+}
+
+/// A failure as the callers that waited for it report it: refused credentials and failed
+/// handshakes keep their names (the status reports them), anything else is unavailability.
+fn shared(e: &Error) -> Error {
+    match e {
+        Error::AuthenticationRefused { code } => Error::AuthenticationRefused { code },
+        Error::Tls { failure } => Error::Tls { failure: *failure },
+        _ => Error::Unavailable,
     }
 }
