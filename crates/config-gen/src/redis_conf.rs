@@ -71,7 +71,7 @@ impl Default for ClusterNodeConf {
 
 /// A `redis.conf` argument in double quotes, with `"`, `\` and control characters escaped the way
 /// Redis's argument parser reads them.
-fn quoted(value: &str) -> String {
+pub(crate) fn quoted(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
     for c in value.chars() {

@@ -8,6 +8,11 @@
 //! | [`Stage::Promote`] | the new key becomes the primary, the old one decrypt-only | the clients' password files switch to the new passwords |
 //! | [`Stage::Retire`] | decrypt-only keys demoted longer than the longest TTL ago are dropped (all of them with `force`) | the old hashes leave `users.acl` |
 //!
+//! In a cluster deployment ([`crate::cluster_dir`]) the replication user `cache_replication` is
+//! rotated the same way, and `promote` also rewrites `masterauth` in
+//! [`crate::cluster_dir::CLUSTER_CONF`], so that a restarted node authenticates with the new
+//! password (the running nodes are told with `CONFIG SET masterauth` by the caller).
+//!
 //! This module changes the files only; reloading the running processes (Redis `ACL LOAD`, a
 //! `SIGHUP` to the backends) is the caller's (`cargo xtask config rotate`). The environment is the
 //! one the directory records (`ENVIRONMENT` in its `.env`), never detected again. Every file is
@@ -44,6 +49,38 @@ pub const USERS: [(&str, &str); 4] = [
     (acl::MONITOR_USER, layout::MONITOR_PASSWORD),
     (acl::ADMIN_USER, layout::ADMIN_PASSWORD),
 ];
+
+/// The ACL users of `dir` and their password files: [`USERS`], and the replication user in a
+/// cluster deployment.
+///
+/// # Errors
+/// An unreadable cluster record.
+pub fn users(dir: &Path) -> Result<Vec<(&'static str, &'static str)>> {
+    let mut users = USERS.to_vec();
+    if crate::cluster_dir::cluster_record(dir)?.is_some() {
+        users.push((
+            acl::REPLICATION_USER,
+            crate::cluster_dir::REPLICATION_PASSWORD,
+        ));
+    }
+    Ok(users)
+}
+
+/// `text` (redis.conf directives) with every `masterauth` line set to `password`.
+#[must_use]
+pub fn with_masterauth(text: &str, password: &SecretString) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(text.len() + 64));
+    for line in text.lines() {
+        if line.split_whitespace().next() == Some("masterauth") {
+            out.push_str("masterauth ");
+            out.push_str(&crate::redis_conf::quoted(password.expose_secret()));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// A rotation stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +186,9 @@ pub struct StageOutcome {
     pub acl_changed: bool,
     /// The clients' password files switched.
     pub passwords_switched: bool,
+    /// A cluster deployment's replication password switched (`cluster.conf`'s `masterauth` too):
+    /// the running nodes need `CONFIG SET masterauth`.
+    pub masterauth_switched: bool,
     /// The stage had already run (`add` or `promote` again): nothing was generated, the caller
     /// only reloads.
     pub repeated: bool,
@@ -402,13 +442,14 @@ fn pending_path(live: &str) -> String {
 /// stage does not follow the recorded one; I/O, keyring and randomness errors. Files are written
 /// in an order that leaves every intermediate state usable by the running processes.
 pub fn rotate_stage(dir: &Path, stage: Stage, opts: &RotateOptions) -> Result<StageOutcome> {
+    let users = users(dir)?;
     for rel in [
         layout::ENV_FILE,
         layout::ENCRYPTION_KEYRING,
         layout::USERS_ACL,
     ]
     .into_iter()
-    .chain(USERS.iter().map(|(_, file)| *file))
+    .chain(users.iter().map(|(_, file)| *file))
     {
         if !dir.join(rel).is_file() {
             return Err(Error::NothingToRotate {
@@ -437,6 +478,7 @@ pub fn rotate_stage(dir: &Path, stage: Stage, opts: &RotateOptions) -> Result<St
         forced: false,
         acl_changed: false,
         passwords_switched: false,
+        masterauth_switched: false,
         repeated: false,
         files: Vec::new(),
     };
@@ -465,7 +507,7 @@ pub fn rotate_stage(dir: &Path, stage: Stage, opts: &RotateOptions) -> Result<St
             owned_dir(dir, layout::PENDING_DIR)?;
             let bits = password::required_bits(environment);
             let mut acl = (*acl_text).clone();
-            for (user, live) in USERS {
+            for &(user, live) in &users {
                 let next = password::generate(bits)?;
                 write(
                     &pending_path(live),
@@ -513,7 +555,7 @@ pub fn rotate_stage(dir: &Path, stage: Stage, opts: &RotateOptions) -> Result<St
             let hashes = acl_hashes(&acl_text);
             // Every pending password must already be accepted by users.acl.
             let mut switch = Vec::new();
-            for (user, live) in USERS {
+            for &(user, live) in &users {
                 let pending = dir.join(pending_path(live));
                 if !pending.is_file() {
                     continue;
@@ -544,6 +586,19 @@ pub fn rotate_stage(dir: &Path, stage: Stage, opts: &RotateOptions) -> Result<St
             }
             for (live, pending, next) in switch {
                 write(live, next.expose_secret().as_bytes(), &mut outcome)?;
+                if live == crate::cluster_dir::REPLICATION_PASSWORD {
+                    let conf = dir.join(crate::cluster_dir::CLUSTER_CONF);
+                    let text = Zeroizing::new(
+                        std::fs::read_to_string(&conf).map_err(io("cannot read", &conf))?,
+                    );
+                    let text = with_masterauth(&text, &next);
+                    write(
+                        crate::cluster_dir::CLUSTER_CONF,
+                        text.as_bytes(),
+                        &mut outcome,
+                    )?;
+                    outcome.masterauth_switched = true;
+                }
                 std::fs::remove_file(&pending).map_err(io("cannot remove", &pending))?;
                 outcome.passwords_switched = true;
             }
@@ -560,7 +615,7 @@ pub fn rotate_stage(dir: &Path, stage: Stage, opts: &RotateOptions) -> Result<St
             }
             // Passwords: only the current one stays for each user.
             let mut acl = (*acl_text).clone();
-            for (user, live) in USERS {
+            for &(user, live) in &users {
                 let current = read_password(&dir.join(live))?;
                 acl = acl_keep_only(&acl, user, &acl::password_hash(&current))?;
             }
@@ -725,6 +780,48 @@ mod tests {
         let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING)).unwrap();
         assert_eq!((ring.primary_id(), ring.decrypt_only_ids()), (2, vec![]));
         // The validator still rates the directory acceptable.
+        assert_acceptable(dir);
+    }
+
+    #[test]
+    fn a_cluster_rotates_the_replication_password_and_masterauth_too() {
+        let config = crate::test_support::config_for("production");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        crate::cluster_dir::write_cluster_deployment(
+            &config,
+            dir,
+            &crate::DeploymentOptions::default(),
+            &crate::cluster_dir::ClusterOptions::default(),
+        )
+        .unwrap();
+        let repl = crate::cluster_dir::REPLICATION_PASSWORD;
+        let conf = || std::fs::read_to_string(dir.join(crate::cluster_dir::CLUSTER_CONF)).unwrap();
+        let old = read_password(&dir.join(repl)).unwrap();
+        assert!(conf().contains(old.expose_secret()));
+        let added = rotate_stage(dir, Stage::Add, &at(0)).unwrap();
+        assert!(!added.masterauth_switched);
+        let h = &hashes(dir)[acl::REPLICATION_USER];
+        assert_eq!(h.len(), 2);
+        assert!(h.contains(&hash_of(dir, &pending_path(repl))));
+        let promoted = rotate_stage(dir, Stage::Promote, &at(1)).unwrap();
+        assert!(promoted.masterauth_switched);
+        let new = read_password(&dir.join(repl)).unwrap();
+        assert_ne!(new.expose_secret(), old.expose_secret());
+        let text = conf();
+        assert!(text.contains(&format!("masterauth \"{}\"", new.expose_secret())));
+        assert!(!text.contains(old.expose_secret()));
+        assert!(text.contains("masteruser cache_replication"));
+        let mode = std::fs::metadata(dir.join(crate::cluster_dir::CLUSTER_CONF))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        rotate_stage(dir, Stage::Retire, &at(2)).unwrap();
+        assert_eq!(
+            hashes(dir)[acl::REPLICATION_USER],
+            BTreeSet::from([hash_of(dir, repl)])
+        );
         assert_acceptable(dir);
     }
 
