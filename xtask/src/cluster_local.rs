@@ -372,6 +372,46 @@ pub(crate) fn verify(dir: &Path) -> Vec<Check> {
     checks
 }
 
+/// After a password rotation: every replica drops its link to its primary (`CLIENT KILL TYPE
+/// master`) and must link up again, which it does with the `masterauth` it holds now, against
+/// the users.acl the rotation left (only the new password after retire).
+pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
+    let name = "replicas_reauthenticate_after_rotation";
+    let Some(cluster) = running(dir) else {
+        return crate::verify::check(name, false, "the recorded processes do not run");
+    };
+    let replicas: Vec<Node> = views(dir, &cluster)
+        .iter()
+        .zip(&cluster.nodes)
+        .filter(|(v, _)| v.role == "replica")
+        .map(|(_, n)| Node::Local { port: n.port })
+        .collect();
+    let dropped = replicas
+        .iter()
+        .filter(|n| admin(dir, n, "CLIENT KILL TYPE master").is_ok_and(|r| r.trim() == "1"))
+        .count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let linked = views(dir, &cluster)
+            .iter()
+            .filter(|v| v.role == "replica" && v.link_up)
+            .count();
+        let passed = dropped == replicas.len() && !replicas.is_empty() && linked == dropped;
+        if passed || Instant::now() >= deadline {
+            return crate::verify::check(
+                name,
+                passed,
+                format!(
+                    "{dropped}/{} replicas dropped their link to the primary; {linked} linked up again as {} with the rotated masterauth",
+                    replicas.len(),
+                    acl::REPLICATION_USER
+                ),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// The local cluster stack of `dir`, when every recorded process still runs the program it
 /// started.
 pub(crate) fn running(dir: &Path) -> Option<LocalCluster> {
@@ -386,6 +426,36 @@ pub(crate) fn running(dir: &Path) -> Option<LocalCluster> {
             .iter()
             .all(|b| cmdline(b.pid).contains("sealcache-server")))
     .then_some(cluster)
+}
+
+/// Sets `masterauth` in the local nodes' configuration files (made from `cluster.conf` at
+/// `secure-up`) to the directory's replication password, so that none keeps the old one. Returns
+/// how many files changed.
+pub(crate) fn rewrite_masterauth(dir: &Path) -> anyhow::Result<usize> {
+    let state = state_dir(dir);
+    let Ok(entries) = std::fs::read_dir(&state) else {
+        return Ok(0);
+    };
+    let password = read_secret(dir, cluster_dir::REPLICATION_PASSWORD)?;
+    let password = SecretString::new(password.expose_secret().trim().to_owned());
+    let mut changed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("node-") && name.ends_with(".conf")) {
+            continue;
+        }
+        let text = SecretString::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        );
+        let new = sealcache_config_gen::rotation::with_masterauth(text.expose_secret(), &password);
+        if new.as_str() != text.expose_secret() {
+            sealcache_config_gen::rotation::replace_file(&path, new.as_bytes())?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// Every node's role, `cluster_state` and replica link, asked of the node itself.

@@ -1214,9 +1214,16 @@ fn status_check(dir: &Path, local: bool) -> Check {
 /// `secure-up --local --cluster`, verified, its status read, and stopped by pid: runs on every
 /// machine (redis-server and redis-cli are installed by `cargo xtask test`).
 pub(crate) fn test_local() -> anyhow::Result<()> {
-    println!("▶ local cluster stack: secure-up --local --cluster, verify, status, down");
+    test_local_in(&crate::progress::target_dir().join("local-cluster-test"))
+}
+
+/// [`test_local`] with the deployment directory `dir` (removed afterwards).
+fn test_local_in(dir: &Path) -> anyhow::Result<()> {
+    println!(
+        "▶ local cluster stack: secure-up --local --cluster, verify, status, rotate under load, down"
+    );
     let started = Instant::now();
-    let dir = crate::progress::target_dir().join("local-cluster-test");
+    let dir = dir.to_path_buf();
     let _ = crate::cluster_local::down(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
@@ -1229,9 +1236,13 @@ pub(crate) fn test_local() -> anyhow::Result<()> {
         sealcache_config_gen::DEFAULT_NAMESPACE.to_owned(),
     )?;
     let port = free_port_pair()?;
-    let outcome = crate::cluster_local::up(&dir, port).map(|_| {
+    let outcome = crate::cluster_local::up(&dir, port).map(|ports| {
         let mut checks = crate::cluster_local::verify(&dir);
         checks.push(status_check(&dir, true));
+        // Then keys and passwords (cache_replication's and masterauth too) rotated under load on
+        // both backends and all six nodes, as on the single-node stacks (rotate.rs).
+        checks.extend(crate::rotate::verify_under_load(&dir, &ports));
+        checks.push(crate::cluster_local::replicas_reauthenticate(&dir));
         checks
     });
     let stopped = crate::cluster_local::down(&dir);
@@ -1294,5 +1305,18 @@ pub(crate) fn test_compose() -> anyhow::Result<()> {
         }
         Ok(_) => bail!("the compose cluster stack verification failed (see the ❌ lines above)"),
         Err(err) => Err(err.context("the compose cluster stack could not be brought up")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What `cargo xtask test` runs on the local cluster stack, in a directory of its own:
+    /// `cargo test -p xtask --bin xtask -- --ignored local_cluster_stack_with_rotation`
+    /// (ignored by default: it builds the release server and starts 6 redis-server).
+    #[test]
+    #[ignore = "starts the local cluster stack (release build, redis-server); part of `cargo xtask test`"]
+    fn local_cluster_stack_with_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        super::test_local_in(&tmp.path().join("local-cluster")).unwrap();
     }
 }

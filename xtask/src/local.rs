@@ -332,17 +332,16 @@ pub(crate) fn acl_file_in_use(dir: &Path) -> Option<PathBuf> {
 
 /// Sends `signal` (`HUP`, `USR1`) to the local server of `pids`, after checking that the pid still
 /// runs it.
-pub(crate) fn signal_server(pids: &Pids, signal: &str) -> anyhow::Result<()> {
+pub(crate) fn signal_server(server: u32, signal: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
-        cmdline(pids.server).contains("sealcache-server"),
-        "pid {} no longer runs sealcache-server",
-        pids.server
+        cmdline(server).contains("sealcache-server"),
+        "pid {server} no longer runs sealcache-server"
     );
     let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pids.server.to_string()])
+        .args([&format!("-{signal}"), &server.to_string()])
         .status()
-        .with_context(|| format!("cannot run kill -{signal} {}", pids.server))?;
-    anyhow::ensure!(status.success(), "kill -{signal} {} failed", pids.server);
+        .with_context(|| format!("cannot run kill -{signal} {server}"))?;
+    anyhow::ensure!(status.success(), "kill -{signal} {server} failed");
     Ok(())
 }
 

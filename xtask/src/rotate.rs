@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use sealcache_config_gen::rotation::{self, RotateOptions, Stage, StageOutcome};
-use sealcache_config_gen::{Keyring, SecretString, layout};
+use sealcache_config_gen::{Keyring, SecretString, cluster_dir, layout};
 
 use crate::verify::Check;
 
@@ -98,8 +98,8 @@ impl std::fmt::Display for Redis {
 /// A backend that uses the directory.
 #[derive(Debug, Clone)]
 enum Backend {
-    /// `secure-up --local`.
-    Local(crate::local::Pids),
+    /// `secure-up --local [--cluster]`: the server's pid and API port.
+    Local { pid: u32, port: u16 },
     /// A compose container and the host port its API is published on.
     Container { id: String, port: Option<u16> },
 }
@@ -107,14 +107,14 @@ enum Backend {
 impl Backend {
     fn port(&self) -> Option<u16> {
         match self {
-            Backend::Local(p) => Some(p.port),
+            Backend::Local { port, .. } => Some(*port),
             Backend::Container { port, .. } => *port,
         }
     }
 
     fn signal(&self, signal: &str) -> anyhow::Result<()> {
         match self {
-            Backend::Local(pids) => crate::local::signal_server(pids, signal),
+            Backend::Local { pid, .. } => crate::local::signal_server(*pid, signal),
             // The same as `docker compose kill -s SIG<signal> backend`, for exactly the
             // containers that use this directory; `init: true` passes it on to the server.
             Backend::Container { id, .. } => {
@@ -129,7 +129,7 @@ impl Backend {
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Backend::Local(p) => write!(f, "local sealcache-server (pid {})", p.server),
+            Backend::Local { pid, .. } => write!(f, "local sealcache-server (pid {pid})"),
             Backend::Container { id, .. } => write!(f, "container {}", short(id)),
         }
     }
@@ -164,8 +164,23 @@ fn discover(dir: &Path) -> anyhow::Result<Targets> {
             targets.redis.push(Redis::Local {
                 port: pids.redis_port,
             });
-            targets.backends.push(Backend::Local(pids));
+            targets.backends.push(Backend::Local {
+                pid: pids.server,
+                port: pids.port,
+            });
         }
+    }
+    // `secure-up --local --cluster`: every node and every backend.
+    if let Some(cluster) = crate::cluster_local::running(dir) {
+        targets
+            .redis
+            .extend(cluster.nodes.iter().map(|n| Redis::Local { port: n.port }));
+        targets
+            .backends
+            .extend(cluster.backends.iter().map(|b| Backend::Local {
+                pid: b.pid,
+                port: b.port,
+            }));
     }
     if !crate::docker::engine_answers() {
         return Ok(targets);
@@ -199,7 +214,20 @@ fn discover(dir: &Path) -> anyhow::Result<Targets> {
             .as_str()
             .unwrap_or("")
             .to_owned();
-        let (sub, kind) = match service.as_str() {
+        // The single-node services, and the cluster's `redis-node-N` and `backend-N`.
+        let numbered = |prefix: &str| {
+            service
+                .strip_prefix(prefix)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let base = if numbered("redis-node-") {
+            "redis"
+        } else if numbered("backend-") {
+            "backend"
+        } else {
+            service.as_str()
+        };
+        let (sub, kind) = match base {
             "redis" => (layout::REDIS_SECRETS_DIR, "redis"),
             "backend" => (layout::BACKEND_SECRETS_DIR, "backend"),
             _ => continue,
@@ -395,26 +423,45 @@ fn apply_acl(dir: &Path, redis: &Redis) -> anyhow::Result<&'static str> {
         "ACL LOAD"
     } else {
         let live = rotation::acl_hashes(&admin(dir, redis, "ACL LIST")?);
-        for (user, _) in rotation::USERS {
+        for (user, should) in &want {
             let have = live.get(user).cloned().unwrap_or_default();
-            let should = want.get(user).cloned().unwrap_or_default();
             for hash in should.difference(&have) {
                 admin(dir, redis, &format!("ACL SETUSER {user} #{hash}"))?;
             }
-            for hash in have.difference(&should) {
+            for hash in have.difference(should) {
                 admin(dir, redis, &format!("ACL SETUSER {user} !{hash}"))?;
             }
         }
         "ACL SETUSER (Redis before 7.2 disconnects every client on ACL LOAD)"
     };
     let live = rotation::acl_hashes(&admin(dir, redis, "ACL LIST")?);
-    for (user, _) in rotation::USERS {
+    for (user, should) in &want {
         ensure!(
-            live.get(user) == want.get(user),
+            live.get(user) == Some(should),
             "{redis} does not hold the passwords of users.acl for {user} after {how}"
         );
     }
     Ok(how)
+}
+
+/// Tells `redis` the directory's replication password (`CONFIG SET masterauth`; the command, with
+/// the password, goes to redis-cli's standard input) and checks that it holds it: a replica
+/// that reconnects after the old password's removal authenticates with the new one.
+fn set_masterauth(dir: &Path, redis: &Redis) -> anyhow::Result<()> {
+    let password = read_secret(dir, cluster_dir::REPLICATION_PASSWORD)?;
+    let password = password.expose_secret().trim();
+    let command = SecretString::new(format!("CONFIG SET masterauth {password}"));
+    let reply = admin(dir, redis, command.expose_secret())?;
+    ensure!(
+        reply.trim() == "OK",
+        "{redis}: CONFIG SET masterauth failed"
+    );
+    let got = SecretString::new(admin(dir, redis, "CONFIG GET masterauth")?);
+    ensure!(
+        got.expose_secret().lines().nth(1).map(str::trim) == Some(password),
+        "{redis} does not hold the new masterauth"
+    );
+    Ok(())
 }
 
 /// Waits until the backend on `port` reports the keyring file's key ids.
@@ -463,7 +510,7 @@ fn describe(outcome: &StageOutcome) {
                 outcome.primary_key_id
             );
             println!(
-                "✅ New passwords for 4 Redis users ({}-bit, environment {env} as recorded in the directory) staged under {}; users.acl accepts old and new",
+                "✅ New passwords for the Redis users ({}-bit, environment {env} as recorded in the directory) staged under {}; users.acl accepts old and new",
                 sealcache_config_gen::password::required_bits(env),
                 layout::PENDING_DIR
             );
@@ -478,6 +525,12 @@ fn describe(outcome: &StageOutcome) {
             );
             if outcome.passwords_switched {
                 println!("✅ Clients' password files switched to the new passwords");
+            }
+            if outcome.masterauth_switched {
+                println!(
+                    "✅ cache_replication's password switched; {} holds the new masterauth",
+                    cluster_dir::CLUSTER_CONF
+                );
             }
         }
         Stage::Retire => {
@@ -559,6 +612,16 @@ pub(crate) fn run_stage(
             println!("✅ {redis}: holds the passwords of users.acl ({how})");
         }
     }
+    if stage == Stage::Promote && cluster_dir::cluster_record(&dir)?.is_some() {
+        for redis in &targets.redis {
+            set_masterauth(&dir, redis)?;
+            println!("✅ {redis}: masterauth set to cache_replication's new password");
+        }
+        let rewritten = crate::cluster_local::rewrite_masterauth(&dir)?;
+        if rewritten > 0 {
+            println!("✅ masterauth rewritten in the local nodes' {rewritten} configuration files");
+        }
+    }
     let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING))
         .context("cannot read the rotated keyring")?;
     // Retiring keys is decided here, from the promotion times of rotation.json; the backends'
@@ -600,10 +663,12 @@ struct Load {
 }
 
 impl Load {
-    fn start(port: u16, api_key: &str, workers: usize) -> Self {
+    /// `workers` threads, spread over the backends on `ports`.
+    fn start(ports: &[u16], api_key: &str, workers: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..workers)
+        let workers = (0..workers.max(ports.len()))
             .map(|w| {
+                let port = ports[w % ports.len()];
                 let stop = stop.clone();
                 let key = api_key.to_owned();
                 std::thread::spawn(move || {
@@ -665,23 +730,32 @@ fn entry(port: u16, api_key: &str, i: usize, store: bool) -> bool {
     }
 }
 
-/// `cargo xtask test`'s rotation check on a running stack (local or compose): under concurrent store/lookup
-/// load, keys and passwords go through add → promote → retire --force; no request may fail, no
-/// `unknown_key_id` event may occur, entries written before stay readable after the promotion,
-/// and Redis accepts exactly the new passwords.
-pub(crate) fn verify_under_load(dir: &Path, port: u16) -> Vec<Check> {
+/// `cargo xtask test`'s rotation check on a running stack (local or compose, one node or a
+/// cluster) whose backends listen on `ports`: under concurrent store/lookup load on every backend,
+/// keys and passwords go through add → promote → retire --force; no request may fail, no
+/// `unknown_key_id` event may occur on any backend, entries written (through the first backend)
+/// before stay readable (through the last) after the promotion, and every Redis node accepts
+/// exactly the new passwords.
+pub(crate) fn verify_under_load(dir: &Path, ports: &[u16]) -> Vec<Check> {
     let mut checks = Vec::new();
     let check = |name: &'static str, passed: bool, detail: String| Check {
         name,
         passed,
         detail,
     };
+    let (Some(&port), Some(&last)) = (ports.first(), ports.last()) else {
+        return vec![check(
+            "rotation_stages_reloaded",
+            false,
+            "no backend".to_owned(),
+        )];
+    };
     let api_key = crate::verify::api_key(dir);
     let old_app = SecretString::new(
         std::fs::read_to_string(dir.join(layout::APP_PASSWORD)).unwrap_or_default(),
     );
     let before = (0..20).filter(|i| entry(port, &api_key, *i, true)).count();
-    let load = Load::start(port, &api_key, 2);
+    let load = Load::start(ports, &api_key, 2);
     std::thread::sleep(Duration::from_millis(500));
     let stages = (|| -> anyhow::Result<(usize, u32)> {
         let opts = RotateOptions::default();
@@ -689,7 +763,7 @@ pub(crate) fn verify_under_load(dir: &Path, port: u16) -> Vec<Check> {
         std::thread::sleep(Duration::from_millis(300));
         run_stage(dir, Stage::Promote, &opts, true)?;
         std::thread::sleep(Duration::from_millis(300));
-        let readable = (0..20).filter(|i| entry(port, &api_key, *i, false)).count();
+        let readable = (0..20).filter(|i| entry(last, &api_key, *i, false)).count();
         let forced = RotateOptions {
             force: true,
             ..RotateOptions::default()
@@ -725,49 +799,71 @@ pub(crate) fn verify_under_load(dir: &Path, port: u16) -> Vec<Check> {
             readable == before && before == 20,
             format!("{readable} of {before} entries stored before the rotation read back after the promotion"),
         ));
-        match crate::verify::backend_status(port, &api_key) {
-            Ok(v) => {
-                let events = &v["security_events_by_type"];
-                let unknown = events["unknown_key_id"].as_u64().unwrap_or(0);
-                let failed_open = events["decrypt_failed"].as_u64().unwrap_or(0);
+        let statuses: Result<Vec<serde_json::Value>, String> = ports
+            .iter()
+            .map(|p| {
+                crate::verify::backend_status(*p, &api_key).map_err(|e| format!("port {p}: {e}"))
+            })
+            .collect();
+        match statuses {
+            Ok(all) => {
+                let sum = |name: &str| -> u64 {
+                    all.iter()
+                        .map(|v| v["security_events_by_type"][name].as_u64().unwrap_or(0))
+                        .sum()
+                };
+                let (unknown, failed_open) = (sum("unknown_key_id"), sum("decrypt_failed"));
                 checks.push(check(
                     "rotation_no_unknown_key_id",
                     unknown == 0 && failed_open == 0,
-                    format!("unknown_key_id {unknown}, decrypt_failed {failed_open}"),
+                    format!(
+                        "unknown_key_id {unknown}, decrypt_failed {failed_open} ({} backend(s))",
+                        all.len()
+                    ),
                 ));
-                let primary = v["primary_key_id"].as_u64().unwrap_or(0);
-                let others = v["decrypt_only_key_ids"].as_array().map_or(0, Vec::len);
+                let keys: Vec<(u64, usize)> = all
+                    .iter()
+                    .map(|v| {
+                        (
+                            v["primary_key_id"].as_u64().unwrap_or(0),
+                            v["decrypt_only_key_ids"].as_array().map_or(0, Vec::len),
+                        )
+                    })
+                    .collect();
                 checks.push(check(
                     "rotation_new_key_seals_alone",
-                    primary == u64::from(new_key) && others == 0,
-                    format!("primary_key_id {primary}, {others} decrypt-only key(s)"),
+                    keys.iter().all(|k| *k == (u64::from(new_key), 0)),
+                    format!("(primary_key_id, decrypt-only keys) per backend: {keys:?}"),
                 ));
             }
             Err(e) => checks.push(check("rotation_no_unknown_key_id", false, e)),
         }
     }
-    // Redis as a rotation finds it: the local stack's, or the compose stack's container.
+    // Every Redis as a rotation finds it: the local stack's, or the compose stack's containers.
     let redis = std::fs::canonicalize(dir)
         .ok()
         .and_then(|d| discover(&d).ok())
-        .and_then(|t| t.redis.into_iter().next());
+        .map(|t| t.redis)
+        .filter(|r| !r.is_empty());
     let passwords = redis.map(|redis| -> anyhow::Result<String> {
-        for (user, file) in rotation::USERS {
-            redis_cli(dir, &redis, user, &read_secret(dir, file)?, "PING")?;
+        for redis in &redis {
+            for (user, file) in rotation::USERS {
+                redis_cli(dir, redis, user, &read_secret(dir, file)?, "PING")?;
+            }
+            let refused = redis_cli(
+                dir,
+                redis,
+                sealcache_config_gen::acl::APP_USER,
+                &old_app,
+                "PING",
+            )
+            .is_err();
+            ensure!(refused, "{redis}: cache_app's old password is still accepted");
         }
-        let refused = redis_cli(
-            dir,
-            &redis,
-            sealcache_config_gen::acl::APP_USER,
-            &old_app,
-            "PING",
-        )
-        .is_err();
-        ensure!(refused, "cache_app's old password is still accepted");
-        Ok(
-            "the new passwords of all 4 users authenticate; cache_app's old one is refused"
-                .to_owned(),
-        )
+        Ok(format!(
+            "on {} Redis node(s), the new passwords of all 4 users authenticate; cache_app's old one is refused",
+            redis.len()
+        ))
     });
     match passwords {
         Some(Ok(detail)) => checks.push(check("rotation_passwords", true, detail)),
@@ -795,7 +891,7 @@ mod tests {
         let dir = tmp.path().join("local-rotation");
         crate::local::tests::write_production_deployment(&dir);
         let port = crate::local::free_port().unwrap();
-        let outcome = crate::local::up(&dir, port).map(|port| verify_under_load(&dir, port));
+        let outcome = crate::local::up(&dir, port).map(|port| verify_under_load(&dir, &[port]));
         let _ = crate::local::down(&std::fs::canonicalize(&dir).unwrap());
         let checks = outcome.unwrap();
         crate::verify::print_checks(&checks);

@@ -93,7 +93,7 @@ fn stack_verification() -> anyhow::Result<()> {
     let outcome = args.run(true);
     // Then key and password rotation under load, as on the local stack (rotate.rs).
     let rotation = match &outcome {
-        Ok(code) if *code == ExitCode::SUCCESS => crate::rotate::verify_under_load(&dir, port),
+        Ok(code) if *code == ExitCode::SUCCESS => crate::rotate::verify_under_load(&dir, &[port]),
         _ => Vec::new(),
     };
     let _ = crate::deploy::DownArgs::project(&project).run();
@@ -136,7 +136,7 @@ fn local_verification() -> anyhow::Result<()> {
     // request, no `unknown_key_id` (rotate.rs).
     let outcome = crate::local::up(&dir, port).map(|port| {
         let mut checks = crate::local::verify(&dir, port);
-        checks.extend(crate::rotate::verify_under_load(&dir, port));
+        checks.extend(crate::rotate::verify_under_load(&dir, &[port]));
         checks
     });
     let stopped = crate::local::down(&dir);

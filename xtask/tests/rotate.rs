@@ -139,3 +139,46 @@ fn staged_rotation_through_the_cli_keeps_the_recorded_environment() {
         }
     }
 }
+
+#[test]
+fn a_cluster_directory_rotates_cache_replication_and_masterauth() {
+    use sealcache_config_gen::cluster_dir::{CLUSTER_CONF, REPLICATION_PASSWORD};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let d = dir.to_str().unwrap();
+    let generate = xtask(
+        &["config", "generate", "--cluster", "--out", d],
+        &[("ENVIRONMENT", "production")],
+    );
+    assert!(generate.status.success(), "{}", text(&generate));
+    let old = secret(&dir, REPLICATION_PASSWORD);
+    let add = rotate_stage(d, "add", false);
+    assert!(add.status.success(), "{}", text(&add));
+    let promote = rotate_stage(d, "promote", false);
+    assert!(promote.status.success(), "{}", text(&promote));
+    assert!(text(&promote).contains("cache_replication's password switched"));
+    let new = secret(&dir, REPLICATION_PASSWORD);
+    assert_ne!(new, old);
+    let conf = secret(&dir, CLUSTER_CONF);
+    assert!(conf.contains(&format!("masterauth \"{}\"", new.trim())));
+    assert!(!conf.contains(old.trim()));
+    let mode = std::fs::metadata(dir.join(CLUSTER_CONF))
+        .unwrap()
+        .permissions();
+    assert_eq!(mode.mode() & 0o777, 0o600);
+    let retire = rotate_stage(d, "retire", true);
+    assert!(retire.status.success(), "{}", text(&retire));
+    assert_eq!(
+        acl_hashes(&secret(&dir, layout::USERS_ACL))["cache_replication"].len(),
+        1
+    );
+    for out in [&add, &promote, &retire] {
+        let shown = text(out);
+        for s in [&old, &new] {
+            assert!(
+                !shown.contains(s.trim()),
+                "a secret in the output:\n{shown}"
+            );
+        }
+    }
+}
