@@ -372,6 +372,45 @@ pub(crate) fn verify(dir: &Path) -> Vec<Check> {
     checks
 }
 
+/// With one node killed (SIGKILL, the last recorded one), a rotation stage must refuse before it
+/// changes a file (no directory ahead of the running servers), and the stack must still count
+/// as running (status shows the dead node; `down` stops the rest).
+pub(crate) fn rotation_refused_with_a_node_down(dir: &Path) -> Check {
+    let name = "rotation_refused_with_a_node_down";
+    let Some(cluster) = running(dir) else {
+        return crate::verify::check(name, false, "the recorded processes do not run");
+    };
+    let Some(victim) = cluster.nodes.last() else {
+        return crate::verify::check(name, false, "no node recorded");
+    };
+    let _ = crate::local::terminate(victim.pid, "redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cmdline(victim.pid).contains("redis-server") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let acl = dir.join(sealcache_config_gen::layout::USERS_ACL);
+    let before = std::fs::read(&acl).ok();
+    let stage = crate::rotate::run_stage(
+        dir,
+        sealcache_config_gen::rotation::Stage::Add,
+        &sealcache_config_gen::rotation::RotateOptions::default(),
+        true,
+    );
+    let unchanged = std::fs::read(&acl).ok() == before && before.is_some();
+    let still_running = running(dir).is_some();
+    crate::verify::check(
+        name,
+        stage.is_err() && unchanged && still_running,
+        format!(
+            "node :{} killed; stage add {}; users.acl {}; stack {}",
+            victim.port,
+            if stage.is_err() { "refused" } else { "ran" },
+            if unchanged { "unchanged" } else { "changed" },
+            if still_running { "still found" } else { "lost" }
+        ),
+    )
+}
+
 /// After a password rotation: every replica drops its link to its primary (`CLIENT KILL TYPE
 /// master`) and must link up again, which it does with the `masterauth` it holds now, against
 /// the users.acl the rotation left (only the new password after retire).
@@ -412,19 +451,22 @@ pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
     }
 }
 
-/// The local cluster stack of `dir`, when every recorded process still runs the program it
+/// The local cluster stack of `dir`, when any recorded process still runs the program it
 /// started.
 pub(crate) fn running(dir: &Path) -> Option<LocalCluster> {
     let text = std::fs::read(pids_file(dir)).ok()?;
     let cluster: LocalCluster = serde_json::from_slice(&text).ok()?;
+    // Running while any of its processes runs: a stack with a dead node is still a stack (status
+    // must show it, rotation must fail on that node rather than skip the whole stack, and down
+    // must stop the rest).
     (cluster
         .nodes
         .iter()
-        .all(|n| cmdline(n.pid).contains("redis-server"))
-        && cluster
+        .any(|n| cmdline(n.pid).contains("redis-server"))
+        || cluster
             .backends
             .iter()
-            .all(|b| cmdline(b.pid).contains("sealcache-server")))
+            .any(|b| cmdline(b.pid).contains("sealcache-server")))
     .then_some(cluster)
 }
 

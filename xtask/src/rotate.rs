@@ -585,6 +585,15 @@ pub(crate) fn run_stage(
             targets.stale.join("; ")
         );
     }
+    // Every Redis that uses the directory must answer its admin before a file changes: a stage
+    // that could not reach a node would leave the files ahead of the running servers.
+    for redis in &targets.redis {
+        admin(&dir, redis, "PING").with_context(|| {
+            format!(
+                "{redis} does not answer as cache_admin: nothing was changed; bring it back (or take it out of the stack) and run the stage again"
+            )
+        })?;
+    }
     let moved = rotation::upgrade_layout(&dir)?;
     if !moved.is_empty() {
         println!(
@@ -650,7 +659,7 @@ pub(crate) fn run_stage(
     }
     if stage == Stage::Promote && outcome.passwords_switched {
         println!(
-            "ℹ️  Backends keep their authenticated Redis connection; they use the new password for a new connection after a restart"
+            "ℹ️  Backends keep their authenticated Redis connections and use the new password for every new one (re-read on the SIGHUP above)"
         );
     }
     Ok(outcome)

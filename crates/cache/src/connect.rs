@@ -318,7 +318,7 @@ pub(crate) fn install_crypto_provider() {
 /// pinned CA and the client certificate.
 pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
     install_crypto_provider();
-    refuse_credentials_in(&config.url)?;
+    refuse_credentials_in(&config.url, "REDIS_URL")?;
     let info = config
         .url
         .as_str()
@@ -341,15 +341,14 @@ pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client> {
 
 /// Credentials belong in `REDIS_USERNAME`/`REDIS_PASSWORD_FILE`, never in a URL (it is logged,
 /// shown by `ps`, kept in shell history).
-fn refuse_credentials_in(url: &str) -> Result<()> {
+fn refuse_credentials_in(url: &str, variable: &str) -> Result<()> {
     if url
         .split_once("://")
         .is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'))
     {
-        return Err(Error::Config(
-            "credentials in REDIS_URL are refused: use REDIS_USERNAME and REDIS_PASSWORD_FILE"
-                .into(),
-        ));
+        return Err(Error::Config(format!(
+            "credentials in {variable} are refused: use REDIS_USERNAME and REDIS_PASSWORD_FILE"
+        )));
     }
     Ok(())
 }
@@ -396,7 +395,7 @@ pub(crate) fn cluster_client(config: &RedisConfig) -> Result<redis::cluster::Clu
     install_crypto_provider();
     let tls = config.uses_tls();
     for seed in &config.cluster_nodes {
-        refuse_credentials_in(seed)?;
+        refuse_credentials_in(seed, "REDIS_CLUSTER_NODES")?;
         let seed_tls = seed.starts_with("rediss://");
         if seed_tls != tls
             || seed

@@ -157,6 +157,38 @@ async fn the_cache_on_a_tls_cluster() {
     }
     assert_eq!(status.authenticated_user.as_deref(), Some("cache_app"));
 
+    // A wrong password on a cluster is a refusal, named as such (not an outage).
+    let wrong = CacheBuilder::new(env("production"))
+        .options(no_l1().with_namespace(cluster.namespace()))
+        .keyring(keyring.clone())
+        .redis(
+            RedisConfig::cluster(cluster.seed_urls())
+                .acl_user("cache_app", "not-the-password-of-cache-app")
+                .tls_files(
+                    cluster.ca_cert(),
+                    cluster.client_cert(),
+                    cluster.client_key(),
+                )
+                .timeouts(TIMEOUT, TIMEOUT),
+        )
+        .build()
+        .unwrap();
+    let err = wrong
+        .set(
+            &AiRequest::new("qa", "refused"),
+            &serde_json::json!(1),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, sealcache::Error::AuthenticationRefused { .. }),
+        "{err:?}"
+    );
+    let refused = wrong.security_status().await;
+    let acl = refused.check(CheckName::AclUser).unwrap();
+    assert!(acl.detail.contains("authentication refused"), "{acl:?}");
+
     // 4. L1 coherence: two caches, each with L1; a change through one reaches the other's L1
     //    within a second.
     let a = cache(&cluster, &keyring, CacheOptions::default());

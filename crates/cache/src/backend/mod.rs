@@ -149,6 +149,20 @@ pub(crate) fn connect_error(e: &redis::RedisError) -> Error {
     if e.code() == Some("NOPERM") {
         return Error::AuthenticationRefused { code: "NOPERM" };
     }
+    // redis-rs' cluster client wraps the first node's failure as an I/O error ("Failed to create
+    // initial connections") with that failure only as text: a refusal must still be named.
+    if let Some(detail) = e.detail() {
+        for (needle, code) in [
+            ("WRONGPASS", "WRONGPASS"),
+            ("AuthenticationFailed", "WRONGPASS"),
+            ("NOAUTH", "NOAUTH"),
+            ("NOPERM", "NOPERM"),
+        ] {
+            if detail.contains(needle) {
+                return Error::AuthenticationRefused { code };
+            }
+        }
+    }
     Error::Connect(kind(e))
 }
 
