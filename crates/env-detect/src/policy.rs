@@ -94,7 +94,9 @@ impl Requirement {
     #[must_use]
     pub fn remedy(self) -> &'static str {
         match self {
-            Requirement::Tls => "TLS: use a rediss:// REDIS_URL with REDIS_TLS_ENABLED=true",
+            Requirement::Tls => {
+                "TLS: use rediss:// URLs (REDIS_URL, or every REDIS_CLUSTER_NODES seed) with REDIS_TLS_ENABLED=true"
+            }
             Requirement::AclUser => {
                 "ACL user: set REDIS_USERNAME to a least-privilege user (not `default`)"
             }
