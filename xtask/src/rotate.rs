@@ -585,6 +585,22 @@ pub(crate) fn run_stage(
             targets.stale.join("; ")
         );
     }
+    // A cluster stack must be whole: a stopped node container is not even listed (docker ps), so
+    // the running nodes and backends are counted against the directory's record.
+    if reload
+        && !(targets.redis.is_empty() && targets.backends.is_empty())
+        && let Some(record) = cluster_dir::cluster_record(&dir)?
+    {
+        ensure!(
+            targets.redis.len() == record.nodes.len() && targets.backends.len() == record.backends,
+            "{} records {} nodes and {} backends, but {} nodes and {} backends run: nothing was changed; bring the stack back whole and run the stage again",
+            dir.display(),
+            record.nodes.len(),
+            record.backends,
+            targets.redis.len(),
+            targets.backends.len()
+        );
+    }
     // Every Redis that uses the directory must answer its admin before a file changes: a stage
     // that could not reach a node would leave the files ahead of the running servers.
     for redis in &targets.redis {
