@@ -1,4 +1,4 @@
-//! `cargo xtask bench [codec|monitor|cache|server|cluster]`: criterion benchmarks over ../shared/bench/corpus.jsonl, then a
+//! `cargo xtask bench [codec|monitor|cache|server|cluster|python]`: criterion benchmarks over ../shared/bench/corpus.jsonl, then a
 //! summary table (throughput, encryption overhead, size ratios) for docs/benchmarks.md.
 
 use std::path::Path;
@@ -23,6 +23,9 @@ pub(crate) enum Suite {
     /// The cache on a 6-node TLS Redis Cluster against one node (64 in flight), and the failover
     /// gap.
     Cluster,
+    /// The Python package (release wheel) against redis-py raw GET/SET and the template's own
+    /// Fernet + zlib path, on one loopback redis-server.
+    Python,
 }
 
 /// Options of `cargo xtask bench`.
@@ -45,11 +48,20 @@ impl BenchArgs {
                 Suite::Cache,
                 Suite::Server,
                 Suite::Cluster,
+                Suite::Python,
             ],
         };
         let results = crate::progress::target_dir().join("criterion");
         for suite in suites {
+            if matches!(suite, Suite::Python) {
+                if !self.summary_only {
+                    crate::redis_install::ensure(&[crate::redis_install::REDIS])?;
+                    crate::python::bench()?;
+                }
+                continue;
+            }
             let (name, args): (&str, &[&str]) = match suite {
+                Suite::Python => continue,
                 Suite::Codec => (
                     "bench codec",
                     &[
@@ -109,7 +121,7 @@ impl BenchArgs {
                 Suite::Codec => print_codec_summary(&results)?,
                 Suite::Monitor => print_monitor_summary(&results)?,
                 // These harnesses print their own tables.
-                Suite::Cache | Suite::Server | Suite::Cluster => {}
+                Suite::Cache | Suite::Server | Suite::Cluster | Suite::Python => {}
             }
         }
         Ok(ExitCode::SUCCESS)

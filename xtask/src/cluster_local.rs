@@ -37,31 +37,13 @@ const REDIS_CLUSTER_NODES: &str = crate::contract::variable("REDIS_CLUSTER_NODES
 /// `REDIS_URL` (never beside `REDIS_CLUSTER_NODES`).
 const REDIS_URL: &str = crate::contract::REDIS_URL;
 
-/// One local Redis node.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct LocalNode {
-    pub(crate) pid: u32,
-    pub(crate) port: u16,
-    pub(crate) cluster_port: u16,
-}
-
-/// One local backend.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct LocalBackend {
-    pub(crate) pid: u32,
-    pub(crate) port: u16,
-}
-
-/// What `down` and `status` need: every process the stack started.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct LocalCluster {
-    pub(crate) nodes: Vec<LocalNode>,
-    pub(crate) backends: Vec<LocalBackend>,
-}
-
 pub(crate) fn state_dir(dir: &Path) -> PathBuf {
-    dir.join("local-cluster")
+    sealcache_ops::runtime::local_cluster_state_dir(dir)
 }
+
+/// The local cluster stack of `dir` while any of its processes runs.
+pub(crate) use sealcache_ops::runtime::local_cluster_running as running;
+pub(crate) use sealcache_ops::runtime::{LocalBackend, LocalCluster, LocalNode};
 
 fn pids_file(dir: &Path) -> PathBuf {
     state_dir(dir).join("pids.json")
@@ -449,55 +431,6 @@ pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// The local cluster stack of `dir`, when any recorded process still runs the program it
-/// started.
-pub(crate) fn running(dir: &Path) -> Option<LocalCluster> {
-    let text = std::fs::read(pids_file(dir)).ok()?;
-    let cluster: LocalCluster = serde_json::from_slice(&text).ok()?;
-    // Running while any of its processes runs: a stack with a dead node is still a stack (status
-    // must show it, rotation must fail on that node rather than skip the whole stack, and down
-    // must stop the rest).
-    (cluster
-        .nodes
-        .iter()
-        .any(|n| cmdline(n.pid).contains("redis-server"))
-        || cluster
-            .backends
-            .iter()
-            .any(|b| cmdline(b.pid).contains("sealcache-server")))
-    .then_some(cluster)
-}
-
-/// Sets `masterauth` in the local nodes' configuration files (made from `cluster.conf` at
-/// `secure-up`) to the directory's replication password, so that none keeps the old one. Returns
-/// how many files changed.
-pub(crate) fn rewrite_masterauth(dir: &Path) -> anyhow::Result<usize> {
-    let state = state_dir(dir);
-    let Ok(entries) = std::fs::read_dir(&state) else {
-        return Ok(0);
-    };
-    let password = read_secret(dir, cluster_dir::REPLICATION_PASSWORD)?;
-    let password = SecretString::new(password.expose_secret().trim().to_owned());
-    let mut changed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("node-") && name.ends_with(".conf")) {
-            continue;
-        }
-        let text = SecretString::new(
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-        );
-        let new = sealcache_config_gen::rotation::with_masterauth(text.expose_secret(), &password);
-        if new.as_str() != text.expose_secret() {
-            sealcache_config_gen::rotation::replace_file(&path, new.as_bytes())?;
-            changed += 1;
-        }
-    }
-    Ok(changed)
 }
 
 /// Every node's role, `cluster_state` and replica link, asked of the node itself.

@@ -4,13 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sealcache_config_gen::{
-    DeploymentOptions, OutputFormat, Recommendation, SecureConfigGenerator, Severity,
-    ValidationInput, ValidationReport, WriteMode, layout, password, validate, write_deployment,
-};
-use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
+use sealcache_config_gen::ValidationInput;
+use sealcache_env_detect::Environment;
+use sealcache_ops::config::{GenerateFormat, GenerateOptions, Verdict, report_verdict};
 
-use crate::progress::workspace_root;
+use crate::progress::{Printer, workspace_root};
 
 /// `config` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -50,61 +48,20 @@ pub(crate) struct DictionaryArgs {
     /// Largest dictionary size in bytes.
     #[arg(long, default_value_t = 16 * 1024)]
     size: usize,
+    /// Train and report; leave the keyring unchanged.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 impl DictionaryArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let dir = self.dir.clone().unwrap_or_else(default_dir);
-        anyhow::ensure!(
-            dir.join(layout::ENCRYPTION_KEYRING).is_file(),
-            "{} holds no keyring ({}): generate the deployment first",
-            dir.display(),
-            layout::ENCRYPTION_KEYRING
+        let mut opts = sealcache_ops::config::DictionaryOptions::new(
+            self.samples,
+            self.dir.unwrap_or_else(default_dir),
         );
-        anyhow::ensure!(
-            (1024..=1 << 20).contains(&self.size),
-            "--size must be between 1024 and 1048576 bytes"
-        );
-        let samples: Vec<Vec<u8>> = if self.samples.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&self.samples)
-                .with_context(|| format!("cannot read {}", self.samples.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            files.sort();
-            files
-                .iter()
-                .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
-                .collect::<anyhow::Result<_>>()?
-        } else {
-            std::fs::read_to_string(&self.samples)
-                .with_context(|| format!("cannot read {}", self.samples.display()))?
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| l.as_bytes().to_vec())
-                .collect()
-        };
-        anyhow::ensure!(
-            samples.len() >= 10,
-            "{} holds {} samples; train on at least 10 (a few hundred is better)",
-            self.samples.display(),
-            samples.len()
-        );
-        let dictionary = sealcache_codec::Dictionary::train(&samples, self.size)
-            .context("dictionary training failed")?;
-        println!(
-            "✅ Trained dictionary {} ({} bytes) on {} samples",
-            dictionary.id(),
-            dictionary.as_bytes().len(),
-            samples.len()
-        );
-        let id = dictionary.id();
-        let held = sealcache_config_gen::add_dictionary(&dir, dictionary)
-            .with_context(|| format!("cannot add the dictionary to {}", dir.display()))?;
-        println!(
-            "✅ {}: dictionary {id} seals new values; dictionaries held: {held:?} (reload the backends: SIGHUP; drop an old one after the longest TTL)",
-            dir.join(layout::ENCRYPTION_KEYRING).display()
-        );
+        opts.size = self.size;
+        opts.dry_run = self.dry_run;
+        sealcache_ops::config::train_dictionary(&opts, &mut Printer)?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -163,20 +120,20 @@ pub(crate) struct GenerateArgs {
     /// [default --out: deploy/generated-cluster].
     #[arg(long, conflicts_with_all = ["rotate", "format"])]
     cluster: bool,
+    /// Generate into a scratch directory and list the files it would write; write nothing.
+    #[arg(long, conflicts_with = "rotate")]
+    dry_run: bool,
 }
 
 impl GenerateArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
-        if self.cluster {
-            return crate::cluster_stack::generate(
-                self.environment,
-                self.out,
-                self.force,
-                self.sans,
-                self.namespace,
-            );
-        }
-        let dir = self.out.clone().unwrap_or_else(default_dir);
+        let dir = self.out.clone().unwrap_or_else(|| {
+            if self.cluster {
+                crate::cluster_stack::default_dir()
+            } else {
+                default_dir()
+            }
+        });
         if self.rotate {
             // A rotation takes the environment the directory records, never the one this process
             // detects (a checkout detects as development and would weaken production passwords).
@@ -202,115 +159,22 @@ impl GenerateArgs {
                 &sealcache_config_gen::rotation::RotateOptions::default(),
                 true,
             )?;
-            return Ok(report_validation(&dir, recorded));
+            let verdict = sealcache_ops::config::validate_dir_report(&dir, recorded, &mut Printer);
+            return Ok(ExitCode::from(verdict.exit_code()));
         }
-        let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
-        let environment = self.environment.unwrap_or(detected.environment());
-        match self.environment {
-            Some(env) => println!("✅ Environment: {env} (given explicitly)"),
-            None => println!(
-                "✅ Detected environment: {} (confidence {:.0} %, by {})",
-                detected.environment(),
-                detected.confidence() * 100.0,
-                detected.detected_by()
-            ),
-        }
-        if detected.development_override() {
-            println!(
-                "⚠️  REDIS_SECURITY_MODE=development is set: the development override is active"
-            );
-        }
-
-        let config = SecureConfigGenerator::generate_for_environment(&detected, self.environment)
-            .context("cannot generate secrets")?;
-        let options = DeploymentOptions {
-            mode: if self.force {
-                WriteMode::Force
-            } else {
-                WriteMode::New
-            },
-            format: match self.format {
-                Format::Dir => OutputFormat::Dir,
-                Format::EnvVars => OutputFormat::EnvVars,
-            },
-            namespace: self.namespace.clone(),
-            extra_server_names: self.sans.clone(),
-            ..DeploymentOptions::default()
+        let mut opts = GenerateOptions::new(dir);
+        opts.environment = self.environment;
+        opts.force = self.force;
+        opts.format = match self.format {
+            Format::Dir => GenerateFormat::Dir,
+            Format::EnvVars => GenerateFormat::EnvVars,
         };
-        let written = write_deployment(&config, &dir, &options)?;
-        let bits = password::required_bits(environment);
-        println!(
-            "✅ Generated 4 Redis ACL passwords ({bits}-bit, {} characters)",
-            config.redis_password.len()
-        );
-        println!("✅ Encryption key created (AES-256-GCM, key id 1)");
-        println!("✅ API key created");
-        match self.format {
-            Format::EnvVars => {
-                println!(
-                    "✅ Wrote {} (mode 0600)",
-                    dir.join(layout::ENV_SECURE_FILE).display()
-                );
-                let report = validate(
-                    &ValidationInput::EnvFile(dir.join(layout::ENV_SECURE_FILE)),
-                    Some(environment),
-                )?;
-                Ok(print_verdict(&report))
-            }
-            Format::Dir => {
-                println!(
-                    "✅ TLS material created (CA, server and distinct client certificates, ECDSA P-256)"
-                );
-                println!("✅ ACL file written with password hashes only (default user off)");
-                println!(
-                    "✅ Wrote {} files under {}",
-                    written.files.len(),
-                    dir.display()
-                );
-                println!("🔑 API key file: {}", dir.join(layout::API_KEY).display());
-                println!(
-                    "🔒 CA private key kept apart: {}",
-                    dir.join(layout::CA_KEY).display()
-                );
-                Ok(report_validation(&dir, environment))
-            }
-        }
-    }
-}
-
-fn report_validation(dir: &std::path::Path, environment: Environment) -> ExitCode {
-    match validate(&ValidationInput::Dir(dir.to_path_buf()), Some(environment)) {
-        Ok(report) => print_verdict(&report),
-        Err(err) => {
-            println!("❌ validation could not read {}: {err}", dir.display());
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn print_verdict(report: &ValidationReport) -> ExitCode {
-    let ok = report.recommendation == Recommendation::Acceptable;
-    println!(
-        "{} Validated: {} (score {}/100)",
-        if ok { "✅" } else { "❌" },
-        if ok { "acceptable" } else { "regenerate" },
-        report.security_score
-    );
-    for issue in &report.issues {
-        let mark = match issue.severity {
-            Severity::Error => "❌",
-            Severity::Warning => "⚠️ ",
-            Severity::Info => "ℹ️ ",
-        };
-        println!(
-            "   {mark} {}: {} — {}",
-            issue.code, issue.message, issue.remedy
-        );
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+        opts.sans = self.sans;
+        opts.namespace = self.namespace;
+        opts.cluster = self.cluster;
+        opts.dry_run = self.dry_run;
+        let verdict = sealcache_ops::config::generate(&opts, &mut Printer)?;
+        Ok(ExitCode::from(verdict.exit_code()))
     }
 }
 
@@ -338,11 +202,11 @@ impl ValidateArgs {
             (None, Some(dir)) => ValidationInput::Dir(dir),
             (None, None) => ValidationInput::Dir(default_dir()),
         };
-        let report = match validate(&input, self.environment) {
+        let report = match sealcache_ops::config::validate_input(&input, self.environment) {
             Ok(report) => report,
             Err(err) => {
                 eprintln!("❌ unusable input: {err}");
-                return ExitCode::from(2);
+                return ExitCode::from(Verdict::Unusable.exit_code());
             }
         };
         if self.json {
@@ -350,20 +214,16 @@ impl ValidateArgs {
                 Ok(text) => println!("{text}"),
                 Err(err) => {
                     eprintln!("❌ cannot render the report: {err}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(Verdict::Unusable.exit_code());
                 }
             }
-            return if report.recommendation == Recommendation::Acceptable {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            };
+            return ExitCode::from(Verdict::of(&report).exit_code());
         }
         println!(
             "Environment: {} (confidence {:.0} %)",
             report.environment,
             report.confidence * 100.0
         );
-        print_verdict(&report)
+        ExitCode::from(report_verdict(&report, &mut Printer).exit_code())
     }
 }

@@ -90,6 +90,11 @@ impl UpArgs {
         &self.project
     }
 
+    /// Sets the compose project.
+    pub(crate) fn set_project(&mut self, project: &str) {
+        project.clone_into(&mut self.project);
+    }
+
     /// The options of `secure-up --cluster` (cluster_stack.rs).
     pub(crate) fn cluster_options(&self) -> crate::cluster_stack::UpOptions {
         crate::cluster_stack::UpOptions {
@@ -364,6 +369,29 @@ impl UpArgs {
             let checks = crate::local::verify(&dir, port);
             return Ok(print_report(&checks, self.json, secure, port, &dir));
         }
+        if let Some(running) = healthy_stack(&self.project, &dir) {
+            // secure-up never harms what it deploys: a healthy stack of this directory keeps its
+            // containers, images and secrets' ownership; it is only verified.
+            println!(
+                "✅ Stack {} already runs healthy from {}: nothing changed (no image built, no container recreated; `cargo xtask down` first to redeploy{})",
+                self.project,
+                dir.display(),
+                if self.observability {
+                    ", --observability is not applied to a running stack"
+                } else {
+                    ""
+                }
+            );
+            let compose = compose_for(
+                &self.project,
+                secure,
+                &dir,
+                (&running.0, &running.1),
+                self.port,
+            )?;
+            let checks = verify(&compose, &dir, self.port, secure);
+            return Ok(print_report(&checks, self.json, secure, self.port, &dir));
+        }
         let images = prepare(self.images)?;
         println!(
             "✅ Images: redis={} backend={} ({})",
@@ -407,6 +435,46 @@ impl UpArgs {
         let checks = verify(&compose, &dir, self.port, secure);
         Ok(print_report(&checks, self.json, secure, self.port, &dir))
     }
+}
+
+/// The images (redis, backend) of compose project `project` when both its `redis` and `backend`
+/// containers run healthy and the backend mounts its secrets from `dir`: a stack `secure-up`
+/// leaves as it is.
+fn healthy_stack(project: &str, dir: &Path) -> Option<(String, String)> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let secrets = dir.join(layout::SECRETS_DIR);
+    let mut images = Vec::new();
+    for service in ["redis", "backend"] {
+        let filters = [
+            format!("label=com.docker.compose.project={project}"),
+            format!("label=com.docker.compose.service={service}"),
+        ];
+        let ids =
+            crate::docker::docker(&["ps", "-q", "--filter", &filters[0], "--filter", &filters[1]])
+                .ok()?;
+        let mut ids = ids.split_whitespace();
+        let (Some(id), None) = (ids.next(), ids.next()) else {
+            return None;
+        };
+        let c = inspect(id).ok()?;
+        if c["State"]["Health"]["Status"] != "healthy" {
+            return None;
+        }
+        let from_dir = c["Mounts"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["Source"]
+                    .as_str()
+                    .is_some_and(|s| Path::new(s).starts_with(&secrets))
+            })
+        });
+        if !from_dir {
+            return None;
+        }
+        images.push(c["Config"]["Image"].as_str()?.to_owned());
+    }
+    let backend = images.pop()?;
+    let redis = images.pop()?;
+    Some((redis, backend))
 }
 
 /// Prints the validation's verdict (and, when not acceptable, its issues); returns whether the
@@ -537,29 +605,20 @@ impl StatusArgs {
             return Ok(code);
         }
         let dir = self.dir.unwrap_or_else(crate::config::default_dir);
-        let key_path = dir.join(layout::API_KEY);
-        let key = std::fs::read_to_string(&key_path)
-            .with_context(|| format!("cannot read the API key {}", key_path.display()))?;
-        let (status, body) = crate::http::request(
-            self.port,
-            "GET",
-            "/internal/cache/security-status",
-            Some(key.trim()),
-            None,
-        )?;
-        if status != 200 {
-            bail!("the backend answered {status}");
-        }
-        let v: serde_json::Value = serde_json::from_str(&body)
-            .context("the backend's /internal/cache/security-status is not JSON")?;
+        let (v, report) = status_value(&dir, self.port)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
         }
-        if v["security_level"] == "development" {
-            println!("⚠️  DEVELOPMENT MODE: not for production");
-        }
-        crate::verify::print_security_status(&v);
+        sealcache_ops::status::status_lines(&v, report.as_ref(), &mut crate::progress::Printer);
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `status --json` of the single-node stack (`sealcache_ops::status::status`).
+pub(crate) fn status_value(
+    dir: &Path,
+    port: u16,
+) -> anyhow::Result<(serde_json::Value, Option<crate::rotate::RotationReport>)> {
+    Ok(sealcache_ops::status::status(dir, port)?)
 }

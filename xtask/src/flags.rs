@@ -34,6 +34,16 @@ pub(crate) enum Command {
     Down(crate::deploy::DownArgs),
     /// Show the running backend's live security status.
     Status(crate::deploy::StatusArgs),
+    /// Mint a scoped API key: print it once, append its SHA-256 to the keys file (0600).
+    ApiKey(crate::api_key::ApiKeyArgs),
+    /// Kubernetes: render hardened manifests (Kustomize) from a deployment directory.
+    #[command(subcommand)]
+    K8s(crate::k8s::K8sCommand),
+    /// Cut a three-host stack (network namespaces) apart in four ways and judge every answer.
+    Partitions(crate::partitions::PartitionsArgs),
+    /// The verifying client `partitions` runs inside each host (not for people).
+    #[command(hide = true)]
+    PartitionsAgent(crate::partitions::AgentArgs),
 }
 
 impl Command {
@@ -48,6 +58,10 @@ impl Command {
             Command::DevUp(args) => args.run(false),
             Command::Down(args) => args.run(),
             Command::Status(args) => args.run(),
+            Command::ApiKey(args) => args.run(),
+            Command::K8s(cmd) => cmd.run(),
+            Command::Partitions(args) => args.run(),
+            Command::PartitionsAgent(args) => args.run(),
         }
     }
 }

@@ -155,11 +155,20 @@ fn local_base() -> anyhow::Result<&'static str> {
     Ok(LOCAL_BASE)
 }
 
-/// Builds the backend image from the release binary.
+/// Builds the backend image from the release binaries: the server and the operator command
+/// `sealcache` (sealcache-cli), so that an operator with only the image can run it.
 fn backend(base: &str) -> anyhow::Result<()> {
     step(
-        "cargo build --release -p sealcache-server",
-        cargo().args(["build", "--release", "--locked", "-p", "sealcache-server"]),
+        "cargo build --release -p sealcache-server -p sealcache-cli",
+        cargo().args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "sealcache-server",
+            "-p",
+            "sealcache-cli",
+        ]),
     )?;
     let root = workspace_root();
     let ctx = crate::progress::target_dir().join("sealcache-image");
@@ -168,6 +177,9 @@ fn backend(base: &str) -> anyhow::Result<()> {
     let binary = crate::progress::target_dir().join("release/sealcache-server");
     std::fs::copy(&binary, ctx.join("sealcache-server"))
         .with_context(|| format!("cannot copy {} into {}", binary.display(), ctx.display()))?;
+    let cli = crate::progress::target_dir().join("release/sealcache");
+    std::fs::copy(&cli, ctx.join("sealcache"))
+        .with_context(|| format!("cannot copy {} into {}", cli.display(), ctx.display()))?;
     let dockerfile = root.join("deploy/images/backend.Dockerfile");
     let base_arg = format!("BASE={base}");
     let out = docker(&[

@@ -26,20 +26,14 @@ use crate::progress::{cargo, on_path, step, workspace_root};
 /// The containers' Redis configuration, which the local one is made from.
 const REDIS_CONF: &str = "deploy/redis/redis.conf";
 
-/// What `down` needs to stop a local stack (and a rotation to reach it).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Pids {
-    pub(crate) redis: u32,
-    pub(crate) server: u32,
-    /// The API port.
-    pub(crate) port: u16,
-    /// Redis's TLS port (0 in records written before it was kept).
-    #[serde(default)]
-    pub(crate) redis_port: u16,
-}
+/// What `down` needs to stop a local stack (and a rotation to reach it): the ops library's record.
+pub(crate) use sealcache_ops::runtime::LocalPids as Pids;
+pub(crate) use sealcache_ops::runtime::{
+    cmdline, local_recorded as recorded, local_running as running,
+};
 
 fn state_dir(dir: &Path) -> PathBuf {
-    dir.join("local")
+    sealcache_ops::runtime::local_state_dir(dir)
 }
 
 /// A local TCP port free at the time of asking.
@@ -292,7 +286,10 @@ pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
             checks.push(crate::verify::Check {
                 name: "backend_security_level",
                 passed: level == "production_ready",
-                detail: format!("security_level={level}"),
+                detail: format!(
+                    "security_level={level}{}",
+                    crate::verify::failing_status_checks(&v)
+                ),
             });
         }
         other => checks.push(crate::verify::Check {
@@ -303,53 +300,6 @@ pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
     }
     checks.push(crate::verify::end_to_end(port, &key));
     checks
-}
-
-/// The local stack running from `dir`, when its recorded processes still run the programs they
-/// started (a recycled pid is never taken for them).
-pub(crate) fn running(dir: &Path) -> Option<Pids> {
-    let text = std::fs::read(state_dir(dir).join("pids.json")).ok()?;
-    let pids: Pids = serde_json::from_slice(&text).ok()?;
-    (cmdline(pids.server).contains("sealcache-server")
-        && cmdline(pids.redis).contains("redis-server"))
-    .then_some(pids)
-}
-
-/// The `aclfile` the local Redis of `dir` was started with (its generated redis.conf).
-pub(crate) fn acl_file_in_use(dir: &Path) -> Option<PathBuf> {
-    let conf = std::fs::read_to_string(state_dir(dir).join("redis.conf")).ok()?;
-    conf.lines().find_map(|l| {
-        let path = l.strip_prefix("aclfile ")?.trim();
-        let path = path
-            .strip_prefix('"')
-            .and_then(|p| p.strip_suffix('"'))
-            .unwrap_or(path);
-        Some(PathBuf::from(
-            path.replace("\\\"", "\"").replace("\\\\", "\\"),
-        ))
-    })
-}
-
-/// Sends `signal` (`HUP`, `USR1`) to the local server of `pids`, after checking that the pid still
-/// runs it.
-pub(crate) fn signal_server(server: u32, signal: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        cmdline(server).contains("sealcache-server"),
-        "pid {server} no longer runs sealcache-server"
-    );
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &server.to_string()])
-        .status()
-        .with_context(|| format!("cannot run kill -{signal} {server}"))?;
-    anyhow::ensure!(status.success(), "kill -{signal} {server} failed");
-    Ok(())
-}
-
-/// The command line of process `pid` (empty when it does not run).
-pub(crate) fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
 }
 
 /// The pid record `file` written by `command`; `None` when there is none.
@@ -394,7 +344,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// A production deployment directory written to `dir` (also used by rotate.rs's tests).
+    /// A production deployment directory written to `dir` (also used by the tests of rotate/).
     pub(crate) fn write_production_deployment(dir: &Path) {
         let detected = sealcache_env_detect::EnvironmentDetector::new(
             sealcache_env_detect::MapSource::new().var("ENVIRONMENT", "production"),

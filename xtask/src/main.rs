@@ -6,6 +6,7 @@
 // xtask is a command-line program: printing progress is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod api_key;
 mod bench;
 mod cluster_local;
 mod cluster_stack;
@@ -18,9 +19,13 @@ mod features;
 mod flags;
 mod http;
 mod images;
+mod k8s;
+mod k8s_check;
 mod local;
 mod package;
+mod partitions;
 mod progress;
+mod python;
 mod redis_install;
 mod rotate;
 mod secrets;

@@ -8,19 +8,22 @@
 //!    outside the workspace (under the system temporary directory, one fixed name per target
 //!    directory), where no workspace manifest above the crate applies. The files get the time of
 //!    unpacking, so cargo rebuilds the packaged crates every run and never reuses stale artefacts.
-//! 3. In each unpacked crate: `cargo test --offline --all-features` (and its benchmarks compiled,
-//!    when it has any), with `CARGO_TARGET_DIR=<target>/package-test` shared by all of them so they
-//!    reuse each other's artefacts from run to run. A packaged manifest asks for its sibling crates
-//!    by version (`sealcache-codec = "0.1.0"`), which crates.io does not have yet:
-//!    `--config patch.crates-io.<sibling>.path=...` points each sibling the crate needs (directly,
-//!    or through another sibling) at that sibling's unpacked package, so every line compiled is
-//!    packaged source. The package's own `Cargo.lock` (written by `cargo package` from the
-//!    workspace's) keeps every other dependency at the version the workspace is tested with.
+//! 3. The unpacked packages become the members of one scratch workspace (`Cargo.toml` written
+//!    beside them: the workspace's `[profile...]` tables verbatim, and `[patch.crates-io]` pointing
+//!    each sibling at its unpacked package, because a packaged manifest asks for its siblings by
+//!    version (`sealcache-codec = "0.1.0"`), which crates.io does not have yet), so every line
+//!    compiled is packaged source. The workspace's `Cargo.lock` keeps every other dependency at the
+//!    version the workspace is tested with.
+//! 4. `cargo test --workspace --offline --all-features` there (and the benchmarks compiled), with
+//!    `CARGO_TARGET_DIR` the workspace's own: the registry crates the workspace tests built are
+//!    reused instead of being built again per package (the packaged crates themselves have other
+//!    paths, so they are always built from the unpacked source). What a crate compiles with only
+//!    its own features is the feature matrix's job (`features.rs`), not this step's.
 //!
 //! A test that needs a file outside its crate (the shared corpus, `deploy/`) or the unpublished test
 //! kit fails here: it belongs in `crates/integration-tests`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -48,8 +51,6 @@ struct Member {
     version: String,
     publish: bool,
     has_benches: bool,
-    /// The names of its dependencies, and whether each is a dev-dependency.
-    dependencies: Vec<(String, bool)>,
 }
 
 /// Packages the published crates, then tests each from its unpacked `.crate` (see the module docs).
@@ -61,6 +62,12 @@ pub(crate) fn test_packages() -> anyhow::Result<()> {
         .filter(|m| m.publish)
         .map(|m| (m.name.as_str(), m))
         .collect();
+    // The packaged crates are tested `--offline` against the workspace's lock file: every crate
+    // it names must be in cargo's cache, also on a machine that has not built the workspace yet.
+    step(
+        "cargo fetch (the locked dependencies, for the offline package tests)",
+        cargo().args(["fetch", "--locked"]),
+    )?;
     let mut package = cargo();
     package.args([
         "package",
@@ -102,42 +109,45 @@ pub(crate) fn test_packages() -> anyhow::Result<()> {
         unpacked.insert(member.name.as_str(), scratch.join(stem));
     }
 
-    let shared_target = target.join("package-test");
+    // One workspace over the unpacked packages, each sibling patched in by path: one build of
+    // the dependencies for all of them, in the workspace's own target directory with the
+    // workspace's profile, so the registry crates the workspace tests already built are reused
+    // (a separate target rebuilt them three times, once per feature set, for ~5 minutes).
+    write_scratch_workspace(&scratch, &published, &unpacked)?;
+    let lock = crate::progress::workspace_root().join("Cargo.lock");
+    std::fs::copy(&lock, scratch.join("Cargo.lock"))
+        .with_context(|| format!("cannot copy {} into {}", lock.display(), scratch.display()))?;
+    let run = |args: &[&str]| {
+        let mut cmd = cargo();
+        cmd.current_dir(&scratch)
+            .env("CARGO_TARGET_DIR", &target)
+            .args(args)
+            .args(["--workspace", "--offline", "--all-features"]);
+        cmd
+    };
     let mut failed = Vec::new();
-    for member in published.values() {
-        let dir = &unpacked[member.name.as_str()];
-        let patches = patches(member, &published, &unpacked)?;
-        let run = |args: &[&str]| {
-            let mut cmd = cargo();
-            // No incremental state and line tables only: every run rebuilds the packaged crates
-            // anyway, and backtraces still name file and line (a third of the disk, less time).
-            cmd.current_dir(dir)
-                .env("CARGO_TARGET_DIR", &shared_target)
-                .env("CARGO_INCREMENTAL", "0")
-                .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
-                .args(args)
-                .args(["--offline", "--all-features"]);
-            for patch in &patches {
-                cmd.args(["--config", patch]);
-            }
-            cmd
-        };
-        let name = format!("{} {} from its .crate", member.name, member.version);
-        let mut outcome = step(&format!("{name}: cargo test"), &mut run(&["test"]));
-        if outcome.is_ok() && member.has_benches {
-            outcome = step(
-                &format!("{name}: benchmarks compile"),
-                &mut run(&["test", "--benches", "--no-run"]),
-            );
-        }
-        if outcome.is_err() {
-            failed.push(member.name.as_str());
-        }
+    let names = published.keys().copied().collect::<Vec<_>>().join(", ");
+    if step(
+        &format!("{names} from their .crate files: cargo test"),
+        &mut run(&["test"]),
+    )
+    .is_err()
+    {
+        failed.push("cargo test");
+    }
+    if published.values().any(|m| m.has_benches)
+        && step(
+            "benchmarks of the packaged crates compile",
+            &mut run(&["test", "--benches", "--no-run"]),
+        )
+        .is_err()
+    {
+        failed.push("benchmarks");
     }
     let secs = started.elapsed().as_secs_f64();
     if !failed.is_empty() {
         bail!(
-            "packaged crates failed from their .crate files: {} (unpacked sources kept in {})",
+            "the packaged crates failed from their .crate files ({}; unpacked sources kept in {})",
             failed.join(", "),
             scratch.display()
         );
@@ -188,59 +198,66 @@ fn members() -> anyhow::Result<Vec<Member>> {
                         .as_array()
                         .is_some_and(|k| k.iter().any(|k| k == "bench"))
                 }),
-            dependencies: package["dependencies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| Some((text(&d["name"])?, d["kind"] == "dev")))
-                .collect(),
         });
     }
     Ok(members)
 }
 
-/// `--config` values patching crates.io, for `member`, with the unpacked published siblings it
-/// needs: its own sibling dependencies of any kind, then their normal and build dependencies on
-/// siblings, transitively (a patch nothing uses would only print a warning).
-fn patches(
-    member: &Member,
+/// Writes `scratch/Cargo.toml`: a workspace whose members are the unpacked packages, with the
+/// workspace's dependency profile and crates.io patched to each unpacked sibling (a packaged
+/// manifest asks for its siblings by version, which crates.io does not have yet), so every line
+/// compiled is packaged source.
+fn write_scratch_workspace(
+    scratch: &Path,
     published: &BTreeMap<&str, &Member>,
     unpacked: &BTreeMap<&str, PathBuf>,
-) -> anyhow::Result<Vec<String>> {
-    let mut needed = BTreeSet::new();
-    let mut todo: Vec<&str> = member
-        .dependencies
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect();
-    while let Some(name) = todo.pop() {
-        let Some(sibling) = published.get(name) else {
-            continue;
-        };
-        if needed.insert(name) {
-            todo.extend(
-                sibling
-                    .dependencies
-                    .iter()
-                    .filter(|(_, dev)| !dev)
-                    .map(|(name, _)| name.as_str()),
-            );
+) -> anyhow::Result<()> {
+    let dir_name = |name: &str| -> anyhow::Result<String> {
+        let dir = &unpacked[name];
+        let file_name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no UTF-8 file name", dir.display()))?;
+        // A JSON string is a TOML basic string (same escapes), quoting the path safely.
+        Ok(serde_json::to_string(file_name)?)
+    };
+    let mut manifest = String::from(
+        "# Written by `cargo xtask package-test`: the unpacked .crate files as one workspace.\n\
+         [workspace]\nresolver = \"3\"\nmembers = [\n",
+    );
+    for name in published.keys() {
+        manifest.push_str(&format!("    {},\n", dir_name(name)?));
+    }
+    manifest.push_str("]\n\n");
+    // The workspace's profiles, verbatim: the registry crates then have the workspace's build
+    // settings and their artefacts are shared with its tests.
+    let root = crate::progress::workspace_root().join("Cargo.toml");
+    let root = std::fs::read_to_string(&root)
+        .with_context(|| format!("cannot read {}", root.display()))?;
+    manifest.push_str(&profile_tables(&root));
+    manifest.push_str("\n[patch.crates-io]\n");
+    for name in published.keys() {
+        manifest.push_str(&format!("{name} = {{ path = {} }}\n", dir_name(name)?));
+    }
+    let path = scratch.join("Cargo.toml");
+    std::fs::write(&path, manifest).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The `[profile...]` tables of a manifest, verbatim (header lines and their contents).
+fn profile_tables(manifest: &str) -> String {
+    let mut tables = String::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        let header = line.trim_start();
+        if header.starts_with('[') {
+            inside = header.starts_with("[profile.");
+        }
+        if inside {
+            tables.push_str(line);
+            tables.push('\n');
         }
     }
-    needed
-        .into_iter()
-        .map(|name| {
-            let dir = &unpacked[name];
-            let dir = dir
-                .to_str()
-                .with_context(|| format!("{} is not UTF-8", dir.display()))?;
-            // A JSON string is a TOML basic string (same escapes), quoting the path safely.
-            Ok(format!(
-                "patch.crates-io.{name}.path={}",
-                serde_json::to_string(dir)?
-            ))
-        })
-        .collect()
+    tables
 }
 
 /// Where the packages are unpacked: outside any workspace, one fixed directory per target
@@ -250,4 +267,18 @@ fn scratch_dir(target: &Path) -> PathBuf {
     let mut hasher = DefaultHasher::new();
     target.hash(&mut hasher);
     std::env::temp_dir().join(format!("sealcache-package-test-{:016x}", hasher.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn profile_tables_are_copied_whole_and_nothing_else() {
+        let manifest = "[workspace]\nmembers = []\n\n[profile.release]\ndebug = 1\n\n\
+                        [workspace.dependencies]\nfoo = \"1\"\n[profile.dev.package.\"*\"]\n\
+                        # why\nopt-level = 2\n";
+        assert_eq!(
+            super::profile_tables(manifest),
+            "[profile.release]\ndebug = 1\n\n[profile.dev.package.\"*\"]\n# why\nopt-level = 2\n"
+        );
+    }
 }

@@ -90,3 +90,13 @@ pub(crate) fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
+
+/// Prints the `sealcache-ops` library's progress lines as they come (`✅`/`❌` ...).
+#[derive(Debug, Default)]
+pub(crate) struct Printer;
+
+impl sealcache_ops::Progress for Printer {
+    fn line(&mut self, line: sealcache_ops::Line) {
+        println!("{line}");
+    }
+}

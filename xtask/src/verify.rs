@@ -40,27 +40,9 @@ pub(crate) fn print_checks(checks: &[Check]) {
 }
 
 /// Prints the security level and the checks of a backend's `/internal/cache/security-status`
-/// answer `v`.
+/// answer `v` (`sealcache_ops::status::security_lines`).
 pub(crate) fn print_security_status(v: &serde_json::Value) {
-    let level = v["security_level"].as_str().unwrap_or("?");
-    println!(
-        "{} security_level: {level} ({} {})",
-        if level == "production_ready" {
-            "✅"
-        } else {
-            "⚠️ "
-        },
-        v["environment"],
-        v["confidence"]
-    );
-    for c in v["checks"].as_array().into_iter().flatten() {
-        println!(
-            "{} {}: {}",
-            if c["passed"] == true { "✅" } else { "❌" },
-            c["name"].as_str().unwrap_or(""),
-            c["detail"].as_str().unwrap_or("")
-        );
-    }
+    sealcache_ops::status::security_lines(v, &mut crate::progress::Printer);
 }
 
 /// The failed check when `docker inspect` does not answer for a container.
@@ -299,7 +281,10 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
             checks.push(check(
                 "backend_security_level",
                 level == want,
-                format!("security_level={level} (want {want})"),
+                format!(
+                    "security_level={level} (want {want}){}",
+                    failing_status_checks(&v)
+                ),
             ));
         }
         other => checks.push(check(
@@ -309,7 +294,55 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
         )),
     }
     checks.push(end_to_end(port, &key));
-    checks.push(crash_and_restart(&backend, port, &key));
+    checks
+}
+
+/// The checks of `cargo xtask test` that `secure-up` never makes: when `up` succeeded, the
+/// `sealcache` operator command runs from the backend container of compose project `project`
+/// (service `service`), then the crash-and-restart proof (`secure-up` does not harm what it
+/// deploys): the server process is killed and must be replaced by the `unless-stopped` policy
+/// and serve again; `checks` come back with both appended.
+pub(crate) fn with_crash_and_restart(
+    mut checks: Vec<Check>,
+    up: &anyhow::Result<std::process::ExitCode>,
+    project: &str,
+    service: &str,
+    dir: &Path,
+    port: u16,
+) -> Vec<Check> {
+    if !matches!(up, Ok(code) if *code == std::process::ExitCode::SUCCESS) {
+        return checks;
+    }
+    let filters = [
+        format!("label=com.docker.compose.project={project}"),
+        format!("label=com.docker.compose.service={service}"),
+    ];
+    let found = docker(&["ps", "-q", "--filter", &filters[0], "--filter", &filters[1]]);
+    // A single-node stack: `secure-up` again on the healthy stack changes nothing.
+    if matches!(
+        sealcache_config_gen::cluster_dir::cluster_record(dir),
+        Ok(None)
+    ) {
+        checks.push(secure_up_again_changes_nothing(project, dir, port));
+    }
+    checks.push(match found.as_deref().map(str::trim) {
+        Ok(id) if !id.is_empty() && !id.contains(char::is_whitespace) => cli_in_image(id),
+        other => check(
+            "sealcache_cli_in_image",
+            false,
+            format!("no single {service} container in project {project}: {other:?}"),
+        ),
+    });
+    checks.push(match found.as_deref().map(str::trim) {
+        Ok(id) if !id.is_empty() && !id.contains(char::is_whitespace) => {
+            crash_and_restart(id, port, &api_key(dir))
+        }
+        other => check(
+            "backend_restarts_after_crash",
+            false,
+            format!("no single {service} container in project {project}: {other:?}"),
+        ),
+    });
     checks
 }
 
@@ -356,6 +389,95 @@ pub(crate) fn crash_and_restart(container: &str, port: u16, key: &str) -> Check 
     }
 }
 
+/// `secure-up` run again on the healthy single-node stack of compose project `project` from
+/// `dir`: it succeeds, and every container of the project is the same one, started at the same
+/// time (nothing recreated or restarted).
+fn secure_up_again_changes_nothing(project: &str, dir: &Path, port: u16) -> Check {
+    let label = format!("label=com.docker.compose.project={project}");
+    let started = || -> Option<Vec<String>> {
+        let ids = docker(&["ps", "-q", "--filter", &label]).ok()?;
+        let mut out: Vec<String> = ids
+            .split_whitespace()
+            .map(|id| {
+                inspect(id).map_or_else(
+                    |_| format!("{id}: not inspectable"),
+                    |v| format!("{} {}", v["Id"], v["State"]["StartedAt"]),
+                )
+            })
+            .collect();
+        out.sort();
+        Some(out)
+    };
+    let before = started();
+    let mut args = crate::deploy::UpArgs::for_test(dir.to_path_buf(), port);
+    args.set_project(project);
+    let again = args.run(true);
+    let after = started();
+    let same = before.is_some() && before == after;
+    check(
+        "secure_up_again_changes_nothing",
+        matches!(again, Ok(ref code) if *code == std::process::ExitCode::SUCCESS) && same,
+        format!(
+            "secure-up again: {}; {} container(s) {}",
+            match &again {
+                Ok(code) if *code == std::process::ExitCode::SUCCESS => "verified".to_owned(),
+                Ok(code) => format!("exit {code:?}"),
+                Err(e) => format!("{e:#}"),
+            },
+            before.as_ref().map_or(0, Vec::len),
+            if same {
+                "unchanged (same ids, same start times)"
+            } else {
+                "changed"
+            }
+        ),
+    )
+}
+
+/// The `sealcache` operator command, run inside the backend container `id` as its own user:
+/// `config generate --dry-run` plans a production deployment in the container's tmpfs and
+/// validates it (exit 0), with no file left behind and no secret printed.
+fn cli_in_image(id: &str) -> Check {
+    let out = docker(&[
+        "exec",
+        id,
+        "sealcache",
+        "config",
+        "generate",
+        "--environment",
+        "production",
+        "--out",
+        "/tmp/sealcache-cli-check",
+        "--dry-run",
+    ]);
+    let left = docker(&["exec", id, "ls", "/tmp/sealcache-cli-check"]).is_ok();
+    match out {
+        Ok(text) if text.contains("nothing was written") && !left => check(
+            "sealcache_cli_in_image",
+            true,
+            format!(
+                "`docker exec {} sealcache config generate --dry-run`: {} files planned, nothing written",
+                crate::verify::short_id(id),
+                text.matches("would write").count()
+            ),
+        ),
+        Ok(text) => check(
+            "sealcache_cli_in_image",
+            false,
+            format!(
+                "unexpected output (left a directory: {left}): {}",
+                text.lines().last().unwrap_or("")
+            ),
+        ),
+        Err(e) => check("sealcache_cli_in_image", false, format!("{e:#}")),
+    }
+}
+
+/// The first 12 characters of a container id.
+pub(crate) fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// How the host would reach an address, asked of the kernel (`ip route get`, no packet sent).
 pub(crate) enum LocalRoute {
     /// Through a local bridge (directly connected, no gateway).
@@ -388,18 +510,57 @@ pub(crate) fn local_route(ip: &str) -> LocalRoute {
     }
 }
 
-/// Stores an entry through the API and looks it up again.
+/// The operation the verification stores under: one no application uses (the cache's
+/// per-operation TTLs, invalidations and dashboards never see it).
+pub(crate) const VERIFY_OPERATION: &str = "sealcache-verify";
+/// The verification entry's TTL: it expires by itself, so the check invalidates nothing (no
+/// invalidation is counted) and leaves nothing in the cache.
+const VERIFY_TTL_SECONDS: u64 = 2;
+
+/// Stores a throw-away entry through the API (operation [`VERIFY_OPERATION`], a text unique to
+/// this run, a TTL of [`VERIFY_TTL_SECONDS`]), looks it up again, then waits until it has
+/// expired: the check leaves nothing in the cache it verified and changes no counter but lookups.
 pub(crate) fn end_to_end(port: u16, key: &str) -> Check {
-    let store =
-        r#"{"text": "secure-up verification", "operation": "qa", "response": {"answer": "ok"}}"#;
-    let lookup = r#"{"text": "secure-up verification", "operation": "qa"}"#;
-    let stored = request(port, "PUT", "/v1/cache/entries", Some(key), Some(store)).map(|(s, _)| s);
-    let found = request(port, "POST", "/v1/cache/lookup", Some(key), Some(lookup))
-        .map(|(s, b)| s == 200 && b.contains("\"hit\":true"));
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let text = format!("sealcache verification {}-{nonce}", std::process::id());
+    let store = serde_json::json!({
+        "text": text,
+        "operation": VERIFY_OPERATION,
+        "response": {"answer": "ok"},
+        "ttl_seconds": VERIFY_TTL_SECONDS,
+    })
+    .to_string();
+    let lookup = serde_json::json!({"text": text, "operation": VERIFY_OPERATION}).to_string();
+    let hit = |body: &str| body.contains("\"hit\":true");
+    let stored = request(port, "PUT", "/v1/cache/entries", Some(key), Some(&store)).map(|(s, _)| s);
+    let found = request(port, "POST", "/v1/cache/lookup", Some(key), Some(&lookup))
+        .map(|(s, b)| s == 200 && hit(&b));
+    let served = matches!(stored, Ok(201)) && matches!(found, Ok(true));
+    // Then gone: every tier (L1 keeps an entry no longer than its Redis TTL) misses it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(VERIFY_TTL_SECONDS + 8);
+    let mut gone = false;
+    while served && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Ok((200, body)) = request(port, "POST", "/v1/cache/lookup", Some(key), Some(&lookup))
+            && !hit(&body)
+        {
+            gone = true;
+            break;
+        }
+    }
     check(
         "store_and_lookup_end_to_end",
-        matches!(stored, Ok(201)) && matches!(found, Ok(true)),
-        format!("store {stored:?}, lookup hit {found:?}"),
+        served && gone,
+        format!(
+            "store {stored:?}, lookup hit {found:?}; the entry (operation {VERIFY_OPERATION}, TTL {VERIFY_TTL_SECONDS} s) {}",
+            if gone {
+                "expired: nothing left in the cache"
+            } else {
+                "did not expire"
+            }
+        ),
     )
 }
 
@@ -449,5 +610,34 @@ pub(crate) fn backend_status(port: u16, key: &str) -> Result<serde_json::Value, 
         Ok((200, body)) => serde_json::from_str(&body).map_err(|e| format!("invalid JSON: {e}")),
         Ok((status, _)) => Err(format!("status {status}")),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The checks of a backend's security status (`GET /internal/cache/security-status`) that did
+/// not pass, as `; failing: name (detail), ...` (empty when all passed): why a level is not
+/// `production_ready`.
+pub(crate) fn failing_status_checks(status: &serde_json::Value) -> String {
+    let failing: Vec<String> = status["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["passed"] != true)
+        .map(|c| {
+            format!(
+                "{}{} ({})",
+                c["name"].as_str().unwrap_or("?"),
+                if c["observed"] == false {
+                    ", not observed"
+                } else {
+                    ""
+                },
+                c["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    if failing.is_empty() {
+        String::new()
+    } else {
+        format!("; failing: {}", failing.join(", "))
     }
 }

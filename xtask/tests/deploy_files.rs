@@ -132,7 +132,7 @@ fn redis_conf_is_tls_only_with_acl_and_no_persistence() {
         "appendonly no",
         "aclfile /run/secrets/redis/users.acl",
         "maxmemory 192mb",
-        "maxmemory-policy allkeys-lru",
+        "maxmemory-policy volatile-lru",
         "tls-protocols \"TLSv1.2 TLSv1.3\"",
     ] {
         assert!(

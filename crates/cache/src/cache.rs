@@ -16,12 +16,13 @@ use crate::backend::Backend;
 use crate::coherence::{Change, Coherence};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
-use crate::json_text::check_json_text;
+use crate::json_text::JsonText;
 use crate::key::KeyScheme;
 use crate::keyring_reload::{ActiveKeyring, KeyringReload, KeyringReloaded};
 use crate::l1::L1;
 use crate::status::SecurityStatus;
-use crate::stored_value;
+use crate::stored_value::{self, EntryKind, Meta};
+use crate::stream::{EventStream, SseEvent, render_sse};
 use tracing::Instrument as _;
 
 /// The confirmation [`SealedCache::clear`] needs.
@@ -56,6 +57,31 @@ pub struct CacheOptions {
     /// invalidation channel (on by default; L1 is bypassed while the subscription is down). Turn
     /// off only when this process is the only writer.
     pub l1_coherence: bool,
+    /// Single-flight across processes for `get_or_compute` (on by default): a miss takes a short
+    /// lease in Redis (`SET NX PX`, a random token, in the entry's slot) before computing, and the
+    /// callers of other processes wait for its entry instead of computing too. If Redis cannot be
+    /// reached the computation runs locally, as without leases. See `docs/cache.md`, "Leases".
+    pub leases: bool,
+    /// How long a lease lives without renewal (10 s by default). The holder renews it every third
+    /// of this while it computes, so it bounds how long others wait after a holder dies, not how
+    /// long a computation may take.
+    pub lease_ttl: Duration,
+    /// How long `get_or_compute` waits for another process's computation before computing itself
+    /// anyway (60 s by default).
+    pub lease_wait: Duration,
+    /// How often a waiter looks for the entry (and for a vanished lease) while it waits (25 ms by
+    /// default): one pipelined `SET NX` + `GET` per look and process.
+    pub lease_poll: Duration,
+    /// Unwrapped data keys held in process (tenants and subjects; see `docs/cache.md`, "Tenants
+    /// and subjects"), at most this many.
+    pub data_key_cache_entries: usize,
+    /// Unwrapped data keys held in process, at most this many bytes (about 1 KiB each).
+    pub data_key_cache_bytes: usize,
+    /// Callers of this process following another process's live stream at once, at most this
+    /// many (256 by default; see `docs/cache.md`, "Live streams across processes"): each follower
+    /// reads Redis until its stream ends, so the number is bounded. Beyond it a waiting caller
+    /// waits for the stored entry instead, as a caller that cannot follow does.
+    pub max_live_followers: usize,
 }
 
 impl Default for CacheOptions {
@@ -69,6 +95,13 @@ impl Default for CacheOptions {
             max_value_size: sealcache_codec::DEFAULT_MAX_PLAINTEXT,
             unlink_bad_entries: false,
             l1_coherence: true,
+            leases: true,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            lease_wait: DEFAULT_LEASE_WAIT,
+            lease_poll: DEFAULT_LEASE_POLL,
+            data_key_cache_entries: crate::data_key::DEFAULT_DATA_KEY_CACHE_ENTRIES,
+            data_key_cache_bytes: crate::data_key::DEFAULT_DATA_KEY_CACHE_BYTES,
+            max_live_followers: DEFAULT_MAX_LIVE_FOLLOWERS,
         }
     }
 }
@@ -122,7 +155,60 @@ impl CacheOptions {
         self.unlink_bad_entries = on;
         self
     }
+
+    /// Turns single-flight across processes (leases) on or off.
+    #[must_use]
+    pub fn with_leases(mut self, on: bool) -> Self {
+        self.leases = on;
+        self
+    }
+
+    /// Sets the lease TTL (at least 3 ms: the holder renews every third of it).
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(3));
+        self
+    }
+
+    /// Sets how long `get_or_compute` waits for another process's computation.
+    #[must_use]
+    pub fn with_lease_wait(mut self, wait: Duration) -> Self {
+        self.lease_wait = wait;
+        self
+    }
+
+    /// Sets how many unwrapped data keys are held in process (count and bytes; at least one).
+    #[must_use]
+    pub fn with_data_key_cache(mut self, entries: usize, bytes: usize) -> Self {
+        self.data_key_cache_entries = entries;
+        self.data_key_cache_bytes = bytes;
+        self
+    }
+
+    /// Sets how often a waiter looks for the entry (at least 1 ms).
+    #[must_use]
+    pub fn with_lease_poll(mut self, poll: Duration) -> Self {
+        self.lease_poll = poll.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets how many callers of this process may follow live streams at once.
+    #[must_use]
+    pub fn with_max_live_followers(mut self, followers: usize) -> Self {
+        self.max_live_followers = followers;
+        self
+    }
 }
+
+/// Default [`CacheOptions::max_live_followers`].
+pub const DEFAULT_MAX_LIVE_FOLLOWERS: usize = 256;
+
+/// Default [`CacheOptions::lease_ttl`].
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// Default [`CacheOptions::lease_wait`].
+pub const DEFAULT_LEASE_WAIT: Duration = Duration::from_secs(60);
+/// Default [`CacheOptions::lease_poll`].
+pub const DEFAULT_LEASE_POLL: Duration = Duration::from_millis(25);
 
 /// Drops L1 copies when dropped: the "after" half of a removal, run even when the removing future
 /// is cancelled.
@@ -164,19 +250,80 @@ impl Drop for L1Drop<'_> {
 }
 
 /// A cached value: its JSON bytes (shared, never copied or re-parsed by the cache: the opened
-/// buffer itself) and remaining lifetime.
+/// buffer itself), remaining lifetime, kind and store time.
+///
+/// A value is either one JSON value ([`EntryKind::Json`]) or a stream of server-sent events
+/// ([`EntryKind::EventStream`]), whose JSON text is the array of its events
+/// (`[{"event": NAME, "data": TEXT}, ...]`, `event` left out when unnamed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cached {
     json: Bytes,
     ttl_remaining: Option<Duration>,
     tier: Tier,
+    meta: Meta,
 }
 
 impl Cached {
-    /// The JSON text.
+    /// The JSON text (for a stream: the JSON array of its events).
     #[must_use]
     pub fn json_bytes(&self) -> &[u8] {
         &self.json
+    }
+
+    /// Whether this is one JSON value or a stream of events.
+    #[must_use]
+    pub fn kind(&self) -> EntryKind {
+        self.meta.kind
+    }
+
+    /// When the writer stored it, by the writer's clock (`None` for entries written before the
+    /// store time was recorded).
+    #[must_use]
+    pub fn stored_at(&self) -> Option<std::time::SystemTime> {
+        self.meta.stored_at_ms.map(stored_value::system_time)
+    }
+
+    /// The id its writer sealed into it (the server: the id of the API key that stored it;
+    /// `None` when the writer named none). Authenticated like the value.
+    #[must_use]
+    pub fn written_by(&self) -> Option<&str> {
+        self.meta.writer.as_ref().map(stored_value::Writer::as_str)
+    }
+
+    /// How long ago it was stored, by this clock against the writer's (`None`: unknown).
+    #[must_use]
+    pub fn age(&self) -> Option<Duration> {
+        self.meta
+            .stored_at_ms
+            .map(|at| Duration::from_millis(stored_value::now_ms().saturating_sub(at)))
+    }
+
+    /// A stream's events, in their stored order.
+    ///
+    /// # Errors
+    /// [`Error::NotAStream`] for a JSON value.
+    pub fn events(&self) -> Result<Vec<SseEvent>> {
+        if self.meta.kind != EntryKind::EventStream {
+            return Err(Error::NotAStream);
+        }
+        // The array was checked against its authenticated count when the value was opened.
+        serde_json::from_slice(&self.json).map_err(|_| Error::Serialize)
+    }
+
+    /// A stream replayed as a [`futures_util::Stream`] of its events.
+    ///
+    /// # Errors
+    /// As [`Cached::events`].
+    pub fn event_stream(&self) -> Result<EventStream> {
+        self.events().map(EventStream::new)
+    }
+
+    /// A stream in the SSE wire format, byte-exact (see [`crate::render_sse`]).
+    ///
+    /// # Errors
+    /// As [`Cached::events`].
+    pub fn sse_bytes(&self) -> Result<Vec<u8>> {
+        self.events().map(|e| render_sse(&e))
     }
 
     /// The shared JSON bytes (a reference count, no copy).
@@ -188,8 +335,12 @@ impl Cached {
     /// Deserializes the value.
     ///
     /// # Errors
-    /// [`Error::Serialize`] when it is not a `T`.
+    /// [`Error::Serialize`] when it is not a `T`, or is a stream of events (see
+    /// [`Cached::events`]).
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        if self.meta.kind != EntryKind::Json {
+            return Err(Error::Serialize);
+        }
         serde_json::from_slice(&self.json).map_err(|_| Error::Serialize)
     }
 
@@ -204,26 +355,71 @@ impl Cached {
     pub fn tier(&self) -> Tier {
         self.tier
     }
+
+    /// The data key it was sealed under (`None`: the keyring, as shared entries are).
+    pub(crate) fn sealed_under(&self) -> Option<crate::scope::DataKeyScope> {
+        self.meta.data_key
+    }
+
+    /// Whether it was stored at or after `since_ms` (Unix ms); an entry of unknown age is not.
+    pub(crate) fn stored_since(&self, since_ms: Option<u64>) -> bool {
+        since_ms.is_none_or(|since| self.meta.stored_at_ms.is_some_and(|at| at >= since))
+    }
+}
+
+/// What one read of a key found.
+pub(crate) enum Looked {
+    /// A value that can be served.
+    Hit(Cached),
+    /// Nothing (or nothing that can be served, or nothing fresh enough).
+    Miss,
+    /// Redis could not be asked.
+    Unavailable,
+}
+
+impl Looked {
+    pub(crate) fn hit(self) -> Option<Cached> {
+        match self {
+            Looked::Hit(c) => Some(c),
+            Looked::Miss | Looked::Unavailable => None,
+        }
+    }
 }
 
 pub(crate) struct Inner {
     pub(crate) keys: KeyScheme,
-    keyring: ActiveKeyring,
+    pub(crate) keyring: ActiveKeyring,
+    /// Unwrapped data keys (tenants and subjects).
+    pub(crate) data_keys: Arc<crate::data_key::DataKeyCache>,
     pub(crate) backend: Box<dyn Backend>,
     l1: Option<Arc<L1>>,
     /// L1 coherence across processes (`None`: L1 off, or coherence turned off).
-    coherence: Option<Arc<Coherence>>,
+    pub(crate) coherence: Option<Arc<Coherence>>,
     pub(crate) monitor: Arc<SecurityAwareCacheMonitor>,
     pub(crate) observer: Arc<dyn CacheObserver>,
-    options: CacheOptions,
+    pub(crate) options: CacheOptions,
     environment: EnvironmentInfo,
     pub(crate) flights: Flights,
+    /// Streamed computations in progress (`get_or_compute_stream`).
+    pub(crate) live: crate::live::LiveStreams,
+    /// Permits of the callers following other processes' live streams
+    /// ([`CacheOptions::max_live_followers`]).
+    pub(crate) live_followers: Arc<tokio::sync::Semaphore>,
+    /// The status's connection probes, reused for a few seconds.
+    probes: crate::posture::ProbeCache,
+    /// [`crate::posture::password_generation`] of the password new connections use.
+    password_generation: std::sync::RwLock<Option<String>>,
 }
 
 /// The sealed cache. Cheap to clone (an `Arc`); share one per process.
 #[derive(Clone)]
 pub struct SealedCache {
     pub(crate) inner: Arc<Inner>,
+    /// The data key values are sealed under (`None`: the keyring; explicit keys and shared
+    /// entries).
+    pub(crate) scope: Option<crate::scope::DataKeyScope>,
+    /// The id sealed into each value this view writes (`None`: none; see `written_by`).
+    pub(crate) writer: Option<stored_value::Writer>,
 }
 
 impl std::fmt::Debug for SealedCache {
@@ -257,6 +453,18 @@ impl SealedCache {
             max_ttl: options.l1_max_ttl,
         })
         .map(Arc::new);
+        let data_keys = Arc::new(crate::data_key::DataKeyCache::new(
+            options.data_key_cache_entries,
+            options.data_key_cache_bytes,
+        ));
+        if let Some(l1) = &l1 {
+            l1.attach_data_keys(Arc::clone(&data_keys));
+        }
+        let password_generation = backend
+            .config()
+            .password
+            .as_deref()
+            .map(|p| crate::posture::password_generation(p));
         let coherence = (l1.is_some() && options.l1_coherence).then(|| {
             Arc::new(Coherence::new(
                 keys.namespace(),
@@ -265,6 +473,8 @@ impl SealedCache {
             ))
         });
         Ok(Self {
+            scope: None,
+            writer: None,
             inner: Arc::new(Inner {
                 keys,
                 keyring: ActiveKeyring::new(
@@ -272,13 +482,22 @@ impl SealedCache {
                     codec.with_max_plaintext(options.max_value_size),
                 ),
                 backend,
+                data_keys,
                 l1,
                 coherence,
                 monitor,
                 observer,
+                live_followers: Arc::new(tokio::sync::Semaphore::new(
+                    options
+                        .max_live_followers
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
                 options,
                 environment,
                 flights: Flights::default(),
+                live: crate::live::LiveStreams::default(),
+                probes: crate::posture::ProbeCache::default(),
+                password_generation: std::sync::RwLock::new(password_generation),
             }),
         })
     }
@@ -298,17 +517,42 @@ impl SealedCache {
     /// Reads a full Redis key: L1, then Redis. Every failure is a miss (`None`); stored values that
     /// fail to open are counted as security events and never served.
     pub async fn get_raw(&self, redis_key: &str, operation: &str) -> Option<Cached> {
-        self.timed_lookup(redis_key, operation, true).await
+        self.timed_lookup(redis_key, operation, true, None)
+            .await
+            .hit()
+    }
+
+    /// As [`SealedCache::get_raw`], serving only an entry stored at or after `since` (by the
+    /// writer's clock); an older one, or one of unknown age, is a miss.
+    pub async fn get_raw_since(
+        &self,
+        redis_key: &str,
+        operation: &str,
+        since: std::time::SystemTime,
+    ) -> Option<Cached> {
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.timed_lookup(redis_key, operation, true, Some(since))
+            .await
+            .hit()
+    }
+
+    /// The largest plaintext value the cache seals.
+    #[must_use]
+    pub fn max_value_size(&self) -> usize {
+        self.inner.options.max_value_size
     }
 
     /// A counted lookup: recorded once, at the tier where the request ended (misses and errors end
     /// at Redis).
-    async fn timed_lookup(
+    pub(crate) async fn timed_lookup(
         &self,
         redis_key: &str,
         operation: &str,
         want_ttl: bool,
-    ) -> Option<Cached> {
+        since_ms: Option<u64>,
+    ) -> Looked {
         let started = Instant::now();
         // A child span of the request (disabled, and free, unless traces are exported): tier,
         // hit and size, never the key, text or value.
@@ -322,15 +566,24 @@ impl SealedCache {
             "sealcache.value.size" = tracing::field::Empty,
         );
         let out = self
-            .lookup(redis_key, operation, &*self.inner.observer, want_ttl)
+            .lookup(
+                redis_key,
+                operation,
+                &*self.inner.observer,
+                want_ttl,
+                since_ms,
+            )
             .instrument(span.clone())
             .await;
-        let tier = out.as_ref().map_or(Tier::Redis, |c| c.tier);
+        let tier = match &out {
+            Looked::Hit(c) => c.tier,
+            Looked::Miss | Looked::Unavailable => Tier::Redis,
+        };
         self.inner.observer.lookup_duration(tier, started.elapsed());
         if !span.is_disabled() {
             span.record("sealcache.tier", tier.as_str());
-            span.record("sealcache.hit", out.is_some());
-            if let Some(hit) = &out {
+            span.record("sealcache.hit", matches!(out, Looked::Hit(_)));
+            if let Looked::Hit(hit) = &out {
                 span.record(
                     "sealcache.value.size",
                     i64::try_from(hit.json.len()).unwrap_or(i64::MAX),
@@ -341,30 +594,43 @@ impl SealedCache {
     }
 
     /// Reads without recording anything (a second look within one request, already counted).
-    pub(crate) async fn peek_raw(&self, redis_key: &str) -> Option<Cached> {
-        self.lookup(redis_key, "", &sealcache_monitor::NoopObserver, true)
+    pub(crate) async fn peek(&self, redis_key: &str) -> Looked {
+        self.lookup(redis_key, "", &sealcache_monitor::NoopObserver, true, None)
             .await
     }
 
     /// L1, then Redis. `want_ttl`: the caller needs the remaining TTL; `PTTL` is pipelined with
     /// `GET` only when it or the L1 tier (which never outlives the Redis entry) needs it.
+    /// `since_ms`: only an entry stored at or after this time (Unix ms) is served (a `max_age`).
     async fn lookup(
         &self,
         redis_key: &str,
         operation: &str,
         observer: &dyn CacheObserver,
         want_ttl: bool,
-    ) -> Option<Cached> {
+        since_ms: Option<u64>,
+    ) -> Looked {
         let inner = &self.inner;
         let l1 = self.served_l1().await;
         let stamp = match l1.map(|l1| l1.get(redis_key)) {
-            Some(Ok((json, remaining))) => {
-                observer.lookup(operation, Tier::L1, LookupResult::Hit);
-                return Some(Cached {
+            Some(Ok((json, remaining, meta))) => {
+                let hit = Cached {
                     json,
                     ttl_remaining: Some(remaining),
                     tier: Tier::L1,
-                });
+                    meta,
+                };
+                // An owner's view takes from L1 only what was sealed under its own data key
+                // (as `open_stored` does for Redis, which then decides and counts).
+                let owned = self.scope.is_none() || hit.meta.data_key == self.scope;
+                if owned && hit.stored_since(since_ms) {
+                    observer.lookup(operation, Tier::L1, LookupResult::Hit);
+                    return Looked::Hit(hit);
+                }
+                // Too old for this caller. Redis holds the same entry unless another process
+                // replaced it a moment ago (its invalidation still on the way): ask Redis, without
+                // refilling L1 from this read.
+                None
             }
             Some(Err(stamp)) => Some(stamp),
             None => None,
@@ -388,16 +654,90 @@ impl SealedCache {
             Ok(f) => f,
             Err(_) => {
                 observer.lookup(operation, Tier::Redis, LookupResult::Error);
-                return None;
+                return Looked::Unavailable;
             }
         };
         let Some((stored, ttl)) = fetched else {
             observer.lookup(operation, Tier::Redis, LookupResult::Miss);
-            return None;
+            return Looked::Miss;
         };
+        let l1 = l1.zip(stamp);
+        match self
+            .open_stored(redis_key, &stored, ttl, want_ttl, observer, l1)
+            .await
+        {
+            Some(hit) if hit.stored_since(since_ms) => {
+                observer.lookup(operation, Tier::Redis, LookupResult::Hit);
+                Looked::Hit(hit)
+            }
+            _ => {
+                observer.lookup(operation, Tier::Redis, LookupResult::Miss);
+                Looked::Miss
+            }
+        }
+    }
+
+    /// Opens a value read from Redis (`ttl`: its `PTTL`, when read with it), counting a value that
+    /// fails to open as its security event (and unlinking it when configured). Fills `l1` (with
+    /// the stamp taken before the read) when given and the TTL is known.
+    pub(crate) async fn open_stored(
+        &self,
+        redis_key: &str,
+        stored: &[u8],
+        ttl: Option<Duration>,
+        want_ttl: bool,
+        observer: &dyn CacheObserver,
+        l1: Option<(&Arc<L1>, crate::l1::Stamp)>,
+    ) -> Option<Cached> {
+        let inner = &self.inner;
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
-        let opened = inner.keyring.current().codec.open(&ctx, &stored);
+        let data_key = crate::data_key::split(stored);
+        // An owner's view opens only what was sealed under its own data key: a value at its key
+        // sealed under another owner's data key, or under the keyring (only a writer holding the
+        // keys could have made either; anyone else's fails to open anyway), would outlive this
+        // owner's erasure. Counted, never served. Legacy plaintext inside an explicitly opened
+        // migration window is read as before (counted as `override_used` below).
+        let foreign = |observer: &dyn CacheObserver| {
+            observer.security_event(
+                SecurityEvent::new(SecurityEventType::DecryptFailed)
+                    .source(EventSource::Client)
+                    .detail(format!(
+                        "a value at an owner's key was not sealed under its data key; key #{}",
+                        key_tag(redis_key)
+                    )),
+            );
+        };
+        if let (Some(own), Some(parts)) = (&self.scope, &data_key)
+            && parts.scope != *own
+        {
+            foreign(observer);
+            return None;
+        }
+        let opened = match &data_key {
+            Some(parts) => {
+                // Sealed under a tenant's or subject's data key: a key that is gone (erased) or
+                // replaced opens nothing (counted there).
+                let key = self
+                    .data_key_for_open(&parts.scope, &parts.id, observer)
+                    .await?;
+                let context = parts.context(redis_key);
+                key.codec.open(
+                    &SealContext::new(inner.keys.namespace(), &context),
+                    parts.inner,
+                )
+            }
+            None => inner.keyring.current().codec.open(&ctx, stored),
+        };
+        let sealed_under = data_key.map(|parts| parts.scope);
         match opened {
+            Ok(opened)
+                if self.scope.is_some()
+                    && sealed_under.is_none()
+                    && opened.source() != Source::LegacyPlaintext =>
+            {
+                foreign(observer);
+                None
+            }
             Ok(opened) => {
                 if opened.source() == Source::LegacyPlaintext {
                     observer.security_event(
@@ -410,12 +750,23 @@ impl SealedCache {
                     );
                 }
                 // The opened buffer itself is handed out and kept in L1: no copy.
-                let value = stored_value::decode(opened.into_bytes());
+                let Ok(mut value) = stored_value::decode(opened.into_bytes()) else {
+                    // Authentic, yet its stream header does not hold: only a writer holding the
+                    // key (a bug) could have made it. Never served.
+                    observer.security_event(
+                        SecurityEvent::new(SecurityEventType::BadEnvelope)
+                            .source(EventSource::Client)
+                            .detail(format!(
+                                "a stream value's event count does not hold; key #{}",
+                                key_tag(redis_key)
+                            )),
+                    );
+                    return None;
+                };
                 let ttl = match (ttl, value.remaining()) {
                     (Some(redis_ttl), _) => Some(redis_ttl),
                     (None, Some(left)) if left.is_zero() => {
                         // Past its expiry by this clock: Redis is about to drop it.
-                        observer.lookup(operation, Tier::Redis, LookupResult::Miss);
                         return None;
                     }
                     (None, Some(left)) => Some(left),
@@ -423,16 +774,17 @@ impl SealedCache {
                     (None, None) if want_ttl => inner.backend.pttl(redis_key).await.ok().flatten(),
                     (None, None) => None,
                 };
-                let json = value.json;
-                if let (Some(l1), Some(ttl), Some(stamp)) = (l1, ttl, stamp) {
-                    l1.fill(redis_key, json.clone(), ttl, stamp);
+                value.meta.data_key = sealed_under;
+                let json = value.body;
+                if let (Some((l1, stamp)), Some(ttl)) = (l1, ttl) {
+                    l1.fill(redis_key, json.clone(), ttl, value.meta, stamp);
                     observer.l1_entries(l1.len() as u64);
                 }
-                observer.lookup(operation, Tier::Redis, LookupResult::Hit);
                 Some(Cached {
                     json,
                     ttl_remaining: ttl,
                     tier: Tier::Redis,
+                    meta: value.meta,
                 })
             }
             Err(err) => {
@@ -442,7 +794,6 @@ impl SealedCache {
                         .source(EventSource::Client)
                         .detail(format!("{err}; key #{}", key_tag(redis_key))),
                 );
-                observer.lookup(operation, Tier::Redis, LookupResult::Miss);
                 if inner.options.unlink_bad_entries {
                     let _ = inner.backend.unlink(&[redis_key.to_owned()]).await;
                 }
@@ -461,12 +812,31 @@ impl SealedCache {
     /// [`Error::WriteRefused`] (Redis answered with an error: `OOM`, `READONLY`, `NOPERM`, ...),
     /// [`Error::Unavailable`] (Redis unreachable, timed out, or skipped by the open breaker).
     pub async fn set_raw(&self, redis_key: &str, json: Bytes, ttl: Duration) -> Result<()> {
-        check_json_text(&json)?;
-        self.store(redis_key, json, ttl).await
+        self.set_text(redis_key, JsonText::check(json)?, ttl).await
+    }
+
+    /// [`SealedCache::set_raw`] for text already checked (the proof is the type): nothing is
+    /// checked again.
+    ///
+    /// # Errors
+    /// As [`SealedCache::set_raw`], less [`Error::InvalidJson`].
+    pub async fn set_text(&self, redis_key: &str, json: JsonText, ttl: Duration) -> Result<()> {
+        self.store(redis_key, json.into_bytes(), ttl).await
     }
 
     /// [`SealedCache::set_raw`] for JSON the cache itself serialized (known to be valid).
     pub(crate) async fn store(&self, redis_key: &str, json: Bytes, ttl: Duration) -> Result<()> {
+        self.store_kind(redis_key, json, ttl, None).await
+    }
+
+    /// Stores a JSON value (`stream: None`), or the JSON array of a stream of `stream` events.
+    pub(crate) async fn store_kind(
+        &self,
+        redis_key: &str,
+        json: Bytes,
+        ttl: Duration,
+        stream: Option<u32>,
+    ) -> Result<()> {
         let span = tracing::debug_span!(
             target: "sealcache::cache",
             "sealcache.store",
@@ -477,7 +847,7 @@ impl SealedCache {
             otel.status_code = tracing::field::Empty,
         );
         let stored = self
-            .store_untraced(redis_key, json, ttl)
+            .store_untraced(redis_key, json, ttl, stream)
             .instrument(span.clone())
             .await;
         if let Err(err) = &stored
@@ -489,48 +859,115 @@ impl SealedCache {
         stored
     }
 
-    async fn store_untraced(&self, redis_key: &str, json: Bytes, ttl: Duration) -> Result<()> {
+    async fn store_untraced(
+        &self,
+        redis_key: &str,
+        json: Bytes,
+        ttl: Duration,
+        stream: Option<u32>,
+    ) -> Result<()> {
         let started = Instant::now();
         let inner = &self.inner;
         let ctx = SealContext::new(inner.keys.namespace(), redis_key);
-        // The value carries its authenticated expiry, so reads need no `PTTL` (see `stored_value`).
-        let plain = stored_value::encode(&json, ttl);
-        let sealed = inner
-            .keyring
-            .current()
-            .codec
-            .seal(&ctx, &plain)
-            .map_err(Error::Seal)?;
-        inner.observer.seal(sealed.key_id());
-        inner.keyring.sealed(sealed.key_id(), ttl);
+        // The value carries its authenticated expiry and store time, so reads need no `PTTL` and
+        // can tell its age (see `stored_value`).
+        let stored_at_ms = stored_value::now_ms();
+        let (plain, meta) = match stream {
+            None => (
+                stored_value::encode(&json, ttl, stored_at_ms, self.writer.as_ref()),
+                Meta {
+                    kind: EntryKind::Json,
+                    stored_at_ms: Some(stored_at_ms),
+                    data_key: self.scope,
+                    writer: self.writer,
+                },
+            ),
+            Some(count) => (
+                stored_value::encode_stream(&json, count, ttl, stored_at_ms, self.writer.as_ref()),
+                Meta {
+                    kind: EntryKind::EventStream,
+                    stored_at_ms: Some(stored_at_ms),
+                    data_key: self.scope,
+                    writer: self.writer,
+                },
+            ),
+        };
+        let sealed = match &self.scope {
+            // A tenant's or subject's entry: sealed under its data key (created on first write).
+            Some(scope) => {
+                // Reaching the data key is part of the write: a refusal (NOPERM, OOM on its
+                // creation) is the write's refusal, typed and counted as such.
+                let key = match self.data_key_for_seal(scope).await {
+                    Ok(key) => key,
+                    Err(err) => {
+                        let err = crate::backend::refused_write(err);
+                        match &err {
+                            Error::WriteRefused { reason } => {
+                                inner.observer.write_failure(reason.failure());
+                            }
+                            Error::Unavailable
+                            | Error::AuthenticationRefused { .. }
+                            | Error::Tls { .. } => {
+                                inner.observer.write_failure(WriteFailure::Unavailable);
+                            }
+                            _ => {}
+                        }
+                        return Err(err);
+                    }
+                };
+                let sealed =
+                    crate::data_key::seal(inner.keys.namespace(), redis_key, scope, &key, &plain)?;
+                inner.observer.seal(key.wrapping_key_id);
+                (sealed.bytes, sealed.plain_len, sealed.payload_len)
+            }
+            None => {
+                let sealed = inner
+                    .keyring
+                    .current()
+                    .codec
+                    .seal(&ctx, &plain)
+                    .map_err(Error::Seal)?;
+                inner.observer.seal(sealed.key_id());
+                inner.keyring.sealed(sealed.key_id(), ttl);
+                let (plain_len, payload_len) = (sealed.plain_len(), sealed.payload_len());
+                (sealed.into_bytes(), plain_len, payload_len)
+            }
+        };
+        let (sealed, plain_len, payload_len) = sealed;
         inner
             .observer
-            .entry_size(SizeStage::Plain, sealed.plain_len() as u64);
+            .entry_size(SizeStage::Plain, plain_len as u64);
         inner
             .observer
-            .entry_size(SizeStage::Compressed, sealed.payload_len() as u64);
+            .entry_size(SizeStage::Compressed, payload_len as u64);
         inner
             .observer
-            .entry_size(SizeStage::Stored, sealed.stored_len() as u64);
+            .entry_size(SizeStage::Stored, sealed.len() as u64);
         // L1's copy goes first: if this future is dropped mid-write, or the write fails, no copy
         // can disagree with Redis.
         // Whether L1 may keep a copy, decided before the write's stamp (a subscription confirmed
         // during the write flushes L1, and drops this copy with it).
         let served = self.served_l1().await.is_some();
         let stamp = inner.l1.as_ref().map(|l1| l1.begin_write(redis_key));
-        let written = inner
-            .backend
-            .set_px(redis_key, sealed.as_bytes(), ttl)
-            .await;
+        let written = inner.backend.set_px(redis_key, &sealed, ttl).await;
         // Other processes drop their copies (a timed-out write may still have landed). After a
         // failed write the message goes out in the background: the caller already waited one
-        // deadline for this Redis.
-        self.publish_after(written.is_ok(), Change::Key(redis_key))
+        // deadline for this Redis. A write the others could not be told of is undone and refused:
+        // they would go on serving the answer it replaced.
+        let published = self
+            .publish_after(written.is_ok(), Change::Key(redis_key))
             .await;
+        let written = match (written, published) {
+            (Ok(()), Err(e)) => {
+                let _ = inner.backend.unlink(&[redis_key.to_owned()]).await;
+                Err(e)
+            }
+            (written, _) => written,
+        };
         let served = served && self.served_l1().await.is_some();
         if let (Some(l1), Some(stamp)) = (&inner.l1, stamp) {
             if written.is_ok() && served {
-                l1.put_after(redis_key, json, ttl, stamp);
+                l1.put_after(redis_key, json, ttl, meta, stamp);
             }
             inner.observer.l1_entries(l1.len() as u64);
         }
@@ -561,12 +998,15 @@ impl SealedCache {
             l1.remove(redis_key);
         }
         let removed = self.inner.backend.unlink(&[redis_key.to_owned()]).await;
-        self.publish_after(removed.is_ok(), Change::Key(redis_key))
+        let published = self
+            .publish_after(removed.is_ok(), Change::Key(redis_key))
             .await;
         self.inner
             .observer
             .operation(OperationKind::Delete, started.elapsed());
-        removed.map(|n| n > 0)
+        let removed = removed?;
+        published?;
+        Ok(removed > 0)
     }
 
     /// Gets a value by explicit key (the generic cache).
@@ -576,7 +1016,7 @@ impl SealedCache {
     pub async fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.inner.keys.explicit_key(key)?;
         // The remaining TTL is not returned here: no `PTTL` for it.
-        match self.timed_lookup(&full, "kv", false).await {
+        match self.timed_lookup(&full, "kv", false, None).await.hit() {
             Some(c) => c.parse().map(Some),
             None => Ok(None),
         }
@@ -618,13 +1058,15 @@ impl SealedCache {
         let after = L1Drop::prefix(self.inner.l1.as_deref(), l1_prefix);
         self.drop_l1_prefix(l1_prefix);
         let walked = self.unlink_matching(pattern).await;
-        self.publish_after(walked.is_ok(), Change::Prefix(l1_prefix))
+        let published = self
+            .publish_after(walked.is_ok(), Change::Prefix(l1_prefix))
             .await;
         drop(after);
         if let Some(l1) = &self.inner.l1 {
             self.inner.observer.l1_entries(l1.len() as u64);
         }
         let removed = walked?;
+        published?;
         self.inner.observer.invalidation(removed);
         self.inner
             .observer
@@ -650,38 +1092,91 @@ impl SealedCache {
         }
     }
 
-    /// Tells the other processes what changed (a failure is counted: they may keep a stale copy
-    /// until their L1 TTL).
-    async fn publish(&self, change: Change<'_>) {
+    /// Tells the other processes what changed. A failure is counted, and this process stops
+    /// serving L1 until its invalidation heartbeat gets through again (see `coherence`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidationNotPublished`].
+    async fn publish(&self, change: Change<'_>) -> Result<()> {
         let Some(coherence) = &self.inner.coherence else {
-            return;
+            return Ok(());
         };
         let message = coherence.message(&change);
-        if self
+        // On a cluster, published on the key's primary (a prefix: on every primary).
+        let key = match &change {
+            Change::Key(k) => Some(*k),
+            Change::Prefix(_) => None,
+        };
+        let sent = self
             .inner
             .backend
-            .publish(coherence.channel(), &message)
-            .await
-            .is_err()
-        {
-            coherence.publish_failed();
+            .publish(coherence.channel(), &message, key)
+            .await;
+        if sent.is_err() {
+            if let Some(l1) = &self.inner.l1 {
+                coherence.publish_failed(l1);
+            }
+            return Err(Error::InvalidationNotPublished);
         }
+        Ok(())
     }
 
     /// Publishes `change` after a Redis call: awaited when the call succeeded (so the other
-    /// processes are told before the caller returns), in the background when it failed (the
-    /// caller already waited one deadline for this Redis; a timed-out call may still have landed).
-    async fn publish_after(&self, succeeded: bool, change: Change<'_>) {
+    /// processes are told before the caller returns, and the call fails when they cannot be),
+    /// in the background when it failed (the caller already waited one deadline for this Redis;
+    /// a timed-out call may still have landed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidationNotPublished`] after a successful call.
+    async fn publish_after(&self, succeeded: bool, change: Change<'_>) -> Result<()> {
         if self.inner.coherence.is_none() {
-            return;
+            return Ok(());
         }
         if succeeded {
-            self.publish(change).await;
-            return;
+            let sent = self.publish(change.clone()).await;
+            if sent.is_err() {
+                // The change (a removal, or a refused store's undo) is in Redis already: keep
+                // telling the other processes in the background, quietly, for as long as an L1
+                // copy could live, in case only this connection failed.
+                self.republish(change.to_owned());
+            }
+            return sent;
         }
         let cache = self.clone();
         let change = change.to_owned();
         tokio::spawn(async move { cache.publish(change.as_change()).await });
+        Ok(())
+    }
+
+    /// Publishes `change` again every second until it goes out, for at most `l1_max_ttl`.
+    fn republish(&self, change: crate::coherence::OwnedChange) {
+        let Some(coherence) = self.inner.coherence.clone() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = self.clone();
+        let tries = self.inner.options.l1_max_ttl.as_secs().max(1);
+        handle.spawn(async move {
+            let message = coherence.message(&change.as_change());
+            let key = match &change {
+                crate::coherence::OwnedChange::Key(k) => Some(k.as_str()),
+                crate::coherence::OwnedChange::Prefix(_) => None,
+            };
+            for _ in 0..tries {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if cache
+                    .inner
+                    .backend
+                    .publish(coherence.channel(), &message, key)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        });
     }
 
     /// Whether L1 is served now and how often the invalidation subscription was lost (`None`:
@@ -694,7 +1189,34 @@ impl SealedCache {
         })
     }
 
-    fn drop_l1_prefix(&self, prefix: &str) {
+    /// Tells every other process to drop what `prefix` names (see [`SealedCache::publish_after`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidationNotPublished`].
+    pub(crate) async fn publish_prefix(&self, prefix: &str) -> Result<()> {
+        self.publish_after(true, Change::Prefix(prefix)).await
+    }
+
+    /// This cache, sealing under `scope`'s data key (`None`: the keyring).
+    pub(crate) fn with_scope(&self, scope: Option<crate::scope::DataKeyScope>) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            scope,
+            writer: self.writer,
+        }
+    }
+
+    /// This view, sealing `writer` into each value it writes.
+    pub(crate) fn with_writer(&self, writer: stored_value::Writer) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            scope: self.scope,
+            writer: Some(writer),
+        }
+    }
+
+    /// Drops L1 copies (and the unwrapped data keys) a prefix names, in this process.
+    pub(crate) fn drop_l1_prefix(&self, prefix: &str) {
         if let Some(l1) = &self.inner.l1 {
             l1.remove_prefix(prefix);
             self.inner.observer.l1_entries(l1.len() as u64);
@@ -709,7 +1231,9 @@ impl SealedCache {
         if confirm != CLEAR_CONFIRMATION {
             return Err(Error::ClearNotConfirmed);
         }
-        let pattern = self.inner.keys.namespace_pattern();
+        // Every key of the namespace but the erasure tombstones (`{namespace}:erased:*`), which
+        // must outlive a clear: they refuse restored copies of erased data keys.
+        let pattern = format!("{}:[^e]*", self.inner.keys.namespace());
         let prefix = format!("{}:", self.inner.keys.namespace());
         self.invalidate_pattern(&pattern, &prefix).await
     }
@@ -727,10 +1251,42 @@ impl SealedCache {
         live_for: Duration,
         mode: KeyringReload,
     ) -> Result<KeyringReloaded> {
-        let reloaded = self
+        let outcome = self
             .inner
             .keyring
-            .reload(keyring, &self.inner.keys, live_for, mode)?;
+            .reload(keyring, &self.inner.keys, live_for, mode);
+        self.inner.keyring.record_reload(
+            outcome
+                .as_ref()
+                .map(|_| ())
+                .map_err(std::string::ToString::to_string),
+        );
+        let reloaded = outcome?;
+        // Unwrapped data keys carry the old keyring's dictionaries: read again under the new one.
+        self.inner.data_keys.clear();
+        if reloaded.primary != reloaded.previous_primary
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            // Data-key records are wrapped under the primary: re-wrapped under the new one, so
+            // that retiring the old key leaves no record only it opens.
+            let cache = self.clone();
+            handle.spawn(async move {
+                if let Err(err) = cache.rewrap_data_keys().await {
+                    tracing::warn!(
+                        target: "sealcache::security",
+                        error = %err,
+                        "data keys could not all be re-wrapped under the new primary key"
+                    );
+                }
+            });
+        }
+        if !reloaded.removed.is_empty() {
+            // L1 holds opened copies: one sealed under a dropped key (perhaps dropped because it
+            // leaked) must not outlive the key. L1 does not record which key sealed a copy, so
+            // all of it goes; the removal bumps every shard's generation, so a read that opened
+            // its value under the old keyring cannot fill L1 after this.
+            self.drop_l1_prefix("");
+        }
         tracing::info!(
             target: "sealcache::security",
             primary = reloaded.primary,
@@ -740,6 +1296,13 @@ impl SealedCache {
             "keyring reloaded"
         );
         Ok(reloaded)
+    }
+
+    /// Counts a keyring reload that failed before it reached the cache (the keyring file could
+    /// not be read, or no keyring is configured any more), as a refusal in the security status.
+    /// `reason` must not hold key material.
+    pub fn record_keyring_reload_failure(&self, reason: impl Into<String>) {
+        self.inner.keyring.record_reload(Err(reason.into()));
     }
 
     /// Authenticates new Redis connections (the data connection and the L1 invalidation
@@ -754,6 +1317,12 @@ impl SealedCache {
         if let Some(coherence) = &self.inner.coherence {
             coherence.set_password(password);
         }
+        *self
+            .inner
+            .password_generation
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(crate::posture::password_generation(password));
         tracing::info!(target: "sealcache::security", "Redis password replaced for new connections");
         Ok(())
     }
@@ -803,26 +1372,32 @@ impl SealedCache {
         let config = inner.backend.config();
         let ping = inner.backend.ping().await;
         let whoami = inner.backend.whoami().await;
-        let probe = if config.uses_tls() {
-            Some(crate::tls_probe::probe_tls(config).await)
-        } else {
-            None
-        };
-        let anonymous_refused = anonymous_refused(config).await;
-        let topology = match inner.backend.topology().await {
-            Some(topology) => Some(probe_nodes(config, topology).await),
-            None => None,
-        };
+        // Connections of their own: reused for a few seconds (see `posture`).
+        let probes = inner
+            .probes
+            .get_or_probe(async {
+                let topology = inner.backend.topology().await;
+                crate::posture::probe(config, topology).await
+            })
+            .await;
         let security = inner.monitor.security_summary();
         let active = inner.keyring.current();
-        crate::status::assess(crate::status::Observations {
+        let pending_erasures = self.pending_erasures().await;
+        let mut status = crate::status::assess(crate::status::Observations {
             environment: &inner.environment,
             uses_tls: config.uses_tls(),
             ping,
             whoami,
             refusal: inner.backend.last_refusal(),
-            probe,
-            anonymous_refused,
+            probe: probes.tls.clone(),
+            anonymous_refused: probes.anonymous_refused,
+            client_certificate_required: probes.client_certificate_required,
+            keyring_reloads: inner.keyring.reloads(),
+            redis_password_generation: inner
+                .password_generation
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             client_cert: match (&config.client_cert_pem, &config.client_cert_path) {
                 (Some(pem), _) => Some(crate::status::pem_days(pem)),
                 (None, path) => path.as_deref().map(crate::status::file_days),
@@ -836,11 +1411,13 @@ impl SealedCache {
             recent_security_events: security.last_hour.values().sum(),
             security_events_by_type: security.events_by_type,
             write_failures: inner.monitor.performance_summary().write_failures,
-            topology,
+            topology: probes.topology.clone(),
             l1_coherence: self.l1_coherence().map(|(subscribed, losses)| {
                 crate::status::L1CoherenceStatus { subscribed, losses }
             }),
-        })
+        });
+        status.pending_erasures = pending_erasures;
+        status
     }
 }
 
@@ -862,57 +1439,6 @@ pub(crate) fn stored_value_event(kind: sealcache_codec::ErrorKind) -> SecurityEv
         // Opening a stored value never seals; a value that does not fit the caller's type is
         // still a value the cache could not serve as stored.
         ErrorKind::Sealing => SecurityEventType::BadEnvelope,
-    }
-}
-
-/// Probes every cluster node as the single-node status probes Redis: a TLS handshake and an
-/// anonymous `PING` (one node after another; each is bounded by the connect timeout).
-async fn probe_nodes(
-    config: &crate::connect::RedisConfig,
-    mut topology: crate::status::Topology,
-) -> crate::status::Topology {
-    for node in &mut topology.nodes {
-        let scheme = if config.uses_tls() { "rediss" } else { "redis" };
-        let host = if node.host.contains(':') {
-            format!("[{}]", node.host)
-        } else {
-            node.host.clone()
-        };
-        let mut one = config.clone();
-        one.url = format!("{scheme}://{host}:{}", node.port);
-        one.cluster_nodes = Vec::new();
-        if one.uses_tls() {
-            let probe = crate::tls_probe::probe_tls(&one).await;
-            node.tls_version = probe.failure.is_none().then_some(probe.version).flatten();
-        }
-        node.anonymous_refused = anonymous_refused(&one).await;
-    }
-    topology
-}
-
-/// Connects with the cache's transport but no credentials and sends `PING`: `Some(true)` when
-/// refused (NOAUTH/WRONGPASS), `Some(false)` when answered, `None` when nothing could be observed.
-async fn anonymous_refused(config: &crate::connect::RedisConfig) -> Option<bool> {
-    let mut anonymous = config.clone();
-    anonymous.username = None;
-    anonymous.password = None;
-    let client = crate::connect::client(&anonymous).ok()?;
-    let attempt = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(config.connect_timeout, attempt).await {
-        Ok(Ok(_)) => Some(false),
-        Ok(Err(e)) => {
-            let code = e.code().unwrap_or_default();
-            matches!(code, "NOAUTH" | "WRONGPASS")
-                .then_some(true)
-                .or_else(|| {
-                    let text = e.to_string();
-                    (text.contains("NOAUTH") || text.contains("WRONGPASS")).then_some(true)
-                })
-        }
-        Err(_) => None,
     }
 }
 

@@ -5,10 +5,17 @@
 //! every process subscribes and drops its L1 copies. Messages hold Redis key names or prefixes
 //! (HMAC-derived, already visible in Redis), never values, and can only remove entries.
 //!
-//! **Fail safe.** L1 is served only while the subscription is confirmed. When it drops (or before
-//! it is first confirmed), L1 is flushed and bypassed, the loss is counted and shown in the
-//! security status; after re-subscribing, L1 is flushed once more (messages sent while away are
-//! lost) before it is served again.
+//! **Fail safe.** L1 is served only while the subscription is confirmed, and confirmed means
+//! proved end to end: every second each process publishes a heartbeat on the channel, through an
+//! ordinary connection as its invalidations go, and must hear it back on its subscription within
+//! the second. On a Redis Cluster the heartbeat goes out through every node (`Beacons`): a
+//! subscription is confirmed only while every node can reach it over the cluster bus. When the
+//! subscription drops, stalls, or publishing is refused (or before the first
+//! heartbeat came back), L1 is flushed and bypassed, the loss is counted and shown in the security
+//! status; once heartbeats come back again, L1 is flushed once more (messages sent while away are
+//! lost) before it is served again. A change whose own invalidation cannot be published is
+//! refused to its caller (`Error::InvalidationNotPublished`; a write is undone), so no caller is
+//! told of a change the other processes could not hear of.
 //!
 //! Ordering: a read that raced a remote write either filled L1 before the message arrived (and
 //! the message removes it) or after (the removal bumped the shard's generation, so the fill of the
@@ -31,8 +38,8 @@ pub fn invalidation_channel(namespace: &str) -> String {
     format!("sealcache:l1:{namespace}")
 }
 
-/// How often an idle subscription is checked with `PING`.
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How often the channel is proved with a heartbeat, and how long one may take to come back.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between subscription attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -86,6 +93,8 @@ pub(crate) struct Coherence {
     /// The connection settings (the password replaced by [`Coherence::set_password`]).
     config: std::sync::RwLock<RedisConfig>,
     observer: Arc<dyn CacheObserver>,
+    /// Lease waiters, woken by the messages about their keys (see `wake`).
+    wakers: Arc<crate::wake::Wakers>,
 }
 
 impl std::fmt::Debug for Coherence {
@@ -130,7 +139,19 @@ impl Coherence {
             losses: AtomicU64::new(0),
             config: std::sync::RwLock::new(config),
             observer,
+            wakers: Arc::default(),
         }
+    }
+
+    /// The lease waiters of this process (woken by messages about their keys).
+    pub(crate) fn wakers(&self) -> &Arc<crate::wake::Wakers> {
+        &self.wakers
+    }
+
+    /// The message that wakes the waiters of `entry_key` without removing anything (its lease was
+    /// released, or its live stream moved on). Processes that predate it ignore the kind.
+    pub(crate) fn wake_message(&self, entry_key: &str) -> Vec<u8> {
+        format!("{}|w|{entry_key}", self.sender).into_bytes()
     }
 
     pub(crate) fn is_subscribed(&self) -> bool {
@@ -157,7 +178,7 @@ impl Coherence {
         }
         let mut first = self.first_attempt.subscribe();
         let _ = tokio::time::timeout(
-            self.config().connect_timeout + Duration::from_millis(500),
+            self.config().connect_timeout + HEARTBEAT_EVERY,
             first.wait_for(|done| *done),
         )
         .await;
@@ -177,14 +198,22 @@ impl Coherence {
         &self.channel
     }
 
-    /// A publish that failed: other processes may keep a stale copy until their L1 TTL.
-    pub(crate) fn publish_failed(&self) {
+    /// A publish that failed: counted, and this process's L1 is flushed and bypassed until its
+    /// heartbeat gets through again (whatever stops this process's messages most likely stops
+    /// the heartbeats of the others too, and each of them stops serving L1 the same way).
+    pub(crate) fn publish_failed(&self, l1: &L1) {
         self.observer.security_event(
             SecurityEvent::new(SecurityEventType::ConfigWeak)
                 .source(EventSource::Client)
-                .outcome(Outcome::Allowed)
-                .detail("L1 invalidation could not be published: other processes may serve their L1 copy until its TTL (l1_max_ttl)"),
+                .outcome(Outcome::Blocked)
+                .detail("L1 invalidation could not be published: the change was refused and L1 is bypassed until invalidations get through again"),
         );
+        self.set_subscribed(l1, false);
+    }
+
+    /// The heartbeat message with `token` (ignored by every other process).
+    fn heartbeat(&self, token: u64) -> Vec<u8> {
+        format!("{}|h|{token:x}", self.sender).into_bytes()
     }
 
     /// Applies a received message to `l1` (own messages and malformed ones are ignored).
@@ -197,6 +226,11 @@ impl Coherence {
         else {
             return;
         };
+        // Waiters are woken by every process's messages, this one's included (a waiter and the
+        // holder it waits for may share a process).
+        if matches!(kind, "k" | "w") {
+            self.wakers.wake(what);
+        }
         if sender == self.sender {
             return;
         }
@@ -243,6 +277,11 @@ impl Coherence {
             .password = Some(zeroize::Zeroizing::new(password.to_owned()));
     }
 
+    /// Whether Redis is a cluster (the heartbeat then goes out through every node).
+    fn is_cluster(&self) -> bool {
+        self.config().is_cluster()
+    }
+
     /// The seeds to subscribe through: the single node, or each cluster seed in turn.
     fn endpoints(&self) -> Vec<RedisConfig> {
         let config = self.config();
@@ -267,8 +306,14 @@ fn getrandom_fill(buf: &mut [u8]) -> Result<(), ()> {
     rand::rngs::SysRng.try_fill_bytes(buf).map_err(|_| ())
 }
 
-/// The subscriber task: subscribe, apply messages, `PING` when idle, and start over on any failure,
-/// until the cache is dropped.
+/// The subscriber task: subscribe, apply messages, prove the channel with a heartbeat every
+/// [`HEARTBEAT_EVERY`], and start over on any failure, until the cache is dropped.
+///
+/// The subscription counts as confirmed (and L1 is served) only while this process's own
+/// heartbeat, published on the channel through an ordinary connection as every invalidation is,
+/// comes back on the subscription within [`HEARTBEAT_EVERY`]: a refused `PUBLISH` (a narrowed ACL),
+/// a dead or silently stalled subscription, or a partitioned node all stop L1 within two
+/// heartbeats, not only a closed connection.
 async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
     // Whatever ends this task (its runtime shut down, a panic), L1 is not served on a
     // subscription nobody listens to, and the next call starts a new subscriber.
@@ -278,44 +323,86 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
     };
     let mut backoff = Duration::from_millis(100);
     let mut next_endpoint = 0_usize;
+    let mut token = 0_u64;
     loop {
         let Some(this) = weak.upgrade() else { return };
         let endpoints = this.endpoints();
         let endpoint = &endpoints[next_endpoint % endpoints.len().max(1)];
         next_endpoint = next_endpoint.wrapping_add(1);
         let connected = subscribe(endpoint, &this.channel).await;
-        let Some((mut sink, mut stream)) = connected else {
+        let Some((_sink, mut stream, mut publisher)) = connected else {
             this.first_attempt.send_replace(true);
             drop(this);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         };
-        backoff = Duration::from_millis(100);
-        this.set_subscribed(&l1, true);
-        this.first_attempt.send_replace(true);
+        let channel = this.channel.clone();
+        // A cluster's heartbeat goes out through every node (see `Beacons`).
+        let mut beacons = this.is_cluster().then(|| Beacons::new(endpoint.clone()));
         drop(this);
+        // `pending`: the heartbeats sent and not heard back yet.
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut next_beat = tokio::time::Instant::now();
         loop {
-            match tokio::time::timeout(PING_EVERY, stream.next()).await {
+            if tokio::time::Instant::now() >= next_beat {
+                if !pending.is_empty() {
+                    break;
+                }
+                let Some(this) = weak.upgrade() else { return };
+                token = token.wrapping_add(1);
+                let beat = this.heartbeat(token);
+                drop(this);
+                let sent = tokio::time::timeout(HEARTBEAT_EVERY, async {
+                    match beacons.as_mut() {
+                        Some(beacons) => beacons.send(&mut publisher, &channel, &beat).await,
+                        None => redis::cmd("PUBLISH")
+                            .arg(&channel)
+                            .arg(&beat)
+                            .query_async::<redis::Value>(&mut publisher)
+                            .await
+                            .ok()
+                            .map(|_| vec![beat.clone()]),
+                    }
+                })
+                .await;
+                match sent {
+                    Ok(Some(beats)) if !beats.is_empty() => pending = beats,
+                    _ => break,
+                }
+                next_beat = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+            }
+            match tokio::time::timeout_at(next_beat, stream.next()).await {
                 Ok(Some(msg)) => {
                     let Some(this) = weak.upgrade() else { return };
-                    this.apply(&l1, msg.get_payload_bytes());
+                    let payload = msg.get_payload_bytes();
+                    if let Some(i) = pending.iter().position(|p| p.as_slice() == payload) {
+                        pending.swap_remove(i);
+                        if pending.is_empty() {
+                            if !this.is_subscribed() {
+                                backoff = Duration::from_millis(100);
+                                this.set_subscribed(&l1, true);
+                            }
+                            this.first_attempt.send_replace(true);
+                        }
+                    } else {
+                        this.apply(&l1, payload);
+                    }
                 }
                 Ok(None) => break,
                 Err(_) => {
                     if weak.strong_count() == 0 {
                         return;
                     }
-                    // RESP2 answers a subscribed PING with `["pong", ""]`: any reply will do.
-                    let ping = tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await;
-                    if !matches!(ping, Ok(Ok(_))) {
-                        break;
-                    }
                 }
             }
         }
         let Some(this) = weak.upgrade() else { return };
         this.set_subscribed(&l1, false);
+        this.first_attempt.send_replace(true);
+        drop(this);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -334,19 +421,116 @@ impl Drop for Stopped {
     }
 }
 
-/// Connects to one endpoint and subscribes (bounded by the connect timeout).
+/// The heartbeat of a Redis Cluster: published through every node the subscription's node lists
+/// in `CLUSTER SLOTS` (every primary, and every replica that is not failed), each copy with its
+/// own token, and every copy must come back on the subscription within the second.
+///
+/// Why every node: a message reaches a subscriber only when the node it was published on can
+/// forward it over the cluster bus to the node the subscriber listens on, and an invalidation is
+/// published on the primary that made its change, which may be any of them. A heartbeat
+/// published on the subscription's own node proves nothing about the bus: a subscriber on a node
+/// cut off from the others (a host on the minority side of a partition, or only its cluster bus
+/// ports dropped) kept hearing its own heartbeat, and kept serving L1, while the other
+/// processes' invalidations never reached it (found by `cargo xtask partitions`: `isolate_bus`
+/// served answers up to 2.8 s stale, `isolate_host` served L1 on the cut-off host). Proving every
+/// node-to-subscription path each second bounds that to two heartbeats again. A node that cannot
+/// be reached, or that cannot reach the subscription's node, keeps L1 off until the cluster has
+/// failed it over and dropped it from `CLUSTER SLOTS` (a failed replica, or a primary without
+/// slots, is not listed) or it is back.
+struct Beacons {
+    /// The subscription's endpoint: its scheme, credentials and TLS material reach every node.
+    endpoint: RedisConfig,
+    /// A connection per node address, made on first use, dropped when a publish on it fails.
+    connections: std::collections::HashMap<(String, u16), redis::aio::MultiplexedConnection>,
+}
+
+impl Beacons {
+    fn new(endpoint: RedisConfig) -> Self {
+        Self {
+            endpoint,
+            connections: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Publishes `beat` (with a per-node suffix) through every node `publisher`'s node lists;
+    /// the messages to hear back, or `None` when a node could not be asked or published on.
+    async fn send(
+        &mut self,
+        publisher: &mut redis::aio::MultiplexedConnection,
+        channel: &str,
+        beat: &[u8],
+    ) -> Option<Vec<Vec<u8>>> {
+        let reply: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(publisher)
+            .await
+            .ok()?;
+        let (nodes, complete) = crate::backend::parse_slots(&reply);
+        if !complete || nodes.is_empty() {
+            return None;
+        }
+        let mut beats = Vec::with_capacity(nodes.len());
+        for (i, (host, port, _)) in nodes.into_iter().enumerate() {
+            let mut message = beat.to_vec();
+            message.extend_from_slice(format!(".{i}").as_bytes());
+            let address = (host, port);
+            let mut connection = match self.connections.get(&address) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.connect(&address.0, address.1).await?;
+                    self.connections.insert(address.clone(), c.clone());
+                    c
+                }
+            };
+            let published = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(&message)
+                .query_async::<redis::Value>(&mut connection)
+                .await;
+            if published.is_err() {
+                self.connections.remove(&address);
+                return None;
+            }
+            beats.push(message);
+        }
+        Some(beats)
+    }
+
+    /// A connection to the node `host:port`, with the subscription's settings.
+    async fn connect(&self, host: &str, port: u16) -> Option<redis::aio::MultiplexedConnection> {
+        let mut config = self.endpoint.clone();
+        let scheme = config.url.split_once("://").map_or("rediss", |(s, _)| s);
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        config.url = format!("{scheme}://{host}:{port}");
+        let client = client(&config).ok()?;
+        client.get_multiplexed_async_connection().await.ok()
+    }
+}
+
+/// Connects to one endpoint, subscribes, and opens the connection the heartbeats are published
+/// on (bounded by the connect timeout).
 async fn subscribe(
     endpoint: &RedisConfig,
     channel: &str,
-) -> Option<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
+) -> Option<(
+    redis::aio::PubSubSink,
+    redis::aio::PubSubStream,
+    redis::aio::MultiplexedConnection,
+)> {
     let client = client(endpoint).ok()?;
     let attempt = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub.split())
+        let publisher = client.get_multiplexed_async_connection().await?;
+        let (sink, stream) = pubsub.split();
+        Ok::<_, redis::RedisError>((sink, stream, publisher))
     };
     match tokio::time::timeout(endpoint.connect_timeout, attempt).await {
-        Ok(Ok(split)) => Some(split),
+        Ok(Ok(connected)) => Some(connected),
         Ok(Err(e)) => {
             tracing::debug!(target: "sealcache::cache", kind = ?e.kind(), "L1 invalidation subscription failed");
             None

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::SealedCache;
 use crate::error::{ComputeError, Error};
 use crate::flight::{Joined, Waited};
+use crate::lease::Leading;
 
 /// Where the value of a `get_or_compute` call came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,7 +19,7 @@ use crate::flight::{Joined, Waited};
 pub enum Origin {
     /// The in-process L1 tier.
     L1,
-    /// Redis.
+    /// Redis (also when another process computed it while this caller waited for its lease).
     Redis,
     /// The computation (this caller's, or a concurrent caller's that this one waited for).
     Computed,
@@ -92,9 +93,16 @@ impl SealedCache {
     /// cached. If the caller running the computation is cancelled (dropped, timed out) or its
     /// computation panics, nothing is left behind: the waiters try again and one of them computes.
     /// A finished computation's outcome goes only to the callers that waited for it, never to a
-    /// later call. A cached value that is not a `T` (an older shape of the type) is computed again
-    /// and overwritten. A value that cannot be stored is still returned
+    /// later call. A cached value that is not a `T` (an older shape of the type, or a stream of
+    /// events) is computed again and overwritten. A value that cannot be stored is still returned
     /// (`ttl_remaining: None`).
+    ///
+    /// Across processes (with [`crate::CacheOptions::leases`], on by default): the one caller per
+    /// process that would compute first takes a lease in Redis; callers in other processes wait
+    /// for its entry (at most [`crate::CacheOptions::lease_wait`]) and take over if the lease
+    /// vanishes (its holder failed, was cancelled, or died and the lease expired). If Redis
+    /// cannot be reached, the computation runs here, as without leases. See `docs/cache.md`,
+    /// "Leases".
     ///
     /// # Errors
     /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::Cache`] with
@@ -113,14 +121,18 @@ impl SealedCache {
         Fut: Future<Output = Result<T, E>>,
     {
         let mut first_look = true;
+        // Whether Redis answered the last look (no lease is tried on a Redis that did not).
+        let mut redis_up;
         let leader = loop {
             // The first look is this call's one counted lookup; looks after a wait are quiet.
-            let hit = if first_look {
-                self.get_raw(redis_key, operation).await
+            let looked = if first_look {
+                self.timed_lookup(redis_key, operation, true, None).await
             } else {
-                self.peek_raw(redis_key).await
+                self.peek(redis_key).await
             };
             first_look = false;
+            redis_up = !matches!(looked, crate::cache::Looked::Unavailable);
+            let hit = looked.hit();
             if let Some(hit) = hit
                 && let Ok(value) = hit.parse::<T>()
             {
@@ -161,7 +173,9 @@ impl SealedCache {
         // This caller leads. If it is dropped anywhere below, `leader`'s destructor abandons the
         // flight and wakes the waiters. A flight that finished between this caller's miss and its
         // joining stored its value first: look once more before computing again.
-        if let Some(hit) = self.peek_raw(redis_key).await
+        let looked = self.peek(redis_key).await;
+        redis_up &= !matches!(looked, crate::cache::Looked::Unavailable);
+        if let Some(hit) = looked.hit()
             && let Ok(value) = hit.parse::<T>()
         {
             let answer = Answer {
@@ -173,6 +187,32 @@ impl SealedCache {
             leader.finish(Arc::new(published));
             return Ok(answer);
         }
+        // Single-flight across processes: hold the lease, or wait for the holder's entry.
+        let leading = if redis_up {
+            self.lead_or_wait(redis_key, false, |hit| {
+                hit.parse::<T>()
+                    .ok()
+                    .map(|value| (value, hit.shared(), hit.ttl_remaining()))
+            })
+            .await
+        } else {
+            Leading::Alone
+        };
+        // Dropped after the store (or when this future is dropped): releases the lease.
+        let _holding = match leading {
+            Leading::Found((value, json, ttl_remaining)) => {
+                let published: Published<E> = Ok((json, ttl_remaining));
+                leader.finish(Arc::new(published));
+                return Ok(Answer {
+                    value,
+                    origin: Origin::Redis,
+                    ttl_remaining,
+                });
+            }
+            Leading::Hold(holding) => Some(holding),
+            // Not asked for (only streams follow).
+            Leading::Alone | Leading::Follow(_) => None,
+        };
         let value = match compute().await {
             Ok(value) => value,
             Err(e) => {

@@ -94,6 +94,16 @@ pub enum Error {
         /// Why.
         reason: WriteRefusal,
     },
+    /// The change reached Redis, but its L1 invalidation could not be published on the coherence
+    /// channel (`PUBLISH` refused or failed), so other processes could go on serving their L1
+    /// copy. A write is undone (its key unlinked, best effort) and refused; a delete or an
+    /// invalidation has happened in Redis but is reported as failed. This process stops serving
+    /// L1 until its own invalidation heartbeat gets through again, and so does every other
+    /// process whose heartbeat fails the same way. Counted as a `config_weak` event.
+    #[error(
+        "the L1 invalidation could not be published, so the change is refused (check the ACL user's PUBLISH right and channel grant)"
+    )]
+    InvalidationNotPublished,
     /// The value is not JSON text that the cache can return byte for byte (not UTF-8, not one
     /// JSON value, or a `\u` escape that is not a valid UTF-16 sequence, such as an unpaired
     /// surrogate). Nothing was stored.
@@ -116,6 +126,42 @@ pub enum Error {
     /// `clear` needs the confirmation value [`crate::CLEAR_CONFIRMATION`].
     #[error("clearing the namespace needs the explicit confirmation \"invalidate-all\"")]
     ClearNotConfirmed,
+    /// A server-sent event cannot be stored so that it replays exactly as given (a name that is
+    /// empty or holds CR or LF, data holding CR), or a stream has no events. Nothing was stored.
+    #[error("invalid event stream: {0}")]
+    InvalidEvent(&'static str),
+    /// A stream's events were asked of a value that is one JSON value.
+    #[error("the cached value is not a stream of events")]
+    NotAStream,
+    /// A lease token is not one this cache hands out (`{operation}.{64 hex}.{32 hex}`); it names
+    /// nothing, inside the namespace or outside it.
+    #[error("invalid lease token")]
+    InvalidLeaseToken,
+    /// A writer id ([`crate::AiResponseCache::written_by`]) is not 1-64 characters of `a-z`,
+    /// `0-9`, `_` or `-`.
+    #[error("invalid writer id (1-64 characters of a-z, 0-9, _ or -)")]
+    InvalidWriter,
+    /// A lease token was given with a request whose entry it does not lease.
+    #[error("the lease token belongs to another request")]
+    LeaseNotForRequest,
+    /// A lease token no longer holds its lease (released, or expired and perhaps taken by
+    /// another caller): nothing was published with it.
+    #[error("the lease is no longer held by this token")]
+    LeaseLost,
+    /// A tenant id is empty, longer than 256 bytes, or holds a control character.
+    #[error("invalid tenant: expected 1 to 256 bytes without control characters")]
+    InvalidTenant,
+    /// A subject id is empty, longer than 1024 bytes, or holds a control character.
+    #[error("invalid subject: expected 1 to 1024 bytes without control characters")]
+    InvalidSubject,
+    /// A subject was given for an entry shared across tenants (shared entries hold no personal
+    /// data, so they never belong to a subject).
+    #[error("a shared entry has no subject")]
+    SharedWithSubject,
+    /// The data key a value is to be sealed under could not be created or read (Redis
+    /// unavailable, or the record refused to open: see the security events). Nothing was stored.
+    #[error("the data key could not be obtained")]
+    DataKeyUnavailable,
 }
 
 impl Error {
@@ -136,11 +182,22 @@ impl Error {
             Error::AuthenticationRefused { .. } => "authentication_refused",
             Error::Tls { .. } => "tls",
             Error::WriteRefused { .. } => "write_refused",
+            Error::InvalidationNotPublished => "invalidation_not_published",
             Error::InvalidJson(_) => "invalid_json",
             Error::Redis { .. } => "redis",
             Error::Seal(_) => "seal",
             Error::Serialize => "serialize",
             Error::ClearNotConfirmed => "clear_not_confirmed",
+            Error::InvalidEvent(_) => "invalid_event",
+            Error::NotAStream => "not_a_stream",
+            Error::InvalidLeaseToken => "invalid_lease_token",
+            Error::InvalidWriter => "invalid_writer",
+            Error::LeaseNotForRequest => "lease_not_for_request",
+            Error::LeaseLost => "lease_lost",
+            Error::InvalidTenant => "invalid_tenant",
+            Error::InvalidSubject => "invalid_subject",
+            Error::SharedWithSubject => "shared_with_subject",
+            Error::DataKeyUnavailable => "data_key_unavailable",
         }
     }
 }
@@ -172,9 +229,32 @@ pub enum KeyringRefusal {
         /// The dictionary id.
         dictionary_id: u32,
     },
-    /// The keyring drops the key that seals new entries now.
-    #[error("the keyring drops key id {key_id}, the current primary (promote another key first)")]
+    /// The keyring drops the key that seals new entries now (refused even when forced).
+    #[error(
+        "the keyring drops key id {key_id}, the key this process seals with (reload a keyring that promotes another key and keeps this one first; refused even when forced)"
+    )]
     DropsPrimary {
+        /// The key id.
+        key_id: u32,
+    },
+    /// The keyring drops a key under which data-key records are still wrapped (after re-wrapping
+    /// every one the running keyring could): applying it would destroy those tenants' and
+    /// subjects' data keys. Refused even when forced.
+    #[error(
+        "the keyring drops key id {key_id}, under which {records} data-key record(s) are still wrapped (they could not be re-wrapped under the primary: keep the key and reload again; refused even when forced)"
+    )]
+    WrapsDataKeys {
+        /// The key id.
+        key_id: u32,
+        /// How many records.
+        records: u64,
+    },
+    /// The keyring drops key id `key_id`, and Redis could not be asked whether data-key records
+    /// are still wrapped under it (refused even when forced: nothing is dropped on a guess).
+    #[error(
+        "the keyring drops key id {key_id}, and Redis could not be asked whether data-key records are still wrapped under it (reload again once Redis answers; refused even when forced)"
+    )]
+    DataKeysUnchecked {
         /// The key id.
         key_id: u32,
     },

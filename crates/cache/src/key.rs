@@ -1,4 +1,8 @@
-//! Cache keys: `{namespace}:v2:{operation}:{hex HMAC-SHA256(key_name_secret, canonical request)}`.
+//! Cache keys: `{namespace}:v3:{operation}:{hex HMAC-SHA256(key_name_secret, owner ‖ canonical request)}`.
+//!
+//! The owner comes first: the tenant and the subject (or a tag saying there is none), or a tag
+//! saying the entry is shared across tenants (see `scope`). So the same request under two tenants,
+//! or two subjects, never shares a key, and neither id appears in the key name.
 //!
 //! The canonical request is length-prefixed: each field is a tag byte, a u64 big-endian length and
 //! the bytes, in a fixed order (text, operation, options, question, model; absent optional fields
@@ -11,14 +15,19 @@
 //! values from clients in different languages share one entry. One addition keeps JCS from merging
 //! requests that differ: JCS rounds every number to a double, so integers beyond ±2^53 (a 64-bit
 //! `seed`, say) would collapse into their neighbours; their exact decimal digits are hashed as a
-//! field of their own. Version `v2` of the key scheme; `v1` entries (options rendered by serde_json)
-//! are simply never looked up again and expire by their TTL.
+//! field of their own. Version `v3` of the key scheme (`v2` had no owner, `v1` rendered options by
+//! serde_json): entries of earlier versions are simply never looked up again and expire by their
+//! TTL.
+//!
+//! Keyed tags: the data-key records of a tenant and of a subject are named by a 128-bit HMAC tag
+//! of the tenant (and subject) under the same secret, in a domain of its own (see `data_key`).
 
 use hmac::{KeyInit as _, Mac as _};
 use sealcache_codec::KeyNameSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::scope::{DataKeyScope, Owner};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -76,7 +85,7 @@ impl AiRequest {
 }
 
 /// Checks an operation name: 1 to 64 characters of `a-z 0-9 _ -` (no glob or separator
-/// characters, so `SCAN MATCH ns:v2:{op}:*` matches exactly one operation).
+/// characters, so `SCAN MATCH ns:v3:{op}:*` matches exactly one operation).
 ///
 /// # Errors
 /// [`Error::InvalidOperation`].
@@ -154,13 +163,41 @@ impl KeyScheme {
         &self.namespace
     }
 
-    /// The Redis key for `request`.
+    /// The Redis key for `request` of the tenant `default` without a subject (what an
+    /// [`crate::AiResponseCache`] not scoped with [`crate::AiResponseCache::tenant`] uses).
     ///
     /// # Errors
     /// [`Error::InvalidOperation`].
     pub fn ai_key(&self, request: &AiRequest) -> Result<String> {
+        self.owned_ai_key(&Owner::default_tenant(), request)
+    }
+
+    /// The Redis key for `request` shared across tenants (what
+    /// [`crate::AiResponseCache::shared`] uses).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`].
+    pub fn shared_ai_key(&self, request: &AiRequest) -> Result<String> {
+        self.owned_ai_key(&Owner::Shared, request)
+    }
+
+    /// The Redis key for `request` of `owner`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperation`].
+    pub(crate) fn owned_ai_key(&self, owner: &Owner, request: &AiRequest) -> Result<String> {
         validate_operation(&request.operation)?;
         let mut mac = self.mac.clone();
+        match owner {
+            Owner::Tenant { tenant, subject } => {
+                field(&mut mac, b'T', tenant.as_bytes());
+                match subject {
+                    Some(s) => field(&mut mac, b'S', s.as_bytes()),
+                    None => mac.update(b"N"),
+                }
+            }
+            Owner::Shared => mac.update(b"H"),
+        }
         field(&mut mac, b't', request.text.as_bytes());
         field(&mut mac, b'o', request.operation.as_bytes());
         if request.options.is_empty() {
@@ -199,6 +236,34 @@ impl KeyScheme {
         Ok(key)
     }
 
+    /// The keyed tags naming `owner`'s data key: the tenant's, and the subject's within it (`None`
+    /// for a shared owner, whose entries are sealed under the keyring).
+    pub(crate) fn data_key_scope(&self, owner: &Owner) -> Option<DataKeyScope> {
+        let Owner::Tenant { tenant, subject } = owner else {
+            return None;
+        };
+        let tag = |mac: HmacSha256| -> [u8; 16] {
+            let digest = mac.finalize().into_bytes();
+            let mut out = [0_u8; 16];
+            out.copy_from_slice(&digest[..16]);
+            out
+        };
+        // A domain of its own: an entry digest starts with `T` or `H`, never with a 0 byte.
+        let mut mac = self.mac.clone();
+        mac.update(b"\0sealcache data-key tag\0");
+        field(&mut mac, b'T', tenant.as_bytes());
+        let tenant_tag = tag(mac.clone());
+        let subject_tag = subject.as_ref().map(|s| {
+            let mut mac = mac;
+            field(&mut mac, b'S', s.as_bytes());
+            tag(mac)
+        });
+        Some(DataKeyScope {
+            tenant: tenant_tag,
+            subject: subject_tag,
+        })
+    }
+
     /// The Redis key for an explicit key of the generic cache: `{namespace}:kv:{key}`.
     ///
     /// # Errors
@@ -217,6 +282,21 @@ impl KeyScheme {
         Ok(format!("{}{KEY_VERSION}{operation}:*", self.namespace))
     }
 
+    /// The operation and hex digest of an AI entry key of this namespace (`None` for any other
+    /// key).
+    pub(crate) fn ai_key_parts<'k>(&self, key: &'k str) -> Option<(&'k str, &'k str)> {
+        let rest = key
+            .strip_prefix(self.namespace.as_str())?
+            .strip_prefix(KEY_VERSION)?;
+        let (operation, digest) = rest.split_once(':')?;
+        (validate_operation(operation).is_ok() && is_digest(digest)).then_some((operation, digest))
+    }
+
+    /// The AI entry key of an operation and hex digest (both checked by the caller).
+    pub(crate) fn ai_key_of(&self, operation: &str, digest: &str) -> String {
+        format!("{}{KEY_VERSION}{operation}:{digest}", self.namespace)
+    }
+
     /// The `SCAN MATCH` pattern of the whole namespace.
     #[must_use]
     pub fn namespace_pattern(&self) -> String {
@@ -226,8 +306,13 @@ impl KeyScheme {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Whether `text` is a key digest: 64 lowercase hex digits.
+pub(crate) fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| HEX.contains(&b))
+}
+
 /// The key scheme version segment, between the namespace and the operation.
-const KEY_VERSION: &str = ":v2:";
+const KEY_VERSION: &str = ":v3:";
 
 /// Largest integer a double holds exactly (2^53).
 const EXACT_DOUBLE_LIMIT: u64 = 1 << 53;
@@ -286,8 +371,8 @@ mod tests {
         let key = scheme()
             .ai_key(&AiRequest::new("summarize", "the secret user text"))
             .unwrap();
-        assert!(key.starts_with("ai_cache:v2:summarize:"));
-        assert_eq!(key.len(), "ai_cache:v2:summarize:".len() + 64);
+        assert!(key.starts_with("ai_cache:v3:summarize:"));
+        assert_eq!(key.len(), "ai_cache:v3:summarize:".len() + 64);
         assert!(!key.contains("secret"));
     }
 
@@ -452,7 +537,7 @@ mod tests {
         );
         assert_eq!(
             scheme().operation_pattern("qa").unwrap(),
-            "ai_cache:v2:qa:*"
+            "ai_cache:v3:qa:*"
         );
         let err = KeyScheme::new(
             "bad:ns",

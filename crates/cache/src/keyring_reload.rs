@@ -12,7 +12,11 @@
 //! - a kept dictionary id carries different bytes, or (unless forced) a dictionary is dropped
 //!   (entries compressed with it would no longer open).
 //!
-//! [`KeyringReload::Forced`] skips the last check only; the first two are never safe.
+//! [`KeyringReload::Forced`] lets decrypt-only keys and dictionaries go before their entries
+//! expire; it never drops the current primary (the key this process seals with: every entry it
+//! sealed since its promotion would become a miss), and never changes the name secret or a kept
+//! key's material. When a reload removes any key, the cache flushes its L1 tier, so no copy of an
+//! entry sealed under a dropped (perhaps leaked) key is served afterwards.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -30,8 +34,9 @@ use crate::key::KeyScheme;
 pub enum KeyringReload {
     /// Refuse a keyring that drops a key which may still seal live entries.
     Checked,
-    /// Drop such keys anyway (entries sealed under them become misses and `unknown_key_id`
-    /// events). Name-secret and key-material changes are refused all the same.
+    /// Drop decrypt-only keys and dictionaries anyway (entries sealed under them become misses
+    /// and `unknown_key_id` events). Dropping the current primary, name-secret and key-material
+    /// changes are refused all the same.
     Forced,
 }
 
@@ -47,6 +52,21 @@ pub struct KeyringReloaded {
     pub added: Vec<u32>,
     /// Key ids removed.
     pub removed: Vec<u32>,
+}
+
+/// Keyring reloads since the process started, for the security status: a refused reload keeps
+/// the running keyring, so the operator's files and the running process disagree until a later
+/// reload is applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct KeyringReloadStatus {
+    /// Reloads applied.
+    pub applied: u64,
+    /// Reloads refused (or whose keyring could not be read).
+    pub refused: u64,
+    /// Why the latest reload was refused, while it is the latest attempt (`None` once a later
+    /// reload is applied). Key ids only, never key material.
+    pub last_refusal: Option<String>,
 }
 
 /// The codec and key ids in use now.
@@ -94,6 +114,8 @@ pub(crate) struct ActiveKeyring {
     retired_at: Mutex<HashMap<u32, Instant>>,
     /// The latest expiry of an entry each key sealed (in this process).
     sealed_until: Mutex<HashMap<u32, Instant>>,
+    /// Reloads applied and refused.
+    reloads: Mutex<KeyringReloadStatus>,
 }
 
 impl ActiveKeyring {
@@ -108,7 +130,31 @@ impl ActiveKeyring {
             active: RwLock::new(Arc::new(Active::new(keyring, codec))),
             retired_at: Mutex::new(retired_at),
             sealed_until: Mutex::new(HashMap::new()),
+            reloads: Mutex::new(KeyringReloadStatus::default()),
         }
+    }
+
+    /// Counts a reload's outcome (`Err`: the reason, which never holds key material).
+    pub(crate) fn record_reload(&self, outcome: std::result::Result<(), String>) {
+        let mut reloads = self.reloads.lock().unwrap_or_else(PoisonError::into_inner);
+        match outcome {
+            Ok(()) => {
+                reloads.applied += 1;
+                reloads.last_refusal = None;
+            }
+            Err(reason) => {
+                reloads.refused += 1;
+                reloads.last_refusal = Some(reason);
+            }
+        }
+    }
+
+    /// Reloads so far.
+    pub(crate) fn reloads(&self) -> KeyringReloadStatus {
+        self.reloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records that `key_id` sealed an entry living `ttl`.
@@ -178,6 +224,15 @@ impl ActiveKeyring {
             .copied()
             .collect();
         removed.sort_unstable();
+        // Never, forced or not: the primary sealed every entry this process wrote since its
+        // promotion, and a keyring without it turns them all into misses at once.
+        if removed.contains(&active.primary_key_id) {
+            return Err(Error::KeyringRefused {
+                reason: KeyringRefusal::DropsPrimary {
+                    key_id: active.primary_key_id,
+                },
+            });
+        }
         if mode == KeyringReload::Checked {
             let kept = new_dictionaries(keyring);
             if let Some(id) = active.dictionaries.keys().find(|id| !kept.contains_key(id)) {
@@ -190,11 +245,6 @@ impl ActiveKeyring {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for id in &removed {
-                if *id == active.primary_key_id {
-                    return Err(Error::KeyringRefused {
-                        reason: KeyringRefusal::DropsPrimary { key_id: *id },
-                    });
-                }
                 let since = retired.get(id).map_or(Duration::ZERO, |t| now - *t);
                 let policy_left = live_for.saturating_sub(since);
                 let sealed_left = sealed_until

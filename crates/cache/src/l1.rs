@@ -9,14 +9,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lru::LruCache;
 
+use crate::stored_value::Meta;
+
 const SHARDS: usize = 16;
 
-/// Bytes charged per entry beyond its key and value (the entry, the LRU node, the map slot).
-const ENTRY_OVERHEAD: usize = 128;
+/// Bytes charged per entry beyond its key and value: the entry itself (its metadata holds the
+/// writer's id inline), the key's `String` header, and the LRU node's links and map slot.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 64;
 
 #[derive(Debug, Clone)]
 struct Entry {
     value: Bytes,
+    /// The value's kind and store time (a `max_age` lookup needs the age of an L1 copy too).
+    meta: Meta,
     /// When this L1 copy lapses (never after `redis_expires`).
     expires: Instant,
     /// When the Redis entry expires: what callers are told as the remaining TTL.
@@ -86,6 +91,9 @@ pub(crate) struct L1 {
     len: AtomicUsize,
     /// Bytes held (weights), likewise.
     bytes: AtomicUsize,
+    /// The unwrapped data keys: a removal of a data-key prefix (an erasure) or of everything drops
+    /// them with the L1 copies (set once, by the cache that owns both).
+    data_keys: std::sync::OnceLock<std::sync::Arc<crate::data_key::DataKeyCache>>,
 }
 
 impl L1 {
@@ -113,7 +121,16 @@ impl L1 {
             max_entry_bytes: limits.max_entry_bytes,
             len: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            data_keys: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Drops `data_keys`' entries with the L1 copies of their entries (see [`L1::remove_prefix`]).
+    pub(crate) fn attach_data_keys(
+        &self,
+        data_keys: std::sync::Arc<crate::data_key::DataKeyCache>,
+    ) {
+        let _ = self.data_keys.set(data_keys);
     }
 
     fn shard_index(&self, key: &str) -> usize {
@@ -143,12 +160,14 @@ impl L1 {
     /// The value and the remaining lifetime of its Redis entry, if present and not expired;
     /// otherwise the [`Stamp`] a fill from Redis needs (taken under the same lock: one lock per
     /// miss).
-    pub(crate) fn get(&self, key: &str) -> Result<(Bytes, Duration), Stamp> {
+    pub(crate) fn get(&self, key: &str) -> Result<(Bytes, Duration, Meta), Stamp> {
         let now = Instant::now();
         let index = self.shard_index(key);
         let mut shard = self.lock(index);
         match shard.lru.get(key) {
-            Some(e) if e.expires > now => return Ok((e.value.clone(), e.redis_expires - now)),
+            Some(e) if e.expires > now => {
+                return Ok((e.value.clone(), e.redis_expires - now, e.meta));
+            }
             Some(_) => self.pop(&mut shard, key),
             None => {}
         }
@@ -164,7 +183,7 @@ impl L1 {
     pub(crate) fn put(&self, key: &str, value: Bytes, remaining: Duration) {
         let mut shard = self.shard(key);
         shard.generation += 1;
-        self.insert(&mut shard, key, value, remaining);
+        self.insert(&mut shard, key, value, remaining, Meta::json_now());
     }
 
     /// Before a write to Redis: drops `key` and returns the stamp its [`L1::put_after`] needs.
@@ -183,22 +202,36 @@ impl L1 {
     /// After Redis accepted the write begun at `stamp`: stores the value, unless another write,
     /// removal or invalidation touched the shard since (its order against this one in Redis is
     /// unknown), in which case the key is dropped instead.
-    pub(crate) fn put_after(&self, key: &str, value: Bytes, remaining: Duration, stamp: Stamp) {
+    pub(crate) fn put_after(
+        &self,
+        key: &str,
+        value: Bytes,
+        remaining: Duration,
+        meta: Meta,
+        stamp: Stamp,
+    ) {
         let mut shard = self.lock(stamp.shard);
         let unchanged = shard.generation == stamp.generation;
         shard.generation += 1;
         if unchanged {
-            self.insert(&mut shard, key, value, remaining);
+            self.insert(&mut shard, key, value, remaining, meta);
         } else {
             self.pop(&mut shard, key);
         }
     }
 
     /// Stores a value read from Redis, unless a write touched its shard since `stamp` was taken.
-    pub(crate) fn fill(&self, key: &str, value: Bytes, remaining: Duration, stamp: Stamp) {
+    pub(crate) fn fill(
+        &self,
+        key: &str,
+        value: Bytes,
+        remaining: Duration,
+        meta: Meta,
+        stamp: Stamp,
+    ) {
         let mut shard = self.lock(stamp.shard);
         if shard.generation == stamp.generation {
-            self.insert(&mut shard, key, value, remaining);
+            self.insert(&mut shard, key, value, remaining, meta);
         }
     }
 
@@ -211,7 +244,7 @@ impl L1 {
         }
     }
 
-    fn insert(&self, shard: &mut Shard, key: &str, value: Bytes, remaining: Duration) {
+    fn insert(&self, shard: &mut Shard, key: &str, value: Bytes, remaining: Duration, meta: Meta) {
         // Whatever happens below, an older copy of this key must not survive.
         self.pop(shard, key);
         let ttl = remaining.min(self.max_ttl);
@@ -233,6 +266,7 @@ impl L1 {
             key.to_owned(),
             Entry {
                 value,
+                meta,
                 expires: now + ttl,
                 redis_expires: now + remaining,
             },
@@ -250,7 +284,17 @@ impl L1 {
     }
 
     /// Removes every key starting with `prefix`; returns how many.
+    ///
+    /// A data-key prefix (`{namespace}:dk:{tenant tag}:` or `...:{subject tag}:`, published by an
+    /// erasure) names no L1 key: it removes the copies of the entries sealed under those data keys,
+    /// and the unwrapped data keys themselves (an empty or namespace prefix drops them all).
     pub(crate) fn remove_prefix(&self, prefix: &str) -> usize {
+        if let Some(data_keys) = self.data_keys.get() {
+            data_keys.remove_prefix(prefix);
+        }
+        if let Some(target) = crate::data_key::parse_prefix(prefix) {
+            return self.remove_where(|meta| meta.data_key.is_some_and(|k| target.covers(&k)));
+        }
         let mut removed = 0;
         for shard in &self.shards {
             let mut shard = shard
@@ -265,6 +309,28 @@ impl L1 {
                 .collect();
             removed += doomed.len();
             for k in doomed {
+                self.pop(&mut shard, &k);
+            }
+        }
+        removed
+    }
+
+    /// Removes every entry whose metadata matches; returns how many.
+    fn remove_where(&self, doomed: impl Fn(&Meta) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            shard.generation += 1;
+            let keys: Vec<String> = shard
+                .lru
+                .iter()
+                .filter(|(_, e)| doomed(&e.meta))
+                .map(|(k, _)| k.clone())
+                .collect();
+            removed += keys.len();
+            for k in keys {
                 self.pop(&mut shard, &k);
             }
         }
@@ -393,14 +459,26 @@ mod tests {
         // A read stamps, a write lands, then the read's (older) value arrives: dropped.
         let stamp = l1.stamp("k");
         l1.put("k", new.clone(), Duration::from_secs(10));
-        l1.fill("k", old, Duration::from_secs(10), stamp);
+        l1.fill("k", old, Duration::from_secs(10), Meta::json_now(), stamp);
         assert_eq!(l1.get("k").unwrap().0, new);
         // Two writes of one key whose Redis order is unknown: neither copy is kept.
         let a = l1.begin_write("k");
         let b = l1.begin_write("k");
-        l1.put_after("k", new.clone(), Duration::from_secs(10), b);
+        l1.put_after(
+            "k",
+            new.clone(),
+            Duration::from_secs(10),
+            Meta::json_now(),
+            b,
+        );
         assert_eq!(l1.get("k").unwrap().0, new, "the last begun write lands");
-        l1.put_after("k", Bytes::from(&b"a"[..]), Duration::from_secs(10), a);
+        l1.put_after(
+            "k",
+            Bytes::from(&b"a"[..]),
+            Duration::from_secs(10),
+            Meta::json_now(),
+            a,
+        );
         assert!(l1.get("k").is_err(), "the earlier-begun write resumed last");
         // A write begun and never finished (cancelled) leaves no copy.
         l1.put("k", new.clone(), Duration::from_secs(10));
@@ -409,16 +487,34 @@ mod tests {
         // Same after a removal: the key stays absent.
         let stamp = l1.stamp("k");
         l1.remove("k");
-        l1.fill("k", new.clone(), Duration::from_secs(10), stamp);
+        l1.fill(
+            "k",
+            new.clone(),
+            Duration::from_secs(10),
+            Meta::json_now(),
+            stamp,
+        );
         assert!(l1.get("k").is_err());
         // And after a prefix removal.
         let stamp = l1.stamp("k");
         l1.remove_prefix("k");
-        l1.fill("k", new.clone(), Duration::from_secs(10), stamp);
+        l1.fill(
+            "k",
+            new.clone(),
+            Duration::from_secs(10),
+            Meta::json_now(),
+            stamp,
+        );
         assert!(l1.get("k").is_err());
         // Without a write in between the fill is kept.
         let stamp = l1.stamp("k");
-        l1.fill("k", new.clone(), Duration::from_secs(10), stamp);
+        l1.fill(
+            "k",
+            new.clone(),
+            Duration::from_secs(10),
+            Meta::json_now(),
+            stamp,
+        );
         assert_eq!(l1.get("k").unwrap().0, new);
         assert_eq!(l1.len(), l1.counted());
     }

@@ -22,6 +22,7 @@ use sealcache_env_detect::{EnvironmentInfo, Policy};
 use serde::Serialize;
 
 use crate::error::{Error, TlsFailure};
+use crate::keyring_reload::KeyringReloadStatus;
 
 /// Days of remaining validity below which a certificate makes the status `degraded`.
 pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
@@ -78,6 +79,12 @@ pub enum CheckName {
     TlsNegotiated,
     /// The cache is authenticated as a named ACL user.
     AclUser,
+    /// Observed by a caller with `ACL LIST` (the server, as the monitor user): the users are the
+    /// generated ones, none has `nopass`, and `default` is `off`.
+    AclUsers,
+    /// Observed by a caller with `ACL LIST`: no generated user may do more than its grant
+    /// (commands, categories, key and channel patterns, selectors).
+    AclRights,
     /// An unauthenticated client is refused.
     DefaultUserDisabled,
     /// Values are sealed.
@@ -102,6 +109,12 @@ pub enum CheckName {
     ClusterState,
     /// Redis Cluster only: every node negotiates verified TLS and refuses anonymous clients.
     ClusterNodes,
+    /// Mutual TLS is configured and Redis refuses a client without a certificate (observed by a
+    /// handshake without one: `tls-auth-clients no` or `optional` fails it).
+    ClientCertificateRequired,
+    /// The latest keyring reload was applied (a refused one leaves the running keyring behind
+    /// the keyring file).
+    KeyringReload,
 }
 
 impl CheckName {
@@ -111,6 +124,8 @@ impl CheckName {
         match self {
             CheckName::TlsNegotiated => "tls_negotiated",
             CheckName::AclUser => "acl_user",
+            CheckName::AclUsers => "acl_users",
+            CheckName::AclRights => "acl_rights",
             CheckName::DefaultUserDisabled => "default_user_disabled",
             CheckName::Encryption => "encryption",
             CheckName::CertificateValidity => "certificate_validity",
@@ -123,6 +138,8 @@ impl CheckName {
             CheckName::L1Coherence => "l1_coherence",
             CheckName::ClusterState => "cluster_state",
             CheckName::ClusterNodes => "cluster_nodes",
+            CheckName::ClientCertificateRequired => "client_certificate_required",
+            CheckName::KeyringReload => "keyring_reload",
         }
     }
 }
@@ -217,6 +234,17 @@ pub struct SecurityStatus {
     pub primary_key_id: u32,
     /// Keys kept for decryption only.
     pub decrypt_only_key_ids: Vec<u32>,
+    /// Keyring reloads since start: applied, refused, and why the latest was refused.
+    pub keyring_reloads: KeyringReloadStatus,
+    /// Which Redis password this process authenticates new connections with: the first 12 hex
+    /// digits of its SHA-256, the start of its `#<sha256>` ACL hash (`None`: no password, or a
+    /// connection the application owns). A rotation compares it with the password files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_password_generation: Option<String>,
+    /// Redis refuses a TLS client without a certificate (`None`: no client certificate is
+    /// configured, or not observed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate_required: Option<bool>,
     /// Days until the earliest `notAfter` of every certificate read: the server chain, the
     /// client certificate and the pinned CA.
     pub certificate_expires_in_days: Option<i64>,
@@ -247,6 +275,12 @@ pub struct SecurityStatus {
     /// Redis Cluster only: `cluster_state` and what was observed on each node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatus>,
+    /// Erasures (of a tenant's or subject's data key) whose wrapping keyring key is not retired
+    /// yet: until then, a copy of the wrapped key restored from an older snapshot is refused by its
+    /// tombstone only (see docs/security-model.md, "Is Ann's data gone?"). `None`: Redis could not
+    /// be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_erasures: Option<u64>,
     /// The verdict.
     pub security_level: SecurityLevel,
     /// Every check.
@@ -260,6 +294,39 @@ impl SecurityStatus {
     /// level by the same rules.
     pub fn add_check(&mut self, check: Check) {
         self.checks.push(check);
+        self.security_level = level(self.strict, &self.checks);
+    }
+
+    /// Records what the live ACL says of the `default` user (read by a caller with `ACL LIST`,
+    /// such as the server's posture probe): `default_user_disabled` and the
+    /// `default_user_disabled` check then come from `user default off` / `on` instead of from the
+    /// anonymous `PING` (which a `default` user that is `on` with a password also refuses), and
+    /// `auth_configured` follows. An anonymous client observed served stays a failure. Re-assesses
+    /// the level.
+    pub fn record_default_user_from_acl(&mut self, disabled: bool, detail: &str) {
+        let served = self.default_user_disabled == Some(false);
+        let disabled = disabled && !served;
+        let check = if disabled {
+            Check::pass(CheckName::DefaultUserDisabled, detail)
+        } else if served {
+            Check::fail(
+                CheckName::DefaultUserDisabled,
+                Impact::Insecure,
+                format!("an unauthenticated client is served; {detail}"),
+            )
+        } else {
+            Check::fail(CheckName::DefaultUserDisabled, Impact::Insecure, detail)
+        };
+        self.default_user_disabled = Some(disabled);
+        self.auth_configured = disabled && self.check(CheckName::AclUser).is_some_and(|c| c.passed);
+        match self
+            .checks
+            .iter_mut()
+            .find(|c| c.name == CheckName::DefaultUserDisabled)
+        {
+            Some(c) => *c = check,
+            None => self.checks.push(check),
+        }
         self.security_level = level(self.strict, &self.checks);
     }
 
@@ -549,6 +616,12 @@ pub(crate) struct Observations<'a> {
     pub(crate) refusal: Option<Refusal>,
     pub(crate) probe: Option<TlsProbe>,
     pub(crate) anonymous_refused: Option<bool>,
+    /// A client without a certificate is refused (`None`: not configured or not observed).
+    pub(crate) client_certificate_required: Option<bool>,
+    /// Keyring reloads since start.
+    pub(crate) keyring_reloads: KeyringReloadStatus,
+    /// The generation of the Redis password in use.
+    pub(crate) redis_password_generation: Option<String>,
     /// Days left of the configured client certificate (`None`: none configured).
     pub(crate) client_cert: Option<Result<Vec<i64>, &'static str>>,
     /// Days left of the pinned CA (`None`: none pinned).
@@ -792,6 +865,38 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
             )
         });
     }
+    match o.client_certificate_required {
+        Some(true) => checks.push(Check::pass(
+            CheckName::ClientCertificateRequired,
+            "a TLS client without a certificate is refused",
+        )),
+        Some(false) => checks.push(Check::fail(
+            CheckName::ClientCertificateRequired,
+            Impact::Degraded,
+            "a TLS client without a certificate is served: Redis does not require client certificates (tls-auth-clients)",
+        )),
+        // Mutual TLS is configured but the handshake without a certificate observed nothing:
+        // said so (a strict environment reads degraded), never left out.
+        None if o.uses_tls && o.client_cert.is_some() => checks.push(Check::unobserved(
+            CheckName::ClientCertificateRequired,
+            "a TLS handshake without a client certificate observed nothing",
+        )),
+        None => {}
+    }
+    checks.push(match &o.keyring_reloads.last_refusal {
+        None => Check::pass(
+            CheckName::KeyringReload,
+            format!(
+                "{} reloads applied, {} refused since start",
+                o.keyring_reloads.applied, o.keyring_reloads.refused
+            ),
+        ),
+        Some(why) => Check::fail(
+            CheckName::KeyringReload,
+            Impact::Degraded,
+            format!("the latest keyring reload was refused, the running keyring is not the file's: {why}"),
+        ),
+    });
     let (cluster, cluster_checks) = cluster_checks(o.topology);
     checks.extend(cluster_checks);
     SecurityStatus {
@@ -803,6 +908,9 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
         auth_configured: named_user && o.anonymous_refused == Some(true),
         primary_key_id: o.primary_key_id,
         decrypt_only_key_ids: o.decrypt_only_key_ids,
+        keyring_reloads: o.keyring_reloads,
+        redis_password_generation: o.redis_password_generation,
+        client_certificate_required: o.client_certificate_required,
         certificate_expires_in_days: earliest,
         environment: env.environment().to_string(),
         confidence: env.confidence(),
@@ -815,6 +923,7 @@ pub(crate) fn assess(o: Observations<'_>) -> SecurityStatus {
         write_failures: o.write_failures,
         l1_coherence: o.l1_coherence,
         cluster,
+        pending_erasures: None,
         security_level: level(strict, &checks),
         checks,
         strict,

@@ -131,3 +131,22 @@ async fn probe(config: &RedisConfig) -> Result<TlsProbe, &'static str> {
         }),
     }
 }
+
+/// Handshakes with the cache's TLS settings but without its client certificate, then sends
+/// `PING`: `Some(true)` when the server refuses such a client (Redis's `tls-auth-clients yes`),
+/// `Some(false)` when it answers (`tls-auth-clients no` or `optional`: the client certificate no
+/// longer guards access), `None` when nothing could be observed.
+pub(crate) async fn client_certificate_required(config: &RedisConfig) -> Option<bool> {
+    let mut without = config.clone();
+    without.client_cert_pem = None;
+    without.client_cert_path = None;
+    without.client_key_pem = None;
+    without.client_key_path = None;
+    match probe(&without).await {
+        Ok(TlsProbe { failure: None, .. }) => Some(false),
+        Ok(TlsProbe {
+            failure: Some(_), ..
+        }) => Some(true),
+        Err(_) => None,
+    }
+}

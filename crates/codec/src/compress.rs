@@ -47,6 +47,33 @@ pub trait Compressor: Send + Sync + std::fmt::Debug {
         self.compress(plain, out)
     }
 
+    /// Compresses `plain` (with `dictionary`, if given) onto the end of `out`, keeping what `out`
+    /// already holds, and returns `true`; or returns `false` with `out` unchanged when the value
+    /// should be stored uncompressed. The sealer uses this to compress straight into the
+    /// envelope after its header. The default compresses into a temporary buffer and appends it;
+    /// [`Zstd`] writes in place.
+    ///
+    /// # Errors
+    /// [`Error::Compression`] if the compressor fails.
+    fn compress_append(
+        &self,
+        plain: &[u8],
+        dictionary: Option<&Dictionary>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        let mut compressed = Vec::new();
+        let smaller = match dictionary {
+            Some(dictionary) => {
+                self.compress_with_dictionary(plain, dictionary, &mut compressed)?
+            }
+            None => self.compress(plain, &mut compressed)?,
+        };
+        if smaller {
+            out.extend_from_slice(&compressed);
+        }
+        Ok(smaller)
+    }
+
     /// Decompresses a zstd payload into a new buffer of at most `limit` bytes.
     ///
     /// # Errors
@@ -107,35 +134,82 @@ thread_local! {
     static DICT_DCTX: RefCell<Option<(u32, zstd::bulk::Decompressor<'static>)>> = const { RefCell::new(None) };
 }
 
-impl Compressor for Zstd {
-    fn compress(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+impl Zstd {
+    /// Compresses `plain` onto the end of `out` with the thread's context for this level (and
+    /// `dictionary`), writing straight into `out`'s spare capacity: no intermediate buffer.
+    fn compress_onto(
+        &self,
+        plain: &[u8],
+        dictionary: Option<&Dictionary>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
         if plain.len() < self.threshold {
             return Ok(false);
         }
-        out.clear();
+        let start = out.len();
         out.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-        CCTX.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let ctx = match slot.as_mut() {
-                Some((level, ctx)) if *level == self.level => ctx,
-                _ => {
-                    let mut ctx =
-                        zstd::bulk::Compressor::new(self.level).map_err(|_| Error::Compression)?;
-                    // The AEAD tag already authenticates the payload: no frame checksum, and no
-                    // dictionary id. The frame keeps its content size so the reader can check
-                    // the cap before allocating.
-                    ctx.include_checksum(false)
+        // The cursor starts after what `out` already holds (the envelope header, when sealing).
+        let mut at = std::io::Cursor::new(&mut *out);
+        at.set_position(start as u64);
+        match dictionary {
+            None => CCTX.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let ctx = match slot.as_mut() {
+                    Some((level, ctx)) if *level == self.level => ctx,
+                    _ => {
+                        let mut ctx = zstd::bulk::Compressor::new(self.level)
+                            .map_err(|_| Error::Compression)?;
+                        // The AEAD tag already authenticates the payload: no frame checksum, and
+                        // no dictionary id. The frame keeps its content size so the reader can
+                        // check the cap before allocating.
+                        ctx.include_checksum(false)
+                            .map_err(|_| Error::Compression)?;
+                        ctx.include_dictid(false).map_err(|_| Error::Compression)?;
+                        ctx.include_contentsize(true)
+                            .map_err(|_| Error::Compression)?;
+                        &mut slot.insert((self.level, ctx)).1
+                    }
+                };
+                ctx.compress_to_buffer(plain, &mut at)
+                    .map_err(|_| Error::Compression)
+            })?,
+            Some(dictionary) => DICT_CCTX.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let ctx = match slot.as_mut() {
+                    Some((level, id, ctx)) if *level == self.level && *id == dictionary.id() => ctx,
+                    _ => {
+                        let mut ctx = zstd::bulk::Compressor::with_dictionary(
+                            self.level,
+                            dictionary.as_bytes(),
+                        )
                         .map_err(|_| Error::Compression)?;
-                    ctx.include_dictid(false).map_err(|_| Error::Compression)?;
-                    ctx.include_contentsize(true)
-                        .map_err(|_| Error::Compression)?;
-                    &mut slot.insert((self.level, ctx)).1
-                }
-            };
-            ctx.compress_to_buffer(plain, out)
-                .map_err(|_| Error::Compression)
-        })?;
-        Ok(out.len() < plain.len())
+                        // The frame names its dictionary (the id is authenticated with the
+                        // payload).
+                        ctx.include_checksum(false)
+                            .map_err(|_| Error::Compression)?;
+                        ctx.include_dictid(true).map_err(|_| Error::Compression)?;
+                        ctx.include_contentsize(true)
+                            .map_err(|_| Error::Compression)?;
+                        &mut slot.insert((self.level, dictionary.id(), ctx)).2
+                    }
+                };
+                ctx.compress_to_buffer(plain, &mut at)
+                    .map_err(|_| Error::Compression)
+            })?,
+        };
+        if out.len() - start < plain.len() {
+            Ok(true)
+        } else {
+            out.truncate(start);
+            Ok(false)
+        }
+    }
+}
+
+impl Compressor for Zstd {
+    fn compress(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        out.clear();
+        self.compress_onto(plain, None, out)
     }
 
     fn compress_with_dictionary(
@@ -146,32 +220,17 @@ impl Compressor for Zstd {
     ) -> Result<bool> {
         // A dictionary pays off from the first bytes: the threshold still applies (the frame
         // header alone would outweigh a tiny value).
-        if plain.len() < self.threshold {
-            return Ok(false);
-        }
         out.clear();
-        out.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-        DICT_CCTX.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let ctx = match slot.as_mut() {
-                Some((level, id, ctx)) if *level == self.level && *id == dictionary.id() => ctx,
-                _ => {
-                    let mut ctx =
-                        zstd::bulk::Compressor::with_dictionary(self.level, dictionary.as_bytes())
-                            .map_err(|_| Error::Compression)?;
-                    // The frame names its dictionary (the id is authenticated with the payload).
-                    ctx.include_checksum(false)
-                        .map_err(|_| Error::Compression)?;
-                    ctx.include_dictid(true).map_err(|_| Error::Compression)?;
-                    ctx.include_contentsize(true)
-                        .map_err(|_| Error::Compression)?;
-                    &mut slot.insert((self.level, dictionary.id(), ctx)).2
-                }
-            };
-            ctx.compress_to_buffer(plain, out)
-                .map_err(|_| Error::Compression)
-        })?;
-        Ok(out.len() < plain.len())
+        self.compress_onto(plain, Some(dictionary), out)
+    }
+
+    fn compress_append(
+        &self,
+        plain: &[u8],
+        dictionary: Option<&Dictionary>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        self.compress_onto(plain, dictionary, out)
     }
 }
 

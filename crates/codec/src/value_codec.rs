@@ -18,7 +18,7 @@ use crate::nonce::fresh_nonce;
 pub const DEFAULT_MAX_PLAINTEXT: usize = 16 << 20;
 
 thread_local! {
-    /// Per-thread scratch for the compressed payload (seal) or decrypted payload (open).
+    /// Per-thread scratch for the joined parts (`seal_parts`) or the decrypted payload (open).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Per-thread buffer for the associated data.
     static AAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -285,31 +285,74 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
     /// [`Error::PlaintextTooLarge`] above the cap; [`Error::Randomness`], [`Error::Compression`],
     /// [`Error::NonceBudgetExhausted`] and [`Error::ContextTooLong`] for the rare rest.
     pub fn seal(&self, ctx: &SealContext<'_>, plain: &[u8]) -> Result<Sealed> {
+        self.seal_with_nonce(ctx, plain, fresh_nonce)
+    }
+
+    /// Seals the concatenation of `parts` (for example a fixed prefix and a body) without the
+    /// caller building it: the envelope is exactly [`ValueCodec::seal`]'s of the joined bytes.
+    /// The parts are joined in a per-thread buffer that is reused (no allocation per call).
+    ///
+    /// # Errors
+    /// As [`ValueCodec::seal`].
+    pub fn seal_parts(&self, ctx: &SealContext<'_>, parts: &[&[u8]]) -> Result<Sealed> {
+        self.seal_parts_with_nonce(ctx, parts, fresh_nonce)
+    }
+
+    pub(crate) fn seal_parts_with_nonce(
+        &self,
+        ctx: &SealContext<'_>,
+        parts: &[&[u8]],
+        nonce: impl FnOnce() -> Result<Nonce>,
+    ) -> Result<Sealed> {
+        if let [one] = parts {
+            return self.seal_with_nonce(ctx, one, nonce);
+        }
+        let size = parts.iter().map(|p| p.len()).sum::<usize>();
+        if size > self.max_plaintext {
+            return Err(Error::PlaintextTooLarge {
+                size,
+                limit: self.max_plaintext,
+            });
+        }
+        with_buffer(&SCRATCH, |joined| {
+            joined.clear();
+            joined.reserve(size);
+            for part in parts {
+                joined.extend_from_slice(part);
+            }
+            self.seal_with_nonce(ctx, joined, nonce)
+        })
+    }
+
+    /// [`ValueCodec::seal`] with the nonce from `nonce` (always [`fresh_nonce`] outside tests).
+    ///
+    /// One buffer, sized once: the header's place, then the payload compressed straight after
+    /// it (or the plaintext copied there), encrypted in place, then the tag.
+    pub(crate) fn seal_with_nonce(
+        &self,
+        ctx: &SealContext<'_>,
+        plain: &[u8],
+        nonce: impl FnOnce() -> Result<Nonce>,
+    ) -> Result<Sealed> {
         if plain.len() > self.max_plaintext {
             return Err(Error::PlaintextTooLarge {
                 size: plain.len(),
                 limit: self.max_plaintext,
             });
         }
-        with_buffer(&SCRATCH, |scratch| {
-            let compressed = match self.dictionaries.sealing() {
-                Some(dictionary) => self
-                    .compressor
-                    .compress_with_dictionary(plain, dictionary, scratch)?,
-                None => self.compressor.compress(plain, scratch)?,
-            };
-            let payload: &[u8] = if compressed { scratch } else { plain };
-            self.seal_payload(ctx, payload, compressed, plain.len())
-        })
-    }
-
-    fn seal_payload(
-        &self,
-        ctx: &SealContext<'_>,
-        payload: &[u8],
-        compressed: bool,
-        plain_len: usize,
-    ) -> Result<Sealed> {
+        let mut out = Vec::with_capacity(
+            OVERHEAD
+                + plain
+                    .len()
+                    .max(zstd::zstd_safe::compress_bound(plain.len())),
+        );
+        out.extend_from_slice(&[0; CIPHERTEXT_OFFSET]);
+        let compressed =
+            self.compressor
+                .compress_append(plain, self.dictionaries.sealing(), &mut out)?;
+        if !compressed {
+            out.extend_from_slice(plain);
+        }
         let key_id = self.cipher.sealing_key_id();
         let header = Header {
             alg: self.cipher.algorithm(),
@@ -318,11 +361,9 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
         }
         .to_bytes();
         // A fresh random nonce for every seal: never reuse one under the same key.
-        let nonce: Nonce = fresh_nonce()?;
-        let mut out = Vec::with_capacity(OVERHEAD + payload.len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(payload);
+        let nonce: Nonce = nonce()?;
+        out[..HEADER_LEN].copy_from_slice(&header);
+        out[HEADER_LEN..CIPHERTEXT_OFFSET].copy_from_slice(&nonce);
         let tag = with_buffer(&AAD, |aad| {
             envelope::associated_data(&header, ctx, aad)?;
             let body = out.get_mut(CIPHERTEXT_OFFSET..).ok_or(Error::Truncated)?;
@@ -331,7 +372,7 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
         out.extend_from_slice(&tag);
         Ok(Sealed {
             bytes: out,
-            plain_len,
+            plain_len: plain.len(),
             compressed,
             key_id,
         })
@@ -366,22 +407,24 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
         let ciphertext = &stored[CIPHERTEXT_OFFSET..tag_at];
         let header_bytes = header.to_bytes();
 
-        let decrypt = |out: &mut [u8]| {
+        // The ciphertext is copied once, into the buffer that then holds the plaintext, and
+        // decrypted there: no plaintext exists anywhere unless the tag verifies.
+        let decrypt = |buf: &mut [u8]| {
             with_buffer(&AAD, |aad| {
                 envelope::associated_data(&header_bytes, ctx, aad)?;
                 self.cipher
-                    .decrypt(header.key_id, &nonce, aad, ciphertext, &tag, out)
+                    .decrypt_in_place(header.key_id, &nonce, aad, buf, &tag)
             })
         };
         let plaintext = if compressed {
             with_buffer(&SCRATCH, |scratch| {
                 scratch.clear();
-                scratch.resize(ciphertext.len(), 0);
+                scratch.extend_from_slice(ciphertext);
                 decrypt(scratch)?;
                 zstd_decompress_capped(scratch, self.max_plaintext, &self.dictionaries)
             })?
         } else {
-            let mut out = vec![0u8; ciphertext.len()];
+            let mut out = ciphertext.to_vec();
             decrypt(&mut out)?;
             if out.len() > self.max_plaintext {
                 return Err(Error::DecompressedTooLarge {
@@ -419,5 +462,7 @@ impl<C: Compressor, K: Cipher> ValueCodec<C, K> {
     }
 }
 
+#[cfg(test)]
+mod agreement;
 #[cfg(test)]
 mod tests;

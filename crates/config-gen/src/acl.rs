@@ -101,8 +101,16 @@ pub const STATUS_CLUSTER_COMMANDS: &[&str] = &["cluster|info"];
 /// Commands the replication user may run: what a replica sends its primary.
 pub const REPLICATION_COMMANDS: &[&str] = &["psync", "replconf", "ping"];
 
-/// Commands the monitor user may run.
-pub const MONITOR_COMMANDS: &[&str] = &["ping", "info", "acl|log", "acl|whoami", "hello"];
+/// Commands the monitor user may run: `INFO` and `ACL LOG` (the server's ACL LOG poller) and
+/// `ACL LIST` (the server's posture probe compares the live ACL with what this module generates,
+/// see [`crate::acl_audit`]).
+///
+/// `CONFIG GET` is deliberately not granted, though it would show settings such as
+/// `tls-auth-clients`: `CONFIG GET masterauth` (and `requirepass`) returns the replication
+/// password in clear, so a monitor credential would become a replication credential. `ACL LIST`
+/// shows only the SHA-256 hashes of the (CSPRNG-generated) passwords.
+pub const MONITOR_COMMANDS: &[&str] =
+    &["ping", "info", "acl|log", "acl|list", "acl|whoami", "hello"];
 
 /// The passwords of the four users.
 #[derive(Debug, Clone)]
@@ -136,6 +144,26 @@ impl Topology {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster { .. })
     }
+
+    /// Single node or cluster, without the replication password.
+    #[must_use]
+    pub fn kind(&self) -> TopologyKind {
+        match self {
+            Self::SingleNode => TopologyKind::SingleNode,
+            Self::Cluster { .. } => TopologyKind::Cluster,
+        }
+    }
+}
+
+/// Which ACL file the generator writes, without secrets: what a live ACL is compared with
+/// ([`crate::acl_audit::audit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopologyKind {
+    /// One Redis server.
+    #[default]
+    SingleNode,
+    /// A Redis Cluster (cluster grants and [`REPLICATION_USER`]).
+    Cluster,
 }
 
 /// Options of [`render_with`].
@@ -169,40 +197,125 @@ pub fn render(namespace: &str, passwords: &AclPasswords) -> String {
 /// cluster, the grants listed in the module documentation and the [`REPLICATION_USER`] line.
 #[must_use]
 pub fn render_with(namespace: &str, passwords: &AclPasswords, options: &AclOptions) -> String {
+    let replication_password = match &options.topology {
+        Topology::Cluster {
+            replication_password,
+        } => Some(replication_password),
+        Topology::SingleNode => None,
+    };
+    let mut text = String::new();
+    for grant in grants(namespace, options.topology.kind()) {
+        let password = match grant.password {
+            PasswordOf::None => None,
+            PasswordOf::App => Some(&passwords.app),
+            PasswordOf::Health => Some(&passwords.health),
+            PasswordOf::Monitor => Some(&passwords.monitor),
+            PasswordOf::Admin => Some(&passwords.admin),
+            PasswordOf::Replication => replication_password,
+        };
+        let state = if grant.enabled { "on" } else { "off" };
+        let _ = match password {
+            Some(p) => writeln!(
+                text,
+                "user {} {state} {} {}",
+                grant.name,
+                password_hash(p),
+                grant.rules
+            ),
+            None => writeln!(text, "user {} {state} {}", grant.name, grant.rules),
+        };
+    }
+    text
+}
+
+/// Which password a generated user's line carries (as its hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PasswordOf {
+    /// No password (`default`, which is `off` and `resetpass`).
+    None,
+    App,
+    Health,
+    Monitor,
+    Admin,
+    Replication,
+}
+
+/// One generated user: its name, state and rules (everything of its ACL line but the password).
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    /// The user name.
+    pub(crate) name: &'static str,
+    /// `on` (else `off`).
+    pub(crate) enabled: bool,
+    /// Which password hash follows the state.
+    pub(crate) password: PasswordOf,
+    /// The rules after the password: channels, keys, commands.
+    pub(crate) rules: String,
+}
+
+/// What the generator grants for `namespace` and `topology`, user by user, in file order: the one
+/// source of [`render_with`]'s lines and of what [`crate::acl_audit::audit`] compares a live ACL
+/// with.
+pub(crate) fn grants(namespace: &str, topology: TopologyKind) -> Vec<Grant> {
     let plus =
         |commands: &[&str]| -> String { commands.iter().map(|c| format!(" +{c}")).collect() };
-    let cluster = options.topology.is_cluster();
+    let cluster = topology == TopologyKind::Cluster;
     let (app_extra, status_extra) = if cluster {
         (plus(APP_CLUSTER_COMMANDS), plus(STATUS_CLUSTER_COMMANDS))
     } else {
         (String::new(), String::new())
     };
-    let app_commands = plus(APP_COMMANDS);
-    let monitor_commands = plus(MONITOR_COMMANDS);
     let channel = glob_literal(&invalidation_channel(namespace));
-    let mut text = format!(
-        "user default off resetpass nocommands resetkeys resetchannels\n\
-         user {APP_USER} on {app} resetchannels &{channel} ~{namespace}:* -@all{app_commands}{app_extra}\n\
-         user {HEALTH_USER} on {health} resetchannels resetkeys -@all +ping{status_extra}\n\
-         user {MONITOR_USER} on {monitor} resetchannels resetkeys -@all{monitor_commands}{status_extra}\n\
-         user {ADMIN_USER} on {admin} ~* &* +@all\n",
-        app = password_hash(&passwords.app),
-        health = password_hash(&passwords.health),
-        monitor = password_hash(&passwords.monitor),
-        admin = password_hash(&passwords.admin),
-    );
-    if let Topology::Cluster {
-        replication_password,
-    } = &options.topology
-    {
-        let _ = writeln!(
-            text,
-            "user {REPLICATION_USER} on {hash} resetchannels resetkeys -@all{commands}",
-            hash = password_hash(replication_password),
-            commands = plus(REPLICATION_COMMANDS),
-        );
+    let mut grants = vec![
+        Grant {
+            name: "default",
+            enabled: false,
+            password: PasswordOf::None,
+            rules: "resetpass nocommands resetkeys resetchannels".to_owned(),
+        },
+        Grant {
+            name: APP_USER,
+            enabled: true,
+            password: PasswordOf::App,
+            rules: format!(
+                "resetchannels &{channel} ~{namespace}:* -@all{}{app_extra}",
+                plus(APP_COMMANDS)
+            ),
+        },
+        Grant {
+            name: HEALTH_USER,
+            enabled: true,
+            password: PasswordOf::Health,
+            rules: format!("resetchannels resetkeys -@all +ping{status_extra}"),
+        },
+        Grant {
+            name: MONITOR_USER,
+            enabled: true,
+            password: PasswordOf::Monitor,
+            rules: format!(
+                "resetchannels resetkeys -@all{}{status_extra}",
+                plus(MONITOR_COMMANDS)
+            ),
+        },
+        Grant {
+            name: ADMIN_USER,
+            enabled: true,
+            password: PasswordOf::Admin,
+            rules: "~* &* +@all".to_owned(),
+        },
+    ];
+    if cluster {
+        grants.push(Grant {
+            name: REPLICATION_USER,
+            enabled: true,
+            password: PasswordOf::Replication,
+            rules: format!(
+                "resetchannels resetkeys -@all{}",
+                plus(REPLICATION_COMMANDS)
+            ),
+        });
     }
-    text
+    grants
 }
 
 /// What the validator checks in an ACL file.
@@ -340,6 +453,68 @@ mod tests {
         // Glob characters in a namespace never widen the grant.
         let wild = render("a*b?[c]", &passwords());
         assert!(app_line(&wild).contains(r"&sealcache:l1:a\*b\?\[c\] "));
+    }
+
+    #[test]
+    fn rendered_files_are_pinned() {
+        let h = |p: &str| password_hash(&p.into());
+        let single = format!(
+            "user default off resetpass nocommands resetkeys resetchannels\n\
+             user cache_app on {} resetchannels &sealcache:l1:ai_cache ~ai_cache:* -@all +get +set +del +unlink +exists +pttl +ttl +pexpire +scan +ping +echo +hello +select +acl|whoami +client|setname +client|getname +publish +subscribe +unsubscribe\n\
+             user cache_health on {} resetchannels resetkeys -@all +ping\n\
+             user cache_monitor on {} resetchannels resetkeys -@all +ping +info +acl|log +acl|list +acl|whoami +hello\n\
+             user cache_admin on {} ~* &* +@all\n",
+            h("app-secret-1"),
+            h("health-secret-2"),
+            h("monitor-secret-3"),
+            h("admin-secret-4"),
+        );
+        assert_eq!(render("ai_cache", &passwords()), single);
+        let options = AclOptions {
+            topology: Topology::Cluster {
+                replication_password: "repl-secret-5".into(),
+            },
+        };
+        let cluster = format!(
+            "user default off resetpass nocommands resetkeys resetchannels\n\
+             user cache_app on {} resetchannels &sealcache:l1:ai_cache ~ai_cache:* -@all +get +set +del +unlink +exists +pttl +ttl +pexpire +scan +ping +echo +hello +select +acl|whoami +client|setname +client|getname +publish +subscribe +unsubscribe +cluster|slots +cluster|shards +cluster|info +readonly +asking\n\
+             user cache_health on {} resetchannels resetkeys -@all +ping +cluster|info\n\
+             user cache_monitor on {} resetchannels resetkeys -@all +ping +info +acl|log +acl|list +acl|whoami +hello +cluster|info\n\
+             user cache_admin on {} ~* &* +@all\n\
+             user cache_replication on {} resetchannels resetkeys -@all +psync +replconf +ping\n",
+            h("app-secret-1"),
+            h("health-secret-2"),
+            h("monitor-secret-3"),
+            h("admin-secret-4"),
+            h("repl-secret-5"),
+        );
+        assert_eq!(render_with("ai_cache", &passwords(), &options), cluster);
+    }
+
+    #[test]
+    fn the_monitor_reads_the_acl_but_never_the_configuration() {
+        // ACL LIST for the posture probe; CONFIG GET would hand out masterauth in clear.
+        assert!(MONITOR_COMMANDS.contains(&"acl|list"));
+        for text in [
+            render("ai_cache", &passwords()),
+            render_with(
+                "ai_cache",
+                &passwords(),
+                &AclOptions {
+                    topology: Topology::Cluster {
+                        replication_password: "r".into(),
+                    },
+                },
+            ),
+        ] {
+            for line in text.lines().filter(|l| !l.starts_with("user cache_admin ")) {
+                assert!(!line.contains("config"), "{line}");
+                assert!(
+                    !line.contains("acl|getuser") && !line.contains("+acl "),
+                    "{line}"
+                );
+            }
+        }
     }
 
     #[test]

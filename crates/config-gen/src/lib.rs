@@ -16,6 +16,12 @@
 //!   `tls-replication`, `masteruser`/`masterauth`, ...) and [`tls::generate_cluster`] (node names
 //!   in the server certificate, the nodes' own client certificate). The L1 coherence channel of
 //!   every topology is [`invalidation_channel`].
+//! * [`audit_acl`] compares a live `ACL LIST` reply with what the generator grants (extra users,
+//!   `nopass`, the default user on, wider rights), for the server's security status.
+//! * [`api_keys`]: the scoped API keys file (`SEALCACHE_API_KEYS_FILE`: tenant, scopes and the
+//!   SHA-256 of each key), validated with errors naming line and field, and [`api_keys::mint`],
+//!   which makes a key and appends its digest (what `cargo xtask api-key` and `sealcache api-key`
+//!   call).
 //! * [`SecuritySettings::load`] reads the runtime settings (variables, `*_FILE` secrets, optional
 //!   `sealcache.toml`) for the cache and the server.
 //!
@@ -53,6 +59,8 @@
 //! `secrets/` into containers. See `docs/configuration.md`.
 
 pub mod acl;
+pub mod acl_audit;
+pub mod api_keys;
 pub mod cluster_dir;
 pub mod layout;
 pub mod password;
@@ -71,7 +79,8 @@ mod secret {
     pub(crate) use sealcache_settings::SecretString;
 }
 
-pub use acl::{AclOptions, Topology, invalidation_channel};
+pub use acl::{AclOptions, Topology, TopologyKind, invalidation_channel};
+pub use acl_audit::{AclAudit, AclDeviation, audit as audit_acl};
 pub use configuration::{ConfigurationSummary, SecureConfigGenerator, SecurityConfiguration};
 pub use deploy_dir::{
     DeploymentOptions, OutputFormat, Rotation, WriteMode, WrittenDeployment, add_dictionary,

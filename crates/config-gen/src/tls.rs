@@ -138,6 +138,57 @@ pub fn issue_client_certificate(
     Ok((cert.pem(), SecretString::new(key.serialize_pem())))
 }
 
+/// Issues a new Redis server certificate (and key) from a deployment's CA key, naming
+/// [`DEFAULT_SERVER_NAMES`] plus `extra_names` (host names or IP addresses), valid for
+/// `validity_days`, serverAuth only like the one [`generate`] makes. Returns the certificate PEM
+/// and the key PEM.
+///
+/// This is the certificate for a platform whose host names were not known when the directory
+/// was generated (Kubernetes pod DNS names such as
+/// `redis-0.redis-cluster.sealcache.svc.cluster.local`): the clients keep pinning the same CA.
+/// Only the command that issues it reads the CA key; the key never goes into a container.
+///
+/// # Errors
+/// [`Error::Tls`] if the CA key is not a PEM private key, a name is invalid or signing fails.
+pub fn issue_server_certificate(
+    ca_key_pem: &str,
+    extra_names: &[String],
+    validity_days: i64,
+) -> Result<(String, SecretString)> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(tls_err("CA key"))?;
+    let issuer = Issuer::new(ca_params()?, &ca_key);
+    let mut names: Vec<String> = DEFAULT_SERVER_NAMES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for extra in extra_names {
+        if !names.contains(extra) {
+            names.push(extra.clone());
+        }
+    }
+    let (cert, key) = server_certificate(&issuer, names, validity_days)?;
+    Ok((cert.pem(), SecretString::new(key.serialize_pem())))
+}
+
+/// A server certificate (and its key) for `names`, signed by `issuer`: serverAuth only.
+fn server_certificate(
+    issuer: &Issuer<'_, &KeyPair>,
+    names: Vec<String>,
+    validity_days: i64,
+) -> Result<(rcgen::Certificate, KeyPair)> {
+    let server_key = KeyPair::generate().map_err(tls_err("server key"))?;
+    let mut server = CertificateParams::new(names).map_err(tls_err("server names"))?;
+    server.distinguished_name = name("redis");
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.use_authority_key_identifier_extension = true;
+    validity(&mut server, validity_days);
+    let cert = server
+        .signed_by(&server_key, issuer)
+        .map_err(tls_err("server certificate"))?;
+    Ok((cert, server_key))
+}
+
 /// The CA's parameters (name, constraints, usages), the same for generation and for issuing.
 fn ca_params() -> Result<CertificateParams> {
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA parameters"))?;
@@ -170,6 +221,10 @@ fn client_certificate(
 /// Generates a CA, a server certificate for [`DEFAULT_SERVER_NAMES`] plus `extra_server_names`,
 /// and a client certificate whose common name is `client_name`.
 ///
+/// A name that parses as an IP address becomes an IP address SAN (`iPAddress`), any other a DNS
+/// name SAN: nodes that announce addresses (`cluster-announce-ip` without a host name) are
+/// verified against them (`cargo xtask partitions` runs a cluster that way).
+///
 /// # Errors
 /// [`Error::Tls`] if a name is invalid or key generation fails.
 pub fn generate(extra_server_names: &[String], client_name: &str) -> Result<TlsMaterial> {
@@ -188,16 +243,7 @@ pub fn generate(extra_server_names: &[String], client_name: &str) -> Result<TlsM
             names.push(extra.clone());
         }
     }
-    let server_key = KeyPair::generate().map_err(tls_err("server key"))?;
-    let mut server = CertificateParams::new(names).map_err(tls_err("server names"))?;
-    server.distinguished_name = name("redis");
-    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    server.use_authority_key_identifier_extension = true;
-    validity(&mut server, LEAF_VALIDITY_DAYS);
-    let server_cert = server
-        .signed_by(&server_key, &issuer)
-        .map_err(tls_err("server certificate"))?;
+    let (server_cert, server_key) = server_certificate(&issuer, names, LEAF_VALIDITY_DAYS)?;
 
     let (client_cert, client_key) = client_certificate(&issuer, client_name, LEAF_VALIDITY_DAYS)?;
 
@@ -265,6 +311,70 @@ mod tests {
         assert_ne!(client.serial, server.serial);
         assert!(format!("{m:?}").contains("SecretString(..)"));
         assert!(certificate_facts(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn an_issued_server_certificate_names_the_extra_hosts_and_chains_to_the_same_ca() {
+        let m = generate(&[], "cache_app").unwrap();
+        let host = "redis-0.redis-cluster.sealcache.svc.cluster.local".to_owned();
+        let (cert, key) =
+            issue_server_certificate(m.ca_key.expose_secret(), std::slice::from_ref(&host), 30)
+                .unwrap();
+        assert!(key.expose_secret().contains("PRIVATE KEY"));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let parsed = pem.parse_x509().unwrap();
+        let sans = format!(
+            "{:?}",
+            parsed.subject_alternative_name().unwrap().unwrap().value
+        );
+        assert!(sans.contains(&host) && sans.contains("localhost"), "{sans}");
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(m.ca_cert.as_bytes()).unwrap();
+        let ca = ca_pem.parse_x509().unwrap();
+        assert_eq!(parsed.issuer(), ca.subject());
+        // Issued by this CA's key: the authority key id is the CA's subject key id.
+        let aki = parsed
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.clone()
+                }
+                _ => None,
+            });
+        let ski = ca
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.clone())
+                }
+                _ => None,
+            });
+        assert!(aki.is_some() && aki == ski, "{aki:?} {ski:?}");
+        let facts = certificate_facts(cert.as_bytes()).unwrap();
+        assert!((28..=30).contains(&facts.days_until_expiry), "{facts:?}");
+        assert!(issue_server_certificate("not a key", &[], 30).is_err());
+    }
+
+    #[test]
+    fn an_address_among_the_server_names_is_an_ip_san() {
+        let m = generate_cluster(6, &["10.213.7.3".to_owned()], "cache_app").unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(m.material.server_cert.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let names = &cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names;
+        let address = x509_parser::extensions::GeneralName::IPAddress(&[10, 213, 7, 3]);
+        assert!(names.contains(&address), "{names:?}");
+        assert!(
+            names.contains(&x509_parser::extensions::GeneralName::DNSName(
+                "redis-node-1"
+            )),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -10,6 +10,13 @@
 //! decompress (what any cache that compresses must do), and raw `GET` of the sealed bytes for
 //! reference. Latency is paired per request (the three alternate, in rotating order); throughput at
 //! 64 in flight alternates (ii) and sealcache runs and takes the median of each.
+//!
+//! Then what a lease (single-flight across processes) costs on a miss: `get_or_compute` of new
+//! requests with leases on and off, and a lookup miss with and without taking a lease
+//! (`SEALCACHE_BENCH_LEASE_ONLY=1` runs only this table).
+//!
+//! `SEALCACHE_BENCH_DATA_KEY_ONLY=1` runs only what a tenant's or subject's data key adds to an
+//! L1-miss `get` (paired against a shared entry, which has none).
 
 // A benchmark program reports what it measured.
 #![allow(
@@ -64,6 +71,169 @@ fn cache(server: &RedisServer, l1: usize, keyring: &Keyring) -> AiResponseCache 
         )))
         .build()
         .unwrap()
+}
+
+/// A cache with L1 off, and cross-process leases on or off.
+fn lease_cache(server: &RedisServer, keyring: &Keyring, leases: bool) -> AiResponseCache {
+    let env = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "development"))
+        .detect(FeatureContext::SecurityEnforcement);
+    CacheBuilder::new(env)
+        .options(
+            CacheOptions::default()
+                .with_l1_capacity(0)
+                .with_leases(leases),
+        )
+        .keyring(keyring.clone())
+        .redis(RedisConfig::new(format!(
+            "redis://127.0.0.1:{}/0",
+            server.port()
+        )))
+        .build()
+        .unwrap()
+}
+
+/// What a lease costs on a miss (issue 25), paired per iteration so drift hits both alike:
+/// `get_or_compute` of a new request with leases on and off (L1 off, the computation answers at
+/// once), and the HTTP path's lookup miss with and without `lease` (then the lease's release).
+/// Returns (path, p50, p99) rows.
+async fn lease_overhead(
+    server: &RedisServer,
+    keyring: &Keyring,
+    doc: &serde_json::Value,
+) -> Vec<(String, Duration, Duration)> {
+    let with = lease_cache(server, keyring, true);
+    let without = lease_cache(server, keyring, false);
+    let mut lat: [Vec<Duration>; 5] = Default::default();
+    for i in 0..SEQUENTIAL {
+        for (slot, cache) in [(0, &with), (1, &without)] {
+            let request = AiRequest::new("summarize", format!("lease bench {slot} {i}"));
+            let t = Instant::now();
+            let answer = cache
+                .get_or_compute(&request, None, || async {
+                    Ok::<_, std::io::Error>(doc.clone())
+                })
+                .await
+                .unwrap();
+            lat[slot].push(t.elapsed());
+            assert_eq!(answer.origin, sealcache::Origin::Computed);
+        }
+        let request = AiRequest::new("summarize", format!("lease lookup bench {i}"));
+        let t = Instant::now();
+        assert!(with.get(&request).await.unwrap().is_none());
+        lat[2].push(t.elapsed());
+        let t = Instant::now();
+        let outcome = with
+            .lookup_or_lease(
+                &request,
+                sealcache::LookupOptions::default().lease(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+        lat[3].push(t.elapsed());
+        let sealcache::LookupOutcome::Lease(lease) = outcome else {
+            panic!("a miss takes the lease");
+        };
+        let t = Instant::now();
+        assert!(with.release_lease(lease.token()).await.unwrap());
+        lat[4].push(t.elapsed());
+    }
+    for l in &mut lat {
+        l.sort();
+    }
+    [
+        "get_or_compute miss, leases on",
+        "get_or_compute miss, leases off",
+        "lookup miss, no lease (`get`)",
+        "lookup miss taking a lease (`lookup_or_lease`)",
+        "lease release (GET+PTTL, UNLINK)",
+    ]
+    .into_iter()
+    .zip(lat)
+    .map(|(name, l)| (name.to_owned(), percentile(&l, 0.5), percentile(&l, 0.99)))
+    .collect()
+}
+
+/// What a tenant's or subject's data key costs on an L1-miss `get` (issue 23), paired per
+/// iteration: the same medium document read (L1 off) as a shared entry (sealed under the keyring,
+/// no data key), as a subject's entry (its data key held in process), and as a subject's entry
+/// through a view scoped per request (`cache.tenant(t).subject(s)`, as the server does: two keyed
+/// tags computed per request). Prints p50/p99 and the p50 differences.
+async fn print_data_key_overhead(server: &RedisServer, keyring: &Keyring) {
+    let doc = corpus("medium").into_iter().next().unwrap();
+    let base = cache(server, 0, keyring);
+    let shared = base.shared();
+    let subject = base
+        .tenant("bench-tenant")
+        .unwrap()
+        .subject("bench-subject")
+        .unwrap();
+    let request = AiRequest::new("summarize", "data key bench");
+    shared.set(&request, &doc, None).await.unwrap();
+    subject.set(&request, &doc, None).await.unwrap();
+    let mut lat: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..SEQUENTIAL {
+        let t = Instant::now();
+        assert!(shared.get(&request).await.unwrap().is_some());
+        lat[0].push(t.elapsed());
+        let t = Instant::now();
+        assert!(subject.get(&request).await.unwrap().is_some());
+        lat[1].push(t.elapsed());
+        let t = Instant::now();
+        let view = base
+            .tenant("bench-tenant")
+            .unwrap()
+            .subject("bench-subject")
+            .unwrap();
+        assert!(view.get(&request).await.unwrap().is_some());
+        lat[2].push(t.elapsed());
+    }
+    for l in &mut lat {
+        l.sort();
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("\n| L1-miss get of a medium document (paired) | p50 µs | p99 µs |");
+    println!("|---|---|---|");
+    for (name, l) in [
+        "shared entry (keyring, no data key)",
+        "subject's entry (data key held in process)",
+        "subject's entry, view scoped per request",
+    ]
+    .into_iter()
+    .zip(&lat)
+    {
+        println!(
+            "| {name} | {:.1} | {:.1} |",
+            us(percentile(l, 0.5)),
+            us(percentile(l, 0.99))
+        );
+    }
+    println!(
+        "\ndata-key overhead on an L1-miss get, p50: +{:.1} µs (view per request: +{:.1} µs)",
+        us(percentile(&lat[1], 0.5)) - us(percentile(&lat[0], 0.5)),
+        us(percentile(&lat[2], 0.5)) - us(percentile(&lat[0], 0.5))
+    );
+}
+
+/// Measures and prints [`lease_overhead`].
+async fn print_lease_overhead(server: &RedisServer, keyring: &Keyring) {
+    // Lease overhead on a miss (a medium document as the computed value).
+    let doc = corpus("medium").into_iter().next().unwrap();
+    let leases = lease_overhead(server, keyring, &doc).await;
+    println!("\n| lease overhead on a miss (L1 off, paired) | p50 µs | p99 µs |");
+    println!("|---|---|---|");
+    for (name, p50, p99) in &leases {
+        println!(
+            "| {name} | {:.1} | {:.1} |",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
+        );
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "\nlease overhead on a miss, p50: get_or_compute +{:.1} µs, lookup +{:.1} µs",
+        us(leases[0].1) - us(leases[1].1),
+        us(leases[3].1) - us(leases[2].1)
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -340,6 +510,16 @@ async fn run() {
     let mut paired = Vec::new();
     // One keyring for every cache: they read each other's values (as replicas of a service do).
     let keyring = Keyring::generate().unwrap();
+    // `SEALCACHE_BENCH_LEASE_ONLY=1`: only the lease-overhead table.
+    if std::env::var_os("SEALCACHE_BENCH_LEASE_ONLY").is_some() {
+        print_lease_overhead(&server, &keyring).await;
+        return;
+    }
+    // `SEALCACHE_BENCH_DATA_KEY_ONLY=1`: only the data-key overhead table.
+    if std::env::var_os("SEALCACHE_BENCH_DATA_KEY_ONLY").is_some() {
+        print_data_key_overhead(&server, &keyring).await;
+        return;
+    }
     // `SEALCACHE_BENCH_FAIR_ONLY=1`: only the fair-baseline tables (for profiling them).
     let classes: &[&str] = if std::env::var_os("SEALCACHE_BENCH_FAIR_ONLY").is_some() {
         &[]
@@ -551,6 +731,8 @@ async fn run() {
     for (class, mib, size) in memory {
         println!("| {class} | {mib:.1} MiB | {size} B |");
     }
+
+    print_lease_overhead(&server, &keyring).await;
 
     // The fair baseline, over plain TCP and over TLS.
     let plain = client.get_multiplexed_async_connection().await.unwrap();

@@ -362,7 +362,7 @@ async fn equal_option_values_share_one_entry() {
         cache
             .key(&stored)
             .unwrap()
-            .starts_with("ai_cache:v2:summarize:")
+            .starts_with("ai_cache:v3:summarize:")
     );
 }
 
@@ -405,7 +405,9 @@ async fn the_remaining_ttl_comes_from_the_value_without_pttl_when_l1_is_off() {
     assert_eq!(pttl_calls(&mut admin).await, before, "no PTTL with L1 off");
 
     // A value sealed by an older writer (plain JSON, no embedded expiry) still reports its TTL:
-    // then the cache asks Redis.
+    // then the cache asks Redis. Sealed under the keyring, as older writers and shared entries
+    // are (an owner's entry is sealed under its data key), so read through the shared view.
+    let cache = cache.shared();
     let older = AiRequest::new("qa", "written before the embedded expiry");
     let key = cache.key(&older).unwrap();
     let codec = sealcache_codec::ValueCodec::new(&stack.keyring());

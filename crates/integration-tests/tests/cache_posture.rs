@@ -405,3 +405,48 @@ async fn tls_material_from_memory_works_and_is_observed() {
     assert!(check(&status, CheckName::ClientCertificate).passed);
     assert!(check(&status, CheckName::CaCertificate).passed);
 }
+
+/// The posture observes Redis itself, not a stand-in: with a database index in the URL the
+/// unauthenticated probe still observes the refusal (it used to `SELECT` first and observe
+/// nothing), and client certificates turned off live (`tls-auth-clients no`) are seen by a
+/// handshake without one and degrade the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_index_and_client_certificates_turned_off_are_observed() {
+    let stack = Stack::start();
+    let config = |db: u8| {
+        let mut config = stack.redis_config("cache_app", layout::APP_PASSWORD);
+        config.url = format!("rediss://localhost:{}/{db}", stack.server.port());
+        config
+    };
+    let cache = production_cache(&stack, config(3));
+    let req = AiRequest::new("qa", "database three");
+    cache
+        .set(&req, &serde_json::json!({"a": 1}), None)
+        .await
+        .unwrap();
+    let status = cache.security_status().await;
+    assert_eq!(status.default_user_disabled, Some(true), "{status:#?}");
+    assert_eq!(status.client_certificate_required, Some(true));
+    assert!(check(&status, CheckName::ClientCertificateRequired).passed);
+    assert_eq!(
+        status.security_level,
+        SecurityLevel::ProductionReady,
+        "{status:#?}"
+    );
+
+    let mut admin = stack.admin().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "tls-auth-clients", "no"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // A new cache probes afresh (one cache reuses its probes for a few seconds).
+    let status = production_cache(&stack, config(0)).security_status().await;
+    assert_eq!(status.client_certificate_required, Some(false));
+    let failed = check(&status, CheckName::ClientCertificateRequired);
+    assert!(
+        !failed.passed && failed.impact == Impact::Degraded,
+        "{failed:?}"
+    );
+    assert_ne!(status.security_level, SecurityLevel::ProductionReady);
+}

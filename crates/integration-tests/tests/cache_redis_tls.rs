@@ -72,13 +72,19 @@ async fn redis_holds_only_sealed_bytes_under_keys_without_text() {
     let req = AiRequest::new(&op, "the-secret-user-question-text");
     cache.set(&req, &doc, None).await.unwrap();
     let key = cache.key(&req).unwrap();
-    assert!(!key.contains("secret") && key.starts_with(&format!("ai_cache:v2:{op}:")));
+    assert!(!key.contains("secret") && key.starts_with(&format!("ai_cache:v3:{op}:")));
     let raw: Vec<u8> = redis::cmd("GET")
         .arg(&key)
         .query_async(&mut admin)
         .await
         .unwrap();
-    assert_eq!(raw[0], 0x01, "envelope version byte first");
+    // The default tenant's values are sealed under its data key: the data-key class byte, the
+    // 49-byte header (tenant tag, subject tag, data-key id), then an envelope v1.
+    assert_eq!(raw[0], 0x10, "data-key class byte first");
+    assert_eq!(
+        raw[49], 0x01,
+        "envelope version byte after the data-key header"
+    );
     let plain = serde_json::to_vec(&doc).unwrap();
     for window in plain.windows(32) {
         assert!(
@@ -324,7 +330,8 @@ async fn invalidate_operation_removes_exactly_one_operation_with_scan() {
     assert_eq!(removed, 6667);
     let mut admin = stack.admin().await;
     let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
-    assert_eq!(dbsize, 20_000 - 6667);
+    // What is left: the other operations' entries and the default tenant's data-key record.
+    assert_eq!(dbsize, 20_000 - 6667 + 1);
     assert!(
         cache
             .get(&AiRequest::new("qa", "doc 1"))
@@ -348,7 +355,11 @@ async fn invalidate_operation_removes_exactly_one_operation_with_scan() {
         cache.clear("yes").await,
         Err(Error::ClearNotConfirmed)
     ));
-    assert_eq!(cache.clear("invalidate-all").await.unwrap(), 20_000 - 6667);
+    // The entries left and the data-key record (the tombstones, none here, would stay).
+    assert_eq!(
+        cache.clear("invalidate-all").await.unwrap(),
+        20_000 - 6667 + 1
+    );
     let log: Vec<redis::Value> = redis::cmd("ACL")
         .arg("LOG")
         .query_async(&mut admin)

@@ -133,39 +133,9 @@ fn two_servers_on_a_cluster_keep_their_l1_coherent() {
     // The keyring and API key come from a generated deployment; Redis is the cluster.
     let stack = Stack::start();
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let password = stack.path().join("cluster_app_password");
-    std::fs::write(&password, cluster.app_password()).unwrap();
     let start = || {
         let listen = format!("127.0.0.1:{}", free_port());
-        let mut vars: Vec<(String, String)> = stack
-            .server_env(&stack.redis_url(), &listen)
-            .into_iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "REDIS_URL"
-                        | "REDIS_PASSWORD_FILE"
-                        | "REDIS_TLS_CA_PATH"
-                        | "REDIS_TLS_CERT_PATH"
-                        | "REDIS_TLS_KEY_PATH"
-                )
-            })
-            .collect();
-        let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
-        vars.extend([
-            (
-                "REDIS_CLUSTER_NODES".to_owned(),
-                cluster.seed_urls().join(","),
-            ),
-            ("REDIS_PASSWORD_FILE".to_owned(), path(password.clone())),
-            ("REDIS_TLS_CA_PATH".to_owned(), path(cluster.ca_cert())),
-            (
-                "REDIS_TLS_CERT_PATH".to_owned(),
-                path(cluster.client_cert()),
-            ),
-            ("REDIS_TLS_KEY_PATH".to_owned(), path(cluster.client_key())),
-        ]);
-        start_server(&vars, None)
+        start_server(&stack.cluster_server_env(&cluster, &listen), None)
     };
     let pair = Pair {
         a: start(),
@@ -175,5 +145,87 @@ fn two_servers_on_a_cluster_keep_their_l1_coherent() {
     };
     let status = pair.status(&pair.a);
     assert_eq!(status["cluster"]["cluster_state"], "ok", "{status:#}");
+    pair.check();
+}
+
+/// With `PUBLISH` taken from the application user while both servers run, coherence fails safe on
+/// both sides: A refuses the overwrite it cannot announce (and leaves no new value behind), and B,
+/// whose heartbeat cannot get through either, stops serving its L1 copy within two heartbeats,
+/// and says so in its status. Once the right is back, both serve L1 again.
+#[test]
+fn a_refused_publish_fails_safe_on_every_replica() {
+    let stack = Stack::start();
+    let start = || {
+        let listen = format!("127.0.0.1:{}", free_port());
+        start_server(&stack.server_env(&stack.redis_url(), &listen), None)
+    };
+    let pair = Pair {
+        a: start(),
+        b: start(),
+        key: stack.secret(layout::API_KEY),
+        http: Client::new(),
+    };
+    pair.check();
+    pair.store(&pair.a, "announced", &json!({"v": 1}));
+    // B holds an L1 copy.
+    assert_eq!(pair.lookup(&pair.b, "announced"), Some(json!({"v": 1})));
+    assert_eq!(pair.lookup(&pair.b, "announced"), Some(json!({"v": 1})));
+
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "cache_app", "-publish"])
+        .query(&mut stack.admin())
+        .unwrap();
+    let r = pair
+        .auth(pair.http.put(format!("{}/v1/cache/entries", pair.a.base)))
+        .json(&json!({"text": "announced", "operation": "qa", "response": {"v": 2}}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "an overwrite the other replicas cannot hear of is refused"
+    );
+    // Within two heartbeats B stops serving its L1 copy of v1: it reads Redis, where the refused
+    // write left nothing new (v1 or nothing, never a value A refused).
+    let started = Instant::now();
+    let mut b_status = pair.status(&pair.b);
+    while b_status["l1_coherence"]["subscribed"] != false {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "B still says subscribed: {b_status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        b_status = pair.status(&pair.b);
+    }
+    assert_ne!(pair.lookup(&pair.b, "announced"), Some(json!({"v": 2})));
+    assert_ne!(pair.lookup(&pair.a, "announced"), Some(json!({"v": 2})));
+    let check = b_status["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "l1_coherence")
+        .unwrap()
+        .clone();
+    assert_eq!(check["passed"], false, "{check}");
+    assert!(
+        pair.status(&pair.a)["security_events_by_type"]["config_weak"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "cache_app", "+publish"])
+        .query(&mut stack.admin())
+        .unwrap();
+    let started = Instant::now();
+    while pair.status(&pair.b)["l1_coherence"]["subscribed"] != true
+        || pair.status(&pair.a)["l1_coherence"]["subscribed"] != true
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "coherence did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     pair.check();
 }

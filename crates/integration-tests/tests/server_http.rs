@@ -130,7 +130,8 @@ fn the_api_end_to_end_over_tls_redis() {
         .ai_key(&sealcache::AiRequest::new("qa", "entry B"))
         .unwrap();
     let a_bytes: Vec<u8> = redis::cmd("GET").arg(&key_a).query(&mut admin).unwrap();
-    assert_eq!(a_bytes[0], 0x01);
+    // Sealed under the default tenant's data key (envelope class 0x10).
+    assert_eq!(a_bytes[0], 0x10);
     let _: () = redis::cmd("SET")
         .arg(&key_b)
         .arg(&a_bytes)

@@ -131,7 +131,7 @@ fn write(stack: &Stack, ring: &Keyring) {
 fn sealed_with(stack: &Stack, ring: &Keyring, text: &str) -> u32 {
     let scheme = sealcache::KeyScheme::new("ai_cache", ring.name_secret()).unwrap();
     let key = scheme
-        .ai_key(&sealcache::AiRequest::new("qa", text))
+        .shared_ai_key(&sealcache::AiRequest::new("qa", text))
         .unwrap();
     let bytes: Vec<u8> = redis::cmd("GET")
         .arg(&key)
@@ -145,6 +145,9 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     let stack = Stack::start();
     let log = stack.path().join("server.log");
     let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+    // Shared entries are sealed under the keyring itself (a tenant's under its data key, which
+    // rotation re-wraps): these tests watch the keyring seal and open.
+    vars.push(("SEALCACHE_SHARED_OPERATIONS".to_owned(), "qa".to_owned()));
     // L1 off: every lookup opens the value from Redis with the keyring in use.
     vars.push(("SEALCACHE_L1_CAPACITY".to_owned(), "0".to_owned()));
     let server = start_server(&vars, Some(&log));
@@ -201,10 +204,42 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
         "the old keyring keeps serving"
     );
 
-    // Dropping the primary is refused.
+    // Dropping the primary is refused, forced or not: every entry sealed since its promotion would
+    // become a miss. So is a keyring that skips promote (a new primary, the running one gone).
     let no_primary = promoted.with_primary(1).unwrap().without_key(2).unwrap();
     write(&stack, &no_primary);
     refused(&api, &server, "HUP", &(2, vec![1]));
+    refused(&api, &server, "USR1", &(2, vec![1]));
+    let (skipped, third) = promoted.with_decrypt_only_key(SecretKey::generate().unwrap());
+    let skipped = skipped.with_primary(third).unwrap().without_key(2).unwrap();
+    write(&stack, &skipped);
+    refused(&api, &server, "USR1", &(2, vec![1]));
+    assert!(
+        api.hit("after promote"),
+        "entries sealed under the running primary stay readable"
+    );
+    // The status says so until a reload is applied: the running keyring is not the file's.
+    let status = api.status();
+    assert!(
+        status["keyring_reloads"]["refused"].as_u64().unwrap() >= 5,
+        "{status}"
+    );
+    assert!(
+        status["keyring_reloads"]["last_refusal"]
+            .as_str()
+            .unwrap()
+            .contains("key id 2"),
+        "{status}"
+    );
+    let check = status["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "keyring_reload")
+        .unwrap()
+        .clone();
+    assert_eq!(check["passed"], false, "{check}");
+    assert_ne!(status["security_level"], "production_ready", "{status}");
 
     // Dropping the key demoted a moment ago is refused on SIGHUP (entries it sealed are alive),
     // and done on SIGUSR1 (forced): its values become misses.
@@ -218,6 +253,11 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     assert_eq!(api.events("unknown_key_id"), 0);
     assert!(!api.hit(&before[2]), "a retired key's value is a miss");
     assert_eq!(api.events("unknown_key_id"), 1);
+    let status = api.status();
+    assert!(
+        status["keyring_reloads"]["last_refusal"].is_null(),
+        "an applied reload clears the refusal: {status}"
+    );
 
     // The log says what happened, with key ids and never a key.
     let text = std::fs::read_to_string(&log).unwrap();
@@ -233,4 +273,41 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
         }
         assert!(!text.contains(ring.name_secret().as_key().expose_text().as_str()));
     }
+}
+
+/// A forced reload that drops a key also drops every L1 copy it could have sealed: nothing opened
+/// under a retired (perhaps leaked) key is served from memory afterwards.
+#[test]
+fn a_forced_key_drop_flushes_l1() {
+    let stack = Stack::start();
+    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+    vars.push(("SEALCACHE_SHARED_OPERATIONS".to_owned(), "qa".to_owned()));
+    let server = start_server(&vars, None);
+    let api = Api {
+        http: Client::new(),
+        base: server.base.clone(),
+        key: stack.secret(layout::API_KEY),
+    };
+    let first = Keyring::from_file(stack.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
+    let (added, new_id) = first.with_decrypt_only_key(SecretKey::generate().unwrap());
+    write(&stack, &added);
+    signal(&server, "HUP");
+    settle(&api, &(1, vec![2]));
+    api.store("sealed under key 1");
+    assert!(api.hit("sealed under key 1"));
+    let promoted = added.with_primary(new_id).unwrap();
+    write(&stack, &promoted);
+    signal(&server, "HUP");
+    settle(&api, &(2, vec![1]));
+    // Read once more so that an L1 copy surely exists (a reload that removes nothing keeps L1).
+    assert!(api.hit("sealed under key 1"));
+    let l1_before = api.status()["l1_coherence"].clone();
+    assert_eq!(l1_before["subscribed"], true, "L1 is served: {l1_before}");
+    write(&stack, &promoted.without_key(1).unwrap());
+    signal(&server, "USR1");
+    settle(&api, &(2, vec![]));
+    assert!(
+        !api.hit("sealed under key 1"),
+        "an L1 copy of a value sealed under a dropped key must not be served"
+    );
 }

@@ -33,11 +33,16 @@ pub enum SecurityEventType {
     ApiAuthFailed,
     /// A peer made too many failed API-key attempts and is refused (429) for a while.
     ApiRateLimited,
+    /// A valid API key asked for an operation its scopes do not allow (403 `forbidden`).
+    ApiScopeDenied,
+    /// A tenant's or subject's data was erased (its data keys destroyed): an audit record, not an
+    /// attack.
+    DataErased,
 }
 
 impl SecurityEventType {
     /// Every type, in a fixed order (the index of [`SecurityEventType::index`]).
-    pub const ALL: [SecurityEventType; 12] = [
+    pub const ALL: [SecurityEventType; 14] = [
         SecurityEventType::AuthFailed,
         SecurityEventType::TlsError,
         SecurityEventType::DecryptFailed,
@@ -50,6 +55,8 @@ impl SecurityEventType {
         SecurityEventType::OverrideUsed,
         SecurityEventType::ApiAuthFailed,
         SecurityEventType::ApiRateLimited,
+        SecurityEventType::ApiScopeDenied,
+        SecurityEventType::DataErased,
     ];
 
     /// The metric attribute value (`auth_failed`, ...).
@@ -68,6 +75,8 @@ impl SecurityEventType {
             SecurityEventType::OverrideUsed => "override_used",
             SecurityEventType::ApiAuthFailed => "api_auth_failed",
             SecurityEventType::ApiRateLimited => "api_rate_limited",
+            SecurityEventType::ApiScopeDenied => "api_scope_denied",
+            SecurityEventType::DataErased => "data_erased",
         }
     }
 
@@ -87,6 +96,8 @@ impl SecurityEventType {
             SecurityEventType::OverrideUsed => "sealcache.security.override_used",
             SecurityEventType::ApiAuthFailed => "sealcache.security.api_auth_failed",
             SecurityEventType::ApiRateLimited => "sealcache.security.api_rate_limited",
+            SecurityEventType::ApiScopeDenied => "sealcache.security.api_scope_denied",
+            SecurityEventType::DataErased => "sealcache.security.data_erased",
         }
     }
 
@@ -108,10 +119,11 @@ impl SecurityEventType {
             | SecurityEventType::AclDenied
             | SecurityEventType::ApiAuthFailed
             | SecurityEventType::ApiRateLimited
+            | SecurityEventType::ApiScopeDenied
             | SecurityEventType::Oversize
             | SecurityEventType::LegacyRejected
             | SecurityEventType::ConfigWeak => Severity::Medium,
-            SecurityEventType::OverrideUsed => Severity::Low,
+            SecurityEventType::OverrideUsed | SecurityEventType::DataErased => Severity::Low,
         }
     }
 }

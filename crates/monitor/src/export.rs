@@ -26,6 +26,7 @@ use opentelemetry_sdk::trace::{
 };
 
 use crate::event::{SecurityEvent, Severity};
+pub use crate::sampling::{RatioTraceIds, RemoteParent};
 
 /// Default capacity of each export queue (spans, log records).
 pub const DEFAULT_QUEUE_SIZE: usize = 2048;
@@ -248,14 +249,20 @@ impl HeadSampler {
         }
     }
 
-    /// Whether to trace a request. `remote_sampled`: the sampled flag of the caller's valid
-    /// `traceparent`, `None` without one.
+    /// Whether to trace a request. `parent`: the caller's valid `traceparent`, `None` without
+    /// one.
+    ///
+    /// Parent-based samplers follow the parent's sampled flag. A ratio decides from the trace id,
+    /// as OpenTelemetry's `TraceIdRatioBased` does (see [`crate::export::RatioTraceIds`]): the
+    /// parent's, or for a root request a trace id drawn for it, whose decision the id the SDK
+    /// then gives the trace ([`HeadSampler::id_generator`]) carries. Every service of a trace
+    /// that samples by ratio therefore agrees.
     #[must_use]
-    pub fn sample(&self, remote_sampled: Option<bool>) -> bool {
+    pub fn sample_trace(&self, parent: Option<RemoteParent>) -> bool {
         if self.parent_based
-            && let Some(sampled) = remote_sampled
+            && let Some(parent) = parent
         {
-            return sampled;
+            return parent.sampled;
         }
         if self.ratio >= 1.0 {
             return true;
@@ -263,10 +270,27 @@ impl HeadSampler {
         if self.ratio <= 0.0 {
             return false;
         }
-        // 53 random bits as a fraction in [0, 1).
-        #[allow(clippy::cast_precision_loss)]
-        let draw = (next_random() >> 11) as f64 / (1u64 << 53) as f64;
-        draw < self.ratio
+        let trace_id = parent.map_or_else(crate::sampling::random_trace_id, |p| p.trace_id);
+        crate::sampling::keeps(self.ratio, trace_id)
+    }
+
+    /// [`HeadSampler::sample_trace`] knowing only the parent's sampled flag: without its trace id,
+    /// a ratio decides as for a root request.
+    #[must_use]
+    pub fn sample(&self, remote_sampled: Option<bool>) -> bool {
+        if self.parent_based
+            && let Some(sampled) = remote_sampled
+        {
+            return sampled;
+        }
+        self.sample_trace(None)
+    }
+
+    /// The SDK's id generator under this sampler: root trace ids that the ratio keeps
+    /// ([`RatioTraceIds`]).
+    #[must_use]
+    pub fn id_generator(&self) -> RatioTraceIds {
+        RatioTraceIds::new(self.ratio)
     }
 
     /// The SDK sampler behind head sampling: keep every span that reaches it (a parent-based one
@@ -285,28 +309,6 @@ impl HeadSampler {
     pub fn ratio(&self) -> f64 {
         self.ratio
     }
-}
-
-/// A fast, non-cryptographic random number (splitmix64 over a shared counter): sampling needs
-/// spread, not secrecy.
-fn next_random() -> u64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    if z == 0 {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x2545_F491_4F6C_DD1D, |d| d.as_nanos() as u64);
-        let _ = STATE.compare_exchange(
-            0x9E37_79B9_7F4A_7C15,
-            seed | 1,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        z = seed;
-    }
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The queue size `var` names (`OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`), else the

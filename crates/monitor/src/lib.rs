@@ -74,6 +74,8 @@ mod acl_log;
 
 #[cfg(feature = "otlp")]
 pub mod export;
+#[cfg(feature = "otlp")]
+mod sampling;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{

@@ -496,6 +496,7 @@ impl TelemetryBuilder {
         let provider = SdkTracerProvider::builder()
             .with_resource(self.resource.clone())
             .with_sampler(head.sdk_sampler())
+            .with_id_generator(head.id_generator())
             .with_span_processor(GatedSpanProcessor {
                 inner: batch,
                 gate: gate.clone(),

@@ -14,19 +14,29 @@
 //!
 //! It is replaced by a complete response with the same status and `connection: close`; any later
 //! write on that connection fails, so hyper closes it.
+//!
+//! hyper answers both of its header limits with the same bare 431: a header section over the byte
+//! limit (its read buffer) and one with more than [`MAX_HEADER_FIELDS`] fields. To tell them
+//! apart, the stream counts the lines of each request head as it reads it ([`HeadLines`]): from
+//! the connection's start, and again from the first read after each response has been written
+//! out, up to the head's blank line. A 431 for a head with more fields than the limit is
+//! [`ApiError::TooManyHeaders`], any other [`ApiError::HeadersTooLarge`]. (A client that
+//! pipelines may have sent part of the next head before the response went out; that part is not
+//! counted, so an over-count head among pipelined requests may be reported as over the byte
+//! limit. Both are 431 and refuse the same request.)
 
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, MAX_HEADER_FIELDS};
 
 /// What the service side tells the byte stream about one connection.
 #[derive(Debug, Default)]
@@ -35,6 +45,8 @@ pub(crate) struct ConnState {
     in_flight: AtomicUsize,
     /// A response started since the last completed flush with nothing in flight.
     unflushed: AtomicBool,
+    /// Requests handed to the service so far: a new head starts after each.
+    requests: AtomicU64,
 }
 
 impl ConnState {
@@ -43,13 +55,20 @@ impl ConnState {
             id,
             in_flight: AtomicUsize::new(0),
             unflushed: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
         })
+    }
+
+    /// The connection's id, as its `x-request-id` on a response written outside the router.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// A response of ours is on its way; held until hyper drops the response body.
     pub(crate) fn response_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.unflushed.store(true, Ordering::Release);
+        self.requests.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
 
@@ -89,6 +108,56 @@ pub(crate) struct JsonErrorIo<T> {
     replacing: Option<(Vec<u8>, usize, usize)>,
     /// After a replacement the connection is done: later writes fail.
     replaced: bool,
+    /// The lines of the request head being read.
+    head: HeadLines,
+}
+
+/// The lines of one request head, counted as its bytes are read, up to its blank line. Only
+/// newlines are looked at (hyper parses the head; this only counts what it will have counted).
+#[derive(Debug, Default)]
+struct HeadLines {
+    /// [`ConnState::requests`] when this head started.
+    generation: u64,
+    /// Complete non-empty lines (the request line included).
+    lines: usize,
+    /// Bytes of the current line, carriage returns aside.
+    line_len: usize,
+    /// The blank line that ends the head has been read.
+    done: bool,
+}
+
+impl HeadLines {
+    fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            ..Self::default()
+        }
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.done {
+                return;
+            }
+            match b {
+                b'\n' if self.line_len > 0 => self.lines += 1,
+                // Empty lines before the request line are skipped, as hyper skips them.
+                b'\n' => self.done = self.lines > 0,
+                b'\r' => continue,
+                _ => self.line_len += 1,
+            }
+            if b == b'\n' {
+                self.line_len = 0;
+            }
+        }
+    }
+
+    /// Header fields read so far, one that has started included (hyper refuses a field over its
+    /// limit at its first byte).
+    fn fields(&self) -> usize {
+        let started = usize::from(self.lines > 0 && self.line_len > 0 && !self.done);
+        self.lines.saturating_sub(1) + started
+    }
 }
 
 impl<T> JsonErrorIo<T> {
@@ -100,6 +169,7 @@ impl<T> JsonErrorIo<T> {
             stalled_since: None,
             replacing: None,
             replaced: false,
+            head: HeadLines::default(),
         }
     }
 }
@@ -125,8 +195,11 @@ fn foreign_error_head(bytes: &[u8]) -> Option<StatusCode> {
     (!ours).then_some(status)
 }
 
-fn replacement(status: StatusCode, connection: u64) -> Vec<u8> {
-    let body = ApiError::for_status(status).body();
+/// A complete error response (JSON body, `x-request-id`, `connection: close`) for a connection
+/// that is then closed.
+pub(crate) fn error_response(error: &ApiError, connection: u64) -> Vec<u8> {
+    let status = error.status();
+    let body = error.body();
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-request-id: sc-c{connection:x}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         status.as_u16(),
@@ -191,7 +264,13 @@ impl<T: AsyncWrite + Unpin> JsonErrorIo<T> {
                     status = status.as_u16(),
                     "parse-level error answered with the JSON body"
                 );
-                self.replacing = Some((replacement(status, self.state.id), 0, total));
+                let error = match ApiError::for_status(status) {
+                    ApiError::HeadersTooLarge if self.head.fields() > MAX_HEADER_FIELDS => {
+                        ApiError::TooManyHeaders
+                    }
+                    other => other,
+                };
+                self.replacing = Some((error_response(&error, self.state.id), 0, total));
                 true
             }
             None => false,
@@ -205,7 +284,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for JsonErrorIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        // Read while none of our responses has a byte left to write: the start of a head (or the
+        // rest of one). Bodies are read while their request is in flight, and are not scanned.
+        if self.state.quiet() {
+            let generation = self.state.requests.load(Ordering::Acquire);
+            if generation != self.head.generation {
+                self.head = HeadLines::new(generation);
+            }
+            if let Some(read) = buf.filled().get(before..) {
+                self.head.scan(read);
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -294,10 +386,45 @@ mod tests {
         assert_eq!(foreign_error_head(b"HTTP/1.1 200 OK\r\n\r\n"), None);
         assert_eq!(foreign_error_head(b"{\"hit\":true}"), None);
         assert_eq!(foreign_error_head(b"HTTP/1.1 400 Bad"), None);
-        let out = String::from_utf8(replacement(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 10))
-            .unwrap();
+        let out = String::from_utf8(error_response(&ApiError::HeadersTooLarge, 10)).unwrap();
         assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(out.contains("x-request-id: sc-ca\r\n"));
         assert!(out.ends_with(r#"{"error":{"code":"headers_too_large","message":"the request headers are over the size limit"}}"#));
+    }
+
+    #[test]
+    fn head_lines_count_the_fields_hyper_counts() {
+        let fields = |chunks: &[&[u8]]| {
+            let mut head = HeadLines::default();
+            for chunk in chunks {
+                head.scan(chunk);
+            }
+            head.fields()
+        };
+        assert_eq!(fields(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]), 1);
+        // Split anywhere, bare newlines, empty lines before the request line.
+        assert_eq!(
+            fields(&[
+                b"\r\n\r\nGET / HTTP/1.1\r",
+                b"\nA: 1\nB:",
+                b" 2\r\n\r",
+                b"\n"
+            ]),
+            2
+        );
+        // Nothing after the blank line counts (a body, the next request).
+        assert_eq!(
+            fields(&[b"POST / HTTP/1.1\r\nA: 1\r\n\r\nline\nline\nline\n"]),
+            1
+        );
+        // A field that has started counts, before its line ends.
+        assert_eq!(fields(&[b"GET / HTTP/1.1\r\nA: 1\r\nB"]), 2);
+        assert_eq!(fields(&[b"GET / HTTP/1.1\r\nA: 1\r\n"]), 1);
+        let many = [
+            &b"GET / HTTP/1.1\r\n"[..],
+            &b"a:\r\n".repeat(MAX_HEADER_FIELDS + 1),
+        ]
+        .concat();
+        assert_eq!(fields(&[&many]), MAX_HEADER_FIELDS + 1);
     }
 }

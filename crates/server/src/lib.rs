@@ -4,12 +4,20 @@
 //!
 //! * [`app`] builds the axum `Router` from an [`AppState`] (tests call it with `oneshot`, no socket).
 //! * Authentication ([`auth`]): everything but `/health` needs `Authorization: Bearer KEY` or
-//!   `X-API-Key: KEY`, compared in constant time; failures are 401 and an `api_auth_failed` event.
+//!   `X-API-Key: KEY`, recognised by its SHA-256 in constant time; failures are 401 and an
+//!   `api_auth_failed` event. The key makes the request's [`Caller`] (key id, tenant, scopes);
+//!   each route needs a [`Scope`], else 403 `forbidden` and an `api_scope_denied` event
+//!   ([`caller`]). Scoped keys come from `SEALCACHE_API_KEYS_FILE`, reloaded on `SIGHUP`
+//!   ([`keys_reload`]).
 //! * Errors ([`ApiError`]): `{"error": {"code", "message"}}` with fixed texts; details only in logs.
+//! * The security status adds what the server observes itself: network isolation ([`isolation`])
+//!   and the live ACL read as the monitor user ([`AclPosture`]: `acl_users`, `acl_rights`).
 //!
 //! Endpoints: `GET /health`, `GET /internal/cache/security-status`, `GET /internal/cache/metrics`,
-//! `GET /metrics`, `POST /v1/cache/lookup`, `PUT /v1/cache/entries`,
-//! `POST /internal/cache/invalidate`. See `docs/api.md`.
+//! `GET /metrics`, `POST /v1/cache/lookup` (leases, cache control, `text/event-stream` replay),
+//! `PUT /v1/cache/entries`, `DELETE /v1/cache/leases/{token}`, `POST /v1/cache/leases/{token}/events`
+//! (live streams), `POST /internal/cache/invalidate`.
+//! See `docs/api.md`.
 //!
 //! # Example
 //!
@@ -31,10 +39,13 @@
 //! and logs carry neither request text nor secrets.
 
 pub mod auth;
+pub mod caller;
 mod conn_io;
 mod error;
 pub mod isolation;
+pub mod keys_reload;
 mod limits;
+pub mod posture;
 pub mod reload;
 mod routes;
 mod serve;
@@ -46,15 +57,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use sealcache::AiResponseCache;
 use sealcache_monitor::{CacheObserver, Telemetry};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-pub use auth::ApiKeys;
+pub use auth::{ApiKeys, KeysPosture};
+pub use caller::{Caller, Scope};
 pub use error::ApiError;
 pub use limits::MAX_REQUEST_ID_LEN;
+pub use posture::AclPosture;
 pub use sealcache_settings::ServerLimits;
 pub use serve::serve;
 pub use throttle::{AuthThrottle, ThrottleConfig};
@@ -81,6 +94,31 @@ pub struct AppState {
     pub limits: ServerLimits,
     /// API-key brute-force throttle.
     pub throttle: Arc<AuthThrottle>,
+    /// The live ACL as the monitor user reads it (`acl_users`, `acl_rights` in the status).
+    pub posture: Arc<AclPosture>,
+}
+
+impl AppState {
+    /// The security posture as the status endpoint and the `sealcache.security.level` gauge
+    /// report it: the cache's own observations, the live ACL read as the monitor user, and the
+    /// network-isolation check. One function, so the gauge and the endpoint cannot disagree.
+    pub async fn observed_status(&self) -> sealcache::SecurityStatus {
+        let mut status = self.cache.security_status().await;
+        self.posture.apply(&mut status).await;
+        let isolation = match &self.redis_host {
+            Some((host, port)) => isolation::observe(host, *port).await,
+            None => isolation::Isolation {
+                isolated: false,
+                detail: "no Redis host".into(),
+            },
+        };
+        status.record_network_isolation(
+            isolation.isolated,
+            self.isolation_claimed,
+            &isolation.detail,
+        );
+        status
+    }
 }
 
 /// The router: every endpoint behind the serving layers (request ids, body limit, metrics,
@@ -97,25 +135,66 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         observer,
         throttle: state.throttle.clone(),
     };
+    // The scope each route needs, checked before its body is read (docs/api.md). Invalidation
+    // needs `invalidate` for an operation and `admin` for `all` (clear): the handler decides.
+    let needs = |scopes: &'static [Scope]| {
+        axum::middleware::from_fn_with_state(scopes, caller::require_scope)
+    };
+    const ADMIN: &[Scope] = &[Scope::Admin];
     let mut protected = Router::new()
         .route(
             "/internal/cache/security-status",
-            get(routes::security_status),
+            get(routes::security_status).route_layer(needs(ADMIN)),
         )
-        .route("/internal/cache/metrics", get(routes::metrics_json))
-        .route("/internal/cache/invalidate", post(routes::invalidate))
-        .route("/v1/cache/lookup", post(routes::lookup))
-        .route("/v1/cache/entries", put(routes::store));
+        .route(
+            "/internal/cache/metrics",
+            get(routes::metrics_json).route_layer(needs(ADMIN)),
+        )
+        .route(
+            "/internal/cache/invalidate",
+            post(routes::invalidate).route_layer(needs(&[Scope::Invalidate, Scope::Admin])),
+        )
+        .route(
+            "/v1/cache/lookup",
+            post(routes::lookup).route_layer(needs(&[Scope::Lookup])),
+        )
+        .route(
+            "/v1/cache/entries",
+            put(routes::store).route_layer(needs(&[Scope::Store, Scope::StoreShared])),
+        )
+        .route(
+            "/v1/cache/leases/{token}",
+            delete(routes::release_lease).route_layer(needs(&[Scope::Store, Scope::StoreShared])),
+        )
+        .route(
+            "/v1/cache/leases/{token}/events",
+            post(routes::append_live_events)
+                .route_layer(needs(&[Scope::Store, Scope::StoreShared])),
+        )
+        .route(
+            "/v1/subjects/{subject}",
+            delete(routes::tenancy::erase_subject).route_layer(needs(&[Scope::Erase])),
+        )
+        .route(
+            "/v1/tenants/{tenant}",
+            delete(routes::tenancy::erase_tenant).route_layer(needs(ADMIN)),
+        );
     let mut public = Router::new().route("/health", get(routes::health));
     if state.metrics_public {
         public = public.route("/metrics", get(routes::metrics_text));
     } else {
-        protected = protected.route("/metrics", get(routes::metrics_text));
+        protected = protected.route(
+            "/metrics",
+            get(routes::metrics_text).route_layer(needs(ADMIN)),
+        );
     }
-    let protected = protected.layer(axum::middleware::from_fn_with_state(
-        auth_state,
-        auth::require_api_key,
-    ));
+    let protected = protected
+        .layer(axum::middleware::from_fn_with_state(
+            auth_state,
+            auth::require_api_key,
+        ))
+        // Outermost: a path carrying a subject or tenant id is redacted before anything logs it.
+        .layer(axum::middleware::from_fn(routes::tenancy::redact_path));
     public.merge(protected)
 }
 
@@ -188,6 +267,7 @@ mod tests {
                 block: std::time::Duration::from_secs(60),
                 trusted_proxies: Vec::new(),
             })),
+            posture: Arc::default(),
         }
     }
 

@@ -35,8 +35,8 @@ pub(crate) struct Guard {
 /// Every request passes through here once (one middleware instead of seven, on the hot path):
 /// * its request id: the client's `x-request-id` if it is 1 to 128 visible ASCII characters and
 ///   sent once, else one of ours (`sc-…`); set on the request and echoed on the response;
-/// * a declared `Content-Length` over the body limit: 413 at once, before any body byte is read,
-///   and the connection closed (the body is never drained);
+/// * a declared `Content-Length` over the body limit: 413, and the connection closed (see
+///   [`refuse`] for when the body is read and discarded first);
 /// * load shedding at the in-flight limits: 503 with `Retry-After: 1` (never `/health`);
 /// * error responses without a body of ours (the router's 405, a timeout's 408, ...) get the
 ///   documented JSON error for their status;
@@ -108,6 +108,19 @@ fn request_id(guard: &Guard, headers: &axum::http::HeaderMap) -> HeaderValue {
 /// declarations (a 10 GiB `Content-Length`) are answered at once and the connection is closed.
 const DRAIN_FACTOR: u64 = 4;
 
+/// Whether the client waits for `100 Continue` before it sends the body (`Expect: 100-continue`).
+///
+/// hyper sends `100 Continue` by itself the first time anything reads the body, so a request that
+/// is refused without reading it gets its final answer instead (RFC 9110 §10.1.1): nothing before
+/// the handlers may read a body, and a refusal that would read one to discard it must not for such
+/// a request.
+fn expects_continue(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// The declared body length (`Content-Length`), parsed once per request.
 fn declared_length(request: &Request) -> Option<u64> {
     request
@@ -117,9 +130,13 @@ fn declared_length(request: &Request) -> Option<u64> {
         .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
-/// 413 for a declared body over the limit (see [`DRAIN_FACTOR`]); the connection is closed.
+/// 413 for a declared body over the limit; the connection is closed. The body is read and
+/// discarded first (see [`DRAIN_FACTOR`]) only when the client is sending it: not when it waits
+/// for `100 Continue` ([`expects_continue`]), which reading would send.
 async fn refuse(guard: &Guard, request: Request, declared: u64) -> Response {
-    if declared <= (guard.body_limit as u64).saturating_mul(DRAIN_FACTOR) {
+    if declared <= (guard.body_limit as u64).saturating_mul(DRAIN_FACTOR)
+        && !expects_continue(request.headers())
+    {
         use http_body_util::BodyExt as _;
         let mut body = request.into_body();
         let drain = async {

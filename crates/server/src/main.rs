@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use sealcache::KeyringReload;
 use sealcache_env_detect::{FeatureContext, Policy, Requirement};
 use sealcache_monitor::{AclLogPoller, CacheObserver, Telemetry};
-use sealcache_server::{ApiKeys, AppState, AuthThrottle, ThrottleConfig, app};
+use sealcache_server::{AclPosture, ApiKeys, AppState, AuthThrottle, ThrottleConfig, app};
 use sealcache_settings::{SecretString, SecuritySettings};
 
 fn main() -> ExitCode {
@@ -166,15 +166,18 @@ async fn run(
         tracing::warn!("REDIS_SECURITY_MODE=development: the development override is active");
     }
     let keys = ApiKeys::new(settings.api_keys.iter().map(|k| k.expose_secret()));
+    // Fail closed: a keys file that cannot be read or is invalid refuses to start (the error names
+    // the line and field, never a key or digest).
+    sealcache_server::keys_reload::load_at_start(&keys, settings.api_keys_file.as_deref())?;
     if keys.is_empty() && policy.refuses_without(Requirement::ApiKey) {
         anyhow::bail!(
-            "no API key is configured (API_KEY_FILE, API_KEY or ADDITIONAL_API_KEYS); the API refuses to run open in {}",
+            "no API key is configured (API_KEY_FILE, API_KEY, ADDITIONAL_API_KEYS or SEALCACHE_API_KEYS_FILE); the API refuses to run open in {}",
             environment.environment()
         );
     }
     if keys.is_empty() {
         tracing::warn!(
-            "no API key is configured (API_KEY_FILE, API_KEY or ADDITIONAL_API_KEYS): every protected endpoint answers 401"
+            "no API key is configured (API_KEY_FILE, API_KEY, ADDITIONAL_API_KEYS or SEALCACHE_API_KEYS_FILE): every protected endpoint answers 401"
         );
     }
     let otel: Arc<dyn CacheObserver> = Arc::new(telemetry.observer());
@@ -199,16 +202,10 @@ async fn run(
 
     // Server-side events: ACL LOG as the monitor user, when one is configured (restarted by a
     // reload that finds new monitor credentials).
-    let credentials = Credentials::start(&settings, &cache);
-    spawn_reloader(reloads, cache.clone(), credentials);
+    let posture = Arc::new(AclPosture::new(&settings));
+    let credentials = Credentials::start(&settings, &cache, posture.clone());
+    spawn_reloader(reloads, cache.clone(), credentials, keys.clone());
 
-    let gauge_every = settings.status_interval;
-    sealcache_server::telemetry::spawn_status_gauges(
-        cache.clone(),
-        &telemetry.meter(),
-        gauge_every,
-        gauge_every * 20,
-    );
     let state = AppState {
         redis_host: sealcache::RedisConfig::new(primary_url(&settings)).host_and_port(),
         cache,
@@ -218,7 +215,15 @@ async fn run(
         metrics_public: settings.metrics_public,
         limits: limits.clone(),
         throttle: throttle.clone(),
+        posture,
     };
+    let gauge_every = settings.status_interval;
+    sealcache_server::telemetry::spawn_status_gauges(
+        state.clone(),
+        &telemetry.meter(),
+        gauge_every,
+        gauge_every * 20,
+    );
     // Aggregated API-key failure records of windows that ended.
     tokio::spawn(async move {
         let mut every = tokio::time::interval(throttle.config().window);
@@ -253,24 +258,12 @@ fn spawn_acl_poller(
     settings: &SecuritySettings,
     cache: &sealcache::AiResponseCache,
 ) -> Vec<tokio::task::AbortHandle> {
-    let (Some(user), Some(password)) = (
-        &settings.redis_monitor_username,
-        &settings.redis_monitor_password,
-    ) else {
-        return Vec::new();
-    };
-    let urls = if settings.redis_cluster_nodes.is_empty() {
-        vec![settings.redis_url.clone()]
-    } else {
-        settings.redis_cluster_nodes.clone()
-    };
+    let urls = sealcache_server::posture::node_urls(settings);
     let mut pollers = Vec::with_capacity(urls.len());
     for url in urls {
-        let mut config =
-            sealcache::RedisConfig::new(url).acl_user(user.clone(), password.expose_secret());
-        config.ca_path = settings.redis_tls_ca_path.clone();
-        config.client_cert_path = settings.redis_tls_cert_path.clone();
-        config.client_key_path = settings.redis_tls_key_path.clone();
+        let Some(config) = sealcache_server::posture::monitor_config(settings, &url) else {
+            return Vec::new();
+        };
         // The poller owns its connection: database 0 whatever REDIS_URL says (the monitor user
         // may not SELECT), a timeout on every query, a new connection after any error, and its
         // baseline kept across reconnects.
@@ -289,12 +282,14 @@ fn spawn_acl_poller(
     pollers
 }
 
-/// The Redis credentials this process runs with, and the poller that uses the monitor's.
+/// The Redis credentials this process runs with, and the poller and posture probe that use the
+/// monitor's.
 struct Credentials {
     app: Option<SecretString>,
     monitor_user: Option<String>,
     monitor_password: Option<SecretString>,
     poller: Vec<tokio::task::AbortHandle>,
+    posture: Arc<AclPosture>,
 }
 
 fn same_secret(a: Option<&SecretString>, b: Option<&SecretString>) -> bool {
@@ -306,16 +301,22 @@ fn same_secret(a: Option<&SecretString>, b: Option<&SecretString>) -> bool {
 }
 
 impl Credentials {
-    fn start(settings: &SecuritySettings, cache: &sealcache::AiResponseCache) -> Self {
+    fn start(
+        settings: &SecuritySettings,
+        cache: &sealcache::AiResponseCache,
+        posture: Arc<AclPosture>,
+    ) -> Self {
         Self {
             app: settings.redis_password.clone(),
             monitor_user: settings.redis_monitor_username.clone(),
             monitor_password: settings.redis_monitor_password.clone(),
             poller: spawn_acl_poller(settings, cache),
+            posture,
         }
     }
 
-    /// After a reload: a new monitor credential restarts the poller with it; a new app password
+    /// After a reload: a new monitor credential restarts the poller and the posture probe with
+    /// it; a new app password
     /// authenticates the cache's new connections from now on (open ones stay authenticated).
     fn refresh(&mut self, settings: &SecuritySettings, cache: &sealcache::AiResponseCache) {
         if !same_secret(self.app.as_ref(), settings.redis_password.as_ref()) {
@@ -351,6 +352,7 @@ impl Credentials {
             self.monitor_user = settings.redis_monitor_username.clone();
             self.monitor_password = settings.redis_monitor_password.clone();
             self.poller = spawn_acl_poller(settings, cache);
+            self.posture.reconfigure(settings);
             tracing::info!(
                 running = self.poller.len(),
                 "ACL LOG poller restarted with the reloaded monitor credentials"
@@ -399,22 +401,32 @@ impl ReloadSignals {
     }
 }
 
-/// Reloads the keyring (and the monitor's credentials) on each reload signal, one at a time.
+/// Reloads the keyring, the monitor's credentials and the API keys file on each reload signal,
+/// one at a time.
 fn spawn_reloader(
     mut signals: ReloadSignals,
     cache: sealcache::AiResponseCache,
     mut credentials: Credentials,
+    keys: ApiKeys,
 ) {
     tokio::spawn(async move {
         while let Some(mode) = signals.next().await {
             let loaded = sealcache_server::reload::load_settings().await;
-            let _ = sealcache_server::reload::apply_keyring(
+            let _ = sealcache_server::reload::reload_keyring(
                 &cache,
                 loaded.as_ref().map_err(Clone::clone),
                 mode,
-            );
+            )
+            .await;
             if let Ok(settings) = &loaded {
                 credentials.refresh(settings, &cache);
+                // Applied whole or not at all; a refusal is logged and counted there.
+                let _ = sealcache_server::keys_reload::reload(
+                    &keys,
+                    settings.api_keys_file.clone(),
+                    cache.observer(),
+                )
+                .await;
             }
         }
     });

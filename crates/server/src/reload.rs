@@ -6,8 +6,10 @@
 //! material, drops the primary, or drops a key that may still seal live entries is refused, and
 //! the running keyring keeps serving. `SIGUSR1` does the same with [`KeyringReload::Forced`],
 //! which lets decrypt-only keys go before the longest TTL (their values become misses); the other
-//! refusals stay. A refused or unreadable keyring is logged as a warning and counted as a
-//! `config_weak` security event; neither ever carries key material.
+//! refusals stay, and neither ever drops the key the process seals with. A refused or unreadable
+//! keyring is logged as a warning, counted as a `config_weak` security event and shown in the
+//! security status (`keyring_reloads`, check `keyring_reload`) until a later reload is applied;
+//! none of these ever carries key material.
 
 use std::sync::Arc;
 
@@ -26,6 +28,9 @@ pub enum ReloadError {
     NoKeyring,
     /// The cache refused the keyring.
     Refused(String),
+    /// The keyring drops a key under which data-key records are still wrapped (or Redis could
+    /// not be asked): see [`AiResponseCache::prepare_key_removal`].
+    DataKeys(String),
 }
 
 impl std::fmt::Display for ReloadError {
@@ -37,7 +42,7 @@ impl std::fmt::Display for ReloadError {
             ReloadError::NoKeyring => f.write_str(
                 "no keyring is configured (REDIS_ENCRYPTION_KEYS_FILE or REDIS_ENCRYPTION_KEY)",
             ),
-            ReloadError::Refused(reason) => f.write_str(reason),
+            ReloadError::Refused(reason) | ReloadError::DataKeys(reason) => f.write_str(reason),
         }
     }
 }
@@ -51,6 +56,28 @@ fn trigger(mode: KeyringReload) -> &'static str {
     } else {
         "SIGHUP"
     }
+}
+
+/// What a reload signal does with the keyring: a keyring that drops key ids first gets every
+/// data-key record re-wrapped off them ([`AiResponseCache::prepare_key_removal`]; refused, forced
+/// or not, while one is left), then [`apply_keyring`].
+///
+/// # Errors
+/// [`ReloadError`]; the running keyring is unchanged.
+pub async fn reload_keyring(
+    cache: &AiResponseCache,
+    settings: Result<&SecuritySettings, String>,
+    mode: KeyringReload,
+) -> Result<KeyringReloaded, ReloadError> {
+    if let Ok(settings) = settings
+        && let Some(keyring) = &settings.keyring
+        && let Err(refused) = cache.prepare_key_removal(keyring).await
+    {
+        let outcome = Err(ReloadError::DataKeys(refused.to_string()));
+        report(cache, mode, &outcome);
+        return outcome;
+    }
+    apply_keyring(cache, settings, mode)
 }
 
 /// Applies the keyring of freshly loaded `settings` (or reports why it cannot) to `cache`,
@@ -72,7 +99,18 @@ pub fn apply_keyring(
                 .map_err(|e| ReloadError::Refused(e.to_string())),
         },
     };
-    match &outcome {
+    report(cache, mode, &outcome);
+    outcome
+}
+
+/// Logs a reload's outcome (key ids only), counting a refusal as a `config_weak` event and
+/// recording one the cache did not see in its status.
+fn report(
+    cache: &AiResponseCache,
+    mode: KeyringReload,
+    outcome: &Result<KeyringReloaded, ReloadError>,
+) {
+    match outcome {
         Ok(done) => {
             let (primary, decrypt_only) = cache.sealed().key_ids();
             tracing::info!(
@@ -86,6 +124,13 @@ pub fn apply_keyring(
             );
         }
         Err(err) => {
+            // A refusal by the cache is counted there; one before it (an unreadable keyring
+            // file, no keyring) is counted here: the status shows either.
+            if !matches!(err, ReloadError::Refused(_)) {
+                cache
+                    .sealed()
+                    .record_keyring_reload_failure(err.to_string());
+            }
             let (primary, decrypt_only) = cache.sealed().key_ids();
             tracing::warn!(
                 target: "sealcache::security",
@@ -104,7 +149,6 @@ pub fn apply_keyring(
             );
         }
     }
-    outcome
 }
 
 /// Loads the settings anew for a reload (blocking file reads, off the async workers).

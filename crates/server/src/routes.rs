@@ -3,75 +3,29 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::AppState;
+use crate::caller::{Caller, Scope};
 use crate::error::ApiError;
 
-/// A JSON body: 415 unless `application/json`, 400 when malformed (fixed messages).
-pub(crate) struct JsonBody<T>(pub(crate) T);
+mod body;
+mod lease;
+mod live;
+pub(crate) mod tenancy;
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+use body::{Fields, JsonBody};
+pub(crate) use lease::release as release_lease;
+pub(crate) use live::append as append_live_events;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-            });
-        if !json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else if caused_by_timeout(&e) {
-                ApiError::RequestTimeout
-            } else {
-                // The body could not be read as HTTP framed it (a bad chunk size, a body shorter
-                // than its `Content-Length`): a framing error, not bad JSON.
-                ApiError::MalformedRequest
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            if e.is_data() {
-                ApiError::InvalidRequest("a required field is missing or has the wrong type")
-            } else if serde_json::from_slice::<&RawValue>(&bytes).is_ok() {
-                // Valid JSON whose fields cannot be read: options nested deeper than 127 levels, a
-                // number a double cannot hold, an unpaired UTF-16 surrogate in a text field.
-                ApiError::InvalidRequest(
-                    "a field has a value the server cannot read (options nested over 127 levels, a number out of range, or an unpaired UTF-16 surrogate)",
-                )
-            } else {
-                ApiError::MalformedJson
-            }
-        })
-    }
-}
-
-/// Whether a body error comes from the body-read deadline (a stalled body is 408, not bad JSON).
-fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
+/// The fields of a lookup (the request's, and its cache control: `lease`, `wait_ms`,
+/// `max_age_seconds`, `no_cache`): every other member is refused.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RequestFields {
     text: String,
     operation: String,
@@ -81,6 +35,37 @@ pub(crate) struct RequestFields {
     question: Option<String>,
     #[serde(default)]
     model: Option<String>,
+    #[serde(default)]
+    lease: Option<lease::LookupLease>,
+    #[serde(default)]
+    wait_ms: Option<u64>,
+    #[serde(default)]
+    max_age_seconds: Option<u64>,
+    #[serde(default)]
+    no_cache: Option<bool>,
+    /// The end user whose data the entry holds, within the caller's tenant.
+    #[serde(default)]
+    subject: Option<String>,
+    /// The entry shared across tenants (see `tenancy`).
+    #[serde(default)]
+    shared: Option<bool>,
+}
+
+impl Fields for RequestFields {
+    const FIELDS: &'static [&'static str] = &[
+        "text",
+        "operation",
+        "options",
+        "question",
+        "model",
+        "lease",
+        "wait_ms",
+        "max_age_seconds",
+        "no_cache",
+        "subject",
+        "shared",
+    ];
+    const NESTED: &'static [&'static str] = &["options", "lease"];
 }
 
 impl RequestFields {
@@ -105,69 +90,204 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-/// A lookup's answer on a hit: the stored JSON text goes out as it is, byte for byte.
-#[derive(Serialize)]
-struct LookupHit<'a> {
-    hit: bool,
-    response: &'a RawValue,
-    ttl_remaining_seconds: u64,
-}
-
-/// `POST /v1/cache/lookup`.
+/// `POST /v1/cache/lookup`: a hit, or a miss (with a lease for the one caller that should
+/// compute, when asked for one), after waiting up to `wait_ms` for another holder's entry. A cached
+/// stream is answered as `text/event-stream` when the client accepts it.
 pub(crate) async fn lookup(
     State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
     JsonBody(fields): JsonBody<RequestFields>,
 ) -> Result<Response, ApiError> {
+    let shared = tenancy::is_shared(&fields.operation, fields.shared);
+    if fields.lease.is_some() {
+        // A lease is a promise to store: a key that may not store the entry would only make
+        // every other caller wait for its TTL.
+        caller.require(if shared {
+            Scope::StoreShared
+        } else {
+            Scope::Store
+        })?;
+    }
+    let cache = tenancy::scoped(&state, &caller, fields.subject.as_deref(), shared)?;
+    let state = tenancy::with_cache(&state, cache);
+    let options = lease::lookup_options(
+        &state,
+        fields.lease.as_ref(),
+        fields.wait_ms,
+        fields.max_age_seconds,
+        fields.no_cache,
+    )?;
+    let sse = lease::accepts_event_stream(&headers);
     let request = fields.into_request();
-    match state.cache.get(&request).await? {
-        Some(hit) => {
-            // Borrowed, never re-parsed into a `Value` (that would round numbers beyond double
-            // precision and fail on escapes the store accepted); `RawValue` checks the syntax
-            // without recursion, so deep nesting is fine.
-            let response: &RawValue = serde_json::from_slice(hit.json_bytes()).map_err(|_| {
-                tracing::error!("a stored value is not JSON text");
-                ApiError::Internal
-            })?;
-            let body = LookupHit {
-                hit: true,
-                response,
-                // Rounded to the nearest second, as Redis's TTL does (a fresh 7200 s entry is 7200).
-                ttl_remaining_seconds: hit
-                    .ttl_remaining()
-                    .map_or(0, |d| (d.as_millis() as u64).saturating_add(500) / 1000),
-            };
-            let bytes = serde_json::to_vec(&body).map_err(|_| ApiError::Internal)?;
-            Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    // A client that takes server-sent events and waits follows a holder's live stream.
+    let outcome = if sse && !options.wait.is_zero() {
+        match state.cache.lookup_or_follow(&request, options).await? {
+            sealcache::Followed::Outcome(outcome) => outcome,
+            sealcache::Followed::Live(events) => return Ok(live::answer(events)),
+            _ => sealcache::LookupOutcome::Miss,
         }
-        None => Ok(Json(serde_json::json!({"hit": false})).into_response()),
+    } else {
+        state.cache.lookup_or_lease(&request, options).await?
+    };
+    // `written_by` for admins, never on a shared entry (every tenant reads it: the storing key's
+    // id is another tenant's business).
+    let answer = lease::answer(outcome, sse, caller.has(Scope::Admin) && !shared)?;
+    if shared {
+        return Ok(tenancy::shared_answer(answer).await);
+    }
+    Ok(answer)
+}
+
+/// The fields of a store: [`RequestFields`]' request members and `response` (or `events`),
+/// `ttl_seconds`, `lease`. Spelt out rather than `#[serde(flatten)]`ed: flattening buffers the
+/// members and cannot refuse unknown ones.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreFields {
+    text: String,
+    operation: String,
+    #[serde(default)]
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    question: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    /// Any JSON value, `null` included (so not a plain `Option`, which would read `null` as
+    /// absent).
+    #[serde(default, deserialize_with = "present")]
+    response: Option<Box<RawValue>>,
+    #[serde(default)]
+    events: Option<Vec<sealcache::SseEvent>>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+    #[serde(default)]
+    lease: Option<lease::StoreLease>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    shared: Option<bool>,
+}
+
+/// A member that is present, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+impl Fields for StoreFields {
+    const FIELDS: &'static [&'static str] = &[
+        "text",
+        "operation",
+        "options",
+        "question",
+        "model",
+        "response",
+        "events",
+        "ttl_seconds",
+        "lease",
+        "subject",
+        "shared",
+    ];
+    const NESTED: &'static [&'static str] = &["options", "events", "lease"];
+}
+
+/// What a store stores: one JSON value, or a completed stream of events.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    Response(Box<RawValue>),
+    Events(Vec<sealcache::SseEvent>),
+}
+
+impl StoreFields {
+    /// The request, what to store, the TTL and the lease it completes.
+    fn split(
+        self,
+    ) -> Result<
+        (
+            RequestFields,
+            Stored,
+            Option<u64>,
+            Option<lease::StoreLease>,
+        ),
+        ApiError,
+    > {
+        let request = RequestFields {
+            text: self.text,
+            operation: self.operation,
+            options: self.options,
+            question: self.question,
+            model: self.model,
+            lease: None,
+            wait_ms: None,
+            max_age_seconds: None,
+            no_cache: None,
+            subject: self.subject,
+            shared: self.shared,
+        };
+        let stored = match (self.response, self.events) {
+            (Some(response), None) => Stored::Response(response),
+            (None, Some(events)) => Stored::Events(events),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidRequest(
+                    "give either response or events, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::InvalidRequest(
+                    "a required field is missing or has the wrong type",
+                ));
+            }
+        };
+        Ok((request, stored, self.ttl_seconds, self.lease))
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct StoreFields {
-    #[serde(flatten)]
-    request: RequestFields,
-    response: Box<RawValue>,
-    #[serde(default)]
-    ttl_seconds: Option<u64>,
-}
-
-/// `PUT /v1/cache/entries`.
+/// `PUT /v1/cache/entries`: stores a response (or a completed stream of events) and, with a lease
+/// token, completes that lease.
 pub(crate) async fn store(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(fields): JsonBody<StoreFields>,
 ) -> Result<Response, ApiError> {
-    let ttl = fields.ttl_seconds.map(Duration::from_secs);
+    // The route lets `store` and `store_shared` keys in; an entry of the caller's tenant needs
+    // `store` (a shared one, `store_shared`: every tenant reads it).
+    let shared = tenancy::is_shared(&fields.operation, fields.shared);
+    caller.require(if shared {
+        Scope::StoreShared
+    } else {
+        Scope::Store
+    })?;
+    let (request, stored, ttl_seconds, lease) = fields.split()?;
+    let cache = tenancy::scoped(&state, &caller, request.subject.as_deref(), shared)?;
+    let state = tenancy::with_cache(&state, cache);
+    let ttl = ttl_seconds.map(Duration::from_secs);
     if ttl.is_some_and(|t| t.is_zero() || t > Duration::from_secs(30 * 86_400)) {
         return Err(ApiError::InvalidRequest(
             "ttl_seconds must be between 1 and 2592000",
         ));
     }
-    let json = sealcache::Bytes::copy_from_slice(fields.response.get().as_bytes());
-    let used = state
-        .cache
-        .set_json(&fields.request.into_request(), json, ttl)
-        .await?;
+    let request = request.into_request();
+    let token = lease::store_token(&state, &request, lease)?;
+    let mut published = 0;
+    let used = match stored {
+        Stored::Response(response) => {
+            // The body parser checked the syntax: only the escapes are left to check.
+            let json = sealcache::JsonText::from_raw_value(&response)?;
+            state.cache.set_json_text(&request, json, ttl).await?
+        }
+        Stored::Events(events) => {
+            published = events.len() as u64;
+            state.cache.set_events(&request, &events, ttl).await?
+        }
+    };
+    // After the entry is in: a waiter that sees the lease go finds the entry; then the live
+    // frames the holder published are removed (followers read the stored entry from here on).
+    if let Some(token) = token {
+        lease::complete(&state, Some(token.clone())).await;
+        if published > 0 {
+            state.cache.remove_live_events(&token, published).await;
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"stored": true, "ttl_seconds": used.as_secs()})),
@@ -175,7 +295,9 @@ pub(crate) async fn store(
         .into_response())
 }
 
+/// The fields of an invalidation.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct InvalidateFields {
     #[serde(default)]
     operation: Option<String>,
@@ -185,14 +307,27 @@ pub(crate) struct InvalidateFields {
     confirm: Option<String>,
 }
 
+impl Fields for InvalidateFields {
+    const FIELDS: &'static [&'static str] = &["operation", "all", "confirm"];
+    const NESTED: &'static [&'static str] = &[];
+}
+
 /// `POST /internal/cache/invalidate`.
+/// An operation's entries need scope `invalidate` (and `admin` too for a key of a tenant other
+/// than `default`: the operation's entries of every tenant go); everything (`all`, clear) needs
+/// `admin`.
 pub(crate) async fn invalidate(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(fields): JsonBody<InvalidateFields>,
 ) -> Result<Response, ApiError> {
     let removed = match (fields.operation, fields.all) {
-        (Some(op), None | Some(false)) => state.cache.invalidate_operation(&op).await?,
+        (Some(op), None | Some(false)) => {
+            caller.require_across_tenants(Scope::Invalidate)?;
+            state.cache.invalidate_operation(&op).await?
+        }
         (None, Some(true)) => {
+            caller.require(Scope::Admin)?;
             let confirm = fields.confirm.unwrap_or_default();
             state.cache.clear(&confirm).await.map_err(|e| match e {
                 sealcache::Error::ClearNotConfirmed => ApiError::InvalidRequest(
@@ -210,22 +345,17 @@ pub(crate) async fn invalidate(
     Ok(Json(serde_json::json!({"invalidated": removed})).into_response())
 }
 
-/// `GET /internal/cache/security-status`.
+/// `GET /internal/cache/security-status`: the observed status, and `api_keys` (counts only: tenants
+/// configured, keys per scope, refused reloads of the keys file).
 pub(crate) async fn security_status(State(state): State<AppState>) -> Response {
-    let mut status = state.cache.security_status().await;
-    let isolation = match &state.redis_host {
-        Some((host, port)) => crate::isolation::observe(host, *port).await,
-        None => crate::isolation::Isolation {
-            isolated: false,
-            detail: "no Redis host".into(),
-        },
-    };
-    status.record_network_isolation(
-        isolation.isolated,
-        state.isolation_claimed,
-        &isolation.detail,
-    );
-    Json(status).into_response()
+    let status = state.observed_status().await;
+    match serde_json::to_value(&status) {
+        Ok(serde_json::Value::Object(mut body)) => {
+            body.insert("api_keys".into(), serde_json::json!(state.keys.posture()));
+            Json(body).into_response()
+        }
+        Ok(_) | Err(_) => Json(status).into_response(),
+    }
 }
 
 /// `GET /internal/cache/metrics`.

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Gauge, Histogram, Meter};
-use sealcache::AiResponseCache;
 
 /// `http.server.request.duration` (s), semantic-convention attributes (`http.request.method`,
 /// `http.route` from the matched route template, never the raw path, `http.response.status_code`).
@@ -82,7 +81,7 @@ impl HttpMetrics {
 /// Every `every`, records Redis availability and the breaker state; every `level_every`, the
 /// observed security level as `sealcache.security.level{level, environment} = 1` (the other levels 0).
 pub fn spawn_status_gauges(
-    cache: AiResponseCache,
+    state: crate::AppState,
     meter: &Meter,
     every: Duration,
     level_every: Duration,
@@ -92,8 +91,9 @@ pub fn spawn_status_gauges(
         .with_unit("{level}")
         .with_description("1 for the observed security level (labels: level, environment)")
         .build();
-    let observer = cache.observer().clone();
+    let observer = state.cache.observer().clone();
     tokio::spawn(async move {
+        let cache = &state.cache;
         let mut last_level = Instant::now() - level_every;
         loop {
             let up = cache.redis_available().await;
@@ -102,7 +102,8 @@ pub fn spawn_status_gauges(
             observer.l1_entries(cache.l1_entries());
             if last_level.elapsed() >= level_every {
                 last_level = Instant::now();
-                let status = cache.security_status().await;
+                // The same assessment as the status endpoint (ACL, isolation included).
+                let status = state.observed_status().await;
                 for candidate in sealcache::SecurityLevel::ALL {
                     let attrs = [
                         KeyValue::new("level", candidate.as_str()),

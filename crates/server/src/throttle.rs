@@ -1,12 +1,24 @@
 //! API-key brute force: per-peer failure counting, temporary refusal, aggregated logging.
 //!
-//! After `limit` failed API-key attempts from one peer within `window`, every request from that
-//! peer is answered 429 with `Retry-After` for `block`, without looking at its key (so a guess
-//! cannot be confirmed during the block), and one `api_rate_limited` event is recorded. Each failed
-//! attempt counts as `api_auth_failed`; log records are aggregated: the first failure of a peer in
-//! a window is logged as it happens, the rest of that window as one record with the count
-//! (`event=api_auth_failures peer=... count=...`), written when the window ends or the peer is
-//! blocked. So a flood cannot rotate older security records out of the logs.
+//! After `limit` failed API-key attempts from one peer within `window`, that peer is blocked for
+//! `block` and one `api_rate_limited` event is recorded. A block refuses **failed attempts only**:
+//! the key is always checked first (in constant time), a request with a valid key goes through
+//! even while its peer is blocked, and one with a missing or wrong key gets 429 with
+//! `Retry-After` instead of 401. Behind NAT or docker-proxy every client is one peer, so a block
+//! that refused valid keys too would lock the real application out because of another client's
+//! (or an attacker's) failures; a valid key is never refused because other requests failed.
+//!
+//! The trade-off: a block no longer stops a guesser from confirming a right guess. That never
+//! mattered: a generated API key carries at least 192 bits of entropy (`validate` flags any key
+//! under 32 characters), so a right guess is infeasible at any request rate, blocked or not. What
+//! the block bounds is what failed attempts cost: a refused attempt is answered before any
+//! handler, writes no log record, and neither extends the block nor counts toward another.
+//!
+//! Each failed attempt counts as `api_auth_failed`, refused ones during a block included. Log
+//! records are aggregated: the first failure of a peer in a window is logged as it happens, the
+//! rest of that window as one record with the count (`event=api_auth_failures peer=...
+//! count=...`), written when the window ends or the peer is blocked; failures refused during a
+//! block write none. So a flood cannot rotate older security records out of the logs.
 //!
 //! The peer is the socket's address; an IPv6 peer counts by its /64 (one host usually holds a
 //! whole /64). Behind a reverse proxy, list the proxy in `SEALCACHE_TRUSTED_PROXIES`: for requests
@@ -87,12 +99,12 @@ struct Peer {
     unlogged: u64,
 }
 
-/// What the throttle says about a request.
+/// What the throttle says about a failed attempt's peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Go on (check the key).
+    /// Not blocked: record the failure ([`AuthThrottle::failure`]) and answer 401.
     Allow,
-    /// Refuse with 429 for this long.
+    /// Blocked for this long still: answer 429.
     Blocked(Duration),
 }
 
@@ -184,7 +196,8 @@ impl AuthThrottle {
         self.blocked.load(Ordering::Relaxed) > 0
     }
 
-    /// Whether `peer` may go on.
+    /// Whether `peer` is blocked. Asked only for a request whose key failed: a valid key is never
+    /// refused because of a block.
     pub fn check(&self, peer: IpAddr) -> Verdict {
         if self.blocked.load(Ordering::Relaxed) == 0 {
             return Verdict::Allow;

@@ -16,6 +16,7 @@ use std::fmt;
 use axum::http::{HeaderMap, Method, StatusCode};
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use sealcache_monitor::export::RemoteParent;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The span name: `{method} {route}` (or just the method when no route matched).
@@ -42,12 +43,12 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The sampled flag of a valid W3C `traceparent`, if any: version two lower-case hex digits (not
-/// `ff`), then exactly 32 and 16 lower-case hex digits (not all zero) and two of flags; version
-/// `00` has exactly these four fields, later versions may append more. Anything else is no parent:
-/// the request is a root, and the configured sampler alone decides (a caller cannot force a trace
-/// with a malformed header).
-fn remote_sampled(headers: &HeaderMap) -> Option<bool> {
+/// The trace id and sampled flag of a valid W3C `traceparent`, if any: version two lower-case hex
+/// digits (not `ff`), then exactly 32 and 16 lower-case hex digits (not all zero) and two of
+/// flags; version `00` has exactly these four fields, later versions may append more. Anything
+/// else is no parent: the request is a root, and the configured sampler alone decides (a caller
+/// cannot force a trace with a malformed header).
+fn remote_parent(headers: &HeaderMap) -> Option<RemoteParent> {
     let value = headers.get("traceparent")?.to_str().ok()?;
     let mut parts = value.split('-');
     let (version, trace_id, span_id, flags) =
@@ -69,7 +70,10 @@ fn remote_sampled(headers: &HeaderMap) -> Option<bool> {
     if !valid {
         return None;
     }
-    u8::from_str_radix(flags, 16).ok().map(|f| f & 1 == 1)
+    Some(RemoteParent {
+        trace_id: u128::from_str_radix(trace_id, 16).ok()?,
+        sampled: u8::from_str_radix(flags, 16).ok()? & 1 == 1,
+    })
 }
 
 /// The server span of one request, child of the caller's `traceparent` when it sent one, or a
@@ -85,8 +89,10 @@ pub(crate) fn request_span(
     let Some(sampler) = sampler else {
         return tracing::Span::none();
     };
-    let remote = remote_sampled(headers);
-    if !sampler.sample(remote) {
+    // A ratio decides from the trace id (the caller's, or one drawn for a root), so every
+    // service of the trace agrees.
+    let remote = remote_parent(headers);
+    if !sampler.sample_trace(remote) {
         return tracing::Span::none();
     }
     let span = tracing::debug_span!(
@@ -134,7 +140,10 @@ mod tests {
     fn flag(value: &str) -> Option<bool> {
         let mut headers = HeaderMap::new();
         headers.insert("traceparent", value.parse().unwrap());
-        remote_sampled(&headers)
+        remote_parent(&headers).map(|p| {
+            assert_eq!(p.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736);
+            p.sampled
+        })
     }
 
     #[test]

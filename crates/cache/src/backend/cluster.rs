@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, Slot,
+    SlotAddr,
+};
 use redis::{Cmd, Value};
 use sealcache_monitor::{BreakerState, CacheObserver};
 
 use super::lazy::Lazy;
-use super::{Backend, BoxFuture, Fetched, Guard, px_millis, refused_write};
+use super::{Backend, BoxFuture, Fetched, Guard, LeaseProbe, SetCond, px_millis, refused_write};
 use crate::connect::RedisConfig;
 use crate::error::{Error, Result};
 use crate::status::{NodeObservation, NodeRole, Refusal, Topology};
@@ -107,8 +110,9 @@ impl Cluster {
 }
 
 /// The nodes of a `CLUSTER SLOTS` reply: `[[start, end, [host, port, id, ..], [replica ..] ..] ..]`,
-/// and whether every range's primary had a usable address (not NULL, empty or `?`).
-fn parse_slots(reply: &Value) -> (Vec<(String, u16, NodeRole)>, bool) {
+/// and whether every range's primary had a usable address (not NULL, empty or `?`). Also used by
+/// the coherence heartbeat, which goes out through every node listed.
+pub(crate) fn parse_slots(reply: &Value) -> (Vec<(String, u16, NodeRole)>, bool) {
     let mut primaries = Vec::new();
     let mut replicas = Vec::new();
     let mut complete = true;
@@ -225,6 +229,100 @@ impl Backend for Cluster {
         })
     }
 
+    fn pexpire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        let ms = px_millis(ttl);
+        Box::pin(self.guard.run("PEXPIRE", self.connection(), move |c| {
+            super::pexpire(c, key, ms)
+        }))
+    }
+
+    fn lease_step<'a>(
+        &'a self,
+        lease_key: &'a str,
+        probe: LeaseProbe<'a>,
+        entry_key: &'a str,
+    ) -> BoxFuture<'a, Result<(bool, Option<Vec<u8>>)>> {
+        Box::pin(async move {
+            let stepped = self
+                .guard
+                .run(probe.command(), self.connection(), move |c| {
+                    super::lease_step(c, lease_key, probe, entry_key)
+                })
+                .await;
+            match probe {
+                LeaseProbe::Acquire { .. } => stepped.map_err(refused_write),
+                LeaseProbe::Observe => stepped,
+            }
+        })
+    }
+
+    fn set_cond<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        cond: SetCond,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.guard
+                .run("SET", self.connection(), move |c| {
+                    super::set_cond(c, key, value, cond)
+                })
+                .await
+                .map_err(refused_write)
+        })
+    }
+
+    fn scan_keys<'a>(
+        &'a self,
+        pattern: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let primaries: Vec<(String, u16)> = self
+                .nodes()
+                .await?
+                .into_iter()
+                .filter(|(_, _, role)| *role == NodeRole::Primary)
+                .map(|(h, p, _)| (h, p))
+                .collect();
+            if primaries.is_empty() {
+                return Err(Error::Unavailable);
+            }
+            let mut found = Vec::new();
+            for (host, port) in primaries {
+                let mut cursor = 0_u64;
+                loop {
+                    let mut cmd = redis::cmd("SCAN");
+                    cmd.arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(crate::cache::SCAN_BATCH);
+                    let routing = SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    };
+                    let reply = self.on_node("SCAN", cmd, routing).await?;
+                    let (next, keys): (u64, Vec<String>) =
+                        redis::from_redis_value(reply).map_err(|_| Error::Redis {
+                            command: "SCAN",
+                            kind: "ResponseError".to_owned(),
+                        })?;
+                    found.extend(keys);
+                    cursor = next;
+                    if found.len() >= limit {
+                        found.truncate(limit);
+                        return Ok(found);
+                    }
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+
     fn unlink<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let mut by_slot: HashMap<Slot, Vec<&String>> = HashMap::new();
@@ -298,14 +396,45 @@ impl Backend for Cluster {
         })
     }
 
-    fn publish<'a>(&'a self, channel: &'a str, message: &'a [u8]) -> BoxFuture<'a, Result<()>> {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a [u8],
+        key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            // Classic pub/sub is broadcast over the cluster bus: any node will do.
+            // Classic pub/sub is broadcast over the cluster bus, but not from any node: a message
+            // published on a node cut off from the bus reaches nobody else, and a node the
+            // publisher still reaches may be one the cluster has already failed. So a message
+            // goes out where its change was made: on the primary of the key's slot (it just took
+            // the write), a prefix's on every primary (the walk just visited each). Each of them
+            // is a node every subscriber's heartbeat proves (see `coherence::Beacons`); and a
+            // publish never waits on a node unrelated to the change (a random one behind a
+            // partition held a write for the whole deadline, then refused it).
             let mut cmd = redis::cmd("PUBLISH");
             cmd.arg(channel).arg(message);
-            self.on_node("PUBLISH", cmd, SingleNodeRoutingInfo::Random)
-                .await
-                .map(|_| ())
+            match key {
+                Some(key) => {
+                    let route = Route::with_slot(Slot::for_key(key.as_bytes()), SlotAddr::Master);
+                    self.on_node("PUBLISH", cmd, SingleNodeRoutingInfo::SpecificNode(route))
+                        .await
+                        .map(|_| ())
+                }
+                None => self
+                    .guard
+                    .run("PUBLISH", self.connection(), move |mut c| async move {
+                        c.route_command(
+                            cmd,
+                            RoutingInfo::MultiNode((
+                                MultipleNodeRoutingInfo::AllMasters,
+                                Some(ResponsePolicy::AllSucceeded),
+                            )),
+                        )
+                        .await
+                    })
+                    .await
+                    .map(|_| ()),
+            }
         })
     }
 

@@ -22,7 +22,7 @@ use sealcache_monitor::{
     BreakerState, CacheObserver, EventSource, Outcome, SecurityEvent, SecurityEventType,
 };
 
-pub(crate) use cluster::Cluster;
+pub(crate) use cluster::{Cluster, parse_slots};
 pub(crate) use single::SingleNode;
 
 use crate::breaker::{Breaker, Permit};
@@ -33,6 +33,64 @@ use tracing::Instrument as _;
 
 /// A value and its remaining TTL, as read in one round trip.
 pub(crate) type Fetched = Option<(Vec<u8>, Option<Duration>)>;
+
+/// What [`Backend::lease_step`] does with the lease key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LeaseProbe<'a> {
+    /// `SET lease value NX PX ttl`.
+    Acquire {
+        /// The holder's token.
+        value: &'a [u8],
+        /// The lease's lifetime.
+        ttl: Duration,
+    },
+    /// `EXISTS lease`.
+    Observe,
+}
+
+impl LeaseProbe<'_> {
+    /// The command name for spans and metrics.
+    pub(crate) fn command(&self) -> &'static str {
+        match self {
+            LeaseProbe::Acquire { .. } => "SET",
+            LeaseProbe::Observe => "EXISTS",
+        }
+    }
+}
+
+/// When [`Backend::set_cond`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SetCond {
+    /// Always.
+    Always,
+    /// Only when the key does not exist (`NX`).
+    Absent,
+    /// Only when the key exists (`XX`).
+    Present,
+}
+
+/// `SET key value [NX|XX]`: whether it was set.
+pub(crate) async fn set_cond<C: redis::aio::ConnectionLike>(
+    mut c: C,
+    key: &str,
+    value: &[u8],
+    cond: SetCond,
+) -> redis::RedisResult<bool> {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    match cond {
+        SetCond::Always => {}
+        SetCond::Absent => {
+            cmd.arg("NX");
+        }
+        SetCond::Present => {
+            cmd.arg("XX");
+        }
+    }
+    let reply: redis::Value = cmd.query_async(&mut c).await?;
+    Ok(matches!(reply, redis::Value::Okay)
+        || matches!(&reply, redis::Value::SimpleString(s) if s == "OK"))
+}
 
 /// A boxed, sendable future (the trait is used as `dyn Backend`).
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -52,13 +110,46 @@ pub(crate) trait Backend: Send + Sync {
         value: &'a [u8],
         ttl: Duration,
     ) -> BoxFuture<'a, Result<()>>;
+    /// `PEXPIRE key ttl`: whether the key existed.
+    fn pexpire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
+    /// One step of a lease (see `crate::lease`): `SET lease value NX PX ttl` (with
+    /// [`LeaseProbe::Acquire`]) or `EXISTS lease` (with [`LeaseProbe::Observe`]), then `GET entry`,
+    /// pipelined in one round trip. Both keys must hash to one slot (the lease key hash-tags the
+    /// entry key). Returns whether the lease was set (or exists), and the entry.
+    fn lease_step<'a>(
+        &'a self,
+        lease_key: &'a str,
+        probe: LeaseProbe<'a>,
+        entry_key: &'a str,
+    ) -> BoxFuture<'a, Result<(bool, Option<Vec<u8>>)>>;
+    /// `SET key value [NX|XX]` without expiry: whether Redis set it (a record that lives until it is
+    /// destroyed: data keys and erasure tombstones).
+    fn set_cond<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        cond: SetCond,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// `SCAN MATCH pattern` over every primary: the keys found (at most `limit`).
+    fn scan_keys<'a>(
+        &'a self,
+        pattern: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>>;
     /// `UNLINK` of keys (a cluster backend groups them by slot).
     fn unlink<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>>;
     /// `SCAN MATCH pattern` over every primary and `UNLINK` of what it finds, in batches of
     /// `batch`; how many keys Redis removed.
     fn unlink_matching<'a>(&'a self, pattern: &'a str, batch: usize) -> BoxFuture<'a, Result<u64>>;
-    /// `PUBLISH channel message` (cluster-wide in a Redis Cluster).
-    fn publish<'a>(&'a self, channel: &'a str, message: &'a [u8]) -> BoxFuture<'a, Result<()>>;
+    /// `PUBLISH channel message` (cluster-wide in a Redis Cluster). `key`: the Redis key the
+    /// message is about, if one; a cluster publishes it on that key's primary, the node that just
+    /// took the change (a message about a prefix: on every primary).
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a [u8],
+        key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>>;
     /// `ACL WHOAMI`.
     fn whoami(&self) -> BoxFuture<'_, Result<String>>;
     /// `PING`.
@@ -384,4 +475,50 @@ pub(crate) async fn set_px<C: redis::aio::ConnectionLike>(
         .arg(ms)
         .query_async(&mut c)
         .await
+}
+
+/// `PEXPIRE key ms`: whether the key existed.
+pub(crate) async fn pexpire<C: redis::aio::ConnectionLike>(
+    mut c: C,
+    key: &str,
+    ms: u64,
+) -> redis::RedisResult<bool> {
+    let n: i64 = redis::cmd("PEXPIRE")
+        .arg(key)
+        .arg(ms)
+        .query_async(&mut c)
+        .await?;
+    Ok(n == 1)
+}
+
+/// [`Backend::lease_step`]: the lease command, then `GET entry`, in one pipeline.
+pub(crate) async fn lease_step<C: redis::aio::ConnectionLike>(
+    mut c: C,
+    lease_key: &str,
+    probe: LeaseProbe<'_>,
+    entry_key: &str,
+) -> redis::RedisResult<(bool, Option<Vec<u8>>)> {
+    let mut pipe = redis::pipe();
+    match probe {
+        LeaseProbe::Acquire { value, ttl } => {
+            pipe.cmd("SET")
+                .arg(lease_key)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(px_millis(ttl));
+        }
+        LeaseProbe::Observe => {
+            pipe.cmd("EXISTS").arg(lease_key);
+        }
+    }
+    pipe.get(entry_key);
+    let (first, entry): (redis::Value, Option<Vec<u8>>) = pipe.query_async(&mut c).await?;
+    let flag = match first {
+        redis::Value::Okay => true,
+        redis::Value::SimpleString(s) => s == "OK",
+        redis::Value::Int(n) => n > 0,
+        _ => false,
+    };
+    Ok((flag, entry))
 }

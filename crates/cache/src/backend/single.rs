@@ -7,7 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sealcache_monitor::{BreakerState, CacheObserver};
 
 use super::lazy::Lazy;
-use super::{Backend, BoxFuture, Fetched, Guard, px_millis, refused_write};
+use super::{Backend, BoxFuture, Fetched, Guard, LeaseProbe, SetCond, px_millis, refused_write};
 use crate::connect::RedisConfig;
 use crate::error::Result;
 use crate::status::{Refusal, Topology};
@@ -98,6 +98,81 @@ impl Backend for SingleNode {
         })
     }
 
+    fn pexpire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        let ms = px_millis(ttl);
+        Box::pin(self.guard.run("PEXPIRE", self.connection(), move |c| {
+            super::pexpire(c, key, ms)
+        }))
+    }
+
+    fn lease_step<'a>(
+        &'a self,
+        lease_key: &'a str,
+        probe: LeaseProbe<'a>,
+        entry_key: &'a str,
+    ) -> BoxFuture<'a, Result<(bool, Option<Vec<u8>>)>> {
+        Box::pin(async move {
+            let stepped = self
+                .guard
+                .run(probe.command(), self.connection(), move |c| {
+                    super::lease_step(c, lease_key, probe, entry_key)
+                })
+                .await;
+            match probe {
+                LeaseProbe::Acquire { .. } => stepped.map_err(refused_write),
+                LeaseProbe::Observe => stepped,
+            }
+        })
+    }
+
+    fn set_cond<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        cond: SetCond,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.guard
+                .run("SET", self.connection(), move |c| {
+                    super::set_cond(c, key, value, cond)
+                })
+                .await
+                .map_err(refused_write)
+        })
+    }
+
+    fn scan_keys<'a>(
+        &'a self,
+        pattern: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut cursor = 0_u64;
+            let mut found = Vec::new();
+            loop {
+                let (next, keys): (u64, Vec<String>) = self
+                    .guard
+                    .run("SCAN", self.connection(), move |mut c| async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(crate::cache::SCAN_BATCH)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                found.extend(keys);
+                cursor = next;
+                if cursor == 0 || found.len() >= limit {
+                    found.truncate(limit);
+                    return Ok(found);
+                }
+            }
+        })
+    }
+
     fn unlink<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             if keys.is_empty() {
@@ -138,7 +213,12 @@ impl Backend for SingleNode {
         })
     }
 
-    fn publish<'a>(&'a self, channel: &'a str, message: &'a [u8]) -> BoxFuture<'a, Result<()>> {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a [u8],
+        _key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(
             self.guard
                 .run("PUBLISH", self.connection(), move |mut c| async move {

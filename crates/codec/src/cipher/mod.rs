@@ -191,6 +191,33 @@ pub trait Cipher: Send + Sync + std::fmt::Debug {
         out: &mut [u8],
     ) -> Result<()>;
 
+    /// As [`Cipher::decrypt`], in place: `buf` holds the ciphertext and, once the tag verifies,
+    /// the plaintext. The open path uses this so the ciphertext is copied once into the buffer
+    /// that becomes the plaintext (no zero-filled output buffer beside it). The default copies
+    /// `buf` and calls [`Cipher::decrypt`]; both built-in ciphers work in place.
+    ///
+    /// # Security
+    /// No plaintext is left in `buf` unless the tag verifies: an implementation either verifies
+    /// before it writes, or wipes `buf` before it returns the error.
+    ///
+    /// # Errors
+    /// As [`Cipher::decrypt`].
+    fn decrypt_in_place(
+        &self,
+        key_id: u32,
+        nonce: &Nonce,
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &Tag,
+    ) -> Result<()> {
+        let ciphertext = buf.to_vec();
+        let opened = self.decrypt(key_id, nonce, aad, &ciphertext, tag, buf);
+        if opened.is_err() {
+            buf.fill(0);
+        }
+        opened
+    }
+
     /// How many values key `key_id` has sealed in this process, if the cipher holds it.
     fn seal_count(&self, key_id: u32) -> Option<u64>;
 }

@@ -110,6 +110,28 @@ impl Cipher for RingAes256Gcm {
             .map_err(|_| Error::Unauthentic)
     }
 
+    fn decrypt_in_place(
+        &self,
+        key_id: u32,
+        nonce: &Nonce,
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &Tag,
+    ) -> Result<()> {
+        let slot = self.slots.get(key_id).ok_or(Error::UnknownKeyId(key_id))?;
+        // On a tag mismatch ring zeroes `buf` before it returns the error.
+        slot.key
+            .open_in_place_separate_tag(
+                RingNonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                ring::aead::Tag::from(*tag),
+                buf,
+                0..,
+            )
+            .map(|_| ())
+            .map_err(|_| Error::Unauthentic)
+    }
+
     fn seal_count(&self, key_id: u32) -> Option<u64> {
         self.slots.get(key_id).map(|s| s.seals.get())
     }

@@ -83,6 +83,46 @@ impl Stack {
         .collect()
     }
 
+    /// The server's variables for this deployment's keyring and API key on the Redis Cluster
+    /// `cluster` (its seeds, app password, CA and client certificate), listening on `listen`.
+    pub fn cluster_server_env(
+        &self,
+        cluster: &sealcache_testkit::RedisCluster,
+        listen: &str,
+    ) -> Vec<(String, String)> {
+        let password = self.path().join("cluster_app_password");
+        std::fs::write(&password, cluster.app_password()).unwrap();
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        let mut vars: Vec<(String, String)> = self
+            .server_env(&self.redis_url(), listen)
+            .into_iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "REDIS_URL"
+                        | "REDIS_PASSWORD_FILE"
+                        | "REDIS_TLS_CA_PATH"
+                        | "REDIS_TLS_CERT_PATH"
+                        | "REDIS_TLS_KEY_PATH"
+                )
+            })
+            .collect();
+        vars.extend([
+            (
+                "REDIS_CLUSTER_NODES".to_owned(),
+                cluster.seed_urls().join(","),
+            ),
+            ("REDIS_PASSWORD_FILE".to_owned(), path(password)),
+            ("REDIS_TLS_CA_PATH".to_owned(), path(cluster.ca_cert())),
+            (
+                "REDIS_TLS_CERT_PATH".to_owned(),
+                path(cluster.client_cert()),
+            ),
+            ("REDIS_TLS_KEY_PATH".to_owned(), path(cluster.client_key())),
+        ]);
+        vars
+    }
+
     /// The URL of this stack's redis-server.
     pub fn redis_url(&self) -> String {
         format!("rediss://localhost:{}/0", self.redis.port())

@@ -86,6 +86,10 @@ pub struct SecuritySettings {
     pub cache_namespace: String,
     /// `API_KEY` / `API_KEY_FILE` plus `ADDITIONAL_API_KEYS` (comma-separated).
     pub api_keys: Vec<SecretString>,
+    /// `SEALCACHE_API_KEYS_FILE`: the scoped API keys (TOML `[[key]]` tables of `id`, `tenant`,
+    /// `scopes`, `sha256`; read by the server at start and on `SIGHUP`, see
+    /// `sealcache_config_gen::api_keys`).
+    pub api_keys_file: Option<PathBuf>,
     /// `SEALCACHE_LISTEN`.
     pub listen: String,
     /// `SEALCACHE_METRICS_PUBLIC`: `/metrics` without authentication.
@@ -286,6 +290,7 @@ impl SecuritySettings {
             redis_protected_mode: truthy("REDIS_PROTECTED_MODE", raw, true, &sources)?,
             cache_namespace: get("CACHE_NAMESPACE").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             api_keys,
+            api_keys_file: get("SEALCACHE_API_KEYS_FILE").map(PathBuf::from),
             listen: get("SEALCACHE_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             metrics_public: truthy("SEALCACHE_METRICS_PUBLIC", raw, false, &sources)?,
             otel_service_name: get("OTEL_SERVICE_NAME")

@@ -35,6 +35,7 @@ pub const VARIABLES: &[&str] = &[
     "API_KEY",
     "API_KEY_FILE",
     "ADDITIONAL_API_KEYS",
+    "SEALCACHE_API_KEYS_FILE",
     "OTEL_SERVICE_NAME",
     "SEALCACHE_LISTEN",
     "SEALCACHE_METRICS_PUBLIC",
@@ -135,7 +136,8 @@ pub const NEAR_MISSES: &[(&str, &str)] = &[
 /// reads), the server's logging (`SEALCACHE_LOG`, `SEALCACHE_LOG_FORMAT`: read before the
 /// settings, so that their warnings are seen), the compose files' interpolation variables that
 /// xtask sets, and the benchmarks' corpus (`SEALCACHE_CORPUS`; `SEALCACHE_BENCH_*` are accepted
-/// as a family).
+/// as a family), and the operations shared across tenants (`SEALCACHE_SHARED_OPERATIONS`, read by
+/// the server's routes).
 pub const OTHER_VARIABLES: &[&str] = &[
     "SEALCACHE_CONFIG",
     "SEALCACHE_LOG",
@@ -156,6 +158,7 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "SEALCACHE_PROMETHEUS_PORT",
     "SEALCACHE_GRAFANA_IMAGE",
     "SEALCACHE_GRAFANA_PORT",
+    "SEALCACHE_SHARED_OPERATIONS",
 ];
 
 /// Families of variables other parts of sealcache read (benchmarks).

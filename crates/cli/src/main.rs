@@ -1,0 +1,86 @@
+//! `sealcache`: the operator command of a sealcache deployment, over the `sealcache-ops` library.
+//!
+//! Everything an operator runs in production, without a Rust toolchain or a checkout: `config
+//! generate|validate|rotate|dictionary`, `api-key`, `status`, `k8s render`. The flags and the JSON
+//! are those of the repository's `cargo xtask` commands of the same names (both call the same
+//! library functions); every stage that changes files takes `--dry-run`.
+
+// A command-line program: printing its report is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod api_key;
+mod config;
+mod k8s;
+mod render;
+mod rotate;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Operate a sealcache deployment: generate, validate and rotate its configuration, check the
+/// running stack, render Kubernetes manifests.
+#[derive(Debug, Parser)]
+#[command(name = "sealcache", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate, validate, rotate a deployment directory, or give it a compression dictionary.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Mint a scoped API key into the keys file (SEALCACHE_API_KEYS_FILE); the key is printed once.
+    ApiKey(api_key::ApiKeyArgs),
+    /// Show the running backend's live security status, compared with the deployment directory.
+    Status(status::StatusArgs),
+    /// Kubernetes: render hardened manifests (Kustomize) from a deployment directory.
+    #[command(subcommand)]
+    K8s(k8s::K8sCommand),
+}
+
+impl Command {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Config(cmd) => cmd.run(),
+            Command::ApiKey(args) => args.run(),
+            Command::Status(args) => args.run(),
+            Command::K8s(cmd) => cmd.run(),
+        }
+    }
+}
+
+/// The default deployment directory: `deploy/generated` under the current directory (where
+/// `cargo xtask` keeps it in a checkout).
+pub(crate) fn default_dir() -> PathBuf {
+    PathBuf::from("deploy/generated")
+}
+
+/// The default directory of a cluster deployment, `deploy/generated-cluster`.
+pub(crate) fn default_cluster_dir() -> PathBuf {
+    PathBuf::from("deploy/generated-cluster")
+}
+
+/// Parses an environment name.
+pub(crate) fn parse_env(s: &str) -> Result<sealcache_ops::Environment, String> {
+    s.parse()
+        .map_err(|_| "expected development, testing, staging, production or unknown".to_owned())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.run() {
+        Ok(code) => code,
+        Err(err) => {
+            // The failing step, then its causes (no secret is in any: the library's errors name
+            // files and processes, never values).
+            eprintln!("❌ sealcache: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Renders the library's progress: a `✅`/`❌` line per step as it happens, or, with `--json`,
+//! nothing until the end (the caller prints one JSON document).
+
+use sealcache_ops::{Line, Progress, Report};
+
+/// The progress sink of one command.
+#[derive(Debug, Default)]
+pub(crate) struct Printer {
+    json: bool,
+    /// Every line, kept for `--json`.
+    pub(crate) report: Report,
+}
+
+impl Printer {
+    /// Prints each line at once, or (with `json`) keeps them for the JSON document.
+    pub(crate) fn new(json: bool) -> Self {
+        Self {
+            json,
+            report: Report::new(),
+        }
+    }
+}
+
+impl Progress for Printer {
+    fn line(&mut self, line: Line) {
+        if !self.json {
+            println!("{line}");
+        }
+        self.report.line(line);
+    }
+}
+
+/// Prints `value` as pretty JSON.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

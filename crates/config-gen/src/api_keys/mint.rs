@@ -1,0 +1,256 @@
+//! Minting an API key: a random 256-bit key, printed once; only its digest is kept.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use rand::TryRng as _;
+use zeroize::Zeroizing;
+
+use super::file::{ApiKeyEntry, KeysFileError, parse};
+use super::types::{Digest, KeyId, Scopes, Tenant};
+
+/// How every minted key starts (so secret scanners and people can tell one).
+pub const KEY_PREFIX: &str = "sck_";
+
+/// A freshly minted key: the key (shown once, then gone) and its entry in the file.
+pub struct MintedKey {
+    key: Zeroizing<String>,
+    /// The entry appended to the file.
+    pub entry: ApiKeyEntry,
+}
+
+impl MintedKey {
+    /// The key: give it to its user once; it is kept nowhere.
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for MintedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedKey")
+            .field("id", &self.entry.id)
+            .field("scopes", &self.entry.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeysFileError {
+    let path = path.to_owned();
+    move |source| KeysFileError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The file's current text (empty when it does not exist yet), validated.
+fn current(path: &Path) -> Result<String, KeysFileError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            parse(&text)?;
+            Ok(text)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(io("cannot read", path)(e)),
+    }
+}
+
+/// Checks that `id` could be minted into the keys file at `path` (the file, if any, is valid and
+/// does not hold `id`), changing nothing: the `--dry-run` of [`mint`].
+///
+/// # Errors
+/// As [`mint`], but for writing.
+pub fn check_mint(path: &Path, id: &KeyId) -> Result<(), KeysFileError> {
+    let text = current(path)?;
+    if parse(&text)?.get(id.as_str()).is_some() {
+        return Err(KeysFileError::IdTaken { id: id.to_string() });
+    }
+    Ok(())
+}
+
+/// Removes the lock file when dropped, unless it became the keys file.
+struct Lock {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Mints a key for `tenant` with `scopes` under the id `id`: 256 bits from the OS CSPRNG, written
+/// as [`KEY_PREFIX`] and 64 hex digits. Its `[[key]]` table (the SHA-256 only) is appended to the
+/// keys file at `path` (created if missing), atomically (a new file, mode 0600, renamed over the
+/// old one). A running server takes it on `SIGHUP`.
+///
+/// # Errors
+/// [`KeysFileError::IdTaken`] when `id` is in the file, the file's own validation error when it
+/// is not a valid keys file (nothing is appended to a broken file), [`KeysFileError::Busy`] while
+/// another mint writes it, [`KeysFileError::Io`] or [`KeysFileError::Randomness`].
+///
+/// # Security
+/// The key exists only in the returned [`MintedKey`] (zeroized on drop): print it once, to its
+/// user, never into a log.
+pub fn mint(
+    path: &Path,
+    id: &KeyId,
+    tenant: &Tenant,
+    scopes: Scopes,
+) -> Result<MintedKey, KeysFileError> {
+    if scopes.is_empty() {
+        return Err(KeysFileError::Invalid {
+            line: 0,
+            field: "scopes",
+            reason: "must name at least one scope",
+        });
+    }
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".sealcache-tmp");
+    let tmp = path.with_file_name(name);
+    // The temporary file is the lock: two mints at once cannot both read the old text and the
+    // later rename lose the earlier key.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                KeysFileError::Busy { path: tmp.clone() }
+            } else {
+                io("cannot create", &tmp)(e)
+            }
+        })?;
+    let mut lock = Lock {
+        path: tmp,
+        renamed: false,
+    };
+    let mut text = current(path)?;
+    if parse(&text)?.get(id.as_str()).is_some() {
+        return Err(KeysFileError::IdTaken { id: id.to_string() });
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand::rngs::SysRng
+        .try_fill_bytes(bytes.as_mut())
+        .map_err(|_| KeysFileError::Randomness)?;
+    let mut key = Zeroizing::new(String::with_capacity(KEY_PREFIX.len() + 64));
+    key.push_str(KEY_PREFIX);
+    for byte in bytes.iter() {
+        key.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        key.push(char::from(b"0123456789abcdef"[usize::from(byte & 0x0f)]));
+    }
+    let entry = ApiKeyEntry::new(
+        id.clone(),
+        tenant.clone(),
+        scopes,
+        Digest::of(key.as_bytes()),
+    );
+    if !text.is_empty() {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push('\n');
+    }
+    let line = text.lines().count() + 1;
+    text.push_str(&entry.to_toml());
+    // What is written must read back (a guard against a rendering fault losing the file).
+    parse(&text)?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io("cannot write", &lock.path))?;
+    std::fs::rename(&lock.path, path).map_err(io("cannot write", path))?;
+    // The lock file is now the keys file: a later mint may take the lock name again.
+    lock.renamed = true;
+    Ok(MintedKey {
+        key,
+        entry: ApiKeyEntry { line, ..entry },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+    use crate::api_keys::load;
+
+    #[test]
+    fn mint_appends_only_the_digest_with_mode_0600_and_refuses_a_taken_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api-keys.toml");
+        let tenant = Tenant::new("acme").unwrap();
+        let web = KeyId::new("web").unwrap();
+        let first = mint(&path, &web, &tenant, Scopes::parse_list("lookup").unwrap()).unwrap();
+        let second = mint(
+            &path,
+            &KeyId::new("ops").unwrap(),
+            &Tenant::default(),
+            Scopes::all(),
+        )
+        .unwrap();
+        for minted in [&first, &second] {
+            let key = minted.expose_secret();
+            assert!(key.starts_with(KEY_PREFIX) && key.len() == KEY_PREFIX.len() + 64);
+            assert!(!format!("{minted:?}").contains(key));
+        }
+        assert_ne!(first.expose_secret(), second.expose_secret());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(first.expose_secret()) && !text.contains(second.expose_secret()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let file = load(&path).unwrap();
+        assert_eq!(file.entries().len(), 2);
+        let entry = file.get("web").unwrap();
+        assert!(bool::from(
+            entry
+                .digest
+                .ct_eq(&Digest::of(first.expose_secret().as_bytes()))
+        ));
+        assert_eq!(entry.line, first.entry.line);
+        assert_eq!(file.get("ops").unwrap().line, second.entry.line);
+        // A taken id: refused, the file unchanged, no lock left.
+        let err = mint(&path, &web, &tenant, Scopes::all()).unwrap_err();
+        assert!(matches!(err, KeysFileError::IdTaken { .. }), "{err}");
+        assert!(matches!(
+            check_mint(&path, &web),
+            Err(KeysFileError::IdTaken { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn mint_appends_nothing_to_a_broken_file_and_waits_for_no_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, "[[key]]\nid = \"Bad\"\n").unwrap();
+        let id = KeyId::new("web").unwrap();
+        let err = mint(&path, &id, &Tenant::default(), Scopes::all()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeysFileError::Syntax { .. } | KeysFileError::Invalid { .. }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[[key]]\nid = \"Bad\"\n"
+        );
+        // A lock left by another mint: refused as busy.
+        std::fs::write(&path, "").unwrap();
+        std::fs::write(dir.path().join("keys.toml.sealcache-tmp"), "").unwrap();
+        let err = mint(&path, &id, &Tenant::default(), Scopes::all()).unwrap_err();
+        assert!(matches!(err, KeysFileError::Busy { .. }), "{err}");
+    }
+}

@@ -1,0 +1,194 @@
+//! The local stacks' pid records (`secure-up --local [--cluster]`), as the operations find the
+//! processes that use a deployment directory, and signals to their servers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sealcache_config_gen::{SecretString, cluster_dir};
+
+use crate::error::{OpsError, Result, StepExt as _};
+
+/// The single-node local stack's state directory under the deployment directory.
+pub const LOCAL_STATE_DIR: &str = "local";
+/// The local cluster stack's state directory under the deployment directory.
+pub const LOCAL_CLUSTER_STATE_DIR: &str = "local-cluster";
+/// The pid record's file name in either state directory.
+pub const PIDS_FILE: &str = "pids.json";
+
+/// What `down` needs to stop a single-node local stack (and a rotation to reach it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LocalPids {
+    /// redis-server's pid.
+    pub redis: u32,
+    /// sealcache-server's pid.
+    pub server: u32,
+    /// The API port.
+    pub port: u16,
+    /// Redis's TLS port (0 in records written before it was kept).
+    #[serde(default)]
+    pub redis_port: u16,
+}
+
+/// One local Redis node of a cluster stack.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LocalNode {
+    /// Its pid.
+    pub pid: u32,
+    /// Its TLS port.
+    pub port: u16,
+    /// Its cluster bus port.
+    pub cluster_port: u16,
+}
+
+/// One local backend of a cluster stack.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LocalBackend {
+    /// Its pid.
+    pub pid: u32,
+    /// Its API port.
+    pub port: u16,
+}
+
+/// Every process a local cluster stack started.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LocalCluster {
+    /// The Redis nodes.
+    pub nodes: Vec<LocalNode>,
+    /// The backends.
+    pub backends: Vec<LocalBackend>,
+}
+
+/// The single-node local stack's state directory of `dir`.
+#[must_use]
+pub fn local_state_dir(dir: &Path) -> PathBuf {
+    dir.join(LOCAL_STATE_DIR)
+}
+
+/// The local cluster stack's state directory of `dir`.
+#[must_use]
+pub fn local_cluster_state_dir(dir: &Path) -> PathBuf {
+    dir.join(LOCAL_CLUSTER_STATE_DIR)
+}
+
+/// The command line of process `pid` (empty when it does not run).
+#[must_use]
+pub fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The single-node local stack `dir` records, and whether its Redis and its server still run the
+/// programs they started: a stack with one of them dead is still recorded (a rotation must refuse
+/// it rather than take it for no stack).
+#[must_use]
+pub fn local_recorded(dir: &Path) -> Option<(LocalPids, bool, bool)> {
+    let text = std::fs::read(local_state_dir(dir).join(PIDS_FILE)).ok()?;
+    let pids: LocalPids = serde_json::from_slice(&text).ok()?;
+    let redis = cmdline(pids.redis).contains("redis-server");
+    let server = cmdline(pids.server).contains("sealcache-server");
+    Some((pids, redis, server))
+}
+
+/// The single-node local stack running from `dir`, when both recorded processes still run the
+/// programs they started (a recycled pid is never taken for them).
+#[must_use]
+pub fn local_running(dir: &Path) -> Option<LocalPids> {
+    match local_recorded(dir)? {
+        (pids, true, true) => Some(pids),
+        _ => None,
+    }
+}
+
+/// The `aclfile` the local Redis of `dir` was started with (its generated redis.conf).
+#[must_use]
+pub fn acl_file_in_use(dir: &Path) -> Option<PathBuf> {
+    let conf = std::fs::read_to_string(local_state_dir(dir).join("redis.conf")).ok()?;
+    conf.lines().find_map(|l| {
+        let path = l.strip_prefix("aclfile ")?.trim();
+        let path = path
+            .strip_prefix('"')
+            .and_then(|p| p.strip_suffix('"'))
+            .unwrap_or(path);
+        Some(PathBuf::from(
+            path.replace("\\\"", "\"").replace("\\\\", "\\"),
+        ))
+    })
+}
+
+/// The local cluster stack of `dir`, when any recorded process still runs the program it
+/// started (a stack with a dead node is still a stack: status must show it, rotation must fail
+/// on that node rather than skip the whole stack, and down must stop the rest).
+#[must_use]
+pub fn local_cluster_running(dir: &Path) -> Option<LocalCluster> {
+    let text = std::fs::read(local_cluster_state_dir(dir).join(PIDS_FILE)).ok()?;
+    let cluster: LocalCluster = serde_json::from_slice(&text).ok()?;
+    (cluster
+        .nodes
+        .iter()
+        .any(|n| cmdline(n.pid).contains("redis-server"))
+        || cluster
+            .backends
+            .iter()
+            .any(|b| cmdline(b.pid).contains("sealcache-server")))
+    .then_some(cluster)
+}
+
+/// Sends `signal` (`HUP`, `USR1`) to the local server `pid`, after checking that the pid still
+/// runs it.
+///
+/// # Errors
+/// [`OpsError::Unhealthy`] when the pid runs another program; [`OpsError::Command`] when `kill`
+/// fails.
+pub fn signal_server(pid: u32, signal: &str) -> Result<()> {
+    if !cmdline(pid).contains("sealcache-server") {
+        return Err(OpsError::Unhealthy {
+            target: format!("pid {pid}"),
+            detail: "no longer runs sealcache-server".to_owned(),
+        });
+    }
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .step(|| format!("cannot run kill -{signal} {pid}"))?;
+    if !status.success() {
+        return Err(OpsError::Command {
+            program: format!("kill -{signal} {pid}"),
+            detail: format!("failed ({status})"),
+        });
+    }
+    Ok(())
+}
+
+/// Sets `masterauth` in the local cluster nodes' configuration files (made from `cluster.conf`
+/// at `secure-up`) to the directory's replication password, so that none keeps the old one.
+/// Returns how many files changed.
+///
+/// # Errors
+/// An unreadable password or configuration file, or a failed replacement.
+pub fn rewrite_masterauth(dir: &Path) -> Result<usize> {
+    let state = local_cluster_state_dir(dir);
+    let Ok(entries) = std::fs::read_dir(&state) else {
+        return Ok(0);
+    };
+    let path = dir.join(cluster_dir::REPLICATION_PASSWORD);
+    let password = std::fs::read_to_string(&path).map_err(crate::error::io("read", &path))?;
+    let password = SecretString::new(password.trim().to_owned());
+    let mut changed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("node-") && name.ends_with(".conf")) {
+            continue;
+        }
+        let text = SecretString::new(
+            std::fs::read_to_string(&path).map_err(crate::error::io("read", &path))?,
+        );
+        let new = sealcache_config_gen::rotation::with_masterauth(text.expose_secret(), &password);
+        if new.as_str() != text.expose_secret() {
+            sealcache_config_gen::rotation::replace_file(&path, new.as_bytes())?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}

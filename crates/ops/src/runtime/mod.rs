@@ -1,0 +1,35 @@
+//! How the operations reach the processes of a deployment: Docker (`docker` through argument
+//! arrays), the local stacks' pid records, and the backend's HTTP API on 127.0.0.1.
+
+pub(crate) mod docker;
+pub(crate) mod http;
+mod local;
+
+pub use self::local::{
+    LOCAL_CLUSTER_STATE_DIR, LOCAL_STATE_DIR, LocalBackend, LocalCluster, LocalNode, LocalPids,
+    PIDS_FILE, acl_file_in_use, cmdline, local_cluster_running, local_cluster_state_dir,
+    local_recorded, local_running, local_state_dir, rewrite_masterauth, signal_server,
+};
+
+/// The deployment's API key (empty when it cannot be read).
+pub(crate) fn api_key(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join(sealcache_config_gen::layout::API_KEY))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The backend's `/internal/cache/security-status` as JSON, or why it could not be read.
+pub(crate) fn backend_status(port: u16, key: &str) -> Result<serde_json::Value, String> {
+    match http::request(
+        port,
+        "GET",
+        "/internal/cache/security-status",
+        Some(key),
+        None,
+    ) {
+        Ok((200, body)) => serde_json::from_str(&body).map_err(|e| format!("invalid JSON: {e}")),
+        Ok((status, _)) => Err(format!("status {status}")),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,257 @@
+//! `cargo xtask test`'s rotation under load: every stage while requests run on every backend.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::ensure;
+use sealcache_config_gen::rotation::{self, RotateOptions, Stage};
+use sealcache_config_gen::{SecretString, layout};
+
+use super::run_stage;
+use crate::verify::Check;
+use sealcache_ops::rotate::{discover, read_secret, redis_cli};
+
+/// Requests against the API while a rotation runs: each stores a new entry and reads it back.
+pub(super) struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Load {
+    /// `workers` threads, spread over the backends on `ports`.
+    pub(super) fn start(ports: &[u16], api_key: &str, workers: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..workers.max(ports.len()))
+            .map(|w| {
+                let port = ports[w % ports.len()];
+                let stop = stop.clone();
+                let key = api_key.to_owned();
+                std::thread::spawn(move || {
+                    let (mut done, mut failed) = (0u64, Vec::new());
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let text = format!("rotation load {w} {n}");
+                        let store = serde_json::json!({"text": text, "operation": "qa", "response": {"n": n}}).to_string();
+                        let lookup = serde_json::json!({"text": text, "operation": "qa"}).to_string();
+                        let stored = crate::http::request(port, "PUT", "/v1/cache/entries", Some(&key), Some(&store));
+                        let found = crate::http::request(port, "POST", "/v1/cache/lookup", Some(&key), Some(&lookup));
+                        match (&stored, &found) {
+                            (Ok((201, _)), Ok((200, body))) if body.contains("\"hit\":true") => {}
+                            _ => failed.push(format!(
+                                "store {:?}, lookup {:?}",
+                                stored.as_ref().map(|r| r.0).map_err(ToString::to_string),
+                                found.as_ref().map(|r| (r.0, r.1.contains("\"hit\":true"))).map_err(ToString::to_string)
+                            )),
+                        }
+                        done += 1;
+                    }
+                    (done, failed)
+                })
+            })
+            .collect();
+        Self { stop, workers }
+    }
+
+    pub(super) fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = (0, Vec::new());
+        for w in self.workers {
+            match w.join() {
+                Ok((done, failed)) => {
+                    total.0 += done;
+                    total.1.extend(failed);
+                }
+                Err(_) => total.1.push("a load worker panicked".to_owned()),
+            }
+        }
+        total
+    }
+}
+
+fn entry(port: u16, api_key: &str, i: usize, store: bool) -> bool {
+    let text = format!("written before the rotation {i}");
+    if store {
+        let body =
+            serde_json::json!({"text": text, "operation": "summarize", "response": {"i": i}})
+                .to_string();
+        matches!(
+            crate::http::request(port, "PUT", "/v1/cache/entries", Some(api_key), Some(&body)),
+            Ok((201, _))
+        )
+    } else {
+        let body = serde_json::json!({"text": text, "operation": "summarize"}).to_string();
+        matches!(crate::http::request(port, "POST", "/v1/cache/lookup", Some(api_key), Some(&body)), Ok((200, b)) if b.contains("\"hit\":true"))
+    }
+}
+
+/// `cargo xtask test`'s rotation check on a running stack (local or compose, one node or a
+/// cluster) whose backends listen on `ports`: under concurrent store/lookup load on every backend,
+/// keys and passwords go through add → promote → retire --force; no request may fail, no
+/// `unknown_key_id` event may occur on any backend, entries written (through the first backend)
+/// before stay readable (through the last) after the promotion, and every Redis node accepts
+/// exactly the new passwords.
+pub(crate) fn verify_under_load(dir: &Path, ports: &[u16]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let check = |name: &'static str, passed: bool, detail: String| Check {
+        name,
+        passed,
+        detail,
+    };
+    let (Some(&port), Some(&last)) = (ports.first(), ports.last()) else {
+        return vec![check(
+            "rotation_stages_reloaded",
+            false,
+            "no backend".to_owned(),
+        )];
+    };
+    let api_key = crate::verify::api_key(dir);
+    let old_app = SecretString::new(
+        std::fs::read_to_string(dir.join(layout::APP_PASSWORD)).unwrap_or_default(),
+    );
+    let before = (0..20).filter(|i| entry(port, &api_key, *i, true)).count();
+    let load = Load::start(ports, &api_key, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let stages = (|| -> anyhow::Result<(usize, u32)> {
+        let opts = RotateOptions::default();
+        let added = run_stage(dir, Stage::Add, &opts, true)?;
+        std::thread::sleep(Duration::from_millis(300));
+        run_stage(dir, Stage::Promote, &opts, true)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let readable = (0..20).filter(|i| entry(last, &api_key, *i, false)).count();
+        let forced = RotateOptions {
+            force: true,
+            ..RotateOptions::default()
+        };
+        run_stage(dir, Stage::Retire, &forced, true)?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok((readable, added.added_key_id.unwrap_or(0)))
+    })();
+    let (requests, failed) = load.finish();
+    match &stages {
+        Ok(_) => checks.push(check(
+            "rotation_stages_reloaded",
+            true,
+            "add → promote → retire --force: every Redis and backend took each stage".to_owned(),
+        )),
+        Err(e) => checks.push(check("rotation_stages_reloaded", false, format!("{e:#}"))),
+    }
+    checks.push(check(
+        "rotation_under_load_no_failed_request",
+        failed.is_empty() && requests > 0,
+        format!(
+            "{requests} store+lookup pairs during the rotation, {} failed{}",
+            failed.len(),
+            failed
+                .first()
+                .map(|f| format!(" (first: {f})"))
+                .unwrap_or_default()
+        ),
+    ));
+    if let Ok((readable, new_key)) = stages {
+        checks.push(check(
+            "rotation_old_entries_readable",
+            readable == before && before == 20,
+            format!("{readable} of {before} entries stored before the rotation read back after the promotion"),
+        ));
+        let statuses: Result<Vec<serde_json::Value>, String> = ports
+            .iter()
+            .map(|p| {
+                crate::verify::backend_status(*p, &api_key).map_err(|e| format!("port {p}: {e}"))
+            })
+            .collect();
+        match statuses {
+            Ok(all) => {
+                let sum = |name: &str| -> u64 {
+                    all.iter()
+                        .map(|v| v["security_events_by_type"][name].as_u64().unwrap_or(0))
+                        .sum()
+                };
+                let (unknown, failed_open) = (sum("unknown_key_id"), sum("decrypt_failed"));
+                checks.push(check(
+                    "rotation_no_unknown_key_id",
+                    unknown == 0 && failed_open == 0,
+                    format!(
+                        "unknown_key_id {unknown}, decrypt_failed {failed_open} ({} backend(s))",
+                        all.len()
+                    ),
+                ));
+                let keys: Vec<(u64, usize)> = all
+                    .iter()
+                    .map(|v| {
+                        (
+                            v["primary_key_id"].as_u64().unwrap_or(0),
+                            v["decrypt_only_key_ids"].as_array().map_or(0, Vec::len),
+                        )
+                    })
+                    .collect();
+                checks.push(check(
+                    "rotation_new_key_seals_alone",
+                    keys.iter().all(|k| *k == (u64::from(new_key), 0)),
+                    format!("(primary_key_id, decrypt-only keys) per backend: {keys:?}"),
+                ));
+            }
+            Err(e) => checks.push(check("rotation_no_unknown_key_id", false, e)),
+        }
+    }
+    // Every Redis as a rotation finds it: the local stack's, or the compose stack's containers.
+    let redis = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| discover(&d).ok())
+        .map(|t| t.redis)
+        .filter(|r| !r.is_empty());
+    let passwords = redis.map(|redis| -> anyhow::Result<String> {
+        for redis in &redis {
+            for (user, file) in rotation::USERS {
+                redis_cli(dir, redis, user, &read_secret(dir, file)?, "PING")?;
+            }
+            let refused = redis_cli(
+                dir,
+                redis,
+                sealcache_config_gen::acl::APP_USER,
+                &old_app,
+                "PING",
+            )
+            .is_err();
+            ensure!(refused, "{redis}: cache_app's old password is still accepted");
+        }
+        Ok(format!(
+            "on {} Redis node(s), the new passwords of all 4 users authenticate; cache_app's old one is refused",
+            redis.len()
+        ))
+    });
+    match passwords {
+        Some(Ok(detail)) => checks.push(check("rotation_passwords", true, detail)),
+        Some(Err(e)) => checks.push(check("rotation_passwords", false, format!("{e:#}"))),
+        None => checks.push(check(
+            "rotation_passwords",
+            false,
+            "no running Redis uses the directory".to_owned(),
+        )),
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `cargo xtask test` runs on its local stack, on its own:
+    /// `cargo test -p xtask --bin xtask -- --ignored rotation_under_load`
+    /// (ignored by default: it builds the release server and starts redis-server).
+    #[test]
+    #[ignore = "starts the local stack (release build, redis-server); part of `cargo xtask test`"]
+    fn rotation_under_load_on_the_local_stack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("local-rotation");
+        crate::local::tests::write_production_deployment(&dir);
+        let port = crate::local::free_port().unwrap();
+        let outcome = crate::local::up(&dir, port).map(|port| verify_under_load(&dir, &[port]));
+        let _ = crate::local::down(&std::fs::canonicalize(&dir).unwrap());
+        let checks = outcome.unwrap();
+        crate::verify::print_checks(&checks);
+        assert!(checks.iter().all(|c| c.passed) && checks.len() >= 6);
+    }
+}

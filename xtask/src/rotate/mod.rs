@@ -1,0 +1,128 @@
+//! `cargo xtask config rotate --stage add|promote|retire [--dry-run]`: a thin caller of
+//! `sealcache_ops::rotate` (the `sealcache` binary runs the same functions), and the rotation's
+//! test harnesses of `cargo xtask test`: rotation under load ([`verify_under_load`]) and every
+//! interruption point ([`verify_interruptions`]).
+
+mod interrupt;
+mod load;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sealcache_config_gen::rotation::{self, RotateOptions, Stage, StageOutcome};
+
+pub(crate) use sealcache_ops::rotate::{
+    RotationReport, Step, after_auth, annotate, container_cli, local_cli, report,
+};
+
+pub(crate) use self::interrupt::{refused_with_redis_down, verify_interruptions};
+pub(crate) use self::load::verify_under_load;
+
+use crate::progress::Printer;
+
+/// `--stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StageArg {
+    /// A new key, decrypt-only everywhere, and new passwords accepted beside the old ones.
+    Add,
+    /// The new key seals, the old one only opens; clients switch to the new passwords.
+    Promote,
+    /// Keys demoted longer than the longest TTL ago and the old passwords are removed.
+    Retire,
+}
+
+impl StageArg {
+    fn stage(self) -> Stage {
+        match self {
+            StageArg::Add => Stage::Add,
+            StageArg::Promote => Stage::Promote,
+            StageArg::Retire => Stage::Retire,
+        }
+    }
+}
+
+/// Options of `config rotate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RotateArgs {
+    /// The stage to run: add, then promote (once every backend holds the new key), then retire
+    /// (after the longest TTL).
+    #[arg(long, value_enum)]
+    stage: StageArg,
+    /// The deployment directory [default: deploy/generated].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// retire: drop decrypt-only keys even before the longest TTL has passed since their
+    /// promotion (values they sealed become misses).
+    #[arg(long)]
+    force: bool,
+    /// retire: how long a demoted key is kept, in seconds (the cache's longest TTL).
+    #[arg(long, default_value_t = rotation::DEFAULT_LONGEST_TTL.as_secs())]
+    longest_ttl: u64,
+    /// Change the files only; reload no running process.
+    #[arg(long)]
+    no_reload: bool,
+    /// Check and plan only: run the stage on a private copy of the directory and print the files
+    /// it would change and the reloads it would make; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl RotateArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
+        let opts = RotateOptions {
+            force: self.force,
+            longest_ttl: Duration::from_secs(self.longest_ttl),
+            ..RotateOptions::default()
+        };
+        sealcache_ops::rotate::rotate(
+            &dir,
+            self.stage.stage(),
+            &opts,
+            !self.no_reload,
+            self.dry_run,
+            &mut Printer,
+        )?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// [`sealcache_ops::rotate::run_stage`], its progress printed.
+pub(crate) fn run_stage(
+    dir: &Path,
+    stage: Stage,
+    opts: &RotateOptions,
+    reload: bool,
+) -> anyhow::Result<StageOutcome> {
+    Ok(sealcache_ops::rotate::run_stage(
+        dir,
+        stage,
+        opts,
+        reload,
+        &mut Printer,
+    )?)
+}
+
+/// [`sealcache_ops::rotate::run_stage_until`], its progress printed.
+pub(crate) fn run_stage_until(
+    dir: &Path,
+    stage: Stage,
+    opts: &RotateOptions,
+    reload: bool,
+    stop: Option<Step>,
+) -> anyhow::Result<Option<StageOutcome>> {
+    Ok(sealcache_ops::rotate::run_stage_until(
+        dir,
+        stage,
+        opts,
+        reload,
+        stop,
+        &mut Printer,
+    )?)
+}
+
+/// Prints the rotation lines of `status` and the verdict of the annotated status `v`.
+pub(crate) fn print_rotation(v: &serde_json::Value, report: Option<&RotationReport>) {
+    sealcache_ops::rotate::report_lines(v, report, &mut Printer);
+}
