@@ -20,8 +20,10 @@
 //!    paths, so they are always built from the unpacked source). What a crate compiles with only
 //!    its own features is the feature matrix's job (`features.rs`), not this step's.
 //!
-//! A test that needs a file outside its crate (the shared corpus, `deploy/`) or the unpublished test
-//! kit fails here: it belongs in `crates/integration-tests`.
+//! A test that needs a file outside its crate (`deploy/`) or the unpublished test kit fails here:
+//! it belongs in `crates/integration-tests`. The one exception is the benchmark corpus, which the
+//! codec's agreement test (it needs the codec's private paths) reads from `SEALCACHE_CORPUS`,
+//! set here to `../shared/bench/corpus.jsonl`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,10 +119,14 @@ pub(crate) fn test_packages() -> anyhow::Result<()> {
     let lock = crate::progress::workspace_root().join("Cargo.lock");
     std::fs::copy(&lock, scratch.join("Cargo.lock"))
         .with_context(|| format!("cannot copy {} into {}", lock.display(), scratch.display()))?;
+    // The codec's agreement test reads the benchmark corpus, which no package carries: it is
+    // named by path, as the test documents (`SEALCACHE_CORPUS`).
+    let corpus = crate::progress::workspace_root().join("../shared/bench/corpus.jsonl");
     let run = |args: &[&str]| {
         let mut cmd = cargo();
         cmd.current_dir(&scratch)
             .env("CARGO_TARGET_DIR", &target)
+            .env("SEALCACHE_CORPUS", &corpus)
             .args(args)
             .args(["--workspace", "--offline", "--all-features"]);
         cmd
