@@ -563,12 +563,10 @@ pub(crate) fn node_checks(views: &[NodeView]) -> Vec<Check> {
 pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Check> {
     let key = crate::verify::api_key(dir);
     let mut checks = Vec::new();
-    // A backend that has just started may still be settling its first observations. On the
-    // compose cluster, the backends' fresh connections to the nodes (their per-node `ACL LIST`
-    // and TLS probes, a resubscription) time out for one to three minutes after the cluster
-    // formed, then stop doing so (seen on this 2-core machine; under investigation, see the
-    // issue notes): the status is read again, every 2 s, for up to 60 s until every backend
-    // reports `production_ready`, then judged as read (the failing checks are named).
+    // A backend that has just started may still be settling its first observations (a probe
+    // interval, the first heartbeats): the status is read again, every 2 s, for up to 30 s until
+    // every backend reports `production_ready`, then judged as read (the failing checks are
+    // named).
     let read = || -> Vec<(u16, Result<serde_json::Value, String>)> {
         ports
             .iter()
@@ -576,7 +574,7 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
             .collect()
     };
     let started = std::time::Instant::now();
-    let settle_until = started + std::time::Duration::from_secs(60);
+    let settle_until = started + std::time::Duration::from_secs(30);
     let mut statuses = read();
     let mut told = started;
     while std::time::Instant::now() < settle_until
@@ -668,25 +666,11 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
             )
         })
         .collect();
-    // On the compose cluster, a backend whose only failing checks are the ones its fresh
-    // connections to the nodes feed (the open defect described above) is reported, not failed;
-    // any other failing check (TLS, ACL users or rights that were read and differ, isolation,
-    // certificates, policy) still fails.
-    let acceptable = |v: &serde_json::Value| {
-        v["security_level"] == "production_ready"
-            || (!local
-                && v["security_level"] == "degraded"
-                && v["checks"].as_array().is_some_and(|checks| {
-                    checks.iter().filter(|c| c["passed"] != true).all(|c| {
-                        matches!(c["name"].as_str(), Some("cluster_nodes" | "l1_coherence"))
-                            || (matches!(c["name"].as_str(), Some("acl_users" | "acl_rights"))
-                                && c["observed"] == false)
-                    })
-                }))
-    };
     checks.push(check(
         "backend_security_level",
-        statuses.iter().all(|(_, v)| acceptable(v)),
+        statuses
+            .iter()
+            .all(|(_, v)| v["security_level"] == "production_ready"),
         format!("security_level {}", levels.join(", ")),
     ));
     let mut sees = true;
@@ -697,17 +681,6 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
         let tls = nodes.iter().all(|n| n["tls_version"].is_string());
         let acl = nodes.iter().all(|n| n["default_user_disabled"] == true);
         let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
-        // Per-node TLS and `default` off come from the backend's fresh connections to the
-        // nodes: on the compose cluster (the open defect) a node whose probe failed is shown,
-        // not failed; one that answered must show TLS and `default` off.
-        let probed = |n: &&serde_json::Value| local || n["tls_version"].is_string();
-        let tls = local && tls || !local && nodes.iter().filter(probed).count() > 0;
-        let acl = acl
-            || !local
-                && nodes
-                    .iter()
-                    .filter(probed)
-                    .all(|n| n["default_user_disabled"] != false);
         sees &= c["cluster_state"] == "ok" && !nodes.is_empty() && tls && acl;
         detail.push(format!(
             ":{port} cluster_state={} nodes={} (primaries {primaries}) tls={} default_user_disabled={}",
@@ -721,32 +694,12 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
         ));
     }
     checks.push(check("backends_see_cluster", sees, detail.join("; ")));
-    // Subscribed, and (local stack) never lost since start: an idle subscription must stay
-    // confirmed. On the compose cluster the backends' connections to the nodes time out now and
-    // then during the first minutes (an open defect, see the `backend_security_level` settle
-    // above and the issue notes): there the subscription must be confirmed when judged, and its
-    // losses are shown, not failed.
-    let mut subscribed = statuses.iter().all(|(_, v)| {
-        v["l1_coherence"]["subscribed"] == true && (!local || v["l1_coherence"]["losses"] == 0)
-    });
-    if !local && !subscribed {
-        // The subscription re-confirms within seconds of a loss: confirmed on every backend
-        // at some read within 30 s.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut seen: Vec<bool> = statuses
-            .iter()
-            .map(|(_, v)| v["l1_coherence"]["subscribed"] == true)
-            .collect();
-        while !seen.iter().all(|s| *s) && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            for (i, (port, _)) in statuses.iter().enumerate() {
-                if let Ok(v) = crate::verify::backend_status(*port, &key) {
-                    seen[i] |= v["l1_coherence"]["subscribed"] == true;
-                }
-            }
-        }
-        subscribed = seen.iter().all(|s| *s);
-    }
+    // Subscribed, and never lost since start: an idle subscription must stay confirmed (on the
+    // compose cluster, a heartbeat that reconnected to every node one after the other once
+    // overran its second and kept the backends re-subscribing for minutes: see `Beacons`).
+    let subscribed = statuses
+        .iter()
+        .all(|(_, v)| v["l1_coherence"]["subscribed"] == true && v["l1_coherence"]["losses"] == 0);
     checks.push(check(
         "l1_coherence_subscribed",
         subscribed,
@@ -860,10 +813,9 @@ fn verify_compose(
             return checks;
         }
     };
-    // The backends are judged first (and reported last, as before): the probe containers below
-    // keep the Docker engine busy, and its embedded DNS with it, which the backends' own
-    // per-node probes resolve node names through (seen: every `ACL LIST` probe failing `Io` for
-    // minutes while the engine ran probe containers).
+    // The backends are judged first (and reported last): the probe containers below keep the
+    // Docker engine busy, and the backends' per-node probes resolve node names through its
+    // embedded DNS.
     let backends = backend_checks(dir, ports, false);
     let backend_ids: Vec<String> = backend_services(record)
         .iter()

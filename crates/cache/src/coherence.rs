@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use sealcache_monitor::{CacheObserver, EventSource, Outcome, SecurityEvent, SecurityEventType};
 
-use crate::connect::{RedisConfig, client};
+use crate::connect::{RedisConfig, client, connection_config};
 use crate::l1::L1;
 
 /// The channel of `namespace`'s L1 invalidations (granted to `cache_app` by the generated ACL).
@@ -324,6 +324,9 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
     let mut backoff = Duration::from_millis(100);
     let mut next_endpoint = 0_usize;
     let mut token = 0_u64;
+    // A cluster's heartbeat goes out through every node (see `Beacons`); the node connections
+    // outlive a re-subscription, so one slow heartbeat does not make every node reconnect.
+    let mut beacons: Option<Beacons> = None;
     loop {
         let Some(this) = weak.upgrade() else { return };
         let endpoints = this.endpoints();
@@ -338,8 +341,14 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
             continue;
         };
         let channel = this.channel.clone();
-        // A cluster's heartbeat goes out through every node (see `Beacons`).
-        let mut beacons = this.is_cluster().then(|| Beacons::new(endpoint.clone()));
+        if this.is_cluster() {
+            match beacons.as_mut() {
+                Some(beacons) => beacons.set_endpoint(endpoint.clone()),
+                None => beacons = Some(Beacons::new(endpoint.clone())),
+            }
+        } else {
+            beacons = None;
+        }
         drop(this);
         // `pending`: the heartbeats sent and not heard back yet.
         let mut pending: Vec<Vec<u8>> = Vec::new();
@@ -452,8 +461,19 @@ impl Beacons {
         }
     }
 
+    /// New node connections take `endpoint`'s settings (the current password); the open ones
+    /// are kept: they were authenticated, and a publish that fails drops its connection.
+    fn set_endpoint(&mut self, endpoint: RedisConfig) {
+        self.endpoint = endpoint;
+    }
+
     /// Publishes `beat` (with a per-node suffix) through every node `publisher`'s node lists;
     /// the messages to hear back, or `None` when a node could not be asked or published on.
+    ///
+    /// The connections it lacks are made all at once, and the publishes go out all at once: one
+    /// after the other, six TLS connections took most of the heartbeat's second on a compose
+    /// cluster (nodes limited to half a CPU), so a re-subscription that also dropped every node
+    /// connection timed out again, and every ~2 s each backend reconnected to every node.
     async fn send(
         &mut self,
         publisher: &mut redis::aio::MultiplexedConnection,
@@ -469,36 +489,56 @@ impl Beacons {
         if !complete || nodes.is_empty() {
             return None;
         }
-        let mut beats = Vec::with_capacity(nodes.len());
-        for (i, (host, port, _)) in nodes.into_iter().enumerate() {
+        let addresses: Vec<(String, u16)> = nodes.into_iter().map(|(h, p, _)| (h, p)).collect();
+        // A node no longer listed (failed over, removed) is not published on again.
+        self.connections
+            .retain(|address, _| addresses.contains(address));
+        let missing: Vec<&(String, u16)> = addresses
+            .iter()
+            .filter(|address| !self.connections.contains_key(*address))
+            .collect();
+        let made = futures_util::future::join_all(
+            missing
+                .iter()
+                .map(|(host, port)| Self::connect(&self.endpoint, host, *port)),
+        )
+        .await;
+        for (address, connection) in missing.into_iter().zip(made) {
+            self.connections.insert(address.clone(), connection?);
+        }
+        let mut beats = Vec::with_capacity(addresses.len());
+        let mut publishes = Vec::with_capacity(addresses.len());
+        for (i, address) in addresses.iter().enumerate() {
             let mut message = beat.to_vec();
             message.extend_from_slice(format!(".{i}").as_bytes());
-            let address = (host, port);
-            let mut connection = match self.connections.get(&address) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self.connect(&address.0, address.1).await?;
-                    self.connections.insert(address.clone(), c.clone());
-                    c
-                }
-            };
-            let published = redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(&message)
-                .query_async::<redis::Value>(&mut connection)
-                .await;
-            if published.is_err() {
-                self.connections.remove(&address);
-                return None;
-            }
+            let mut connection = self.connections.get(address)?.clone();
+            let publish = redis::cmd("PUBLISH").arg(channel).arg(&message).clone();
             beats.push(message);
+            publishes.push(async move {
+                publish
+                    .query_async::<redis::Value>(&mut connection)
+                    .await
+                    .is_ok()
+            });
         }
-        Some(beats)
+        let published = futures_util::future::join_all(publishes).await;
+        let mut all = true;
+        for (address, ok) in addresses.iter().zip(published) {
+            if !ok {
+                self.connections.remove(address);
+                all = false;
+            }
+        }
+        all.then_some(beats)
     }
 
-    /// A connection to the node `host:port`, with the subscription's settings.
-    async fn connect(&self, host: &str, port: u16) -> Option<redis::aio::MultiplexedConnection> {
-        let mut config = self.endpoint.clone();
+    /// A connection to the node `host:port`, with `endpoint`'s settings and timeouts.
+    async fn connect(
+        endpoint: &RedisConfig,
+        host: &str,
+        port: u16,
+    ) -> Option<redis::aio::MultiplexedConnection> {
+        let mut config = endpoint.clone();
         let scheme = config.url.split_once("://").map_or("rediss", |(s, _)| s);
         let host = if host.contains(':') {
             format!("[{host}]")
@@ -507,7 +547,10 @@ impl Beacons {
         };
         config.url = format!("{scheme}://{host}:{port}");
         let client = client(&config).ok()?;
-        client.get_multiplexed_async_connection().await.ok()
+        client
+            .get_multiplexed_async_connection_with_config(&connection_config(&config))
+            .await
+            .ok()
     }
 }
 
@@ -525,7 +568,9 @@ async fn subscribe(
     let attempt = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        let publisher = client.get_multiplexed_async_connection().await?;
+        let publisher = client
+            .get_multiplexed_async_connection_with_config(&connection_config(endpoint))
+            .await?;
         let (sink, stream) = pubsub.split();
         Ok::<_, redis::RedisError>((sink, stream, publisher))
     };

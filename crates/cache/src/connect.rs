@@ -313,6 +313,14 @@ pub(crate) fn install_crypto_provider() {
     }
 }
 
+/// The connect and response timeouts of `config` for one connection (redis-rs's own defaults,
+/// 1 s and 500 ms, are not the configured ones).
+pub(crate) fn connection_config(config: &RedisConfig) -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout))
+}
+
 /// Builds the redis-rs client for `config`: credentials from the settings (never from the URL's
 /// userinfo, which is refused), `CLIENT SETINFO` not sent (it is not in the ACL), TLS with the
 /// pinned CA and the client certificate.

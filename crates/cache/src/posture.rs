@@ -138,7 +138,11 @@ pub(crate) async fn anonymous_refused(config: &RedisConfig) -> Option<bool> {
     anonymous.url = without_database(&config.url);
     let client = crate::connect::client(&anonymous).ok()?;
     let attempt = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&crate::connect::connection_config(
+                config,
+            ))
+            .await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await
     };
     match tokio::time::timeout(config.connect_timeout, attempt).await {

@@ -236,6 +236,50 @@ async fn the_cache_on_a_tls_cluster() {
     );
     assert_eq!(b.sealed().l1_coherence(), Some((true, 0)));
 
+    // 4b. A lost subscription re-subscribes through one node and keeps its heartbeat connections
+    //     to every node: on a compose cluster (nodes limited to half a CPU) a re-subscription
+    //     that reconnected to all six nodes one after the other overran the heartbeat's second,
+    //     lost the subscription again, and kept every backend reconnecting every ~2 s.
+    let accepted = || -> Vec<u64> {
+        (0..6)
+            .map(|i| {
+                let out = cluster.cli(i, &cluster.admin_auth(), &["INFO", "stats"]);
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("total_connections_received:"))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("INFO stats on node {i}: {out:?}"))
+            })
+            .collect()
+    };
+    let before = accepted();
+    for i in 0..6 {
+        let killed = cluster.cli(
+            i,
+            &cluster.admin_auth(),
+            &["CLIENT", "KILL", "TYPE", "pubsub"],
+        );
+        assert!(killed.status.success(), "CLIENT KILL on node {i}: {killed:?}");
+    }
+    let resubscribed = within(Duration::from_secs(10), || async {
+        a.sealed().l1_coherence() == Some((true, 1)) && b.sealed().l1_coherence() == Some((true, 1))
+    })
+    .await;
+    assert!(
+        resubscribed.is_some(),
+        "both caches lost their subscription once and confirmed it again: a {:?}, b {:?}",
+        a.sealed().l1_coherence(),
+        b.sealed().l1_coherence()
+    );
+    let after = accepted();
+    // Each node accepted this test's own two `redis-cli` connections (the kill, the second read).
+    let new: u64 = after.iter().zip(&before).map(|(a, b)| a - b - 2).sum();
+    assert!(
+        (4..=6).contains(&new),
+        "two re-subscriptions opened {new} connections (a subscription and its publisher each, \
+         the six heartbeat connections kept): before {before:?}, after {after:?}"
+    );
+
     // 5. A cluster connection the application already owns, handed to the builder.
     let owned = cluster
         .app_cluster_client()

@@ -199,7 +199,13 @@ async fn read_acl(
     topology: TopologyKind,
 ) -> Result<AclAudit, String> {
     let query = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        // Bounded by `NODE_TIMEOUT` as a whole, not by redis-rs's 1 s connect default.
+        let within = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(NODE_TIMEOUT))
+            .set_response_timeout(Some(NODE_TIMEOUT));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&within)
+            .await?;
         redis::cmd("ACL")
             .arg("LIST")
             .query_async::<Vec<String>>(&mut conn)
