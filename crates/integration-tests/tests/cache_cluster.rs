@@ -259,7 +259,10 @@ async fn the_cache_on_a_tls_cluster() {
             &cluster.admin_auth(),
             &["CLIENT", "KILL", "TYPE", "pubsub"],
         );
-        assert!(killed.status.success(), "CLIENT KILL on node {i}: {killed:?}");
+        assert!(
+            killed.status.success(),
+            "CLIENT KILL on node {i}: {killed:?}"
+        );
     }
     let resubscribed = within(Duration::from_secs(10), || async {
         a.sealed().l1_coherence() == Some((true, 1)) && b.sealed().l1_coherence() == Some((true, 1))

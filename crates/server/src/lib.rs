@@ -193,7 +193,8 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             auth_state,
             auth::require_api_key,
         ))
-        // Outermost: a path carrying a subject or tenant id is redacted before anything logs it.
+        // Outermost: a path with a parameter (an id, a lease token) is redacted before anything
+        // logs it.
         .layer(axum::middleware::from_fn(routes::tenancy::redact_path));
     public.merge(protected)
 }

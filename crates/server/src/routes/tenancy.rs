@@ -154,17 +154,18 @@ pub(crate) async fn erase_tenant(
     Ok(erased(&erasure))
 }
 
-/// Route middleware (outermost on the protected routes): the path of a route that carries a raw
-/// id is replaced by its template (`/v1/subjects/{subject}`) before authentication or anything
-/// else can log it. Path parameters were captured when the route matched, so handlers still get
-/// them.
+/// Route middleware (outermost on the protected routes): the path of a route with a parameter (a
+/// subject or tenant id, a lease token: ids a log must not hold, a token that is a capability) is
+/// replaced by its template (`/v1/subjects/{subject}`, `/v1/cache/leases/{token}`) before
+/// authentication or anything else can log it. Path parameters were captured when the route
+/// matched, so handlers still get them.
 pub(crate) async fn redact_path(mut req: Request, next: Next) -> Response {
     let template = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
     if let Some(template) = template
-        && (template.starts_with("/v1/subjects/") || template.starts_with("/v1/tenants/"))
+        && template.contains('{')
         && let Ok(uri) = template.parse::<Uri>()
     {
         *req.uri_mut() = uri;
