@@ -872,9 +872,11 @@ impl SealedCache {
         // The value carries its authenticated expiry and store time, so reads need no `PTTL` and
         // can tell its age (see `stored_value`).
         let stored_at_ms = stored_value::now_ms();
-        let (plain, meta) = match stream {
+        // The prefix and the JSON are sealed as two parts: no buffer is allocated to join them
+        // (the codec joins them in a reused per-thread buffer).
+        let (prefix, meta) = match stream {
             None => (
-                stored_value::encode(&json, ttl, stored_at_ms, self.writer.as_ref()),
+                stored_value::encode_prefix(&json, ttl, stored_at_ms, self.writer.as_ref()),
                 Meta {
                     kind: EntryKind::Json,
                     stored_at_ms: Some(stored_at_ms),
@@ -883,7 +885,13 @@ impl SealedCache {
                 },
             ),
             Some(count) => (
-                stored_value::encode_stream(&json, count, ttl, stored_at_ms, self.writer.as_ref()),
+                stored_value::encode_stream_prefix(
+                    &json,
+                    count,
+                    ttl,
+                    stored_at_ms,
+                    self.writer.as_ref(),
+                ),
                 Meta {
                     kind: EntryKind::EventStream,
                     stored_at_ms: Some(stored_at_ms),
@@ -892,6 +900,7 @@ impl SealedCache {
                 },
             ),
         };
+        let plain: [&[u8]; 2] = [&prefix, &json];
         let sealed = match &self.scope {
             // A tenant's or subject's entry: sealed under its data key (created on first write).
             Some(scope) => {
@@ -925,7 +934,7 @@ impl SealedCache {
                     .keyring
                     .current()
                     .codec
-                    .seal(&ctx, &plain)
+                    .seal_parts(&ctx, &plain)
                     .map_err(Error::Seal)?;
                 inner.observer.seal(sealed.key_id());
                 inner.keyring.sealed(sealed.key_id(), ttl);

@@ -343,8 +343,8 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
         let channel = this.channel.clone();
         if this.is_cluster() {
             match beacons.as_mut() {
-                Some(beacons) => beacons.set_endpoint(endpoint.clone()),
-                None => beacons = Some(Beacons::new(endpoint.clone())),
+                Some(beacons) => beacons.set_endpoint(this.config()),
+                None => beacons = Some(Beacons::new(this.config())),
             }
         } else {
             beacons = None;
@@ -356,11 +356,17 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
         loop {
             if tokio::time::Instant::now() >= next_beat {
                 if !pending.is_empty() {
+                    if let Some(beacons) = beacons.as_mut() {
+                        beacons.forget_unheard(&pending);
+                    }
                     break;
                 }
                 let Some(this) = weak.upgrade() else { return };
                 token = token.wrapping_add(1);
                 let beat = this.heartbeat(token);
+                if let Some(beacons) = beacons.as_mut() {
+                    beacons.set_endpoint(this.config());
+                }
                 drop(this);
                 let sent = tokio::time::timeout(HEARTBEAT_EVERY, async {
                     match beacons.as_mut() {
@@ -447,43 +453,82 @@ impl Drop for Stopped {
 /// failed it over and dropped it from `CLUSTER SLOTS` (a failed replica, or a primary without
 /// slots, is not listed) or it is back.
 struct Beacons {
-    /// The subscription's endpoint: its scheme, credentials and TLS material reach every node.
+    /// The subscription's settings: their scheme, credentials and TLS material reach every node
+    /// (refreshed on every heartbeat, so a rotated password reaches new connections at once).
     endpoint: RedisConfig,
-    /// A connection per node address, made on first use, dropped when a publish on it fails.
+    /// A connection per node address, made on first use; dropped when a connect or publish on
+    /// it fails or runs out of time, when its node's copy of a heartbeat did not come back, when
+    /// the node is no longer listed, and (all of them) when the password changes.
     connections: std::collections::HashMap<(String, u16), redis::aio::MultiplexedConnection>,
+    /// The copies of the last heartbeat, each with the node it was published on.
+    sent: Vec<(Vec<u8>, (String, u16))>,
 }
+
+/// How long a heartbeat's sending may take in all (the node list, the connects it lacks, the
+/// publishes), under [`HEARTBEAT_EVERY`]: a connect or publish that runs out is a failure that
+/// drops its connection, so a connection that hangs (a node gone without closing it, or back on
+/// another address) is made again at the next heartbeat instead of failing every one.
+const SEND_WITHIN: Duration = Duration::from_millis(900);
 
 impl Beacons {
     fn new(endpoint: RedisConfig) -> Self {
-        Self {
-            endpoint,
+        let mut beacons = Self {
+            endpoint: RedisConfig::new(""),
             connections: std::collections::HashMap::new(),
-        }
+            sent: Vec::new(),
+        };
+        beacons.set_endpoint(endpoint);
+        beacons
     }
 
-    /// New node connections take `endpoint`'s settings (the current password); the open ones
-    /// are kept: they were authenticated, and a publish that fails drops its connection.
-    fn set_endpoint(&mut self, endpoint: RedisConfig) {
+    /// New node connections take `endpoint`'s settings; when its password is not the one the
+    /// open connections were made with, they are all dropped (none keeps using a retired one).
+    fn set_endpoint(&mut self, mut endpoint: RedisConfig) {
+        endpoint.cluster_nodes = Vec::new();
+        if endpoint.password != self.endpoint.password
+            || endpoint.username != self.endpoint.username
+        {
+            self.connections.clear();
+        }
         self.endpoint = endpoint;
     }
 
-    /// Publishes `beat` (with a per-node suffix) through every node `publisher`'s node lists;
-    /// the messages to hear back, or `None` when a node could not be asked or published on.
+    /// Drops the connections of the nodes whose copies of the last heartbeat (`unheard`) did not
+    /// come back: the next heartbeat connects to them again.
+    /// When no copy came back, the subscription is the likelier fault: the node connections are
+    /// kept.
+    fn forget_unheard(&mut self, unheard: &[Vec<u8>]) {
+        if unheard.len() >= self.sent.len() {
+            return;
+        }
+        for (message, address) in &self.sent {
+            if unheard.contains(message) {
+                self.connections.remove(address);
+            }
+        }
+    }
+
+    /// Publishes `beat` (with a per-node suffix) through every node `publisher`'s node lists,
+    /// within [`SEND_WITHIN`]; the messages to hear back, or `None` when a node could not be
+    /// asked, connected to or published on in time.
     ///
-    /// The connections it lacks are made all at once, and the publishes go out all at once: one
-    /// after the other, six TLS connections took most of the heartbeat's second on a compose
-    /// cluster (nodes limited to half a CPU), so a re-subscription that also dropped every node
-    /// connection timed out again, and every ~2 s each backend reconnected to every node.
+    /// The connections it lacks are made all at once (each kept as soon as it is made), and the
+    /// publishes go out all at once: one after the other, six TLS connections took most of the
+    /// heartbeat's second on a compose cluster (nodes limited to half a CPU), so a
+    /// re-subscription that also dropped every node connection timed out again, and every ~2 s
+    /// each backend reconnected to every node.
     async fn send(
         &mut self,
         publisher: &mut redis::aio::MultiplexedConnection,
         channel: &str,
         beat: &[u8],
     ) -> Option<Vec<Vec<u8>>> {
-        let reply: redis::Value = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(publisher)
+        let deadline = tokio::time::Instant::now() + SEND_WITHIN;
+        self.sent.clear();
+        let slots = redis::cmd("CLUSTER").arg("SLOTS").clone();
+        let reply: redis::Value = tokio::time::timeout_at(deadline, slots.query_async(publisher))
             .await
+            .ok()?
             .ok()?;
         let (nodes, complete) = crate::backend::parse_slots(&reply);
         if !complete || nodes.is_empty() {
@@ -493,32 +538,48 @@ impl Beacons {
         // A node no longer listed (failed over, removed) is not published on again.
         self.connections
             .retain(|address, _| addresses.contains(address));
-        let missing: Vec<&(String, u16)> = addresses
+        let mut connecting: futures_util::stream::FuturesUnordered<_> = addresses
             .iter()
             .filter(|address| !self.connections.contains_key(*address))
+            .map(|address| {
+                let endpoint = self.endpoint.clone();
+                let address = address.clone();
+                async move {
+                    let made =
+                        tokio::time::timeout_at(deadline, Self::connect(&endpoint, &address))
+                            .await
+                            .ok()
+                            .flatten();
+                    (address, made)
+                }
+            })
             .collect();
-        let made = futures_util::future::join_all(
-            missing
-                .iter()
-                .map(|(host, port)| Self::connect(&self.endpoint, host, *port)),
-        )
-        .await;
-        for (address, connection) in missing.into_iter().zip(made) {
-            self.connections.insert(address.clone(), connection?);
+        let mut connected = true;
+        while let Some((address, made)) = connecting.next().await {
+            match made {
+                Some(connection) => {
+                    self.connections.insert(address, connection);
+                }
+                None => connected = false,
+            }
         }
-        let mut beats = Vec::with_capacity(addresses.len());
+        if !connected {
+            return None;
+        }
         let mut publishes = Vec::with_capacity(addresses.len());
         for (i, address) in addresses.iter().enumerate() {
             let mut message = beat.to_vec();
             message.extend_from_slice(format!(".{i}").as_bytes());
             let mut connection = self.connections.get(address)?.clone();
             let publish = redis::cmd("PUBLISH").arg(channel).arg(&message).clone();
-            beats.push(message);
+            self.sent.push((message, address.clone()));
             publishes.push(async move {
-                publish
-                    .query_async::<redis::Value>(&mut connection)
-                    .await
-                    .is_ok()
+                tokio::time::timeout_at(
+                    deadline,
+                    publish.query_async::<redis::Value>(&mut connection),
+                )
+                .await
+                .is_ok_and(|published| published.is_ok())
             });
         }
         let published = futures_util::future::join_all(publishes).await;
@@ -529,21 +590,20 @@ impl Beacons {
                 all = false;
             }
         }
-        all.then_some(beats)
+        all.then(|| self.sent.iter().map(|(m, _)| m.clone()).collect())
     }
 
     /// A connection to the node `host:port`, with `endpoint`'s settings and timeouts.
     async fn connect(
         endpoint: &RedisConfig,
-        host: &str,
-        port: u16,
+        (host, port): &(String, u16),
     ) -> Option<redis::aio::MultiplexedConnection> {
         let mut config = endpoint.clone();
         let scheme = config.url.split_once("://").map_or("rediss", |(s, _)| s);
         let host = if host.contains(':') {
             format!("[{host}]")
         } else {
-            host.to_owned()
+            host.clone()
         };
         config.url = format!("{scheme}://{host}:{port}");
         let client = client(&config).ok()?;

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use sealcache_codec::{DefaultCipher, Keyring, SealContext, SecretKey, ValueCodec};
 use sealcache_monitor::{CacheObserver, EventSource, SecurityEvent, SecurityEventType};
 
@@ -53,6 +54,9 @@ const RECORD_MAGIC: &[u8; 4] = b"SDK1";
 const ENVELOPE_KEY_ID_AT: usize = 3;
 /// Most tombstones the status counts (a scan of each).
 const STATUS_SCAN_LIMIT: usize = 100_000;
+/// Reads outstanding at once when every data-key record or tombstone is read (retire check,
+/// status): enough to fill a round trip, few enough for the breaker and the in-flight limits.
+const READS_IN_FLIGHT: usize = 32;
 /// Default number of unwrapped data keys held in process.
 pub const DEFAULT_DATA_KEY_CACHE_ENTRIES: usize = 10_000;
 /// Default bytes of unwrapped data keys held in process (weights).
@@ -210,13 +214,13 @@ pub(crate) struct SealedUnder {
     pub(crate) payload_len: usize,
 }
 
-/// Seals `plain` for `redis_key` under `key` (of `scope`).
+/// Seals the concatenation of `plain`'s parts for `redis_key` under `key` (of `scope`).
 pub(crate) fn seal(
     namespace: &str,
     redis_key: &str,
     scope: &DataKeyScope,
     key: &DataKey,
-    plain: &[u8],
+    plain: &[&[u8]],
 ) -> Result<SealedUnder> {
     let mut header = Vec::with_capacity(HEADER_LEN);
     header.push(DATA_KEY_ENVELOPE);
@@ -226,9 +230,10 @@ pub(crate) fn seal(
     let context = value_context(redis_key, &header);
     let sealed = key
         .codec
-        .seal(&SealContext::new(namespace, &context), plain)
+        .seal_parts(&SealContext::new(namespace, &context), plain)
         .map_err(Error::Seal)?;
     let (plain_len, payload_len) = (sealed.plain_len(), sealed.payload_len());
+    header.reserve_exact(sealed.as_bytes().len());
     header.extend_from_slice(sealed.as_bytes());
     Ok(SealedUnder {
         bytes: header,
@@ -771,55 +776,26 @@ impl SealedCache {
             .backend
             .scan_keys(&format!("{namespace}:dk:*"), usize::MAX)
             .await?;
+        // Records are re-wrapped with up to `READS_IN_FLIGHT` outstanding (one after the other,
+        // four round trips each, a large deployment outlasted a rotation stage).
+        // Every record in flight is finished even after one fails (a re-wrap dropped between its
+        // write and its tombstone check could leave an erased key written back), then the first
+        // error is returned.
         let mut rewrapped = 0;
-        for record_key in records {
-            let Some(bytes) = inner.backend.get(&record_key).await? else {
-                continue;
-            };
-            let Some(record) = Record::parse(&bytes) else {
-                continue;
-            };
-            let tombstone = tombstone_key(namespace, &record.id);
-            if inner.backend.get(&tombstone).await?.is_some() {
-                inner
-                    .backend
-                    .unlink(std::slice::from_ref(&record_key))
-                    .await?;
-                continue;
+        let mut failed = None;
+        let mut done = futures_util::stream::iter(records)
+            .map(|record_key| self.rewrap_one(record_key))
+            .buffer_unordered(READS_IN_FLIGHT);
+        while let Some(one) = done.next().await {
+            match one {
+                Ok(one) => rewrapped += u64::from(one),
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
             }
-            let active = inner.keyring.current();
-            if record.wrapping_key_id() == Some(active.primary_key_id) {
-                continue;
-            }
-            let context = record_context(&record_key, &record.id);
-            let Ok(opened) = active
-                .codec
-                .open(&SealContext::new(namespace, &context), record.wrapped)
-            else {
-                continue;
-            };
-            let Ok(material) = <[u8; 32]>::try_from(opened.as_bytes()) else {
-                continue;
-            };
-            let material = zeroize::Zeroizing::new(material);
-            let again = wrap(&active.codec, namespace, &record_key, &record.id, &material)?;
-            if !inner
-                .backend
-                .set_cond(&record_key, &again, SetCond::Present)
-                .await?
-            {
-                continue;
-            }
-            // Erased between the read and the write: the erasure deleted the record and wrote the
-            // tombstone first, so the tombstone is there now and the record written back goes.
-            if inner.backend.get(&tombstone).await?.is_some() {
-                inner
-                    .backend
-                    .unlink(std::slice::from_ref(&record_key))
-                    .await?;
-                continue;
-            }
-            rewrapped += 1;
+        }
+        if let Some(err) = failed {
+            return Err(err);
         }
         if rewrapped > 0 {
             tracing::info!(
@@ -829,6 +805,60 @@ impl SealedCache {
             );
         }
         Ok(rewrapped)
+    }
+
+    /// Re-wraps the record at `record_key` under the primary key (`true`), or leaves it (`false`:
+    /// gone, unreadable, already under the primary, or erased: an erased record is deleted).
+    async fn rewrap_one(&self, record_key: String) -> Result<bool> {
+        let inner = &self.inner;
+        let namespace = inner.keys.namespace();
+        let Some(bytes) = inner.backend.get(&record_key).await? else {
+            return Ok(false);
+        };
+        let Some(record) = Record::parse(&bytes) else {
+            return Ok(false);
+        };
+        let tombstone = tombstone_key(namespace, &record.id);
+        if inner.backend.get(&tombstone).await?.is_some() {
+            inner
+                .backend
+                .unlink(std::slice::from_ref(&record_key))
+                .await?;
+            return Ok(false);
+        }
+        let active = inner.keyring.current();
+        if record.wrapping_key_id() == Some(active.primary_key_id) {
+            return Ok(false);
+        }
+        let context = record_context(&record_key, &record.id);
+        let Ok(opened) = active
+            .codec
+            .open(&SealContext::new(namespace, &context), record.wrapped)
+        else {
+            return Ok(false);
+        };
+        let Ok(material) = <[u8; 32]>::try_from(opened.as_bytes()) else {
+            return Ok(false);
+        };
+        let material = zeroize::Zeroizing::new(material);
+        let again = wrap(&active.codec, namespace, &record_key, &record.id, &material)?;
+        if !inner
+            .backend
+            .set_cond(&record_key, &again, SetCond::Present)
+            .await?
+        {
+            return Ok(false);
+        }
+        // Erased between the read and the write: the erasure deleted the record and wrote the
+        // tombstone first, so the tombstone is there now and the record written back goes.
+        if inner.backend.get(&tombstone).await?.is_some() {
+            inner
+                .backend
+                .unlink(std::slice::from_ref(&record_key))
+                .await?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Before a keyring that drops key ids is applied (a `retire`): re-wraps under the running
@@ -869,35 +899,54 @@ impl SealedCache {
             .scan_keys(&format!("{namespace}:dk:*"), usize::MAX)
             .await
             .map_err(|_| unchecked())?;
+        // Each record is read (and, when it is wrapped under a dropped key, its tombstone) with
+        // up to `READS_IN_FLIGHT` reads outstanding: one after the other, tens of thousands of
+        // subjects on a distant Redis outlasted the rotation stage's confirmation.
+        let verdicts: Vec<std::result::Result<Option<u32>, ()>> =
+            futures_util::stream::iter(records)
+                .map(|record_key| {
+                    let dropped = &dropped;
+                    let active = &active;
+                    async move {
+                        let bytes = match inner.backend.get(&record_key).await {
+                            Ok(Some(bytes)) => bytes,
+                            Ok(None) => return Ok(None),
+                            Err(_) => return Err(()),
+                        };
+                        let Some(record) = Record::parse(&bytes) else {
+                            return Ok(None);
+                        };
+                        let Some(id) = record.wrapping_key_id().filter(|id| dropped.contains(id))
+                        else {
+                            return Ok(None);
+                        };
+                        // Only a record the re-wrap could have kept (one that opens to a 256-bit
+                        // key) holds the retire up; an erased one (tombstone) is deleted by the
+                        // next re-wrap anyway.
+                        let context = record_context(&record_key, &record.id);
+                        let usable = active
+                            .codec
+                            .open(&SealContext::new(namespace, &context), record.wrapped)
+                            .is_ok_and(|opened| opened.as_bytes().len() == 32);
+                        let erased = matches!(
+                            inner
+                                .backend
+                                .get(&tombstone_key(namespace, &record.id))
+                                .await,
+                            Ok(Some(_))
+                        );
+                        Ok((usable && !erased).then_some(id))
+                    }
+                })
+                .buffer_unordered(READS_IN_FLIGHT)
+                .collect()
+                .await;
         let mut left: HashMap<u32, u64> = HashMap::new();
-        for record_key in records {
-            let bytes = match inner.backend.get(&record_key).await {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => continue,
-                Err(_) => return Err(unchecked()),
-            };
-            let Some(record) = Record::parse(&bytes) else {
-                continue;
-            };
-            let Some(id) = record.wrapping_key_id().filter(|id| dropped.contains(id)) else {
-                continue;
-            };
-            // Only a record the re-wrap could have kept (one that opens to a 256-bit key) holds
-            // the retire up; an erased one (tombstone) is deleted by the next re-wrap anyway.
-            let context = record_context(&record_key, &record.id);
-            let usable = active
-                .codec
-                .open(&SealContext::new(namespace, &context), record.wrapped)
-                .is_ok_and(|opened| opened.as_bytes().len() == 32);
-            let erased = matches!(
-                inner
-                    .backend
-                    .get(&tombstone_key(namespace, &record.id))
-                    .await,
-                Ok(Some(_))
-            );
-            if usable && !erased {
-                *left.entry(id).or_default() += 1;
+        for verdict in verdicts {
+            match verdict {
+                Ok(Some(id)) => *left.entry(id).or_default() += 1,
+                Ok(None) => {}
+                Err(()) => return Err(unchecked()),
             }
         }
         match left.into_iter().min() {
@@ -920,11 +969,13 @@ impl SealedCache {
             .await
             .ok()?;
         let active = inner.keyring.current();
+        let values: Vec<Option<Vec<u8>>> = futures_util::stream::iter(tombstones)
+            .map(|key| async move { inner.backend.get(&key).await.ok().flatten() })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .collect()
+            .await;
         let mut pending = 0;
-        for key in tombstones {
-            let Ok(Some(value)) = inner.backend.get(&key).await else {
-                continue;
-            };
+        for value in values.into_iter().flatten() {
             let wrapping: Option<u32> = std::str::from_utf8(&value)
                 .ok()
                 .and_then(|t| t.split(' ').next())
@@ -983,7 +1034,7 @@ mod tests {
             codec: data_key_codec([9; 32], &codec),
         };
         let ann = scope(Some([1; 16]));
-        let sealed = seal("ns", "ns:v3:qa:00", &ann, &key, b"answer").unwrap();
+        let sealed = seal("ns", "ns:v3:qa:00", &ann, &key, &[&b"ans"[..], &b"wer"[..]]).unwrap();
         let parts = split(&sealed.bytes).unwrap();
         assert_eq!(parts.scope, ann);
         assert_eq!(parts.id, key.id);

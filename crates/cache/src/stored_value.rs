@@ -99,6 +99,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The longest writer section: the mark, the length and every byte as four digits.
+    const MAX_SECTION: usize = WRITER_MARK.len() + 4 * (1 + MAX_WRITER_LEN);
+
     /// `id` as a writer (`None` unless 1-64 characters of `a-z`, `0-9`, `_` or `-`).
     pub(crate) fn new(id: &str) -> Option<Self> {
         let valid = (1..=MAX_WRITER_LEN).contains(&id.len())
@@ -228,13 +231,27 @@ fn expiry(stored_at: u64, ttl: Duration) -> u64 {
 }
 
 /// The plaintext to seal for `json` living `ttl` from `stored_at_ms`.
+#[cfg(test)]
 pub(crate) fn encode(
     json: &[u8],
     ttl: Duration,
     stored_at_ms: u64,
     writer: Option<&Writer>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(V2_PREFIX_LEN + json.len());
+    let mut out = encode_prefix(json, ttl, stored_at_ms, writer);
+    out.extend_from_slice(json);
+    out
+}
+
+/// What `encode` (tests) puts in front of `json`: the store path seals it and `json` as two parts,
+/// without joining them (the codec's `seal_parts`).
+pub(crate) fn encode_prefix(
+    json: &[u8],
+    ttl: Duration,
+    stored_at_ms: u64,
+    writer: Option<&Writer>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(V2_PREFIX_LEN + Writer::MAX_SECTION);
     out.push(JSON_MARKER);
     out.extend_from_slice(&expiry(stored_at_ms, ttl).to_be_bytes());
     out.extend_from_slice(STORED_AT_MARK);
@@ -243,11 +260,11 @@ pub(crate) fn encode(
         out.push(WHITESPACE_DIGITS[digit as usize]);
     }
     encode_writer(&mut out, writer, json);
-    out.extend_from_slice(json);
     out
 }
 
 /// The plaintext to seal for a stream of `count` events, `events_json` being their JSON array.
+#[cfg(test)]
 pub(crate) fn encode_stream(
     events_json: &[u8],
     count: u32,
@@ -255,13 +272,25 @@ pub(crate) fn encode_stream(
     stored_at_ms: u64,
     writer: Option<&Writer>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(STREAM_PREFIX_LEN + events_json.len());
+    let mut out = encode_stream_prefix(events_json, count, ttl, stored_at_ms, writer);
+    out.extend_from_slice(events_json);
+    out
+}
+
+/// What `encode_stream` (tests) puts in front of `events_json` (sealed as a separate part).
+pub(crate) fn encode_stream_prefix(
+    events_json: &[u8],
+    count: u32,
+    ttl: Duration,
+    stored_at_ms: u64,
+    writer: Option<&Writer>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STREAM_PREFIX_LEN + Writer::MAX_SECTION);
     out.push(STREAM_MARKER);
     out.extend_from_slice(&expiry(stored_at_ms, ttl).to_be_bytes());
     out.extend_from_slice(&stored_at_ms.to_be_bytes());
     out.extend_from_slice(&count.to_be_bytes());
     encode_writer(&mut out, writer, events_json);
-    out.extend_from_slice(events_json);
     out
 }
 

@@ -17,6 +17,11 @@
 //!
 //! `SEALCACHE_BENCH_DATA_KEY_ONLY=1` runs only what a tenant's or subject's data key adds to an
 //! L1-miss `get` (paired against a shared entry, which has none).
+//!
+//! Then stream replay (`SEALCACHE_BENCH_STREAM_ONLY=1` runs only this table): a streamed answer
+//! built from each large corpus document as OpenAI chat-completion chunks (a delta of about 16
+//! bytes per event, as models stream), stored once, then replayed as SSE bytes from Redis (L1 off)
+//! and from L1, and as an event stream; MB/s of SSE output.
 
 // A benchmark program reports what it measured.
 #![allow(
@@ -30,7 +35,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sealcache::{AiRequest, AiResponseCache, CacheBuilder, CacheOptions, RedisConfig};
+use futures_util::StreamExt as _;
+use sealcache::{AiRequest, AiResponseCache, CacheBuilder, CacheOptions, RedisConfig, SseEvent};
 use sealcache_codec::Keyring;
 use sealcache_env_detect::{EnvironmentDetector, FeatureContext, MapSource};
 use sealcache_testkit::{RedisOptions, RedisServer};
@@ -234,6 +240,106 @@ async fn print_lease_overhead(server: &RedisServer, keyring: &Keyring) {
         us(leases[0].1) - us(leases[1].1),
         us(leases[3].1) - us(leases[2].1)
     );
+}
+
+/// The events OpenAI's chat completions would stream for `doc`'s text: one chunk per ~16 bytes
+/// of content (cut on character boundaries), then the final chunk with usage and `[DONE]`.
+fn openai_chunks(doc: &serde_json::Value) -> Vec<SseEvent> {
+    let text = serde_json::to_string(doc).unwrap();
+    let mut events = Vec::new();
+    let mut piece = String::new();
+    for c in text.chars() {
+        piece.push(c);
+        if piece.len() >= 16 {
+            events.push(chunk(&piece));
+            piece.clear();
+        }
+    }
+    if !piece.is_empty() {
+        events.push(chunk(&piece));
+    }
+    events.push(SseEvent::new(
+        serde_json::json!({
+            "id": "chatcmpl-bench", "object": "chat.completion.chunk", "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 512, "completion_tokens": events.len(), "total_tokens": 512 + events.len()}
+        })
+        .to_string(),
+    ));
+    events.push(SseEvent::new("[DONE]"));
+    events
+}
+
+fn chunk(content: &str) -> SseEvent {
+    SseEvent::new(
+        serde_json::json!({
+            "id": "chatcmpl-bench", "object": "chat.completion.chunk", "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]
+        })
+        .to_string(),
+    )
+}
+
+/// Stream replay throughput (issue 26): MB/s of SSE output, from Redis and from L1.
+async fn print_stream_replay(server: &RedisServer, keyring: &Keyring) {
+    let streams: Vec<Vec<SseEvent>> = corpus("large").iter().map(openai_chunks).collect();
+    let writer = cache(server, 0, keyring);
+    let from_l1 = cache(server, 100_000, keyring);
+    let requests: Vec<AiRequest> = (0..streams.len())
+        .map(|i| AiRequest::new("chat", format!("stream {i}")).model("gpt-4o"))
+        .collect();
+    let mut sse_bytes = 0usize;
+    let mut events = 0usize;
+    for (request, stream) in requests.iter().zip(&streams) {
+        writer.set_events(request, stream, None).await.unwrap();
+        sse_bytes += sealcache::render_sse(stream).len();
+        events += stream.len();
+    }
+    // Fill L1.
+    for request in &requests {
+        assert!(from_l1.get(request).await.unwrap().is_some());
+    }
+    println!(
+        "\n| stream replay ({} streams, {} events, {:.0} KiB of SSE each on average) | MB/s | streams/s |",
+        streams.len(),
+        events,
+        sse_bytes as f64 / streams.len() as f64 / 1024.0
+    );
+    println!("|---|---|---|");
+    let rounds = 20;
+    for (name, reader, as_events) in [
+        ("SSE bytes from Redis (L1 off)", &writer, false),
+        ("SSE bytes from L1", &from_l1, false),
+        ("event stream from Redis (L1 off)", &writer, true),
+    ] {
+        let started = Instant::now();
+        let mut out = 0usize;
+        for _ in 0..rounds {
+            for request in &requests {
+                if as_events {
+                    let replayed: Vec<SseEvent> = reader
+                        .get_stream(request)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .collect()
+                        .await;
+                    out += replayed.len();
+                } else {
+                    let hit = reader.get(request).await.unwrap().unwrap();
+                    out += hit.sse_bytes().unwrap().len();
+                }
+            }
+        }
+        let took = started.elapsed().as_secs_f64();
+        let expected = if as_events { events } else { sse_bytes } * rounds;
+        assert_eq!(out, expected, "{name}: everything replayed");
+        println!(
+            "| {name} | {:.0} | {:.0} |",
+            (sse_bytes * rounds) as f64 / took / 1e6,
+            (requests.len() * rounds) as f64 / took
+        );
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -515,6 +621,11 @@ async fn run() {
         print_lease_overhead(&server, &keyring).await;
         return;
     }
+    // `SEALCACHE_BENCH_STREAM_ONLY=1`: only the stream replay table.
+    if std::env::var_os("SEALCACHE_BENCH_STREAM_ONLY").is_some() {
+        print_stream_replay(&server, &keyring).await;
+        return;
+    }
     // `SEALCACHE_BENCH_DATA_KEY_ONLY=1`: only the data-key overhead table.
     if std::env::var_os("SEALCACHE_BENCH_DATA_KEY_ONLY").is_some() {
         print_data_key_overhead(&server, &keyring).await;
@@ -733,6 +844,7 @@ async fn run() {
     }
 
     print_lease_overhead(&server, &keyring).await;
+    print_stream_replay(&server, &keyring).await;
 
     // The fair baseline, over plain TCP and over TLS.
     let plain = client.get_multiplexed_async_connection().await.unwrap();

@@ -274,6 +274,35 @@ fn scopes_are_enforced_and_sighup_reloads_the_keys_file_without_a_restart() {
     remove_key(&keys_file, "late");
     hup(&server);
     api.until_lookup(&late, 401);
+
+    // A file its group or others could write (anyone who can write it can grant any scope):
+    // refused on reload like a bad one, the running keys keep serving.
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&keys_file, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(0o620);
+    hup(&server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.status(&legacy)["api_keys"]["reloads_refused"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the group-writable file was applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(api.lookup(&writer, "reload probe").0, 200);
+    mode(0o600);
+    // A file that is gone revokes every scoped key (the operator deleted it); the legacy keys
+    // stay. The old code kept serving the deleted file's keys.
+    let weak_before = api.events(&legacy, "config_weak");
+    std::fs::remove_file(&keys_file).unwrap();
+    hup(&server);
+    api.until_lookup(&writer, 401);
+    assert_eq!(api.lookup(&operator, "reload probe").0, 401);
+    assert_eq!(api.lookup(&legacy, "reload probe").0, 200);
+    assert_eq!(api.status(&legacy)["api_keys"]["scoped_keys"], 0);
+    assert_eq!(api.events(&legacy, "config_weak"), weak_before + 1);
     assert!(server.child.id() > 0, "one process throughout");
 
     // The log: the refusal names line and field; no key and no digest anywhere; denials name
@@ -318,6 +347,30 @@ fn a_bad_keys_file_refuses_to_start_naming_line_and_field_never_the_key() {
         "{stderr}"
     );
     assert!(!stderr.contains(&key), "the key in the error");
+    // A file others can write refuses to start, whatever it holds.
+    std::fs::write(&keys_file, &text).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&keys_file, std::fs::Permissions::from_mode(0o602)).unwrap();
+    }
+    // Bounded: a server that wrongly starts is killed (and fails the test) instead of hanging it.
+    let output = Command::new("timeout")
+        .arg("20")
+        .arg(common::server_binary())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars_with_keys(&stack, &keys_file))
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "a world-writable keys file must refuse to start"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("written by its group or others"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // A missing file refuses too.
     std::fs::remove_file(&keys_file).unwrap();
     let output = Command::new(common::server_binary())

@@ -10,6 +10,9 @@ use sealcache_monitor::{CacheObserver, EventSource, Outcome, SecurityEvent, Secu
 
 use crate::auth::{AmbiguousKey, ApiKeys};
 
+/// How long a reload waits for a keys file that is gone to come back before revoking its keys.
+const GONE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why the keys file was not applied.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -70,9 +73,10 @@ fn apply(keys: &ApiKeys, path: Option<&Path>, file: &ApiKeysFile) -> Result<(), 
 }
 
 /// Reloads the keys file at `path` into `keys` (a reload signal): applied whole, or not at all.
-/// A file that cannot be read or is invalid keeps the running keys, is logged as a warning,
-/// counted as a `config_weak` security event and in the status (`api_keys.reloads_refused`).
-/// No path any more (the setting was removed): the scoped keys are dropped.
+/// A file that cannot be read, is writable by group or others, or is invalid keeps the running
+/// keys, is logged as a warning, counted as a `config_weak` security event and in the status
+/// (`api_keys.reloads_refused`). A file that is gone, and still gone a second later, revokes
+/// every scoped key (logged, counted as `config_weak`). No path any more (the setting was removed): the scoped keys are dropped.
 ///
 /// # Errors
 /// [`KeysLoadError`] when the running keys were kept.
@@ -81,15 +85,63 @@ pub async fn reload(
     path: Option<PathBuf>,
     observer: &Arc<dyn CacheObserver>,
 ) -> Result<(), KeysLoadError> {
-    let loaded = match path.clone() {
-        None => Ok(ApiKeysFile::default()),
-        Some(p) => match tokio::task::spawn_blocking(move || read(&p)).await {
-            Ok(loaded) => loaded,
+    let read_now = |p: PathBuf| async move {
+        match tokio::task::spawn_blocking(move || read(&p)).await {
+            Ok(loaded) => Some(loaded),
             Err(e) => {
                 tracing::error!(error = %e, "the API keys file reader stopped");
-                return Ok(());
+                None
             }
-        },
+        }
+    };
+    let gone = |loaded: &Result<ApiKeysFile, KeysLoadError>| {
+        matches!(loaded, Err(KeysLoadError::File {
+            source: KeysFileError::Io { source: io, .. },
+            ..
+        }) if io.kind() == std::io::ErrorKind::NotFound)
+    };
+    let loaded = match path.clone() {
+        None => Ok(ApiKeysFile::default()),
+        Some(p) => {
+            let Some(mut loaded) = read_now(p.clone()).await else {
+                return Ok(());
+            };
+            // An editor or tool that moves the old file away before writing the new one leaves
+            // a moment without it: read again a second later before revoking anything.
+            if gone(&loaded) {
+                tokio::time::sleep(GONE_GRACE).await;
+                let Some(again) = read_now(p).await else {
+                    return Ok(());
+                };
+                loaded = again;
+            }
+            loaded
+        }
+    };
+    // A file that is gone authorizes nothing: its scoped keys are revoked (an operator who
+    // deletes the file means it), logged and counted; an unreadable or invalid one keeps them.
+    let loaded = match loaded {
+        Err(KeysLoadError::File {
+            path: gone,
+            source: KeysFileError::Io { source: io, .. },
+        }) if io.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                target: "sealcache::security",
+                path = %gone.display(),
+                "API keys file is gone: every scoped key is revoked (the legacy keys stay)"
+            );
+            observer.security_event(
+                SecurityEvent::new(SecurityEventType::ConfigWeak)
+                    .source(EventSource::Configuration)
+                    .outcome(Outcome::Blocked)
+                    .detail(format!(
+                        "API keys file {} is gone: every scoped key is revoked",
+                        gone.display()
+                    )),
+            );
+            Ok(ApiKeysFile::default())
+        }
+        other => other,
     };
     let outcome = loaded.and_then(|file| apply(keys, path.as_deref(), &file));
     match &outcome {

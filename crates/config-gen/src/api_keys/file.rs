@@ -76,6 +76,15 @@ pub enum KeysFileError {
     /// The OS random generator failed.
     #[error("operating system randomness unavailable")]
     Randomness,
+    /// The file can be written by its group or by everyone: whoever can write it can give
+    /// themselves any scope of any tenant.
+    #[error("{} can be written by its group or others (mode {mode:04o}): `chmod go-w` it", path.display())]
+    WritableByOthers {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// One key of the file.
@@ -313,16 +322,30 @@ pub fn parse(text: &str) -> Result<ApiKeysFile, KeysFileError> {
     Ok(ApiKeysFile { entries })
 }
 
-/// Reads and validates the keys file at `path`.
+/// Reads and validates the keys file at `path`: it must not be writable by its group or others
+/// (checked on the file read, after symbolic links, as a Kubernetes Secret volume links it).
 ///
 /// # Errors
-/// [`KeysFileError::Io`] when it cannot be read, else as [`parse`].
+/// [`KeysFileError::Io`] when it cannot be read, [`KeysFileError::WritableByOthers`], else as
+/// [`parse`].
 pub fn load(path: &Path) -> Result<ApiKeysFile, KeysFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeysFileError::Io {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let unreadable = |source| KeysFileError::Io {
         action: "cannot read",
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(KeysFileError::WritableByOthers {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(unreadable)?;
     parse(&text)
 }
 

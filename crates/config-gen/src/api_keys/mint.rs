@@ -58,6 +58,27 @@ fn current(path: &Path) -> Result<String, KeysFileError> {
     }
 }
 
+/// Gives the new file (`new`, mode 0600) the owner, group and mode of the keys file at `path`, if
+/// there is one, less write access for group and others: a backend that reads the file as its
+/// own user (a container's uid 999, a group) still reads it after the rename. A file that cannot
+/// be given them is refused before anything is written (the keys file stays as it was).
+fn keep_owner_and_mode(path: &Path, new: &std::fs::File) -> Result<(), KeysFileError> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let old = match std::fs::metadata(path) {
+        Ok(old) => old,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("cannot read", path)(e)),
+    };
+    let ours = new.metadata().map_err(io("cannot read", path))?;
+    if (ours.uid(), ours.gid()) != (old.uid(), old.gid()) {
+        std::os::unix::fs::fchown(new, Some(old.uid()), Some(old.gid()))
+            .map_err(io("cannot give the new file the owner and group of", path))?;
+    }
+    let mode = old.permissions().mode() & 0o0755;
+    new.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io("cannot give the new file the mode of", path))
+}
+
 /// Checks that `id` could be minted into the keys file at `path` (the file, if any, is valid and
 /// does not hold `id`), changing nothing: the `--dry-run` of [`mint`].
 ///
@@ -87,8 +108,9 @@ impl Drop for Lock {
 
 /// Mints a key for `tenant` with `scopes` under the id `id`: 256 bits from the OS CSPRNG, written
 /// as [`KEY_PREFIX`] and 64 hex digits. Its `[[key]]` table (the SHA-256 only) is appended to the
-/// keys file at `path` (created if missing), atomically (a new file, mode 0600, renamed over the
-/// old one). A running server takes it on `SIGHUP`.
+/// keys file at `path` (created with mode 0600 if missing), atomically (a new file with the old
+/// one's owner, group and mode less group and other write, renamed over it). A running server
+/// takes it on `SIGHUP`.
 ///
 /// # Errors
 /// [`KeysFileError::IdTaken`] when `id` is in the file, the file's own validation error when it
@@ -132,6 +154,7 @@ pub fn mint(
         path: tmp,
         renamed: false,
     };
+    keep_owner_and_mode(path, &file)?;
     let mut text = current(path)?;
     if parse(&text)?.get(id.as_str()).is_some() {
         return Err(KeysFileError::IdTaken { id: id.to_string() });
@@ -227,6 +250,37 @@ mod tests {
         ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn mint_keeps_the_files_owner_and_mode_less_write_for_others() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let tenant = Tenant::new("acme").unwrap();
+        mint(&path, &KeyId::new("a").unwrap(), &tenant, Scopes::all()).unwrap();
+        // A backend reading the file through its group (0640), as root set it up.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let root = std::fs::metadata(&path).unwrap().uid() == 0;
+        if root {
+            std::os::unix::fs::chown(&path, Some(999), Some(998)).unwrap();
+        }
+        mint(&path, &KeyId::new("b").unwrap(), &tenant, Scopes::all()).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        if root {
+            assert_eq!((meta.uid(), meta.gid()), (999, 998), "owner and group kept");
+        }
+        // A file others could write is not kept so: its next mint drops their write access.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(
+            load(&path),
+            Err(KeysFileError::WritableByOthers { mode: 0o666, .. })
+        ));
+        mint(&path, &KeyId::new("c").unwrap(), &tenant, Scopes::all()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(load(&path).unwrap().entries().len(), 3);
     }
 
     #[test]

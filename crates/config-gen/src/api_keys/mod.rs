@@ -12,7 +12,8 @@
 //!
 //! * [`parse`] and [`load`] read and validate a file ([`ApiKeysFile`]): unique ids and digests,
 //!   64-hex digests, known scopes, valid names; each error names the line and field, never a value.
-//! * [`mint`] makes a random 256-bit key, appends its digest atomically (mode 0600) and returns the
+//!   [`load`] also refuses a file its group or others can write.
+//! * [`mint`] makes a random 256-bit key, appends its digest atomically (0600, or the file's own owner and mode) and returns the
 //!   key once ([`MintedKey`]); the operator binary's `sealcache api-key` and `cargo xtask api-key`
 //!   both call it.
 //! * [`Digest::of`] and [`Digest::ct_eq`] are how a server recognises a presented key.
