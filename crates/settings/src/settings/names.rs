@@ -251,33 +251,13 @@ fn nearest(name: &str) -> Option<&'static str> {
     best.map(|(_, canonical)| canonical)
 }
 
-/// Optimal string alignment distance (Levenshtein plus adjacent transpositions) over bytes;
-/// variable names are ASCII.
+/// Optimal string alignment distance (Levenshtein plus adjacent transpositions; `strsim`), capped
+/// at `MAX_EDITS + 1` without computing it when the lengths already differ by more.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len().abs_diff(b.len()) > MAX_EDITS {
         return MAX_EDITS + 1;
     }
-    // Three rolling rows: i-2, i-1, i.
-    let mut before: Vec<usize> = vec![0; b.len() + 1];
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current: Vec<usize> = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        current[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (previous[j] + 1)
-                .min(current[j - 1] + 1)
-                .min(previous[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(before[j - 2] + 1);
-            }
-            current[j] = best;
-        }
-        std::mem::swap(&mut before, &mut previous);
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
+    strsim::osa_distance(a, b)
 }
 
 #[cfg(test)]
