@@ -23,6 +23,8 @@ pub(crate) const PROJECT: &str = "sealcache";
 pub(crate) const DEFAULT_PORT: u16 = 8080;
 /// The containers' user (and group).
 pub(crate) const UID: &str = "999";
+/// [`UID`] as a number.
+const UID_NUMBER: u32 = 999;
 
 fn parse_env(s: &str) -> Result<Environment, String> {
     s.parse()
@@ -197,18 +199,29 @@ fn hand_secrets_to_containers(dir: &Path) -> anyhow::Result<()> {
     chown_to_containers(dir, &[layout::SECRETS_DIR])
 }
 
-/// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs`.
+/// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs` (symbolic links
+/// themselves, never what they point to).
 pub(crate) fn chown_to_containers(dir: &Path, subs: &[&str]) -> anyhow::Result<()> {
-    for sub in subs {
-        let path = dir.join(sub);
-        let status = std::process::Command::new("chown")
-            .args(["-R", &format!("{UID}:{UID}")])
-            .arg(&path)
-            .status()
-            .context("cannot run chown")?;
-        if !status.success() {
-            bail!("chown -R {UID}:{UID} {} failed", path.display());
+    fn chown_tree(path: &Path) -> anyhow::Result<()> {
+        let owner = Some(rustix::fs::Uid::from_raw(UID_NUMBER));
+        let group = Some(rustix::fs::Gid::from_raw(UID_NUMBER));
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            owner,
+            group,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .with_context(|| format!("chown {UID}:{UID} {}", path.display()))?;
+        if std::fs::symlink_metadata(path)?.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                chown_tree(&entry?.path())?;
+            }
         }
+        Ok(())
+    }
+    for sub in subs {
+        chown_tree(&dir.join(sub))?;
     }
     Ok(())
 }

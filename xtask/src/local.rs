@@ -193,11 +193,24 @@ pub(crate) fn terminate(pid: u32, program: &str) -> anyhow::Result<bool> {
     if !cmdline(pid).contains(program) {
         return Ok(false);
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .with_context(|| format!("cannot run kill -TERM {pid} ({program})"))?;
-    Ok(status.success())
+    match signal(pid, rustix::process::Signal::TERM) {
+        Ok(()) => Ok(true),
+        // Gone in the meantime: nothing left to stop.
+        Err(e) if e.downcast_ref::<rustix::io::Errno>() == Some(&rustix::io::Errno::SRCH) => {
+            Ok(false)
+        }
+        Err(e) => Err(e.context(format!("cannot stop {program} (pid {pid})"))),
+    }
+}
+
+/// Sends `sig` to process `pid`.
+pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<()> {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .with_context(|| format!("{pid} is not a process id"))?;
+    rustix::process::kill_process(target, sig)?;
+    Ok(())
 }
 
 /// Starts Redis and the server; returns the API port.

@@ -362,10 +362,11 @@ pub(crate) fn crash_and_restart(container: &str, port: u16, key: &str) -> Check 
             .split_whitespace()
             .next()
             .map_or(init.to_string(), str::to_owned);
-        let status = std::process::Command::new("kill")
-            .args(["-KILL", &server])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -KILL {server} failed");
+        let server: u32 = server
+            .parse()
+            .map_err(|_| anyhow::anyhow!("docker top named {server:?} as the server"))?;
+        crate::local::signal(server, rustix::process::Signal::KILL)
+            .map_err(|e| e.context(format!("kill -KILL {server}")))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
         loop {
             std::thread::sleep(std::time::Duration::from_secs(1));

@@ -181,11 +181,8 @@ pub(crate) fn refused_with_redis_down(dir: &Path) -> Check {
         else {
             anyhow::bail!("the local stack does not run whole");
         };
-        let status = std::process::Command::new("kill")
-            .args(["-KILL", &pids.redis.to_string()])
-            .status()
-            .context("cannot run kill")?;
-        ensure!(status.success(), "kill -KILL {} failed", pids.redis);
+        crate::local::signal(pids.redis, rustix::process::Signal::KILL)
+            .with_context(|| format!("kill -KILL {}", pids.redis))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while crate::local::cmdline(pids.redis).contains("redis-server")
             && Instant::now() < deadline

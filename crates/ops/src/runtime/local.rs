@@ -2,11 +2,10 @@
 //! processes that use a deployment directory, and signals to their servers.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sealcache_config_gen::{SecretString, cluster_dir};
 
-use crate::error::{OpsError, Result, StepExt as _};
+use crate::error::{OpsError, Result};
 
 /// The single-node local stack's state directory under the deployment directory.
 pub const LOCAL_STATE_DIR: &str = "local";
@@ -138,8 +137,8 @@ pub fn local_cluster_running(dir: &Path) -> Option<LocalCluster> {
 /// runs it.
 ///
 /// # Errors
-/// [`OpsError::Unhealthy`] when the pid runs another program; [`OpsError::Command`] when `kill`
-/// fails.
+/// [`OpsError::Unhealthy`] when the pid runs another program; [`OpsError::Command`] when the
+/// signal is not `HUP`, `USR1` or `TERM`, or cannot be sent.
 pub fn signal_server(pid: u32, signal: &str) -> Result<()> {
     if !cmdline(pid).contains("sealcache-server") {
         return Err(OpsError::Unhealthy {
@@ -147,17 +146,21 @@ pub fn signal_server(pid: u32, signal: &str) -> Result<()> {
             detail: "no longer runs sealcache-server".to_owned(),
         });
     }
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .step(|| format!("cannot run kill -{signal} {pid}"))?;
-    if !status.success() {
-        return Err(OpsError::Command {
-            program: format!("kill -{signal} {pid}"),
-            detail: format!("failed ({status})"),
-        });
-    }
-    Ok(())
+    let failed = |detail: String| OpsError::Command {
+        program: format!("kill -{signal} {pid}"),
+        detail,
+    };
+    let sig = match signal {
+        "HUP" => rustix::process::Signal::HUP,
+        "USR1" => rustix::process::Signal::USR1,
+        "TERM" => rustix::process::Signal::TERM,
+        _ => return Err(failed("not a signal a backend takes".to_owned())),
+    };
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| failed("not a process id".to_owned()))?;
+    rustix::process::kill_process(target, sig).map_err(|e| failed(format!("failed ({e})")))
 }
 
 /// Sets `masterauth` in the local cluster nodes' configuration files (made from `cluster.conf`
