@@ -21,7 +21,7 @@ pub fn status(dir: &Path, port: u16) -> Result<(serde_json::Value, Option<Rotati
     let key_path = dir.join(layout::API_KEY);
     let key = std::fs::read_to_string(&key_path).map_err(io("read the API key", &key_path))?;
     let target = format!("the backend on 127.0.0.1:{port}");
-    let (code, body) = crate::runtime::http::request(
+    let (code, body) = crate::runtime::request(
         port,
         "GET",
         "/internal/cache/security-status",

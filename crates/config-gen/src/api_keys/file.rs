@@ -85,7 +85,25 @@ pub enum KeysFileError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The path names something other than a regular file (a directory, a FIFO, a device), or,
+    /// when minting, a symbolic link that leads nowhere.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is larger than any keys file ([`MAX_FILE_BYTES`]).
+    #[error("{} is larger than {limit} bytes", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
 }
+
+/// The largest keys file read: 4 MiB, some 25,000 keys.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// One key of the file.
 #[derive(Debug, Clone)]
@@ -322,31 +340,62 @@ pub fn parse(text: &str) -> Result<ApiKeysFile, KeysFileError> {
     Ok(ApiKeysFile { entries })
 }
 
-/// Reads and validates the keys file at `path`: it must not be writable by its group or others
-/// (checked on the file read, after symbolic links, as a Kubernetes Secret volume links it).
+/// Reads and validates the keys file at `path`: a regular file (after symbolic links, as a
+/// Kubernetes Secret volume links it) of at most [`MAX_FILE_BYTES`], not writable by its group or
+/// others. It is opened without blocking, so a FIFO put at the path is refused instead of
+/// stalling the reader.
 ///
 /// # Errors
-/// [`KeysFileError::Io`] when it cannot be read, [`KeysFileError::WritableByOthers`], else as
-/// [`parse`].
+/// [`KeysFileError::Io`] when it cannot be read, [`KeysFileError::NotAFile`],
+/// [`KeysFileError::TooLarge`], [`KeysFileError::WritableByOthers`], else as [`parse`].
 pub fn load(path: &Path) -> Result<ApiKeysFile, KeysFileError> {
+    parse(&read_checked(path, true)?)
+}
+
+/// The text of the keys file at `path`, with [`load`]'s checks (the mode's only when
+/// `refuse_writable`: minting rewrites such a file without that access).
+pub(super) fn read_checked(path: &Path, refuse_writable: bool) -> Result<String, KeysFileError> {
     use std::io::Read as _;
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let unreadable = |source| KeysFileError::Io {
         action: "cannot read",
         path: path.to_owned(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
-    let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o7777;
-    if mode & 0o022 != 0 {
+    let nonblocking = i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
+        .map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(KeysFileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if refuse_writable && mode & 0o022 != 0 {
         return Err(KeysFileError::WritableByOthers {
             path: path.to_owned(),
             mode,
         });
     }
+    let too_large = || KeysFileError::TooLarge {
+        path: path.to_owned(),
+        limit: MAX_FILE_BYTES,
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
     let mut text = String::new();
-    file.read_to_string(&mut text).map_err(unreadable)?;
-    parse(&text)
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(unreadable)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

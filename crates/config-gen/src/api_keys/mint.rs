@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rand::TryRng as _;
 use zeroize::Zeroizing;
 
-use super::file::{ApiKeyEntry, KeysFileError, parse};
+use super::file::{ApiKeyEntry, KeysFileError, parse, read_checked};
 use super::types::{Digest, KeyId, Scopes, Tenant};
 
 /// How every minted key starts (so secret scanners and people can tell one).
@@ -48,13 +48,28 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeysF
 
 /// The file's current text (empty when it does not exist yet), validated.
 fn current(path: &Path) -> Result<String, KeysFileError> {
-    match std::fs::read_to_string(path) {
+    match read_checked(path, false) {
         Ok(text) => {
             parse(&text)?;
             Ok(text)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(io("cannot read", path)(e)),
+        Err(KeysFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(String::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `path`, or the file a symbolic link at `path` leads to ([`KeysFileError::NotAFile`] when it
+/// leads nowhere).
+fn resolve(path: &Path) -> Result<PathBuf, KeysFileError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            std::fs::canonicalize(path).map_err(|_| KeysFileError::NotAFile {
+                path: path.to_owned(),
+            })
+        }
+        _ => Ok(path.to_owned()),
     }
 }
 
@@ -133,6 +148,10 @@ pub fn mint(
             reason: "must name at least one scope",
         });
     }
+    // Through a symbolic link, the file it leads to is the keys file: that is what is rewritten
+    // (replacing the link with a file would leave the server reading the old one).
+    let resolved = resolve(path)?;
+    let path = resolved.as_path();
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".sealcache-tmp");
     let tmp = path.with_file_name(name);
@@ -281,6 +300,63 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o644);
         assert_eq!(load(&path).unwrap().entries().len(), 3);
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read_and_a_link_is_minted_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Tenant::new("acme").unwrap();
+        // A FIFO at the path: refused at once (a blocking open would stall the reader forever).
+        let fifo = dir.path().join("fifo.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(load(&fifo), Err(KeysFileError::NotAFile { .. })));
+        assert!(matches!(
+            mint(&fifo, &KeyId::new("a").unwrap(), &tenant, Scopes::all()),
+            Err(KeysFileError::NotAFile { .. })
+        ));
+        assert!(matches!(
+            load(dir.path()),
+            Err(KeysFileError::NotAFile { .. })
+        ));
+        // Over the size bound: refused, not read whole.
+        let big = dir.path().join("big.toml");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(crate::api_keys::MAX_FILE_BYTES + 1).unwrap();
+        assert!(matches!(load(&big), Err(KeysFileError::TooLarge { .. })));
+        // Through a symbolic link, the file it leads to gets the key; the link stays a link.
+        let real = dir.path().join("real.toml");
+        mint(&real, &KeyId::new("first").unwrap(), &tenant, Scopes::all()).unwrap();
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        mint(
+            &link,
+            &KeyId::new("second").unwrap(),
+            &tenant,
+            Scopes::all(),
+        )
+        .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(load(&real).unwrap().entries().len(), 2);
+        // A link that leads nowhere is refused, and nothing is created.
+        let dangling = dir.path().join("dangling.toml");
+        std::os::unix::fs::symlink(dir.path().join("missing.toml"), &dangling).unwrap();
+        assert!(matches!(
+            mint(&dangling, &KeyId::new("c").unwrap(), &tenant, Scopes::all()),
+            Err(KeysFileError::NotAFile { .. })
+        ));
+        assert!(!dir.path().join("missing.toml").exists());
     }
 
     #[test]

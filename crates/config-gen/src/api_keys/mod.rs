@@ -22,6 +22,6 @@ mod file;
 mod mint;
 mod types;
 
-pub use file::{ApiKeyEntry, ApiKeysFile, KeysFileError, load, parse};
+pub use file::{ApiKeyEntry, ApiKeysFile, KeysFileError, MAX_FILE_BYTES, load, parse};
 pub use mint::{KEY_PREFIX, MintedKey, check_mint, mint};
 pub use types::{Digest, InvalidName, KeyId, MAX_NAME_LEN, Scope, Scopes, Tenant, UnknownScope};

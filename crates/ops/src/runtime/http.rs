@@ -1,55 +1,74 @@
-//! A minimal HTTP/1.1 client over TCP (the operations talk to the local backend only).
+//! The backend's HTTP API on 127.0.0.1, through reqwest's blocking client: one client per
+//! process (connections are reused), never through a proxy (the operations talk to the local
+//! backend only, whatever `HTTP_PROXY` says).
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::error::{OpsError, Result, StepExt as _};
+use crate::error::{OpsError, Result};
 
-/// Sends one request to `127.0.0.1:port` and returns (status, body).
-pub(crate) fn request(
+/// How long one request may take, connect to last byte.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn client(target: &str) -> Result<&'static reqwest::blocking::Client> {
+    static CLIENT: OnceLock<std::result::Result<reqwest::blocking::Client, String>> =
+        OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::blocking::Client::builder()
+                .no_proxy()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| OpsError::Unhealthy {
+            target: target.to_owned(),
+            detail: format!("no HTTP client: {e}"),
+        })
+}
+
+/// Sends one request to `http://127.0.0.1:port{path}` (`api_key` as a bearer token, `body` as
+/// JSON) and returns the answer's status and body.
+///
+/// # Errors
+/// [`OpsError::Unhealthy`] when nothing answered in time or the answer could not be read.
+pub fn request(
     port: u16,
     method: &str,
     path: &str,
     api_key: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .step(|| format!("cannot connect to 127.0.0.1:{port}"))?;
-    let failed = || format!("{method} http://127.0.0.1:{port}{path}");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .step(failed)?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let target = format!("{method} {url}");
+    let unhealthy = |detail: String| OpsError::Unhealthy {
+        target: target.clone(),
+        detail,
+    };
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| unhealthy("not an HTTP method".to_owned()))?;
+    let mut req = client(&target)?.request(method, &url);
     if let Some(key) = api_key {
-        req.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        req = req.bearer_auth(key);
     }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(b.to_owned());
     }
-    req.push_str("\r\n");
-    if let Some(b) = body {
-        req.push_str(b);
-    }
-    stream.write_all(req.as_bytes()).step(failed)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).step(failed)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| OpsError::Unhealthy {
-            target: failed(),
-            detail: "no HTTP status in the answer".to_owned(),
-        })?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    // Unchunk the simple case (axum uses content-length for JSON bodies).
-    Ok((status, body))
+    let answer = req.send().map_err(|e| {
+        unhealthy(if e.is_connect() {
+            format!("cannot connect to 127.0.0.1:{port}")
+        } else if e.is_timeout() {
+            format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
+        } else {
+            "the request failed".to_owned()
+        })
+    })?;
+    let status = answer.status().as_u16();
+    let text = answer
+        .text()
+        .map_err(|_| unhealthy("the answer could not be read".to_owned()))?;
+    Ok((status, text))
 }

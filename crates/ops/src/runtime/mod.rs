@@ -2,8 +2,10 @@
 //! arrays), the local stacks' pid records, and the backend's HTTP API on 127.0.0.1.
 
 pub(crate) mod docker;
-pub(crate) mod http;
+mod http;
 mod local;
+
+pub use self::http::request;
 
 pub use self::local::{
     LOCAL_CLUSTER_STATE_DIR, LOCAL_STATE_DIR, LocalBackend, LocalCluster, LocalNode, LocalPids,
@@ -21,7 +23,7 @@ pub(crate) fn api_key(dir: &std::path::Path) -> String {
 
 /// The backend's `/internal/cache/security-status` as JSON, or why it could not be read.
 pub(crate) fn backend_status(port: u16, key: &str) -> Result<serde_json::Value, String> {
-    match http::request(
+    match request(
         port,
         "GET",
         "/internal/cache/security-status",
