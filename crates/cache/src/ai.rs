@@ -376,7 +376,9 @@ impl AiResponseCache {
         self.cache.hold_lease(lease)
     }
 
-    /// Checks that `token` leases the entry of `request` (before storing with it).
+    /// Checks that `token` leases the entry of `request` (before storing with it) and was issued
+    /// to this view's tenant (or, for a shared view, to a shared view): a token acts only for the
+    /// tenant whose lookup took it.
     ///
     /// # Errors
     /// [`Error::InvalidOperation`], [`Error::LeaseNotForRequest`].
@@ -386,7 +388,8 @@ impl AiResponseCache {
     }
 
     /// Releases the lease `token` names if it still holds it (after storing, or to abandon it);
-    /// whether it did. A lease held by another token is never touched.
+    /// whether it did. A lease held by another token is never touched, and a token issued to
+    /// another tenant (or to the shared view, when this one is a tenant's) releases nothing.
     ///
     /// # Errors
     /// [`Error::Unavailable`], [`Error::Redis`].

@@ -292,6 +292,17 @@ impl KeyScheme {
         (validate_operation(operation).is_ok() && is_digest(digest)).then_some((operation, digest))
     }
 
+    /// The tag that binds a lease token's `nonce` for `lease_key` to the owner `binding` (a
+    /// tenant's tag, or shared): 8 bytes of the keyed MAC, as 16 lowercase hex digits.
+    pub(crate) fn lease_tag(&self, binding: &[u8], lease_key: &str, nonce: &str) -> String {
+        let mut mac = self.mac.clone();
+        field(&mut mac, b'L', binding);
+        field(&mut mac, b'K', lease_key.as_bytes());
+        field(&mut mac, b'N', nonce.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        tag.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The AI entry key of an operation and hex digest (both checked by the caller).
     pub(crate) fn ai_key_of(&self, operation: &str, digest: &str) -> String {
         format!("{}{KEY_VERSION}{operation}:{digest}", self.namespace)

@@ -77,6 +77,9 @@ fn random_secret() -> Option<String> {
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Hex digits of a bound secret's random part (the rest is its [`crate::key::KeyScheme::lease_tag`]).
+const NONCE_HEX: usize = SECRET_BYTES;
+
 /// Compares a secret with what Redis holds, in time independent of where they differ.
 fn same_secret(stored: &[u8], secret: &[u8]) -> bool {
     if stored.len() != secret.len() {
@@ -611,9 +614,18 @@ impl SealedCache {
         let Some((leased_operation, digest)) = self.inner.keys.ai_key_parts(entry_key) else {
             return Done(LookupOutcome::Miss);
         };
+        // A token's secret is half random, half a keyed tag of this view's owner: a token only
+        // acts for the tenant (or the shared view) whose caller took it.
         let acquire = match options.lease {
             Some(ttl) => match random_secret() {
-                Some(secret) => Some((secret, ttl)),
+                Some(random) => {
+                    let nonce = &random[..NONCE_HEX];
+                    let tag = self
+                        .inner
+                        .keys
+                        .lease_tag(&self.lease_binding(), &lease_key, nonce);
+                    Some((format!("{nonce}{tag}"), ttl))
+                }
                 None => return Done(LookupOutcome::Miss),
             },
             None => None,
@@ -691,6 +703,27 @@ impl SealedCache {
         }
     }
 
+    /// The owner a token this view issues is bound to: its tenant's tag (whatever the subject),
+    /// or the shared view.
+    fn lease_binding(&self) -> Vec<u8> {
+        match &self.scope {
+            Some(scope) => [&b"T"[..], &scope.tenant].concat(),
+            None => b"H".to_vec(),
+        }
+    }
+
+    /// Whether `token` was issued to this view's owner for `lease_key` (compared in constant
+    /// time).
+    fn issued_here(&self, token: &LeaseToken, lease_key: &str) -> bool {
+        let secret = token.secret();
+        let (nonce, tag) = secret.split_at(NONCE_HEX.min(secret.len()));
+        let expected = self
+            .inner
+            .keys
+            .lease_tag(&self.lease_binding(), lease_key, nonce);
+        same_secret(expected.as_bytes(), tag.as_bytes())
+    }
+
     /// The lease key a token names, after checking it leases `entry_key` (when given).
     fn token_lease_key(&self, token: &LeaseToken, entry_key: Option<&str>) -> Result<String> {
         let leased = self.inner.keys.ai_key_of(token.operation(), token.digest());
@@ -706,6 +739,10 @@ impl SealedCache {
     /// [`Error::InvalidLeaseToken`], [`Error::Unavailable`], [`Error::Redis`].
     pub(crate) async fn held_entry(&self, token: &LeaseToken) -> Result<Option<String>> {
         let lease_key = self.token_lease_key(token, None)?;
+        // Another owner's token holds nothing here (as a lost lease's).
+        if !self.issued_here(token, &lease_key) {
+            return Ok(None);
+        }
         let held = self.inner.backend.get(&lease_key).await?;
         let holds = held.is_some_and(|held| same_secret(&held, token.secret().as_bytes()));
         Ok(holds
@@ -724,9 +761,14 @@ impl SealedCache {
             .ok_or(Error::InvalidLeaseToken)
     }
 
-    /// Checks that `token` leases `entry_key`.
+    /// Checks that `token` leases `entry_key` and was issued to this view's owner.
     pub(crate) fn check_lease(&self, token: &LeaseToken, entry_key: &str) -> Result<()> {
-        self.token_lease_key(token, Some(entry_key)).map(|_| ())
+        let lease_key = self.token_lease_key(token, Some(entry_key))?;
+        if self.issued_here(token, &lease_key) {
+            Ok(())
+        } else {
+            Err(Error::LeaseNotForRequest)
+        }
     }
 
     /// Releases the lease `token` names, if it still holds it; whether it did.
@@ -735,6 +777,10 @@ impl SealedCache {
     /// [`Error::Unavailable`], [`Error::Redis`].
     pub async fn release_lease_token(&self, token: &LeaseToken) -> Result<bool> {
         let lease_key = self.token_lease_key(token, None)?;
+        // Another owner's token (another tenant's, or a forged secret) releases nothing.
+        if !self.issued_here(token, &lease_key) {
+            return Ok(false);
+        }
         self.release_lease(&lease_key, token.secret().as_bytes())
             .await
     }

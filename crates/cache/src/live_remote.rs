@@ -128,7 +128,8 @@ impl AiResponseCache {
     /// replaces it (a follower may have read either).
     ///
     /// # Errors
-    /// [`Error::LeaseLost`] when the token no longer holds its lease; [`Error::InvalidLeaseToken`],
+    /// [`Error::LeaseLost`] when the token no longer holds its lease or was issued to another
+    /// tenant (or view: shared or a tenant's); [`Error::InvalidLeaseToken`],
     /// [`Error::InvalidEvent`], and as [`AiResponseCache::set`].
     pub async fn append_live_events(
         &self,

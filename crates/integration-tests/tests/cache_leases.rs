@@ -459,6 +459,27 @@ async fn lease_tokens_release_only_their_own_lease() {
         cache.lookup_or_lease(&request, leased).await.unwrap(),
         LookupOutcome::Miss
     );
+    // Another tenant's view (or the shared view) holding the token releases nothing, cannot
+    // store with it and cannot publish on it: a token acts only for the tenant that took it.
+    let globex = cache.tenant("globex").unwrap();
+    for other in [&globex, &cache.shared()] {
+        assert!(!other.release_lease(lease.token()).await.unwrap());
+        assert!(matches!(
+            other.check_lease(&request, lease.token()),
+            Err(sealcache::Error::LeaseNotForRequest)
+        ));
+        assert!(matches!(
+            other
+                .append_live_events(lease.token(), 0, &[sealcache::SseEvent::new("x")])
+                .await,
+            Err(sealcache::Error::LeaseLost)
+        ));
+    }
+    assert_eq!(
+        cache.lookup_or_lease(&request, leased).await.unwrap(),
+        LookupOutcome::Miss,
+        "still held"
+    );
     assert!(cache.release_lease(lease.token()).await.unwrap());
     assert!(!cache.release_lease(lease.token()).await.unwrap(), "once");
     assert!(matches!(

@@ -300,6 +300,28 @@ impl Fleet {
         );
         assert_eq!(append(&k.sharer), 200);
 
+        // A tenant's lease token acts for that tenant only: another tenant's key holding the
+        // token (with `store`) can neither publish events on it nor release it.
+        let tenant_lease =
+            json!({"text": "acme's lease", "operation": "qa", "lease": {"ttl_ms": 10_000}});
+        let leased = self.lookup(&self.a, &k.acme, &tenant_lease);
+        let token = leased["lease"]["token"].as_str().unwrap().to_owned();
+        let appended = self
+            .http
+            .post(format!("{}/v1/cache/leases/{token}/events", self.b.base))
+            .bearer_auth(&k.globex)
+            .json(&json!({"from": 0, "events": [{"data": "injected?"}]}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(appended, 409, "globex published on acme's lease");
+        let lease_path = format!("/v1/cache/leases/{token}");
+        let (status, body) = self.delete(&self.b, &k.globex, &lease_path);
+        assert_eq!((status, &body["released"]), (200, &json!(false)), "{body}");
+        let (status, body) = self.delete(&self.b, &k.acme, &lease_path);
+        assert_eq!((status, &body["released"]), (200, &json!(true)), "{body}");
+
         // A wrong key on a lease's path (B's first authentication failure, logged as it
         // happens): the token, a capability, is logged as the route's template, never as sent.
         const TOKEN: &str = "lease-token-7f3a9c51";

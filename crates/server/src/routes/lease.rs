@@ -23,7 +23,9 @@ use sealcache::{Cached, EntryKind, LeaseToken, LookupOptions, LookupOutcome};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::caller::{Caller, Scope};
 use crate::error::ApiError;
+use crate::routes::tenancy;
 
 /// Longest lease a client may take (10 minutes).
 const MAX_LEASE_TTL_MS: u64 = 600_000;
@@ -222,14 +224,24 @@ pub(crate) async fn complete(state: &AppState, token: Option<LeaseToken>) {
     }
 }
 
-/// `DELETE /v1/cache/leases/{token}`: abandons a lease (the next waiter takes it over).
+/// `DELETE /v1/cache/leases/{token}`: abandons a lease (the next waiter takes it over). A token
+/// acts only for the tenant whose caller took it (or, for a shared entry, for callers holding
+/// `store_shared`): any other caller's release releases nothing, as an expired token's.
 pub(crate) async fn release(
     State(state): State<AppState>,
+    caller: Caller,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     let token =
         LeaseToken::parse(&token).map_err(|_| ApiError::InvalidRequest("invalid lease token"))?;
-    let released = state.cache.release_lease(&token).await?;
+    let mut released = tenancy::scoped(&state, &caller, None, false)?
+        .release_lease(&token)
+        .await?;
+    if !released && caller.has(Scope::StoreShared) {
+        released = tenancy::scoped(&state, &caller, None, true)?
+            .release_lease(&token)
+            .await?;
+    }
     Ok(Json(serde_json::json!({"released": released})).into_response())
 }
 
