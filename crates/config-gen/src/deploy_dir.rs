@@ -1,8 +1,7 @@
 //! Writing (and rotating) a deployment directory; see [`crate::layout`].
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use sealcache_codec::{Keyring, SecretKey};
@@ -83,26 +82,10 @@ fn secret_dir(path: &Path) -> Result<()> {
         .map_err(io("cannot set permissions of", path))
 }
 
-/// Creates the temporary file `tmp` with mode 0600 for writing (a leftover of an earlier attempt
-/// removed first).
-pub(crate) fn create_private_tmp(tmp: &Path) -> Result<std::fs::File> {
-    let _ = std::fs::remove_file(tmp);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(io("cannot create", tmp))
-}
-
 /// Writes `contents` to `dir/relative` with mode 0600, replacing it atomically.
 pub(crate) fn write_secret(dir: &Path, relative: &str, contents: &[u8]) -> Result<()> {
     let path = dir.join(relative);
-    let tmp = path.with_extension("sealcache-tmp");
-    let mut file = create_private_tmp(&tmp)?;
-    file.write_all(contents).map_err(io("cannot write", &tmp))?;
-    file.sync_all().map_err(io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))
+    crate::atomic::write_atomically(&path, contents, 0o600, None).map_err(io("cannot write", &path))
 }
 
 /// [`write_secret`], and `relative` listed in `files`.

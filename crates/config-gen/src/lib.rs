@@ -61,6 +61,7 @@
 pub mod acl;
 pub mod acl_audit;
 pub mod api_keys;
+pub mod atomic;
 pub mod cluster_dir;
 pub mod layout;
 pub mod password;

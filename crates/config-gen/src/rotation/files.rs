@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::DirBuilder;
-use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -50,31 +49,8 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
             (0o600, (d.uid(), d.gid()))
         }
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.sealcache-tmp"));
-    let mut file = crate::deploy_dir::create_private_tmp(&tmp)?;
-    let written = (|| {
-        file.write_all(contents)?;
-        let m = file.metadata()?;
-        if (m.uid(), m.gid()) != owner {
-            std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
-        }
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io("cannot write", &tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(io("cannot replace", path))?;
-    // The rename itself is durable once the directory is synced.
-    if let Ok(d) = std::fs::File::open(parent) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::atomic::write_atomically(path, contents, mode, Some(owner))
+        .map_err(io("cannot replace", path))
 }
 
 /// Creates `dir/relative` (mode 0700, owned like the secrets directory) when missing.

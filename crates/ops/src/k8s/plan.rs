@@ -1,9 +1,8 @@
 //! A rendering as a value (every file and its contents), then written: `--dry-run` lists the
 //! plan, tests inspect it, and writing is one step that replaces each file atomically.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -206,19 +205,8 @@ fn make_dir(dir: &Path, mode: u32) -> Result<()> {
         .map_err(io("set the permissions of", dir))
 }
 
-/// Writes `contents` to a temporary file with `mode` beside `path`, then renames it over `path`.
+/// Writes `contents` with `mode` over `path`, atomically (`sealcache_config_gen::atomic`).
 fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".sealcache-tmp");
-    let tmp = path.with_file_name(name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io("create", &tmp))?;
-    file.write_all(contents).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("write", path))
+    sealcache_config_gen::atomic::write_atomically(path, contents, mode, None)
+        .map_err(io("write", path))
 }
