@@ -602,9 +602,12 @@ impl SealedCache {
         if options.lease.is_none() && options.wait.is_zero() {
             return Done(LookupOutcome::Miss);
         }
-        // While waiting, a `no_cache` caller takes only an entry stored after it arrived.
+        // While waiting, a `no_cache` caller takes only an entry stored after it arrived: after
+        // the millisecond it arrived in (store times are milliseconds), so an entry stored just
+        // before it, in the same millisecond, is never taken for a fresh one. (An entry another
+        // caller stores within that millisecond is not taken either: this caller computes.)
         let since = if options.no_cache {
-            Some(arrived.max(max_age_since.unwrap_or(0)))
+            Some(arrived.saturating_add(1).max(max_age_since.unwrap_or(0)))
         } else {
             max_age_since
         };

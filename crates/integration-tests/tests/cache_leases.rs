@@ -385,6 +385,18 @@ async fn max_age_and_no_cache() {
             LookupOutcome::Hit(hit) => assert_eq!(hit.json_bytes(), br#"{"v":2}"#),
             other => panic!("{other:?}"),
         }
+        // An entry stored in the very millisecond a no_cache caller arrives is not fresh to it:
+        // right after each store the caller still gets the lease (the old code served the entry
+        // stored in its own millisecond, most of the time).
+        for i in 0..50 {
+            cache.set(&request, &json!({"v": i}), None).await.unwrap();
+            match cache.lookup_or_lease(&request, fresh).await.unwrap() {
+                LookupOutcome::Lease(lease) => {
+                    assert!(cache.release_lease(lease.token()).await.unwrap());
+                }
+                other => panic!("round {i}: {other:?}"),
+            }
+        }
     }
 
     // An entry of unknown age (written before the store time was recorded) is a miss under

@@ -115,6 +115,20 @@ def test_a_failed_computation_reaches_every_waiter_and_is_not_cached(dev_setting
     assert asyncio.run(cache.get(Request("q", "qa"))) is None
 
 
+def test_a_plain_function_given_to_the_async_cache_raises_at_once(dev_settings: dict[str, str]) -> None:
+    # Before, asyncio logged a TypeError in a callback and every caller waited forever.
+    cache = AsyncCache.from_settings(**dev_settings)
+
+    async def main() -> list[Any]:
+        request = Request("plain function", "qa")
+        calls = [cache.get_or_compute(request, lambda: 5) for _ in range(3)]  # type: ignore[arg-type, return-value]
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, TypeError) and "async callable" in str(r) for r in results), results
+    assert asyncio.run(cache.get(Request("plain function", "qa"))) is None
+
+
 def test_a_cancelled_waiter_leaves_nothing_behind(dev_settings: dict[str, str]) -> None:
     cache = AsyncCache.from_settings(**dev_settings)
     calls = 0

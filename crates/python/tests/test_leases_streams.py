@@ -65,6 +65,13 @@ def test_max_age_and_no_cache(dev_settings: dict[str, str]) -> None:
     assert cache.get(request) == {"v": 4}
     with pytest.raises(sealcache.InvalidRequest):
         cache.lookup(request, max_age=-1)
+    # Right after a store (in the same millisecond, often), no_cache still computes: the entry
+    # stored just before the call is not one stored after it arrived.
+    for i in range(50):
+        fresh = Request(f"just stored {i}", "qa")
+        cache.set(fresh, {"v": "old"})
+        answer = cache.get_or_compute_answer(fresh, lambda: {"v": "new"}, no_cache=True)
+        assert (answer.value, answer.origin) == ({"v": "new"}, "computed"), i
 
     # A failing computation under cache control releases its lease: the next caller computes.
     other = Request("failing", "qa")

@@ -13,6 +13,8 @@ that either can read what the other stored.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from dataclasses import dataclass
 from typing import (
@@ -66,7 +68,9 @@ class Answer(Generic[T]):
     """A value and where it came from."""
 
     value: T
-    #: ``"l1"`` (this process's memory), ``"redis"``, or ``"computed"`` (this call ran ``compute``).
+    #: ``"l1"`` (this process's memory), ``"redis"`` (also when another process computed it while
+    #: this call waited), or ``"computed"`` (this call ran ``compute``, or a concurrent caller in
+    #: this process did and this call waited for it: ``compute`` ran once for all of them).
     origin: Origin
     #: Seconds the cached entry still lives (``None`` when not known).
     ttl_remaining: float | None
@@ -165,6 +169,18 @@ class _Base:
         return stats
 
 
+async def _awaited(compute: Callable[[], Awaitable[T]]) -> T:
+    """``await compute()``, or ``TypeError`` at once when ``compute`` is not an async callable
+    (a plain function's value cannot be awaited: every caller would otherwise wait forever)."""
+    result = compute()
+    if not inspect.isawaitable(result):
+        raise TypeError(
+            "AsyncCache: compute must be an async callable (it returned "
+            f"{type(result).__name__}, not an awaitable); use Cache for plain functions"
+        )
+    return await result
+
+
 class AsyncCache(_Base):
     """The sealed cache for asyncio. Every method is a coroutine; cancelling the task that awaits
     one cancels the Rust call (a write cancelled before Redis answered is not in L1)."""
@@ -232,11 +248,12 @@ class AsyncCache(_Base):
         no_cache: bool = False,
     ) -> Answer[T]:
         """As ``get_or_compute``, with the value's origin and remaining TTL."""
+        checked = functools.partial(_awaited, compute)
         if max_age is None and not no_cache:
-            data, origin, left = await self._core.get_or_compute(request, compute, ttl, False)
+            data, origin, left = await self._core.get_or_compute(request, checked, ttl, False)
         else:
             data, origin, left = await self._core.get_or_compute_controlled(
-                request, compute, ttl, max_age, no_cache, False
+                request, checked, ttl, max_age, no_cache, False
             )
         return Answer(json.loads(data), origin, left)
 
