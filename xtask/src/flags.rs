@@ -35,7 +35,7 @@ pub(crate) enum Command {
     /// Show the running backend's live security status.
     Status(crate::deploy::StatusArgs),
     /// Mint a scoped API key: print it once, append its SHA-256 to the keys file (0600).
-    ApiKey(crate::api_key::ApiKeyArgs),
+    ApiKey(sealcache_cli::api_key::ApiKeyArgs),
     /// Kubernetes: render hardened manifests (Kustomize) from a deployment directory.
     #[command(subcommand)]
     K8s(crate::k8s::K8sCommand),

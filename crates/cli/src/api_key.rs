@@ -1,5 +1,5 @@
-//! `sealcache api-key --file F --id ID [--tenant T] --scopes a,b [--json] [--dry-run]`: mints a
-//! scoped API key (`api_keys::mint`, the function `cargo xtask api-key` calls; same flags and JSON).
+//! `sealcache api-key --file F --id ID [--tenant T] --scopes a,b [--json] [--dry-run]` (and `cargo
+//! xtask api-key`, which runs this very code): mints a scoped API key (`api_keys::mint`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,25 +9,25 @@ use sealcache_ops::api_keys::{self, KeyId, Scopes, Tenant};
 
 /// Options of `api-key`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ApiKeyArgs {
+pub struct ApiKeyArgs {
     /// The keys file (`SEALCACHE_API_KEYS_FILE`); created (mode 0600) if missing.
     #[arg(long)]
-    file: PathBuf,
+    pub file: PathBuf,
     /// The key's id (shown in logs): 1-64 of a-z, 0-9, _ or -.
     #[arg(long, value_parser = parse_id)]
-    id: KeyId,
+    pub id: KeyId,
     /// The tenant the key acts for.
     #[arg(long, default_value = Tenant::DEFAULT, value_parser = parse_tenant)]
-    tenant: Tenant,
+    pub tenant: Tenant,
     /// Comma-separated scopes: lookup, store, store_shared, invalidate, erase, admin.
     #[arg(long, value_parser = parse_scopes)]
-    scopes: Scopes,
+    pub scopes: Scopes,
     /// Print JSON {id, tenant, scopes, file, line, key} (the key only here, once).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Check that the key could be minted (the file is valid, the id free); write nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
 }
 
 fn parse_id(s: &str) -> Result<KeyId, String> {
@@ -43,7 +43,13 @@ fn parse_scopes(s: &str) -> Result<Scopes, String> {
 }
 
 impl ApiKeyArgs {
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    /// Mints the key (or, with `--dry-run`, checks that it could be) and prints it once: alone on
+    /// stdout, or in the JSON.
+    ///
+    /// # Errors
+    /// The keys file's refusal (invalid, the id taken, busy, not a regular file) or an I/O error,
+    /// naming the file.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let file = self.file.display().to_string();
         if self.dry_run {
             api_keys::check_mint(&self.file, &self.id)

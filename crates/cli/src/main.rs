@@ -8,7 +8,6 @@
 // A command-line program: printing its report is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod api_key;
 mod config;
 mod k8s;
 mod render;
@@ -36,7 +35,7 @@ enum Command {
     #[command(subcommand)]
     Config(config::ConfigCommand),
     /// Mint a scoped API key into the keys file (SEALCACHE_API_KEYS_FILE); the key is printed once.
-    ApiKey(api_key::ApiKeyArgs),
+    ApiKey(sealcache_cli::api_key::ApiKeyArgs),
     /// Show the running backend's live security status, compared with the deployment directory.
     Status(status::StatusArgs),
     /// Kubernetes: render hardened manifests (Kustomize) from a deployment directory.
