@@ -49,6 +49,16 @@ def test_errors_are_typed(dev_settings: dict[str, str]) -> None:
         cache.set(Request("t", "qa"), object())
     with pytest.raises(sealcache.InvalidRequest):
         cache.set_json(Request("t", "qa"), b"{not json")
+    # Names that cannot be UTF-8 and a negative L1 size are InvalidRequest too (they were
+    # UnicodeEncodeError and OverflowError).
+    with pytest.raises(sealcache.InvalidRequest):
+        cache.tenant("acme\ud800")
+    with pytest.raises(sealcache.InvalidRequest):
+        cache.tenant("acme").subject("\udfff")
+    with pytest.raises(sealcache.InvalidRequest):
+        cache.erase_subject("\ud800")
+    with pytest.raises(sealcache.InvalidRequest):
+        Cache.from_settings(l1_capacity=-1, **dev_settings)
     assert cache.clear(confirm=sealcache.CLEAR_CONFIRMATION) >= 0
 
 

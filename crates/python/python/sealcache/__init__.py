@@ -108,6 +108,23 @@ def _loads(data: bytes | None) -> Any:
     return None if data is None else json.loads(data)
 
 
+def _name(value: str, what: str) -> str:
+    """``value`` when it can be UTF-8 (a lone surrogate cannot): ``InvalidRequest`` otherwise,
+    not the codec's ``UnicodeEncodeError``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+def _capacity(l1_capacity: int | None) -> int | None:
+    """``l1_capacity`` when it is a count (0 turns L1 off): ``InvalidRequest`` otherwise."""
+    if l1_capacity is not None and l1_capacity < 0:
+        raise InvalidRequest("l1_capacity must be 0 (no L1) or more")
+    return l1_capacity
+
+
 @dataclass(frozen=True)
 class Erasure:
     """What an erasure destroyed (``erase_subject``, ``erase_tenant``): the erased data key's id
@@ -126,20 +143,20 @@ class _Base:
         self._core = core
 
     @classmethod
-    def from_env(cls, *, l1_capacity: int | None = None) -> "Any":
+    def from_env(cls, *, l1_capacity: int | None = None) -> Self:
         """A cache from this process's environment: ``REDIS_URL``, ``REDIS_PASSWORD_FILE``,
         ``REDIS_ENCRYPTION_KEYS_FILE``, ``REDIS_TLS_*``, ``CACHE_NAMESPACE``, ... exactly as the
         server reads them, with the same policy: a production environment without a keyring, TLS
         or credentials raises ``PolicyError`` naming what is missing."""
-        return cls(CacheCore.from_env(l1_capacity))
+        return cls(CacheCore.from_env(_capacity(l1_capacity)))
 
     @classmethod
-    def from_settings(cls, *, l1_capacity: int | None = None, **settings: str) -> "Any":
+    def from_settings(cls, *, l1_capacity: int | None = None, **settings: str) -> Self:
         """A cache from keyword settings, each named after its variable in lower case
         (``redis_url="rediss://redis:6379/0"``, ``redis_password_file=...``,
         ``redis_encryption_keys_file=...``, ``environment="production"``); variables not given
         come from the environment. The same policy as ``from_env``."""
-        return cls(CacheCore.from_variables(settings, l1_capacity))
+        return cls(CacheCore.from_variables(settings, _capacity(l1_capacity)))
 
     def key(self, request: Request) -> str:
         """The Redis key of ``request``: ``{namespace}:v3:{operation}:{hmac}``, no request text
@@ -150,13 +167,13 @@ class _Base:
         """This cache for ``tenant`` (the customer): its own entries, sealed under its own data
         key; the same request under two tenants never shares an entry. Without it, a cache acts
         for tenant ``default``. The name never reaches Redis, a metric or a log."""
-        return type(self)(self._core.tenant(tenant))
+        return type(self)(self._core.tenant(_name(tenant, "tenant")))
 
     def subject(self, subject: str) -> Self:
         """This cache for end user ``subject`` within its tenant (``cache.tenant("acme")
         .subject("ann")``): entries sealed under the subject's own data key, erasable with
         ``erase_subject``."""
-        return type(self)(self._core.subject(subject))
+        return type(self)(self._core.subject(_name(subject, "subject")))
 
     @property
     def namespace(self) -> str:
@@ -293,7 +310,7 @@ class AsyncCache(_Base):
         """Erases ``subject`` within this cache's tenant (the right to erasure): destroys its
         data key, so every one of its entries is a miss in every process within a second, also
         when copied back into Redis. See docs/security-model.md, "Is Ann's data gone?"."""
-        data_key_id, destroyed, at = await self._core.erase_subject(subject, False)
+        data_key_id, destroyed, at = await self._core.erase_subject(_name(subject, "subject"), False)
         return Erasure(data_key_id, destroyed, at)
 
     async def erase_tenant(self) -> Erasure:
@@ -405,7 +422,7 @@ class Cache(_Base):
 
     def erase_subject(self, subject: str) -> Erasure:
         """As ``AsyncCache.erase_subject``."""
-        data_key_id, destroyed, at = self._core.erase_subject(subject, True)
+        data_key_id, destroyed, at = self._core.erase_subject(_name(subject, "subject"), True)
         return Erasure(data_key_id, destroyed, at)
 
     def erase_tenant(self) -> Erasure:
