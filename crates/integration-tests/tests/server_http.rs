@@ -435,3 +435,19 @@ fn the_settings_file_environment_decides_the_policy() {
             .is_success()
     );
 }
+
+/// A port taken between `free_port` and the server's bind (by another test's outgoing connection,
+/// say) made the server exit at start and failed an unrelated test once in CI: the fixture now
+/// starts it again on another port. Here the port is taken on purpose.
+#[test]
+fn a_server_whose_port_was_taken_starts_on_another() {
+    let stack = Stack::start();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = start_server(&stack.server_env(&stack.redis_url(), &listen), None);
+    assert_ne!(server.port, port);
+    let health = reqwest::blocking::get(format!("{}/health", server.base)).unwrap();
+    assert_eq!(health.status(), 200);
+    drop(taken);
+}

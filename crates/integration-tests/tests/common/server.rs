@@ -208,20 +208,45 @@ pub fn server_binary() -> &'static Path {
 }
 
 /// Starts the server with exactly `vars` (plus PATH) and waits until `/health` answers 200.
+///
+/// A port from `free_port` is only free when it is looked at: before the server binds it, an
+/// outgoing connection of this or another test may take it as its ephemeral port. A server that
+/// exits at start because its address is in use is started again on another port (up to three
+/// times); any other early exit fails with the server's output.
 pub fn start_server(vars: &[(String, String)], log: Option<&Path>) -> Server {
+    let mut vars = vars.to_vec();
+    for attempt in 0..3 {
+        match try_start_server(&vars, log) {
+            Ok(server) => return server,
+            Err(output) if attempt < 2 && output.contains("in use") => {
+                if let Some((_, listen)) = vars.iter_mut().find(|(k, _)| k == "SEALCACHE_LISTEN")
+                    && let Some((host, _)) = listen.rsplit_once(':')
+                {
+                    *listen = format!("{host}:{}", free_port());
+                }
+            }
+            Err(output) => panic!("{output}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// One start: the server once healthy, or why it exited (its status and output).
+fn try_start_server(vars: &[(String, String)], log: Option<&Path>) -> Result<Server, String> {
     let port = vars
         .iter()
         .find(|(k, _)| k == "SEALCACHE_LISTEN")
         .and_then(|(_, v)| v.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(free_port);
-    let (stdout, stderr) = match log {
-        Some(path) => (
-            Stdio::from(std::fs::File::create(path.with_extension("out")).unwrap()),
-            Stdio::from(std::fs::File::create(path).unwrap()),
-        ),
-        None => (Stdio::null(), Stdio::null()),
+    // Without a log file, the output still goes to a file, read when the server exits early.
+    let scratch = tempfile::NamedTempFile::new().unwrap();
+    let err_path = log.map_or_else(|| scratch.path().to_path_buf(), Path::to_path_buf);
+    let stdout = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path.with_extension("out")).unwrap()),
+        None => Stdio::null(),
     };
+    let stderr = Stdio::from(std::fs::File::create(&err_path).unwrap());
     let mut child = Command::new(server_binary())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -233,20 +258,27 @@ pub fn start_server(vars: &[(String, String)], log: Option<&Path>) -> Server {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
+    // Each probe is short: something else holding the port may accept and never answer.
+    let probe = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     loop {
-        if reqwest::blocking::get(format!("{base}/health")).is_ok_and(|r| r.status() == 200) {
+        if probe
+            .get(format!("{base}/health"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+        {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = log
-                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-                .unwrap_or_default();
-            panic!("server exited with {status}:\n{log}");
+            let output = std::fs::read_to_string(&err_path).unwrap_or_default();
+            return Err(format!("server exited with {status}:\n{output}"));
         }
         assert!(Instant::now() < deadline, "the server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server { child, base, port }
+    Ok(Server { child, base, port })
 }
 
 /// The shared benchmark corpus.
