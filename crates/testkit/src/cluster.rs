@@ -220,35 +220,52 @@ impl RedisCluster {
         let mut nodes = Vec::with_capacity(NODES);
         let mut cluster_ports = Vec::with_capacity(NODES);
         for _ in 0..NODES {
-            let cluster_port = free_port();
-            let conf = ClusterNodeConf {
-                node_timeout_ms: options.node_timeout_ms,
-                announce_hostname: options.announce_hostname.clone(),
-                announce_ip: Some(IpAddr::from([127, 0, 0, 1])),
-                cluster_port: Some(cluster_port),
-                client_cert: Some((node_cert.clone(), node_key.clone())),
-            };
-            let directives = redis_conf::directives(&topology, &conf).expect("cluster directives");
-            let mut extra: Vec<String> = directives
-                .expose_secret()
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            // Replicas sync at once (the default waits 5 s for more replicas to join).
-            extra.push("repl-diskless-sync yes".to_owned());
-            extra.push("repl-diskless-sync-delay 0".to_owned());
-            extra.extend(options.extra.iter().cloned());
-            let server = RedisServer::start(RedisOptions {
-                acl_file: Some(acl_file.clone()),
-                tls: Some(TlsFiles {
-                    ca: ca.clone(),
-                    cert: server_cert.clone(),
-                    key: server_key.clone(),
-                    require_client_certs: true,
-                }),
-                extra,
-                ..RedisOptions::default()
-            });
+            // The bus port is a free port too, and can be taken before the node binds it (the
+            // node then fails on every client port tried): choose both again, three times.
+            let mut last_log = String::new();
+            let mut started = None;
+            for _attempt in 0..3 {
+                let cluster_port = free_port();
+                let conf = ClusterNodeConf {
+                    node_timeout_ms: options.node_timeout_ms,
+                    announce_hostname: options.announce_hostname.clone(),
+                    announce_ip: Some(IpAddr::from([127, 0, 0, 1])),
+                    cluster_port: Some(cluster_port),
+                    client_cert: Some((node_cert.clone(), node_key.clone())),
+                };
+                let directives =
+                    redis_conf::directives(&topology, &conf).expect("cluster directives");
+                let mut extra: Vec<String> = directives
+                    .expose_secret()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                // Replicas sync at once (the default waits 5 s for more replicas to join).
+                extra.push("repl-diskless-sync yes".to_owned());
+                extra.push("repl-diskless-sync-delay 0".to_owned());
+                extra.extend(options.extra.iter().cloned());
+                let attempt = RedisServer::try_start(RedisOptions {
+                    acl_file: Some(acl_file.clone()),
+                    tls: Some(TlsFiles {
+                        ca: ca.clone(),
+                        cert: server_cert.clone(),
+                        key: server_key.clone(),
+                        require_client_certs: true,
+                    }),
+                    extra,
+                    ..RedisOptions::default()
+                })
+                .map(|server| (server, cluster_port));
+                match attempt {
+                    Ok(node) => {
+                        started = Some(node);
+                        break;
+                    }
+                    Err(log) => last_log = log,
+                }
+            }
+            let (server, cluster_port) =
+                started.unwrap_or_else(|| panic!("a cluster node did not start:\n{last_log}"));
             nodes.push(server);
             cluster_ports.push(cluster_port);
         }

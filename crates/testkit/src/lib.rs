@@ -120,6 +120,13 @@ impl RedisServer {
     /// Starts a server; panics with the server's log when it does not come up within 10 s.
     #[must_use]
     pub fn start(options: RedisOptions) -> Self {
+        Self::try_start(options).unwrap_or_else(|log| panic!("redis-server did not start:\n{log}"))
+    }
+
+    /// Starts a server (three free ports are tried: one can be taken before redis-server binds
+    /// it); the last log when none came up. For a caller that has more to choose again on a
+    /// failure (a cluster node's bus port), where [`RedisServer::start`] would panic.
+    pub fn try_start(options: RedisOptions) -> Result<Self, String> {
         assert!(
             which("redis-server").is_some(),
             "redis-server is not installed: run `cargo xtask test` (installs it as root) or `apt-get install redis-server`"
@@ -136,14 +143,14 @@ impl RedisServer {
         for _attempt in 0..3 {
             server.port = free_port();
             match server.spawn() {
-                Ok(()) => return server,
+                Ok(()) => return Ok(server),
                 Err(log) => {
                     server.kill();
                     last_log = log;
                 }
             }
         }
-        panic!("redis-server did not start:\n{last_log}");
+        Err(last_log)
     }
 
     fn config_text(&self) -> String {
