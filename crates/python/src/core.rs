@@ -114,6 +114,14 @@ impl CacheCore {
     fn cache(&self) -> Arc<sealcache::AiResponseCache> {
         Arc::clone(&self.cache)
     }
+
+    /// Another view (`tenant`, `subject`) of this cache, in this process.
+    fn view(&self, cache: sealcache::AiResponseCache) -> Self {
+        Self {
+            cache: Arc::new(cache),
+            pid: self.pid,
+        }
+    }
 }
 
 #[pymethods]
@@ -167,10 +175,7 @@ impl CacheCore {
             .cache
             .tenant(tenant)
             .map_err(|e| errors::from_cache(py, &e))?;
-        Ok(Self {
-            cache: Arc::new(cache),
-            pid: self.pid,
-        })
+        Ok(self.view(cache))
     }
 
     /// This cache for end user `subject` within this view's tenant.
@@ -179,10 +184,7 @@ impl CacheCore {
             .cache
             .subject(subject)
             .map_err(|e| errors::from_cache(py, &e))?;
-        Ok(Self {
-            cache: Arc::new(cache),
-            pid: self.pid,
-        })
+        Ok(self.view(cache))
     }
 
     /// Destroys the data key of `subject` within this view's tenant: `(data_key_id or None,
