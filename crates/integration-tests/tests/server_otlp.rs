@@ -9,15 +9,13 @@ use std::time::{Duration, Instant};
 
 #[path = "common/server.rs"]
 mod common;
-#[path = "common/otlp.rs"]
-mod otlp;
 use common::{Stack, start_server};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use otlp::receiver;
 use prost::Message as _;
 use sealcache_config_gen::layout;
 use sealcache_testkit::free_port;
+use sealcache_testkit::otlp::receiver;
 
 #[test]
 fn metrics_are_pushed_over_otlp_http_with_names_units_and_values() {

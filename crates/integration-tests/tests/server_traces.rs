@@ -14,17 +14,15 @@ use std::time::{Duration, Instant};
 
 #[path = "common/server.rs"]
 mod common;
-#[path = "common/otlp.rs"]
-mod otlp;
 use common::{Stack, start_server};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value as Any};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use otlp::receiver;
 use prost::Message as _;
 use sealcache_config_gen::layout;
 use sealcache_testkit::free_port;
+use sealcache_testkit::otlp::{self, receiver};
 use serde_json::json;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -8,6 +8,8 @@
 //! [`cluster::RedisCluster`] runs a Redis Cluster of such servers (3 primaries, 3 replicas, TLS
 //! everywhere, the ACL file config-gen renders for a cluster).
 //!
+//! [`otlp::receiver`] is a test OTLP/HTTP receiver that keeps what it is sent.
+//!
 //! `cargo xtask test` installs `redis-server` (Debian's, with TLS) when it is missing.
 
 // The harness is test support: a server that cannot start is a failed test, so it panics with the
@@ -26,6 +28,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod otlp;
 
 pub use cluster::{ClusterOptions, NodeInfo, NodeRole, RedisCluster};
 
