@@ -18,9 +18,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
+use sealcache_api::{CheckName, SecurityLevel, SecurityStatus};
 use sealcache_config_gen::cluster_dir::{self, ClusterRecord};
 use sealcache_config_gen::{SecretString, acl, layout};
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
+use sealcache_ops::status::failing_checks;
 
 use crate::contract::variable;
 use crate::deploy::UID;
@@ -567,22 +569,26 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
     // interval, the first heartbeats): the status is read again, every 2 s, for up to 30 s until
     // every backend reports `production_ready`, then judged as read (the failing checks are
     // named).
-    let read = || -> Vec<(u16, Result<serde_json::Value, String>)> {
+    let read = || -> Vec<(u16, Result<SecurityStatus, String>)> {
         ports
             .iter()
-            .map(|p| (*p, crate::verify::backend_status(*p, &key)))
+            .map(|p| {
+                (
+                    *p,
+                    sealcache_ops::status::backend_status(*p, &key).map(|r| r.status),
+                )
+            })
             .collect()
+    };
+    let ready = |s: &Result<SecurityStatus, String>| {
+        s.as_ref()
+            .is_ok_and(|s| s.security_level == SecurityLevel::ProductionReady)
     };
     let started = std::time::Instant::now();
     let settle_until = started + std::time::Duration::from_secs(30);
     let mut statuses = read();
     let mut told = started;
-    while std::time::Instant::now() < settle_until
-        && !statuses.iter().all(|(_, s)| {
-            s.as_ref()
-                .is_ok_and(|v| v["security_level"] == "production_ready")
-        })
-    {
+    while std::time::Instant::now() < settle_until && !statuses.iter().all(|(_, s)| ready(s)) {
         if told.elapsed() >= std::time::Duration::from_secs(20) {
             told = std::time::Instant::now();
             println!(
@@ -591,13 +597,10 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
                 statuses
                     .iter()
                     .map(|(p, s)| match s {
-                        Ok(v) => format!(
+                        Ok(s) => format!(
                             ":{p} {}{}",
-                            v["security_level"].as_str().unwrap_or("?"),
-                            crate::verify::failing_status_checks(v)
-                                .chars()
-                                .take(160)
-                                .collect::<String>()
+                            s.security_level,
+                            failing_checks(s).chars().take(160).collect::<String>()
                         ),
                         Err(e) => format!(":{p} {e}"),
                     })
@@ -616,40 +619,39 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
         ));
         return checks;
     }
-    let statuses: Vec<(u16, serde_json::Value)> = statuses
+    let statuses: Vec<(u16, SecurityStatus)> = statuses
         .into_iter()
         .filter_map(|(p, s)| s.ok().map(|s| (p, s)))
         .collect();
-    let mut status_check = |name: &'static str| {
+    let mut status_check = |name: CheckName| {
         let mut passed = true;
         let mut details = Vec::new();
-        for (port, v) in &statuses {
-            let c = v["checks"]
-                .as_array()
-                .and_then(|a| a.iter().find(|c| c["name"] == name));
-            passed &= c.is_some_and(|c| c["passed"] == true);
+        for (port, s) in &statuses {
+            let c = s.check(name);
+            passed &= c.is_some_and(|c| c.passed);
             details.push(format!(
                 ":{port} {}",
-                c.and_then(|c| c["detail"].as_str())
-                    .unwrap_or("not reported")
+                c.map_or("not reported", |c| c.detail.as_str())
             ));
         }
-        checks.push(check(name, passed, details.join("; ")));
+        checks.push(check(name.as_str(), passed, details.join("; ")));
     };
     if local {
         // What the compose stack observes from outside (inspect, routes), the local one reads
         // from the backends' own observations.
         for name in [
-            "tls_negotiated",
-            "acl_user",
-            "default_user_disabled",
-            "network_isolated",
+            CheckName::TlsNegotiated,
+            CheckName::AclUser,
+            CheckName::DefaultUserDisabled,
+            CheckName::NetworkIsolated,
         ] {
             status_check(name);
         }
     }
     if !local {
-        let isolated = statuses.iter().all(|(_, v)| v["network_isolated"] == true);
+        let isolated = statuses
+            .iter()
+            .all(|(_, s)| s.network_isolated == Some(true));
         checks.push(check(
             "backend_reports_network_isolated",
             isolated,
@@ -658,37 +660,35 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
     }
     let levels: Vec<String> = statuses
         .iter()
-        .map(|(p, v)| {
-            format!(
-                ":{p} {}{}",
-                v["security_level"].as_str().unwrap_or("?"),
-                crate::verify::failing_status_checks(v)
-            )
-        })
+        .map(|(p, s)| format!(":{p} {}{}", s.security_level, failing_checks(s)))
         .collect();
     checks.push(check(
         "backend_security_level",
         statuses
             .iter()
-            .all(|(_, v)| v["security_level"] == "production_ready"),
+            .all(|(_, s)| s.security_level == SecurityLevel::ProductionReady),
         format!("security_level {}", levels.join(", ")),
     ));
     let mut sees = true;
     let mut detail = Vec::new();
-    for (port, v) in &statuses {
-        let c = &v["cluster"];
-        let nodes = c["nodes"].as_array().cloned().unwrap_or_default();
-        let tls = nodes.iter().all(|n| n["tls_version"].is_string());
-        let acl = nodes.iter().all(|n| n["default_user_disabled"] == true);
-        let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
-        sees &= c["cluster_state"] == "ok" && !nodes.is_empty() && tls && acl;
+    for (port, s) in &statuses {
+        let (state, nodes) = s.cluster.as_ref().map_or((None, &[][..]), |c| {
+            (c.cluster_state.as_deref(), &c.nodes[..])
+        });
+        let tls = nodes.iter().all(|n| n.tls_version.is_some());
+        let acl = nodes.iter().all(|n| n.default_user_disabled == Some(true));
+        let primaries = nodes
+            .iter()
+            .filter(|n| n.role == sealcache_api::NodeRole::Primary)
+            .count();
+        sees &= state == Some("ok") && !nodes.is_empty() && tls && acl;
         detail.push(format!(
             ":{port} cluster_state={} nodes={} (primaries {primaries}) tls={} default_user_disabled={}",
-            c["cluster_state"].as_str().unwrap_or("none"),
+            state.unwrap_or("none"),
             nodes.len(),
             nodes
                 .first()
-                .and_then(|n| n["tls_version"].as_str())
+                .and_then(|n| n.tls_version.as_deref())
                 .unwrap_or("none"),
             acl
         ));
@@ -697,19 +697,18 @@ pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Chec
     // Subscribed, and never lost since start: an idle subscription must stay confirmed (on the
     // compose cluster, a heartbeat that reconnected to every node one after the other once
     // overran its second and kept the backends re-subscribing for minutes: see `Beacons`).
-    let subscribed = statuses
-        .iter()
-        .all(|(_, v)| v["l1_coherence"]["subscribed"] == true && v["l1_coherence"]["losses"] == 0);
+    let subscribed = statuses.iter().all(|(_, s)| {
+        s.l1_coherence
+            .is_some_and(|c| c.subscribed && c.losses == 0)
+    });
     checks.push(check(
         "l1_coherence_subscribed",
         subscribed,
         statuses
             .iter()
-            .map(|(p, v)| {
-                format!(
-                    ":{p} subscribed={} losses={}",
-                    v["l1_coherence"]["subscribed"], v["l1_coherence"]["losses"]
-                )
+            .map(|(p, s)| match s.l1_coherence {
+                Some(c) => format!(":{p} subscribed={} losses={}", c.subscribed, c.losses),
+                None => format!(":{p} no L1 coherence reported"),
             })
             .collect::<Vec<_>>()
             .join("; "),
@@ -1083,26 +1082,27 @@ pub(crate) fn status(dir: Option<&Path>, json: bool) -> anyhow::Result<Option<Ex
     };
     let first = *ports.first().context("the stack has no backend")?;
     let key = crate::verify::api_key(&dir);
-    let mut v = crate::verify::backend_status(first, &key)
+    let backend = sealcache_ops::status::backend_status(first, &key)
         .map_err(|e| anyhow::anyhow!("the backend on 127.0.0.1:{first}: {e}"))?;
     let backends: Vec<String> = ports
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
-    if let Some(map) = v.as_object_mut() {
-        map.insert("backends".to_owned(), serde_json::json!(backends));
-        map.insert("redis_nodes".to_owned(), nodes.clone());
-    }
     // Every node and backend compared with the directory (rotate/compare.rs): `rotation` and
     // `verdict`.
     let report = crate::rotate::report(&dir)
         .with_context(|| format!("cannot compare the running stack with {}", dir.display()))?;
-    crate::rotate::annotate(&mut v, report.as_ref());
+    let status = sealcache_ops::status::StackStatus::new(backend, report)
+        .with_cluster(backends.clone(), nodes.clone());
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(Some(ExitCode::SUCCESS));
     }
-    crate::verify::print_security_status(&v);
+    sealcache_ops::status::security_lines(
+        &status.backend.status,
+        status.disagrees(),
+        &mut crate::progress::Printer,
+    );
     println!("✅ backends: {}", backends.join(", "));
     for n in nodes.as_array().into_iter().flatten() {
         println!(
@@ -1115,7 +1115,7 @@ pub(crate) fn status(dir: Option<&Path>, json: bool) -> anyhow::Result<Option<Ex
                 .map_or_else(String::new, |p| format!(" (pid {p})"))
         );
     }
-    crate::rotate::print_rotation(&v, report.as_ref());
+    sealcache_ops::rotate::report_lines(&status, &mut crate::progress::Printer);
     Ok(Some(ExitCode::SUCCESS))
 }
 

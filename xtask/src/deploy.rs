@@ -618,20 +618,12 @@ impl StatusArgs {
             return Ok(code);
         }
         let dir = self.dir.unwrap_or_else(crate::config::default_dir);
-        let (v, report) = status_value(&dir, self.port)?;
+        let status = sealcache_ops::status::status(&dir, self.port)?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", serde_json::to_string_pretty(&status)?);
             return Ok(ExitCode::SUCCESS);
         }
-        sealcache_ops::status::status_lines(&v, report.as_ref(), &mut crate::progress::Printer);
+        sealcache_ops::status::status_lines(&status, &mut crate::progress::Printer);
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// `status --json` of the single-node stack (`sealcache_ops::status::status`).
-pub(crate) fn status_value(
-    dir: &Path,
-    port: u16,
-) -> anyhow::Result<(serde_json::Value, Option<crate::rotate::RotationReport>)> {
-    Ok(sealcache_ops::status::status(dir, port)?)
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use sealcache_api::CheckName;
 use sealcache_config_gen::layout;
 
 use crate::contract::{REDIS_URL, SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, host_path};
@@ -151,18 +152,23 @@ pub(crate) fn spawn_redis(conf_path: &Path) -> anyhow::Result<std::process::Chil
 pub(crate) fn build_server() -> anyhow::Result<PathBuf> {
     step(
         "cargo build --release -p sealcache-server -p sealcache-cli",
-        cargo().args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "sealcache-server",
-            "-p",
-            "sealcache-cli",
-        ]),
+        cargo().args(RELEASE_BUILD),
     )?;
     Ok(crate::progress::target_dir().join("release/sealcache-server"))
 }
+
+/// The one release build of every stack, the image and the partition hosts: the server and the
+/// operator command together (built alone, feature unification differs and the whole release
+/// tree is built again).
+pub(crate) const RELEASE_BUILD: &[&str] = &[
+    "build",
+    "--release",
+    "--locked",
+    "-p",
+    "sealcache-server",
+    "-p",
+    "sealcache-cli",
+];
 
 /// Starts the server `binary` with only `PATH` and `env`, its output appended to a new
 /// `log_path`.
@@ -289,29 +295,30 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
 pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
     let mut checks = Vec::new();
     let key = crate::verify::api_key(dir);
-    match crate::verify::backend_status(port, &key) {
-        Ok(v) => {
-            for c in v["checks"].as_array().into_iter().flatten() {
-                let name: &'static str = match c["name"].as_str().unwrap_or("") {
-                    "tls_negotiated" => "tls_negotiated",
-                    "acl_user" => "acl_user",
-                    "default_user_disabled" => "default_user_disabled",
-                    "network_isolated" => "network_isolated",
+    match sealcache_ops::status::backend_status(port, &key) {
+        Ok(response) => {
+            let status = response.status;
+            for c in &status.checks {
+                let name: &'static str = match c.name {
+                    CheckName::TlsNegotiated => "tls_negotiated",
+                    CheckName::AclUser => "acl_user",
+                    CheckName::DefaultUserDisabled => "default_user_disabled",
+                    CheckName::NetworkIsolated => "network_isolated",
                     _ => continue,
                 };
                 checks.push(crate::verify::Check {
                     name,
-                    passed: c["passed"] == true,
-                    detail: c["detail"].as_str().unwrap_or("").to_owned(),
+                    passed: c.passed,
+                    detail: c.detail.clone(),
                 });
             }
-            let level = v["security_level"].as_str().unwrap_or("").to_owned();
+            let level = status.security_level;
             checks.push(crate::verify::Check {
                 name: "backend_security_level",
-                passed: level == "production_ready",
+                passed: level == sealcache_api::SecurityLevel::ProductionReady,
                 detail: format!(
                     "security_level={level}{}",
-                    crate::verify::failing_status_checks(&v)
+                    sealcache_ops::status::failing_checks(&status)
                 ),
             });
         }

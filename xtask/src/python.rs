@@ -1,8 +1,8 @@
 //! The Python package (`crates/python`) in `cargo xtask test`: the wheel built once with
 //! maturin (the debug profile, so it shares the workspace tests' build), installed into a venv
 //! under `target/`, then pytest against a plain development Redis and the hardened local stack
-//! (TLS + mTLS + ACL `redis-server` and the real server), and `mypy --strict` / `stubtest` on the
-//! package.
+//! (TLS + mTLS + ACL `redis-server` and the real server; schemathesis holds the server to its
+//! OpenAPI document), and `mypy --strict` / `stubtest` on the package.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ const TEST_PACKAGES: &[&str] = &[
     "uvicorn",
     "langchain-core>=0.3",
     "cryptography",
+    // The contract test of `GET /openapi.json` (tests/test_webapi_contract.py).
+    "schemathesis>=4,<5",
 ];
 
 /// The venv (made once; reused while its interpreter works).
@@ -178,7 +180,12 @@ pub(crate) fn test() -> anyhow::Result<()> {
             Command::new(&python)
                 .current_dir(workspace_root().join("crates/python"))
                 .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
-                .env("PYTEST_SEALCACHE_STACK", &described),
+                .env("PYTEST_SEALCACHE_STACK", &described)
+                // Hypothesis (under schemathesis) keeps its files here, not in the checkout.
+                .env(
+                    "HYPOTHESIS_STORAGE_DIRECTORY",
+                    target_dir().join("hypothesis"),
+                ),
         )
     });
     let _ = crate::local::down(&std::fs::canonicalize(&dir).unwrap_or(dir.clone()));

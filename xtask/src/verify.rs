@@ -39,12 +39,6 @@ pub(crate) fn print_checks(checks: &[Check]) {
     }
 }
 
-/// Prints the security level and the checks of a backend's `/internal/cache/security-status`
-/// answer `v` (`sealcache_ops::status::security_lines`).
-pub(crate) fn print_security_status(v: &serde_json::Value) {
-    sealcache_ops::status::security_lines(v, &mut crate::progress::Printer);
-}
-
 /// The failed check when `docker inspect` does not answer for a container.
 pub(crate) fn inspect_failed() -> Check {
     check("containers_inspectable", false, "docker inspect failed")
@@ -259,31 +253,28 @@ pub(crate) fn verify(compose: &Compose, dir: &Path, port: u16, secure: bool) -> 
 
     // The backend reaches Redis, reports isolation and production readiness, and serves.
     let key = api_key(dir);
-    match backend_status(port, &key) {
-        Ok(v) => {
-            let isolated = v["network_isolated"] == true;
-            let level = v["security_level"].as_str().unwrap_or("").to_owned();
+    match sealcache_ops::status::backend_status(port, &key) {
+        Ok(response) => {
+            let status = response.status;
+            let level = status.security_level;
             checks.push(check(
                 "backend_reports_network_isolated",
-                isolated,
-                v["checks"]
-                    .as_array()
-                    .and_then(|c| c.iter().find(|c| c["name"] == "network_isolated"))
-                    .map_or_else(String::new, |c| {
-                        c["detail"].as_str().unwrap_or("").to_owned()
-                    }),
+                status.network_isolated == Some(true),
+                status
+                    .check(sealcache_api::CheckName::NetworkIsolated)
+                    .map_or_else(String::new, |c| c.detail.clone()),
             ));
             let want = if secure {
-                "production_ready"
+                sealcache_api::SecurityLevel::ProductionReady
             } else {
-                "development"
+                sealcache_api::SecurityLevel::Development
             };
             checks.push(check(
                 "backend_security_level",
                 level == want,
                 format!(
                     "security_level={level} (want {want}){}",
-                    failing_status_checks(&v)
+                    sealcache_ops::status::failing_checks(&status)
                 ),
             ));
         }
@@ -597,48 +588,4 @@ pub(crate) fn api_key(dir: &Path) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
-}
-
-/// The backend's `/internal/cache/security-status` as JSON, or why it could not be read.
-pub(crate) fn backend_status(port: u16, key: &str) -> Result<serde_json::Value, String> {
-    match request(
-        port,
-        "GET",
-        "/internal/cache/security-status",
-        Some(key),
-        None,
-    ) {
-        Ok((200, body)) => serde_json::from_str(&body).map_err(|e| format!("invalid JSON: {e}")),
-        Ok((status, _)) => Err(format!("status {status}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The checks of a backend's security status (`GET /internal/cache/security-status`) that did
-/// not pass, as `; failing: name (detail), ...` (empty when all passed): why a level is not
-/// `production_ready`.
-pub(crate) fn failing_status_checks(status: &serde_json::Value) -> String {
-    let failing: Vec<String> = status["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["passed"] != true)
-        .map(|c| {
-            format!(
-                "{}{} ({})",
-                c["name"].as_str().unwrap_or("?"),
-                if c["observed"] == false {
-                    ", not observed"
-                } else {
-                    ""
-                },
-                c["detail"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    if failing.is_empty() {
-        String::new()
-    } else {
-        format!("; failing: {}", failing.join(", "))
-    }
 }

@@ -53,6 +53,9 @@ fn codec_depends_on_nothing_heavy() {
 fn leaf_crates_depend_on_nothing_heavy_without_features() {
     assert_light("sealcache-env-detect", "serde");
     assert_light("sealcache-monitor", "tracing");
+    // The API's JSON types: every reader (the operator command, scripts) gets them with serde
+    // alone.
+    assert_light("sealcache-api", "serde");
 }
 
 /// The normal dependency tree of `package` with `args` (features).

@@ -54,20 +54,7 @@ pub struct KeyringReloaded {
     pub removed: Vec<u32>,
 }
 
-/// Keyring reloads since the process started, for the security status: a refused reload keeps
-/// the running keyring, so the operator's files and the running process disagree until a later
-/// reload is applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct KeyringReloadStatus {
-    /// Reloads applied.
-    pub applied: u64,
-    /// Reloads refused (or whose keyring could not be read).
-    pub refused: u64,
-    /// Why the latest reload was refused, while it is the latest attempt (`None` once a later
-    /// reload is applied). Key ids only, never key material.
-    pub last_refusal: Option<String>,
-}
+pub use sealcache_api::status::KeyringReloadStatus;
 
 /// The codec and key ids in use now.
 pub(crate) struct Active {

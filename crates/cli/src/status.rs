@@ -22,11 +22,11 @@ pub(crate) struct StatusArgs {
 impl StatusArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.dir.unwrap_or_else(crate::default_dir);
-        let (v, report) = sealcache_ops::status::status(&dir, self.port)?;
+        let status = sealcache_ops::status::status(&dir, self.port)?;
         if self.json {
-            print_json(&v)?;
+            print_json(&status)?;
         } else {
-            sealcache_ops::status::status_lines(&v, report.as_ref(), &mut Printer::new(false));
+            sealcache_ops::status::status_lines(&status, &mut Printer::new(false));
         }
         Ok(ExitCode::SUCCESS)
     }

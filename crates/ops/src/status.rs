@@ -1,84 +1,142 @@
-//! `status [--json]` of a single-node stack: the backend's live security status, compared with
-//! the deployment directory (the rotation's view), and one verdict.
+//! `status [--json]` of a stack: the backend's live security status (typed, from
+//! `sealcache-api`), compared with the deployment directory (the rotation's view), and one
+//! verdict.
 
 use std::path::Path;
 
+use sealcache_api::{SecurityLevel, SecurityStatus, SecurityStatusResponse};
 use sealcache_config_gen::layout;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{OpsError, Result, io};
 use crate::report::{Mark, Progress, ProgressExt as _};
-use crate::rotate::{RotationReport, annotate, report, report_lines};
+use crate::rotate::{RotationReport, report, report_lines};
 
-/// The security status of the backend on 127.0.0.1:`port`, with `rotation` (the running system
-/// compared with `dir`: key ids, password generation, reload refusals, the stage in progress,
-/// the command to run) and `verdict` (`rotation_incomplete` while they disagree, else the
-/// backend's `security_level`): the JSON of `status --json`.
+/// The verdict while the running system disagrees with the deployment directory.
+pub const ROTATION_INCOMPLETE: &str = "rotation_incomplete";
+
+/// The JSON of `status --json`: a backend's security status (its fields at the top level), the
+/// running system compared with the deployment directory, and the verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StackStatus {
+    /// One backend's `GET /internal/cache/security-status`.
+    #[serde(flatten)]
+    pub backend: SecurityStatusResponse,
+    /// Cluster stacks: every backend's API (`http://127.0.0.1:PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<String>>,
+    /// Cluster stacks: every Redis node as the stack's record lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_nodes: Option<serde_json::Value>,
+    /// The running system compared with the directory (`None`, `null` in JSON: the directory
+    /// holds no deployment).
+    pub rotation: Option<RotationReport>,
+    /// [`ROTATION_INCOMPLETE`] while the running system disagrees with the directory, else the
+    /// backend's `security_level`.
+    pub verdict: String,
+}
+
+impl StackStatus {
+    /// The status of a stack whose backend reported `backend`, compared as `rotation`.
+    #[must_use]
+    pub fn new(backend: SecurityStatusResponse, rotation: Option<RotationReport>) -> Self {
+        let verdict = match &rotation {
+            Some(r) if !r.agrees => ROTATION_INCOMPLETE.to_owned(),
+            _ => backend.status.security_level.as_str().to_owned(),
+        };
+        Self {
+            backend,
+            backends: None,
+            redis_nodes: None,
+            rotation,
+            verdict,
+        }
+    }
+
+    /// The same status with a cluster stack's backends and Redis nodes.
+    #[must_use]
+    pub fn with_cluster(mut self, backends: Vec<String>, redis_nodes: serde_json::Value) -> Self {
+        self.backends = Some(backends);
+        self.redis_nodes = Some(redis_nodes);
+        self
+    }
+
+    /// The running system disagrees with the directory (a rotation not complete).
+    #[must_use]
+    pub fn disagrees(&self) -> bool {
+        self.rotation.as_ref().is_some_and(|r| !r.agrees)
+    }
+}
+
+/// The backend's `GET /internal/cache/security-status` on 127.0.0.1:`port`, typed, or why it
+/// could not be read (not 200, not the status JSON).
 ///
 /// # Errors
-/// The API key cannot be read ([`OpsError::Io`]), the backend does not answer 200 with JSON
-/// ([`OpsError::Unhealthy`]), or the comparison fails (see [`report`]).
-pub fn status(dir: &Path, port: u16) -> Result<(serde_json::Value, Option<RotationReport>)> {
-    let key_path = dir.join(layout::API_KEY);
-    let key = std::fs::read_to_string(&key_path).map_err(io("read the API key", &key_path))?;
-    let target = format!("the backend on 127.0.0.1:{port}");
-    let (code, body) = crate::runtime::request(
+/// A description of the failure (never the key).
+pub fn backend_status(port: u16, key: &str) -> std::result::Result<SecurityStatusResponse, String> {
+    match crate::runtime::request(
         port,
         "GET",
         "/internal/cache/security-status",
-        Some(key.trim()),
+        Some(key),
         None,
-    )?;
-    if code != 200 {
-        return Err(OpsError::Unhealthy {
-            target,
-            detail: format!("answered {code}"),
-        });
+    ) {
+        Ok((200, body)) => {
+            serde_json::from_str(&body).map_err(|e| format!("not a security status: {e}"))
+        }
+        Ok((status, _)) => Err(format!("status {status}")),
+        Err(e) => Err(e.to_string()),
     }
-    let mut v: serde_json::Value =
-        serde_json::from_str(&body).map_err(|_| OpsError::Unhealthy {
-            target,
-            detail: "/internal/cache/security-status is not JSON".to_owned(),
-        })?;
+}
+
+/// The security status of the backend on 127.0.0.1:`port`, compared with `dir`: the status of
+/// `status --json`.
+///
+/// # Errors
+/// The API key cannot be read ([`OpsError::Io`]), the backend does not answer 200 with its
+/// status ([`OpsError::Unhealthy`]), or the comparison fails (see [`report`]).
+pub fn status(dir: &Path, port: u16) -> Result<StackStatus> {
+    let key_path = dir.join(layout::API_KEY);
+    let key = std::fs::read_to_string(&key_path).map_err(io("read the API key", &key_path))?;
+    let backend = backend_status(port, key.trim()).map_err(|detail| OpsError::Unhealthy {
+        target: format!("the backend on 127.0.0.1:{port}"),
+        detail,
+    })?;
     let report = report(dir).map_err(|e| {
         e.in_step(format!(
             "cannot compare the running stack with {}",
             dir.display()
         ))
     })?;
-    annotate(&mut v, report.as_ref());
-    Ok((v, report))
+    Ok(StackStatus::new(backend, report))
 }
 
-/// Reports the security level and the checks of an annotated status `v` (see [`status`]), then
-/// the rotation lines and the verdict.
-pub fn status_lines(
-    v: &serde_json::Value,
-    report: Option<&RotationReport>,
-    progress: &mut dyn Progress,
-) {
-    security_lines(v, progress);
-    report_lines(v, report, progress);
+/// Reports the security level and the checks of `status`, then the rotation lines and the
+/// verdict.
+pub fn status_lines(status: &StackStatus, progress: &mut dyn Progress) {
+    security_lines(&status.backend.status, status.disagrees(), progress);
+    report_lines(status, progress);
 }
 
-/// Reports the security level and the checks of a backend's security status `v`.
-pub fn security_lines(v: &serde_json::Value, progress: &mut dyn Progress) {
-    let level = v["security_level"].as_str().unwrap_or("?");
-    if level == "development" {
+/// Reports the security level and the checks of a backend's security status (`disagrees`: the
+/// running system disagrees with the deployment directory, so the backend's own level is not
+/// the verdict).
+pub fn security_lines(status: &SecurityStatus, disagrees: bool, progress: &mut dyn Progress) {
+    let level = status.security_level;
+    if level == SecurityLevel::Development {
         progress.warn("DEVELOPMENT MODE: not for production");
     }
-    // While the running system disagrees with the directory (a rotation not complete), the
-    // backend's own level is not the verdict.
-    let disagrees = v["rotation"]["agrees"] == false;
     progress.mark(
-        match (level == "production_ready", disagrees) {
+        match (level == SecurityLevel::ProductionReady, disagrees) {
             (_, true) => Mark::Failed,
             (true, false) => Mark::Ok,
             (false, false) => Mark::Warning,
         },
         format!(
-            "security_level: {level} ({} {}){}",
-            v["environment"],
-            v["confidence"],
+            "security_level: {level} (\"{}\" {}){}",
+            status.environment,
+            status.confidence,
             if disagrees {
                 ", the backend's own view: the running system disagrees with the deployment directory (rotation, below)"
             } else {
@@ -86,18 +144,34 @@ pub fn security_lines(v: &serde_json::Value, progress: &mut dyn Progress) {
             }
         ),
     );
-    for c in v["checks"].as_array().into_iter().flatten() {
+    for c in &status.checks {
         progress.mark(
-            if c["passed"] == true {
-                Mark::Ok
-            } else {
-                Mark::Failed
-            },
-            format!(
-                "{}: {}",
-                c["name"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            ),
+            if c.passed { Mark::Ok } else { Mark::Failed },
+            format!("{}: {}", c.name, c.detail),
         );
+    }
+}
+
+/// The checks of `status` that did not pass, as `; failing: name (detail), ...` (empty when all
+/// passed): why a level is not `production_ready`.
+#[must_use]
+pub fn failing_checks(status: &SecurityStatus) -> String {
+    let failing: Vec<String> = status
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| {
+            format!(
+                "{}{} ({})",
+                c.name,
+                if c.observed { "" } else { ", not observed" },
+                c.detail
+            )
+        })
+        .collect();
+    if failing.is_empty() {
+        String::new()
+    } else {
+        format!("; failing: {}", failing.join(", "))
     }
 }

@@ -39,22 +39,8 @@ struct KeySet {
     posture: KeysPosture,
 }
 
-/// What the status shows of the keys: counts only.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KeysPosture {
-    /// Whether `SEALCACHE_API_KEYS_FILE` is configured.
-    pub keys_file: bool,
-    /// Keys in the keys file.
-    pub scoped_keys: usize,
-    /// Legacy keys (`API_KEY_FILE`, `API_KEY`, `ADDITIONAL_API_KEYS`).
-    pub legacy_keys: usize,
-    /// Distinct tenants the keys act for (`default` counted when a legacy key exists).
-    pub tenants: usize,
-    /// Keys holding each scope, every scope listed.
-    pub keys_per_scope: std::collections::BTreeMap<&'static str, usize>,
-    /// Keys-file reloads refused since start (the running keys kept serving).
-    pub reloads_refused: u64,
-}
+/// What the status shows of the keys: counts only (the JSON type of `sealcache-api`).
+pub use sealcache_api::KeysPosture;
 
 /// Two keys with one digest: the same key would be two callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,25 +91,23 @@ impl KeySet {
                 scopes: entry.scopes,
             });
         }
-        let keys_per_scope = sealcache_config_gen::api_keys::Scope::ALL
+        let mut posture = KeysPosture::default();
+        posture.keys_file = file.is_some();
+        posture.scoped_keys = known.len() - legacy.len();
+        posture.legacy_keys = legacy.len();
+        posture.tenants = tenants.len();
+        posture.keys_per_scope = sealcache_config_gen::api_keys::Scope::ALL
             .into_iter()
             .map(|s| {
                 (
-                    s.as_str(),
+                    s.as_str().to_owned(),
                     known.iter().filter(|k| k.scopes.contains(s)).count(),
                 )
             })
             .collect();
         Ok(Self {
             legacy: legacy.len(),
-            posture: KeysPosture {
-                keys_file: file.is_some(),
-                scoped_keys: known.len() - legacy.len(),
-                legacy_keys: legacy.len(),
-                tenants: tenants.len(),
-                keys_per_scope,
-                reloads_refused: 0,
-            },
+            posture,
             known,
         })
     }

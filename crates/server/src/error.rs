@@ -234,17 +234,22 @@ impl ApiError {
         }
     }
 
+    /// The JSON body, typed.
+    #[must_use]
+    pub fn error_body(&self) -> sealcache_api::ErrorBody {
+        sealcache_api::ErrorBody::new(self.code(), self.message())
+    }
+
     /// The JSON body.
     #[must_use]
     pub fn body(&self) -> String {
-        serde_json::json!({"error": {"code": self.code(), "message": self.message()}}).to_string()
+        serde_json::to_string(&self.error_body()).unwrap_or_default()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.message()}});
-        (self.status(), Json(body)).into_response()
+        (self.status(), Json(self.error_body())).into_response()
     }
 }
 

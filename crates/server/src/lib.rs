@@ -16,8 +16,9 @@
 //! Endpoints: `GET /health`, `GET /internal/cache/security-status`, `GET /internal/cache/metrics`,
 //! `GET /metrics`, `POST /v1/cache/lookup` (leases, cache control, `text/event-stream` replay),
 //! `PUT /v1/cache/entries`, `DELETE /v1/cache/leases/{token}`, `POST /v1/cache/leases/{token}/events`
-//! (live streams), `POST /internal/cache/invalidate`.
-//! See `docs/api.md`.
+//! (live streams), `POST /internal/cache/invalidate`, `DELETE /v1/subjects/{subject}`,
+//! `DELETE /v1/tenants/{tenant}`, and `GET /openapi.json`: the OpenAPI 3.1 document generated
+//! from the handlers and the body types ([`openapi`]). See `docs/api.md`.
 //!
 //! # Example
 //!
@@ -45,6 +46,7 @@ mod error;
 pub mod isolation;
 pub mod keys_reload;
 mod limits;
+pub mod openapi;
 pub mod posture;
 pub mod reload;
 mod routes;
@@ -179,7 +181,9 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             "/v1/tenants/{tenant}",
             delete(routes::tenancy::erase_tenant).route_layer(needs(ADMIN)),
         );
-    let mut public = Router::new().route("/health", get(routes::health));
+    let mut public = Router::new()
+        .route("/health", get(routes::health))
+        .route("/openapi.json", get(openapi::openapi_json));
     if state.metrics_public {
         public = public.route("/metrics", get(routes::metrics_text));
     } else {

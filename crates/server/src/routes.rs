@@ -14,8 +14,8 @@ use crate::caller::{Caller, Scope};
 use crate::error::ApiError;
 
 mod body;
-mod lease;
-mod live;
+pub(crate) mod lease;
+pub(crate) mod live;
 pub(crate) mod tenancy;
 
 use body::{Fields, JsonBody};
@@ -24,12 +24,16 @@ pub(crate) use live::append as append_live_events;
 
 /// The fields of a lookup (the request's, and its cache control: `lease`, `wait_ms`,
 /// `max_age_seconds`, `no_cache`): every other member is refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RequestFields {
+    /// The request text (the prompt) whose answer is cached.
     text: String,
+    /// The operation (`a-z`, `0-9`, `_`, `-`; 1 to 64).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     operation: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     options: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     question: Option<String>,
@@ -45,6 +49,11 @@ pub(crate) struct RequestFields {
     no_cache: Option<bool>,
     /// The end user whose data the entry holds, within the caller's tenant.
     #[serde(default)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+        min_length = 1,
+        max_length = 1024
+    )]
     subject: Option<String>,
     /// The entry shared across tenants (see `tenancy`).
     #[serde(default)]
@@ -81,18 +90,24 @@ impl RequestFields {
 }
 
 /// `GET /health` (no auth; says nothing about the security posture).
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Whether the server reaches Redis", body = sealcache_api::Health)))]
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let up = state.cache.redis_available().await;
-    let body = serde_json::json!({
-        "status": if up { "ok" } else { "degraded" },
-        "redis": if up { "connected" } else { "unavailable" },
-    });
-    (StatusCode::OK, Json(body)).into_response()
+    (StatusCode::OK, Json(sealcache_api::Health::new(up))).into_response()
 }
 
 /// `POST /v1/cache/lookup`: a hit, or a miss (with a lease for the one caller that should
 /// compute, when asked for one), after waiting up to `wait_ms` for another holder's entry. A cached
 /// stream is answered as `text/event-stream` when the client accepts it.
+#[utoipa::path(post, path = "/v1/cache/lookup", tag = "cache", request_body = RequestFields,
+    responses(
+        (status = 200, description = "A hit or a miss (with a lease for the caller that should compute); a cached stream as server-sent events when `Accept: text/event-stream`", content(
+            (sealcache_api::LookupAnswer = "application/json"),
+            (String = "text/event-stream"),
+        )),
+    ),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn lookup(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,12 +157,16 @@ pub(crate) async fn lookup(
 /// The fields of a store: [`RequestFields`]' request members and `response` (or `events`),
 /// `ttl_seconds`, `lease`. Spelt out rather than `#[serde(flatten)]`ed: flattening buffers the
 /// members and cannot refuse unknown ones.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoreFields {
+    /// The request text (the prompt) whose answer is cached.
     text: String,
+    /// The operation (`a-z`, `0-9`, `_`, `-`; 1 to 64).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     operation: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     options: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     question: Option<String>,
@@ -156,14 +175,21 @@ pub(crate) struct StoreFields {
     /// Any JSON value, `null` included (so not a plain `Option`, which would read `null` as
     /// absent).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     response: Option<Box<RawValue>>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<sealcache_api::SseEvent>>)]
     events: Option<Vec<sealcache::SseEvent>>,
     #[serde(default)]
     ttl_seconds: Option<u64>,
     #[serde(default)]
     lease: Option<lease::StoreLease>,
     #[serde(default)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+        min_length = 1,
+        max_length = 1024
+    )]
     subject: Option<String>,
     #[serde(default)]
     shared: Option<bool>,
@@ -244,6 +270,12 @@ impl StoreFields {
 
 /// `PUT /v1/cache/entries`: stores a response (or a completed stream of events) and, with a lease
 /// token, completes that lease.
+#[utoipa::path(put, path = "/v1/cache/entries", tag = "cache", request_body = StoreFields,
+    responses(
+        (status = 201, description = "Stored (and the lease completed)", body = sealcache_api::Stored),
+        (status = 409, description = "The lease is not held (expired, or taken over)", body = sealcache_api::ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn store(
     State(state): State<AppState>,
     caller: Caller,
@@ -290,17 +322,20 @@ pub(crate) async fn store(
     }
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({"stored": true, "ttl_seconds": used.as_secs()})),
+        Json(sealcache_api::Stored::new(used.as_secs())),
     )
         .into_response())
 }
 
 /// The fields of an invalidation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InvalidateFields {
+    /// Remove every entry of this operation (scope `invalidate`).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     operation: Option<String>,
+    /// Remove every entry (scope `admin`; with `confirm`).
     #[serde(default)]
     all: Option<bool>,
     #[serde(default)]
@@ -316,6 +351,9 @@ impl Fields for InvalidateFields {
 /// An operation's entries need scope `invalidate` (and `admin` too for a key of a tenant other
 /// than `default`: the operation's entries of every tenant go); everything (`all`, clear) needs
 /// `admin`.
+#[utoipa::path(post, path = "/internal/cache/invalidate", tag = "operations", request_body = InvalidateFields,
+    responses((status = 200, description = "Entries removed", body = sealcache_api::Invalidated)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn invalidate(
     State(state): State<AppState>,
     caller: Caller,
@@ -342,23 +380,27 @@ pub(crate) async fn invalidate(
             ));
         }
     };
-    Ok(Json(serde_json::json!({"invalidated": removed})).into_response())
+    Ok(Json(sealcache_api::Invalidated::new(removed)).into_response())
 }
 
 /// `GET /internal/cache/security-status`: the observed status, and `api_keys` (counts only: tenants
 /// configured, keys per scope, refused reloads of the keys file).
+#[utoipa::path(get, path = "/internal/cache/security-status", tag = "operations",
+    responses((status = 200, description = "The observed security posture (scope `admin`)", body = sealcache_api::SecurityStatusResponse)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn security_status(State(state): State<AppState>) -> Response {
     let status = state.observed_status().await;
-    match serde_json::to_value(&status) {
-        Ok(serde_json::Value::Object(mut body)) => {
-            body.insert("api_keys".into(), serde_json::json!(state.keys.posture()));
-            Json(body).into_response()
-        }
-        Ok(_) | Err(_) => Json(status).into_response(),
-    }
+    Json(sealcache_api::SecurityStatusResponse::new(
+        status,
+        Some(state.keys.posture()),
+    ))
+    .into_response()
 }
 
 /// `GET /internal/cache/metrics`.
+#[utoipa::path(get, path = "/internal/cache/metrics", tag = "operations",
+    responses((status = 200, description = "The monitor's performance and security summaries (scope `admin`)", content_type = "application/json")),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn metrics_json(State(state): State<AppState>) -> Response {
     let monitor = state.cache.monitor();
     Json(serde_json::json!({
@@ -369,6 +411,9 @@ pub(crate) async fn metrics_json(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text of the OpenTelemetry instruments.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text of the OpenTelemetry instruments (public when `SEALCACHE_METRICS_PUBLIC=true`, else scope `admin`)", body = String, content_type = "text/plain")),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     match state.telemetry.render_prometheus() {
         Ok(Some(text)) => (

@@ -78,19 +78,23 @@ fn interruption(dir: &Path, port: u16, stage: Stage, step: Step) -> anyhow::Resu
     run_stage_until(dir, stage, &forced, true, Some(step))?;
     let command = rotation::stage_command(&std::fs::canonicalize(dir)?, stage);
 
-    let (v, _) = crate::deploy::status_value(dir, port)?;
+    let status = sealcache_ops::status::status(dir, port)?;
+    let rotation = status.rotation.as_ref();
     ensure!(
-        v["verdict"] == "rotation_incomplete" && v["rotation"]["agrees"] == false,
-        "status did not report the interrupted stage: verdict {}, rotation {}",
-        v["verdict"],
-        v["rotation"]
+        status.verdict == sealcache_ops::status::ROTATION_INCOMPLETE
+            && rotation.is_some_and(|r| !r.agrees),
+        "status did not report the interrupted stage: verdict {}, rotation {:?}",
+        status.verdict,
+        rotation
     );
     ensure!(
-        v["rotation"]["next_command"] == command.as_str()
-            && v["rotation"]["in_progress"]["stage"] == stage.as_str(),
-        "status named {} (in progress: {}), not `{command}`",
-        v["rotation"]["next_command"],
-        v["rotation"]["in_progress"]
+        rotation.and_then(|r| r.next_command.as_deref()) == Some(command.as_str())
+            && rotation
+                .and_then(|r| r.in_progress.as_ref())
+                .is_some_and(|p| p.stage == stage),
+        "status named {:?} (in progress: {:?}), not `{command}`",
+        rotation.and_then(|r| r.next_command.as_deref()),
+        rotation.and_then(|r| r.in_progress.as_ref())
     );
 
     let before = snapshot(dir);

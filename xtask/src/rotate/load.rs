@@ -156,17 +156,24 @@ pub(crate) fn verify_under_load(dir: &Path, ports: &[u16]) -> Vec<Check> {
             readable == before && before == 20,
             format!("{readable} of {before} entries stored before the rotation read back after the promotion"),
         ));
-        let statuses: Result<Vec<serde_json::Value>, String> = ports
+        let statuses: Result<Vec<sealcache_api::SecurityStatusResponse>, String> = ports
             .iter()
             .map(|p| {
-                crate::verify::backend_status(*p, &api_key).map_err(|e| format!("port {p}: {e}"))
+                sealcache_ops::status::backend_status(*p, &api_key)
+                    .map_err(|e| format!("port {p}: {e}"))
             })
             .collect();
         match statuses {
             Ok(all) => {
                 let sum = |name: &str| -> u64 {
                     all.iter()
-                        .map(|v| v["security_events_by_type"][name].as_u64().unwrap_or(0))
+                        .map(|r| {
+                            r.status
+                                .security_events_by_type
+                                .get(name)
+                                .copied()
+                                .unwrap_or(0)
+                        })
                         .sum()
                 };
                 let (unknown, failed_open) = (sum("unknown_key_id"), sum("decrypt_failed"));
@@ -180,10 +187,10 @@ pub(crate) fn verify_under_load(dir: &Path, ports: &[u16]) -> Vec<Check> {
                 ));
                 let keys: Vec<(u64, usize)> = all
                     .iter()
-                    .map(|v| {
+                    .map(|r| {
                         (
-                            v["primary_key_id"].as_u64().unwrap_or(0),
-                            v["decrypt_only_key_ids"].as_array().map_or(0, Vec::len),
+                            u64::from(r.status.primary_key_id),
+                            r.status.decrypt_only_key_ids.len(),
                         )
                     })
                     .collect();

@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use sealcache_config_gen::rotation::{self, RotateOptions, Stage, StageOutcome};
 
-pub(crate) use sealcache_ops::rotate::{
-    RotationReport, Step, after_auth, annotate, container_cli, local_cli, report,
-};
+pub(crate) use sealcache_ops::rotate::{Step, after_auth, container_cli, local_cli, report};
 
 pub(crate) use self::interrupt::{refused_with_redis_down, verify_interruptions};
 pub(crate) use self::load::verify_under_load;
@@ -120,9 +118,4 @@ pub(crate) fn run_stage_until(
         stop,
         &mut Printer,
     )?)
-}
-
-/// Prints the rotation lines of `status` and the verdict of the annotated status `v`.
-pub(crate) fn print_rotation(v: &serde_json::Value, report: Option<&RotationReport>) {
-    sealcache_ops::rotate::report_lines(v, report, &mut Printer);
 }

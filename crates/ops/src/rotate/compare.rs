@@ -10,12 +10,12 @@ use crate::error::{Result, StepExt as _};
 use crate::report::{Mark, Progress, ProgressExt as _};
 use sealcache_config_gen::rotation::{self, InProgress, RecordedStage, RotationRecord, Stage};
 use sealcache_config_gen::{Keyring, layout};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::targets::{Backend, Redis, Targets, admin, discover};
 
 /// What the directory says every running process should hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expected {
     /// The keyring file's primary key id.
     pub primary_key_id: u32,
@@ -44,7 +44,7 @@ impl Expected {
 }
 
 /// One backend, as its security status shows it, compared with [`Expected`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackendView {
     /// Which backend (pid or container).
     pub backend: String,
@@ -74,7 +74,7 @@ impl BackendView {
 }
 
 /// One Redis, compared with `users.acl`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RedisView {
     /// Which Redis (port or container).
     pub redis: String,
@@ -83,7 +83,7 @@ pub struct RedisView {
 }
 
 /// The running system against the directory: the `rotation` object of `status --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RotationReport {
     /// The stage reached (`rotation.json`).
     pub stage: RecordedStage,
@@ -123,11 +123,6 @@ impl RotationReport {
     }
 }
 
-/// A key id in a security status.
-fn key_id(v: &serde_json::Value) -> Option<u32> {
-    v.as_u64().and_then(|i| u32::try_from(i).ok())
-}
-
 /// `backend`'s security status compared with `expected`.
 pub(crate) fn observe_backend(
     backend: &Backend,
@@ -152,27 +147,21 @@ pub(crate) fn observe_backend(
         );
         return view;
     };
-    let v = match crate::runtime::backend_status(port, api_key) {
-        Ok(v) => v,
+    let status = match crate::status::backend_status(port, api_key) {
+        Ok(response) => response.status,
         Err(e) => {
             view.problems
                 .push(format!("its security status cannot be read: {e}"));
             return view;
         }
     };
-    view.primary_key_id = key_id(&v["primary_key_id"]);
-    view.decrypt_only_key_ids = v["decrypt_only_key_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(key_id)
-        .collect();
+    view.primary_key_id = Some(status.primary_key_id);
+    view.decrypt_only_key_ids = status.decrypt_only_key_ids;
     view.decrypt_only_key_ids.sort_unstable();
-    view.redis_password_generation = v["redis_password_generation"].as_str().map(str::to_owned);
-    let reloads = &v["keyring_reloads"];
-    view.keyring_reloads_applied = reloads["applied"].as_u64();
-    view.keyring_reloads_refused = reloads["refused"].as_u64();
-    view.last_refusal = reloads["last_refusal"].as_str().map(str::to_owned);
+    view.redis_password_generation = status.redis_password_generation;
+    view.keyring_reloads_applied = Some(status.keyring_reloads.applied);
+    view.keyring_reloads_refused = Some(status.keyring_reloads.refused);
+    view.last_refusal = status.keyring_reloads.last_refusal;
 
     if view.primary_key_id != Some(expected.primary_key_id) {
         view.problems.push(format!(
@@ -304,31 +293,9 @@ pub fn report(dir: &Path) -> Result<Option<RotationReport>> {
     compare(&dir, &targets, &record).map(Some)
 }
 
-/// Adds `rotation` (the report, or `null` when not compared) and `verdict` to a backend's
-/// security status `v`: the backend's own `security_level`, unless the running system disagrees
-/// with the directory (`rotation_incomplete`).
-pub fn annotate(v: &mut serde_json::Value, report: Option<&RotationReport>) {
-    let level = v["security_level"].as_str().unwrap_or("unknown").to_owned();
-    let verdict = match report {
-        Some(r) if !r.agrees => "rotation_incomplete".to_owned(),
-        _ => level,
-    };
-    if let Some(map) = v.as_object_mut() {
-        map.insert(
-            "rotation".to_owned(),
-            serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
-        );
-        map.insert("verdict".to_owned(), serde_json::Value::String(verdict));
-    }
-}
-
-/// Reports the rotation lines of `status` and the verdict of the annotated status `v`.
-pub fn report_lines(
-    v: &serde_json::Value,
-    report: Option<&RotationReport>,
-    progress: &mut dyn Progress,
-) {
-    match report {
+/// Reports the rotation lines of `status` and its verdict.
+pub fn report_lines(status: &crate::status::StackStatus, progress: &mut dyn Progress) {
+    match status.rotation.as_ref() {
         None => progress.mark(
             Mark::Info,
             "rotation: the directory holds no deployment: not compared",
@@ -400,10 +367,10 @@ pub fn report_lines(
             }
         }
     }
-    let verdict = v["verdict"].as_str().unwrap_or("unknown");
+    let verdict = status.verdict.as_str();
     let mark = match verdict {
         "production_ready" => Mark::Ok,
-        "rotation_incomplete" => Mark::Failed,
+        crate::status::ROTATION_INCOMPLETE => Mark::Failed,
         _ => Mark::Warning,
     };
     progress.mark(mark, format!("verdict: {verdict}"));

@@ -26,9 +26,7 @@ use crate::report::{Mark, Progress, ProgressExt as _};
 use sealcache_config_gen::rotation::{self, RotationRecord};
 use sealcache_config_gen::{cluster_dir, layout};
 
-pub use self::compare::{
-    BackendView, Expected, RedisView, RotationReport, annotate, report, report_lines,
-};
+pub use self::compare::{BackendView, Expected, RedisView, RotationReport, report, report_lines};
 pub use self::targets::{
     Backend, Redis, Targets, after_auth, container_cli, discover, local_cli, read_secret, redis_cli,
 };

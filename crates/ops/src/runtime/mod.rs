@@ -20,18 +20,3 @@ pub(crate) fn api_key(dir: &std::path::Path) -> String {
         .trim()
         .to_owned()
 }
-
-/// The backend's `/internal/cache/security-status` as JSON, or why it could not be read.
-pub(crate) fn backend_status(port: u16, key: &str) -> Result<serde_json::Value, String> {
-    match request(
-        port,
-        "GET",
-        "/internal/cache/security-status",
-        Some(key),
-        None,
-    ) {
-        Ok((200, body)) => serde_json::from_str(&body).map_err(|e| format!("invalid JSON: {e}")),
-        Ok((status, _)) => Err(format!("status {status}")),
-        Err(e) => Err(e.to_string()),
-    }
-}

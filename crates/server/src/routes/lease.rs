@@ -20,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sealcache::{Cached, EntryKind, LeaseToken, LookupOptions, LookupOutcome};
+use sealcache_api::{LeaseGranted, LookupAnswer};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -35,16 +36,20 @@ const MIN_LEASE_TTL_MS: u64 = 10;
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
 /// `"lease"` of a lookup.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LookupLease {
+    /// How long the lease holds, in milliseconds (10 to 600,000).
+    #[schema(minimum = 10, maximum = 600_000)]
     ttl_ms: u64,
 }
 
 /// `"lease"` of a store.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoreLease {
+    /// The token the lookup granted.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}\\.[0-9a-f]{64}\\.[0-9a-f]{32}$")]
     token: String,
 }
 
@@ -144,15 +149,12 @@ pub(crate) fn answer(
 ) -> Result<Response, ApiError> {
     match outcome {
         LookupOutcome::Hit(hit) => hit_response(&hit, sse, show_writer),
-        LookupOutcome::Lease(lease) => Ok(Json(serde_json::json!({
-            "hit": false,
-            "lease": {
-                "token": lease.token().as_str(),
-                "expires_in_ms": u64::try_from(lease.expires_in().as_millis()).unwrap_or(u64::MAX),
-            },
-        }))
+        LookupOutcome::Lease(lease) => Ok(Json(LookupAnswer::miss(Some(LeaseGranted::new(
+            lease.token().as_str(),
+            u64::try_from(lease.expires_in().as_millis()).unwrap_or(u64::MAX),
+        ))))
         .into_response()),
-        _ => Ok(Json(serde_json::json!({"hit": false})).into_response()),
+        _ => Ok(Json(LookupAnswer::miss(None)).into_response()),
     }
 }
 
@@ -227,6 +229,10 @@ pub(crate) async fn complete(state: &AppState, token: Option<LeaseToken>) {
 /// `DELETE /v1/cache/leases/{token}`: abandons a lease (the next waiter takes it over). A token
 /// acts only for the tenant whose caller took it (or, for a shared entry, for callers holding
 /// `store_shared`): any other caller's release releases nothing, as an expired token's.
+#[utoipa::path(delete, path = "/v1/cache/leases/{token}", tag = "cache",
+    params(("token" = String, Path, pattern = "^[a-z0-9_-]{1,64}\\.[0-9a-f]{64}\\.[0-9a-f]{32}$", description = "The lease token a lookup granted")),
+    responses((status = 200, description = "Whether a lease of the caller's was released", body = sealcache_api::LeaseReleased)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn release(
     State(state): State<AppState>,
     caller: Caller,
@@ -242,7 +248,7 @@ pub(crate) async fn release(
             .release_lease(&token)
             .await?;
     }
-    Ok(Json(serde_json::json!({"released": released})).into_response())
+    Ok(Json(sealcache_api::LeaseReleased::new(released)).into_response())
 }
 
 #[cfg(test)]

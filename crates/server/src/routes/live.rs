@@ -30,15 +30,21 @@ use crate::routes::tenancy;
 pub(crate) const MAX_EVENTS_PER_APPEND: usize = 1000;
 
 /// The body of `POST /v1/cache/leases/{token}/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AppendFields {
     /// The index of the first event (0 for the first call; events already published may be sent
     /// again, with the same index).
     from: u64,
+    #[schema(value_type = Vec<sealcache_api::SseEvent>)]
     events: Vec<SseEvent>,
     /// The subject the lookup that took the lease named (the events are sealed as its entry).
     #[serde(default)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+        min_length = 1,
+        max_length = 1024
+    )]
     subject: Option<String>,
     /// Whether the lease is on the shared entry (as in the lookup).
     #[serde(default)]
@@ -51,6 +57,13 @@ impl Fields for AppendFields {
 }
 
 /// `POST /v1/cache/leases/{token}/events`: publishes events of a lease holder's live stream.
+#[utoipa::path(post, path = "/v1/cache/leases/{token}/events", tag = "cache", request_body = AppendFields,
+    params(("token" = String, Path, pattern = "^[a-z0-9_-]{1,64}\\.[0-9a-f]{64}\\.[0-9a-f]{32}$", description = "The lease token of the holder's lookup")),
+    responses(
+        (status = 200, description = "Events appended to the live stream", body = sealcache_api::EventsAppended),
+        (status = 409, description = "The lease is not held, or `from` skips events", body = sealcache_api::ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn append(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,10 +93,10 @@ pub(crate) async fn append(
         .append_live_events(&token, fields.from, &fields.events)
         .await?;
     let next = fields.from.saturating_add(fields.events.len() as u64);
-    Ok(Json(serde_json::json!({
-        "appended": fields.events.len(),
-        "next": next,
-    }))
+    Ok(Json(sealcache_api::EventsAppended::new(
+        fields.events.len() as u64,
+        next,
+    ))
     .into_response())
 }
 

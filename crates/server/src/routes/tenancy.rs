@@ -123,15 +123,18 @@ pub(crate) async fn shared_answer(response: Response) -> Response {
 /// The answer of an erasure.
 fn erased(erasure: &sealcache::Erasure) -> Response {
     let at: chrono_like::Rfc3339 = erasure.erased_at.into();
-    Json(serde_json::json!({
-        "erased": true,
-        "data_key_id": erasure.data_key_id,
-        "erased_at": at.to_string(),
-    }))
+    Json(sealcache_api::Erased::new(
+        erasure.data_key_id.clone(),
+        at.to_string(),
+    ))
     .into_response()
 }
 
 /// `DELETE /v1/subjects/{subject}`: destroys the data key of a subject of the caller's tenant.
+#[utoipa::path(delete, path = "/v1/subjects/{subject}", tag = "tenancy",
+    params(("subject" = String, Path, min_length = 1, max_length = 1024, description = "The end user, within the caller's tenant")),
+    responses((status = 200, description = "The subject's data key is destroyed (scope `erase`)", body = sealcache_api::Erased)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn erase_subject(
     State(state): State<AppState>,
     caller: Caller,
@@ -144,6 +147,10 @@ pub(crate) async fn erase_subject(
 }
 
 /// `DELETE /v1/tenants/{tenant}`: destroys every data key of a tenant.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenancy",
+    params(("tenant" = String, Path, min_length = 1, max_length = 256, description = "The tenant")),
+    responses((status = 200, description = "The tenant's data key and its subjects' are destroyed (scope `admin`)", body = sealcache_api::Erased)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn erase_tenant(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,0 +1,150 @@
+//! The JSON of the security status, pinned: dashboards, scripts and older readers depend on
+//! these names and shapes. A change here is a change of the HTTP API.
+
+use std::collections::BTreeMap;
+
+use sealcache_api::{
+    Check, CheckName, ClusterStatus, Impact, KeysPosture, L1CoherenceStatus, NodeRole, NodeStatus,
+    SecurityLevel, SecurityStatus, SecurityStatusResponse,
+};
+use serde_json::json;
+
+fn full_status() -> SecurityStatus {
+    let mut status = SecurityStatus::new(
+        true,
+        vec![
+            Check::pass(CheckName::TlsNegotiated, "TLSv1.3"),
+            Check::unobserved(CheckName::AclUsers, "no monitor user"),
+        ],
+    );
+    status.encryption_enabled = true;
+    status.tls_enabled = true;
+    status.tls_version = Some("TLSv1.3".to_owned());
+    status.authenticated_user = Some("cache_app".to_owned());
+    status.default_user_disabled = Some(true);
+    status.auth_configured = true;
+    status.primary_key_id = 2;
+    status.decrypt_only_key_ids = vec![1];
+    status.keyring_reloads.applied = 1;
+    status.redis_password_generation = Some("0123456789ab".to_owned());
+    status.certificate_expires_in_days = Some(364);
+    status.environment = "production".to_owned();
+    status.confidence = 0.9;
+    status.redis_available = true;
+    status.security_events_by_type = BTreeMap::from([("auth_failed".to_owned(), 3)]);
+    status.l1_coherence = Some(L1CoherenceStatus::new(true, 0));
+    let mut node = NodeStatus::new("10.0.0.2:6379", NodeRole::Primary);
+    node.tls_version = Some("TLSv1.3".to_owned());
+    node.default_user_disabled = Some(true);
+    node.cluster_state = Some("ok".to_owned());
+    status.cluster = Some(ClusterStatus::new(Some("ok".to_owned()), vec![node]));
+    status.pending_erasures = Some(0);
+    status.record_network_isolation(true, true, "no route from the host");
+    status
+}
+
+#[test]
+fn the_security_status_json_is_pinned() -> Result<(), serde_json::Error> {
+    let mut keys = KeysPosture::default();
+    keys.keys_file = true;
+    keys.scoped_keys = 2;
+    keys.tenants = 1;
+    keys.keys_per_scope = BTreeMap::from([("lookup".to_owned(), 2), ("admin".to_owned(), 1)]);
+    let response = SecurityStatusResponse::new(full_status(), Some(keys));
+    let written = serde_json::to_value(&response)?;
+    assert_eq!(
+        written,
+        json!({
+            "encryption_enabled": true,
+            "tls_enabled": true,
+            "tls_version": "TLSv1.3",
+            "authenticated_user": "cache_app",
+            "default_user_disabled": true,
+            "auth_configured": true,
+            "primary_key_id": 2,
+            "decrypt_only_key_ids": [1],
+            "keyring_reloads": {"applied": 1, "refused": 0, "last_refusal": null},
+            "redis_password_generation": "0123456789ab",
+            "certificate_expires_in_days": 364,
+            "environment": "production",
+            "confidence": 0.9,
+            "development_override": false,
+            "redis_available": true,
+            "network_isolated": true,
+            "network_isolation_claimed": true,
+            "recent_security_events": 0,
+            "security_events_by_type": {"auth_failed": 3},
+            "write_failures": {},
+            "l1_coherence": {"subscribed": true, "losses": 0},
+            "cluster": {
+                "cluster_state": "ok",
+                "nodes": [{
+                    "address": "10.0.0.2:6379",
+                    "role": "primary",
+                    "tls_version": "TLSv1.3",
+                    "default_user_disabled": true,
+                    "cluster_state": "ok"
+                }]
+            },
+            "pending_erasures": 0,
+            "security_level": "degraded",
+            "checks": [
+                {"name": "tls_negotiated", "passed": true, "observed": true,
+                 "impact": "degraded", "detail": "TLSv1.3"},
+                {"name": "acl_users", "passed": false, "observed": false,
+                 "impact": "degraded", "detail": "no monitor user"},
+                {"name": "network_isolated", "passed": true, "observed": true,
+                 "impact": "degraded",
+                 "detail": "no route from the host (REDIS_NETWORK_ISOLATION=true claimed)"}
+            ],
+            "api_keys": {
+                "keys_file": true,
+                "scoped_keys": 2,
+                "legacy_keys": 0,
+                "tenants": 1,
+                "keys_per_scope": {"admin": 1, "lookup": 2},
+                "reloads_refused": 0
+            }
+        })
+    );
+    // A reader gets back exactly what was written.
+    let read: SecurityStatusResponse = serde_json::from_value(written)?;
+    assert_eq!(read, response);
+    Ok(())
+}
+
+#[test]
+fn a_reader_keeps_working_when_a_newer_server_adds_fields_and_checks()
+-> Result<(), serde_json::Error> {
+    let mut written = serde_json::to_value(full_status())?;
+    written["a_field_from_a_newer_server"] = json!({"x": 1});
+    written["checks"][0]["name"] = json!("a_check_from_a_newer_server");
+    let read: SecurityStatus = serde_json::from_value(written)?;
+    assert_eq!(read.checks[0].name, CheckName::Other);
+    assert_eq!(read.security_level, SecurityLevel::Degraded);
+    Ok(())
+}
+
+#[test]
+fn the_level_follows_the_checks_after_a_round_trip() -> Result<(), serde_json::Error> {
+    // Strict: a failure with insecure impact makes the status insecure, also when the check is
+    // added to a status read back from JSON.
+    let status = SecurityStatus::new(true, vec![Check::pass(CheckName::Encryption, "sealed")]);
+    assert_eq!(status.security_level, SecurityLevel::ProductionReady);
+    let mut read: SecurityStatus = serde_json::from_str(&serde_json::to_string(&status)?)?;
+    read.add_check(Check::fail(
+        CheckName::TlsNegotiated,
+        Impact::Insecure,
+        "plaintext",
+    ));
+    assert_eq!(read.security_level, SecurityLevel::Insecure);
+    // Not strict: development whatever the checks say.
+    let mut development = SecurityStatus::new(false, Vec::new());
+    development.add_check(Check::fail(
+        CheckName::TlsNegotiated,
+        Impact::Insecure,
+        "plaintext",
+    ));
+    assert_eq!(development.security_level, SecurityLevel::Development);
+    Ok(())
+}
