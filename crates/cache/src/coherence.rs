@@ -40,8 +40,23 @@ pub fn invalidation_channel(namespace: &str) -> String {
 
 /// How often the channel is proved with a heartbeat, and how long one may take to come back.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-/// Longest wait between subscription attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// First wait between subscription attempts (before jitter).
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between subscription attempts before jitter; jitter adds up to as much again, so
+/// no wait exceeds 2 s.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Waits between subscription attempts: doubling from [`MIN_BACKOFF`] to [`MAX_BACKOFF`], each
+/// with random jitter, so the replicas that lost Redis together do not come back in step.
+fn resubscribe_backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(MIN_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
 
 /// What changed, as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,7 +336,7 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
         weak: weak.clone(),
         l1: Arc::clone(&l1),
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = resubscribe_backoff();
     let mut next_endpoint = 0_usize;
     let mut token = 0_u64;
     // A cluster's heartbeat goes out through every node (see `Beacons`); the node connections
@@ -336,8 +351,7 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
         let Some((_sink, mut stream, mut publisher)) = connected else {
             this.first_attempt.send_replace(true);
             drop(this);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(backoff.next().unwrap_or(MAX_BACKOFF)).await;
             continue;
         };
         let channel = this.channel.clone();
@@ -395,7 +409,7 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
                         pending.swap_remove(i);
                         if pending.is_empty() {
                             if !this.is_subscribed() {
-                                backoff = Duration::from_millis(100);
+                                backoff = resubscribe_backoff();
                                 this.set_subscribed(&l1, true);
                             }
                             this.first_attempt.send_replace(true);
@@ -416,8 +430,7 @@ async fn subscriber(weak: Weak<Coherence>, l1: Arc<L1>) {
         this.set_subscribed(&l1, false);
         this.first_attempt.send_replace(true);
         drop(this);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.next().unwrap_or(MAX_BACKOFF)).await;
     }
 }
 
