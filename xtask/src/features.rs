@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde_json::Value;
 
 use crate::progress::{cargo, step};
 
@@ -33,21 +32,43 @@ pub(crate) struct FeatureCheck {
 /// For each package, the groups of features of which one must be on (from `compile_error!`).
 type Requirements = BTreeMap<String, Vec<BTreeSet<String>>>;
 
+/// A workspace member as the matrix reads it.
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    /// Its feature table: each feature and what it enables.
+    features: BTreeMap<String, Vec<String>>,
+    /// The directories of its library target's sources.
+    lib_dirs: Vec<PathBuf>,
+}
+
+/// The workspace members of `metadata`.
+fn members(metadata: &cargo_metadata::Metadata) -> Vec<Member> {
+    metadata
+        .workspace_packages()
+        .into_iter()
+        .map(|package| Member {
+            name: package.name.to_string(),
+            features: package.features.clone(),
+            lib_dirs: package
+                .targets
+                .iter()
+                .filter(|t| t.is_lib())
+                .filter_map(|t| {
+                    t.src_path
+                        .parent()
+                        .map(|d| d.to_path_buf().into_std_path_buf())
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// Runs every check of the matrix as a step.
 pub(crate) fn check_each() -> anyhow::Result<()> {
-    let out = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
-        .output()
-        .context("cannot run cargo metadata")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let metadata: Value =
-        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
-    let requirements = requirements(&metadata)?;
-    for check in feature_checks(&metadata, &requirements) {
+    let members = members(&crate::progress::workspace_metadata(true)?);
+    let requirements = requirements(&members)?;
+    for check in feature_checks(&members, &requirements) {
         let features = check.features.join(",");
         let mut cmd = cargo();
         cmd.args([
@@ -72,31 +93,15 @@ pub(crate) fn check_each() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The workspace members of `metadata` (`cargo metadata --format-version 1`).
-fn members(metadata: &Value) -> impl Iterator<Item = &Value> {
-    let ids = metadata["workspace_members"].as_array();
-    metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(move |p| ids.is_some_and(|ids| ids.contains(&p["id"])))
-}
-
-/// The feature matrix of `metadata`, given each package's [`Requirements`]; see the module docs.
-fn feature_checks(metadata: &Value, requirements: &Requirements) -> Vec<FeatureCheck> {
+/// The feature matrix of `members`, given each package's [`Requirements`]; see the module docs.
+fn feature_checks(members: &[Member], requirements: &Requirements) -> Vec<FeatureCheck> {
     let mut checks = Vec::new();
-    for package in members(metadata) {
-        let Some(name) = package["name"].as_str() else {
-            continue;
-        };
-        let table: BTreeMap<&str, Vec<&str>> = package["features"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(f, enables)| {
-                let enables = enables.as_array().into_iter().flatten();
-                (f.as_str(), enables.filter_map(Value::as_str).collect())
-            })
+    for member in members {
+        let name = member.name.as_str();
+        let table: BTreeMap<&str, Vec<&str>> = member
+            .features
+            .iter()
+            .map(|(f, enables)| (f.as_str(), enables.iter().map(String::as_str).collect()))
             .collect();
         if table.keys().all(|f| *f == "default") {
             continue;
@@ -149,28 +154,16 @@ fn enabled<'a>(table: &BTreeMap<&'a str, Vec<&'a str>>, features: &[&'a str]) ->
 }
 
 /// Each member's feature requirements, read from the `.rs` files under its library's directory.
-fn requirements(metadata: &Value) -> anyhow::Result<Requirements> {
+fn requirements(members: &[Member]) -> anyhow::Result<Requirements> {
     let mut out = Requirements::new();
-    for package in members(metadata) {
-        let (Some(name), Some(targets)) = (package["name"].as_str(), package["targets"].as_array())
-        else {
-            continue;
-        };
-        let libs = targets.iter().filter(|t| {
-            t["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "lib"))
-        });
-        for lib in libs {
-            let Some(dir) = lib["src_path"].as_str().and_then(|p| Path::new(p).parent()) else {
-                continue;
-            };
+    for member in members {
+        for dir in &member.lib_dirs {
             for file in rust_files(dir)? {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
                 let groups = required_features(&text);
                 if !groups.is_empty() {
-                    out.entry(name.to_owned()).or_default().extend(groups);
+                    out.entry(member.name.clone()).or_default().extend(groups);
                 }
             }
         }
@@ -230,25 +223,47 @@ fn required_features(source: &str) -> Vec<BTreeSet<String>> {
 mod tests {
     use super::*;
 
-    /// What `cargo metadata --no-deps --format-version 1` reports, cut down to what is read.
-    const METADATA: &str = r#"{
-        "workspace_members": ["codec-id", "monitor-id", "cache-id", "detect-id"],
-        "packages": [
-            {"id": "codec-id", "name": "sealcache-codec", "features": {
-                "default": ["ring"], "ring": ["dep:ring"], "rustcrypto": ["dep:aes-gcm"],
-                "dictionary-training": ["zstd/zdict_builder"]}},
-            {"id": "monitor-id", "name": "sealcache-monitor", "features": {
-                "default": [], "otel": ["dep:opentelemetry"], "prometheus": ["otel", "dep:prometheus"]}},
-            {"id": "cache-id", "name": "sealcache", "features": {
-                "default": ["settings"], "settings": ["dep:sealcache-settings"]}},
-            {"id": "detect-id", "name": "sealcache-env-detect", "features": {}},
-            {"id": "registry-id", "name": "not-a-member", "features": {"x": []}}
+    /// Workspace members as `cargo metadata` reports them, cut down to what is read.
+    fn fixture() -> Vec<Member> {
+        let member = |name: &str, features: &[(&str, &[&str])]| Member {
+            name: name.to_owned(),
+            features: features
+                .iter()
+                .map(|(f, e)| ((*f).to_owned(), e.iter().map(|e| (*e).to_owned()).collect()))
+                .collect(),
+            lib_dirs: Vec::new(),
+        };
+        vec![
+            member(
+                "sealcache-codec",
+                &[
+                    ("default", &["ring"]),
+                    ("ring", &["dep:ring"]),
+                    ("rustcrypto", &["dep:aes-gcm"]),
+                    ("dictionary-training", &["zstd/zdict_builder"]),
+                ],
+            ),
+            member(
+                "sealcache-monitor",
+                &[
+                    ("default", &[]),
+                    ("otel", &["dep:opentelemetry"]),
+                    ("prometheus", &["otel", "dep:prometheus"]),
+                ],
+            ),
+            member(
+                "sealcache",
+                &[
+                    ("default", &["settings"]),
+                    ("settings", &["dep:sealcache-settings"]),
+                ],
+            ),
+            member("sealcache-env-detect", &[]),
         ]
-    }"#;
+    }
 
     fn checks(requirements: &Requirements) -> Vec<(String, String)> {
-        let metadata: Value = serde_json::from_str(METADATA).unwrap();
-        feature_checks(&metadata, requirements)
+        feature_checks(&fixture(), requirements)
             .into_iter()
             .map(|c| (c.package, c.features.join(",")))
             .collect()
@@ -330,19 +345,11 @@ mod tests {
 
     #[test]
     fn the_codec_states_its_cipher_requirement() {
-        let metadata: Value = serde_json::from_slice(
-            &std::process::Command::new(env!("CARGO"))
-                .args(["metadata", "--no-deps", "--format-version", "1"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        let requirements = requirements(&metadata).unwrap();
+        let members = members(&crate::progress::workspace_metadata(false).unwrap());
+        let requirements = requirements(&members).unwrap();
         let cipher = BTreeSet::from(["ring".to_owned(), "rustcrypto".to_owned()]);
         assert_eq!(requirements.get("sealcache-codec"), Some(&vec![cipher]));
-        let codec: Vec<_> = feature_checks(&metadata, &requirements)
+        let codec: Vec<_> = feature_checks(&members, &requirements)
             .into_iter()
             .filter(|c| c.package == "sealcache-codec")
             .map(|c| c.features.join(","))

@@ -31,7 +31,6 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use serde_json::Value;
 
 use crate::progress::{cargo, step};
 
@@ -168,45 +167,21 @@ pub(crate) fn test_packages() -> anyhow::Result<()> {
 
 /// The workspace members, from `cargo metadata --no-deps`.
 fn members() -> anyhow::Result<Vec<Member>> {
-    let out = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
-        .output()
-        .context("cannot run cargo metadata")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let metadata: Value =
-        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
-    let ids = metadata["workspace_members"]
-        .as_array()
-        .context("cargo metadata lists no workspace members")?;
-    let mut members = Vec::new();
-    for package in metadata["packages"].as_array().into_iter().flatten() {
-        if !ids.contains(&package["id"]) {
-            continue;
-        }
-        let text = |v: &Value| v.as_str().map(str::to_owned);
-        members.push(Member {
-            name: text(&package["name"]).context("a package without a name")?,
-            version: text(&package["version"]).context("a package without a version")?,
-            // `publish = false` is an empty list of registries; absent (null) is crates.io.
-            publish: package["publish"]
-                .as_array()
+    let metadata = crate::progress::workspace_metadata(true)?;
+    Ok(metadata
+        .workspace_packages()
+        .into_iter()
+        .map(|package| Member {
+            name: package.name.to_string(),
+            version: package.version.to_string(),
+            // `publish = false` is an empty list of registries; absent is crates.io.
+            publish: package
+                .publish
+                .as_ref()
                 .is_none_or(|registries| !registries.is_empty()),
-            has_benches: package["targets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|t| {
-                    t["kind"]
-                        .as_array()
-                        .is_some_and(|k| k.iter().any(|k| k == "bench"))
-                }),
-        });
-    }
-    Ok(members)
+            has_benches: package.targets.iter().any(cargo_metadata::Target::is_bench),
+        })
+        .collect())
 }
 
 /// Writes `scratch/Cargo.toml`: a workspace whose members are the unpacked packages, with the

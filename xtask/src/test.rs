@@ -64,6 +64,13 @@ impl TestArgs {
 
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         redis_install::ensure(&[REDIS, REDIS_CLI, PROMTOOL])?;
+        if let Some(free) = crate::progress::free_bytes(&crate::progress::target_dir()) {
+            println!(
+                "ℹ  {:.1} GiB free for the build output ({}); a cold run uses about 12 GiB",
+                free as f64 / f64::from(1 << 30),
+                crate::progress::target_dir().display()
+            );
+        }
         if self.runs(Step::Fmt) {
             step(
                 "cargo fmt --check",
@@ -108,6 +115,7 @@ impl TestArgs {
             local_verification()?;
         }
         if self.runs(Step::Python) {
+            crate::progress::reclaim_disk("the Python wheel");
             // The Python package: its wheel, pytest on real Redis and the real server (python.rs).
             crate::python::test()?;
         }
@@ -124,6 +132,7 @@ impl TestArgs {
             crate::partitions::test()?;
         }
         if self.runs(Step::Doc) {
+            crate::progress::reclaim_disk("cargo doc");
             step(
                 "cargo doc (warnings denied)",
                 cargo()
@@ -138,6 +147,7 @@ impl TestArgs {
             )?;
         }
         if self.runs(Step::Package) {
+            crate::progress::reclaim_disk("the package tests");
             // The published crates from their `.crate` files alone (package.rs).
             crate::package::test_packages()?;
         }
