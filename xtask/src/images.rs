@@ -160,15 +160,7 @@ fn local_base() -> anyhow::Result<&'static str> {
 fn backend(base: &str) -> anyhow::Result<()> {
     step(
         "cargo build --release -p sealcache-server -p sealcache-cli",
-        cargo().args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "sealcache-server",
-            "-p",
-            "sealcache-cli",
-        ]),
+        cargo().args(crate::local::RELEASE_BUILD),
     )?;
     let root = workspace_root();
     let ctx = crate::progress::target_dir().join("sealcache-image");

@@ -189,17 +189,20 @@ pub(crate) fn test() -> anyhow::Result<()> {
     }
 }
 
-/// `cargo build --release --locked -p sealcache-server` (as `secure-up --local` builds it), its
-/// output on standard error; the binary.
+/// The release build every stack shares ([`crate::local::RELEASE_BUILD`]: built alone, the server
+/// was a second release tree, 5 minutes cold), its output on standard error; the binary.
 fn build_server(json: bool) -> anyhow::Result<PathBuf> {
-    say!(json, "▶ cargo build --release -p sealcache-server");
+    say!(
+        json,
+        "▶ cargo build --release -p sealcache-server -p sealcache-cli"
+    );
     let status = crate::progress::cargo()
-        .args(["build", "--release", "--locked", "-p", "sealcache-server"])
+        .args(crate::local::RELEASE_BUILD)
         .stdout(Stdio::null())
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
-        bail!("cargo build --release -p sealcache-server failed");
+        bail!("cargo build --release -p sealcache-server -p sealcache-cli failed");
     }
     Ok(crate::progress::target_dir().join("release/sealcache-server"))
 }
