@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The API keys a server accepts, as counts (never an id, digest or key).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
 #[non_exhaustive]
 pub struct KeysPosture {
     /// Whether `SEALCACHE_API_KEYS_FILE` is configured.

@@ -1,9 +1,15 @@
 //! The JSON types of the sealcache HTTP API, shared by the server that writes them and every
 //! reader (the `sealcache` operator command, `cargo xtask`, scripts in Rust).
 //!
-//! Every type is `Serialize` and `Deserialize` and `#[non_exhaustive]`: a reader built against
-//! this version reads what a newer server writes (fields it does not know are ignored, a check
-//! it does not know is [`CheckName::Other`]); build values with the constructors.
+//! Every type is `Serialize` and `Deserialize` and `#[non_exhaustive]`; build values with the
+//! constructors. **Compatibility.** A reader built against this version reads what a newer
+//! server writes as long as the change is additive: fields it does not know are ignored (and
+//! not written back), a check it does not know is [`CheckName::Other`]. A new security level,
+//! impact or node role would be a breaking change of the API. From an older server it reads a
+//! status without the fields added since (flags and counters read as `false`/zero, a check
+//! without `observed`/`impact` as observed/`degraded`); `security_level`, `checks` and
+//! `keyring_reloads` are required (a backend that does not report its keyring reloads cannot
+//! confirm a rotation).
 //!
 //! * [`SecurityStatusResponse`]: `GET /internal/cache/security-status`, a [`SecurityStatus`]
 //!   and the server's [`KeysPosture`].
@@ -25,6 +31,7 @@
 //!     "auth_configured": true, "primary_key_id": 2, "decrypt_only_key_ids": [1],
 //!     "certificate_expires_in_days": 364, "environment": "production", "confidence": 0.9,
 //!     "development_override": false, "redis_available": true,
+//!     "keyring_reloads": {"applied": 1, "refused": 0, "last_refusal": null},
 //!     "security_level": "degraded",
 //!     "checks": [
 //!         {"name": "tls_negotiated", "passed": true, "observed": true,

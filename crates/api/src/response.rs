@@ -95,9 +95,14 @@ impl LeaseGranted {
 pub struct LookupAnswer {
     /// A cached answer was found.
     pub hit: bool,
-    /// A hit of a JSON value: the value as it was stored (any JSON).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    /// A hit of a JSON value: the value as it was stored, any JSON (`null` included: a stored
+    /// `null` reads as `Some(Value::Null)`, absent as `None`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub response: Option<serde_json::Value>,
     /// A hit of a stream: its events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +116,11 @@ pub struct LookupAnswer {
     /// A miss for the one caller that should compute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseGranted>,
+}
+
+/// A member that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 impl LookupAnswer {

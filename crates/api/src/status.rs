@@ -156,6 +156,16 @@ pub enum Impact {
     Degraded,
 }
 
+/// [`Check::observed`] of a server that does not send it: its checks were all observations.
+fn observed_by_default() -> bool {
+    true
+}
+
+/// [`Check::impact`] of a server that does not send it.
+fn degraded() -> Impact {
+    Impact::Degraded
+}
+
 /// One check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -165,9 +175,11 @@ pub struct Check {
     /// Observed and passed.
     pub passed: bool,
     /// False when the check could not be observed (then `passed` is false and the level is at
-    /// best `degraded`).
+    /// best `degraded`). Read as `true` from a server that does not send it (before the field).
+    #[serde(default = "observed_by_default")]
     pub observed: bool,
-    /// What a failure means.
+    /// What a failure means (read as `degraded` from a server that does not send it).
+    #[serde(default = "degraded")]
     pub impact: Impact,
     /// What was observed (never a secret).
     pub detail: String,
@@ -219,6 +231,7 @@ pub struct SecurityStatus {
     /// Values are sealed (always true: the cache cannot store plaintext).
     pub encryption_enabled: bool,
     /// A TLS session was negotiated with Redis (observed by a handshake).
+    #[serde(default)]
     pub tls_enabled: bool,
     /// The negotiated protocol version, if any.
     pub tls_version: Option<String>,
@@ -227,14 +240,16 @@ pub struct SecurityStatus {
     /// An unauthenticated connection is refused (`None`: could not be observed).
     pub default_user_disabled: Option<bool>,
     /// Authentication is in force: a named user, and anonymous access refused.
+    #[serde(default)]
     pub auth_configured: bool,
     /// The sealing key id.
     pub primary_key_id: u32,
     /// Keys kept for decryption only.
     #[serde(default)]
     pub decrypt_only_key_ids: Vec<u32>,
-    /// Keyring reloads since start: applied, refused, and why the latest was refused.
-    #[serde(default)]
+    /// Keyring reloads since start: applied, refused, and why the latest was refused. Required
+    /// when read: a backend that does not report its reloads cannot confirm a rotation, and the
+    /// rotation refuses it up front (`sealcache-ops`).
     pub keyring_reloads: KeyringReloadStatus,
     /// Which Redis password this process authenticates new connections with: the first 12 hex
     /// digits of its SHA-256, the start of its `#<sha256>` ACL hash (`None`: no password, or a
@@ -249,13 +264,16 @@ pub struct SecurityStatus {
     /// client certificate and the pinned CA.
     pub certificate_expires_in_days: Option<i64>,
     /// Detected environment.
+    #[serde(default)]
     pub environment: String,
     /// Its confidence.
+    #[serde(default)]
     pub confidence: f64,
     /// `REDIS_SECURITY_MODE=development` in force.
     #[serde(default)]
     pub development_override: bool,
     /// Redis answered `PING`.
+    #[serde(default)]
     pub redis_available: bool,
     /// Redis is reachable only over an isolated network (`None` until a caller observed it).
     #[serde(skip_serializing_if = "Option::is_none")]

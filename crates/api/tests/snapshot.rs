@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use sealcache_api::{
-    Check, CheckName, ClusterStatus, Impact, KeysPosture, L1CoherenceStatus, NodeRole, NodeStatus,
-    SecurityLevel, SecurityStatus, SecurityStatusResponse,
+    Check, CheckName, ClusterStatus, Impact, KeysPosture, L1CoherenceStatus, LookupAnswer,
+    NodeRole, NodeStatus, SecurityLevel, SecurityStatus, SecurityStatusResponse,
 };
 use serde_json::json;
 
@@ -146,5 +146,44 @@ fn the_level_follows_the_checks_after_a_round_trip() -> Result<(), serde_json::E
         "plaintext",
     ));
     assert_eq!(development.security_level, SecurityLevel::Development);
+    Ok(())
+}
+
+#[test]
+fn a_status_from_an_older_server_is_read_and_one_without_keyring_reloads_is_refused()
+-> Result<(), serde_json::Error> {
+    // Round 2's shape: checks without `observed` and `impact`, no TLS or coherence fields.
+    let older = json!({
+        "encryption_enabled": true,
+        "primary_key_id": 1,
+        "keyring_reloads": {"applied": 0, "refused": 0, "last_refusal": null},
+        "security_level": "production_ready",
+        "checks": [{"name": "tls_negotiated", "passed": true, "detail": "TLSv1_3"}]
+    });
+    let read: SecurityStatus = serde_json::from_value(older.clone())?;
+    assert!(read.checks[0].observed);
+    assert_eq!(read.checks[0].impact, Impact::Degraded);
+    assert!(!read.redis_available);
+    // A backend that does not report its keyring reloads cannot confirm a rotation: refused.
+    let mut without = older;
+    if let Some(map) = without.as_object_mut() {
+        map.remove("keyring_reloads");
+    }
+    assert!(serde_json::from_value::<SecurityStatus>(without).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_hit_of_null_is_told_from_a_miss() -> Result<(), serde_json::Error> {
+    let hit: LookupAnswer =
+        serde_json::from_str(r#"{"hit":true,"response":null,"ttl_remaining_seconds":5}"#)?;
+    assert_eq!(hit.response, Some(serde_json::Value::Null));
+    assert_eq!(
+        serde_json::to_value(&hit)?,
+        json!({"hit": true, "response": null, "ttl_remaining_seconds": 5})
+    );
+    let miss: LookupAnswer = serde_json::from_str(r#"{"hit":false}"#)?;
+    assert_eq!(miss.response, None);
+    assert_eq!(serde_json::to_value(&miss)?, json!({"hit": false}));
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! served at `GET /openapi.json` (public: it describes the API, never a key or an entry).
 //!
 //! Every operation also lists the errors any request can get (`400`, `408`, `413`, `414`, `415`,
-//! `431`, `503`, and for the authenticated ones `401`, `403`, `429`), each with the one error
+//! `431`, `500`, `503`, and for the authenticated ones `401`, `403`, `429`), each with the one error
 //! body (`ErrorBody`), added in one place ([`CommonErrors`]) rather than per handler.
 
 use axum::Json;
@@ -88,6 +88,10 @@ const ANY_REQUEST: &[(&str, &str)] = &[
     ("415", "The body is not `application/json`"),
     ("431", "The header section is too large"),
     (
+        "500",
+        "An internal error (details only in the server's log)",
+    ),
+    (
         "503",
         "Redis is unavailable or the server is at its in-flight limit",
     ),
@@ -165,7 +169,7 @@ mod tests {
                 let authenticated = operation.get("security").is_some();
                 // Every operation documents the errors any request can get; the authenticated
                 // ones also 401, 403 and 429, each with the one error body.
-                for code in ["400", "408", "413", "503"] {
+                for code in ["400", "408", "413", "500", "503"] {
                     assert!(responses.contains_key(code), "{method} {path}: no {code}");
                 }
                 for code in ["401", "403", "429"] {

@@ -175,7 +175,7 @@ pub(crate) struct StoreFields {
     /// Any JSON value, `null` included (so not a plain `Option`, which would read `null` as
     /// absent).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Value)]
     response: Option<Box<RawValue>>,
     #[serde(default)]
     #[schema(value_type = Option<Vec<sealcache_api::SseEvent>>)]
@@ -273,7 +273,7 @@ impl StoreFields {
 #[utoipa::path(put, path = "/v1/cache/entries", tag = "cache", request_body = StoreFields,
     responses(
         (status = 201, description = "Stored (and the lease completed)", body = sealcache_api::Stored),
-        (status = 409, description = "The lease is not held (expired, or taken over)", body = sealcache_api::ErrorBody),
+        (status = 507, description = "Redis refused the write for memory (`store_full`): cached nowhere", body = sealcache_api::ErrorBody),
     ),
     security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn store(

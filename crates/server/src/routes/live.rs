@@ -61,7 +61,8 @@ impl Fields for AppendFields {
     params(("token" = String, Path, pattern = "^[a-z0-9_-]{1,64}\\.[0-9a-f]{64}\\.[0-9a-f]{32}$", description = "The lease token of the holder's lookup")),
     responses(
         (status = 200, description = "Events appended to the live stream", body = sealcache_api::EventsAppended),
-        (status = 409, description = "The lease is not held, or `from` skips events", body = sealcache_api::ErrorBody),
+        (status = 409, description = "The lease is not held (expired, completed, or another tenant's)", body = sealcache_api::ErrorBody),
+        (status = 507, description = "Redis refused the write for memory (`store_full`)", body = sealcache_api::ErrorBody),
     ),
     security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn append(

@@ -133,7 +133,8 @@ fn erased(erasure: &sealcache::Erasure) -> Response {
 /// `DELETE /v1/subjects/{subject}`: destroys the data key of a subject of the caller's tenant.
 #[utoipa::path(delete, path = "/v1/subjects/{subject}", tag = "tenancy",
     params(("subject" = String, Path, min_length = 1, max_length = 1024, description = "The end user, within the caller's tenant")),
-    responses((status = 200, description = "The subject's data key is destroyed (scope `erase`)", body = sealcache_api::Erased)),
+    responses((status = 200, description = "The subject's data key is destroyed (scope `erase`)", body = sealcache_api::Erased),
+        (status = 507, description = "Redis refused the write for memory (`store_full`)", body = sealcache_api::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn erase_subject(
     State(state): State<AppState>,
@@ -149,7 +150,8 @@ pub(crate) async fn erase_subject(
 /// `DELETE /v1/tenants/{tenant}`: destroys every data key of a tenant.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenancy",
     params(("tenant" = String, Path, min_length = 1, max_length = 256, description = "The tenant")),
-    responses((status = 200, description = "The tenant's data key and its subjects' are destroyed (scope `admin`)", body = sealcache_api::Erased)),
+    responses((status = 200, description = "The tenant's data key and its subjects' are destroyed (scope `admin`)", body = sealcache_api::Erased),
+        (status = 507, description = "Redis refused the write for memory (`store_full`)", body = sealcache_api::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
 pub(crate) async fn erase_tenant(
     State(state): State<AppState>,
