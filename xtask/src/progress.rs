@@ -64,7 +64,7 @@ pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Before a step that builds (`before`): when less than [`LOW_DISK_BYTES`] is free where the
+/// Before a step that builds (`before`: the workspace tests, the wheel, the package tests): when less than [`LOW_DISK_BYTES`] is free where the
 /// build output goes, removes the incremental compilation caches (`target/*/incremental`, a
 /// third of a test build's size and only a speed-up for the next edit), and says so. A full test
 /// run on a machine with little disk then finishes instead of failing mid-link (a CI run once

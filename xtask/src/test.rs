@@ -26,6 +26,8 @@ pub(crate) enum Step {
     Fmt,
     /// clippy, warnings denied.
     Clippy,
+    /// `cargo doc`, warnings denied.
+    Doc,
     /// Each feature of each member alone.
     Features,
     /// `cargo test --workspace`.
@@ -44,8 +46,6 @@ pub(crate) enum Step {
     ClusterCompose,
     /// Three hosts cut apart.
     Partitions,
-    /// `cargo doc`, warnings denied.
-    Doc,
     /// The published crates from their `.crate` files.
     Package,
 }
@@ -92,6 +92,22 @@ impl TestArgs {
                 ]),
             )?;
         }
+        // The docs right after clippy: a broken intra-doc link (twice the cause of a red CI run
+        // at the very end) fails in the first minutes, not after the stacks.
+        if self.runs(Step::Doc) {
+            step(
+                "cargo doc (warnings denied)",
+                cargo()
+                    .args([
+                        "doc",
+                        "--workspace",
+                        "--all-features",
+                        "--no-deps",
+                        "--locked",
+                    ])
+                    .env("RUSTDOCFLAGS", "-D warnings"),
+            )?;
+        }
         if self.runs(Step::Features) {
             // Each feature of each workspace member alone (a gate that only compiles together with
             // another feature is a bug users hit; STYLE.md rule 3), derived from `cargo metadata`:
@@ -99,6 +115,7 @@ impl TestArgs {
             crate::features::check_each()?;
         }
         if self.runs(Step::Workspace) {
+            crate::progress::reclaim_disk("the workspace tests");
             step(
                 "cargo test --workspace",
                 cargo().args(["test", "--workspace", "--all-features", "--locked"]),
@@ -130,21 +147,6 @@ impl TestArgs {
         if self.runs(Step::Partitions) {
             // Three hosts (network namespaces) cut apart four ways, every answer judged (partitions/).
             crate::partitions::test()?;
-        }
-        if self.runs(Step::Doc) {
-            crate::progress::reclaim_disk("cargo doc");
-            step(
-                "cargo doc (warnings denied)",
-                cargo()
-                    .args([
-                        "doc",
-                        "--workspace",
-                        "--all-features",
-                        "--no-deps",
-                        "--locked",
-                    ])
-                    .env("RUSTDOCFLAGS", "-D warnings"),
-            )?;
         }
         if self.runs(Step::Package) {
             crate::progress::reclaim_disk("the package tests");

@@ -4,7 +4,7 @@
 //!
 //! Every operation also lists the errors any request can get (`400`, `408`, `413`, `414`, `415`,
 //! `431`, `500`, `503`, and for the authenticated ones `401`, `403`, `429`), each with the one error
-//! body (`ErrorBody`), added in one place ([`CommonErrors`]) rather than per handler.
+//! body (`ErrorBody`), added in one place (the `CommonErrors` modifier) rather than per handler.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};

@@ -15,7 +15,7 @@ impl SealedCache {
     /// when it drops a key that may still seal entries younger than `live_for` (the longest TTL).
     ///
     /// # Errors
-    /// [`Error::KeyringRefused`] naming the reason.
+    /// [`Error::KeyringRefused`](crate::Error::KeyringRefused) naming the reason.
     pub fn reload_keyring(
         &self,
         keyring: &Keyring,
@@ -82,7 +82,7 @@ impl SealedCache {
     /// replaced once the commands in flight on it finish.
     ///
     /// # Errors
-    /// [`Error::Config`] for an application-owned connection, or when the client cannot be built.
+    /// [`Error::Config`](crate::Error::Config) for an application-owned connection, or when the client cannot be built.
     pub fn set_redis_password(&self, password: &str) -> Result<()> {
         self.inner.backend.set_password(password)?;
         if let Some(coherence) = &self.inner.coherence {

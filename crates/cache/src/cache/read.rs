@@ -301,7 +301,7 @@ impl SealedCache {
     /// Gets a value by explicit key (the generic cache).
     ///
     /// # Errors
-    /// [`Error::InvalidKey`]; a stored value that is not a `T` is [`Error::Serialize`].
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey); a stored value that is not a `T` is [`Error::Serialize`](crate::Error::Serialize).
     pub async fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.inner.keys.explicit_key(key)?;
         // The remaining TTL is not returned here: no `PTTL` for it.

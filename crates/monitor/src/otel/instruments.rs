@@ -49,7 +49,7 @@ pub(super) struct OperationAttrs {
     attrs: [[[KeyValue; 3]; 3]; 2],
 }
 
-/// Records every [`CacheObserver`] call on OpenTelemetry instruments.
+/// Records every [`CacheObserver`](crate::CacheObserver) call on OpenTelemetry instruments.
 ///
 /// Attribute sets are built once (per operation name, on first sight), so the hit path borrows
 /// prepared slices: no allocation, no lock of ours (the SDK's instruments are lock-free for
@@ -93,7 +93,7 @@ const DB_COMMANDS: &[&str] = &[
 ];
 
 impl OtelObserver {
-    /// Creates the instruments on `meter` (use a meter named [`METER_NAME`]).
+    /// Creates the instruments on `meter` (use a meter named [`METER_NAME`](super::METER_NAME)).
     ///
     /// Every security event type starts at 0, so dashboards and alerts see "no events" as zero
     /// rather than as a missing series.

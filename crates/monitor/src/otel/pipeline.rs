@@ -5,7 +5,7 @@ use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use super::{METER_NAME, OtelObserver, names};
+use super::{METER_NAME, OtelObserver};
 
 /// Errors setting telemetry up.
 #[derive(Debug)]
@@ -240,7 +240,7 @@ impl TelemetryBuilder {
             if !gates.is_empty() {
                 let _dropped = provider
                     .meter(METER_NAME)
-                    .u64_observable_counter(names::TELEMETRY_DROPPED)
+                    .u64_observable_counter(super::names::TELEMETRY_DROPPED)
                     .with_unit("{item}")
                     .with_description(
                         "Spans and log records lost: export queue full, or export failed",
