@@ -3,8 +3,9 @@
 //!
 //! Every type is `Serialize` and `Deserialize` and `#[non_exhaustive]`; build values with the
 //! constructors. **Compatibility.** A reader built against this version reads what a newer
-//! server writes as long as the change is additive: fields it does not know are ignored (and
-//! not written back), a check it does not know is [`CheckName::Other`]. A new security level,
+//! server writes as long as the change is additive: top-level fields it does not know are kept
+//! in [`SecurityStatusResponse::unknown`] and written back unchanged, a check it does not know
+//! is [`CheckName::Other`]. A new security level,
 //! impact or node role would be a breaking change of the API. From an older server it reads a
 //! status without the fields added since (flags and counters read as `false`/zero, a check
 //! without `observed`/`impact` as observed/`degraded`); `security_level`, `checks` and

@@ -20,13 +20,23 @@ pub struct SecurityStatusResponse {
     /// package's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_keys: Option<KeysPosture>,
+    /// Members this version does not know (from a newer server), kept so that a reader that
+    /// writes the status on (`sealcache status --json`) passes them through unchanged. Empty
+    /// from a server of this version.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl SecurityStatusResponse {
     /// The body for `status` and the server's `api_keys`.
     #[must_use]
     pub fn new(status: SecurityStatus, api_keys: Option<KeysPosture>) -> Self {
-        Self { status, api_keys }
+        Self {
+            status,
+            api_keys,
+            unknown: std::collections::BTreeMap::new(),
+        }
     }
 }
 

@@ -187,3 +187,15 @@ fn a_hit_of_null_is_told_from_a_miss() -> Result<(), serde_json::Error> {
     assert_eq!(serde_json::to_value(&miss)?, json!({"hit": false}));
     Ok(())
 }
+
+#[test]
+fn members_a_newer_server_adds_pass_through_a_reader_unchanged() -> Result<(), serde_json::Error> {
+    let mut written = serde_json::to_value(SecurityStatusResponse::new(full_status(), None))?;
+    written["a_field_from_a_newer_server"] = json!({"x": [1, 2]});
+    let read: SecurityStatusResponse = serde_json::from_value(written.clone())?;
+    assert_eq!(read.unknown.len(), 1);
+    assert_eq!(read.status, full_status());
+    // Written on (as `sealcache status --json` does), the status is what the server sent.
+    assert_eq!(serde_json::to_value(&read)?, written);
+    Ok(())
+}
