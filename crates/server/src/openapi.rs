@@ -6,7 +6,6 @@
 //! `431`, `500`, `503`, and for the authenticated ones `401`, `403`, `429`), each with the one error
 //! body (`ErrorBody`), added in one place (the `CommonErrors` modifier) rather than per handler.
 
-use axum::Json;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, ResponseBuilder};
@@ -147,7 +146,16 @@ impl Modify for CommonErrors {
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json"))
 )]
 pub(crate) async fn openapi_json() -> Response {
-    Json(document()).into_response()
+    // Generated once per process: the document is fixed at build time.
+    static JSON: std::sync::OnceLock<Option<axum::body::Bytes>> = std::sync::OnceLock::new();
+    match JSON.get_or_init(|| serde_json::to_vec(&document()).ok().map(Into::into)) {
+        Some(json) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json.clone(),
+        )
+            .into_response(),
+        None => crate::error::ApiError::Internal.into_response(),
+    }
 }
 
 #[cfg(test)]
