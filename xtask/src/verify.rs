@@ -584,8 +584,5 @@ pub(crate) fn probe_container(
 
 /// The deployment's API key.
 pub(crate) fn api_key(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join(layout::API_KEY))
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+    sealcache_ops::runtime::api_key(dir)
 }

@@ -14,7 +14,8 @@ pub use self::local::{
 };
 
 /// The deployment's API key (empty when it cannot be read).
-pub(crate) fn api_key(dir: &std::path::Path) -> String {
+#[must_use]
+pub fn api_key(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join(sealcache_config_gen::layout::API_KEY))
         .unwrap_or_default()
         .trim()
