@@ -306,6 +306,42 @@ mod tests {
             "{text}"
         );
     }
+
+    #[tokio::test]
+    async fn a_rejected_path_segment_is_the_json_error_body() {
+        // A path segment that is not UTF-8: axum's own rejection is text; the client must get
+        // the documented JSON body, on every route with a path parameter.
+        for (method, uri) in [
+            ("DELETE", "/v1/subjects/%FF"),
+            ("DELETE", "/v1/tenants/%C0%AF"),
+            ("DELETE", "/v1/cache/leases/%FF"),
+            ("POST", "/v1/cache/leases/%FF/events"),
+        ] {
+            let response = app(state())
+                .oneshot(
+                    Request::builder()
+                        .method(method)
+                        .uri(uri)
+                        .header("x-api-key", "k")
+                        .header("content-type", "application/json")
+                        .body(Body::from("{}"))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{method} {uri}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/json",
+                "{method} {uri}"
+            );
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(body["error"]["code"].is_string(), "{method} {uri}: {body}");
+        }
+    }
 }
 
 /// The README's examples run as doc tests.

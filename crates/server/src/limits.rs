@@ -178,10 +178,16 @@ fn admit<'a>(
     Some((Some(request_permit), Some(bytes_permit)))
 }
 
-/// The documented JSON body on an error response that has none of ours.
+/// The documented JSON body on an error response that has none of ours: no body type, or a
+/// framework's text (an extractor's rejection, such as a path segment that is not UTF-8, is
+/// `text/plain`). Every error the server sends is then the one JSON error body.
 fn with_json_error(response: Response) -> Response {
     let status = response.status();
-    if status < StatusCode::BAD_REQUEST || response.headers().contains_key(header::CONTENT_TYPE) {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if status < StatusCode::BAD_REQUEST || json {
         return response;
     }
     let (mut parts, _) = response.into_parts();
