@@ -178,9 +178,11 @@ pub(crate) struct StoreFields {
     #[schema(value_type = Value)]
     response: Option<Box<RawValue>>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<sealcache_api::SseEvent>>)]
+    #[schema(value_type = Option<Vec<sealcache_api::SseEvent>>, min_items = 1)]
     events: Option<Vec<sealcache::SseEvent>>,
+    /// The entry's lifetime in seconds (1 to 2,592,000, 30 days; default: the operation's).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2_592_000)]
     ttl_seconds: Option<u64>,
     #[serde(default)]
     lease: Option<lease::StoreLease>,

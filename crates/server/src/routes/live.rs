@@ -36,7 +36,7 @@ pub(crate) struct AppendFields {
     /// The index of the first event (0 for the first call; events already published may be sent
     /// again, with the same index).
     from: u64,
-    #[schema(value_type = Vec<sealcache_api::SseEvent>)]
+    #[schema(value_type = Vec<sealcache_api::SseEvent>, min_items = 1)]
     events: Vec<SseEvent>,
     /// The subject the lookup that took the lease named (the events are sealed as its entry).
     #[serde(default)]
