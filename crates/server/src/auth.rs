@@ -257,15 +257,20 @@ impl ApiKeys {
     }
 }
 
-fn presented_key(req: &Request) -> Option<&[u8]> {
+/// The keys a request presents: `Authorization: Bearer KEY` (the scheme in any case, RFC 9110
+/// §11.1), then `X-API-Key: KEY`. Both are read: an `Authorization` header meant for something
+/// else (a proxy's `Basic` credentials, a stale bearer token) never hides a valid `X-API-Key`.
+fn presented_keys(req: &Request) -> [Option<&[u8]>; 2] {
     let headers = req.headers();
-    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| {
         let v = v.as_bytes();
-        return v
-            .strip_prefix(b"Bearer ")
-            .or_else(|| v.strip_prefix(b"bearer "));
-    }
-    headers.get("x-api-key").map(|v| v.as_bytes())
+        let scheme = v.get(..7)?;
+        scheme
+            .eq_ignore_ascii_case(b"bearer ")
+            .then(|| v.get(7..))
+            .flatten()
+    });
+    [bearer, headers.get("x-api-key").map(HeaderValue::as_bytes)]
 }
 
 /// Middleware state.
@@ -279,7 +284,7 @@ pub struct AuthState {
     pub throttle: Arc<AuthThrottle>,
 }
 
-/// Lets a request with a valid key through, with its [`Caller`] as a request extension, whatever other requests from its address did; refuses
+/// Lets a request with a valid key in either header through, with its [`Caller`] as a request extension, whatever other requests from its address did; refuses
 /// the rest with 401 and an `api_auth_failed` event, or, while their peer is blocked for too many
 /// failures, with 429 and `Retry-After` (see [`crate::throttle`]).
 ///
@@ -293,7 +298,11 @@ pub async fn require_api_key(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let caller = presented_key(&req).and_then(|k| state.keys.caller(k, &state.observer));
+    // Every presented key is checked (each in constant time), the first accepted one is the
+    // caller: which header held it is not a secret, and a wrong one beside it is no failure.
+    let [first, second] =
+        presented_keys(&req).map(|k| k.and_then(|k| state.keys.caller(k, &state.observer)));
+    let caller = first.or(second);
     if let Some(caller) = caller {
         req.extensions_mut().insert(caller);
         return next.run(req).await;
@@ -381,6 +390,19 @@ mod tests {
         let mut request = axum::http::Request::get("/protected");
         if let Some(key) = key {
             request = request.header("x-api-key", key);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(peer.parse().unwrap(), 40_000)));
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    /// A request from `peer` with these headers.
+    async fn call_with(app: &Router, peer: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = axum::http::Request::get("/protected");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let mut request = request.body(Body::empty()).unwrap();
         request
@@ -560,5 +582,74 @@ mod tests {
             u64::from(LIMIT) + 3
         );
         assert_eq!(summary.events_by_type["api_rate_limited"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_valid_key_in_either_header_passes_whatever_the_other_header_holds() {
+        let monitor = Arc::new(SecurityAwareCacheMonitor::new());
+        let app = app(monitor.clone());
+        let shared = "192.0.2.20";
+        for i in 0..LIMIT {
+            assert_eq!(
+                call(&app, shared, Some(&format!("guess-{i}")))
+                    .await
+                    .status(),
+                401
+            );
+        }
+        // Blocked now. A valid key passes in either header beside a wrong or foreign one.
+        let valid_pairs: [&[(&str, &str)]; 6] = [
+            &[
+                ("authorization", "Bearer wrong"),
+                ("x-api-key", "the-valid-key"),
+            ],
+            &[
+                ("authorization", "Bearer the-valid-key"),
+                ("x-api-key", "wrong"),
+            ],
+            &[
+                ("authorization", "Basic dXNlcjpwYXNz"),
+                ("x-api-key", "the-valid-key"),
+            ],
+            &[("authorization", "Bearer"), ("x-api-key", "the-valid-key")],
+            &[("authorization", "BEARER the-valid-key")],
+            &[("authorization", "bearer the-valid-key")],
+        ];
+        for headers in valid_pairs {
+            assert_eq!(
+                call_with(&app, shared, headers).await.status(),
+                200,
+                "{headers:?}"
+            );
+        }
+        // Two wrong keys, or a key under another scheme, are a failure: refused while blocked.
+        let refused: [&[(&str, &str)]; 3] = [
+            &[
+                ("authorization", "Bearer wrong"),
+                ("x-api-key", "wrong-too"),
+            ],
+            &[("authorization", "Basic the-valid-key")],
+            &[("authorization", "Bearerthe-valid-key")],
+        ];
+        for headers in refused {
+            assert_eq!(
+                call_with(&app, shared, headers).await.status(),
+                429,
+                "{headers:?}"
+            );
+        }
+        // Elsewhere they are 401, and the valid pairs 200.
+        assert_eq!(
+            call_with(&app, "192.0.2.21", refused[0]).await.status(),
+            401
+        );
+        assert_eq!(
+            call_with(&app, "192.0.2.21", valid_pairs[0]).await.status(),
+            200
+        );
+        assert_eq!(
+            monitor.security_summary().events_by_type["api_auth_failed"],
+            u64::from(LIMIT) + 4
+        );
     }
 }
