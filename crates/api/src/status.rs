@@ -139,6 +139,26 @@ impl CheckName {
     }
 }
 
+impl CheckName {
+    /// What a failure of this check means at worst: the [`Check::impact`] it reports while it
+    /// passes or cannot be observed. `insecure` for the checks whose failure can mean a core
+    /// protection is missing (transport, identity, the default user, ACLs, encryption, a cluster
+    /// node), `degraded` for the rest, [`CheckName::Other`] included.
+    #[must_use]
+    pub fn failure_impact(self) -> Impact {
+        match self {
+            CheckName::TlsNegotiated
+            | CheckName::AclUser
+            | CheckName::AclUsers
+            | CheckName::AclRights
+            | CheckName::DefaultUserDisabled
+            | CheckName::Encryption
+            | CheckName::ClusterNodes => Impact::Insecure,
+            _ => Impact::Degraded,
+        }
+    }
+}
+
 impl std::fmt::Display for CheckName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -178,7 +198,9 @@ pub struct Check {
     /// best `degraded`). Read as `true` from a server that does not send it (before the field).
     #[serde(default = "observed_by_default")]
     pub observed: bool,
-    /// What a failure means (read as `degraded` from a server that does not send it).
+    /// What a failure means: on a failed check, what this failure means; on a passing or
+    /// unobserved one, what its failure would mean at worst ([`CheckName::failure_impact`]).
+    /// Read as `degraded` from a server that does not send it.
     #[serde(default = "degraded")]
     pub impact: Impact,
     /// What was observed (never a secret).
@@ -186,14 +208,14 @@ pub struct Check {
 }
 
 impl Check {
-    /// An observed pass.
+    /// An observed pass (its `impact` is [`CheckName::failure_impact`]).
     #[must_use]
     pub fn pass(name: CheckName, detail: impl Into<String>) -> Self {
         Self {
             name,
             passed: true,
             observed: true,
-            impact: Impact::Degraded,
+            impact: name.failure_impact(),
             detail: detail.into(),
         }
     }
@@ -210,14 +232,15 @@ impl Check {
         }
     }
 
-    /// A check that could not be observed (the level becomes at best `degraded`).
+    /// A check that could not be observed (the level becomes at best `degraded`; its `impact` is
+    /// [`CheckName::failure_impact`], what a failure would mean once observed).
     #[must_use]
     pub fn unobserved(name: CheckName, detail: impl Into<String>) -> Self {
         Self {
             name,
             passed: false,
             observed: false,
-            impact: Impact::Degraded,
+            impact: name.failure_impact(),
             detail: detail.into(),
         }
     }

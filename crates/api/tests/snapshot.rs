@@ -90,9 +90,9 @@ fn the_security_status_json_is_pinned() -> Result<(), serde_json::Error> {
             "security_level": "degraded",
             "checks": [
                 {"name": "tls_negotiated", "passed": true, "observed": true,
-                 "impact": "degraded", "detail": "TLSv1.3"},
+                 "impact": "insecure", "detail": "TLSv1.3"},
                 {"name": "acl_users", "passed": false, "observed": false,
-                 "impact": "degraded", "detail": "no monitor user"},
+                 "impact": "insecure", "detail": "no monitor user"},
                 {"name": "network_isolated", "passed": true, "observed": true,
                  "impact": "degraded",
                  "detail": "no route from the host (REDIS_NETWORK_ISOLATION=true claimed)"}
@@ -198,4 +198,42 @@ fn members_a_newer_server_adds_pass_through_a_reader_unchanged() -> Result<(), s
     // Written on (as `sealcache status --json` does), the status is what the server sent.
     assert_eq!(serde_json::to_value(&read)?, written);
     Ok(())
+}
+
+#[test]
+fn a_passing_or_unobserved_check_reports_what_its_failure_would_mean() {
+    // What a failure of each check means at worst, the same whether it failed or not.
+    let insecure = [
+        CheckName::TlsNegotiated,
+        CheckName::AclUser,
+        CheckName::AclUsers,
+        CheckName::AclRights,
+        CheckName::DefaultUserDisabled,
+        CheckName::Encryption,
+        CheckName::ClusterNodes,
+    ];
+    for name in insecure {
+        assert_eq!(Check::pass(name, "ok").impact, Impact::Insecure, "{name}");
+        assert_eq!(
+            Check::unobserved(name, "?").impact,
+            Impact::Insecure,
+            "{name}"
+        );
+    }
+    for name in [
+        CheckName::CertificateValidity,
+        CheckName::NetworkIsolated,
+        CheckName::KeyringReload,
+        CheckName::Other,
+    ] {
+        assert_eq!(Check::pass(name, "ok").impact, Impact::Degraded, "{name}");
+    }
+    // The impact of a pass does not touch the level; an unobserved insecure check is degraded.
+    let passing: Vec<Check> = insecure.iter().map(|n| Check::pass(*n, "ok")).collect();
+    let status = SecurityStatus::new(true, passing.clone());
+    assert_eq!(status.security_level, SecurityLevel::ProductionReady);
+    let mut unobserved = passing;
+    unobserved[0] = Check::unobserved(CheckName::TlsNegotiated, "no session");
+    let status = SecurityStatus::new(true, unobserved);
+    assert_eq!(status.security_level, SecurityLevel::Degraded);
 }
