@@ -593,4 +593,26 @@ fn every_error_response_has_the_json_body_and_a_bounded_request_id() {
     assert_ne!(replaced, long);
     assert!(replaced.len() <= 128);
     assert_eq!(id_of(&"y".repeat(128)), "y".repeat(128));
+    // Ids of ours are distinct and tell nothing of how many requests came before (a counter did).
+    let ours: Vec<u64> = (0..8)
+        .map(|_| {
+            let id = http
+                .get(format!("{}/health", fx.server.base))
+                .send()
+                .unwrap()
+                .headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let hex = id.strip_prefix("sc-").unwrap_or_else(|| panic!("{id}"));
+            assert_eq!(hex.len(), 16, "{id}");
+            u64::from_str_radix(hex, 16).unwrap()
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<u64> = ours.iter().copied().collect();
+    assert_eq!(distinct.len(), ours.len(), "{ours:x?}");
+    assert!(
+        ours.windows(2).all(|w| w[1].abs_diff(w[0]) > 1 << 16),
+        "ids count up: {ours:x?}"
+    );
 }

@@ -201,9 +201,10 @@ pub(crate) fn error_response(error: &ApiError, connection: u64) -> Vec<u8> {
     let status = error.status();
     let body = error.body();
     format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-request-id: sc-c{connection:x}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-request-id: sc-c{:016x}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error"),
+        crate::limits::opaque_id(connection),
         body.len()
     )
     .into_bytes()
@@ -388,7 +389,11 @@ mod tests {
         assert_eq!(foreign_error_head(b"HTTP/1.1 400 Bad"), None);
         let out = String::from_utf8(error_response(&ApiError::HeadersTooLarge, 10)).unwrap();
         assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
-        assert!(out.contains("x-request-id: sc-ca\r\n"));
+        let id = format!(
+            "x-request-id: sc-c{:016x}\r\n",
+            crate::limits::opaque_id(10)
+        );
+        assert!(out.contains(&id), "{out}");
         assert!(out.ends_with(r#"{"error":{"code":"headers_too_large","message":"the request headers are over the size limit"}}"#));
     }
 

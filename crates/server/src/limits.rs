@@ -19,6 +19,17 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// Longest client-supplied request id kept (visible ASCII only).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// An id of ours for the `n`-th request or connection: `n` through SipHash under a key drawn once
+/// per process ([`std::hash::RandomState`]), so ids are distinct within a process (64 bits) and
+/// tell a client nothing of how many requests or connections the server has had (a counter did).
+pub(crate) fn opaque_id(n: u64) -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let mut hasher = KEY.get_or_init(std::hash::RandomState::new).build_hasher();
+    hasher.write_u64(n);
+    hasher.finish()
+}
+
 /// The state of [`guard`].
 #[derive(Debug, Clone)]
 pub(crate) struct Guard {
@@ -34,7 +45,7 @@ pub(crate) struct Guard {
 
 /// Every request passes through here once (one middleware instead of seven, on the hot path):
 /// * its request id: the client's `x-request-id` if it is 1 to 128 visible ASCII characters and
-///   sent once, else one of ours (`sc-…`); set on the request and echoed on the response;
+///   sent once, else one of ours (`sc-` and 16 hex digits, [`opaque_id`]); set on the request and echoed on the response;
 /// * a declared `Content-Length` over the body limit: 413, and the connection closed (see
 ///   [`refuse`] for when the body is read and discarded first);
 /// * load shedding at the in-flight limits: 503 with `Retry-After: 1` (never `/health`);
@@ -99,8 +110,8 @@ fn request_id(guard: &Guard, headers: &axum::http::HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let n = guard.ids.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("sc-{n:x}")).unwrap_or(HeaderValue::from_static("sc"))
+    let n = opaque_id(guard.ids.fetch_add(1, Ordering::Relaxed));
+    HeaderValue::from_str(&format!("sc-{n:016x}")).unwrap_or(HeaderValue::from_static("sc"))
 }
 
 /// Bodies declared over the limit, but at most this many times it, are read and discarded before
