@@ -59,13 +59,15 @@
 
 pub mod keys;
 pub mod response;
+pub mod sse;
 pub mod status;
 
 pub use keys::KeysPosture;
 pub use response::{
     Erased, ErrorBody, ErrorDetail, EventsAppended, Health, Invalidated, LeaseGranted,
-    LeaseReleased, LookupAnswer, SecurityStatusResponse, SseEvent, Stored,
+    LeaseReleased, LookupAnswer, SecurityStatusResponse, Stored,
 };
+pub use sse::{InvalidEvent, SseEvent, render_sse};
 pub use status::{
     CERTIFICATE_WARNING_DAYS, Check, CheckName, ClusterStatus, Impact, KeyringReloadStatus,
     L1CoherenceStatus, NodeRole, NodeStatus, SecurityLevel, SecurityStatus,

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keys::KeysPosture;
+use crate::sse::SseEvent;
 use crate::status::SecurityStatus;
 
 /// The body of `GET /internal/cache/security-status`: the observed [`SecurityStatus`] (its
@@ -60,18 +61,6 @@ impl Health {
             redis: if redis_up { "connected" } else { "unavailable" }.to_owned(),
         }
     }
-}
-
-/// One server-sent event of a cached stream: an optional event type and its data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[non_exhaustive]
-pub struct SseEvent {
-    /// The event type (`event:` on the wire), when named.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
-    /// The data: lines separated by LF, one `data:` line each on the wire.
-    pub data: String,
 }
 
 /// The lease a lookup grants to the one caller that should compute (`"lease"` was asked for).

@@ -477,6 +477,12 @@ impl<E> From<Error> for ComputeError<E> {
 /// `Result` with the cache's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<sealcache_api::InvalidEvent> for Error {
+    fn from(e: sealcache_api::InvalidEvent) -> Self {
+        Error::InvalidEvent(e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::TlsFailure;

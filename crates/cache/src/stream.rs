@@ -6,103 +6,19 @@
 //! [`StreamRecorder::abort`] stores nothing. [`StreamRecorder::tee`] applies that rule to a stream
 //! of `Result`s: it stores once the upstream ended without an error and was read to its end.
 //!
-//! Replay renders each event as the SSE wire format (WHATWG HTML, "Server-sent events"): `event:
-//! NAME\n` when named, one `data: LINE\n` per line of the data, then an empty line. Event names
-//! may not contain CR or LF, and data may not contain CR (an SSE parser ends a line at a CR, so data
-//! holding one could not be replayed as it was given); LF in data separates its lines.
+//! Replay renders each event as the SSE wire format; the event type, its rules and the format are
+//! `sealcache-api`'s ([`SseEvent`], [`render_sse`]), so the HTTP API's schema states them too.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
-use serde::{Deserialize, Serialize};
 
 use crate::cache::SealedCache;
 use crate::error::{Error, Result};
 
-/// One server-sent event: an optional event type (`event:` field) and its data.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SseEvent {
-    /// The event type (`event:`), if named.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
-    /// The data: lines separated by LF (`\n`); one `data:` line each on the wire.
-    pub data: String,
-}
-
-impl SseEvent {
-    /// An unnamed event (a `message`, as OpenAI's chat-completion chunks are).
-    #[must_use]
-    pub fn new(data: impl Into<String>) -> Self {
-        Self {
-            event: None,
-            data: data.into(),
-        }
-    }
-
-    /// An event of type `event` (as Anthropic's `message_start`, `content_block_delta`, ...).
-    #[must_use]
-    pub fn named(event: impl Into<String>, data: impl Into<String>) -> Self {
-        Self {
-            event: Some(event.into()),
-            data: data.into(),
-        }
-    }
-
-    /// Checks that the event can be replayed exactly as given.
-    ///
-    /// # Errors
-    /// [`Error::InvalidEvent`] when the name is empty or holds CR or LF, or the data holds CR.
-    pub fn check(&self) -> Result<()> {
-        if let Some(name) = &self.event {
-            if name.is_empty() {
-                return Err(Error::InvalidEvent("an event name is empty"));
-            }
-            if name.contains(['\r', '\n']) {
-                return Err(Error::InvalidEvent("an event name holds CR or LF"));
-            }
-        }
-        if self.data.contains('\r') {
-            return Err(Error::InvalidEvent("event data holds CR"));
-        }
-        Ok(())
-    }
-
-    /// Appends the event in the SSE wire format: `event: NAME\n` (when named), `data: LINE\n` per
-    /// line, `\n`.
-    pub fn write_sse(&self, out: &mut Vec<u8>) {
-        if let Some(name) = &self.event {
-            out.extend_from_slice(b"event: ");
-            out.extend_from_slice(name.as_bytes());
-            out.push(b'\n');
-        }
-        for line in self.data.split('\n') {
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(line.as_bytes());
-            out.push(b'\n');
-        }
-        out.push(b'\n');
-    }
-
-    /// The bytes [`SseEvent::write_sse`] appends.
-    fn sse_len(&self) -> usize {
-        let name = self.event.as_ref().map_or(0, |n| n.len() + 8);
-        let lines = self.data.bytes().filter(|&b| b == b'\n').count() + 1;
-        name + self.data.len() - (lines - 1) + lines * 7 + 1
-    }
-}
-
-/// The SSE wire format of `events`, in order.
-#[must_use]
-pub fn render_sse(events: &[SseEvent]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.iter().map(SseEvent::sse_len).sum());
-    for e in events {
-        e.write_sse(&mut out);
-    }
-    out
-}
+pub use sealcache_api::{SseEvent, render_sse};
 
 /// How many elements the JSON array `body` has (`None`: not an array).
 pub(crate) fn count_events(body: &[u8]) -> Option<usize> {
@@ -214,8 +130,7 @@ impl StreamRecorder {
             .bytes
             .saturating_add(event.data.len() + event.event.as_ref().map_or(0, String::len));
         let spoilt = match event.check() {
-            Err(Error::InvalidEvent(why)) => Some(Spoilt::Invalid(why)),
-            Err(_) => Some(Spoilt::Invalid("an event cannot be recorded")),
+            Err(sealcache_api::InvalidEvent(why)) => Some(Spoilt::Invalid(why)),
             Ok(()) if self.bytes > limit => Some(Spoilt::TooLarge {
                 size: self.bytes,
                 limit,
@@ -322,39 +237,6 @@ impl SealedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_wire_format_is_exact() {
-        let events = [
-            SseEvent::named("message_start", r#"{"type":"message_start"}"#),
-            SseEvent::new("line one\nline two\n"),
-            SseEvent::new(""),
-            SseEvent::named(" spaced", " lead"),
-            SseEvent::new("[DONE]"),
-        ];
-        let out = render_sse(&events);
-        assert_eq!(
-            String::from_utf8(out.clone()).unwrap(),
-            "event: message_start\ndata: {\"type\":\"message_start\"}\n\n\
-             data: line one\ndata: line two\ndata: \n\n\
-             data: \n\n\
-             event:  spaced\ndata:  lead\n\n\
-             data: [DONE]\n\n"
-        );
-        assert_eq!(
-            out.len(),
-            events.iter().map(SseEvent::sse_len).sum::<usize>()
-        );
-    }
-
-    #[test]
-    fn events_that_cannot_be_replayed_exactly_are_refused() {
-        assert!(SseEvent::named("a\nb", "x").check().is_err());
-        assert!(SseEvent::named("a\rb", "x").check().is_err());
-        assert!(SseEvent::named("", "x").check().is_err());
-        assert!(SseEvent::new("x\r\ny").check().is_err());
-        assert!(SseEvent::new("x\ny").check().is_ok());
-    }
 
     #[test]
     fn counts_and_json_shape() {

@@ -223,6 +223,16 @@ mod tests {
         ] {
             assert!(schemas.contains_key(name), "no schema {name}");
         }
+        // An event's rules are the server's: no other member, a name neither empty nor with CR
+        // or LF, data without CR (the document allowed each of them while the server refused).
+        let event = &schemas["SseEvent"];
+        assert_eq!(event["additionalProperties"], false, "{event}");
+        assert_eq!(event["required"], serde_json::json!(["data"]), "{event}");
+        assert_eq!(
+            event["properties"]["data"]["pattern"], "^[^\\r]*$",
+            "{event}"
+        );
+        assert_eq!(event["properties"]["event"]["minLength"], 1, "{event}");
         let schemes = document["components"]["securitySchemes"]
             .as_object()
             .unwrap();

@@ -41,13 +41,19 @@ pub(crate) struct RequestFields {
     model: Option<String>,
     #[serde(default)]
     lease: Option<lease::LookupLease>,
+    /// When another client holds the lease, wait up to this many milliseconds for its entry: at
+    /// most the server's request timeout (`SEALCACHE_REQUEST_TIMEOUT_SECS`) less 1 s, 29000 by
+    /// default; a longer wait is refused with 400.
     #[serde(default)]
+    #[schema(minimum = 0)]
     wait_ms: Option<u64>,
+    /// Serve a cached entry only if it was stored at most this many seconds ago.
     #[serde(default)]
     max_age_seconds: Option<u64>,
     #[serde(default)]
     no_cache: Option<bool>,
-    /// The end user whose data the entry holds, within the caller's tenant.
+    /// The end user whose data the entry holds, within the caller's tenant: 1 to 1,024 bytes of UTF-8, no
+    /// control character (`maxLength` counts characters, the server counts bytes).
     #[serde(default)]
     #[schema(
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
@@ -178,7 +184,7 @@ pub(crate) struct StoreFields {
     #[schema(value_type = Value)]
     response: Option<Box<RawValue>>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<sealcache_api::SseEvent>>, min_items = 1)]
+    #[schema(min_items = 1)]
     events: Option<Vec<sealcache::SseEvent>>,
     /// The entry's lifetime in seconds (1 to 2,592,000, 30 days; default: the operation's).
     #[serde(default)]
@@ -186,6 +192,8 @@ pub(crate) struct StoreFields {
     ttl_seconds: Option<u64>,
     #[serde(default)]
     lease: Option<lease::StoreLease>,
+    /// The end user whose data the entry holds, within the caller's tenant: 1 to 1,024 bytes of UTF-8, no
+    /// control character (`maxLength` counts characters, the server counts bytes).
     #[serde(default)]
     #[schema(
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",

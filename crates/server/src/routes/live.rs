@@ -36,9 +36,10 @@ pub(crate) struct AppendFields {
     /// The index of the first event (0 for the first call; events already published may be sent
     /// again, with the same index).
     from: u64,
-    #[schema(value_type = Vec<sealcache_api::SseEvent>, min_items = 1)]
+    #[schema(min_items = 1)]
     events: Vec<SseEvent>,
-    /// The subject the lookup that took the lease named (the events are sealed as its entry).
+    /// The subject the lookup that took the lease named (the events are sealed as its entry): 1 to 1,024 bytes of UTF-8, no
+    /// control character (`maxLength` counts characters, the server counts bytes).
     #[serde(default)]
     #[schema(
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",

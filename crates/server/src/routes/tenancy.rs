@@ -132,7 +132,7 @@ fn erased(erasure: &sealcache::Erasure) -> Response {
 
 /// `DELETE /v1/subjects/{subject}`: destroys the data key of a subject of the caller's tenant.
 #[utoipa::path(delete, path = "/v1/subjects/{subject}", tag = "tenancy",
-    params(("subject" = String, Path, min_length = 1, max_length = 1024, description = "The end user, within the caller's tenant")),
+    params(("subject" = String, Path, min_length = 1, max_length = 1024, description = "The end user, within the caller's tenant: 1 to 1,024 bytes of UTF-8 once percent-decoded, no control character (maxLength counts characters, the server counts bytes)")),
     responses((status = 200, description = "The subject's data key is destroyed (scope `erase`)", body = sealcache_api::Erased),
         (status = 507, description = "Redis refused the write for memory (`store_full`)", body = sealcache_api::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
