@@ -20,13 +20,12 @@ use anyhow::{Context as _, bail, ensure};
 use sealcache_config_gen::cluster_dir::{self, ClusterRecord};
 use sealcache_config_gen::{SecretString, acl, layout};
 
-use crate::cluster_stack::{Node, NodeView, admin, node_view};
+use crate::cluster_stack::admin;
+use sealcache_ops::stack::{NodeView, Redis, node_view};
 
 use crate::contract::{SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, host_path};
 use crate::http::request;
-use crate::local::{
-    build_server, cmdline, host_value, quoted, spawn_redis, spawn_server, terminate,
-};
+use crate::local::{build_server, cmdline, host_value, quoted, spawn_redis, spawn_server};
 use crate::progress::{on_path, workspace_root};
 use crate::verify::Check;
 
@@ -189,7 +188,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     let dir = std::fs::canonicalize(dir)
         .with_context(|| format!("cannot open the deployment directory {}", dir.display()))?;
     let record = record(&dir)?;
-    down(&dir)?;
+    crate::local::down(&dir)?;
     let state = state_dir(&dir);
     let _ = std::fs::remove_dir_all(&state);
     let mut builder = std::fs::DirBuilder::new();
@@ -244,7 +243,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     // Every node answers (as cache_admin, over TLS with the client certificate).
     let deadline = Instant::now() + Duration::from_secs(20);
     for n in &cluster.nodes {
-        while admin(&dir, &Node::Local { port: n.port }, "PING")
+        while admin(&dir, &Redis::Local { port: n.port }, "PING")
             .map_or(true, |r| r.trim() != "PONG")
         {
             ensure!(
@@ -261,14 +260,14 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
         .iter()
         .map(|n| format!("127.0.0.1:{}", n.port))
         .collect();
-    let entry = Node::Local {
+    let entry = Redis::Local {
         port: cluster.nodes.first().map_or(0, |n| n.port),
     };
     crate::cluster_stack::create(&dir, &entry, &addresses, record.replicas_per_primary)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let states = views(&dir, &cluster);
-        if crate::cluster_stack::formed(&states, &record) {
+        if sealcache_ops::stack::formed(&states, &record) {
             break;
         }
         ensure!(
@@ -365,7 +364,7 @@ pub(crate) fn rotation_refused_with_a_node_down(dir: &Path) -> Check {
     let Some(victim) = cluster.nodes.last() else {
         return crate::verify::check(name, false, "no node recorded");
     };
-    let _ = crate::local::terminate(victim.pid, "redis-server");
+    let _ = sealcache_ops::runtime::terminate(victim.pid, "redis-server", Duration::ZERO);
     let deadline = Instant::now() + Duration::from_secs(10);
     while cmdline(victim.pid).contains("redis-server") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -401,11 +400,11 @@ pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
     let Some(cluster) = running(dir) else {
         return crate::verify::check(name, false, "the recorded processes do not run");
     };
-    let replicas: Vec<Node> = views(dir, &cluster)
+    let replicas: Vec<Redis> = views(dir, &cluster)
         .iter()
         .zip(&cluster.nodes)
         .filter(|(v, _)| v.role == "replica")
-        .map(|(_, n)| Node::Local { port: n.port })
+        .map(|(_, n)| Redis::Local { port: n.port })
         .collect();
     let dropped = replicas
         .iter()
@@ -438,56 +437,8 @@ fn views(dir: &Path, cluster: &LocalCluster) -> Vec<NodeView> {
     cluster
         .nodes
         .iter()
-        .map(|n| {
-            node_view(
-                dir,
-                &Node::Local { port: n.port },
-                format!("127.0.0.1:{}", n.port),
-            )
-        })
+        .map(|n| node_view(dir, &Redis::Local { port: n.port }))
         .collect()
-}
-
-/// `status --json` of a running local cluster: `backends` and `redis_nodes` (address, role, pid).
-pub(crate) fn status_fields(dir: &Path, cluster: &LocalCluster) -> (Vec<u16>, serde_json::Value) {
-    let backends = cluster.backends.iter().map(|b| b.port).collect();
-    let nodes = views(dir, cluster)
-        .into_iter()
-        .zip(&cluster.nodes)
-        .map(|(v, n)| serde_json::json!({"address": v.address, "role": v.role, "pid": n.pid}))
-        .collect();
-    (backends, serde_json::Value::Array(nodes))
-}
-
-/// Stops the processes the local cluster stack of `dir` started (and only those, each checked to
-/// still run its program). Returns how many.
-pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
-    let file = pids_file(dir);
-    let Some(cluster) =
-        crate::local::read_pid_record::<LocalCluster>(&file, "secure-up --local --cluster")?
-    else {
-        return Ok(0);
-    };
-    let processes: Vec<(u32, &str)> = cluster
-        .backends
-        .iter()
-        .map(|b| (b.pid, "sealcache-server"))
-        .chain(cluster.nodes.iter().map(|n| (n.pid, "redis-server")))
-        .collect();
-    let mut signalled = Vec::new();
-    for (pid, program) in processes {
-        if terminate(pid, program)? {
-            signalled.push((pid, program));
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for (pid, program) in &signalled {
-        while cmdline(*pid).contains(program) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
-    Ok(signalled.len())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The Redis Cluster stack: `config generate --cluster`, `secure-up --cluster` (compose, or local
-//! processes with `--local`: see `cluster_local.rs`), and the cluster side of `status` and `down`.
+//! processes with `--local`: see `cluster_local.rs`). `status` and `down` are `sealcache_ops`'s,
+//! one for every stack.
 //!
 //! The compose stack is deploy/docker-compose.cluster.yml: six Redis nodes on the internal network
 //! (no published port), two backend replicas publishing their API on 127.0.0.1:PORT and PORT+1.
@@ -22,11 +23,12 @@ use sealcache_api::{CheckName, SecurityLevel, SecurityStatus};
 use sealcache_config_gen::cluster_dir::{self, ClusterRecord};
 use sealcache_config_gen::{SecretString, acl, layout};
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
+use sealcache_ops::stack::{NodeView, Redis, formed, node_view};
 use sealcache_ops::status::failing_checks;
 
 use crate::contract::variable;
 use crate::deploy::UID;
-use crate::docker::{Compose, docker, engine_answers, inspect};
+use crate::docker::{Compose, engine_answers, inspect};
 use crate::http::request;
 use crate::images::{ImageMode, prepare};
 use crate::progress::{is_root, workspace_root};
@@ -35,7 +37,6 @@ use crate::verify::{Check, LocalRoute, check, local_route, print_checks, probe_c
 /// The compose file of the cluster stack.
 const COMPOSE_FILE: &str = "docker-compose.cluster.yml";
 /// Which compose project and API ports a `secure-up --cluster` of this directory used.
-const STACK_RECORD: &str = "cluster-stack.json";
 /// Each node's cluster state (nodes.conf), mounted at /data.
 const STATE_DIR: &str = "cluster-state";
 /// Longest wait for a change made through one backend to be seen through another.
@@ -45,12 +46,6 @@ const COHERENCE_BOUND: Duration = Duration::from_secs(1);
 /// the single-node one.
 pub(crate) fn default_dir() -> PathBuf {
     workspace_root().join("deploy/generated-cluster")
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct StackRecord {
-    project: String,
-    backends: Vec<u16>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,13 +226,7 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
     let ports: Vec<u16> = (0..record.backends)
         .map(|b| opts.port + u16::try_from(b).unwrap_or(0))
         .collect();
-    let stack = StackRecord {
-        project: opts.project.clone(),
-        backends: ports.clone(),
-    };
-    let path = dir.join(STACK_RECORD);
-    std::fs::write(&path, serde_json::to_vec_pretty(&stack)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    sealcache_ops::stack::ComposeRecord::new(opts.project.clone(), ports.clone()).write(&dir)?;
     let checks = verify_compose(&compose, &dir, &record, &ports);
     Ok(report(&checks, opts.json, &dir, &ports, started))
 }
@@ -308,7 +297,7 @@ struct NodeContainer {
     name: String,
     id: String,
     ip: Option<String>,
-    node: Node,
+    node: Redis,
 }
 
 fn containers(compose: &Compose, record: &ClusterRecord) -> anyhow::Result<Vec<NodeContainer>> {
@@ -325,7 +314,10 @@ fn containers(compose: &Compose, record: &ClusterRecord) -> anyhow::Result<Vec<N
                 .map(str::to_owned);
             Ok(NodeContainer {
                 name: name.clone(),
-                node: Node::Container { id: id.clone() },
+                node: Redis::Container {
+                    id: id.clone(),
+                    service: name.clone(),
+                },
                 id,
                 ip,
             })
@@ -336,10 +328,7 @@ fn containers(compose: &Compose, record: &ClusterRecord) -> anyhow::Result<Vec<N
 fn wait_formed(dir: &Path, nodes: &[NodeContainer], record: &ClusterRecord) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let views: Vec<NodeView> = nodes
-            .iter()
-            .map(|n| node_view(dir, &n.node, format!("{}:{}", n.name, layout::REDIS_PORT)))
-            .collect();
+        let views: Vec<NodeView> = nodes.iter().map(|n| node_view(dir, &n.node)).collect();
         if formed(&views, record) {
             return Ok(());
         }
@@ -354,39 +343,23 @@ fn wait_formed(dir: &Path, nodes: &[NodeContainer], record: &ClusterRecord) -> a
 // ---------------------------------------------------------------------------------------------
 // Nodes: redis-cli as cache_admin, locally or inside a node's container
 
-/// Where `redis-cli` reaches a node.
-#[derive(Debug, Clone)]
-pub(crate) enum Node {
-    /// A local process on 127.0.0.1:port (the deployment directory's certificates).
-    Local { port: u16 },
-    /// Inside a node's container, on its own 127.0.0.1:6379 (the mounted certificates).
-    Container { id: String },
-}
-
 /// `redis-cli` with TLS for `node`, reading commands (and the password) from its standard input.
-fn redis_cli(dir: &Path, node: &Node) -> Command {
+fn redis_cli(dir: &Path, node: &Redis) -> Command {
     match node {
-        Node::Local { port } => {
+        Redis::Local { port } => {
             let mut c = crate::rotate::local_cli(dir, *port, true);
             c.env_remove("REDISCLI_AUTH");
             c
         }
-        Node::Container { id } => crate::rotate::container_cli(id, true),
+        Redis::Container { id, .. } => crate::rotate::container_cli(id, true),
     }
 }
 
-fn admin_password(dir: &Path) -> anyhow::Result<SecretString> {
-    let path = dir.join(layout::ADMIN_PASSWORD);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(SecretString::new(text.trim().to_owned()))
-}
-
 /// Runs `redis-cli` with `extra` arguments on `node`, writing `input` (which holds a secret) to
-/// its standard input; returns stdout and stderr.
+/// its standard input; returns whether it succeeded, and stdout and stderr.
 fn run_cli(
     dir: &Path,
-    node: &Node,
+    node: &Redis,
     extra: &[String],
     input: &SecretString,
 ) -> anyhow::Result<(bool, String)> {
@@ -413,24 +386,23 @@ fn run_cli(
     ))
 }
 
-/// Runs `command` (no secret in it) on `node` as `cache_admin`: `AUTH` and the command go to
-/// redis-cli's standard input.
-pub(crate) fn admin(dir: &Path, node: &Node, command: &str) -> anyhow::Result<String> {
-    let input = SecretString::new(format!(
-        "AUTH {} {}\n{command}\n",
-        acl::ADMIN_USER,
-        admin_password(dir)?.expose_secret()
-    ));
-    let (_, text) = run_cli(dir, node, &[], &input)?;
-    let lines = crate::rotate::after_auth(&text, || "cache_admin cannot authenticate".to_owned())?;
-    Ok(lines.collect::<Vec<_>>().join("\n"))
+/// Runs `command` (no secret in it) on `node` as `cache_admin` (`sealcache_ops::stack::admin`).
+pub(crate) fn admin(dir: &Path, node: &Redis, command: &str) -> anyhow::Result<String> {
+    Ok(sealcache_ops::stack::admin(dir, node, command)?)
+}
+
+fn admin_password(dir: &Path) -> anyhow::Result<SecretString> {
+    Ok(sealcache_ops::stack::read_secret(
+        dir,
+        layout::ADMIN_PASSWORD,
+    )?)
 }
 
 /// `redis-cli --cluster create ADDRESSES --cluster-replicas N` on `entry` as `cache_admin`
 /// (`--askpass`: the password on standard input); retried after `CLUSTER RESET HARD` of every node.
 pub(crate) fn create(
     dir: &Path,
-    entry: &Node,
+    entry: &Redis,
     addresses: &[String],
     replicas: usize,
 ) -> anyhow::Result<()> {
@@ -487,46 +459,6 @@ pub(crate) fn create(
             .collect::<Vec<_>>()
             .join("; ")
     )
-}
-
-/// One node's state, asked of the node itself as `cache_admin`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct NodeView {
-    pub(crate) address: String,
-    pub(crate) role: &'static str,
-    pub(crate) cluster_state_ok: bool,
-    pub(crate) known_nodes: u32,
-    pub(crate) link_up: bool,
-}
-
-pub(crate) fn node_view(dir: &Path, node: &Node, address: String) -> NodeView {
-    let text = admin(dir, node, "ROLE\nCLUSTER INFO\nINFO replication").unwrap_or_default();
-    let role = match text.lines().next().map(str::trim) {
-        Some("master") => "primary",
-        Some("slave") => "replica",
-        _ => "down",
-    };
-    NodeView {
-        address,
-        role,
-        cluster_state_ok: text.contains("cluster_state:ok"),
-        known_nodes: text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("cluster_known_nodes:"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        link_up: role == "replica" && text.contains("master_link_status:up"),
-    }
-}
-
-/// Every node reports `cluster_state:ok` and knows every other, each replica's link is up, and
-/// there are as many primaries as the record says.
-pub(crate) fn formed(views: &[NodeView], record: &ClusterRecord) -> bool {
-    let total = u32::try_from(views.len()).unwrap_or(u32::MAX);
-    views
-        .iter()
-        .all(|v| v.cluster_state_ok && v.known_nodes == total && (v.role == "primary" || v.link_up))
-        && views.iter().filter(|v| v.role == "primary").count() == record.primaries()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -982,10 +914,7 @@ fn verify_compose(
         ));
     }
 
-    let views: Vec<NodeView> = nodes
-        .iter()
-        .map(|n| node_view(dir, &n.node, format!("{}:{}", n.name, layout::REDIS_PORT)))
-        .collect();
+    let views: Vec<NodeView> = nodes.iter().map(|n| node_view(dir, &n.node)).collect();
     checks.extend(node_checks(&views));
     checks.extend(backends);
     checks
@@ -1033,105 +962,6 @@ fn report(checks: &[Check], json: bool, dir: &Path, ports: &[u16], started: Inst
 // ---------------------------------------------------------------------------------------------
 // status and down
 
-/// The running cluster stack of `dir`: its backends' ports and its nodes.
-fn running_stack(dir: &Path) -> anyhow::Result<Option<(Vec<u16>, serde_json::Value)>> {
-    if let Some(cluster) = crate::cluster_local::running(dir) {
-        let (ports, nodes) = crate::cluster_local::status_fields(dir, &cluster);
-        return Ok(Some((ports, nodes)));
-    }
-    let Ok(text) = std::fs::read(dir.join(STACK_RECORD)) else {
-        return Ok(None);
-    };
-    let stack: StackRecord = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a stack record", dir.join(STACK_RECORD).display()))?;
-    if !engine_answers() {
-        return Ok(None);
-    }
-    let record = crate::cluster_local::record(dir)?;
-    let project = format!("label=com.docker.compose.project={}", stack.project);
-    let mut nodes = Vec::new();
-    for name in &record.nodes {
-        let service = format!("label=com.docker.compose.service={name}");
-        let id = docker(&["ps", "-q", "--filter", &project, "--filter", &service])?;
-        let Some(id) = id.split_whitespace().next() else {
-            return Ok(None);
-        };
-        let view = node_view(
-            dir,
-            &Node::Container { id: id.to_owned() },
-            format!("{name}:{}", layout::REDIS_PORT),
-        );
-        nodes.push(serde_json::json!({"address": view.address, "role": view.role}));
-    }
-    Ok(Some((stack.backends, serde_json::Value::Array(nodes))))
-}
-
-/// `status` of a cluster stack: `None` when `dir` (or, without `--dir`, the default cluster
-/// directory) runs none, so that the single-node status runs.
-pub(crate) fn status(dir: Option<&Path>, json: bool) -> anyhow::Result<Option<ExitCode>> {
-    let explicit = dir.is_some();
-    let dir = dir.map_or_else(default_dir, Path::to_path_buf);
-    if cluster_dir::cluster_record(&dir)?.is_none() {
-        return Ok(None);
-    }
-    let Some((ports, nodes)) = running_stack(&dir)? else {
-        if explicit {
-            bail!("no cluster stack from {} is running", dir.display());
-        }
-        return Ok(None);
-    };
-    let first = *ports.first().context("the stack has no backend")?;
-    let key = crate::verify::api_key(&dir);
-    let backend = sealcache_ops::status::backend_status(first, &key)
-        .map_err(|e| anyhow::anyhow!("the backend on 127.0.0.1:{first}: {e}"))?;
-    let backends: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    // Every node and backend compared with the directory (rotate/compare.rs): `rotation` and
-    // `verdict`.
-    let report = crate::rotate::report(&dir)
-        .with_context(|| format!("cannot compare the running stack with {}", dir.display()))?;
-    let status = sealcache_ops::status::StackStatus::new(backend, report)
-        .with_cluster(backends.clone(), nodes.clone());
-    if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(Some(ExitCode::SUCCESS));
-    }
-    sealcache_ops::status::security_lines(
-        &status.backend.status,
-        status.disagrees(),
-        &mut crate::progress::Printer,
-    );
-    println!("✅ backends: {}", backends.join(", "));
-    for n in nodes.as_array().into_iter().flatten() {
-        println!(
-            "{} redis node {} {}{}",
-            if n["role"] == "down" { "❌" } else { "✅" },
-            n["address"].as_str().unwrap_or(""),
-            n["role"].as_str().unwrap_or(""),
-            n["pid"]
-                .as_u64()
-                .map_or_else(String::new, |p| format!(" (pid {p})"))
-        );
-    }
-    sealcache_ops::rotate::report_lines(&status, &mut crate::progress::Printer);
-    Ok(Some(ExitCode::SUCCESS))
-}
-
-/// `down`: stops the local cluster stack of `dir` (or of the default cluster directory).
-pub(crate) fn down_local(dir: Option<&Path>) -> anyhow::Result<()> {
-    let dir = dir.map_or_else(default_dir, Path::to_path_buf);
-    let stopped = crate::cluster_local::down(&dir)?;
-    if stopped > 0 {
-        println!(
-            "✅ Local cluster stack in {} stopped: {stopped} process(es)",
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // cargo xtask test
 
@@ -1152,9 +982,15 @@ fn free_port_pair() -> anyhow::Result<u16> {
 /// What `status --json` adds for the running stack of `dir`: two backends and every node with a
 /// role (and a pid for local processes).
 fn status_check(dir: &Path, local: bool) -> Check {
-    match running_stack(dir) {
-        Ok(Some((ports, nodes))) => {
-            let nodes = nodes.as_array().cloned().unwrap_or_default();
+    match sealcache_ops::status::status(dir, None) {
+        Ok(status) => {
+            let backends = status.backends.clone().unwrap_or_default();
+            let nodes = status
+                .redis_nodes
+                .as_ref()
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
             let replicas = nodes.iter().filter(|n| n["role"] == "replica").count();
             let pids = nodes
@@ -1162,13 +998,9 @@ fn status_check(dir: &Path, local: bool) -> Check {
                 .all(|n| n["pid"].as_u64().is_some_and(|p| p > 0));
             check(
                 "status_reports_cluster",
-                ports.len() >= 2 && primaries == 3 && replicas == 3 && (pids || !local),
+                backends.len() >= 2 && primaries == 3 && replicas == 3 && (pids || !local),
                 format!(
-                    "backends {:?}, redis_nodes: {primaries} primaries, {replicas} replicas{}",
-                    ports
-                        .iter()
-                        .map(|p| format!("http://127.0.0.1:{p}"))
-                        .collect::<Vec<_>>(),
+                    "backends {backends:?}, redis_nodes: {primaries} primaries, {replicas} replicas{}",
                     if local && pids {
                         ", each with its pid"
                     } else {
@@ -1177,7 +1009,6 @@ fn status_check(dir: &Path, local: bool) -> Check {
                 ),
             )
         }
-        Ok(None) => check("status_reports_cluster", false, "no running stack found"),
         Err(e) => check("status_reports_cluster", false, format!("{e:#}")),
     }
 }
@@ -1195,7 +1026,7 @@ fn test_local_in(dir: &Path) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let dir = dir.to_path_buf();
-    let _ = crate::cluster_local::down(&dir);
+    let _ = crate::local::down(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(
         generate_and_validate(&dir, Environment::Production)?,
@@ -1215,7 +1046,7 @@ fn test_local_in(dir: &Path) -> anyhow::Result<()> {
         ));
         checks
     });
-    let stopped = crate::cluster_local::down(&dir);
+    let stopped = crate::local::down(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let checks = outcome?;
     print_checks(&checks);

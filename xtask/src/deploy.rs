@@ -47,7 +47,7 @@ pub(crate) struct UpArgs {
     /// Host port of the API (bound to 127.0.0.1).
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
-    /// Compose project name.
+    /// A compose project to remove by name as well, whatever it mounts.
     #[arg(long, default_value = PROJECT)]
     project: String,
     /// Run Redis and the server as local processes instead of containers (automatic when no Docker
@@ -118,11 +118,12 @@ pub(crate) struct DownArgs {
     /// Also remove volumes.
     #[arg(long)]
     volumes: bool,
-    /// The deployment directory whose local processes (`secure-up --local`) to stop
-    /// [default: deploy/generated].
+    /// The deployment directory whose stack to stop, whatever runs it (local processes or
+    /// compose, one node or a cluster) [default: both deploy/generated and
+    /// deploy/generated-cluster].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Compose project name.
+    /// A compose project to remove by name as well, whatever it mounts.
     #[arg(long, default_value = PROJECT)]
     project: String,
 }
@@ -133,12 +134,13 @@ pub(crate) struct StatusArgs {
     /// Print the security status JSON.
     #[arg(long)]
     json: bool,
-    /// The deployment directory (for the API key) [default: deploy/generated].
+    /// The deployment directory [default: deploy/generated, or deploy/generated-cluster when only
+    /// that one runs].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Host port of the API.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    port: u16,
+    /// Host port of the API [default: the first backend that runs from the directory].
+    #[arg(long)]
+    port: Option<u16>,
 }
 
 pub(crate) fn compose_for(
@@ -443,6 +445,9 @@ impl UpArgs {
             "✅ Networks: redis_internal (internal: true, no host address), frontend; via {}",
             compose.name()
         );
+        // What runs from the directory, for `down` (and `status`) without flags.
+        sealcache_ops::stack::ComposeRecord::new(self.project.clone(), vec![self.port])
+            .write(&dir)?;
         wait_healthy(&compose, Duration::from_secs(120))?;
         println!("✅ Containers healthy");
         let checks = verify(&compose, &dir, self.port, secure);
@@ -563,61 +568,43 @@ impl DownArgs {
         }
     }
 
+    /// Stops what runs from `--dir` (without it, from both default directories) and removes
+    /// compose project `--project`: `sealcache_ops::stack::down`, once for every stack.
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
-        crate::cluster_stack::down_local(self.dir.as_deref())?;
-        let stopped = crate::local::down(&dir)?;
-        if stopped > 0 {
-            println!(
-                "✅ Local stack in {} stopped: {stopped} process(es)",
-                dir.display()
-            );
-        }
-        if !crate::docker::engine_answers() {
-            return Ok(ExitCode::SUCCESS);
-        }
-        // By compose project label: independent of which compose file or directory started it.
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        let containers = crate::docker::docker(&["ps", "-aq", "--filter", &label])?;
-        let ids: Vec<&str> = containers.split_whitespace().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(&ids);
-            crate::docker::docker(&args)?;
-        }
-        let networks = crate::docker::docker(&["network", "ls", "-q", "--filter", &label])?;
-        for id in networks.split_whitespace() {
-            crate::docker::docker(&["network", "rm", id])?;
-        }
-        let mut volumes = 0;
-        if self.volumes {
-            let list = crate::docker::docker(&["volume", "ls", "-q", "--filter", &label])?;
-            for id in list.split_whitespace() {
-                crate::docker::docker(&["volume", "rm", id])?;
-                volumes += 1;
-            }
-        }
-        println!(
-            "✅ Stack {} removed: {} container(s), {} network(s){}",
-            self.project,
-            ids.len(),
-            networks.split_whitespace().count(),
-            if self.volumes {
-                format!(", {volumes} volume(s)")
+        let dirs = match self.dir {
+            Some(dir) => vec![dir],
+            None => vec![
+                crate::config::default_dir(),
+                crate::cluster_stack::default_dir(),
+            ],
+        };
+        for (i, dir) in dirs.iter().enumerate() {
+            let projects = if i == 0 {
+                vec![self.project.clone()]
             } else {
-                String::new()
-            }
-        );
+                Vec::new()
+            };
+            let report = sealcache_ops::stack::down(
+                dir,
+                &sealcache_ops::stack::DownOptions::new(self.volumes, projects),
+            )?;
+            sealcache_ops::stack::down_lines(&report, &mut crate::progress::Printer);
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
 
 impl StatusArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        if let Some(code) = crate::cluster_stack::status(self.dir.as_deref(), self.json)? {
-            return Ok(code);
-        }
-        let dir = self.dir.unwrap_or_else(crate::config::default_dir);
+        let dir = self
+            .dir
+            .or_else(|| {
+                sealcache_ops::stack::first_running(&[
+                    crate::config::default_dir(),
+                    crate::cluster_stack::default_dir(),
+                ])
+            })
+            .unwrap_or_else(crate::config::default_dir);
         let status = sealcache_ops::status::status(&dir, self.port)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status)?);

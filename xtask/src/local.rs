@@ -193,22 +193,6 @@ pub(crate) fn spawn_server(
         .with_context(|| format!("cannot start {}", binary.display()))
 }
 
-/// Sends SIGTERM to `pid` when it still runs `program` (a recycled pid runs something else: never
-/// signalled). Returns whether it was signalled.
-pub(crate) fn terminate(pid: u32, program: &str) -> anyhow::Result<bool> {
-    if !cmdline(pid).contains(program) {
-        return Ok(false);
-    }
-    match signal(pid, rustix::process::Signal::TERM) {
-        Ok(()) => Ok(true),
-        // Gone in the meantime: nothing left to stop.
-        Err(e) if e.downcast_ref::<rustix::io::Errno>() == Some(&rustix::io::Errno::SRCH) => {
-            Ok(false)
-        }
-        Err(e) => Err(e.context(format!("cannot stop {program} (pid {pid})"))),
-    }
-}
-
 /// Sends `sig` to process `pid`.
 pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<()> {
     let target = i32::try_from(pid)
@@ -332,40 +316,11 @@ pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
     checks
 }
 
-/// The pid record `file` written by `command`; `None` when there is none.
-pub(crate) fn read_pid_record<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    command: &str,
-) -> anyhow::Result<Option<T>> {
-    let Ok(text) = std::fs::read(file) else {
-        return Ok(None);
-    };
-    let record = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a pid record of {command}", file.display()))?;
-    Ok(Some(record))
-}
-
-/// Stops the processes a local stack in `dir` started (and only those). Returns how many.
+/// Stops whatever runs from `dir` (`sealcache_ops::stack::down`, which every stack shares).
+/// Returns how many local processes it stopped.
 pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
-    let file = state_dir(dir).join("pids.json");
-    let Some(pids) = read_pid_record::<Pids>(&file, "secure-up --local")? else {
-        return Ok(0);
-    };
-    let mut stopped = 0;
-    for (pid, program) in [
-        (pids.server, "sealcache-server"),
-        (pids.redis, "redis-server"),
-    ] {
-        if terminate(pid, program)? {
-            stopped += 1;
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while cmdline(pid).contains(program) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
-    Ok(stopped)
+    let report = sealcache_ops::stack::down(dir, &sealcache_ops::stack::DownOptions::default())?;
+    Ok(report.processes.len())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `sealcache`: the operator command of a sealcache deployment, over the `sealcache-ops` library.
 //!
 //! Everything an operator runs in production, without a Rust toolchain or a checkout: `config
-//! generate|validate|rotate|dictionary`, `api-key`, `status`, `k8s render`. The flags and the JSON
+//! generate|validate|rotate|dictionary`, `api-key`, `status`, `down`, `k8s render`. The flags and the JSON
 //! are those of the repository's `cargo xtask` commands of the same names (both call the same
 //! library functions); every stage that changes files takes `--dry-run`.
 
@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod config;
+mod down;
 mod k8s;
 mod render;
 mod rotate;
@@ -38,6 +39,8 @@ enum Command {
     ApiKey(sealcache_cli::api_key::ApiKeyArgs),
     /// Show the running backend's live security status, compared with the deployment directory.
     Status(status::StatusArgs),
+    /// Stop the stack that runs from a deployment directory (local processes or compose).
+    Down(down::DownArgs),
     /// Kubernetes: render hardened manifests (Kustomize) from a deployment directory.
     #[command(subcommand)]
     K8s(k8s::K8sCommand),
@@ -49,6 +52,7 @@ impl Command {
             Command::Config(cmd) => cmd.run(),
             Command::ApiKey(args) => args.run(),
             Command::Status(args) => args.run(),
+            Command::Down(args) => args.run(),
             Command::K8s(cmd) => cmd.run(),
         }
     }

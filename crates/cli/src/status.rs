@@ -5,23 +5,32 @@ use std::process::ExitCode;
 
 use crate::render::{Printer, print_json};
 
-/// Options of `status` (those of `cargo xtask status`, single-node stacks).
+/// Options of `status` (those of `cargo xtask status`): any stack, one node or a cluster.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {
     /// Print the security status JSON.
     #[arg(long)]
     json: bool,
-    /// The deployment directory (for the API key) [default: deploy/generated].
+    /// The deployment directory [default: deploy/generated, or deploy/generated-cluster when only
+    /// that one runs].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Host port of the API.
-    #[arg(long, default_value_t = 8080)]
-    port: u16,
+    /// Host port of the API [default: the first backend that runs from the directory].
+    #[arg(long)]
+    port: Option<u16>,
 }
 
 impl StatusArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let dir = self.dir.unwrap_or_else(crate::default_dir);
+        let dir = self
+            .dir
+            .or_else(|| {
+                sealcache_ops::stack::first_running(&[
+                    crate::default_dir(),
+                    crate::default_cluster_dir(),
+                ])
+            })
+            .unwrap_or_else(crate::default_dir);
         let status = sealcache_ops::status::status(&dir, self.port)?;
         if self.json {
             print_json(&status)?;

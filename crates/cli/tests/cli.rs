@@ -310,6 +310,56 @@ fn status_without_a_backend_fails_naming_it() -> Result<(), Box<dyn std::error::
 }
 
 #[test]
+fn down_stops_nothing_it_did_not_start_and_status_names_a_stopped_stack()
+-> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let generated = sealcache(
+        &["config", "generate", "--environment", "production"],
+        tmp.path(),
+    );
+    assert!(generated.status.success(), "{}", text(&generated));
+    let dir = tmp.path().join("deploy/generated");
+    // A local stack's record whose pids now run another program (recycled): never signalled.
+    let mut sleeper = Command::new("sleep").arg("30").spawn()?;
+    std::fs::create_dir_all(dir.join("local"))?;
+    std::fs::write(
+        dir.join("local/pids.json"),
+        format!(
+            r#"{{"redis": {0}, "server": {0}, "port": 1, "redis_port": 2}}"#,
+            sleeper.id()
+        ),
+    )?;
+    let down = sealcache(&["down", "--dir", "deploy/generated", "--json"], tmp.path());
+    assert!(down.status.success(), "{}", text(&down));
+    let reports: serde_json::Value = serde_json::from_slice(&down.stdout)?;
+    assert_eq!(reports[0]["processes"], serde_json::json!([]), "{reports}");
+    assert!(
+        reports[0]["dir"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("generated"))
+    );
+    assert!(
+        sleeper.try_wait()?.is_none(),
+        "down signalled a process it did not start"
+    );
+    assert!(
+        !dir.join("local/pids.json").exists(),
+        "the stale record stays"
+    );
+    sleeper.kill()?;
+    sleeper.wait()?;
+    // Nothing runs from the directory: status says so instead of asking port 8080.
+    let status = sealcache(&["status"], tmp.path());
+    assert!(!status.status.success());
+    assert!(
+        text(&status).contains("no backend of this directory runs"),
+        "{}",
+        text(&status)
+    );
+    Ok(())
+}
+
+#[test]
 fn api_key_mints_once_and_dry_run_writes_nothing() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
     let file = tmp.path().join("api_keys.toml");

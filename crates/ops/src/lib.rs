@@ -73,6 +73,7 @@ pub mod k8s;
 pub mod report;
 pub mod rotate;
 pub mod runtime;
+pub mod stack;
 pub mod status;
 
 mod error;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{OpsError, Result, io};
 use crate::report::{Mark, Progress, ProgressExt as _};
 use crate::rotate::{RotationReport, report, report_lines};
+use crate::stack::{Backend, Redis, discover, node_view};
 
 /// The verdict while the running system disagrees with the deployment directory.
 pub const ROTATION_INCOMPLETE: &str = "rotation_incomplete";
@@ -90,13 +91,23 @@ pub fn backend_status(port: u16, key: &str) -> std::result::Result<SecurityStatu
     }
 }
 
-/// The security status of the backend on 127.0.0.1:`port`, compared with `dir`: the status of
-/// `status --json`.
+/// The status of the stack that runs from `dir`, whatever its runtime and topology: the security
+/// status of its first backend (or of the backend on 127.0.0.1:`port` when given), compared with
+/// `dir`; for a cluster deployment also every backend's API and every Redis node's role.
 ///
 /// # Errors
-/// The API key cannot be read ([`OpsError::Io`]), the backend does not answer 200 with its
-/// status ([`OpsError::Unhealthy`]), or the comparison fails (see [`report`]).
-pub fn status(dir: &Path, port: u16) -> Result<StackStatus> {
+/// No backend of `dir` runs and no `port` was given ([`OpsError::Unhealthy`]); the API key cannot
+/// be read ([`OpsError::Io`]); the backend does not answer 200 with its status
+/// ([`OpsError::Unhealthy`]); the running processes cannot be found or compared (see [`report`]).
+pub fn status(dir: &Path, port: Option<u16>) -> Result<StackStatus> {
+    let targets = discover(dir)?;
+    let ports: Vec<u16> = targets.backends.iter().filter_map(Backend::port).collect();
+    let Some(port) = port.or_else(|| ports.first().copied()) else {
+        return Err(OpsError::Unhealthy {
+            target: format!("the stack of {}", dir.display()),
+            detail: "no backend of this directory runs with a published port (start it with `secure-up`, or pass --port)".to_owned(),
+        });
+    };
     let key_path = dir.join(layout::API_KEY);
     let key = std::fs::read_to_string(&key_path).map_err(io("read the API key", &key_path))?;
     let backend = backend_status(port, key.trim()).map_err(|detail| OpsError::Unhealthy {
@@ -109,13 +120,71 @@ pub fn status(dir: &Path, port: u16) -> Result<StackStatus> {
             dir.display()
         ))
     })?;
-    Ok(StackStatus::new(backend, report))
+    let status = StackStatus::new(backend, report);
+    if sealcache_config_gen::cluster_dir::cluster_record(dir)?.is_none() {
+        return Ok(status);
+    }
+    // A cluster: every backend, every node as it reports itself (`pid` for local processes).
+    let pids: Vec<(u16, u32)> = crate::runtime::local_cluster_running(dir)
+        .map(|c| c.nodes.iter().map(|n| (n.port, n.pid)).collect())
+        .unwrap_or_default();
+    let nodes = targets
+        .redis
+        .iter()
+        .map(|redis| {
+            let view = node_view(dir, redis);
+            let mut node = serde_json::json!({"address": view.address, "role": view.role});
+            if let Redis::Local { port } = redis
+                && let Some((_, pid)) = pids.iter().find(|(p, _)| p == port)
+            {
+                node["pid"] = (*pid).into();
+            }
+            node
+        })
+        .collect();
+    let backends = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    Ok(status.with_cluster(backends, serde_json::Value::Array(nodes)))
+}
+
+/// Reports the lines of a cluster stack's backends and nodes (nothing for one node).
+pub fn cluster_lines(status: &StackStatus, progress: &mut dyn Progress) {
+    if let Some(backends) = &status.backends {
+        progress.ok(format!("backends: {}", backends.join(", ")));
+    }
+    for n in status
+        .redis_nodes
+        .as_ref()
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let mark = if n["role"] == "down" {
+            Mark::Failed
+        } else {
+            Mark::Ok
+        };
+        progress.mark(
+            mark,
+            format!(
+                "redis node {} {}{}",
+                n["address"].as_str().unwrap_or(""),
+                n["role"].as_str().unwrap_or(""),
+                n["pid"]
+                    .as_u64()
+                    .map_or_else(String::new, |p| format!(" (pid {p})"))
+            ),
+        );
+    }
 }
 
 /// Reports the security level and the checks of `status`, then the rotation lines and the
 /// verdict.
 pub fn status_lines(status: &StackStatus, progress: &mut dyn Progress) {
     security_lines(&status.backend.status, status.disagrees(), progress);
+    cluster_lines(status, progress);
     report_lines(status, progress);
 }
 

@@ -78,7 +78,7 @@ fn interruption(dir: &Path, port: u16, stage: Stage, step: Step) -> anyhow::Resu
     run_stage_until(dir, stage, &forced, true, Some(step))?;
     let command = rotation::stage_command(&std::fs::canonicalize(dir)?, stage);
 
-    let status = sealcache_ops::status::status(dir, port)?;
+    let status = sealcache_ops::status::status(dir, Some(port))?;
     let rotation = status.rotation.as_ref();
     ensure!(
         status.verdict == sealcache_ops::status::ROTATION_INCOMPLETE

@@ -12,7 +12,7 @@ use sealcache_config_gen::rotation::{self, InProgress, RecordedStage, RotationRe
 use sealcache_config_gen::{Keyring, layout};
 use serde::{Deserialize, Serialize};
 
-use super::targets::{Backend, Redis, Targets, admin, discover};
+use crate::stack::{Backend, Redis, Targets, admin, discover};
 
 /// What the directory says every running process should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,6 @@
 //! environment variable.
 
 mod compare;
-mod targets;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -27,13 +26,13 @@ use sealcache_config_gen::rotation::{self, RotationRecord};
 use sealcache_config_gen::{cluster_dir, layout};
 
 pub use self::compare::{BackendView, Expected, RedisView, RotationReport, report, report_lines};
-pub use self::targets::{
+pub use crate::stack::{
     Backend, Redis, Targets, after_auth, container_cli, discover, local_cli, read_secret, redis_cli,
 };
 pub use sealcache_config_gen::rotation::{RotateOptions, Stage, StageOutcome};
 
 use self::compare::observe_backend;
-use self::targets::{admin, apply_acl, set_masterauth};
+use crate::stack::{admin, apply_acl, set_masterauth};
 
 /// Runs `stage` on `dir` and, with `reload`, makes every process that uses the directory take it
 /// and records it complete once each confirmed. With `dry_run`, nothing changes: see

@@ -74,3 +74,51 @@ pub(crate) fn inspect(id: &str) -> Result<serde_json::Value> {
         detail: "returned nothing".to_owned(),
     })
 }
+
+/// What removing one compose project took away.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ProjectRemoved {
+    /// The compose project name.
+    pub project: String,
+    /// Containers removed (with their anonymous volumes).
+    pub containers: usize,
+    /// Networks removed.
+    pub networks: usize,
+    /// Named volumes removed (only when asked for).
+    pub volumes: usize,
+}
+
+/// Removes every container, network and (with `volumes`) volume labelled with compose project
+/// `project`: independent of which compose file or directory started it.
+///
+/// # Errors
+/// [`OpsError::Command`] when a `docker` command fails.
+pub(crate) fn remove_project(project: &str, volumes: bool) -> Result<ProjectRemoved> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let containers = docker(&["ps", "-aq", "--filter", &label])?;
+    let ids: Vec<&str> = containers.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(&ids);
+        docker(&args)?;
+    }
+    let networks = docker(&["network", "ls", "-q", "--filter", &label])?;
+    for id in networks.split_whitespace() {
+        docker(&["network", "rm", id])?;
+    }
+    let mut removed_volumes = 0;
+    if volumes {
+        let list = docker(&["volume", "ls", "-q", "--filter", &label])?;
+        for id in list.split_whitespace() {
+            docker(&["volume", "rm", id])?;
+            removed_volumes += 1;
+        }
+    }
+    Ok(ProjectRemoved {
+        project: project.to_owned(),
+        containers: ids.len(),
+        networks: networks.split_whitespace().count(),
+        volumes: removed_volumes,
+    })
+}

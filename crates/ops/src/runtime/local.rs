@@ -133,6 +133,36 @@ pub fn local_cluster_running(dir: &Path) -> Option<LocalCluster> {
     .then_some(cluster)
 }
 
+/// Sends SIGTERM to `pid` when it still runs `program` (a recycled pid runs something else and is
+/// never signalled), then waits up to `wait` for it to end. Returns whether it was signalled.
+///
+/// # Errors
+/// [`OpsError::Command`] when the signal cannot be sent (a process that ended in the meantime is
+/// no error: nothing is left to stop).
+pub fn terminate(pid: u32, program: &str, wait: std::time::Duration) -> Result<bool> {
+    if !cmdline(pid).contains(program) {
+        return Ok(false);
+    }
+    let failed = |detail: String| OpsError::Command {
+        program: format!("kill -TERM {pid} ({program})"),
+        detail,
+    };
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| failed("not a process id".to_owned()))?;
+    match rustix::process::kill_process(target, rustix::process::Signal::TERM) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::SRCH) => return Ok(false),
+        Err(e) => return Err(failed(format!("failed ({e})"))),
+    }
+    let deadline = std::time::Instant::now() + wait;
+    while cmdline(pid).contains(program) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(true)
+}
+
 /// Sends `signal` (`HUP`, `USR1`) to the local server `pid`, after checking that the pid still
 /// runs it.
 ///

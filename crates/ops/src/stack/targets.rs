@@ -23,6 +23,8 @@ pub enum Redis {
     Container {
         /// The container id.
         id: String,
+        /// Its compose service (`redis`, `redis-node-N`).
+        service: String,
     },
 }
 
@@ -30,7 +32,7 @@ impl std::fmt::Display for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Redis::Local { port } => write!(f, "local redis-server on 127.0.0.1:{port}"),
-            Redis::Container { id } => write!(f, "container {}", short(id)),
+            Redis::Container { id, .. } => write!(f, "container {}", short(id)),
         }
     }
 }
@@ -187,34 +189,9 @@ pub fn discover(dir: &Path) -> Result<Targets> {
         }
         return Ok(targets);
     }
-    let secrets = dir.join(layout::SECRETS_DIR);
-    let listed = docker::docker(&["ps", "-q", "--filter", "label=com.docker.compose.service"])?;
-    for id in listed.split_whitespace() {
-        // A container that cannot be inspected might be one of this directory's: refused rather
-        // than skipped (a skipped backend would never be reloaded or compared).
-        let v = docker::inspect(id).step(|| {
-            format!(
-                "cannot inspect container {id}: nothing was changed; run again once Docker answers"
-            )
-        })?;
-        let mounts: Vec<(String, String)> = v["Mounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|m| {
-                (
-                    m["Source"].as_str().unwrap_or("").to_owned(),
-                    m["Destination"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect();
-        if !mounts
-            .iter()
-            .any(|(s, _)| Path::new(s).starts_with(&secrets))
-        {
-            continue;
-        }
-        let id = v["Id"].as_str().unwrap_or(id).to_owned();
+    for v in containers_using(dir, false)? {
+        let mounts = mounts(&v);
+        let id = v["Id"].as_str().unwrap_or_default().to_owned();
         let service = v["Config"]["Labels"]["com.docker.compose.service"]
             .as_str()
             .unwrap_or("")
@@ -252,7 +229,7 @@ pub fn discover(dir: &Path) -> Result<Targets> {
             continue;
         }
         if kind == "redis" {
-            targets.redis.push(Redis::Container { id });
+            targets.redis.push(Redis::Container { id, service });
         } else {
             let port = v["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
                 .as_str()
@@ -261,6 +238,48 @@ pub fn discover(dir: &Path) -> Result<Targets> {
         }
     }
     Ok(targets)
+}
+
+/// A container's mounts, `(source, destination)`.
+fn mounts(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["Source"].as_str().unwrap_or("").to_owned(),
+                m["Destination"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The `docker inspect` documents of the compose containers that mount something from `dir`'s
+/// secrets: the running ones, or with `all` the stopped ones too.
+///
+/// # Errors
+/// [`OpsError::Command`] when Docker does not answer; a container that cannot be inspected might
+/// be one of this directory's, so it is an error too (never skipped).
+pub(crate) fn containers_using(dir: &Path, all: bool) -> Result<Vec<serde_json::Value>> {
+    let secrets = dir.join(layout::SECRETS_DIR);
+    let ps = if all { "-aq" } else { "-q" };
+    let listed = docker::docker(&["ps", ps, "--filter", "label=com.docker.compose.service"])?;
+    let mut found = Vec::new();
+    for id in listed.split_whitespace() {
+        let v = docker::inspect(id).step(|| {
+            format!(
+                "cannot inspect container {id}: nothing was changed; run again once Docker answers"
+            )
+        })?;
+        if mounts(&v)
+            .iter()
+            .any(|(s, _)| Path::new(s).starts_with(&secrets))
+        {
+            found.push(v);
+        }
+    }
+    Ok(found)
 }
 
 /// Whether the deployment's Redis speaks TLS (its `.env`'s URL scheme).
@@ -359,7 +378,7 @@ pub fn redis_cli(
     let tls = uses_tls(dir);
     let mut cmd = match redis {
         Redis::Local { port } => local_cli(dir, *port, tls),
-        Redis::Container { id } => container_cli(id, tls),
+        Redis::Container { id, .. } => container_cli(id, tls),
     };
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -396,7 +415,12 @@ pub fn redis_cli(
     Ok(reply.join("\n"))
 }
 
-pub(crate) fn admin(dir: &Path, redis: &Redis, command: &str) -> Result<String> {
+/// Runs `command` (no secret in it) on `redis` as `cache_admin`, with the directory's admin
+/// password ([`redis_cli`]).
+///
+/// # Errors
+/// As [`redis_cli`]; [`OpsError::Io`] when the admin password cannot be read.
+pub fn admin(dir: &Path, redis: &Redis, command: &str) -> Result<String> {
     redis_cli(
         dir,
         redis,
