@@ -337,22 +337,6 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     Ok(cluster.backends.iter().map(|b| b.port).collect())
 }
 
-/// Verifies the local cluster stack: every node's `cluster_state`, the replicas' links, and the
-/// backends (posture, cluster view, L1 coherence, end to end, cross-replica invalidation).
-pub(crate) fn verify(dir: &Path) -> Vec<Check> {
-    let Some(cluster) = running(dir) else {
-        return vec![Check {
-            name: "local_cluster_running",
-            passed: false,
-            detail: "the recorded processes do not run".to_owned(),
-        }];
-    };
-    let mut checks = crate::cluster_stack::node_checks(&views(dir, &cluster));
-    let ports: Vec<u16> = cluster.backends.iter().map(|b| b.port).collect();
-    checks.extend(crate::cluster_stack::backend_checks(dir, &ports, true));
-    checks
-}
-
 /// With one node killed (SIGKILL, the last recorded one), a rotation stage must refuse before it
 /// changes a file (no directory ahead of the running servers), and the stack must still count
 /// as running (status shows the dead node; `down` stops the rest).

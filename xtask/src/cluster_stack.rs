@@ -16,31 +16,26 @@ use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use sealcache_api::{CheckName, SecurityLevel, SecurityStatus};
 use sealcache_config_gen::cluster_dir::{self, ClusterRecord};
 use sealcache_config_gen::{SecretString, acl, layout};
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
 use sealcache_ops::stack::{NodeView, Redis, formed, node_view};
-use sealcache_ops::status::failing_checks;
 
 use crate::contract::variable;
 use crate::deploy::UID;
 use crate::docker::{Compose, engine_answers, inspect};
-use crate::http::request;
 use crate::images::{ImageMode, prepare};
 use crate::progress::{is_root, workspace_root};
-use crate::verify::{Check, LocalRoute, check, local_route, print_checks, probe_container};
+use crate::verify::{Check, check, print_checks};
 
 /// The compose file of the cluster stack.
 const COMPOSE_FILE: &str = "docker-compose.cluster.yml";
 /// Which compose project and API ports a `secure-up --cluster` of this directory used.
 /// Each node's cluster state (nodes.conf), mounted at /data.
 const STATE_DIR: &str = "cluster-state";
-/// Longest wait for a change made through one backend to be seen through another.
-const COHERENCE_BOUND: Duration = Duration::from_secs(1);
 
 /// The default directory of a cluster deployment, `deploy/generated-cluster` (git-ignored): never
 /// the single-node one.
@@ -153,7 +148,7 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
         }
         let started = Instant::now();
         let ports = crate::cluster_local::up(&dir, opts.port)?;
-        let checks = crate::cluster_local::verify(&dir);
+        let checks = crate::verify::verify(&dir, true);
         return Ok(report(&checks, opts.json, &dir, &ports, started));
     }
 
@@ -227,7 +222,7 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
         .map(|b| opts.port + u16::try_from(b).unwrap_or(0))
         .collect();
     sealcache_ops::stack::ComposeRecord::new(opts.project.clone(), ports.clone()).write(&dir)?;
-    let checks = verify_compose(&compose, &dir, &record, &ports);
+    let checks = crate::verify::verify(&dir, true);
     Ok(report(&checks, opts.json, &dir, &ports, started))
 }
 
@@ -295,7 +290,6 @@ fn wait_healthy(compose: &Compose, services: &[String], timeout: Duration) -> an
 /// One node of the compose stack.
 struct NodeContainer {
     name: String,
-    id: String,
     ip: Option<String>,
     node: Redis,
 }
@@ -315,10 +309,9 @@ fn containers(compose: &Compose, record: &ClusterRecord) -> anyhow::Result<Vec<N
             Ok(NodeContainer {
                 name: name.clone(),
                 node: Redis::Container {
-                    id: id.clone(),
+                    id,
                     service: name.clone(),
                 },
-                id,
                 ip,
             })
         })
@@ -464,479 +457,6 @@ pub(crate) fn create(
 // ---------------------------------------------------------------------------------------------
 // Checks both stacks share
 
-/// `cluster_state_ok` and `replicas_linked`.
-pub(crate) fn node_checks(views: &[NodeView]) -> Vec<Check> {
-    let ok = views.iter().filter(|v| v.cluster_state_ok).count();
-    let primaries = views.iter().filter(|v| v.role == "primary").count();
-    let replicas: Vec<&NodeView> = views.iter().filter(|v| v.role == "replica").collect();
-    let linked = replicas.iter().filter(|v| v.link_up).count();
-    vec![
-        check(
-            "cluster_state_ok",
-            ok == views.len() && !views.is_empty(),
-            format!(
-                "{ok}/{} nodes report cluster_state:ok ({primaries} primaries, {} replicas)",
-                views.len(),
-                replicas.len()
-            ),
-        ),
-        check(
-            "replicas_linked",
-            !replicas.is_empty() && linked == replicas.len() && primaries == replicas.len(),
-            format!(
-                "{linked}/{} replicas report master_link_status:up (replication over TLS as {})",
-                replicas.len(),
-                acl::REPLICATION_USER
-            ),
-        ),
-    ]
-}
-
-/// The backends' checks: posture (and, for a local stack, the status's TLS/ACL/isolation checks),
-/// their view of the cluster, L1 coherence, end to end, and cross-replica invalidation.
-pub(crate) fn backend_checks(dir: &Path, ports: &[u16], local: bool) -> Vec<Check> {
-    let key = crate::verify::api_key(dir);
-    let mut checks = Vec::new();
-    // A backend that has just started may still be settling its first observations (a probe
-    // interval, the first heartbeats): the status is read again, every 2 s, for up to 30 s until
-    // every backend reports `production_ready`, then judged as read (the failing checks are
-    // named).
-    let read = || -> Vec<(u16, Result<SecurityStatus, String>)> {
-        ports
-            .iter()
-            .map(|p| {
-                (
-                    *p,
-                    sealcache_ops::status::backend_status(*p, &key).map(|r| r.status),
-                )
-            })
-            .collect()
-    };
-    let ready = |s: &Result<SecurityStatus, String>| {
-        s.as_ref()
-            .is_ok_and(|s| s.security_level == SecurityLevel::ProductionReady)
-    };
-    let started = std::time::Instant::now();
-    let settle_until = started + std::time::Duration::from_secs(30);
-    let mut statuses = read();
-    let mut told = started;
-    while std::time::Instant::now() < settle_until && !statuses.iter().all(|(_, s)| ready(s)) {
-        if told.elapsed() >= std::time::Duration::from_secs(20) {
-            told = std::time::Instant::now();
-            println!(
-                "   … backends settling ({:.0}s): {}",
-                started.elapsed().as_secs_f64(),
-                statuses
-                    .iter()
-                    .map(|(p, s)| match s {
-                        Ok(s) => format!(
-                            ":{p} {}{}",
-                            s.security_level,
-                            failing_checks(s).chars().take(160).collect::<String>()
-                        ),
-                        Err(e) => format!(":{p} {e}"),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        statuses = read();
-    }
-    if let Some((port, Err(e))) = statuses.iter().find(|(_, s)| s.is_err()) {
-        checks.push(check(
-            "backend_security_status",
-            false,
-            format!("127.0.0.1:{port}: {e}"),
-        ));
-        return checks;
-    }
-    let statuses: Vec<(u16, SecurityStatus)> = statuses
-        .into_iter()
-        .filter_map(|(p, s)| s.ok().map(|s| (p, s)))
-        .collect();
-    let mut status_check = |name: CheckName| {
-        let mut passed = true;
-        let mut details = Vec::new();
-        for (port, s) in &statuses {
-            let c = s.check(name);
-            passed &= c.is_some_and(|c| c.passed);
-            details.push(format!(
-                ":{port} {}",
-                c.map_or("not reported", |c| c.detail.as_str())
-            ));
-        }
-        checks.push(check(name.as_str(), passed, details.join("; ")));
-    };
-    if local {
-        // What the compose stack observes from outside (inspect, routes), the local one reads
-        // from the backends' own observations.
-        for name in [
-            CheckName::TlsNegotiated,
-            CheckName::AclUser,
-            CheckName::DefaultUserDisabled,
-            CheckName::NetworkIsolated,
-        ] {
-            status_check(name);
-        }
-    }
-    if !local {
-        let isolated = statuses
-            .iter()
-            .all(|(_, s)| s.network_isolated == Some(true));
-        checks.push(check(
-            "backend_reports_network_isolated",
-            isolated,
-            format!("{} backends report network_isolated=true", statuses.len()),
-        ));
-    }
-    let levels: Vec<String> = statuses
-        .iter()
-        .map(|(p, s)| format!(":{p} {}{}", s.security_level, failing_checks(s)))
-        .collect();
-    checks.push(check(
-        "backend_security_level",
-        statuses
-            .iter()
-            .all(|(_, s)| s.security_level == SecurityLevel::ProductionReady),
-        format!("security_level {}", levels.join(", ")),
-    ));
-    let mut sees = true;
-    let mut detail = Vec::new();
-    for (port, s) in &statuses {
-        let (state, nodes) = s.cluster.as_ref().map_or((None, &[][..]), |c| {
-            (c.cluster_state.as_deref(), &c.nodes[..])
-        });
-        let tls = nodes.iter().all(|n| n.tls_version.is_some());
-        let acl = nodes.iter().all(|n| n.default_user_disabled == Some(true));
-        let primaries = nodes
-            .iter()
-            .filter(|n| n.role == sealcache_api::NodeRole::Primary)
-            .count();
-        sees &= state == Some("ok") && !nodes.is_empty() && tls && acl;
-        detail.push(format!(
-            ":{port} cluster_state={} nodes={} (primaries {primaries}) tls={} default_user_disabled={}",
-            state.unwrap_or("none"),
-            nodes.len(),
-            nodes
-                .first()
-                .and_then(|n| n.tls_version.as_deref())
-                .unwrap_or("none"),
-            acl
-        ));
-    }
-    checks.push(check("backends_see_cluster", sees, detail.join("; ")));
-    // Subscribed, and never lost since start: an idle subscription must stay confirmed (on the
-    // compose cluster, a heartbeat that reconnected to every node one after the other once
-    // overran its second and kept the backends re-subscribing for minutes: see `Beacons`).
-    let subscribed = statuses.iter().all(|(_, s)| {
-        s.l1_coherence
-            .is_some_and(|c| c.subscribed && c.losses == 0)
-    });
-    checks.push(check(
-        "l1_coherence_subscribed",
-        subscribed,
-        statuses
-            .iter()
-            .map(|(p, s)| match s.l1_coherence {
-                Some(c) => format!(":{p} subscribed={} losses={}", c.subscribed, c.losses),
-                None => format!(":{p} no L1 coherence reported"),
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-    ));
-    if let Some(first) = ports.first() {
-        checks.push(crate::verify::end_to_end(*first, &key));
-    }
-    if let [a, b, ..] = ports {
-        checks.push(cross_replica_invalidation(*a, *b, &key));
-    }
-    checks
-}
-
-/// Through backend A: store v1; through B: read it (B's L1 now holds it); through A: overwrite
-/// with v2, then invalidate the operation. B must serve v2, then a miss, each within
-/// [`COHERENCE_BOUND`].
-fn cross_replica_invalidation(a: u16, b: u16, key: &str) -> Check {
-    let outcome = (|| -> anyhow::Result<String> {
-        let nonce = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let text = format!("cross-replica invalidation {nonce}");
-        let operation = "xtask-coherence";
-        let store = |v: u32| -> anyhow::Result<()> {
-            let body =
-                serde_json::json!({"text": text, "operation": operation, "response": {"v": v}})
-                    .to_string();
-            let (status, _) = request(a, "PUT", "/v1/cache/entries", Some(key), Some(&body))?;
-            ensure!(status == 201, "store through :{a} answered {status}");
-            Ok(())
-        };
-        let lookup = || -> anyhow::Result<String> {
-            let body = serde_json::json!({"text": text, "operation": operation}).to_string();
-            let (status, answer) = request(b, "POST", "/v1/cache/lookup", Some(key), Some(&body))?;
-            ensure!(status == 200, "lookup through :{b} answered {status}");
-            Ok(answer)
-        };
-        let wait_for = |want: &str| -> anyhow::Result<Duration> {
-            let started = Instant::now();
-            loop {
-                if lookup()?.contains(want) {
-                    return Ok(started.elapsed());
-                }
-                ensure!(
-                    started.elapsed() <= COHERENCE_BOUND,
-                    ":{b} still did not serve `{want}` {} ms after the change through :{a}",
-                    COHERENCE_BOUND.as_millis()
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        };
-        store(1)?;
-        // Read twice through B: the second read is served from B's L1.
-        for _ in 0..2 {
-            ensure!(
-                lookup()?.contains(r#""v":1"#),
-                ":{b} does not serve the entry stored through :{a}"
-            );
-        }
-        store(2)?;
-        let overwrite = wait_for(r#""v":2"#)?;
-        let body = serde_json::json!({ "operation": operation }).to_string();
-        let (status, answer) = request(
-            a,
-            "POST",
-            "/internal/cache/invalidate",
-            Some(key),
-            Some(&body),
-        )?;
-        ensure!(
-            status == 200,
-            "invalidate through :{a} answered {status}: {answer}"
-        );
-        let invalidation = wait_for(r#""hit":false"#)?;
-        Ok(format!(
-            "stored through :{a}, read through :{b} (L1 filled); overwrite seen through :{b} after {} ms, invalidation after {} ms (bound {} ms)",
-            overwrite.as_millis(),
-            invalidation.as_millis(),
-            COHERENCE_BOUND.as_millis()
-        ))
-    })();
-    match outcome {
-        Ok(detail) => check("cross_replica_invalidation", true, detail),
-        Err(e) => check("cross_replica_invalidation", false, format!("{e:#}")),
-    }
-}
-
-/// The compose stack's checks: the single-node stack's hardening items for every container, then
-/// the cluster's and the backends'.
-fn verify_compose(
-    compose: &Compose,
-    dir: &Path,
-    record: &ClusterRecord,
-    ports: &[u16],
-) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let nodes = match containers(compose, record) {
-        Ok(n) => n,
-        Err(e) => {
-            checks.push(check("containers_running", false, format!("{e:#}")));
-            return checks;
-        }
-    };
-    // The backends are judged first (and reported last): the probe containers below keep the
-    // Docker engine busy, and the backends' per-node probes resolve node names through its
-    // embedded DNS.
-    let backends = backend_checks(dir, ports, false);
-    let backend_ids: Vec<String> = backend_services(record)
-        .iter()
-        .filter_map(|s| compose.container(s).ok())
-        .collect();
-    let node_inspect: Vec<serde_json::Value> =
-        nodes.iter().filter_map(|n| inspect(&n.id).ok()).collect();
-    let backend_inspect: Vec<serde_json::Value> = backend_ids
-        .iter()
-        .filter_map(|id| inspect(id).ok())
-        .collect();
-    if node_inspect.len() != nodes.len() || backend_inspect.len() != record.backends {
-        checks.push(crate::verify::inspect_failed());
-        return checks;
-    }
-
-    let published: Vec<&str> = node_inspect
-        .iter()
-        .zip(&nodes)
-        .filter(|(ri, _)| crate::verify::publishes_port(ri))
-        .map(|(_, n)| n.name.as_str())
-        .collect();
-    checks.push(check(
-        "redis_publishes_no_port",
-        published.is_empty(),
-        if published.is_empty() {
-            format!(
-                "{} nodes: no ports: section, nothing published",
-                nodes.len()
-            )
-        } else {
-            format!("published: {published:?}")
-        },
-    ));
-
-    let internal_name = format!("{}_redis_internal", compose.project());
-    let internal = inspect(&internal_name)
-        .ok()
-        .is_some_and(|n| n["Internal"] == true);
-    let only_internal = node_inspect.iter().all(|ri| {
-        ri["NetworkSettings"]["Networks"]
-            .as_object()
-            .is_some_and(|m| m.len() == 1 && m.contains_key(&internal_name))
-    });
-    checks.push(check(
-        "redis_network_internal",
-        internal && only_internal,
-        format!(
-            "{} nodes only on {internal_name} (internal={internal})",
-            nodes.len()
-        ),
-    ));
-
-    // The host reaches no node: asked of the kernel (no packet sent), and probed only over a
-    // directly connected bridge.
-    let mut host_ok = true;
-    let mut routes = Vec::new();
-    let mut bridged = Vec::new();
-    for n in &nodes {
-        let ip = n.ip.clone().unwrap_or_default();
-        host_ok &= !ip.is_empty();
-        match local_route(&ip) {
-            LocalRoute::Bridge(dev) => {
-                let reached = ip.parse::<std::net::IpAddr>().is_ok_and(|addr| {
-                    std::net::TcpStream::connect_timeout(
-                        &std::net::SocketAddr::new(addr, layout::REDIS_PORT),
-                        Duration::from_secs(2),
-                    )
-                    .is_ok()
-                });
-                host_ok &= !reached;
-                routes.push(format!(
-                    "{} {ip} via {dev}: {}",
-                    n.name,
-                    if reached { "reached" } else { "refused" }
-                ));
-                bridged.push(ip);
-            }
-            LocalRoute::None(how) => routes.push(format!("{} {ip}: {how}", n.name)),
-        }
-    }
-    checks.push(check(
-        "host_cannot_reach_redis",
-        host_ok,
-        format!(
-            "no interface of the host reaches the nodes: {}",
-            routes.join("; ")
-        ),
-    ));
-
-    let frontend = format!("{}_frontend", compose.project());
-    let image = node_inspect[0]["Config"]["Image"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    let mut resolved = Vec::new();
-    for n in &nodes {
-        if probe_container(&frontend, &image, "getent", &["hosts", &n.name]).is_ok() {
-            resolved.push(n.name.clone());
-        }
-    }
-    let port = layout::REDIS_PORT.to_string();
-    let reached: Vec<String> = bridged
-        .iter()
-        .filter(|ip| {
-            let script = r#"echo > "/dev/tcp/$1/$2""#;
-            let args = ["3", "bash", "-c", script, "bash", ip.as_str(), &port];
-            probe_container(&frontend, &image, "timeout", &args).is_ok()
-        })
-        .cloned()
-        .collect();
-    checks.push(check(
-        "other_networks_cannot_reach_redis",
-        resolved.is_empty() && reached.is_empty(),
-        format!(
-            "on {frontend}: {} of {} node names resolve; by address: {}",
-            resolved.len(),
-            nodes.len(),
-            if bridged.is_empty() {
-                "no route from any local bridge".to_owned()
-            } else {
-                format!("{} reached", reached.len())
-            }
-        ),
-    ));
-
-    let mut secrets = crate::secrets::secret_values(dir);
-    for rel in [cluster_dir::REPLICATION_PASSWORD, cluster_dir::NODE_KEY] {
-        if let Ok(text) = std::fs::read_to_string(dir.join(rel)) {
-            secrets.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.starts_with("-----") && l.len() >= 8)
-                    .map(str::to_owned),
-            );
-        }
-    }
-    let shown: String = node_inspect
-        .iter()
-        .chain(&backend_inspect)
-        .map(ToString::to_string)
-        .collect();
-    checks.push(crate::verify::no_secret_shown(
-        &secrets,
-        &shown,
-        &format!(
-            "secret values (with the replication password and node key) searched in {} containers' inspect output",
-            node_inspect.len() + backend_inspect.len()
-        ),
-    ));
-
-    for (name, group) in [
-        ("redis_hardened", &node_inspect),
-        ("backend_hardened", &backend_inspect),
-    ] {
-        let results: Vec<(bool, String)> = group.iter().map(hardened).collect();
-        checks.push(check(
-            name,
-            results.iter().all(|(ok, _)| *ok),
-            format!(
-                "{} containers: {}",
-                results.len(),
-                results.first().map_or("", |(_, d)| d.as_str())
-            ),
-        ));
-    }
-
-    let views: Vec<NodeView> = nodes.iter().map(|n| node_view(dir, &n.node)).collect();
-    checks.extend(node_checks(&views));
-    checks.extend(backends);
-    checks
-}
-
-/// [`crate::verify::hardened`], and no writable bind mount but `/data`.
-fn hardened(c: &serde_json::Value) -> (bool, String) {
-    let (base_ok, base) = crate::verify::hardened(c);
-    let rw_mounts: Vec<&str> = c["Mounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["RW"] == true && m["Type"] == "bind")
-        .filter_map(|m| m["Destination"].as_str())
-        .collect();
-    let rw_ok = rw_mounts.iter().all(|d| *d == "/data");
-    (
-        base_ok && rw_ok,
-        format!("{base}, writable mounts={rw_mounts:?}"),
-    )
-}
-
 fn report(checks: &[Check], json: bool, dir: &Path, ports: &[u16], started: Instant) -> ExitCode {
     if json {
         println!(
@@ -1035,7 +555,7 @@ fn test_local_in(dir: &Path) -> anyhow::Result<()> {
     );
     let port = free_port_pair()?;
     let outcome = crate::cluster_local::up(&dir, port).map(|ports| {
-        let mut checks = crate::cluster_local::verify(&dir);
+        let mut checks = crate::verify::verify(&dir, true);
         checks.push(status_check(&dir, true));
         // Then keys and passwords (cache_replication's and masterauth too) rotated under load on
         // both backends and all six nodes, as on the single-node stacks (rotate/load.rs).

@@ -381,10 +381,10 @@ impl UpArgs {
                 );
             }
             let port = crate::local::up(&dir, self.port)?;
-            let checks = crate::local::verify(&dir, port);
+            let checks = crate::verify::verify(&dir, true);
             return Ok(print_report(&checks, self.json, secure, port, &dir));
         }
-        if let Some(running) = healthy_stack(&self.project, &dir) {
+        if healthy_stack(&self.project, &dir).is_some() {
             // secure-up never harms what it deploys: a healthy stack of this directory keeps its
             // containers, images and secrets' ownership; it is only verified.
             println!(
@@ -397,14 +397,7 @@ impl UpArgs {
                     ""
                 }
             );
-            let compose = compose_for(
-                &self.project,
-                secure,
-                &dir,
-                (&running.0, &running.1),
-                self.port,
-            )?;
-            let checks = verify(&compose, &dir, self.port, secure);
+            let checks = verify(&dir, secure);
             return Ok(print_report(&checks, self.json, secure, self.port, &dir));
         }
         let images = prepare(self.images)?;
@@ -450,7 +443,7 @@ impl UpArgs {
             .write(&dir)?;
         wait_healthy(&compose, Duration::from_secs(120))?;
         println!("✅ Containers healthy");
-        let checks = verify(&compose, &dir, self.port, secure);
+        let checks = verify(&dir, secure);
         Ok(print_report(&checks, self.json, secure, self.port, &dir))
     }
 }

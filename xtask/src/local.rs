@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use sealcache_api::CheckName;
 use sealcache_config_gen::layout;
 
 use crate::contract::{REDIS_URL, SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, host_path};
@@ -273,47 +272,6 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
         pids.redis, pids.server
     );
     Ok(port)
-}
-
-/// Verifies the local stack through its API (TLS, ACL user, isolation, production readiness, store/lookup).
-pub(crate) fn verify(dir: &Path, port: u16) -> Vec<crate::verify::Check> {
-    let mut checks = Vec::new();
-    let key = crate::verify::api_key(dir);
-    match sealcache_ops::status::backend_status(port, &key) {
-        Ok(response) => {
-            let status = response.status;
-            for c in &status.checks {
-                let name: &'static str = match c.name {
-                    CheckName::TlsNegotiated => "tls_negotiated",
-                    CheckName::AclUser => "acl_user",
-                    CheckName::DefaultUserDisabled => "default_user_disabled",
-                    CheckName::NetworkIsolated => "network_isolated",
-                    _ => continue,
-                };
-                checks.push(crate::verify::Check {
-                    name,
-                    passed: c.passed,
-                    detail: c.detail.clone(),
-                });
-            }
-            let level = status.security_level;
-            checks.push(crate::verify::Check {
-                name: "backend_security_level",
-                passed: level == sealcache_api::SecurityLevel::ProductionReady,
-                detail: format!(
-                    "security_level={level}{}",
-                    sealcache_ops::status::failing_checks(&status)
-                ),
-            });
-        }
-        other => checks.push(crate::verify::Check {
-            name: "backend_security_status",
-            passed: false,
-            detail: format!("{other:?}"),
-        }),
-    }
-    checks.push(crate::verify::end_to_end(port, &key));
-    checks
 }
 
 /// Stops whatever runs from `dir` (`sealcache_ops::stack::down`, which every stack shares).

@@ -28,7 +28,6 @@ mod progress;
 mod python;
 mod redis_install;
 mod rotate;
-mod secrets;
 mod test;
 mod verify;
 

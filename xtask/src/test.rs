@@ -239,7 +239,7 @@ fn local_verification() -> anyhow::Result<()> {
     // stage run again completes it); then, with redis-server killed, a stage refuses before
     // changing a file (rotate/).
     let outcome = crate::local::up(&dir, port).map(|port| {
-        let mut checks = crate::local::verify(&dir, port);
+        let mut checks = crate::verify::verify(&dir, true);
         checks.extend(crate::rotate::verify_under_load(&dir, &[port]));
         checks.extend(crate::rotate::verify_interruptions(&dir, port));
         checks.push(crate::rotate::refused_with_redis_down(&dir));

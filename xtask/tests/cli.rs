@@ -12,17 +12,13 @@ use sealcache_config_gen::layout;
 mod common;
 use common::{generate_production, text, xtask};
 
-/// The verification's own secret search (`xtask/src/secrets.rs`), so that both look for the same
-/// values.
-#[path = "../src/secrets.rs"]
-mod secrets;
-
 /// Every secret value in a generated directory: passwords, API key, key texts, private key bodies.
 fn secrets_of(dir: &Path) -> Vec<String> {
     for rel in layout::SECRET_FILES {
         assert!(dir.join(rel).is_file(), "{rel} was not generated");
     }
-    let out = secrets::secret_values(dir);
+    // The verification's own secret search, so that both look for the same values.
+    let out = sealcache_ops::verify::secret_values(dir);
     assert!(out.len() >= 12);
     out
 }

@@ -75,6 +75,7 @@ pub mod rotate;
 pub mod runtime;
 pub mod stack;
 pub mod status;
+pub mod verify;
 
 mod error;
 mod scratch;
@@ -82,6 +83,8 @@ mod scratch;
 pub use error::{Error, OpsError, Result};
 pub use report::{Line, Mark, Progress, Report};
 // What the public API takes, so that a caller (the `sealcache` binary) needs this crate alone.
+/// The security levels a backend reports (`verify` expects one of them).
+pub use sealcache_api::SecurityLevel;
 /// Scoped API keys: the keys file and minting (`api-key`), from `sealcache-config-gen`.
 pub use sealcache_config_gen::api_keys;
 pub use sealcache_config_gen::{Environment, ValidationInput, ValidationReport};

@@ -95,10 +95,8 @@ fn entry(port: u16, api_key: &str, i: usize, store: bool) -> bool {
 /// exactly the new passwords.
 pub(crate) fn verify_under_load(dir: &Path, ports: &[u16]) -> Vec<Check> {
     let mut checks = Vec::new();
-    let check = |name: &'static str, passed: bool, detail: String| Check {
-        name,
-        passed,
-        detail,
+    let check = |name: &'static str, passed: bool, detail: String| {
+        crate::verify::check(name, passed, detail)
     };
     let (Some(&port), Some(&last)) = (ports.first(), ports.last()) else {
         return vec![check(

@@ -125,12 +125,16 @@ impl Targets {
     }
 }
 
-/// Finds the local stack and the compose containers that use `dir` (canonical).
+/// Finds the local stack and the compose containers that use `dir` (resolved to its canonical
+/// path when it exists).
 ///
 /// # Errors
 /// [`OpsError::Refused`] when Docker is installed but its engine does not answer, or a container
 /// cannot be inspected (fail closed: a stack that cannot be seen is never taken for none).
 pub fn discover(dir: &Path) -> Result<Targets> {
+    // Compose mounts name absolute paths: a relative or linked directory is resolved first.
+    let canonical = std::fs::canonicalize(dir);
+    let dir = canonical.as_deref().unwrap_or(dir);
     let mut targets = Targets::default();
     // `secure-up --local`: both processes, or neither (a stack running in part refuses).
     if let Some((pids, redis_runs, server_runs)) = runtime::local_recorded(dir)
@@ -262,6 +266,8 @@ fn mounts(v: &serde_json::Value) -> Vec<(String, String)> {
 /// [`OpsError::Command`] when Docker does not answer; a container that cannot be inspected might
 /// be one of this directory's, so it is an error too (never skipped).
 pub(crate) fn containers_using(dir: &Path, all: bool) -> Result<Vec<serde_json::Value>> {
+    let canonical = std::fs::canonicalize(dir);
+    let dir = canonical.as_deref().unwrap_or(dir);
     let secrets = dir.join(layout::SECRETS_DIR);
     let ps = if all { "-aq" } else { "-q" };
     let listed = docker::docker(&["ps", ps, "--filter", "label=com.docker.compose.service"])?;

@@ -1,23 +1,24 @@
 //! The secret values of a deployment directory, for the checks that none of them leaks.
-//!
-//! Shared with the CLI tests (`tests/cli.rs` includes this file with `#[path]`), so that the
-//! verification and the tests search for the same values; which files hold secrets is
-//! `sealcache_config_gen::layout::SECRET_FILES`.
 
 use std::path::Path;
 
-use sealcache_config_gen::layout;
+use sealcache_config_gen::{cluster_dir, layout};
 
 /// Values shorter than this are not searched for: no generated secret is that short, and a short
 /// string would be found by chance.
 const MIN_LEN: usize = 8;
 
-/// Every secret value found in the secret files of `dir` that exist: a password or the API key
-/// (the whole file), each key of the keyring (the last word of each non-comment line), and each
-/// base64 line of a PEM private key.
-pub(crate) fn secret_values(dir: &Path) -> Vec<String> {
+/// Every secret value found in the secret files of `dir` that exist (those of
+/// [`layout::SECRET_FILES`] and a cluster's replication password and node key): a password or the
+/// API key (the whole file), each key of the keyring (the last word of each non-comment line), and
+/// each base64 line of a PEM private key.
+#[must_use]
+pub fn secret_values(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    for rel in layout::SECRET_FILES {
+    let files = layout::SECRET_FILES
+        .iter()
+        .chain([&cluster_dir::REPLICATION_PASSWORD, &cluster_dir::NODE_KEY]);
+    for rel in files {
         let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
             continue;
         };
@@ -39,5 +40,7 @@ pub(crate) fn secret_values(dir: &Path) -> Vec<String> {
         }
     }
     out.retain(|s| s.len() >= MIN_LEN);
+    out.sort();
+    out.dedup();
     out
 }
