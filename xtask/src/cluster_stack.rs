@@ -557,6 +557,7 @@ fn test_local_in(dir: &Path) -> anyhow::Result<()> {
     let outcome = crate::cluster_local::up(&dir, port).map(|ports| {
         let mut checks = crate::verify::verify(&dir, true);
         checks.push(status_check(&dir, true));
+        checks.push(crate::verify::operator_command_verifies(&dir));
         // Then keys and passwords (cache_replication's and masterauth too) rotated under load on
         // both backends and all six nodes, as on the single-node stacks (rotate/load.rs).
         checks.extend(crate::rotate::verify_under_load(&dir, &ports));

@@ -240,6 +240,7 @@ fn local_verification() -> anyhow::Result<()> {
     // changing a file (rotate/).
     let outcome = crate::local::up(&dir, port).map(|port| {
         let mut checks = crate::verify::verify(&dir, true);
+        checks.push(crate::verify::operator_command_verifies(&dir));
         checks.extend(crate::rotate::verify_under_load(&dir, &[port]));
         checks.extend(crate::rotate::verify_interruptions(&dir, port));
         checks.push(crate::rotate::refused_with_redis_down(&dir));

@@ -214,3 +214,70 @@ pub(crate) fn short_id(id: &str) -> &str {
 pub(crate) fn api_key(dir: &Path) -> String {
     sealcache_ops::runtime::api_key(dir)
 }
+
+/// The operator command `sealcache` (the release build) on the running stack of `dir`: `verify
+/// --json` passes every check (exit 0) and `status --json` reports `production_ready`, with
+/// `redis_nodes` for a cluster deployment; the same library the checks above used, through the
+/// binary an operator runs.
+pub(crate) fn operator_command_verifies(dir: &Path) -> Check {
+    let binary = crate::progress::target_dir().join("release/sealcache");
+    let run = |args: &[&str]| -> anyhow::Result<(bool, serde_json::Value)> {
+        let out = std::process::Command::new(&binary)
+            .args(args)
+            .arg("--dir")
+            .arg(dir)
+            .arg("--json")
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", binary.display()))?;
+        let json = serde_json::from_slice(&out.stdout).map_err(|e| {
+            anyhow::anyhow!(
+                "`sealcache {}` printed no JSON ({e}): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+        Ok((out.status.success(), json))
+    };
+    let outcome = (|| -> anyhow::Result<(bool, String)> {
+        let (verified, checks) = run(&["verify"])?;
+        let items = checks.as_array().map_or(0, Vec::len);
+        let failed: Vec<&str> = checks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["passed"] != true)
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let (status_ok, status) = run(&["status"])?;
+        let cluster = sealcache_config_gen::cluster_dir::cluster_record(dir)?.is_some();
+        let nodes = status["redis_nodes"].as_array().map_or(0, Vec::len);
+        let passed = verified
+            && failed.is_empty()
+            && items >= 5
+            && status_ok
+            && status["verdict"] == "production_ready"
+            && (!cluster || nodes >= 6);
+        Ok((
+            passed,
+            format!(
+                "`sealcache verify --json`: {} of {items} checks passed{}; `sealcache status --json`: verdict {}{}",
+                items - failed.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (failed: {})", failed.join(", "))
+                },
+                status["verdict"],
+                if cluster {
+                    format!(", {nodes} redis_nodes")
+                } else {
+                    String::new()
+                }
+            ),
+        ))
+    })();
+    match outcome {
+        Ok((passed, detail)) => check("sealcache_verify_and_status", passed, detail),
+        Err(e) => check("sealcache_verify_and_status", false, format!("{e:#}")),
+    }
+}
