@@ -26,10 +26,11 @@ use sealcache_ops::stack::{NodeView, Redis, formed, node_view};
 
 use crate::contract::variable;
 use crate::deploy::UID;
-use crate::docker::{Compose, engine_answers, inspect};
+use crate::docker::{engine_answers, inspect};
 use crate::images::{ImageMode, prepare};
 use crate::progress::{is_root, workspace_root};
 use crate::verify::{Check, check, print_checks};
+use sealcache_ops::runtime::compose::Compose;
 
 /// The compose file of the cluster stack.
 const COMPOSE_FILE: &str = "docker-compose.cluster.yml";
@@ -160,30 +161,20 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
     );
     let dir =
         std::fs::canonicalize(&dir).with_context(|| format!("{} does not exist", dir.display()))?;
-    let mut compose = crate::deploy::compose_with(
-        &opts.project,
-        COMPOSE_FILE,
-        &dir,
-        (&images.redis, &images.backend),
-        opts.port,
-    )?
-    .var(
+    let options = sealcache_ops::up::UpOptions::new(opts.project.clone(), opts.port)
+        .images(Some(images.redis.clone()), Some(images.backend.clone()))
+        .internal_subnet(opts.internal_subnet.clone());
+    let compose = sealcache_ops::up::project_of(&dir, &options, COMPOSE_FILE)?.var(
         const { variable("SEALCACHE_PORT_2") },
         last_port.to_string(),
     );
-    if let Some(subnet) = &opts.internal_subnet {
-        compose = compose.var(
-            const { variable("SEALCACHE_INTERNAL_SUBNET") },
-            subnet.clone(),
-        );
-    }
     let _ = compose.run(&["down", "--remove-orphans"]);
     fresh_state_dirs(&dir, &record)?;
     hand_to_containers(&dir)?;
     let mut args = vec!["up", "-d"];
     args.extend(record.nodes.iter().map(String::as_str));
     compose.run(&args)?;
-    wait_healthy(&compose, &record.nodes, Duration::from_secs(120))?;
+    wait_healthy(&compose, &record.nodes)?;
     println!(
         "✅ Redis nodes healthy: {} on {}_redis_internal (internal: true, no host address), via {}",
         record.nodes.join(", "),
@@ -216,7 +207,7 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
     let mut args = vec!["up", "-d"];
     args.extend(backends.iter().map(String::as_str));
     compose.run(&args)?;
-    wait_healthy(&compose, &backends, Duration::from_secs(120))?;
+    wait_healthy(&compose, &backends)?;
     println!("✅ Backends healthy: {}", backends.join(", "));
     let ports: Vec<u16> = (0..record.backends)
         .map(|b| opts.port + u16::try_from(b).unwrap_or(0))
@@ -259,32 +250,19 @@ fn hand_to_containers(dir: &Path) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    crate::deploy::chown_to_containers(dir, &[layout::SECRETS_DIR, STATE_DIR])
+    Ok(sealcache_ops::up::chown_to_containers(
+        dir,
+        &[layout::SECRETS_DIR, STATE_DIR],
+    )?)
 }
 
-fn wait_healthy(compose: &Compose, services: &[String], timeout: Duration) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut last = String::new();
-    loop {
-        let states: Vec<String> = services
-            .iter()
-            .map(|s| format!("{s} {}", crate::deploy::health(compose, s)))
-            .collect();
-        if states.iter().all(|s| s.ends_with(" healthy")) {
-            return Ok(());
-        }
-        let line = states.join(", ");
-        if line != last {
-            println!("   … {line} ({:.0}s)", started.elapsed().as_secs_f64());
-            last = line;
-        }
-        ensure!(
-            started.elapsed() < timeout,
-            "not healthy within {}s ({last})",
-            timeout.as_secs()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn wait_healthy(compose: &Compose, services: &[String]) -> anyhow::Result<()> {
+    let services: Vec<&str> = services.iter().map(String::as_str).collect();
+    Ok(sealcache_ops::up::wait_healthy(
+        compose,
+        &services,
+        &mut crate::progress::Printer,
+    )?)
 }
 
 /// One node of the compose stack.

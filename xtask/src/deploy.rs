@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use sealcache_config_gen::{
@@ -11,20 +10,16 @@ use sealcache_config_gen::{
 };
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
 
-use crate::contract::variable;
-use crate::docker::{Compose, engine_answers, inspect};
+use crate::docker::engine_answers;
 use crate::images::{ImageMode, prepare};
-use crate::progress::{is_root, workspace_root};
 use crate::verify::verify;
 
 /// The compose project name.
-pub(crate) const PROJECT: &str = "sealcache";
+pub(crate) const PROJECT: &str = sealcache_ops::up::DEFAULT_PROJECT;
 /// Where the API is published (127.0.0.1 only).
-pub(crate) const DEFAULT_PORT: u16 = 8080;
+pub(crate) const DEFAULT_PORT: u16 = sealcache_ops::up::DEFAULT_PORT;
 /// The containers' user (and group).
 pub(crate) const UID: &str = "999";
-/// [`UID`] as a number.
-const UID_NUMBER: u32 = 999;
 
 fn parse_env(s: &str) -> Result<Environment, String> {
     s.parse()
@@ -143,144 +138,6 @@ pub(crate) struct StatusArgs {
     port: Option<u16>,
 }
 
-pub(crate) fn compose_for(
-    project: &str,
-    secure: bool,
-    dir: &Path,
-    images: (&str, &str),
-    port: u16,
-) -> anyhow::Result<Compose> {
-    let dir =
-        std::fs::canonicalize(dir).with_context(|| format!("{} does not exist", dir.display()))?;
-    compose_with(
-        project,
-        if secure {
-            "docker-compose.secure.yml"
-        } else {
-            "docker-compose.dev.yml"
-        },
-        &dir,
-        images,
-        port,
-    )
-}
-
-/// The compose project `project` of `deploy/<file>` for the deployment directory `dir`
-/// (canonical): the directory, the images, the API port and the containers' uid set for
-/// interpolation.
-pub(crate) fn compose_with(
-    project: &str,
-    file: &str,
-    dir: &Path,
-    images: (&str, &str),
-    port: u16,
-) -> anyhow::Result<Compose> {
-    let deploy = workspace_root().join("deploy");
-    Ok(Compose::detect(project)?
-        .file(&deploy.join(file))
-        .var(const { variable("SEALCACHE_DIR") }, dir.to_string_lossy())
-        .var(
-            const { variable("SEALCACHE_DEPLOY") },
-            deploy.to_string_lossy(),
-        )
-        .var(const { variable("SEALCACHE_REDIS_IMAGE") }, images.0)
-        .var(const { variable("SEALCACHE_BACKEND_IMAGE") }, images.1)
-        .var(const { variable("SEALCACHE_PORT") }, port.to_string())
-        .var(const { variable("SEALCACHE_UID") }, UID)
-        .var(const { variable("SEALCACHE_GID") }, UID))
-}
-
-/// Gives the containers' user the secret files (0600 stays 0600); the CA key stays root's.
-fn hand_secrets_to_containers(dir: &Path) -> anyhow::Result<()> {
-    if !is_root() {
-        println!(
-            "⚠️  not root: the containers read the secrets as their owner; run as root to hand them to uid {UID}"
-        );
-        return Ok(());
-    }
-    chown_to_containers(dir, &[layout::SECRETS_DIR])
-}
-
-/// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs` (symbolic links
-/// themselves, never what they point to).
-pub(crate) fn chown_to_containers(dir: &Path, subs: &[&str]) -> anyhow::Result<()> {
-    fn chown_tree(path: &Path) -> anyhow::Result<()> {
-        let owner = Some(rustix::fs::Uid::from_raw(UID_NUMBER));
-        let group = Some(rustix::fs::Gid::from_raw(UID_NUMBER));
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            path,
-            owner,
-            group,
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .with_context(|| format!("chown {UID}:{UID} {}", path.display()))?;
-        if std::fs::symlink_metadata(path)?.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                chown_tree(&entry?.path())?;
-            }
-        }
-        Ok(())
-    }
-    for sub in subs {
-        chown_tree(&dir.join(sub))?;
-    }
-    Ok(())
-}
-
-/// The health of `service`'s container: `healthy`, `starting`, …, `none` without a health check,
-/// `missing` when it cannot be inspected.
-pub(crate) fn health(compose: &Compose, service: &str) -> String {
-    compose
-        .container(service)
-        .and_then(|id| inspect(&id))
-        .map(|v| {
-            v["State"]["Health"]["Status"]
-                .as_str()
-                .unwrap_or("none")
-                .to_owned()
-        })
-        .unwrap_or_else(|_| "missing".to_owned())
-}
-
-fn wait_healthy(compose: &Compose, timeout: Duration) -> anyhow::Result<()> {
-    // A spinner with the elapsed time on a terminal; plain progress lines otherwise (CI logs).
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "   {spinner} {elapsed:>3} waiting for health: {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let started = Instant::now();
-    let mut last = String::new();
-    while started.elapsed() < timeout {
-        let states: Vec<String> = ["redis", "backend"]
-            .iter()
-            .map(|s| health(compose, s))
-            .collect();
-        let line = format!("redis {}, backend {}", states[0], states[1]);
-        if line != last {
-            if bar.is_hidden() {
-                println!("   … {line} ({:.0}s)", started.elapsed().as_secs_f64());
-            }
-            bar.set_message(line.clone());
-            last = line;
-        }
-        if states.iter().all(|s| s == "healthy") {
-            bar.finish_and_clear();
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    bar.abandon();
-    bail!(
-        "the stack did not become healthy within {}s ({last})",
-        timeout.as_secs()
-    )
-}
-
 impl UpArgs {
     pub(crate) fn run(self, secure: bool) -> anyhow::Result<ExitCode> {
         if self.local && !secure {
@@ -384,108 +241,30 @@ impl UpArgs {
             let checks = crate::verify::verify(&dir, true);
             return Ok(print_report(&checks, self.json, secure, port, &dir));
         }
-        if healthy_stack(&self.project, &dir).is_some() {
-            // secure-up never harms what it deploys: a healthy stack of this directory keeps its
-            // containers, images and secrets' ownership; it is only verified.
-            println!(
-                "✅ Stack {} already runs healthy from {}: nothing changed (no image built, no container recreated; `cargo xtask down` first to redeploy{})",
-                self.project,
-                dir.display(),
+        let options = sealcache_ops::up::UpOptions::new(self.project.clone(), self.port)
+            .development(!secure)
+            .observability(self.observability)
+            .internal_subnet(self.internal_subnet.clone());
+        let options =
+            if sealcache_ops::up::healthy_stack(&self.project, &std::fs::canonicalize(&dir)?) {
+                // secure-up never harms what it deploys: no image is built for a healthy stack.
+                options
+            } else {
+                let images = prepare(self.images)?;
+                println!(
+                    "✅ Images: redis={} backend={} ({})",
+                    images.redis, images.backend, images.origin
+                );
                 if self.observability {
-                    ", --observability is not applied to a running stack"
-                } else {
-                    ""
+                    let images = crate::images::observability_images()?;
+                    println!("✅ Observability images: {}", images.join(", "));
                 }
-            );
-            let checks = verify(&dir, secure);
-            return Ok(print_report(&checks, self.json, secure, self.port, &dir));
-        }
-        let images = prepare(self.images)?;
-        println!(
-            "✅ Images: redis={} backend={} ({})",
-            images.redis, images.backend, images.origin
-        );
-        hand_secrets_to_containers(&dir)?;
-        let mut compose = compose_for(
-            &self.project,
-            secure,
-            &dir,
-            (&images.redis, &images.backend),
-            self.port,
-        )?;
-        if let Some(subnet) = &self.internal_subnet {
-            compose = compose.var(
-                const { variable("SEALCACHE_INTERNAL_SUBNET") },
-                subnet.clone(),
-            );
-        }
-        let _ = compose.run(&["down", "--remove-orphans"]);
-        if self.observability {
-            let images = crate::images::observability_images()?;
-            println!("✅ Observability images: {}", images.join(", "));
-            compose = compose.var(
-                const { variable("SEALCACHE_OTLP_ENDPOINT") },
-                "http://otel-collector:4318",
-            );
-            compose.run(&["--profile", "observability", "up", "-d"])?;
-            println!(
-                "✅ Observability: Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000 (dashboard `sealcache`; admin password = the API key)"
-            );
-        } else {
-            compose.run(&["up", "-d"])?;
-        }
-        println!(
-            "✅ Networks: redis_internal (internal: true, no host address), frontend; via {}",
-            compose.name()
-        );
-        // What runs from the directory, for `down` (and `status`) without flags.
-        sealcache_ops::stack::ComposeRecord::new(self.project.clone(), vec![self.port])
-            .write(&dir)?;
-        wait_healthy(&compose, Duration::from_secs(120))?;
-        println!("✅ Containers healthy");
+                options.images(Some(images.redis), Some(images.backend))
+            };
+        sealcache_ops::up::compose(&dir, &options, &mut crate::progress::Printer)?;
         let checks = verify(&dir, secure);
         Ok(print_report(&checks, self.json, secure, self.port, &dir))
     }
-}
-
-/// The images (redis, backend) of compose project `project` when both its `redis` and `backend`
-/// containers run healthy and the backend mounts its secrets from `dir`: a stack `secure-up`
-/// leaves as it is.
-fn healthy_stack(project: &str, dir: &Path) -> Option<(String, String)> {
-    let dir = std::fs::canonicalize(dir).ok()?;
-    let secrets = dir.join(layout::SECRETS_DIR);
-    let mut images = Vec::new();
-    for service in ["redis", "backend"] {
-        let filters = [
-            format!("label=com.docker.compose.project={project}"),
-            format!("label=com.docker.compose.service={service}"),
-        ];
-        let ids =
-            crate::docker::docker(&["ps", "-q", "--filter", &filters[0], "--filter", &filters[1]])
-                .ok()?;
-        let mut ids = ids.split_whitespace();
-        let (Some(id), None) = (ids.next(), ids.next()) else {
-            return None;
-        };
-        let c = inspect(id).ok()?;
-        if c["State"]["Health"]["Status"] != "healthy" {
-            return None;
-        }
-        let from_dir = c["Mounts"].as_array().is_some_and(|m| {
-            m.iter().any(|m| {
-                m["Source"]
-                    .as_str()
-                    .is_some_and(|s| Path::new(s).starts_with(&secrets))
-            })
-        });
-        if !from_dir {
-            return None;
-        }
-        images.push(c["Config"]["Image"].as_str()?.to_owned());
-    }
-    let backend = images.pop()?;
-    let redis = images.pop()?;
-    Some((redis, backend))
 }
 
 /// Prints the validation's verdict (and, when not acceptable, its issues); returns whether the

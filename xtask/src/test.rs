@@ -195,7 +195,18 @@ fn stack_verification() -> anyhow::Result<()> {
         &dir,
         port,
     ));
+    // Then the operator command alone, on the same directory: up from its embedded compose
+    // files with the images just used, verified, and down.
+    let images = crate::verify::project_images(&project);
     let _ = crate::deploy::DownArgs::project(&project).run();
+    if let Some(images) =
+        images.filter(|_| matches!(&outcome, Ok(code) if *code == ExitCode::SUCCESS))
+    {
+        rotation.push(crate::verify::operator_command_up_and_down(
+            &dir, &project, port, &images,
+        ));
+        let _ = crate::deploy::DownArgs::project(&project).run();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     crate::verify::print_checks(&rotation);
     match outcome {

@@ -220,24 +220,7 @@ pub(crate) fn api_key(dir: &Path) -> String {
 /// `redis_nodes` for a cluster deployment; the same library the checks above used, through the
 /// binary an operator runs.
 pub(crate) fn operator_command_verifies(dir: &Path) -> Check {
-    let binary = crate::progress::target_dir().join("release/sealcache");
-    let run = |args: &[&str]| -> anyhow::Result<(bool, serde_json::Value)> {
-        let out = std::process::Command::new(&binary)
-            .args(args)
-            .arg("--dir")
-            .arg(dir)
-            .arg("--json")
-            .output()
-            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", binary.display()))?;
-        let json = serde_json::from_slice(&out.stdout).map_err(|e| {
-            anyhow::anyhow!(
-                "`sealcache {}` printed no JSON ({e}): {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        })?;
-        Ok((out.status.success(), json))
-    };
+    let run = |args: &[&str]| run_operator_command(dir, args);
     let outcome = (|| -> anyhow::Result<(bool, String)> {
         let (verified, checks) = run(&["verify"])?;
         let items = checks.as_array().map_or(0, Vec::len);
@@ -280,4 +263,102 @@ pub(crate) fn operator_command_verifies(dir: &Path) -> Check {
         Ok((passed, detail)) => check("sealcache_verify_and_status", passed, detail),
         Err(e) => check("sealcache_verify_and_status", false, format!("{e:#}")),
     }
+}
+
+/// The images of compose project `project`'s `redis` and `backend` containers.
+pub(crate) fn project_images(project: &str) -> Option<(String, String)> {
+    let image = |service: &str| -> Option<String> {
+        let filters = [
+            format!("label=com.docker.compose.project={project}"),
+            format!("label=com.docker.compose.service={service}"),
+        ];
+        let id = docker(&["ps", "-q", "--filter", &filters[0], "--filter", &filters[1]]).ok()?;
+        let v = inspect(id.split_whitespace().next()?).ok()?;
+        v["Config"]["Image"].as_str().map(str::to_owned)
+    };
+    Some((image("redis")?, image("backend")?))
+}
+
+/// The operator command brings the compose stack of `dir` up and down again, as an operator
+/// without a checkout does: `sealcache up --json` (the embedded compose files, the given
+/// `images`) verifies every check, then `sealcache down --json` removes the project.
+pub(crate) fn operator_command_up_and_down(
+    dir: &Path,
+    project: &str,
+    port: u16,
+    images: &(String, String),
+) -> Check {
+    let run = |args: &[&str]| run_operator_command(dir, args);
+    let port = port.to_string();
+    let outcome = (|| -> anyhow::Result<(bool, String)> {
+        let (up, checks) = run(&[
+            "up",
+            "--project",
+            project,
+            "--port",
+            &port,
+            "--redis-image",
+            &images.0,
+            "--backend-image",
+            &images.1,
+        ])?;
+        let items = checks.as_array().map_or(0, Vec::len);
+        let failed: Vec<&str> = checks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["passed"] != true)
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let (down, reports) = run(&["down"])?;
+        let removed = reports[0]["projects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["project"] == project)
+            .and_then(|p| p["containers"].as_u64())
+            .unwrap_or(0);
+        let left = project_images(project).is_some();
+        Ok((
+            up && failed.is_empty() && items >= 10 && down && removed >= 2 && !left,
+            format!(
+                "`sealcache up --json`: {} of {items} checks passed{}; `sealcache down --json`: {removed} container(s) of {project} removed{}",
+                items - failed.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (failed: {})", failed.join(", "))
+                },
+                if left {
+                    ", but the stack still runs"
+                } else {
+                    ""
+                }
+            ),
+        ))
+    })();
+    match outcome {
+        Ok((passed, detail)) => check("sealcache_up_and_down", passed, detail),
+        Err(e) => check("sealcache_up_and_down", false, format!("{e:#}")),
+    }
+}
+
+/// Runs the release `sealcache ARGS --dir DIR --json`: whether it succeeded, and its JSON.
+fn run_operator_command(dir: &Path, args: &[&str]) -> anyhow::Result<(bool, serde_json::Value)> {
+    let binary = crate::progress::target_dir().join("release/sealcache");
+    let out = std::process::Command::new(&binary)
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--json")
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", binary.display()))?;
+    let json = serde_json::from_slice(&out.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "`sealcache {}` printed no JSON ({e}): {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    Ok((out.status.success(), json))
 }

@@ -1,7 +1,7 @@
 //! `sealcache`: the operator command of a sealcache deployment, over the `sealcache-ops` library.
 //!
 //! Everything an operator runs in production, without a Rust toolchain or a checkout: `config
-//! generate|validate|rotate|dictionary`, `api-key`, `status`, `verify`, `down`, `k8s render`. The flags and the JSON
+//! generate|validate|rotate|dictionary`, `api-key`, `up`, `status`, `verify`, `down`, `k8s render`. The flags and the JSON
 //! are those of the repository's `cargo xtask` commands of the same names (both call the same
 //! library functions); every stage that changes files takes `--dry-run`.
 
@@ -14,6 +14,7 @@ mod k8s;
 mod render;
 mod rotate;
 mod status;
+mod up;
 mod verify;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Command {
     ApiKey(sealcache_cli::api_key::ApiKeyArgs),
     /// Show the running backend's live security status, compared with the deployment directory.
     Status(status::StatusArgs),
+    /// Bring up the compose stack of a deployment directory (embedded compose files), then verify it.
+    Up(up::UpArgs),
     /// Verify the stack that runs from a deployment directory: every hardening item, observed.
     Verify(verify::VerifyArgs),
     /// Stop the stack that runs from a deployment directory (local processes or compose).
@@ -55,6 +58,7 @@ impl Command {
             Command::Config(cmd) => cmd.run(),
             Command::ApiKey(args) => args.run(),
             Command::Status(args) => args.run(),
+            Command::Up(args) => args.run(),
             Command::Verify(args) => args.run(),
             Command::Down(args) => args.run(),
             Command::K8s(cmd) => cmd.run(),

@@ -35,3 +35,32 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// Reports a verification's checks (JSON, or a ✅/❌ line each and `summary`'s line), and the
+/// exit code: success when every check passed.
+pub(crate) fn checks_report(
+    checks: &[sealcache_ops::verify::Check],
+    json: bool,
+    printer: &mut Printer,
+    summary: impl FnOnce(bool) -> String,
+) -> anyhow::Result<std::process::ExitCode> {
+    let passed = checks.iter().all(|c| c.passed);
+    if json {
+        print_json(&checks)?;
+    } else {
+        sealcache_ops::verify::check_lines(checks, printer);
+        printer.line(Line {
+            mark: if passed {
+                sealcache_ops::Mark::Ok
+            } else {
+                sealcache_ops::Mark::Failed
+            },
+            text: summary(passed),
+        });
+    }
+    Ok(if passed {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}

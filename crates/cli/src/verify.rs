@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use sealcache_ops::SecurityLevel;
 use sealcache_ops::verify::{self, VerifyOptions};
-use sealcache_ops::{Line, Mark, Progress as _, SecurityLevel};
 
-use crate::render::{Printer, print_json};
+use crate::render::{Printer, checks_report};
 
 /// Options of `verify`.
 #[derive(Debug, clap::Args)]
@@ -42,25 +42,13 @@ impl VerifyArgs {
         };
         let mut printer = Printer::new(self.json);
         let checks = verify::verify(&dir, &VerifyOptions::new(want), &mut printer)?;
-        let passed = checks.iter().all(|c| c.passed);
-        if self.json {
-            print_json(&checks)?;
-        } else {
-            verify::check_lines(&checks, &mut printer);
-            printer.line(Line {
-                mark: if passed { Mark::Ok } else { Mark::Failed },
-                text: format!(
-                    "{} of {} checks passed for the stack of {}",
-                    checks.iter().filter(|c| c.passed).count(),
-                    checks.len(),
-                    dir.display()
-                ),
-            });
-        }
-        Ok(if passed {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+        let total = checks.len();
+        let passing = checks.iter().filter(|c| c.passed).count();
+        checks_report(&checks, self.json, &mut printer, |_| {
+            format!(
+                "{passing} of {total} checks passed for the stack of {}",
+                dir.display()
+            )
         })
     }
 }

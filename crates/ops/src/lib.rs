@@ -75,6 +75,8 @@ pub mod rotate;
 pub mod runtime;
 pub mod stack;
 pub mod status;
+pub mod templates;
+pub mod up;
 pub mod verify;
 
 mod error;

@@ -8,10 +8,10 @@ use super::names::{self, CLUSTER_SERVICE, REDIS, REDIS_COMPONENT};
 use super::options::RenderOptions;
 use super::pod;
 
-/// The shipped single-node `redis.conf` (the same file as `deploy/redis/redis.conf`).
-pub const REDIS_CONF: &str = include_str!("../../templates/redis.conf");
-/// The shipped cluster node `redis.conf` (the same file as `deploy/redis/redis.cluster.conf`).
-pub const REDIS_CLUSTER_CONF: &str = include_str!("../../templates/redis.cluster.conf");
+/// The shipped single-node `redis.conf` (`deploy/redis/redis.conf`, through `templates/`).
+pub const REDIS_CONF: &str = include_str!("../../templates/redis/redis.conf");
+/// The shipped cluster node `redis.conf` (`deploy/redis/redis.cluster.conf`, through `templates/`).
+pub const REDIS_CLUSTER_CONF: &str = include_str!("../../templates/redis/redis.cluster.conf");
 
 /// Size of each cluster node's volume (it holds `nodes.conf` only: no persistence of data).
 pub const NODE_STATE_SIZE: &str = "64Mi";

@@ -1,6 +1,7 @@
 //! How the operations reach the processes of a deployment: Docker (`docker` through argument
 //! arrays), the local stacks' pid records, and the backend's HTTP API on 127.0.0.1.
 
+pub mod compose;
 pub(crate) mod docker;
 mod http;
 mod local;

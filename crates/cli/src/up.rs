@@ -1,0 +1,93 @@
+//! `sealcache up [--dir DIR] [--project P] [--port N] [--development] [--observability]
+//! [--redis-image I] [--backend-image I] [--internal-subnet S] [--json]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sealcache_ops::SecurityLevel;
+use sealcache_ops::up::{self, UpOptions};
+use sealcache_ops::verify::{self, VerifyOptions};
+
+use crate::render::{Printer, checks_report};
+
+/// Options of `up`: a compose stack from a generated deployment directory (`config generate`),
+/// with images that exist on this host (`cargo xtask secure-up` builds them from a checkout).
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// The deployment directory [default: deploy/generated].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The compose project name.
+    #[arg(long, default_value = up::DEFAULT_PROJECT)]
+    project: String,
+    /// The API's host port (127.0.0.1 only).
+    #[arg(long, default_value_t = up::DEFAULT_PORT)]
+    port: u16,
+    /// The development stack (plaintext Redis; a directory generated for development).
+    #[arg(long)]
+    development: bool,
+    /// Also the OpenTelemetry collector, Prometheus and Grafana (their images must exist).
+    #[arg(long)]
+    observability: bool,
+    /// The Redis image [default: $SEALCACHE_REDIS_IMAGE, else redis:7.2.5-bookworm].
+    #[arg(long)]
+    redis_image: Option<String>,
+    /// The backend image [default: $SEALCACHE_BACKEND_IMAGE, else sealcache-server:local].
+    #[arg(long)]
+    backend_image: Option<String>,
+    /// The internal network's subnet [default: Docker's choice].
+    #[arg(long)]
+    internal_subnet: Option<String>,
+    /// Print the verification's checks as JSON (progress lines are not printed).
+    #[arg(long)]
+    json: bool,
+}
+
+impl UpArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let dir = self.dir.unwrap_or_else(crate::default_dir);
+        let mut printer = Printer::new(self.json);
+        let (environment, cluster) = up::deployment_of(&dir)?;
+        if cluster {
+            anyhow::bail!(
+                "{} is a cluster deployment: `sealcache up` brings up one node (a cluster is `cargo xtask secure-up --cluster` for now)",
+                dir.display()
+            );
+        }
+        if self.development != (environment == sealcache_ops::Environment::Development) {
+            anyhow::bail!(
+                "{} was generated for {environment}: {}",
+                dir.display(),
+                if self.development {
+                    "--development runs only a directory generated for development"
+                } else {
+                    "a development directory is brought up only with --development (plaintext Redis)"
+                }
+            );
+        }
+        let verdict = sealcache_ops::config::validate_dir_report(&dir, environment, &mut printer);
+        if verdict != sealcache_ops::config::Verdict::Acceptable {
+            return Ok(ExitCode::from(verdict.exit_code()));
+        }
+        let options = UpOptions::new(self.project, self.port)
+            .development(self.development)
+            .observability(self.observability)
+            .images(self.redis_image, self.backend_image)
+            .internal_subnet(self.internal_subnet);
+        up::compose(&dir, &options, &mut printer)?;
+        let want = if self.development {
+            SecurityLevel::Development
+        } else {
+            SecurityLevel::ProductionReady
+        };
+        let checks = verify::verify(&dir, &VerifyOptions::new(want), &mut printer)?;
+        let port = options.port;
+        checks_report(&checks, self.json, &mut printer, |passed| {
+            if passed {
+                format!("Ready: http://127.0.0.1:{port}")
+            } else {
+                "the verification failed: the stack is left running for inspection".to_owned()
+            }
+        })
+    }
+}

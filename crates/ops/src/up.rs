@@ -1,0 +1,338 @@
+//! `up` of a compose stack from a deployment directory, with the embedded compose files
+//! ([`crate::templates`]): no checkout needed. Images are given (or the compose files' defaults,
+//! `SEALCACHE_REDIS_IMAGE` and `SEALCACHE_BACKEND_IMAGE` from the environment); building them is
+//! a developer task (`cargo xtask secure-up` builds them, then calls this).
+//!
+//! `up` never harms what it deploys: a healthy stack of the same project and directory is left
+//! as it runs ([`UpOutcome::AlreadyRunning`]). Otherwise the secrets are handed to the
+//! containers' user (as root), the templates written, the project (re)created, recorded
+//! ([`crate::stack::ComposeRecord`]) and waited for until every container is healthy. Verify
+//! it with [`crate::verify::verify`].
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sealcache_config_gen::layout;
+
+use crate::error::{OpsError, Result, io};
+use crate::report::{Progress, ProgressExt as _};
+use crate::runtime::compose::Compose;
+use crate::runtime::docker::{docker, inspect};
+use crate::stack::ComposeRecord;
+
+/// The compose project `up` creates unless told another.
+pub const DEFAULT_PROJECT: &str = "sealcache";
+/// The host port (127.0.0.1) of the API unless told another.
+pub const DEFAULT_PORT: u16 = 8080;
+/// The user and group every container runs as.
+pub const CONTAINER_UID: u32 = 999;
+/// Longest wait for the containers to become healthy.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(120);
+
+/// What to bring up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UpOptions {
+    /// The compose project name.
+    pub project: String,
+    /// The API's host port on 127.0.0.1.
+    pub port: u16,
+    /// The development stack (`docker-compose.dev.yml`: plaintext Redis) instead of the hardened
+    /// one.
+    pub development: bool,
+    /// Also the observability profile (OpenTelemetry collector, Prometheus, Grafana).
+    pub observability: bool,
+    /// The Redis image (`None`: `SEALCACHE_REDIS_IMAGE`, else the compose file's default).
+    pub redis_image: Option<String>,
+    /// The backend image (`None`: `SEALCACHE_BACKEND_IMAGE`, else `sealcache-server:local`).
+    pub backend_image: Option<String>,
+    /// The internal network's subnet (`None`: Docker chooses).
+    pub internal_subnet: Option<String>,
+}
+
+impl UpOptions {
+    /// The hardened stack of project `project` with its API on 127.0.0.1:`port`.
+    #[must_use]
+    pub fn new(project: impl Into<String>, port: u16) -> Self {
+        Self {
+            project: project.into(),
+            port,
+            development: false,
+            observability: false,
+            redis_image: None,
+            backend_image: None,
+            internal_subnet: None,
+        }
+    }
+
+    /// The development stack instead.
+    #[must_use]
+    pub fn development(mut self, development: bool) -> Self {
+        self.development = development;
+        self
+    }
+
+    /// With the observability profile.
+    #[must_use]
+    pub fn observability(mut self, observability: bool) -> Self {
+        self.observability = observability;
+        self
+    }
+
+    /// With these images (`None`: the environment's, else the compose files' defaults).
+    #[must_use]
+    pub fn images(mut self, redis: Option<String>, backend: Option<String>) -> Self {
+        self.redis_image = redis;
+        self.backend_image = backend;
+        self
+    }
+
+    /// With this internal subnet.
+    #[must_use]
+    pub fn internal_subnet(mut self, subnet: Option<String>) -> Self {
+        self.internal_subnet = subnet;
+        self
+    }
+}
+
+/// What `up` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UpOutcome {
+    /// A healthy stack of the project already ran from the directory: nothing was changed.
+    AlreadyRunning,
+    /// The stack was created and every container is healthy.
+    Started,
+}
+
+/// Brings up the compose stack of `dir` (a generated deployment directory).
+///
+/// # Errors
+/// [`OpsError::NotADeployment`] when `dir` holds none; [`OpsError::Command`] when compose fails;
+/// [`OpsError::Unhealthy`] when a container is not healthy within 120 s (the stack is left
+/// running for inspection); [`OpsError::Io`] for the secrets' hand-over or the templates.
+pub fn compose(dir: &Path, options: &UpOptions, progress: &mut dyn Progress) -> Result<UpOutcome> {
+    let dir = std::fs::canonicalize(dir).map_err(io("open", dir))?;
+    if !dir.join(layout::ENV_FILE).is_file() {
+        return Err(OpsError::NotADeployment {
+            path: dir.clone(),
+            missing: layout::ENV_FILE,
+        });
+    }
+    if healthy_stack(&options.project, &dir) {
+        progress.ok(format!(
+            "Stack {} already runs healthy from {}: nothing changed (no container recreated; `down` first to redeploy{})",
+            options.project,
+            dir.display(),
+            if options.observability {
+                ", --observability is not applied to a running stack"
+            } else {
+                ""
+            }
+        ));
+        return Ok(UpOutcome::AlreadyRunning);
+    }
+    hand_secrets_to_containers(&dir, progress)?;
+    let compose = project(&dir, options)?;
+    let _ = compose.run(&["down", "--remove-orphans"]);
+    if options.observability {
+        compose.run(&["--profile", "observability", "up", "-d"])?;
+        progress.ok(
+            "Observability: Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000 (dashboard `sealcache`; admin password = the API key)",
+        );
+    } else {
+        compose.run(&["up", "-d"])?;
+    }
+    progress.ok(format!(
+        "Networks: redis_internal (internal: true, no host address), frontend; via {}",
+        compose.name()
+    ));
+    // What runs from the directory, for `down` and `status` without flags.
+    ComposeRecord::new(options.project.clone(), vec![options.port]).write(&dir)?;
+    wait_healthy(&compose, &["redis", "backend"], progress)?;
+    progress.ok("Containers healthy");
+    Ok(UpOutcome::Started)
+}
+
+/// What `dir` was generated for: its environment, and whether it is a cluster deployment.
+///
+/// # Errors
+/// [`OpsError::Deployment`] when the directory's records cannot be read.
+pub fn deployment_of(dir: &Path) -> Result<(sealcache_config_gen::Environment, bool)> {
+    let environment = sealcache_config_gen::rotation::recorded_environment(dir)?;
+    let cluster = sealcache_config_gen::cluster_dir::cluster_record(dir)?.is_some();
+    Ok((environment, cluster))
+}
+
+/// The compose project of `dir` (canonical) for `options`: the embedded compose file, and the
+/// directory, the templates, the images, the API port and the containers' user set for
+/// interpolation.
+///
+/// # Errors
+/// [`OpsError::Io`] when the templates cannot be written; as [`Compose::detect`].
+pub fn project(dir: &Path, options: &UpOptions) -> Result<Compose> {
+    let file = if options.development {
+        "docker-compose.dev.yml"
+    } else {
+        "docker-compose.secure.yml"
+    };
+    project_of(dir, options, file)
+}
+
+/// [`project`] of the embedded compose file `file` (a template's name,
+/// `docker-compose.cluster.yml` for a cluster).
+///
+/// # Errors
+/// As [`project`].
+pub fn project_of(dir: &Path, options: &UpOptions, file: &str) -> Result<Compose> {
+    let templates = crate::templates::write(dir)?;
+    let uid = CONTAINER_UID.to_string();
+    let mut compose = Compose::detect(&options.project)?
+        .file(&templates.join(file))
+        .var("SEALCACHE_DIR", dir.to_string_lossy())
+        .var("SEALCACHE_DEPLOY", templates.to_string_lossy())
+        .var("SEALCACHE_PORT", options.port.to_string())
+        .var("SEALCACHE_UID", uid.clone())
+        .var("SEALCACHE_GID", uid);
+    if let Some(image) = &options.redis_image {
+        compose = compose.var("SEALCACHE_REDIS_IMAGE", image.clone());
+    }
+    if let Some(image) = &options.backend_image {
+        compose = compose.var("SEALCACHE_BACKEND_IMAGE", image.clone());
+    }
+    if let Some(subnet) = &options.internal_subnet {
+        compose = compose.var("SEALCACHE_INTERNAL_SUBNET", subnet.clone());
+    }
+    if options.observability {
+        compose = compose.var("SEALCACHE_OTLP_ENDPOINT", "http://otel-collector:4318");
+    }
+    Ok(compose)
+}
+
+/// Whether compose project `project` runs healthy from `dir`: its `redis` and `backend` one
+/// container each, healthy, mounting the directory's secrets.
+#[must_use]
+pub fn healthy_stack(project: &str, dir: &Path) -> bool {
+    let secrets = dir.join(layout::SECRETS_DIR);
+    ["redis", "backend"].iter().all(|service| {
+        let filters = [
+            format!("label=com.docker.compose.project={project}"),
+            format!("label=com.docker.compose.service={service}"),
+        ];
+        let Ok(ids) = docker(&["ps", "-q", "--filter", &filters[0], "--filter", &filters[1]])
+        else {
+            return false;
+        };
+        let mut ids = ids.split_whitespace();
+        let (Some(id), None) = (ids.next(), ids.next()) else {
+            return false;
+        };
+        inspect(id).is_ok_and(|c| {
+            c["State"]["Health"]["Status"] == "healthy"
+                && c["Mounts"].as_array().is_some_and(|m| {
+                    m.iter().any(|m| {
+                        m["Source"]
+                            .as_str()
+                            .is_some_and(|s| Path::new(s).starts_with(&secrets))
+                    })
+                })
+        })
+    })
+}
+
+/// Gives the containers' user the secret files (0600 stays 0600; the CA key stays outside
+/// `secrets/`), as root; otherwise says that the containers read them as their owner.
+fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        progress.warn(format!(
+            "not root: the containers read the secrets as their owner; run as root to hand them to uid {CONTAINER_UID}"
+        ));
+        return Ok(());
+    }
+    chown_to_containers(dir, &[layout::SECRETS_DIR])
+}
+
+/// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs` (symbolic links
+/// themselves, never what they point to).
+///
+/// # Errors
+/// [`OpsError::Io`] naming the path that could not be handed over.
+pub fn chown_to_containers(dir: &Path, subs: &[&str]) -> Result<()> {
+    fn chown_tree(path: &Path) -> Result<()> {
+        let id = Some(rustix::fs::Uid::from_raw(CONTAINER_UID));
+        let group = Some(rustix::fs::Gid::from_raw(CONTAINER_UID));
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            id,
+            group,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io("chown", path)(e.into()))?;
+        let meta = std::fs::symlink_metadata(path).map_err(io("read", path))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).map_err(io("read", path))? {
+                chown_tree(&entry.map_err(io("read", path))?.path())?;
+            }
+        }
+        Ok(())
+    }
+    for sub in subs {
+        chown_tree(&dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// The health of `service`'s container: `healthy`, `starting`, ..., `none` without a health
+/// check, `missing` when it cannot be inspected.
+#[must_use]
+pub fn health(compose: &Compose, service: &str) -> String {
+    compose
+        .container(service)
+        .and_then(|id| inspect(&id))
+        .map(|v| {
+            v["State"]["Health"]["Status"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| "missing".to_owned())
+}
+
+/// Waits until every one of `services` is healthy, reporting each change of their states.
+///
+/// # Errors
+/// [`OpsError::Unhealthy`] with the last states when they are not all healthy within 120 s.
+pub fn wait_healthy(
+    compose: &Compose,
+    services: &[&str],
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < HEALTHY_WITHIN {
+        let states: Vec<(&str, String)> =
+            services.iter().map(|s| (*s, health(compose, s))).collect();
+        let line = states
+            .iter()
+            .map(|(s, h)| format!("{s} {h}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if line != last {
+            progress.info(format!("{line} ({:.0}s)", started.elapsed().as_secs_f64()));
+            last = line;
+        }
+        if states.iter().all(|(_, h)| h == "healthy") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(OpsError::Unhealthy {
+        target: format!("compose project {}", compose.project()),
+        detail: format!(
+            "not healthy within {} s ({last}); left running for inspection",
+            HEALTHY_WITHIN.as_secs()
+        ),
+    })
+}
