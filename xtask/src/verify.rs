@@ -223,14 +223,7 @@ pub(crate) fn operator_command_verifies(dir: &Path) -> Check {
     let run = |args: &[&str]| run_operator_command(dir, args);
     let outcome = (|| -> anyhow::Result<(bool, String)> {
         let (verified, checks) = run(&["verify"])?;
-        let items = checks.as_array().map_or(0, Vec::len);
-        let failed: Vec<&str> = checks
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["passed"] != true)
-            .filter_map(|c| c["name"].as_str())
-            .collect();
+        let (items, failed) = failed_checks(&checks);
         let (status_ok, status) = run(&["status"])?;
         let cluster = sealcache_config_gen::cluster_dir::cluster_record(dir)?.is_some();
         let nodes = status["redis_nodes"].as_array().map_or(0, Vec::len);
@@ -302,14 +295,7 @@ pub(crate) fn operator_command_up_and_down(
             "--backend-image",
             &images.1,
         ])?;
-        let items = checks.as_array().map_or(0, Vec::len);
-        let failed: Vec<&str> = checks
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["passed"] != true)
-            .filter_map(|c| c["name"].as_str())
-            .collect();
+        let (items, failed) = failed_checks(&checks);
         let (down, reports) = run(&["down"])?;
         let removed = reports[0]["projects"]
             .as_array()
@@ -361,4 +347,15 @@ fn run_operator_command(dir: &Path, args: &[&str]) -> anyhow::Result<(bool, serd
         )
     })?;
     Ok((out.status.success(), json))
+}
+
+/// How many checks a `--json` verification printed, and the names of those that failed.
+fn failed_checks(checks: &serde_json::Value) -> (usize, Vec<&str>) {
+    let all = checks.as_array().map_or(&[][..], Vec::as_slice);
+    let failed = all
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    (all.len(), failed)
 }
