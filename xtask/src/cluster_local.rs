@@ -20,7 +20,6 @@ use anyhow::{Context as _, bail, ensure};
 use sealcache_config_gen::cluster_dir::{self, ClusterRecord};
 use sealcache_config_gen::{SecretString, acl, layout};
 
-use crate::cluster_stack::admin;
 use sealcache_ops::stack::{NodeView, Redis, node_view};
 
 use crate::contract::{SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, host_path};
@@ -243,7 +242,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     // Every node answers (as cache_admin, over TLS with the client certificate).
     let deadline = Instant::now() + Duration::from_secs(20);
     for n in &cluster.nodes {
-        while admin(&dir, &Redis::Local { port: n.port }, "PING")
+        while sealcache_ops::stack::admin(&dir, &Redis::Local { port: n.port }, "PING")
             .map_or(true, |r| r.trim() != "PONG")
         {
             ensure!(
@@ -263,7 +262,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     let entry = Redis::Local {
         port: cluster.nodes.first().map_or(0, |n| n.port),
     };
-    crate::cluster_stack::create(&dir, &entry, &addresses, record.replicas_per_primary)?;
+    sealcache_ops::stack::form_cluster(&dir, &entry, &addresses, record.replicas_per_primary)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let states = views(&dir, &cluster);
@@ -392,7 +391,10 @@ pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
         .collect();
     let dropped = replicas
         .iter()
-        .filter(|n| admin(dir, n, "CLIENT KILL TYPE master").is_ok_and(|r| r.trim() == "1"))
+        .filter(|n| {
+            sealcache_ops::stack::admin(dir, n, "CLIENT KILL TYPE master")
+                .is_ok_and(|r| r.trim() == "1")
+        })
         .count();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

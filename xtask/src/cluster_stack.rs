@@ -12,31 +12,19 @@
 //! replicas linked, each backend's view of the cluster and L1 coherence, and cross-replica
 //! invalidation (a change made through one backend is seen through the other within 1 s).
 
-use std::io::Write as _;
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context as _, bail, ensure};
-use sealcache_config_gen::cluster_dir::{self, ClusterRecord};
-use sealcache_config_gen::{SecretString, acl, layout};
+use sealcache_config_gen::cluster_dir;
+use sealcache_config_gen::layout;
 use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
-use sealcache_ops::stack::{NodeView, Redis, formed, node_view};
 
-use crate::contract::variable;
-use crate::deploy::UID;
-use crate::docker::{engine_answers, inspect};
+use crate::docker::engine_answers;
 use crate::images::{ImageMode, prepare};
-use crate::progress::{is_root, workspace_root};
+use crate::progress::workspace_root;
 use crate::verify::{Check, check, print_checks};
-use sealcache_ops::runtime::compose::Compose;
-
-/// The compose file of the cluster stack.
-const COMPOSE_FILE: &str = "docker-compose.cluster.yml";
-/// Which compose project and API ports a `secure-up --cluster` of this directory used.
-/// Each node's cluster state (nodes.conf), mounted at /data.
-const STATE_DIR: &str = "cluster-state";
 
 /// The default directory of a cluster deployment, `deploy/generated-cluster` (git-ignored): never
 /// the single-node one.
@@ -136,8 +124,7 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
         dir.display(),
         record.backends
     );
-    let last_port = opts
-        .port
+    opts.port
         .checked_add(u16::try_from(record.backends - 1).unwrap_or(u16::MAX))
         .context("--port leaves no room for the other backends")?;
 
@@ -159,281 +146,14 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
         "✅ Images: redis={} backend={} ({})",
         images.redis, images.backend, images.origin
     );
-    let dir =
-        std::fs::canonicalize(&dir).with_context(|| format!("{} does not exist", dir.display()))?;
     let options = sealcache_ops::up::UpOptions::new(opts.project.clone(), opts.port)
-        .images(Some(images.redis.clone()), Some(images.backend.clone()))
+        .images(Some(images.redis), Some(images.backend))
         .internal_subnet(opts.internal_subnet.clone());
-    let compose = sealcache_ops::up::project_of(&dir, &options, COMPOSE_FILE)?.var(
-        const { variable("SEALCACHE_PORT_2") },
-        last_port.to_string(),
-    );
-    let _ = compose.run(&["down", "--remove-orphans"]);
-    fresh_state_dirs(&dir, &record)?;
-    hand_to_containers(&dir)?;
-    let mut args = vec!["up", "-d"];
-    args.extend(record.nodes.iter().map(String::as_str));
-    compose.run(&args)?;
-    wait_healthy(&compose, &record.nodes)?;
-    println!(
-        "✅ Redis nodes healthy: {} on {}_redis_internal (internal: true, no host address), via {}",
-        record.nodes.join(", "),
-        compose.project(),
-        compose.name()
-    );
-    let nodes = containers(&compose, &record)?;
-    let first = nodes.first().context("no Redis node")?;
-    let addresses: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let ip = n
-                .ip
-                .as_deref()
-                .with_context(|| format!("{} has no address on the internal network", n.name))?;
-            Ok(format!("{ip}:{}", layout::REDIS_PORT))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    create(&dir, &first.node, &addresses, record.replicas_per_primary)?;
-    let formed = Instant::now();
-    wait_formed(&dir, &nodes, &record)?;
-    println!(
-        "✅ Cluster formed over TLS as {} ({} primaries, {} replicas) in {:.1}s",
-        acl::ADMIN_USER,
-        record.primaries(),
-        record.nodes.len() - record.primaries(),
-        formed.elapsed().as_secs_f64()
-    );
-    let backends = backend_services(&record);
-    let mut args = vec!["up", "-d"];
-    args.extend(backends.iter().map(String::as_str));
-    compose.run(&args)?;
-    wait_healthy(&compose, &backends)?;
-    println!("✅ Backends healthy: {}", backends.join(", "));
-    let ports: Vec<u16> = (0..record.backends)
-        .map(|b| opts.port + u16::try_from(b).unwrap_or(0))
-        .collect();
-    sealcache_ops::stack::ComposeRecord::new(opts.project.clone(), ports.clone()).write(&dir)?;
+    let (_, ports) =
+        sealcache_ops::up::compose_cluster(&dir, &options, &mut crate::progress::Printer)?;
     let checks = crate::verify::verify(&dir, true);
     Ok(report(&checks, opts.json, &dir, &ports, started))
 }
-
-fn backend_services(record: &ClusterRecord) -> Vec<String> {
-    (1..=record.backends)
-        .map(|b| format!("backend-{b}"))
-        .collect()
-}
-
-/// Empty per-node state directories (a new cluster each time: a node's nodes.conf from an earlier
-/// stack names addresses that no longer exist).
-fn fresh_state_dirs(dir: &Path, record: &ClusterRecord) -> anyhow::Result<()> {
-    let state = dir.join(STATE_DIR);
-    if state.exists() {
-        std::fs::remove_dir_all(&state)
-            .with_context(|| format!("cannot remove {}", state.display()))?;
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true).mode(0o700);
-    for node in &record.nodes {
-        builder
-            .create(state.join(node))
-            .with_context(|| format!("cannot create {}", state.join(node).display()))?;
-    }
-    Ok(())
-}
-
-/// Gives the containers' user the secret files and the nodes' state directories (0600/0700 stay);
-/// the CA key stays root's.
-fn hand_to_containers(dir: &Path) -> anyhow::Result<()> {
-    if !is_root() {
-        println!(
-            "⚠️  not root: the containers read the secrets as their owner; run as root to hand them to uid {UID}"
-        );
-        return Ok(());
-    }
-    Ok(sealcache_ops::up::chown_to_containers(
-        dir,
-        &[layout::SECRETS_DIR, STATE_DIR],
-    )?)
-}
-
-fn wait_healthy(compose: &Compose, services: &[String]) -> anyhow::Result<()> {
-    let services: Vec<&str> = services.iter().map(String::as_str).collect();
-    Ok(sealcache_ops::up::wait_healthy(
-        compose,
-        &services,
-        &mut crate::progress::Printer,
-    )?)
-}
-
-/// One node of the compose stack.
-struct NodeContainer {
-    name: String,
-    ip: Option<String>,
-    node: Redis,
-}
-
-fn containers(compose: &Compose, record: &ClusterRecord) -> anyhow::Result<Vec<NodeContainer>> {
-    let network = format!("{}_redis_internal", compose.project());
-    record
-        .nodes
-        .iter()
-        .map(|name| {
-            let id = compose.container(name)?;
-            let v = inspect(&id)?;
-            let ip = v["NetworkSettings"]["Networks"][&network]["IPAddress"]
-                .as_str()
-                .filter(|ip| !ip.is_empty())
-                .map(str::to_owned);
-            Ok(NodeContainer {
-                name: name.clone(),
-                node: Redis::Container {
-                    id,
-                    service: name.clone(),
-                },
-                ip,
-            })
-        })
-        .collect()
-}
-
-fn wait_formed(dir: &Path, nodes: &[NodeContainer], record: &ClusterRecord) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let views: Vec<NodeView> = nodes.iter().map(|n| node_view(dir, &n.node)).collect();
-        if formed(&views, record) {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the cluster did not become healthy within 60 s: {views:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Nodes: redis-cli as cache_admin, locally or inside a node's container
-
-/// `redis-cli` with TLS for `node`, reading commands (and the password) from its standard input.
-fn redis_cli(dir: &Path, node: &Redis) -> Command {
-    match node {
-        Redis::Local { port } => {
-            let mut c = crate::rotate::local_cli(dir, *port, true);
-            c.env_remove("REDISCLI_AUTH");
-            c
-        }
-        Redis::Container { id, .. } => crate::rotate::container_cli(id, true),
-    }
-}
-
-/// Runs `redis-cli` with `extra` arguments on `node`, writing `input` (which holds a secret) to
-/// its standard input; returns whether it succeeded, and stdout and stderr.
-fn run_cli(
-    dir: &Path,
-    node: &Redis,
-    extra: &[String],
-    input: &SecretString,
-) -> anyhow::Result<(bool, String)> {
-    let mut child = redis_cli(dir, node)
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run redis-cli")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.expose_secret().as_bytes())
-            .context("cannot talk to redis-cli")?;
-    }
-    let out = child.wait_with_output().context("redis-cli failed")?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
-}
-
-/// Runs `command` (no secret in it) on `node` as `cache_admin` (`sealcache_ops::stack::admin`).
-pub(crate) fn admin(dir: &Path, node: &Redis, command: &str) -> anyhow::Result<String> {
-    Ok(sealcache_ops::stack::admin(dir, node, command)?)
-}
-
-fn admin_password(dir: &Path) -> anyhow::Result<SecretString> {
-    Ok(sealcache_ops::stack::read_secret(
-        dir,
-        layout::ADMIN_PASSWORD,
-    )?)
-}
-
-/// `redis-cli --cluster create ADDRESSES --cluster-replicas N` on `entry` as `cache_admin`
-/// (`--askpass`: the password on standard input); retried after `CLUSTER RESET HARD` of every node.
-pub(crate) fn create(
-    dir: &Path,
-    entry: &Redis,
-    addresses: &[String],
-    replicas: usize,
-) -> anyhow::Result<()> {
-    let password = SecretString::new(format!("{}\n", admin_password(dir)?.expose_secret()));
-    let mut args: Vec<String> = [
-        "--user",
-        acl::ADMIN_USER,
-        "--askpass",
-        "--cluster",
-        "create",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.extend(addresses.iter().cloned());
-    args.extend([
-        "--cluster-replicas".to_owned(),
-        replicas.to_string(),
-        "--cluster-yes".to_owned(),
-    ]);
-    let mut last = String::new();
-    for attempt in 0..3 {
-        if attempt > 0 {
-            let reset = SecretString::new(format!(
-                "AUTH {} {}\nCLUSTER RESET HARD\n",
-                acl::ADMIN_USER,
-                admin_password(dir)?.expose_secret()
-            ));
-            for address in addresses {
-                let (host, port) = address.rsplit_once(':').unwrap_or((address, "6379"));
-                let _ = run_cli(
-                    dir,
-                    entry,
-                    &[
-                        "-h".to_owned(),
-                        host.to_owned(),
-                        "-p".to_owned(),
-                        port.to_owned(),
-                    ],
-                    &reset,
-                );
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let (ok, text) = run_cli(dir, entry, &args, &password)?;
-        if ok && text.contains("All 16384 slots covered") {
-            return Ok(());
-        }
-        last = text;
-    }
-    bail!(
-        "redis-cli --cluster create failed: {}",
-        last.lines()
-            .filter(|l| l.contains("ERR") || l.contains("Could not"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checks both stacks share
 
 fn report(checks: &[Check], json: bool, dir: &Path, ports: &[u16], started: Instant) -> ExitCode {
     if json {

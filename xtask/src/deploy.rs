@@ -18,8 +18,6 @@ use crate::verify::verify;
 pub(crate) const PROJECT: &str = sealcache_ops::up::DEFAULT_PROJECT;
 /// Where the API is published (127.0.0.1 only).
 pub(crate) const DEFAULT_PORT: u16 = sealcache_ops::up::DEFAULT_PORT;
-/// The containers' user (and group).
-pub(crate) const UID: &str = "999";
 
 fn parse_env(s: &str) -> Result<Environment, String> {
     s.parse()

@@ -10,7 +10,8 @@ use sealcache_ops::verify::{self, VerifyOptions};
 
 use crate::render::{Printer, checks_report};
 
-/// Options of `up`: a compose stack from a generated deployment directory (`config generate`),
+/// Options of `up`: a compose stack (one node, or a cluster for a directory generated with
+/// `--cluster`) from a generated deployment directory (`config generate`),
 /// with images that exist on this host (`cargo xtask secure-up` builds them from a checkout).
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
@@ -48,12 +49,6 @@ impl UpArgs {
         let dir = self.dir.unwrap_or_else(crate::default_dir);
         let mut printer = Printer::new(self.json);
         let (environment, cluster) = up::deployment_of(&dir)?;
-        if cluster {
-            anyhow::bail!(
-                "{} is a cluster deployment: `sealcache up` brings up one node (a cluster is `cargo xtask secure-up --cluster` for now)",
-                dir.display()
-            );
-        }
         if self.development != (environment == sealcache_ops::Environment::Development) {
             anyhow::bail!(
                 "{} was generated for {environment}: {}",
@@ -74,7 +69,15 @@ impl UpArgs {
             .observability(self.observability)
             .images(self.redis_image, self.backend_image)
             .internal_subnet(self.internal_subnet);
-        up::compose(&dir, &options, &mut printer)?;
+        if cluster {
+            // Six nodes formed into a cluster, then the backends on --port, --port + 1, ...
+            if self.development {
+                anyhow::bail!("a cluster deployment has no development stack");
+            }
+            up::compose_cluster(&dir, &options, &mut printer)?;
+        } else {
+            up::compose(&dir, &options, &mut printer)?;
+        }
         let want = if self.development {
             SecurityLevel::Development
         } else {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sealcache_config_gen::rotation::{self, RotateOptions, Stage, StageOutcome};
 
-pub(crate) use sealcache_ops::rotate::{Step, container_cli, local_cli, report};
+pub(crate) use sealcache_ops::rotate::{Step, report};
 
 pub(crate) use self::interrupt::{refused_with_redis_down, verify_interruptions};
 pub(crate) use self::load::verify_under_load;

@@ -4,11 +4,13 @@
 //! ([`down`]). Each stage is written once against these, never once per stack.
 
 mod down;
+mod formation;
 mod nodes;
 mod record;
 mod targets;
 
 pub use self::down::{DownOptions, DownReport, StoppedProcess, down, down_lines};
+pub use self::formation::form_cluster;
 pub use self::nodes::{NodeView, address, formed, node_view};
 pub use self::record::{COMPOSE_RECORD, ComposeRecord};
 pub use self::targets::{

@@ -9,6 +9,8 @@
 //! ([`crate::stack::ComposeRecord`]) and waited for until every container is healthy. Verify
 //! it with [`crate::verify::verify`].
 
+mod cluster;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,8 @@ use crate::report::{Progress, ProgressExt as _};
 use crate::runtime::compose::Compose;
 use crate::runtime::docker::{docker, inspect};
 use crate::stack::ComposeRecord;
+
+pub use self::cluster::{CLUSTER_COMPOSE_FILE, CLUSTER_STATE_DIR, compose_cluster};
 
 /// The compose project `up` creates unless told another.
 pub const DEFAULT_PROJECT: &str = "sealcache";
