@@ -8,7 +8,12 @@
 //!   [`config::train_dictionary`].
 //! * [`rotate`]: [`rotate::rotate`] runs a rotation stage on the files and on every running process
 //!   that uses the directory; [`rotate::plan_stage`] is its dry run.
-//! * [`status`]: [`status::status`], the backend's security status compared with the directory.
+//! * [`stack`]: what runs from a directory, whatever its runtime and topology
+//!   ([`stack::discover`]), administered, observed and stopped ([`stack::down`]), each written once.
+//! * [`up`]: [`up::compose`] and [`up::compose_cluster`] bring a compose stack up from the
+//!   embedded compose files ([`templates`]); [`verify::verify`] checks every hardening item of
+//!   whatever runs.
+//! * [`status`]: [`status::status`], the stack's security status compared with the directory.
 //! * [`report`]: progress as typed lines ([`Progress`], [`Report`], [`Line`], [`Mark`]); nothing
 //!   in this crate prints. Errors are [`OpsError`] variants by kind.
 //! * [`runtime`]: the local stacks' pid records and signals (Docker and HTTP stay internal).
