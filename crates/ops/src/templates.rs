@@ -2,7 +2,7 @@
 //! binary: a host with neither a checkout nor a Rust toolchain brings a stack up from them.
 //!
 //! They are the repository's `deploy/` files (`templates/` links to them, so there is one copy),
-//! written into a deployment directory's `compose/` by [`write`]; the compose files find them
+//! written into a deployment directory's `compose/` by [`write()`]; the compose files find them
 //! there through `SEALCACHE_DEPLOY`.
 
 use std::path::{Path, PathBuf};

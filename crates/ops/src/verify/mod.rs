@@ -2,12 +2,12 @@
 //! what runs from a deployment directory (local processes or compose, one node or a cluster).
 //!
 //! What is checked depends on what runs, never on which command started it:
-//! * compose containers ([`containers`]): Redis publishes no port and sits only on the internal
+//! * compose containers: Redis publishes no port and sits only on the internal
 //!   network; neither the host nor a container on another network reaches it (asked of the kernel
 //!   first, `ip route get`: no packet ever leaves the machine); no secret in `docker inspect`;
 //!   every container hardened;
 //! * a cluster ([`crate::stack::formed`]): every node `cluster_state:ok`, every replica linked;
-//! * the backends ([`backends`]): their security status at the wanted level (read again for up to
+//! * the backends: their security status at the wanted level (read again for up to
 //!   30 s while they settle), for local processes the transport and identity checks they observe,
 //!   for a cluster their view of it and L1 coherence; one store and lookup end to end that leaves
 //!   nothing behind; with two backends or more, a change through one seen through another.
