@@ -24,9 +24,8 @@ use sealcache_ops::stack::{NodeView, Redis, node_view};
 
 use crate::contract::{SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, host_path};
 use crate::http::request;
-use crate::local::{build_server, cmdline, host_value, quoted, spawn_redis, spawn_server};
+use crate::local::{build_server, host_value, quoted, spawn_redis, spawn_server};
 use crate::progress::{on_path, workspace_root};
-use crate::verify::Check;
 
 /// The containers' node configuration, which the local one is made from.
 const REDIS_CLUSTER_CONF: &str = "deploy/redis/redis.cluster.conf";
@@ -336,90 +335,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     Ok(cluster.backends.iter().map(|b| b.port).collect())
 }
 
-/// With one node killed (SIGKILL, the last recorded one), a rotation stage must refuse before it
-/// changes a file (no directory ahead of the running servers), and the stack must still count
-/// as running (status shows the dead node; `down` stops the rest).
-pub(crate) fn rotation_refused_with_a_node_down(dir: &Path) -> Check {
-    let name = "rotation_refused_with_a_node_down";
-    let Some(cluster) = running(dir) else {
-        return crate::verify::check(name, false, "the recorded processes do not run");
-    };
-    let Some(victim) = cluster.nodes.last() else {
-        return crate::verify::check(name, false, "no node recorded");
-    };
-    let _ = sealcache_ops::runtime::terminate(victim.pid, "redis-server", Duration::ZERO);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cmdline(victim.pid).contains("redis-server") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let acl = dir.join(sealcache_config_gen::layout::USERS_ACL);
-    let before = std::fs::read(&acl).ok();
-    let stage = crate::rotate::run_stage(
-        dir,
-        sealcache_config_gen::rotation::Stage::Add,
-        &sealcache_config_gen::rotation::RotateOptions::default(),
-        true,
-    );
-    let unchanged = std::fs::read(&acl).ok() == before && before.is_some();
-    let still_running = running(dir).is_some();
-    crate::verify::check(
-        name,
-        stage.is_err() && unchanged && still_running,
-        format!(
-            "node :{} killed; stage add {}; users.acl {}; stack {}",
-            victim.port,
-            if stage.is_err() { "refused" } else { "ran" },
-            if unchanged { "unchanged" } else { "changed" },
-            if still_running { "still found" } else { "lost" }
-        ),
-    )
-}
-
-/// After a password rotation: every replica drops its link to its primary (`CLIENT KILL TYPE
-/// master`) and must link up again, which it does with the `masterauth` it holds now, against
-/// the users.acl the rotation left (only the new password after retire).
-pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
-    let name = "replicas_reauthenticate_after_rotation";
-    let Some(cluster) = running(dir) else {
-        return crate::verify::check(name, false, "the recorded processes do not run");
-    };
-    let replicas: Vec<Redis> = views(dir, &cluster)
-        .iter()
-        .zip(&cluster.nodes)
-        .filter(|(v, _)| v.role == "replica")
-        .map(|(_, n)| Redis::Local { port: n.port })
-        .collect();
-    let dropped = replicas
-        .iter()
-        .filter(|n| {
-            sealcache_ops::stack::admin(dir, n, "CLIENT KILL TYPE master")
-                .is_ok_and(|r| r.trim() == "1")
-        })
-        .count();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let linked = views(dir, &cluster)
-            .iter()
-            .filter(|v| v.role == "replica" && v.link_up)
-            .count();
-        let passed = dropped == replicas.len() && !replicas.is_empty() && linked == dropped;
-        if passed || Instant::now() >= deadline {
-            return crate::verify::check(
-                name,
-                passed,
-                format!(
-                    "{dropped}/{} replicas dropped their link to the primary; {linked} linked up again as {} with the rotated masterauth",
-                    replicas.len(),
-                    acl::REPLICATION_USER
-                ),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// Every node's role, `cluster_state` and replica link, asked of the node itself.
-fn views(dir: &Path, cluster: &LocalCluster) -> Vec<NodeView> {
+pub(crate) fn views(dir: &Path, cluster: &LocalCluster) -> Vec<NodeView> {
     cluster
         .nodes
         .iter()

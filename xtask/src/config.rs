@@ -8,7 +8,7 @@ use sealcache_config_gen::ValidationInput;
 use sealcache_env_detect::Environment;
 use sealcache_ops::config::{GenerateFormat, GenerateOptions, Verdict, report_verdict};
 
-use crate::progress::{Printer, workspace_root};
+use crate::progress::Printer;
 
 /// `config` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -57,7 +57,7 @@ impl DictionaryArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let mut opts = sealcache_ops::config::DictionaryOptions::new(
             self.samples,
-            self.dir.unwrap_or_else(default_dir),
+            self.dir.unwrap_or_else(crate::progress::default_dir),
         );
         opts.size = self.size;
         opts.dry_run = self.dry_run;
@@ -69,16 +69,6 @@ impl DictionaryArgs {
 fn parse_env(s: &str) -> Result<Environment, String> {
     s.parse()
         .map_err(|_| "expected development, testing, staging, production or unknown".to_owned())
-}
-
-/// The default output directory, `deploy/generated` in the repository (git-ignored).
-pub(crate) fn default_dir() -> PathBuf {
-    workspace_root().join("deploy/generated")
-}
-
-/// `dev-up`'s own directory, `deploy/generated-dev` (git-ignored): never the production one.
-pub(crate) fn default_dev_dir() -> PathBuf {
-    workspace_root().join("deploy/generated-dev")
 }
 
 /// Output format names.
@@ -129,9 +119,9 @@ impl GenerateArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.out.clone().unwrap_or_else(|| {
             if self.cluster {
-                crate::cluster_stack::default_dir()
+                crate::progress::default_cluster_dir()
             } else {
-                default_dir()
+                crate::progress::default_dir()
             }
         });
         if self.rotate {
@@ -200,7 +190,7 @@ impl ValidateArgs {
         let input = match (self.env_file, self.dir) {
             (Some(file), _) => ValidationInput::EnvFile(file),
             (None, Some(dir)) => ValidationInput::Dir(dir),
-            (None, None) => ValidationInput::Dir(default_dir()),
+            (None, None) => ValidationInput::Dir(crate::progress::default_dir()),
         };
         let report = match sealcache_ops::config::validate_input(&input, self.environment) {
             Ok(report) => report,

@@ -40,7 +40,7 @@ pub(crate) struct UpArgs {
     /// Host port of the API (bound to 127.0.0.1).
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
-    /// A compose project to remove by name as well, whatever it mounts.
+    /// Compose project name.
     #[arg(long, default_value = PROJECT)]
     project: String,
     /// Run Redis and the server as local processes instead of containers (automatic when no Docker
@@ -119,6 +119,10 @@ pub(crate) struct DownArgs {
     /// A compose project to remove by name as well, whatever it mounts.
     #[arg(long, default_value = PROJECT)]
     project: String,
+    /// Remove `project` alone: no deployment directory is looked at (the test harness's own
+    /// stacks; never a developer's stacks in the default directories).
+    #[arg(skip)]
+    project_only: bool,
 }
 
 /// `status`.
@@ -183,9 +187,9 @@ impl UpArgs {
         // dev-up has its own directory: it never reuses (nor rewrites) the one secure-up deploys.
         let dir = self.dir.clone().unwrap_or_else(|| {
             if secure {
-                crate::config::default_dir()
+                crate::progress::default_dir()
             } else {
-                crate::config::default_dev_dir()
+                crate::progress::default_dev_dir()
             }
         });
         if dir.join(layout::ENV_FILE).exists() {
@@ -308,24 +312,7 @@ fn print_report(
         }
         println!("✅ Isolation verified");
     }
-    ready_or_failed(passed, &format!("http://127.0.0.1:{port}"), dir)
-}
-
-/// The last line of an up command: `✅ Ready: <urls>` and success when the verification
-/// `passed`, else the stack left running for inspection and exit code 1.
-pub(crate) fn ready_or_failed(passed: bool, urls: &str, dir: &Path) -> ExitCode {
-    if passed {
-        println!(
-            "✅ Ready: {urls} — API key in {}",
-            dir.join(layout::API_KEY).display()
-        );
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "❌ verification failed; the stack is left running for inspection (`cargo xtask down`)"
-        );
-        ExitCode::from(1)
-    }
+    crate::verify::ready_or_failed(passed, &format!("http://127.0.0.1:{port}"), dir)
 }
 
 impl DownArgs {
@@ -335,17 +322,23 @@ impl DownArgs {
             volumes: true,
             dir: None,
             project: project.to_owned(),
+            project_only: true,
         }
     }
 
     /// Stops what runs from `--dir` (without it, from both default directories) and removes
     /// compose project `--project`: `sealcache_ops::stack::down`, once for every stack.
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        if self.project_only {
+            let removed = sealcache_ops::stack::remove_project(&self.project, self.volumes)?;
+            sealcache_ops::stack::project_lines(&removed, &mut crate::progress::Printer);
+            return Ok(ExitCode::SUCCESS);
+        }
         let dirs = match self.dir {
             Some(dir) => vec![dir],
             None => vec![
-                crate::config::default_dir(),
-                crate::cluster_stack::default_dir(),
+                crate::progress::default_dir(),
+                crate::progress::default_cluster_dir(),
             ],
         };
         for (i, dir) in dirs.iter().enumerate() {
@@ -370,11 +363,11 @@ impl StatusArgs {
             .dir
             .or_else(|| {
                 sealcache_ops::stack::first_running(&[
-                    crate::config::default_dir(),
-                    crate::cluster_stack::default_dir(),
+                    crate::progress::default_dir(),
+                    crate::progress::default_cluster_dir(),
                 ])
             })
-            .unwrap_or_else(crate::config::default_dir);
+            .unwrap_or_else(crate::progress::default_dir);
         let status = sealcache_ops::status::status(&dir, self.port)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status)?);

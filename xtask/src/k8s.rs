@@ -65,9 +65,9 @@ impl RenderArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let dir = self.dir.clone().unwrap_or_else(|| {
             if self.cluster {
-                crate::cluster_stack::default_dir()
+                crate::progress::default_cluster_dir()
             } else {
-                crate::config::default_dir()
+                crate::progress::default_dir()
             }
         });
         let out = self

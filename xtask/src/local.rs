@@ -274,11 +274,10 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
     Ok(port)
 }
 
-/// Stops whatever runs from `dir` (`sealcache_ops::stack::down`, which every stack shares).
-/// Returns how many local processes it stopped.
+/// Stops the local processes that run from `dir` (`sealcache_ops::stack::stop_local`, the local
+/// part of the `down` every stack shares). Returns how many it stopped.
 pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
-    let report = sealcache_ops::stack::down(dir, &sealcache_ops::stack::DownOptions::default())?;
-    Ok(report.processes.len())
+    Ok(sealcache_ops::stack::stop_local(dir)?.len())
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod progress;
 mod python;
 mod redis_install;
 mod rotate;
+mod stack_tests;
 mod test;
 mod verify;
 

@@ -11,6 +11,22 @@ pub(crate) fn workspace_root() -> PathBuf {
     layout().0.clone()
 }
 
+/// The default deployment directory, `deploy/generated` (git-ignored).
+pub(crate) fn default_dir() -> PathBuf {
+    workspace_root().join("deploy/generated")
+}
+
+/// `dev-up`'s own directory, `deploy/generated-dev` (git-ignored): never the production one.
+pub(crate) fn default_dev_dir() -> PathBuf {
+    workspace_root().join("deploy/generated-dev")
+}
+
+/// The default directory of a cluster deployment, `deploy/generated-cluster` (git-ignored):
+/// never the single-node one.
+pub(crate) fn default_cluster_dir() -> PathBuf {
+    workspace_root().join("deploy/generated-cluster")
+}
+
 /// The build output directory (`CARGO_TARGET_DIR`, `build.target-dir`, or `target/`), as cargo
 /// reports it for this workspace now.
 pub(crate) fn target_dir() -> PathBuf {

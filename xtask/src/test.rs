@@ -139,10 +139,10 @@ impl TestArgs {
         // The Redis Cluster stacks (cluster_stack.rs): local processes everywhere, compose when a
         // Docker engine answers (reusing the images the single-node step built).
         if self.runs(Step::ClusterLocal) {
-            crate::cluster_stack::test_local()?;
+            crate::stack_tests::cluster_local()?;
         }
         if self.runs(Step::ClusterCompose) {
-            crate::cluster_stack::test_compose()?;
+            crate::stack_tests::cluster_compose()?;
         }
         if self.runs(Step::Partitions) {
             // Three hosts (network namespaces) cut apart four ways, every answer judged (partitions/).
@@ -187,7 +187,7 @@ fn stack_verification() -> anyhow::Result<()> {
     // Then the crash-and-restart proof, after the rotation's reloads: signalled with
     // `docker kill --signal`, Docker no longer restarted a crashed backend (moby/moby#41302;
     // restarted=false 90 s after the crash), so reloads now signal from inside the container.
-    rotation.extend(crate::verify::with_crash_and_restart(
+    rotation.extend(crate::stack_tests::with_crash_and_restart(
         Vec::new(),
         &outcome,
         &project,
@@ -197,12 +197,12 @@ fn stack_verification() -> anyhow::Result<()> {
     ));
     // Then the operator command alone, on the same directory: up from its embedded compose
     // files with the images just used, verified, and down.
-    let images = crate::verify::project_images(&project);
+    let images = crate::stack_tests::project_images(&project);
     let _ = crate::deploy::DownArgs::project(&project).run();
     if let Some(images) =
         images.filter(|_| matches!(&outcome, Ok(code) if *code == ExitCode::SUCCESS))
     {
-        rotation.push(crate::verify::operator_command_up_and_down(
+        rotation.push(crate::stack_tests::operator_command_up_and_down(
             &dir, &project, port, &images,
         ));
         let _ = crate::deploy::DownArgs::project(&project).run();
@@ -251,7 +251,7 @@ fn local_verification() -> anyhow::Result<()> {
     // changing a file (rotate/).
     let outcome = crate::local::up(&dir, port).map(|port| {
         let mut checks = crate::verify::verify(&dir, true);
-        checks.push(crate::verify::operator_command_verifies(&dir));
+        checks.push(crate::stack_tests::operator_command_verifies(&dir));
         checks.extend(crate::rotate::verify_under_load(&dir, &[port]));
         checks.extend(crate::rotate::verify_interruptions(&dir, port));
         checks.push(crate::rotate::refused_with_redis_down(&dir));

@@ -84,7 +84,10 @@ impl UpArgs {
             SecurityLevel::ProductionReady
         };
         let checks = verify::verify(&dir, &VerifyOptions::new(want), &mut printer)?;
-        let port = options.port;
+        // The port the stack answers on (a stack that already ran keeps its own).
+        let port = sealcache_ops::stack::ComposeRecord::read(&dir)?
+            .and_then(|r| r.backends.first().copied())
+            .unwrap_or(options.port);
         checks_report(&checks, self.json, &mut printer, |passed| {
             if passed {
                 format!("Ready: http://127.0.0.1:{port}")

@@ -68,7 +68,10 @@ pub(crate) struct RotateArgs {
 
 impl RotateArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let dir = self.dir.clone().unwrap_or_else(crate::config::default_dir);
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(crate::progress::default_dir);
         let opts = RotateOptions {
             force: self.force,
             longest_ttl: Duration::from_secs(self.longest_ttl),

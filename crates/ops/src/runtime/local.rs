@@ -77,15 +77,54 @@ pub fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// When process `pid` started (its start in clock ticks after boot, `/proc/PID/stat` field 22,
+/// and the boot time); `None` when it does not run or cannot be read.
+#[must_use]
+pub fn started_at(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (field 2) is in parentheses and may hold spaces: fields count after its `)`.
+    let ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let proc_stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: u64 = proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let since_boot = std::time::Duration::from_millis(ticks.saturating_mul(1000) / hz);
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot) + since_boot)
+}
+
+/// Whether `pid` is still the `program` that `record` (a pid record, written after each process
+/// it names was started) recorded: it runs `program`, and it started before the record was last
+/// written. A recycled pid (after a reboot, or another process that got the number since) started
+/// later, and is never taken for it.
+#[must_use]
+pub fn recorded_process_runs(pid: u32, program: &str, record: &Path) -> bool {
+    // Boot time is known to the second: a little slack for a record written at once.
+    const SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+    let written = std::fs::metadata(record).and_then(|m| m.modified()).ok();
+    cmdline(pid).contains(program)
+        && matches!((started_at(pid), written), (Some(start), Some(written)) if start <= written + SLACK)
+}
+
 /// The single-node local stack `dir` records, and whether its Redis and its server still run the
 /// programs they started: a stack with one of them dead is still recorded (a rotation must refuse
 /// it rather than take it for no stack).
 #[must_use]
 pub fn local_recorded(dir: &Path) -> Option<(LocalPids, bool, bool)> {
-    let text = std::fs::read(local_state_dir(dir).join(PIDS_FILE)).ok()?;
+    let record = local_state_dir(dir).join(PIDS_FILE);
+    let text = std::fs::read(&record).ok()?;
     let pids: LocalPids = serde_json::from_slice(&text).ok()?;
-    let redis = cmdline(pids.redis).contains("redis-server");
-    let server = cmdline(pids.server).contains("sealcache-server");
+    let redis = recorded_process_runs(pids.redis, "redis-server", &record);
+    let server = recorded_process_runs(pids.server, "sealcache-server", &record);
     Some((pids, redis, server))
 }
 
@@ -120,16 +159,17 @@ pub fn acl_file_in_use(dir: &Path) -> Option<PathBuf> {
 /// on that node rather than skip the whole stack, and down must stop the rest).
 #[must_use]
 pub fn local_cluster_running(dir: &Path) -> Option<LocalCluster> {
-    let text = std::fs::read(local_cluster_state_dir(dir).join(PIDS_FILE)).ok()?;
+    let record = local_cluster_state_dir(dir).join(PIDS_FILE);
+    let text = std::fs::read(&record).ok()?;
     let cluster: LocalCluster = serde_json::from_slice(&text).ok()?;
     (cluster
         .nodes
         .iter()
-        .any(|n| cmdline(n.pid).contains("redis-server"))
+        .any(|n| recorded_process_runs(n.pid, "redis-server", &record))
         || cluster
             .backends
             .iter()
-            .any(|b| cmdline(b.pid).contains("sealcache-server")))
+            .any(|b| recorded_process_runs(b.pid, "sealcache-server", &record)))
     .then_some(cluster)
 }
 
@@ -153,7 +193,8 @@ pub fn terminate(pid: u32, program: &str, wait: std::time::Duration) -> Result<b
         .ok_or_else(|| failed("not a process id".to_owned()))?;
     match rustix::process::kill_process(target, rustix::process::Signal::TERM) {
         Ok(()) => {}
-        Err(rustix::io::Errno::SRCH) => return Ok(false),
+        // Gone in the meantime, or another user's process: nothing of ours to stop.
+        Err(rustix::io::Errno::SRCH | rustix::io::Errno::PERM) => return Ok(false),
         Err(e) => return Err(failed(format!("failed ({e})"))),
     }
     let deadline = std::time::Instant::now() + wait;

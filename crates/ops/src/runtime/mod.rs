@@ -11,7 +11,8 @@ pub use self::http::request;
 pub use self::local::{
     LOCAL_CLUSTER_STATE_DIR, LOCAL_STATE_DIR, LocalBackend, LocalCluster, LocalNode, LocalPids,
     PIDS_FILE, acl_file_in_use, cmdline, local_cluster_running, local_cluster_state_dir,
-    local_recorded, local_running, local_state_dir, rewrite_masterauth, signal_server, terminate,
+    local_recorded, local_running, local_state_dir, recorded_process_runs, rewrite_masterauth,
+    signal_server, started_at, terminate,
 };
 
 /// The deployment's API key (empty when it cannot be read).

@@ -1,15 +1,19 @@
 //! `down`, once for every stack: stops what runs from a deployment directory, whatever its
 //! runtime (local processes, compose) and topology (one node, a cluster).
 //!
-//! Local processes are the recorded pids, each signalled only while it still runs its program (a
-//! recycled pid is never touched), then their record is removed. Compose stacks are found by what
-//! they mount (every container, running or stopped, with a mount from the directory's secrets),
-//! by the directory's compose record, and by the project names the caller adds; each such
-//! project is removed by its label, with its networks and, when asked, its volumes.
+//! Local processes are the recorded pids, each signalled only while it is still the process the
+//! record names ([`crate::runtime::recorded_process_runs`]: its program, started before the
+//! record was written; a recycled pid or another user's process is never touched). All are sent
+//! SIGTERM, then waited for together; one still running after 10 s gets SIGKILL, and one that
+//! survives that is an error (the record is kept). Compose projects are found by what they
+//! mount (every container, running or stopped, with a mount from the directory's secrets) and by
+//! the directory's compose record; such a project is removed (by its label, with its networks
+//! and, when asked, its volumes) only when every one of its containers mounts from the directory.
+//! A project the caller names is removed by name.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
@@ -19,7 +23,8 @@ use crate::error::{OpsError, Result, io, refuse};
 use crate::report::{Progress, ProgressExt as _};
 use crate::runtime::docker::{self, ProjectRemoved};
 use crate::runtime::{
-    LocalCluster, LocalPids, PIDS_FILE, local_cluster_state_dir, local_state_dir, terminate,
+    LocalCluster, LocalPids, PIDS_FILE, local_cluster_state_dir, local_state_dir,
+    recorded_process_runs, terminate,
 };
 
 /// How long a stopped process may take to end before `down` goes on.
@@ -54,7 +59,8 @@ pub struct StoppedProcess {
 }
 
 /// What `down` did. JSON: `{"dir": ..., "processes": [{"program", "pid"}], "projects":
-/// [{"project", "containers", "networks", "volumes"}], "docker": "answered" | "absent"}`.
+/// [{"project", "containers", "networks", "volumes"}], "skipped": [project, ...], "docker":
+/// "answered" | "not_answering" | "absent"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct DownReport {
@@ -64,7 +70,11 @@ pub struct DownReport {
     pub processes: Vec<StoppedProcess>,
     /// Compose projects removed.
     pub projects: Vec<ProjectRemoved>,
-    /// `answered`, or `absent` when no Docker engine answers (nothing of compose was looked at).
+    /// Compose projects that mount the directory but also run containers that do not: not
+    /// removed (remove them by name if they are this deployment's).
+    pub skipped: Vec<String>,
+    /// `answered`; `not_answering` when a Docker client is installed but no engine answers, or
+    /// `absent` without one (then nothing of compose was looked at).
     pub docker: &'static str,
 }
 
@@ -72,18 +82,19 @@ impl DownReport {
     /// Nothing was running.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.processes.is_empty() && self.projects.iter().all(|p| p.containers == 0)
+        self.processes.is_empty()
+            && self.skipped.is_empty()
+            && self.projects.iter().all(|p| p.containers == 0)
     }
 }
 
-/// Stops everything that runs from `dir` (and the compose projects `options` names).
+/// Stops the local processes that run from `dir` (`secure-up --local [--cluster]`), each only
+/// while it is still the recorded process, and removes their records; the processes stopped.
 ///
 /// # Errors
-/// [`OpsError::Input`] for a record that cannot be read; [`OpsError::Command`] when a process
-/// cannot be signalled or a `docker` command fails; [`OpsError::Refused`] when the directory
-/// records a compose stack but the Docker engine does not answer (it cannot be removed, and is
-/// never reported gone).
-pub fn down(dir: &Path, options: &DownOptions) -> Result<DownReport> {
+/// [`OpsError::Input`] for a record that cannot be read; [`OpsError::Unhealthy`] for a process
+/// that survives SIGKILL (its record is kept); [`OpsError::Command`] when one cannot be signalled.
+pub fn stop_local(dir: &Path) -> Result<Vec<StoppedProcess>> {
     let mut processes = Vec::new();
     let single = local_state_dir(dir).join(PIDS_FILE);
     if let Some(pids) = read_record::<LocalPids>(&single)? {
@@ -92,6 +103,7 @@ pub fn down(dir: &Path, options: &DownOptions) -> Result<DownReport> {
                 (pids.server, "sealcache-server"),
                 (pids.redis, "redis-server"),
             ],
+            &single,
             &mut processes,
         )?;
         std::fs::remove_file(&single).map_err(io("remove", &single))?;
@@ -104,15 +116,25 @@ pub fn down(dir: &Path, options: &DownOptions) -> Result<DownReport> {
             .map(|b| (b.pid, "sealcache-server"))
             .chain(record.nodes.iter().map(|n| (n.pid, "redis-server")))
             .collect();
-        stop(&all, &mut processes)?;
+        stop(&all, &cluster, &mut processes)?;
         std::fs::remove_file(&cluster).map_err(io("remove", &cluster))?;
     }
+    Ok(processes)
+}
 
+/// Stops everything that runs from `dir` (and the compose projects `options` names).
+///
+/// # Errors
+/// [`OpsError::Input`] for a record that cannot be read; [`OpsError::Command`] when a process
+/// cannot be signalled or a `docker` command fails; [`OpsError::Refused`] when the directory
+/// records a compose stack but the Docker engine does not answer (it cannot be removed, and is
+/// never reported gone).
+pub fn down(dir: &Path, options: &DownOptions) -> Result<DownReport> {
+    let processes = stop_local(dir)?;
     let recorded = ComposeRecord::read(dir)?;
     if !docker::engine_answers() {
-        if let Some(record) = recorded
-            && docker::cli_present()
-        {
+        let cli = docker::cli_present();
+        if let Some(record) = recorded.as_ref().filter(|_| cli) {
             refuse!(
                 "{} records compose project {} but the Docker engine does not answer (no permission on its socket, another context, or it is down): it was not removed; run again once Docker answers",
                 dir.display(),
@@ -123,25 +145,36 @@ pub fn down(dir: &Path, options: &DownOptions) -> Result<DownReport> {
             dir: dir.to_path_buf(),
             processes,
             projects: Vec::new(),
-            docker: "absent",
+            skipped: Vec::new(),
+            docker: if cli { "not_answering" } else { "absent" },
         });
     }
-    let mut projects: BTreeSet<String> = options.projects.iter().cloned().collect();
-    projects.extend(recorded.map(|r| r.project));
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut found: BTreeSet<String> = BTreeSet::new();
+    found.extend(recorded.map(|r| r.project));
     for v in containers_using(dir, true)? {
         if let Some(project) = v["Config"]["Labels"]["com.docker.compose.project"].as_str() {
-            projects.insert(project.to_owned());
+            found.insert(project.to_owned());
         }
     }
-    let removed = projects
-        .iter()
-        .map(|p| docker::remove_project(p, options.volumes))
-        .collect::<Result<Vec<_>>>()?;
+    let mut removed = Vec::new();
+    let mut skipped = Vec::new();
+    for project in &options.projects {
+        removed.push(docker::remove_project(project, options.volumes)?);
+    }
+    for project in found.iter().filter(|p| !options.projects.contains(p)) {
+        if project_runs_from(project, &canonical)? {
+            removed.push(docker::remove_project(project, options.volumes)?);
+        } else {
+            skipped.push(project.clone());
+        }
+    }
     ComposeRecord::remove(dir)?;
     Ok(DownReport {
         dir: dir.to_path_buf(),
         processes,
         projects: removed,
+        skipped,
         docker: "answered",
     })
 }
@@ -150,7 +183,7 @@ pub fn down(dir: &Path, options: &DownOptions) -> Result<DownReport> {
 pub fn down_lines(report: &DownReport, progress: &mut dyn Progress) {
     let dir = report.dir.display();
     if report.is_empty() {
-        progress.info(format!("nothing was running from {dir}"));
+        progress.info(format!("nothing of ours was running from {dir}"));
     }
     if !report.processes.is_empty() {
         let pids: Vec<String> = report
@@ -172,14 +205,116 @@ pub fn down_lines(report: &DownReport, progress: &mut dyn Progress) {
     }
 }
 
-/// Signals every `(pid, program)` that still runs its program, then waits for them to end.
-fn stop(all: &[(u32, &'static str)], stopped: &mut Vec<StoppedProcess>) -> Result<()> {
-    for &(pid, program) in all {
-        if terminate(pid, program, STOP_WAIT)? {
-            stopped.push(StoppedProcess { program, pid });
+/// Stops every `(pid, program)` of `record` that is still the recorded process: SIGTERM to all,
+/// one wait of [`STOP_WAIT`], SIGKILL to the survivors.
+fn stop(
+    all: &[(u32, &'static str)],
+    record: &Path,
+    stopped: &mut Vec<StoppedProcess>,
+) -> Result<()> {
+    let ours: Vec<(u32, &'static str)> = all
+        .iter()
+        .copied()
+        .filter(|(pid, program)| recorded_process_runs(*pid, program, record))
+        .collect();
+    let mut signalled = Vec::new();
+    for &(pid, program) in &ours {
+        if terminate(pid, program, Duration::ZERO)? {
+            signalled.push((pid, program));
         }
     }
+    let still = |list: &[(u32, &'static str)]| -> Vec<(u32, &'static str)> {
+        list.iter()
+            .copied()
+            .filter(|(pid, program)| recorded_process_runs(*pid, program, record))
+            .collect()
+    };
+    let deadline = Instant::now() + STOP_WAIT;
+    while !still(&signalled).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (pid, program) in still(&signalled) {
+        kill(pid, program)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !still(&signalled).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some((pid, program)) = still(&signalled).first() {
+        return Err(OpsError::Unhealthy {
+            target: format!("{program} (pid {pid})"),
+            detail: format!(
+                "still runs after SIGTERM and SIGKILL: {} is kept",
+                record.display()
+            ),
+        });
+    }
+    stopped.extend(
+        signalled
+            .into_iter()
+            .map(|(pid, program)| StoppedProcess { program, pid }),
+    );
     Ok(())
+}
+
+/// SIGKILL to `pid` (it ignored SIGTERM).
+fn kill(pid: u32, program: &str) -> Result<()> {
+    let failed = |detail: String| OpsError::Command {
+        program: format!("kill -KILL {pid} ({program})"),
+        detail,
+    };
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| failed("not a process id".to_owned()))?;
+    match rustix::process::kill_process(target, rustix::process::Signal::KILL) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(failed(format!("failed ({e})"))),
+    }
+}
+
+/// Whether every container of compose project `project` (running or stopped) mounts something
+/// from `dir`: the project runs from this directory and nothing else.
+pub(crate) fn project_runs_from(project: &str, dir: &Path) -> Result<bool> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let listed = docker::docker(&["ps", "-aq", "--filter", &label])?;
+    for id in listed.split_whitespace() {
+        let v = docker::inspect(id)?;
+        let mounted = v["Mounts"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["Source"]
+                    .as_str()
+                    .is_some_and(|s| Path::new(s).starts_with(dir))
+            })
+        });
+        if !mounted {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Removes compose project `project` by name (its containers, networks and, with `volumes`, its
+/// volumes), whatever it mounts.
+///
+/// # Errors
+/// [`OpsError::Refused`] when no Docker engine answers; [`OpsError::Command`] when a `docker`
+/// command fails.
+pub fn remove_project(project: &str, volumes: bool) -> Result<ProjectRemoved> {
+    if !docker::engine_answers() {
+        refuse!("the Docker engine does not answer: compose project {project} was not removed");
+    }
+    docker::remove_project(project, volumes)
+}
+
+/// Reports one removed compose project.
+pub fn project_lines(removed: &ProjectRemoved, progress: &mut dyn Progress) {
+    if removed.containers + removed.networks + removed.volumes > 0 {
+        progress.ok(format!(
+            "compose project {} removed: {} container(s), {} network(s), {} volume(s)",
+            removed.project, removed.containers, removed.networks, removed.volumes
+        ));
+    }
 }
 
 /// A pid record (`None`: there is none).
@@ -234,5 +369,59 @@ mod tests {
         std::fs::write(state.join(PIDS_FILE), "{}").unwrap();
         let err = down(dir.path(), &DownOptions::default()).unwrap_err();
         assert!(err.to_string().contains(PIDS_FILE), "{err}");
+    }
+
+    #[test]
+    fn a_process_started_after_its_record_was_written_is_not_the_recorded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = local_cluster_state_dir(dir.path());
+        std::fs::create_dir_all(&state).unwrap();
+        let record = state.join(PIDS_FILE);
+        // `redis-server` in its command line, as a recycled pid's process might have.
+        let spawn = || {
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 30", "redis-server"])
+                .spawn()
+                .unwrap()
+        };
+        let write = |pid: u32| {
+            std::fs::write(
+                &record,
+                format!(r#"{{"nodes": [{{"pid": {pid}, "port": 1, "cluster_port": 2}}], "backends": []}}"#),
+            )
+            .unwrap();
+        };
+        // The record is older than the process: not ours, never signalled.
+        let mut recycled = spawn();
+        write(recycled.id());
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&record)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        let report = down(dir.path(), &DownOptions::default()).unwrap();
+        assert!(report.processes.is_empty(), "{report:?}");
+        assert!(
+            recycled.try_wait().unwrap().is_none(),
+            "a recycled pid was signalled"
+        );
+        recycled.kill().unwrap();
+        recycled.wait().unwrap();
+        // Recorded after it started: ours, stopped, and reported.
+        let mut ours = spawn();
+        std::thread::sleep(Duration::from_millis(50));
+        write(ours.id());
+        let report = down(dir.path(), &DownOptions::default()).unwrap();
+        assert_eq!(
+            report.processes,
+            [StoppedProcess {
+                program: "redis-server",
+                pid: ours.id()
+            }]
+        );
+        assert!(ours.wait().is_ok());
+        assert!(!record.exists());
     }
 }

@@ -9,7 +9,10 @@ mod nodes;
 mod record;
 mod targets;
 
-pub use self::down::{DownOptions, DownReport, StoppedProcess, down, down_lines};
+pub use self::down::{
+    DownOptions, DownReport, StoppedProcess, down, down_lines, project_lines, remove_project,
+    stop_local,
+};
 pub use self::formation::form_cluster;
 pub use self::nodes::{NodeView, address, formed, node_view};
 pub use self::record::{COMPOSE_RECORD, ComposeRecord};
@@ -19,6 +22,7 @@ pub use self::targets::{
 };
 pub use crate::runtime::docker::ProjectRemoved;
 
+pub(crate) use self::down::project_runs_from;
 pub(crate) use self::targets::{apply_acl, set_masterauth};
 
 /// The first of `dirs` from which a backend runs with a published port (the default deployment

@@ -146,7 +146,7 @@ pub fn discover(dir: &Path) -> Result<Targets> {
             ("redis-server", pids.redis)
         };
         targets.down.push(format!(
-            "the local stack's {down} (pid {pid}) is not running: bring the stack back whole (`cargo xtask down --dir {d}`, then `cargo xtask secure-up --local --dir {d}`)",
+            "the local stack's {down} (pid {pid}) is not running: bring the stack back whole (`sealcache down --dir {d}`, then `cargo xtask secure-up --local --dir {d}`)",
             d = dir.display()
         ));
     }
@@ -154,7 +154,7 @@ pub fn discover(dir: &Path) -> Result<Targets> {
         let acl = runtime::acl_file_in_use(dir);
         if acl.as_deref() != Some(dir.join(layout::USERS_ACL).as_path()) || pids.redis_port == 0 {
             targets.stale.push(format!(
-                "the local stack (pids {} and {}): restart it with `cargo xtask down --dir {d}` and `cargo xtask secure-up --local --dir {d}`",
+                "the local stack (pids {} and {}): restart it with `sealcache down --dir {d}` and `cargo xtask secure-up --local --dir {d}`",
                 pids.redis,
                 pids.server,
                 d = dir.display()
@@ -187,7 +187,7 @@ pub fn discover(dir: &Path) -> Result<Targets> {
         // cannot be seen, and a stage would record itself complete without reloading it.
         if docker::cli_present() && targets.redis.is_empty() && targets.backends.is_empty() {
             refuse!(
-                "the Docker engine does not answer (no permission on its socket, another context, or it is down), so whether a compose stack uses {} cannot be told: nothing was changed; fix access to Docker and run again, or pass --no-reload to change the files only",
+                "the Docker engine does not answer (no permission on its socket, another context, or it is down), so whether a compose stack uses {} cannot be told: nothing was changed; fix access to Docker and run again (a rotation can change the files alone with --no-reload)",
                 dir.display()
             );
         }
@@ -223,12 +223,12 @@ pub fn discover(dir: &Path) -> Result<Targets> {
             .any(|(s, d)| Path::new(s) == dir.join(sub) && *d == layout::container_path(sub));
         if !mounted {
             targets.stale.push(format!(
-                "container {} ({kind}, project {}): re-create the stack (`cargo xtask down --project P` and `cargo xtask secure-up --dir {}`)",
+                "container {} ({kind}, project {}): re-create the stack (`sealcache down --dir {d}` and `sealcache up --dir {d}`)",
                 short(&id),
                 v["Config"]["Labels"]["com.docker.compose.project"]
                     .as_str()
                     .unwrap_or("?"),
-                dir.display()
+                d = dir.display()
             ));
             continue;
         }
@@ -241,6 +241,12 @@ pub fn discover(dir: &Path) -> Result<Targets> {
             targets.backends.push(Backend::Container { id, port });
         }
     }
+    // In a stable order (`docker ps` lists newest first): backends by port, nodes by name.
+    targets.backends.sort_by_key(Backend::port);
+    targets.redis.sort_by_key(|r| match r {
+        Redis::Local { port } => (String::new(), *port),
+        Redis::Container { service, .. } => (service.clone(), 0),
+    });
     Ok(targets)
 }
 

@@ -69,6 +69,31 @@ pub fn compose_cluster(
             what: "--port".to_owned(),
             reason: "leaves no room for the other backends".to_owned(),
         })?;
+    let backends: Vec<String> = (1..=record.backends)
+        .map(|b| format!("backend-{b}"))
+        .collect();
+    let services: Vec<&str> = record
+        .nodes
+        .iter()
+        .chain(&backends)
+        .map(String::as_str)
+        .collect();
+    if super::healthy_services(&options.project, &dir, &services) {
+        progress.ok(format!(
+            "Cluster stack {} already runs healthy from {}: nothing changed (no container recreated; `down` first to redeploy)",
+            options.project,
+            dir.display()
+        ));
+        let ports = ComposeRecord::read(&dir)?.map_or(ports, |r| r.backends);
+        return Ok((UpOutcome::AlreadyRunning, ports));
+    }
+    if options.observability {
+        return Err(OpsError::InvalidOption {
+            option: "--observability",
+            reason: "the cluster's compose file has no observability profile",
+        });
+    }
+    super::refuse_foreign_project(&options.project, &dir)?;
     let last = ports.last().copied().unwrap_or(options.port);
     let compose =
         project_of(&dir, options, CLUSTER_COMPOSE_FILE)?.var("SEALCACHE_PORT_2", last.to_string());
@@ -85,6 +110,8 @@ pub fn compose_cluster(
     let mut args = vec!["up", "-d"];
     args.extend(record.nodes.iter().map(String::as_str));
     compose.run(&args)?;
+    // Recorded as soon as containers exist, so that `down` finds them whatever fails next.
+    ComposeRecord::new(options.project.clone(), ports.clone()).write(&dir)?;
     let nodes: Vec<&str> = record.nodes.iter().map(String::as_str).collect();
     wait_healthy(&compose, &nodes, progress)?;
     progress.ok(format!(
@@ -128,7 +155,6 @@ pub fn compose_cluster(
     let services: Vec<&str> = backends.iter().map(String::as_str).collect();
     wait_healthy(&compose, &services, progress)?;
     progress.ok(format!("Backends healthy: {}", backends.join(", ")));
-    ComposeRecord::new(options.project.clone(), ports.clone()).write(&dir)?;
     Ok((UpOutcome::Started, ports))
 }
 

@@ -137,6 +137,7 @@ pub fn compose(dir: &Path, options: &UpOptions, progress: &mut dyn Progress) -> 
         ));
         return Ok(UpOutcome::AlreadyRunning);
     }
+    refuse_foreign_project(&options.project, &dir)?;
     hand_secrets_to_containers(&dir, progress)?;
     let compose = project(&dir, options)?;
     let _ = compose.run(&["down", "--remove-orphans"]);
@@ -218,8 +219,15 @@ pub fn project_of(dir: &Path, options: &UpOptions, file: &str) -> Result<Compose
 /// container each, healthy, mounting the directory's secrets.
 #[must_use]
 pub fn healthy_stack(project: &str, dir: &Path) -> bool {
+    healthy_services(project, dir, &["redis", "backend"])
+}
+
+/// Whether each of `services` of compose project `project` runs as one healthy container that
+/// mounts `dir`'s secrets.
+#[must_use]
+pub fn healthy_services(project: &str, dir: &Path, services: &[&str]) -> bool {
     let secrets = dir.join(layout::SECRETS_DIR);
-    ["redis", "backend"].iter().all(|service| {
+    services.iter().all(|service| {
         let filters = [
             format!("label=com.docker.compose.project={project}"),
             format!("label=com.docker.compose.service={service}"),
@@ -242,6 +250,23 @@ pub fn healthy_stack(project: &str, dir: &Path) -> bool {
                     })
                 })
         })
+    })
+}
+
+/// Refuses to (re)create compose project `project` from `dir` while any of its containers runs
+/// from another directory: `up` would remove another deployment's stack.
+///
+/// # Errors
+/// [`OpsError::Refused`]; as `docker` when the containers cannot be listed.
+pub(crate) fn refuse_foreign_project(project: &str, dir: &Path) -> Result<()> {
+    if crate::stack::project_runs_from(project, dir)? {
+        return Ok(());
+    }
+    Err(OpsError::Refused {
+        reason: format!(
+            "compose project {project} runs containers that are not from {}: nothing was changed; choose another --project, or remove that stack first (`sealcache down --project {project}`)",
+            dir.display()
+        ),
     })
 }
 

@@ -34,10 +34,10 @@ pub fn publishes_port(ri: &serde_json::Value) -> bool {
 }
 
 /// Read-only rootfs, every capability dropped, a non-root user, no-new-privileges, memory and
-/// pids limits, no CA key mounted and no writable bind mount but `/data`, for one container's
-/// `docker inspect` output `c`: whether all hold, and what was seen.
+/// pids limits, no CA key of the deployment `dir` mounted and no writable bind mount but `/data`,
+/// for one container's `docker inspect` output `c`: whether all hold, and what was seen.
 #[must_use]
-pub fn hardened(c: &serde_json::Value) -> (bool, String) {
+pub fn hardened(c: &serde_json::Value, dir: &Path) -> (bool, String) {
     let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
     let caps = c["HostConfig"]["CapDrop"]
         .as_array()
@@ -55,12 +55,12 @@ pub fn hardened(c: &serde_json::Value) -> (bool, String) {
     });
     let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
         && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
-    let ca_dir = format!("/{}/", layout::CA_DIR);
     let mounts = c["Mounts"].as_array().map_or(&[][..], Vec::as_slice);
     let ca_key = mounts.iter().any(|m| {
-        m["Source"]
-            .as_str()
-            .is_some_and(|s| s.ends_with(&format!("/{}", layout::CA_KEY)) || s.contains(&ca_dir))
+        m["Source"].as_str().is_some_and(|s| {
+            let s = Path::new(s);
+            s == dir.join(layout::CA_KEY) || s.starts_with(dir.join(layout::CA_DIR))
+        })
     });
     let rw_mounts: Vec<&str> = mounts
         .iter()
@@ -83,18 +83,24 @@ pub enum LocalRoute {
     Bridge(String),
     /// Not through any local interface (only via a gateway, or no route at all): how.
     None(String),
+    /// The kernel could not be asked (`ip` missing or failing): why.
+    Unknown(String),
 }
 
 /// How the host would reach `ip` (`ip -o route get IP`).
 #[must_use]
 pub fn local_route(ip: &str) -> LocalRoute {
-    let out = std::process::Command::new("ip")
+    match std::process::Command::new("ip")
         .args(["-o", "route", "get", ip])
-        .output();
-    let text = out
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    route_of(&text)
+        .output()
+    {
+        Ok(o) if o.status.success() => route_of(&String::from_utf8_lossy(&o.stdout)),
+        Ok(o) => LocalRoute::Unknown(format!(
+            "`ip route get {ip}` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => LocalRoute::Unknown(format!("`ip` cannot run ({e}): install iproute2")),
+    }
 }
 
 /// The route `ip -o route get` printed as `text`.
@@ -199,7 +205,23 @@ pub(super) fn checks(dir: &Path, targets: &Targets) -> Vec<Check> {
 
     // Redis is only on the internal network, and that network is internal.
     let internal_name = format!("{project}_redis_internal");
-    let internal = inspect(&internal_name).is_ok_and(|n| n["Internal"] == true);
+    let network = inspect(&internal_name).ok();
+    let internal = network.as_ref().is_some_and(|n| n["Internal"] == true);
+    // The internal network's own bridge: its name option, else `br-` and the id's first 12
+    // characters. A probe connects only over it (a host bridge that overlaps the subnet is not).
+    let own_bridge = network.as_ref().map(|n| {
+        n["Options"]["com.docker.network.bridge.name"]
+            .as_str()
+            .map_or_else(
+                || {
+                    format!(
+                        "br-{}",
+                        n["Id"].as_str().unwrap_or("").get(..12).unwrap_or("")
+                    )
+                },
+                str::to_owned,
+            )
+    });
     let only_internal = nodes.iter().all(|n| {
         n.inspect["NetworkSettings"]["Networks"]
             .as_object()
@@ -226,7 +248,7 @@ pub(super) fn checks(dir: &Path, targets: &Targets) -> Vec<Check> {
             .to_owned();
         host_ok &= !ip.is_empty();
         match local_route(&ip) {
-            LocalRoute::Bridge(dev) => {
+            LocalRoute::Bridge(dev) if own_bridge.as_deref() == Some(dev.as_str()) => {
                 let reached = ip.parse::<IpAddr>().is_ok_and(|addr| {
                     TcpStream::connect_timeout(
                         &SocketAddr::new(addr, layout::REDIS_PORT),
@@ -242,7 +264,15 @@ pub(super) fn checks(dir: &Path, targets: &Targets) -> Vec<Check> {
                 ));
                 bridged.push(ip);
             }
+            LocalRoute::Bridge(dev) => routes.push(format!(
+                "{} {ip}: via {dev}, not the network's own bridge (not probed)",
+                n.service
+            )),
             LocalRoute::None(how) => routes.push(format!("{} {ip}: {how}", n.service)),
+            LocalRoute::Unknown(why) => {
+                host_ok = false;
+                routes.push(format!("{} {ip}: {why}", n.service));
+            }
         }
     }
     checks.push(check(
@@ -313,7 +343,7 @@ pub(super) fn checks(dir: &Path, targets: &Targets) -> Vec<Check> {
         ),
         ("backend_hardened", backends.iter().collect()),
     ] {
-        let results: Vec<(bool, String)> = group.into_iter().map(hardened).collect();
+        let results: Vec<(bool, String)> = group.into_iter().map(|c| hardened(c, dir)).collect();
         let failing = results.iter().find(|(ok, _)| !ok).or(results.first());
         checks.push(check(
             name,
@@ -358,13 +388,21 @@ mod tests {
             "Mounts": [{"Type": "volume", "RW": true, "Destination": "/data", "Source": "/v"},
                 {"Type": "bind", "RW": false, "Destination": "/run/secrets/redis", "Source": "/d/secrets/redis"}]
         });
-        assert!(hardened(&good).0, "{}", hardened(&good).1);
+        let dir = Path::new("/d");
+        assert!(hardened(&good, dir).0, "{}", hardened(&good, dir).1);
         let mut writable = good.clone();
         writable["Mounts"][1]["RW"] = true.into();
-        assert!(!hardened(&writable).0);
-        let mut root = good;
+        assert!(!hardened(&writable, dir).0);
+        let mut root = good.clone();
         root["Config"]["User"] = "0".into();
-        assert!(!hardened(&root).0);
+        assert!(!hardened(&root, dir).0);
+        // The deployment's CA key is refused; a path that merely holds a `ca` component is not.
+        let mut ca = good.clone();
+        ca["Mounts"][1]["Source"] = "/d/ca/ca.key".into();
+        assert!(!hardened(&ca, dir).0);
+        let mut elsewhere = good;
+        elsewhere["Mounts"][1]["Source"] = "/srv/ca/tls".into();
+        assert!(hardened(&elsewhere, dir).0);
         assert!(publishes_port(
             &serde_json::json!({"HostConfig": {"PortBindings": {"6379/tcp": []}}})
         ));

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::error::{OpsError, Result};
 use crate::report::{Mark, Progress, ProgressExt as _};
-use crate::stack::{Redis, discover, node_view};
+use crate::stack::{Backend, Redis, discover, node_view};
 
 pub use self::backends::{VERIFY_OPERATION, end_to_end};
 pub use self::containers::{LocalRoute, hardened, local_route, publishes_port};
@@ -109,7 +109,11 @@ pub fn verify(
     let compose = targets
         .redis
         .iter()
-        .any(|r| matches!(r, Redis::Container { .. }));
+        .any(|r| matches!(r, Redis::Container { .. }))
+        || targets
+            .backends
+            .iter()
+            .any(|b| matches!(b, Backend::Container { .. }));
     let shape = backends::Shape {
         want: options.want,
         local: !compose,
@@ -120,6 +124,13 @@ pub fn verify(
     // through its embedded DNS.
     let backend_checks = backends::checks(dir, &ports, shape, progress);
     let mut checks = Vec::new();
+    // Processes of the directory that run in part or from an older layout: the stack is not the
+    // directory's, whatever the rest shows.
+    if !targets.stale.is_empty() || !targets.down.is_empty() {
+        let mut what = targets.stale.clone();
+        what.extend(targets.down.iter().cloned());
+        checks.push(check("stack_whole", false, what.join("; ")));
+    }
     if compose {
         checks.extend(containers::checks(dir, &targets));
     }
