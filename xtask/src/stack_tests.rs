@@ -281,6 +281,13 @@ pub(crate) fn operator_command_up_and_down(
             &images.1,
         ])?;
         let (items, failed) = failed_checks(&checks);
+        // The same directory under a second project is refused (one directory, one stack).
+        let other = format!("{project}-second");
+        let second = run_operator_command(dir, &["up", "--project", &other, "--port", "1"]);
+        let refused = match &second {
+            Ok((ok, _)) => !ok,
+            Err(e) => format!("{e:#}").contains("already runs as compose project"),
+        };
         let (down, reports) = run(&["down"])?;
         let removed = reports[0]["projects"]
             .as_array()
@@ -291,15 +298,16 @@ pub(crate) fn operator_command_up_and_down(
             .unwrap_or(0);
         let left = project_images(project).is_some();
         Ok((
-            up && failed.is_empty() && items >= 10 && down && removed >= 2 && !left,
+            up && failed.is_empty() && items >= 10 && refused && down && removed >= 2 && !left,
             format!(
-                "`sealcache up --json`: {} of {items} checks passed{}; `sealcache down --json`: {removed} container(s) of {project} removed{}",
+                "`sealcache up --json`: {} of {items} checks passed{}; a second project on the directory {}; `sealcache down --json`: {removed} container(s) of {project} removed{}",
                 items - failed.len(),
                 if failed.is_empty() {
                     String::new()
                 } else {
                     format!(" (failed: {})", failed.join(", "))
                 },
+                if refused { "refused" } else { "NOT refused" },
                 if left {
                     ", but the stack still runs"
                 } else {
@@ -398,7 +406,7 @@ pub(crate) fn cluster_local() -> anyhow::Result<()> {
     cluster_local_in(&crate::progress::target_dir().join("local-cluster-test"))
 }
 
-/// [`test_local`] with the deployment directory `dir` (removed afterwards).
+/// [`cluster_local`] with the deployment directory `dir` (removed afterwards).
 fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
     println!(
         "▶ local cluster stack: secure-up --local --cluster, verify, status, rotate under load, down"

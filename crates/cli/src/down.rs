@@ -29,7 +29,13 @@ pub(crate) struct DownArgs {
 impl DownArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let dirs = match self.dir {
-            Some(dir) => vec![dir],
+            Some(dir) => {
+                // A mistyped directory is an error, never "nothing was running".
+                if !dir.is_dir() {
+                    anyhow::bail!("{} is not a directory", dir.display());
+                }
+                vec![dir]
+            }
             None => vec![crate::default_dir(), crate::default_cluster_dir()],
         };
         let mut reports = Vec::new();

@@ -36,7 +36,8 @@ pub(crate) struct UpArgs {
     /// The backend image [default: $SEALCACHE_BACKEND_IMAGE, else sealcache-server:local].
     #[arg(long)]
     backend_image: Option<String>,
-    /// The internal network's subnet [default: Docker's choice].
+    /// The internal network's subnet, a free /24 [default: the compose file's, 172.30.231.0/24
+    /// for one node, 172.30.232.0/24 for a cluster].
     #[arg(long)]
     internal_subnet: Option<String>,
     /// Print the verification's checks as JSON (progress lines are not printed).

@@ -348,6 +348,18 @@ fn down_stops_nothing_it_did_not_start_and_status_names_a_stopped_stack()
     );
     sleeper.kill()?;
     sleeper.wait()?;
+    // A mistyped directory is an error; a project name compose would change is refused before
+    // anything runs.
+    let nope = sealcache(&["down", "--dir", "deploy/nope"], tmp.path());
+    assert!(!nope.status.success());
+    assert!(
+        text(&nope).contains("is not a directory"),
+        "{}",
+        text(&nope)
+    );
+    let upper = sealcache(&["up", "--project", "Breakit-X"], tmp.path());
+    assert!(!upper.status.success());
+    assert!(text(&upper).contains("--project"), "{}", text(&upper));
     // Nothing runs from the directory: status says so instead of asking port 8080.
     let status = sealcache(&["status"], tmp.path());
     assert!(!status.status.success());

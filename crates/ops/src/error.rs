@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum OpsError {
     /// The deployment directory lacks a file every deployment has.
-    #[error("{} holds no deployment: {missing} is missing (run `cargo xtask config generate`)", path.display())]
+    #[error("{} holds no deployment: {missing} is missing (run `sealcache config generate`, or `cargo xtask config generate` in a checkout)", path.display())]
     NotADeployment {
         /// The directory.
         path: PathBuf,

@@ -105,7 +105,7 @@ pub fn status(dir: &Path, port: Option<u16>) -> Result<StackStatus> {
     let Some(port) = port.or_else(|| ports.first().copied()) else {
         return Err(OpsError::Unhealthy {
             target: format!("the stack of {}", dir.display()),
-            detail: "no backend of this directory runs with a published port (start it with `secure-up`, or pass --port)".to_owned(),
+            detail: "no backend of this directory runs with a published port (start it with `sealcache up`, or pass --port)".to_owned(),
         });
     };
     let key_path = dir.join(layout::API_KEY);

@@ -5,6 +5,7 @@
 //! written into a deployment directory's `compose/` by [`write()`]; the compose files find them
 //! there through `SEALCACHE_DEPLOY`.
 
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, io};
@@ -75,7 +76,13 @@ pub fn write(dir: &Path) -> Result<PathBuf> {
     for (rel, text) in FILES {
         let path = root.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+            // 0755 whatever the umask: the directories hold no secret, and only their owner
+            // writes them.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true).mode(0o755);
+            builder.create(parent).map_err(io("create", parent))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                .map_err(io("set the mode of", parent))?;
         }
         if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
             continue;

@@ -102,10 +102,12 @@ pub fn started_at(pid: u32) -> Option<std::time::SystemTime> {
     Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot) + since_boot)
 }
 
-/// Whether `pid` is still the `program` that `record` (a pid record, written after each process
-/// it names was started) recorded: it runs `program`, and it started before the record was last
-/// written. A recycled pid (after a reboot, or another process that got the number since) started
-/// later, and is never taken for it.
+/// Whether `pid` is still the `program` that `record` (a pid record in a state directory of a
+/// deployment directory, written after each process it names was started) recorded: it runs
+/// `program`, it started before the record was last written, and it runs from that deployment
+/// directory. A recycled pid (after a reboot, or another process that got the number since)
+/// started later, and a process of another directory does not run from this one: neither is
+/// ever taken for it.
 #[must_use]
 pub fn recorded_process_runs(pid: u32, program: &str, record: &Path) -> bool {
     // Boot time is known to the second: a little slack for a record written at once.
@@ -113,6 +115,33 @@ pub fn recorded_process_runs(pid: u32, program: &str, record: &Path) -> bool {
     let written = std::fs::metadata(record).and_then(|m| m.modified()).ok();
     cmdline(pid).contains(program)
         && matches!((started_at(pid), written), (Some(start), Some(written)) if start <= written + SLACK)
+        && record
+            .parent()
+            .and_then(Path::parent)
+            .is_some_and(|dir| belongs_to(pid, program, dir))
+}
+
+/// Whether process `pid` runs from the deployment directory `dir`: a local `redis-server` works
+/// in its state directory under `dir` (its `dir` setting), a local `sealcache-server` reads its
+/// files from `dir` (paths in its environment). A copy of a directory (`cp -a` of a running one)
+/// or a process of another deployment is never taken for this one's.
+fn belongs_to(pid: u32, program: &str, dir: &Path) -> bool {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    if program == "redis-server" {
+        return std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .is_ok_and(|cwd| cwd.starts_with(&dir));
+    }
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let prefix = format!("{}/", dir.display());
+    environ
+        .split(|&b| b == 0)
+        .filter_map(|var| std::str::from_utf8(var).ok())
+        .filter_map(|var| var.split_once('=').map(|(_, value)| value))
+        .any(|value| value.starts_with(&prefix))
 }
 
 /// The single-node local stack `dir` records, and whether its Redis and its server still run the

@@ -378,9 +378,11 @@ mod tests {
         std::fs::create_dir_all(&state).unwrap();
         let record = state.join(PIDS_FILE);
         // `redis-server` in its command line, as a recycled pid's process might have.
+        // Working in the state directory, as a local redis-server does (its `dir`).
         let spawn = || {
             std::process::Command::new("sh")
                 .args(["-c", "sleep 30", "redis-server"])
+                .current_dir(&state)
                 .spawn()
                 .unwrap()
         };
@@ -409,7 +411,23 @@ mod tests {
         );
         recycled.kill().unwrap();
         recycled.wait().unwrap();
-        // Recorded after it started: ours, stopped, and reported.
+        // Recorded after it started, but working elsewhere (another deployment's, or the
+        // original of a copied directory): not ours.
+        let mut elsewhere = std::process::Command::new("sh")
+            .args(["-c", "sleep 30", "redis-server"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        write(elsewhere.id());
+        let report = down(dir.path(), &DownOptions::default()).unwrap();
+        assert!(report.processes.is_empty(), "{report:?}");
+        assert!(
+            elsewhere.try_wait().unwrap().is_none(),
+            "another directory's process was signalled"
+        );
+        elsewhere.kill().unwrap();
+        elsewhere.wait().unwrap();
+        // Recorded after it started, in this directory: ours, stopped, and reported.
         let mut ours = spawn();
         std::thread::sleep(Duration::from_millis(50));
         write(ours.id());

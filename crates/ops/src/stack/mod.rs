@@ -23,6 +23,7 @@ pub use self::targets::{
 pub use crate::runtime::docker::ProjectRemoved;
 
 pub(crate) use self::down::project_runs_from;
+pub(crate) use self::targets::containers_using;
 pub(crate) use self::targets::{apply_acl, set_masterauth};
 
 /// The first of `dirs` from which a backend runs with a published port (the default deployment

@@ -43,6 +43,7 @@ pub fn compose_cluster(
     progress: &mut dyn Progress,
 ) -> Result<(UpOutcome, Vec<u16>)> {
     let dir = std::fs::canonicalize(dir).map_err(io("open", dir))?;
+    super::check_project_name(&options.project)?;
     let Some(record) = cluster_dir::cluster_record(&dir)? else {
         return Err(OpsError::NotADeployment {
             path: dir,
@@ -93,11 +94,12 @@ pub fn compose_cluster(
             reason: "the cluster's compose file has no observability profile",
         });
     }
-    super::refuse_foreign_project(&options.project, &dir)?;
+    super::before_creating(&dir, options)?;
     let last = ports.last().copied().unwrap_or(options.port);
     let compose =
         project_of(&dir, options, CLUSTER_COMPOSE_FILE)?.var("SEALCACHE_PORT_2", last.to_string());
     let _ = compose.run(&["down", "--remove-orphans"]);
+    super::ports_free(&ports)?;
     fresh_state_dirs(&dir, &record)?;
     if rustix::process::geteuid().is_root() {
         chown_to_containers(&dir, &[layout::SECRETS_DIR, CLUSTER_STATE_DIR])?;
@@ -107,11 +109,11 @@ pub fn compose_cluster(
             super::CONTAINER_UID
         ));
     }
+    // Recorded before anything is created, so that `down --dir` finds whatever a failure leaves.
+    ComposeRecord::new(options.project.clone(), ports.clone()).write(&dir)?;
     let mut args = vec!["up", "-d"];
     args.extend(record.nodes.iter().map(String::as_str));
-    compose.run(&args)?;
-    // Recorded as soon as containers exist, so that `down` finds them whatever fails next.
-    ComposeRecord::new(options.project.clone(), ports.clone()).write(&dir)?;
+    super::created_or_removed(&compose, compose.run(&args))?;
     let nodes: Vec<&str> = record.nodes.iter().map(String::as_str).collect();
     wait_healthy(&compose, &nodes, progress)?;
     progress.ok(format!(

@@ -50,7 +50,8 @@ pub struct UpOptions {
     pub redis_image: Option<String>,
     /// The backend image (`None`: `SEALCACHE_BACKEND_IMAGE`, else `sealcache-server:local`).
     pub backend_image: Option<String>,
-    /// The internal network's subnet (`None`: Docker chooses).
+    /// The internal network's subnet (`None`: the compose file's, `172.30.231.0/24` for one node,
+    /// `172.30.232.0/24` for a cluster).
     pub internal_subnet: Option<String>,
 }
 
@@ -124,40 +125,144 @@ pub fn compose(dir: &Path, options: &UpOptions, progress: &mut dyn Progress) -> 
             missing: layout::ENV_FILE,
         });
     }
+    check_project_name(&options.project)?;
     if healthy_stack(&options.project, &dir) {
-        progress.ok(format!(
-            "Stack {} already runs healthy from {}: nothing changed (no container recreated; `down` first to redeploy{})",
-            options.project,
-            dir.display(),
-            if options.observability {
-                ", --observability is not applied to a running stack"
-            } else {
-                ""
-            }
-        ));
+        progress.ok(already_running(&dir, options)?);
         return Ok(UpOutcome::AlreadyRunning);
     }
-    refuse_foreign_project(&options.project, &dir)?;
+    before_creating(&dir, options)?;
     hand_secrets_to_containers(&dir, progress)?;
     let compose = project(&dir, options)?;
     let _ = compose.run(&["down", "--remove-orphans"]);
+    ports_free(&[options.port])?;
+    // Recorded before anything is created, so that `down --dir` finds whatever a failure leaves.
+    ComposeRecord::new(options.project.clone(), vec![options.port]).write(&dir)?;
+    let created = if options.observability {
+        compose.run(&["--profile", "observability", "up", "-d"])
+    } else {
+        compose.run(&["up", "-d"])
+    };
+    created_or_removed(&compose, created)?;
     if options.observability {
-        compose.run(&["--profile", "observability", "up", "-d"])?;
         progress.ok(
             "Observability: Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000 (dashboard `sealcache`; admin password = the API key)",
         );
-    } else {
-        compose.run(&["up", "-d"])?;
     }
     progress.ok(format!(
         "Networks: redis_internal (internal: true, no host address), frontend; via {}",
         compose.name()
     ));
-    // What runs from the directory, for `down` and `status` without flags.
-    ComposeRecord::new(options.project.clone(), vec![options.port]).write(&dir)?;
     wait_healthy(&compose, &["redis", "backend"], progress)?;
     progress.ok("Containers healthy");
     Ok(UpOutcome::Started)
+}
+
+/// A compose project name compose keeps as given: lower-case letters, digits, `-` and `_`,
+/// starting with a letter or digit (docker-compose v1 lower-cases other names, so a check by
+/// label would miss the project it creates).
+///
+/// # Errors
+/// [`OpsError::InvalidOption`] for any other name.
+pub fn check_project_name(project: &str) -> Result<()> {
+    let valid = project
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(OpsError::InvalidOption {
+            option: "--project",
+            reason: "a compose project name is lower-case letters, digits, '-' and '_', starting with a letter or digit",
+        })
+    }
+}
+
+/// The line of a stack that already runs healthy: nothing changed, and where it answers.
+fn already_running(dir: &Path, options: &UpOptions) -> Result<String> {
+    let ports = ComposeRecord::read(dir)?
+        .map(|r| r.backends)
+        .unwrap_or_default();
+    let answers = match ports.first() {
+        Some(port) if *port != options.port => {
+            format!("; it answers on 127.0.0.1:{port} (--port is not applied to a running stack)")
+        }
+        _ => String::new(),
+    };
+    Ok(format!(
+        "Stack {} already runs healthy from {}: nothing changed (no container recreated; `down` first to redeploy{}){answers}",
+        options.project,
+        dir.display(),
+        if options.observability {
+            ", --observability is not applied to a running stack"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// What must hold before a project is (re)created from `dir`: its containers are this
+/// directory's, and the directory runs under no other project.
+///
+/// # Errors
+/// [`OpsError::Refused`] naming what to do; nothing was changed.
+fn before_creating(dir: &Path, options: &UpOptions) -> Result<()> {
+    refuse_foreign_project(&options.project, dir)?;
+    let others: std::collections::BTreeSet<String> = crate::stack::containers_using(dir, false)?
+        .iter()
+        .filter_map(|v| v["Config"]["Labels"]["com.docker.compose.project"].as_str())
+        .filter(|p| *p != options.project)
+        .map(str::to_owned)
+        .collect();
+    if let Some(other) = others.first() {
+        return Err(OpsError::Refused {
+            reason: format!(
+                "{} already runs as compose project {other}: nothing was changed; one directory runs one stack (`sealcache down --dir {}` first, or `--project {other}`)",
+                dir.display(),
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Every API port is free (checked once the project's own earlier containers are gone).
+///
+/// # Errors
+/// [`OpsError::Refused`] naming the port.
+fn ports_free(ports: &[u16]) -> Result<()> {
+    for port in ports {
+        if std::net::TcpListener::bind(("127.0.0.1", *port)).is_err() {
+            return Err(OpsError::Refused {
+                reason: format!("127.0.0.1:{port} is in use: choose another --port"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `compose up -d`'s outcome: on a failure, what it created is removed (its networks too, which
+/// would block the next attempt), and the error says what to try.
+fn created_or_removed(compose: &Compose, created: Result<String>) -> Result<()> {
+    let Err(err) = created else {
+        return Ok(());
+    };
+    let _ = compose.run(&["down", "--remove-orphans"]);
+    let text = err.to_string();
+    let hint = if text.contains("overlaps") {
+        " (the internal network's subnet is taken: pass --internal-subnet with a free /24)"
+    } else if text.contains("pull") || text.contains("not found") || text.contains("no such host") {
+        " (an image is missing: build it, or pass --redis-image / --backend-image)"
+    } else {
+        ""
+    };
+    Err(err.in_step(format!(
+        "compose project {} could not be created; what it created was removed{hint}",
+        compose.project()
+    )))
 }
 
 /// What `dir` was generated for: its environment, and whether it is a cluster deployment.
@@ -165,6 +270,12 @@ pub fn compose(dir: &Path, options: &UpOptions, progress: &mut dyn Progress) -> 
 /// # Errors
 /// [`OpsError::Deployment`] when the directory's records cannot be read.
 pub fn deployment_of(dir: &Path) -> Result<(sealcache_config_gen::Environment, bool)> {
+    if !dir.join(layout::ENV_FILE).is_file() {
+        return Err(OpsError::NotADeployment {
+            path: dir.to_path_buf(),
+            missing: layout::ENV_FILE,
+        });
+    }
     let environment = sealcache_config_gen::rotation::recorded_environment(dir)?;
     let cluster = sealcache_config_gen::cluster_dir::cluster_record(dir)?.is_some();
     Ok((environment, cluster))
@@ -364,4 +475,23 @@ pub fn wait_healthy(
             HEALTHY_WITHIN.as_secs()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_project_name_is_kept_as_given_or_refused() {
+        for good in ["sealcache", "sealcache-test", "a_1", "9x"] {
+            assert!(check_project_name(good).is_ok(), "{good}");
+        }
+        // docker-compose v1 lower-cases `Breakit-X`: a label check would miss the project.
+        for bad in ["Breakit-X", "", "-x", "_x", "a b", "a.b", "ä"] {
+            assert!(
+                matches!(check_project_name(bad), Err(OpsError::InvalidOption { .. })),
+                "{bad}"
+            );
+        }
+    }
 }
