@@ -22,6 +22,11 @@
 //! built from each large corpus document as OpenAI chat-completion chunks (a delta of about 16
 //! bytes per event, as models stream), stored once, then replayed as SSE bytes from Redis (L1 off)
 //! and from L1, and as an event stream; MB/s of SSE output.
+//!
+//! `SEALCACHE_BENCH_L1_SCALE_ONLY=1` runs only how memory grows with L1 (issue 26): this
+//! process's resident memory with 10^5 and then 10^6 small documents in L1, each within a
+//! configured byte bound, and what each entry costs beyond its plaintext (it is not part of the
+//! full run: filling 10^6 entries through Redis takes about a minute and 2 GiB).
 
 // A benchmark program reports what it measured.
 #![allow(
@@ -342,6 +347,63 @@ async fn print_stream_replay(server: &RedisServer, keyring: &Keyring) {
     }
 }
 
+/// How memory grows with L1: the process's resident memory with 10^5, then 10^6 small entries
+/// in L1 (written through Redis one after the other), against the resident memory before any cache. The first
+/// cache is dropped before the second fills (its memory is reused, so the absolute figure is the
+/// one to read).
+async fn print_l1_scale(server: &RedisServer, keyring: &Keyring) {
+    let docs = Arc::new(corpus("small"));
+    let mean_plaintext = docs
+        .iter()
+        .map(|d| serde_json::to_vec(d).unwrap().len())
+        .sum::<usize>()
+        / docs.len();
+    let baseline = rss_kib();
+    println!(
+        "\n| L1 entries (small class, {mean_plaintext} B of plaintext on average) | L1 byte bound | L1 bytes held | resident memory | beyond the baseline | per entry, beyond its plaintext |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for n in [100_000_usize, 1_000_000] {
+        let bound = n * 2 * mean_plaintext;
+        let env = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "development"))
+            .detect(FeatureContext::SecurityEnforcement);
+        let l1 = Arc::new(
+            CacheBuilder::new(env)
+                .options(
+                    CacheOptions::default()
+                        .with_l1_capacity(n)
+                        .with_l1_max_bytes(bound)
+                        .with_l1_max_ttl(Duration::from_secs(3600)),
+                )
+                .keyring(keyring.clone())
+                .redis(RedisConfig::new(format!(
+                    "redis://127.0.0.1:{}/0",
+                    server.port()
+                )))
+                .build()
+                .unwrap(),
+        );
+        // One writer: a write that overlaps another on its L1 shard keeps no L1 copy (so that a
+        // stale copy can never win), so concurrent writers would leave L1 part empty.
+        for i in 0..n {
+            let req = AiRequest::new("scale", format!("l1 scale {n} {i}"));
+            l1.set(&req, &docs[i % docs.len()], None).await.unwrap();
+        }
+        let resident = rss_kib();
+        let (entries, held) = (l1.l1_entries(), l1.l1_bytes());
+        let added = resident.saturating_sub(baseline) as f64 * 1024.0;
+        println!(
+            "| {entries} | {:.0} MiB | {:.0} MiB | {:.0} MiB | {:.0} MiB | {:.0} B |",
+            bound as f64 / 1_048_576.0,
+            held as f64 / 1_048_576.0,
+            resident as f64 / 1024.0,
+            added / 1_048_576.0,
+            added / entries.max(1) as f64 - mean_plaintext as f64
+        );
+        let _ = l1.clear("invalidate-all").await;
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -624,6 +686,11 @@ async fn run() {
     // `SEALCACHE_BENCH_STREAM_ONLY=1`: only the stream replay table.
     if std::env::var_os("SEALCACHE_BENCH_STREAM_ONLY").is_some() {
         print_stream_replay(&server, &keyring).await;
+        return;
+    }
+    // `SEALCACHE_BENCH_L1_SCALE_ONLY=1`: only how memory grows with L1.
+    if std::env::var_os("SEALCACHE_BENCH_L1_SCALE_ONLY").is_some() {
+        print_l1_scale(&server, &keyring).await;
         return;
     }
     // `SEALCACHE_BENCH_DATA_KEY_ONLY=1`: only the data-key overhead table.
