@@ -84,6 +84,7 @@ pub(crate) fn parse_env(s: &str) -> Result<sealcache_ops::Environment, String> {
 }
 
 fn main() -> ExitCode {
+    let json = std::env::args_os().any(|a| a == "--json");
     let cli = Cli::parse();
     match cli.command.run() {
         Ok(code) => code,
@@ -91,6 +92,10 @@ fn main() -> ExitCode {
             // The failing step, then its causes (no secret is in any: the library's errors name
             // files and processes, never values).
             eprintln!("❌ sealcache: {err:#}");
+            if json {
+                // A script that asked for JSON reads JSON on failure too: `{"error": "..."}`.
+                println!("{}", serde_json::json!({ "error": format!("{err:#}") }));
+            }
             ExitCode::FAILURE
         }
     }

@@ -360,6 +360,16 @@ fn down_stops_nothing_it_did_not_start_and_status_names_a_stopped_stack()
     let upper = sealcache(&["up", "--project", "Breakit-X"], tmp.path());
     assert!(!upper.status.success());
     assert!(text(&upper).contains("--project"), "{}", text(&upper));
+    // A failure asked for as JSON is JSON on standard output too.
+    let failed = sealcache(&["verify", "--json"], tmp.path());
+    assert!(!failed.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&failed.stdout)?;
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no backend of this directory runs")),
+        "{error}"
+    );
     // Nothing runs from the directory: status says so instead of asking port 8080.
     let status = sealcache(&["status"], tmp.path());
     assert!(!status.status.success());
