@@ -77,6 +77,13 @@ pub(crate) fn default_cluster_dir() -> PathBuf {
     PathBuf::from("deploy/generated-cluster")
 }
 
+/// The directory a command on a running stack acts on: `--dir`, else `deploy/generated`, or
+/// `deploy/generated-cluster` when only that one runs.
+pub(crate) fn running_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(|| sealcache_ops::stack::first_running(&[default_dir(), default_cluster_dir()]))
+        .unwrap_or_else(default_dir)
+}
+
 /// Parses an environment name.
 pub(crate) fn parse_env(s: &str) -> Result<sealcache_ops::Environment, String> {
     s.parse()

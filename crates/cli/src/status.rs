@@ -22,15 +22,7 @@ pub(crate) struct StatusArgs {
 
 impl StatusArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let dir = self
-            .dir
-            .or_else(|| {
-                sealcache_ops::stack::first_running(&[
-                    crate::default_dir(),
-                    crate::default_cluster_dir(),
-                ])
-            })
-            .unwrap_or_else(crate::default_dir);
+        let dir = crate::running_dir(self.dir);
         let status = sealcache_ops::status::status(&dir, self.port)?;
         if self.json {
             print_json(&status)?;

@@ -26,15 +26,7 @@ pub(crate) struct VerifyArgs {
 
 impl VerifyArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let dir = self
-            .dir
-            .or_else(|| {
-                sealcache_ops::stack::first_running(&[
-                    crate::default_dir(),
-                    crate::default_cluster_dir(),
-                ])
-            })
-            .unwrap_or_else(crate::default_dir);
+        let dir = crate::running_dir(self.dir);
         let want = if self.development {
             SecurityLevel::Development
         } else {

@@ -67,14 +67,19 @@ fn corpus(class: &str) -> Vec<serde_json::Value> {
 }
 
 fn cache(server: &RedisServer, l1: usize, keyring: &Keyring) -> AiResponseCache {
+    cache_with(
+        server,
+        CacheOptions::default().with_l1_capacity(l1),
+        keyring,
+    )
+}
+
+/// A cache with `options` (L1 entries kept up to an hour).
+fn cache_with(server: &RedisServer, options: CacheOptions, keyring: &Keyring) -> AiResponseCache {
     let env = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "development"))
         .detect(FeatureContext::SecurityEnforcement);
     CacheBuilder::new(env)
-        .options(
-            CacheOptions::default()
-                .with_l1_capacity(l1)
-                .with_l1_max_ttl(Duration::from_secs(3600)),
-        )
+        .options(options.with_l1_max_ttl(Duration::from_secs(3600)))
         .keyring(keyring.clone())
         .redis(RedisConfig::new(format!(
             "redis://127.0.0.1:{}/0",
@@ -365,24 +370,13 @@ async fn print_l1_scale(server: &RedisServer, keyring: &Keyring) {
     println!("|---|---|---|---|---|---|");
     for n in [100_000_usize, 1_000_000] {
         let bound = n * 2 * mean_plaintext;
-        let env = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "development"))
-            .detect(FeatureContext::SecurityEnforcement);
-        let l1 = Arc::new(
-            CacheBuilder::new(env)
-                .options(
-                    CacheOptions::default()
-                        .with_l1_capacity(n)
-                        .with_l1_max_bytes(bound)
-                        .with_l1_max_ttl(Duration::from_secs(3600)),
-                )
-                .keyring(keyring.clone())
-                .redis(RedisConfig::new(format!(
-                    "redis://127.0.0.1:{}/0",
-                    server.port()
-                )))
-                .build()
-                .unwrap(),
-        );
+        let l1 = Arc::new(cache_with(
+            server,
+            CacheOptions::default()
+                .with_l1_capacity(n)
+                .with_l1_max_bytes(bound),
+            keyring,
+        ));
         // One writer: a write that overlaps another on its L1 shard keeps no L1 copy (so that a
         // stale copy can never win), so concurrent writers would leave L1 part empty.
         for i in 0..n {
