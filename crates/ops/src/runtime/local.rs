@@ -212,19 +212,9 @@ pub fn terminate(pid: u32, program: &str, wait: std::time::Duration) -> Result<b
     if !cmdline(pid).contains(program) {
         return Ok(false);
     }
-    let failed = |detail: String| OpsError::Command {
-        program: format!("kill -TERM {pid} ({program})"),
-        detail,
-    };
-    let target = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| failed("not a process id".to_owned()))?;
-    match rustix::process::kill_process(target, rustix::process::Signal::TERM) {
-        Ok(()) => {}
-        // Gone in the meantime, or another user's process: nothing of ours to stop.
-        Err(rustix::io::Errno::SRCH | rustix::io::Errno::PERM) => return Ok(false),
-        Err(e) => return Err(failed(format!("failed ({e})"))),
+    // Gone in the meantime, or another user's process: nothing of ours to stop.
+    if !send_signal(pid, rustix::process::Signal::TERM, "TERM", program)? {
+        return Ok(false);
     }
     let deadline = std::time::Instant::now() + wait;
     while cmdline(pid).contains(program) && std::time::Instant::now() < deadline {
@@ -246,21 +236,52 @@ pub fn signal_server(pid: u32, signal: &str) -> Result<()> {
             detail: "no longer runs sealcache-server".to_owned(),
         });
     }
-    let failed = |detail: String| OpsError::Command {
-        program: format!("kill -{signal} {pid}"),
-        detail,
-    };
     let sig = match signal {
         "HUP" => rustix::process::Signal::HUP,
         "USR1" => rustix::process::Signal::USR1,
         "TERM" => rustix::process::Signal::TERM,
-        _ => return Err(failed("not a signal a backend takes".to_owned())),
+        _ => {
+            return Err(OpsError::Command {
+                program: format!("kill -{signal} {pid}"),
+                detail: "not a signal a backend takes".to_owned(),
+            });
+        }
+    };
+    if send_signal(pid, sig, signal, "sealcache-server")? {
+        Ok(())
+    } else {
+        Err(OpsError::Unhealthy {
+            target: format!("pid {pid}"),
+            detail: "ended, or belongs to another user".to_owned(),
+        })
+    }
+}
+
+/// Sends `sig` (named `name`) to `pid`, which runs `program`: whether it was delivered. A
+/// process that has ended (`ESRCH`) or belongs to another user (`EPERM`) is not delivered to:
+/// `false`, never an error.
+///
+/// # Errors
+/// [`OpsError::Command`] for any other failure, or a pid that is no process id.
+pub(crate) fn send_signal(
+    pid: u32,
+    sig: rustix::process::Signal,
+    name: &str,
+    program: &str,
+) -> Result<bool> {
+    let failed = |detail: String| OpsError::Command {
+        program: format!("kill -{name} {pid} ({program})"),
+        detail,
     };
     let target = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| failed("not a process id".to_owned()))?;
-    rustix::process::kill_process(target, sig).map_err(|e| failed(format!("failed ({e})")))
+    match rustix::process::kill_process(target, sig) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH | rustix::io::Errno::PERM) => Ok(false),
+        Err(e) => Err(failed(format!("failed ({e})"))),
+    }
 }
 
 /// Sets `masterauth` in the local cluster nodes' configuration files (made from `cluster.conf`

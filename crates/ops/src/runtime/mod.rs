@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub(crate) mod docker;
+pub(crate) use self::local::send_signal;
 mod http;
 mod local;
 

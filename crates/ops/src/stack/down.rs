@@ -257,20 +257,9 @@ fn stop(
     Ok(())
 }
 
-/// SIGKILL to `pid` (it ignored SIGTERM).
+/// SIGKILL to `pid` (it ignored SIGTERM); one that has ended meanwhile is no error.
 fn kill(pid: u32, program: &str) -> Result<()> {
-    let failed = |detail: String| OpsError::Command {
-        program: format!("kill -KILL {pid} ({program})"),
-        detail,
-    };
-    let target = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| failed("not a process id".to_owned()))?;
-    match rustix::process::kill_process(target, rustix::process::Signal::KILL) {
-        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-        Err(e) => Err(failed(format!("failed ({e})"))),
-    }
+    crate::runtime::send_signal(pid, rustix::process::Signal::KILL, "KILL", program).map(|_| ())
 }
 
 /// Whether every container of compose project `project` (running or stopped) mounts something
