@@ -46,6 +46,15 @@ pub(crate) fn with_crash_and_restart(
     ) {
         checks.push(secure_up_again_changes_nothing(project, dir, port));
     }
+    if let Ok(id) = found.as_deref().map(str::trim)
+        && dir.join(sealcache_config_gen::layout::CA_KEY).exists()
+        && matches!(
+            sealcache_config_gen::cluster_dir::cluster_record(dir),
+            Ok(None)
+        )
+    {
+        checks.push(ca_key_hidden_in_backend(id));
+    }
     checks.push(match found.as_deref().map(str::trim) {
         Ok(id) if !id.is_empty() && !id.contains(char::is_whitespace) => cli_in_image(id),
         other => check(
@@ -193,6 +202,26 @@ fn cli_in_image(id: &str) -> Check {
         ),
         Err(e) => check("sealcache_cli_in_image", false, format!("{e:#}")),
     }
+}
+
+/// The deployment directory is mounted writable in the single-node backend (for a rotation run
+/// inside it), but its CA key is not there: `ca/` under the mount is an empty tmpfs the
+/// container's user cannot even list, while the rest of the directory is readable.
+fn ca_key_hidden_in_backend(id: &str) -> Check {
+    let mount = sealcache_ops::stack::CONTAINER_DEPLOYMENT_DIR;
+    let listed = docker(&["exec", id, "ls", &format!("{mount}/ca")]);
+    let read = docker(&["exec", id, "cat", &format!("{mount}/ca/ca.key")]);
+    let rotation_readable = docker(&["exec", id, "ls", &format!("{mount}/secrets/backend")]);
+    check(
+        "ca_key_hidden_in_backend",
+        listed.is_err() && read.is_err() && rotation_readable.is_ok(),
+        format!(
+            "{mount}/ca listed: {}, ca.key read: {}, {mount}/secrets/backend listed: {}",
+            listed.is_ok(),
+            read.is_ok(),
+            rotation_readable.is_ok()
+        ),
+    )
 }
 
 /// The first 12 characters of a container id.
@@ -427,7 +456,11 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
         checks.push(operator_command_verifies(&dir));
         // Then keys and passwords (cache_replication's and masterauth too) rotated under load on
         // both backends and all six nodes, as on the single-node stacks (rotate/load.rs).
-        checks.extend(crate::rotate::verify_under_load(&dir, &ports));
+        checks.extend(crate::rotate::verify_under_load(
+            &dir,
+            &ports,
+            crate::rotate::Rotator::Here,
+        ));
         checks.push(replicas_reauthenticate(&dir));
         checks.push(rotation_refused_with_a_node_down(&dir));
         checks
@@ -485,6 +518,7 @@ pub(crate) fn cluster_compose() -> anyhow::Result<()> {
         checks.extend(crate::rotate::verify_under_load(
             &dir,
             &[opts.port, opts.port + 1],
+            crate::rotate::Rotator::Here,
         ));
     }
     // The crash-and-restart proof belongs to the tests, never to secure-up; it runs after the

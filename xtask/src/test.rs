@@ -181,7 +181,14 @@ fn stack_verification() -> anyhow::Result<()> {
     let outcome = args.run(true);
     // Key and password rotation under load, as on the local stack (rotate/load.rs).
     let mut rotation = match &outcome {
-        Ok(code) if *code == ExitCode::SUCCESS => crate::rotate::verify_under_load(&dir, &[port]),
+        Ok(code) if *code == ExitCode::SUCCESS => crate::rotate::verify_under_load(
+            &dir,
+            &[port],
+            crate::rotate::Rotator::InBackend {
+                project: &project,
+                port,
+            },
+        ),
         _ => Vec::new(),
     };
     // Then the crash-and-restart proof, after the rotation's reloads: signalled with
@@ -252,7 +259,11 @@ fn local_verification() -> anyhow::Result<()> {
     let outcome = crate::local::up(&dir, port).map(|port| {
         let mut checks = crate::verify::verify(&dir, true);
         checks.push(crate::stack_tests::operator_command_verifies(&dir));
-        checks.extend(crate::rotate::verify_under_load(&dir, &[port]));
+        checks.extend(crate::rotate::verify_under_load(
+            &dir,
+            &[port],
+            crate::rotate::Rotator::Here,
+        ));
         checks.extend(crate::rotate::verify_interruptions(&dir, port));
         checks.push(crate::rotate::refused_with_redis_down(&dir));
         checks

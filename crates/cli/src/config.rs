@@ -79,7 +79,7 @@ impl GenerateArgs {
             if self.cluster {
                 crate::default_cluster_dir()
             } else {
-                crate::default_dir()
+                crate::checkout_dir()
             }
         });
         let mut opts = GenerateOptions::new(out);
@@ -101,7 +101,7 @@ impl GenerateArgs {
 /// Options of `config validate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ValidateArgs {
-    /// A deployment directory [default: deploy/generated].
+    /// A deployment directory [default: $SEALCACHE_DIR, else deploy/generated].
     #[arg(long, conflicts_with = "env_file")]
     dir: Option<PathBuf>,
     /// An env file (the seed's flat format or a .env with *_FILE paths).
@@ -150,7 +150,7 @@ pub(crate) struct DictionaryArgs {
     /// file). Use the deployment's own values, never another tenant's.
     #[arg(long)]
     samples: PathBuf,
-    /// The deployment directory whose keyring gets the dictionary [default: deploy/generated].
+    /// The deployment directory whose keyring gets the dictionary [default: $SEALCACHE_DIR, else deploy/generated].
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Largest dictionary size in bytes.

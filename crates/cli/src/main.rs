@@ -66,9 +66,19 @@ impl Command {
     }
 }
 
-/// The default deployment directory: `deploy/generated` under the current directory (where
-/// `cargo xtask` keeps it in a checkout).
+/// The default deployment directory: `SEALCACHE_DIR` when set (the compose file sets it to the
+/// directory's mount in the backend container, so that `docker compose exec backend sealcache
+/// config rotate --stage add` needs no `--dir`), else `deploy/generated` under the current
+/// directory (where `cargo xtask` keeps it in a checkout).
 pub(crate) fn default_dir() -> PathBuf {
+    std::env::var_os("SEALCACHE_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(checkout_dir, PathBuf::from)
+}
+
+/// `deploy/generated` under the current directory: where `config generate` writes by default
+/// (never into `SEALCACHE_DIR`, which names a deployment that exists).
+pub(crate) fn checkout_dir() -> PathBuf {
     PathBuf::from("deploy/generated")
 }
 

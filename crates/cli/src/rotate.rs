@@ -26,7 +26,7 @@ pub(crate) struct RotateArgs {
     /// (after the longest TTL).
     #[arg(long, value_enum)]
     stage: StageArg,
-    /// The deployment directory [default: deploy/generated].
+    /// The deployment directory [default: $SEALCACHE_DIR, else deploy/generated].
     #[arg(long)]
     dir: Option<PathBuf>,
     /// retire: drop decrypt-only keys even before the longest TTL has passed since their

@@ -15,7 +15,7 @@ use crate::render::{Printer, checks_report};
 /// with images that exist on this host (`cargo xtask secure-up` builds them from a checkout).
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
-    /// The deployment directory [default: deploy/generated].
+    /// The deployment directory [default: $SEALCACHE_DIR, else deploy/generated].
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The compose project name.

@@ -5,7 +5,7 @@
 //! written into a deployment directory's `compose/` by [`write()`]; the compose files find them
 //! there through `SEALCACHE_DEPLOY`.
 
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, io};
@@ -69,10 +69,23 @@ pub const FILES: &[(&str, &str)] = &[
 /// Writes every template into `dir`'s [`COMPOSE_DIR`] (files 0644: they hold no secret; each
 /// replaced atomically, and only when its text differs). Returns the directory.
 ///
+/// A [`COMPOSE_DIR`] that is a symbolic link, or that another user owns, is removed first and
+/// written afresh: the backend container may write the deployment directory (for a rotation run
+/// inside it), so it could put another `compose/` in place of this one (with a `.env`, or a file
+/// that mounts the host); the files `up` runs compose with are only ever its own.
+///
 /// # Errors
-/// [`crate::OpsError::Io`] when a directory or file cannot be written.
+/// [`crate::OpsError::Io`] when a directory or file cannot be written or removed.
 pub fn write(dir: &Path) -> Result<PathBuf> {
     let root = dir.join(COMPOSE_DIR);
+    if let Ok(meta) = std::fs::symlink_metadata(&root) {
+        let euid = rustix::process::geteuid().as_raw();
+        if meta.file_type().is_symlink() || !meta.is_dir() {
+            std::fs::remove_file(&root).map_err(io("remove", &root))?;
+        } else if meta.uid() != euid {
+            std::fs::remove_dir_all(&root).map_err(io("remove", &root))?;
+        }
+    }
     for (rel, text) in FILES {
         let path = root.join(rel);
         if let Some(parent) = path.parent() {
@@ -136,5 +149,24 @@ mod tests {
             .modified()
             .unwrap();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_compose_directory_put_in_place_as_a_link_is_replaced_never_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let dir = tmp.path().join("deployment");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join(COMPOSE_DIR)).unwrap();
+        let root = write(&dir).unwrap();
+        assert!(
+            !std::fs::symlink_metadata(&root)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(root.join(FILES[0].0).is_file());
     }
 }

@@ -11,7 +11,7 @@ use sealcache_config_gen::{SecretString, layout};
 
 use super::run_stage;
 use crate::verify::Check;
-use sealcache_ops::rotate::{discover, read_secret, redis_cli};
+use sealcache_ops::rotate::{Expected, discover, read_secret, redis_cli};
 
 /// Requests against the API while a rotation runs: each stores a new entry and reads it back.
 pub(super) struct Load {
@@ -87,13 +87,69 @@ fn entry(port: u16, api_key: &str, i: usize, store: bool) -> bool {
     }
 }
 
+/// Who runs a rotation's stages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rotator<'a> {
+    /// This process, through `sealcache_ops::rotate` (what `cargo xtask config rotate` and the
+    /// `sealcache` binary on the host run).
+    Here,
+    /// The operator with only the backend image: `docker compose exec -T backend sealcache
+    /// config rotate --stage S` in compose project `project` (whose API is on `port`), without
+    /// `--dir` (the container's `SEALCACHE_DIR` names the mounted deployment).
+    InBackend {
+        /// The compose project.
+        project: &'a str,
+        /// Its API port.
+        port: u16,
+    },
+}
+
+impl Rotator<'_> {
+    /// Runs `stage` (with `--force` when `force`) on `dir`.
+    fn run(self, dir: &Path, stage: Stage, force: bool) -> anyhow::Result<()> {
+        match self {
+            Rotator::Here => {
+                let opts = RotateOptions {
+                    force,
+                    ..RotateOptions::default()
+                };
+                run_stage(dir, stage, &opts, true).map(|_| ())
+            }
+            Rotator::InBackend { project, port } => {
+                let compose = sealcache_ops::up::project(
+                    dir,
+                    &sealcache_ops::up::UpOptions::new(project, port),
+                )?;
+                let mut args = vec![
+                    "exec",
+                    "-T",
+                    "backend",
+                    "sealcache",
+                    "config",
+                    "rotate",
+                    "--stage",
+                    stage.as_str(),
+                ];
+                if force {
+                    args.push("--force");
+                }
+                let out = compose.run(&args)?;
+                for line in out.lines() {
+                    println!("   [in backend] {line}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// `cargo xtask test`'s rotation check on a running stack (local or compose, one node or a
-/// cluster) whose backends listen on `ports`: under concurrent store/lookup load on every backend,
-/// keys and passwords go through add → promote → retire --force; no request may fail, no
-/// `unknown_key_id` event may occur on any backend, entries written (through the first backend)
-/// before stay readable (through the last) after the promotion, and every Redis node accepts
-/// exactly the new passwords.
-pub(crate) fn verify_under_load(dir: &Path, ports: &[u16]) -> Vec<Check> {
+/// cluster) whose backends listen on `ports`, the stages run by `rotator`: under concurrent
+/// store/lookup load on every backend, keys and passwords go through add → promote → retire
+/// --force; no request may fail, no `unknown_key_id` event may occur on any backend, entries
+/// written (through the first backend) before stay readable (through the last) after the
+/// promotion, and every Redis node accepts exactly the new passwords.
+pub(crate) fn verify_under_load(dir: &Path, ports: &[u16], rotator: Rotator<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
     let check = |name: &'static str, passed: bool, detail: String| {
         crate::verify::check(name, passed, detail)
@@ -113,19 +169,20 @@ pub(crate) fn verify_under_load(dir: &Path, ports: &[u16]) -> Vec<Check> {
     let load = Load::start(ports, &api_key, 2);
     std::thread::sleep(Duration::from_millis(500));
     let stages = (|| -> anyhow::Result<(usize, u32)> {
-        let opts = RotateOptions::default();
-        let added = run_stage(dir, Stage::Add, &opts, true)?;
+        let old_key = Expected::read(dir)?.primary_key_id;
+        rotator.run(dir, Stage::Add, false)?;
         std::thread::sleep(Duration::from_millis(300));
-        run_stage(dir, Stage::Promote, &opts, true)?;
+        rotator.run(dir, Stage::Promote, false)?;
+        let new_key = Expected::read(dir)?.primary_key_id;
+        ensure!(
+            new_key != old_key,
+            "key {old_key} still seals after promote"
+        );
         std::thread::sleep(Duration::from_millis(300));
         let readable = (0..20).filter(|i| entry(last, &api_key, *i, false)).count();
-        let forced = RotateOptions {
-            force: true,
-            ..RotateOptions::default()
-        };
-        run_stage(dir, Stage::Retire, &forced, true)?;
+        rotator.run(dir, Stage::Retire, true)?;
         std::thread::sleep(Duration::from_millis(500));
-        Ok((readable, added.added_key_id.unwrap_or(0)))
+        Ok((readable, new_key))
     })();
     let (requests, failed) = load.finish();
     match &stages {
@@ -253,7 +310,8 @@ mod tests {
         let dir = tmp.path().join("local-rotation");
         crate::local::tests::write_production_deployment(&dir);
         let port = crate::local::free_port().unwrap();
-        let outcome = crate::local::up(&dir, port).map(|port| verify_under_load(&dir, &[port]));
+        let outcome = crate::local::up(&dir, port)
+            .map(|port| verify_under_load(&dir, &[port], Rotator::Here));
         let _ = crate::local::down(&std::fs::canonicalize(&dir).unwrap());
         let checks = outcome.unwrap();
         crate::verify::print_checks(&checks);

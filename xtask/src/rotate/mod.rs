@@ -15,7 +15,7 @@ use sealcache_config_gen::rotation::{self, RotateOptions, Stage, StageOutcome};
 pub(crate) use sealcache_ops::rotate::{Step, report};
 
 pub(crate) use self::interrupt::{refused_with_redis_down, verify_interruptions};
-pub(crate) use self::load::verify_under_load;
+pub(crate) use self::load::{Rotator, verify_under_load};
 
 use crate::progress::Printer;
 

@@ -20,6 +20,12 @@ fn cli(dir: &Path, node: &Redis) -> Command {
             c
         }
         Redis::Container { id, .. } => container_cli(id, true),
+        // Formation runs where `redis-cli` is (the host), never from inside a backend.
+        Redis::Network { host, port } => {
+            let mut c = local_cli(dir, *port, true);
+            c.args(["-h", host]);
+            c
+        }
     }
 }
 

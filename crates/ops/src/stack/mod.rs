@@ -5,6 +5,8 @@
 
 mod down;
 mod formation;
+mod in_container;
+mod network;
 mod nodes;
 mod record;
 mod targets;
@@ -14,6 +16,7 @@ pub use self::down::{
     stop_local,
 };
 pub use self::formation::form_cluster;
+pub use self::in_container::{CONTAINER_DEPLOYMENT_DIR, IN_CONTAINER_VARIABLE};
 pub use self::nodes::{NodeView, address, formed, node_view};
 pub use self::record::{COMPOSE_RECORD, ComposeRecord};
 pub use self::targets::{

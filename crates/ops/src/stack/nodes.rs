@@ -33,6 +33,7 @@ pub fn address(redis: &Redis) -> String {
     match redis {
         Redis::Local { port } => format!("127.0.0.1:{port}"),
         Redis::Container { service, .. } => format!("{service}:{}", layout::REDIS_PORT),
+        Redis::Network { host, port } => format!("{host}:{port}"),
     }
 }
 

@@ -26,6 +26,15 @@ pub enum Redis {
         /// Its compose service (`redis`, `redis-node-N`).
         service: String,
     },
+    /// A Redis reached over the network by name, from inside the backend container of a
+    /// compose deployment (`REDIS_URL`'s host and port): administered with redis-rs, since the
+    /// image holds no `redis-cli` and no Docker.
+    Network {
+        /// Its host name (the compose service, `redis`).
+        host: String,
+        /// Its port.
+        port: u16,
+    },
 }
 
 impl std::fmt::Display for Redis {
@@ -33,6 +42,7 @@ impl std::fmt::Display for Redis {
         match self {
             Redis::Local { port } => write!(f, "local redis-server on 127.0.0.1:{port}"),
             Redis::Container { id, .. } => write!(f, "container {}", short(id)),
+            Redis::Network { host, port } => write!(f, "redis-server at {host}:{port}"),
         }
     }
 }
@@ -135,6 +145,10 @@ pub fn discover(dir: &Path) -> Result<Targets> {
     // Compose mounts name absolute paths: a relative or linked directory is resolved first.
     let canonical = std::fs::canonicalize(dir);
     let dir = canonical.as_deref().unwrap_or(dir);
+    // Inside the deployment's own backend container: no Docker, the neighbours by name.
+    if let Some(targets) = super::in_container::targets(dir)? {
+        return Ok(targets);
+    }
     let mut targets = Targets::default();
     // `secure-up --local`: both processes, or neither (a stack running in part refuses).
     if let Some((pids, redis_runs, server_runs)) = runtime::local_recorded(dir)
@@ -189,6 +203,17 @@ pub fn discover(dir: &Path) -> Result<Targets> {
             refuse!(
                 "the Docker engine does not answer (no permission on its socket, another context, or it is down), so whether a compose stack uses {} cannot be told: nothing was changed; fix access to Docker and run again (a rotation can change the files alone with --no-reload)",
                 dir.display()
+            );
+        }
+        // Without Docker at all (a container, a host without it), a directory that records a
+        // compose project cannot be seen either: never taken for a stack that runs nowhere.
+        if targets.is_empty()
+            && let Some(record) = super::record::ComposeRecord::read(dir)?
+        {
+            refuse!(
+                "{} records compose project {}, which cannot be seen from here (no Docker): nothing was changed; run where `docker` answers, or inside the stack's backend (`docker compose exec backend sealcache ...`)",
+                dir.display(),
+                record.project
             );
         }
         return Ok(targets);
@@ -246,6 +271,7 @@ pub fn discover(dir: &Path) -> Result<Targets> {
     targets.redis.sort_by_key(|r| match r {
         Redis::Local { port } => (String::new(), *port),
         Redis::Container { service, .. } => (service.clone(), 0),
+        Redis::Network { host, port } => (host.clone(), *port),
     });
     Ok(targets)
 }
@@ -388,10 +414,41 @@ pub fn redis_cli(
     command: &str,
 ) -> Result<String> {
     let tls = uses_tls(dir);
-    let mut cmd = match redis {
-        Redis::Local { port } => local_cli(dir, *port, tls),
-        Redis::Container { id, .. } => container_cli(id, tls),
+    let text = match redis {
+        Redis::Local { port } => {
+            spawn_cli(local_cli(dir, *port, tls), redis, user, password, command)?
+        }
+        Redis::Container { id, .. } => {
+            spawn_cli(container_cli(id, tls), redis, user, password, command)?
+        }
+        Redis::Network { host, port } => {
+            super::network::run(dir, host, *port, tls, user, password, command)?
+        }
     };
+    let lines = after_auth(&text, || format!("{user} cannot authenticate to {redis}"))?;
+    let reply: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+    if let Some(err) = reply.iter().find(|l| is_error(l)) {
+        let verb: String = command
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(OpsError::Unhealthy {
+            target: redis.to_string(),
+            detail: format!("refused `{verb}`: {}", err.trim()),
+        });
+    }
+    Ok(reply.join("\n"))
+}
+
+/// Runs `redis-cli` as `cmd`, `AUTH` and `command` on its standard input: its standard output.
+fn spawn_cli(
+    mut cmd: Command,
+    redis: &Redis,
+    user: &str,
+    password: &SecretString,
+    command: &str,
+) -> Result<String> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -410,21 +467,7 @@ pub fn redis_cli(
     let out = child
         .wait_with_output()
         .step(|| format!("redis-cli for {redis} failed"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines = after_auth(&text, || format!("{user} cannot authenticate to {redis}"))?;
-    let reply: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
-    if let Some(err) = reply.iter().find(|l| is_error(l)) {
-        let verb: String = command
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
-        return Err(OpsError::Unhealthy {
-            target: redis.to_string(),
-            detail: format!("refused `{verb}`: {}", err.trim()),
-        });
-    }
-    Ok(reply.join("\n"))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Runs `command` (no secret in it) on `redis` as `cache_admin`, with the directory's admin

@@ -382,7 +382,9 @@ pub(crate) fn refuse_foreign_project(project: &str, dir: &Path) -> Result<()> {
 }
 
 /// Gives the containers' user the secret files (0600 stays 0600; the CA key stays outside
-/// `secrets/`), as root; otherwise says that the containers read them as their owner.
+/// `secrets/`) and the directory itself (not what else it holds: `ca/` and `compose/` stay
+/// root's), so that a rotation run inside the backend container can write `rotation.json` and the
+/// secrets; as root. Otherwise says that the containers read them as their owner.
 fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         progress.warn(format!(
@@ -390,7 +392,15 @@ fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result
         ));
         return Ok(());
     }
-    chown_to_containers(dir, &[layout::SECRETS_DIR])
+    chown_to_containers(dir, &[layout::SECRETS_DIR])?;
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        dir,
+        Some(rustix::fs::Uid::from_raw(CONTAINER_UID)),
+        Some(rustix::fs::Gid::from_raw(CONTAINER_UID)),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| io("chown", dir)(e.into()))
 }
 
 /// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs` (symbolic links

@@ -34,8 +34,11 @@ pub fn publishes_port(ri: &serde_json::Value) -> bool {
 }
 
 /// Read-only rootfs, every capability dropped, a non-root user, no-new-privileges, memory and
-/// pids limits, no CA key of the deployment `dir` mounted and no writable bind mount but `/data`,
-/// for one container's `docker inspect` output `c`: whether all hold, and what was seen.
+/// pids limits, no CA key of the deployment `dir` reachable through a mount, and no writable bind
+/// mount but `/data` and the deployment directory itself at
+/// [`crate::stack::CONTAINER_DEPLOYMENT_DIR`] (the backend's, for a rotation run inside it) with
+/// its `ca/` hidden under a tmpfs, for one container's `docker inspect` output `c`: whether all
+/// hold, and what was seen.
 #[must_use]
 pub fn hardened(c: &serde_json::Value, dir: &Path) -> (bool, String) {
     let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
@@ -56,22 +59,50 @@ pub fn hardened(c: &serde_json::Value, dir: &Path) -> (bool, String) {
     let limits = c["HostConfig"]["Memory"].as_i64().unwrap_or(0) > 0
         && c["HostConfig"]["PidsLimit"].as_i64().unwrap_or(0) > 0;
     let mounts = c["Mounts"].as_array().map_or(&[][..], Vec::as_slice);
+    let ca_dir = dir.join(layout::CA_DIR);
+    // A tmpfs at the path where a mount would show `ca/` hides it (`tmpfs:` entries are in
+    // `HostConfig.Tmpfs`, long-syntax ones among the mounts).
+    let hidden = |destination: &Path| {
+        c["HostConfig"]["Tmpfs"]
+            .as_object()
+            .is_some_and(|t| t.keys().any(|k| Path::new(k) == destination))
+            || mounts.iter().any(|m| {
+                m["Type"] == "tmpfs"
+                    && m["Destination"]
+                        .as_str()
+                        .is_some_and(|d| Path::new(d) == destination)
+            })
+    };
     let ca_key = mounts.iter().any(|m| {
-        m["Source"].as_str().is_some_and(|s| {
-            let s = Path::new(s);
-            s == dir.join(layout::CA_KEY) || s.starts_with(dir.join(layout::CA_DIR))
-        })
+        let (Some(source), Some(destination)) = (m["Source"].as_str(), m["Destination"].as_str())
+        else {
+            return false;
+        };
+        let source = Path::new(source);
+        if source.starts_with(&ca_dir) {
+            return true;
+        }
+        // A mount of `dir` (or above it) shows `ca/` unless a tmpfs hides it there.
+        ca_dir
+            .strip_prefix(source)
+            .is_ok_and(|rel| !hidden(&Path::new(destination).join(rel)))
     });
     let rw_mounts: Vec<&str> = mounts
         .iter()
         .filter(|m| m["RW"] == true && m["Type"] == "bind")
         .filter_map(|m| m["Destination"].as_str())
         .collect();
-    let rw_ok = rw_mounts.iter().all(|d| *d == "/data");
+    let deployment = |d: &str| {
+        d == crate::stack::CONTAINER_DEPLOYMENT_DIR
+            && mounts.iter().any(|m| {
+                m["Destination"] == d && m["Source"].as_str().is_some_and(|s| Path::new(s) == dir)
+            })
+    };
+    let rw_ok = rw_mounts.iter().all(|d| *d == "/data" || deployment(d));
     (
         ro && caps && non_root && nnp && limits && !ca_key && rw_ok,
         format!(
-            "read-only rootfs={ro}, cap_drop ALL={caps}, user={user}, no-new-privileges={nnp}, limits={limits}, CA key mounted={ca_key}, writable mounts={rw_mounts:?}"
+            "read-only rootfs={ro}, cap_drop ALL={caps}, user={user}, no-new-privileges={nnp}, limits={limits}, CA key reachable={ca_key}, writable mounts={rw_mounts:?}"
         ),
     )
 }
@@ -400,9 +431,29 @@ mod tests {
         let mut ca = good.clone();
         ca["Mounts"][1]["Source"] = "/d/ca/ca.key".into();
         assert!(!hardened(&ca, dir).0);
-        let mut elsewhere = good;
+        let mut elsewhere = good.clone();
         elsewhere["Mounts"][1]["Source"] = "/srv/ca/tls".into();
         assert!(hardened(&elsewhere, dir).0);
+        // The deployment directory, writable at its place for a rotation inside: only with its
+        // ca/ hidden by a tmpfs; anywhere else, or another directory, is refused.
+        let mut deployment = good;
+        deployment["Mounts"][1] = serde_json::json!(
+            {"Type": "bind", "RW": true, "Destination": "/srv/sealcache", "Source": "/d"});
+        assert!(!hardened(&deployment, dir).0, "ca/ is visible");
+        deployment["HostConfig"]["Tmpfs"] = serde_json::json!({"/srv/sealcache/ca": "mode=0000"});
+        assert!(
+            hardened(&deployment, dir).0,
+            "{}",
+            hardened(&deployment, dir).1
+        );
+        let mut moved = deployment.clone();
+        moved["Mounts"][1]["Destination"] = "/srv/other".into();
+        moved["HostConfig"]["Tmpfs"] = serde_json::json!({"/srv/other/ca": "mode=0000"});
+        assert!(!hardened(&moved, dir).0, "writable elsewhere");
+        let mut parent = deployment;
+        parent["Mounts"][1]["Source"] = "/".into();
+        parent["Mounts"][1]["RW"] = false.into();
+        assert!(!hardened(&parent, dir).0, "the host's root shows /d/ca");
         assert!(publishes_port(
             &serde_json::json!({"HostConfig": {"PortBindings": {"6379/tcp": []}}})
         ));

@@ -159,6 +159,10 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "SEALCACHE_GRAFANA_IMAGE",
     "SEALCACHE_GRAFANA_PORT",
     "SEALCACHE_SHARED_OPERATIONS",
+    // The backend container's marker for the operator command run inside it, and the mode of the
+    // deployment directory's mount there (compose interpolation).
+    "SEALCACHE_IN_CONTAINER",
+    "SEALCACHE_DIR_MOUNT",
 ];
 
 /// Families of variables other parts of sealcache read (benchmarks).
