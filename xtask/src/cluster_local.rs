@@ -175,7 +175,7 @@ pub(crate) fn record(dir: &Path) -> anyhow::Result<ClusterRecord> {
 
 /// Starts the nodes, forms the cluster, starts the backends on `port`, `port + 1`, ...; returns
 /// the backends' ports.
-pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
+pub(crate) fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     for program in ["redis-server", "redis-cli"] {
         if !on_path(program) {
             bail!(
@@ -186,7 +186,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     let dir = std::fs::canonicalize(dir)
         .with_context(|| format!("cannot open the deployment directory {}", dir.display()))?;
     let record = record(&dir)?;
-    crate::local::down(&dir)?;
+    crate::local::stop(&dir)?;
     let state = state_dir(&dir);
     let _ = std::fs::remove_dir_all(&state);
     let mut builder = std::fs::DirBuilder::new();

@@ -56,7 +56,7 @@ pub(crate) struct UpOptions {
 }
 
 /// `secure-up --cluster [--local]`.
-pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
+pub(crate) fn secure_up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
     let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
     let environment = match opts.environment {
         Some(Environment::Development) => {
@@ -131,8 +131,8 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
             );
         }
         let started = Instant::now();
-        let ports = crate::cluster_local::up(&dir, opts.port)?;
-        let checks = crate::verify::verify(&dir, true);
+        let ports = crate::cluster_local::start(&dir, opts.port)?;
+        let checks = crate::verify::verify_printed(&dir, true);
         return Ok(report(&checks, opts.json, &dir, &ports, started));
     }
 
@@ -147,7 +147,7 @@ pub(crate) fn up(opts: &UpOptions) -> anyhow::Result<ExitCode> {
         .internal_subnet(opts.internal_subnet.clone());
     let (_, ports) =
         sealcache_ops::up::compose_cluster(&dir, &options, &mut crate::progress::Printer)?;
-    let checks = crate::verify::verify(&dir, true);
+    let checks = crate::verify::verify_printed(&dir, true);
     Ok(report(&checks, opts.json, &dir, &ports, started))
 }
 

@@ -12,7 +12,7 @@ use sealcache_env_detect::{Environment, EnvironmentDetector, FeatureContext};
 
 use crate::docker::engine_answers;
 use crate::images::{ImageMode, prepare};
-use crate::verify::verify;
+use crate::verify::verify_printed;
 
 /// The compose project name.
 pub(crate) const PROJECT: &str = sealcache_ops::up::DEFAULT_PROJECT;
@@ -150,7 +150,7 @@ impl UpArgs {
                 secure,
                 "dev-up has no cluster stack: use `secure-up --cluster`"
             );
-            return crate::cluster_stack::up(&self.cluster_options());
+            return crate::cluster_stack::secure_up(&self.cluster_options());
         }
         let detected = EnvironmentDetector::default().detect(FeatureContext::SecurityEnforcement);
         let environment = match (secure, self.environment) {
@@ -239,8 +239,8 @@ impl UpArgs {
                     "⚠️  no Docker engine answers: running the same topology as local processes (--local)"
                 );
             }
-            let port = crate::local::up(&dir, self.port)?;
-            let checks = crate::verify::verify(&dir, true);
+            let port = crate::local::start(&dir, self.port)?;
+            let checks = crate::verify::verify_printed(&dir, true);
             return Ok(print_report(&checks, self.json, secure, port, &dir));
         }
         let options = sealcache_ops::up::UpOptions::new(self.project.clone(), self.port)
@@ -264,7 +264,7 @@ impl UpArgs {
                 options.images(Some(images.redis), Some(images.backend))
             };
         sealcache_ops::up::compose(&dir, &options, &mut crate::progress::Printer)?;
-        let checks = verify(&dir, secure);
+        let checks = verify_printed(&dir, secure);
         Ok(print_report(&checks, self.json, secure, self.port, &dir))
     }
 }

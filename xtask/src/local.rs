@@ -203,7 +203,7 @@ pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<(
 }
 
 /// Starts Redis and the server; returns the API port.
-pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
+pub(crate) fn start(dir: &Path, port: u16) -> anyhow::Result<u16> {
     if !on_path("redis-server") {
         bail!(
             "neither a Docker engine nor redis-server is available: install docker.io and docker-compose, or redis-server (apt-get install redis-server)"
@@ -211,7 +211,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
     }
     let dir = std::fs::canonicalize(dir)
         .with_context(|| format!("cannot open the deployment directory {}", dir.display()))?;
-    down(&dir)?;
+    stop(&dir)?;
     let state = state_dir(&dir);
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -276,7 +276,7 @@ pub(crate) fn up(dir: &Path, port: u16) -> anyhow::Result<u16> {
 
 /// Stops the local processes that run from `dir` (`sealcache_ops::stack::stop_local`, the local
 /// part of the `down` every stack shares). Returns how many it stopped.
-pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
+pub(crate) fn stop(dir: &Path) -> anyhow::Result<usize> {
     Ok(sealcache_ops::stack::stop_local(dir)?.len())
 }
 

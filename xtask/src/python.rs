@@ -168,11 +168,11 @@ pub(crate) fn test() -> anyhow::Result<()> {
     let venv = install_wheel(false)?;
     let python = venv.join("bin/python");
     let dir = target_dir().join("py-stack");
-    let _ = crate::local::down(&dir);
+    let _ = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     write_production_deployment(&dir)?;
     let port = crate::local::free_port().context("cannot find a free local port for the API")?;
-    let outcome = crate::local::up(&dir, port).and_then(|_| {
+    let outcome = crate::local::start(&dir, port).and_then(|_| {
         let described = dir.join("py-stack.json");
         describe_stack(&std::fs::canonicalize(&dir)?, &described)?;
         step(
@@ -188,7 +188,7 @@ pub(crate) fn test() -> anyhow::Result<()> {
                 ),
         )
     });
-    let _ = crate::local::down(&std::fs::canonicalize(&dir).unwrap_or(dir.clone()));
+    let _ = crate::local::stop(&std::fs::canonicalize(&dir).unwrap_or(dir.clone()));
     let _ = std::fs::remove_dir_all(&dir);
     outcome?;
     let package = workspace_root().join("crates/python/python");

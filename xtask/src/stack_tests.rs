@@ -13,7 +13,7 @@ use sealcache_env_detect::Environment;
 use sealcache_ops::runtime::cmdline;
 use sealcache_ops::stack::Redis;
 
-use crate::cluster_stack::{UpOptions, generate_and_validate, up};
+use crate::cluster_stack::{UpOptions, generate_and_validate, secure_up};
 use crate::docker::{docker, engine_answers, inspect};
 use crate::images::ImageMode;
 use crate::verify::{Check, api_key, check, end_to_end, print_checks};
@@ -442,7 +442,7 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let dir = dir.to_path_buf();
-    let _ = crate::local::down(&dir);
+    let _ = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(
         generate_and_validate(&dir, Environment::Production)?,
@@ -450,8 +450,8 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
         dir.display()
     );
     let port = free_port_pair()?;
-    let outcome = crate::cluster_local::up(&dir, port).map(|ports| {
-        let mut checks = crate::verify::verify(&dir, true);
+    let outcome = crate::cluster_local::start(&dir, port).map(|ports| {
+        let mut checks = crate::verify::verify_printed(&dir, true);
         checks.push(status_check(&dir, true));
         checks.push(operator_command_verifies(&dir));
         // Then keys and passwords (cache_replication's and masterauth too) rotated under load on
@@ -465,7 +465,7 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
         checks.push(rotation_refused_with_a_node_down(&dir));
         checks
     });
-    let stopped = crate::local::down(&dir);
+    let stopped = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let checks = outcome?;
     print_checks(&checks);
@@ -510,7 +510,7 @@ pub(crate) fn cluster_compose() -> anyhow::Result<()> {
         json: false,
         internal_subnet: Some("172.30.238.0/24".to_owned()),
     };
-    let outcome = up(&opts);
+    let outcome = secure_up(&opts);
     let mut checks = vec![status_check(&dir, false)];
     // Keys and passwords (cache_replication's and masterauth too) rotated under load through both
     // backend containers and on all six node containers, as on the local cluster stack.

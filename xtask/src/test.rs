@@ -236,7 +236,7 @@ fn local_verification() -> anyhow::Result<()> {
         "▶ local stack: secure-up --local, verify, rotate under load, interrupt every stage, down"
     );
     let dir = crate::progress::target_dir().join("local-test");
-    let _ = crate::local::down(&dir);
+    let _ = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let info = sealcache_env_detect::EnvironmentDetector::default()
         .detect(sealcache_env_detect::FeatureContext::SecurityEnforcement);
@@ -256,8 +256,8 @@ fn local_verification() -> anyhow::Result<()> {
     // names the command that completes it, the next stage is refused and changes no file, the
     // stage run again completes it); then, with redis-server killed, a stage refuses before
     // changing a file (rotate/).
-    let outcome = crate::local::up(&dir, port).map(|port| {
-        let mut checks = crate::verify::verify(&dir, true);
+    let outcome = crate::local::start(&dir, port).map(|port| {
+        let mut checks = crate::verify::verify_printed(&dir, true);
         checks.push(crate::stack_tests::operator_command_verifies(&dir));
         checks.extend(crate::rotate::verify_under_load(
             &dir,
@@ -268,7 +268,7 @@ fn local_verification() -> anyhow::Result<()> {
         checks.push(crate::rotate::refused_with_redis_down(&dir));
         checks
     });
-    let stopped = crate::local::down(&dir);
+    let stopped = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let checks = outcome?;
     crate::verify::print_checks(&checks);

@@ -15,7 +15,7 @@ pub(crate) fn print_checks(checks: &[Check]) {
 /// Verifies the stack that runs from `dir` (`sealcache_ops::verify::verify`): every backend at
 /// `production_ready` when `secure`, else at `development`. A stack that cannot be found is one
 /// failed check.
-pub(crate) fn verify(dir: &Path, secure: bool) -> Vec<Check> {
+pub(crate) fn verify_printed(dir: &Path, secure: bool) -> Vec<Check> {
     let want = if secure {
         SecurityLevel::ProductionReady
     } else {

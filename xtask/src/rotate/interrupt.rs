@@ -233,12 +233,12 @@ mod tests {
         let dir = tmp.path().join("local-interruptions");
         crate::local::tests::write_production_deployment(&dir);
         let port = crate::local::free_port().unwrap();
-        let outcome = crate::local::up(&dir, port).map(|port| {
+        let outcome = crate::local::start(&dir, port).map(|port| {
             let mut checks = super::verify_interruptions(&dir, port);
             checks.push(super::refused_with_redis_down(&dir));
             checks
         });
-        let stopped = crate::local::down(&std::fs::canonicalize(&dir).unwrap());
+        let stopped = crate::local::stop(&std::fs::canonicalize(&dir).unwrap());
         let checks = outcome.unwrap();
         crate::verify::print_checks(&checks);
         assert!(checks.iter().all(|c| c.passed) && checks.len() >= 11);

@@ -310,9 +310,9 @@ mod tests {
         let dir = tmp.path().join("local-rotation");
         crate::local::tests::write_production_deployment(&dir);
         let port = crate::local::free_port().unwrap();
-        let outcome = crate::local::up(&dir, port)
+        let outcome = crate::local::start(&dir, port)
             .map(|port| verify_under_load(&dir, &[port], Rotator::Here));
-        let _ = crate::local::down(&std::fs::canonicalize(&dir).unwrap());
+        let _ = crate::local::stop(&std::fs::canonicalize(&dir).unwrap());
         let checks = outcome.unwrap();
         crate::verify::print_checks(&checks);
         assert!(checks.iter().all(|c| c.passed) && checks.len() >= 6);

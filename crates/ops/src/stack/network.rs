@@ -127,7 +127,7 @@ fn render(value: &Value, lines: &mut Vec<String>) {
         Value::Boolean(b) => lines.push(if *b { "1" } else { "0" }.to_owned()),
         Value::VerbatimString { text, .. } => lines.push(text.clone()),
         Value::ServerError(e) => {
-            lines.push(format!("{} {}", e.code(), e.details().unwrap_or_default()))
+            lines.push(format!("{} {}", e.code(), e.details().unwrap_or_default()));
         }
         other => lines.push(format!("{other:?}")),
     }

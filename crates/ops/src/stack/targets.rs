@@ -104,7 +104,7 @@ fn container_signal_command<'a>(id: &'a str, signal: &'a str) -> [&'a str; 7] {
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Backend::Local { pid, .. } => write!(f, "local sealcache-server (pid {pid})"),
+            Backend::Local { pid, .. } => write!(f, "sealcache-server (pid {pid})"),
             Backend::Container { id, .. } => write!(f, "container {}", short(id)),
         }
     }

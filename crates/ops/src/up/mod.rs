@@ -393,14 +393,26 @@ fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result
         return Ok(());
     }
     chown_to_containers(dir, &[layout::SECRETS_DIR])?;
-    rustix::fs::chownat(
-        rustix::fs::CWD,
-        dir,
-        Some(rustix::fs::Uid::from_raw(CONTAINER_UID)),
-        Some(rustix::fs::Gid::from_raw(CONTAINER_UID)),
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| io("chown", dir)(e.into()))
+    let chown = |path: &Path| {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            Some(rustix::fs::Uid::from_raw(CONTAINER_UID)),
+            Some(rustix::fs::Gid::from_raw(CONTAINER_UID)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io("chown", path)(e.into()))
+    };
+    chown(dir)?;
+    // The files beside (`.env`, the records; no secret): a rotation reads them. Directories
+    // (`ca/`, `compose/`) stay root's.
+    for entry in std::fs::read_dir(dir).map_err(io("read", dir))? {
+        let entry = entry.map_err(io("read", dir))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            chown(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs` (symbolic links
