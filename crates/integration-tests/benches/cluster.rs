@@ -3,9 +3,11 @@
 //! reaches Redis): get and set p50/p99 and throughput at 64 calls in flight over the corpus'
 //! medium documents, then the failover gap: the time from killing the primary of a key's slot to
 //! the first successful write on that slot (the breaker's default 5 s cool-down included, as a
-//! user would see it).
+//! user would see it). Then how throughput grows with the primaries: clusters of 1, 3 and 6
+//! primaries (no replicas, the slots split evenly), the same phases on each.
 //!
-//! `SEALCACHE_BENCH_SECS` (default 10) sets each phase's length.
+//! `SEALCACHE_BENCH_SECS` (default 10) sets each phase's length;
+//! `SEALCACHE_BENCH_CLUSTER_SCALING_ONLY=1` runs the scaling phases alone.
 
 // A benchmark program reports what it measured.
 #![allow(
@@ -169,38 +171,70 @@ async fn main() {
         "{IN_FLIGHT} calls in flight, {} s per phase, medium documents, L1 off",
         seconds().as_secs()
     );
+    if std::env::var_os("SEALCACHE_BENCH_CLUSTER_SCALING_ONLY").is_none() {
+        one_node_cluster_and_failover(&keyring, &docs).await;
+    }
+    scaling(&keyring, &docs).await;
+}
+
+/// Throughput with 1, 3 and 6 primaries (no replicas): one row each.
+async fn scaling(keyring: &Keyring, docs: &Arc<Vec<serde_json::Value>>) {
     println!();
     println!(
-        "| deployment | get p50 ms | get p99 ms | gets/s | set p50 ms | set p99 ms | sets/s | errors |"
+        "| primaries (no replicas) | get p50 ms | get p99 ms | gets/s | set p50 ms | set p99 ms | sets/s | errors |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    for primaries in [1, 3, 6] {
+        let cluster = RedisCluster::start(ClusterOptions {
+            primaries,
+            replicas_per_primary: 0,
+            ..ClusterOptions::default()
+        });
+        let cache = Arc::new(build(
+            cluster_config(&cluster),
+            keyring,
+            cluster.namespace(),
+        ));
+        measure(&primaries.to_string(), cache, Arc::clone(docs)).await;
+    }
+}
 
-    let single = Stack::start();
-    let config = single.redis_config("cache_app", layout::APP_PASSWORD);
-    let namespace = sealcache_config_gen::DEFAULT_NAMESPACE;
-    measure(
-        "one node",
-        Arc::new(build(config, &keyring, namespace)),
-        Arc::clone(&docs),
-    )
-    .await;
-    drop(single);
-
-    let mut cluster = RedisCluster::start(ClusterOptions::default());
-    let config = RedisConfig::cluster(cluster.seed_urls())
+/// The cache's configuration for `cluster`: its seeds, `cache_app`, mutual TLS.
+fn cluster_config(cluster: &RedisCluster) -> RedisConfig {
+    RedisConfig::cluster(cluster.seed_urls())
         .acl_user("cache_app", cluster.app_password())
         .tls_files(
             cluster.ca_cert(),
             cluster.client_cert(),
             cluster.client_key(),
-        );
-    let cache = Arc::new(build(config, &keyring, cluster.namespace()));
+        )
+}
+
+/// One node against the default cluster (3 primaries, 1 replica each), then the failover gap.
+async fn one_node_cluster_and_failover(keyring: &Keyring, docs: &Arc<Vec<serde_json::Value>>) {
+    println!();
+    println!(
+        "| deployment | get p50 ms | get p99 ms | gets/s | set p50 ms | set p99 ms | sets/s | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let single = Stack::start();
+    let config = single.redis_config("cache_app", layout::APP_PASSWORD);
+    let namespace = sealcache_config_gen::DEFAULT_NAMESPACE;
     measure(
-        "cluster, 3 primaries",
-        Arc::clone(&cache),
-        Arc::clone(&docs),
+        "one node",
+        Arc::new(build(config, keyring, namespace)),
+        Arc::clone(docs),
     )
     .await;
+    drop(single);
+
+    let mut cluster = RedisCluster::start(ClusterOptions::default());
+    let cache = Arc::new(build(
+        cluster_config(&cluster),
+        keyring,
+        cluster.namespace(),
+    ));
+    measure("cluster, 3 primaries", Arc::clone(&cache), Arc::clone(docs)).await;
 
     // The failover gap, three times (each on a fresh primary: the killed one stays down).
     println!();

@@ -32,9 +32,9 @@ use sealcache_config_gen::{
 
 use crate::{CliAuth, RedisOptions, RedisServer, TlsFiles, free_port, output_text};
 
-/// Primaries in a [`RedisCluster`].
+/// Primaries in a [`RedisCluster`] by default ([`ClusterOptions::primaries`]).
 pub const PRIMARIES: usize = 3;
-/// Nodes in a [`RedisCluster`] (each primary has one replica).
+/// Nodes in a [`RedisCluster`] by default (each primary has one replica).
 pub const NODES: usize = 2 * PRIMARIES;
 /// Hash slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -52,6 +52,10 @@ pub struct ClusterOptions {
     pub announce_hostname: Option<String>,
     /// Extra `redis.conf` lines for every node.
     pub extra: Vec<String>,
+    /// Primaries (default [`PRIMARIES`]); the hash slots are split evenly among them.
+    pub primaries: usize,
+    /// Replicas of each primary (default 1).
+    pub replicas_per_primary: usize,
 }
 
 impl Default for ClusterOptions {
@@ -61,6 +65,8 @@ impl Default for ClusterOptions {
             node_timeout_ms: 1500,
             announce_hostname: Some("localhost".to_owned()),
             extra: Vec::new(),
+            primaries: PRIMARIES,
+            replicas_per_primary: 1,
         }
     }
 }
@@ -79,7 +85,7 @@ pub enum NodeRole {
 /// One node of a [`RedisCluster`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
-    /// Index into the cluster's nodes (0 to [`NODES`] - 1; stable across kills and restarts).
+    /// Index into the cluster's nodes (from 0, in start order; stable across kills and restarts).
     pub index: usize,
     /// The TLS port clients use.
     pub port: u16,
@@ -138,6 +144,8 @@ fn parse_cluster_nodes(text: &str) -> Vec<ClusterNodesLine> {
 /// A running Redis Cluster of [`NODES`] TLS nodes; see the module documentation.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    primaries: usize,
+    replicas_per_primary: usize,
     cluster_ports: Vec<u16>,
     namespace: String,
     passwords: AclPasswords,
@@ -184,7 +192,8 @@ fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 }
 
 impl RedisCluster {
-    /// Starts [`NODES`] nodes, forms the cluster (3 primaries, 1 replica each) and waits until
+    /// Starts the nodes (by default [`NODES`]), forms the cluster (by default 3 primaries, 1
+    /// replica each) and waits until
     /// every node reports `cluster_state:ok` and every replica's link to its primary is up.
     /// Panics with the nodes' logs when that does not happen within 60 s.
     #[must_use]
@@ -199,7 +208,8 @@ impl RedisCluster {
 
         let files = tempfile::tempdir().expect("temp dir");
         let dir = files.path();
-        let material = tls::generate_cluster(NODES, &[], acl::APP_USER).expect("TLS material");
+        let count = options.primaries.max(1) * (1 + options.replicas_per_primary);
+        let material = tls::generate_cluster(count, &[], acl::APP_USER).expect("TLS material");
         let m = &material.material;
         let ca = write_file(dir, CA, &m.ca_cert);
         let server_cert = write_file(dir, SERVER_CERT, &m.server_cert);
@@ -217,9 +227,9 @@ impl RedisCluster {
         );
         let acl_file = write_file(dir, USERS_ACL, &acl_text);
 
-        let mut nodes = Vec::with_capacity(NODES);
-        let mut cluster_ports = Vec::with_capacity(NODES);
-        for _ in 0..NODES {
+        let mut nodes = Vec::with_capacity(count);
+        let mut cluster_ports = Vec::with_capacity(count);
+        for _ in 0..count {
             // The bus port is a free port too, and can be taken before the node binds it (the
             // node then fails on every client port tried): choose both again, three times.
             let mut last_log = String::new();
@@ -271,6 +281,8 @@ impl RedisCluster {
         }
         let cluster = Self {
             nodes,
+            primaries: options.primaries.max(1),
+            replicas_per_primary: options.replicas_per_primary,
             cluster_ports,
             namespace: options.namespace,
             passwords,
@@ -288,10 +300,21 @@ impl RedisCluster {
         let mut last = String::new();
         for attempt in 0..3 {
             if attempt > 0 {
-                for i in 0..NODES {
+                for i in 0..self.nodes.len() {
                     let _ = self.cli(i, &self.admin_auth(), &["CLUSTER", "RESET", "HARD"]);
                 }
                 std::thread::sleep(Duration::from_millis(500));
+            }
+            if self.primaries < 3 {
+                // `redis-cli --cluster create` wants three primaries at least: fewer are formed
+                // by hand (slots split, every node meets the first, replicas follow in order).
+                match self.form_small() {
+                    Ok(()) => return,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                }
             }
             let mut cmd = Command::new("redis-cli");
             self.admin_auth().apply(&mut cmd, true);
@@ -299,7 +322,11 @@ impl RedisCluster {
             for node in &self.nodes {
                 cmd.arg(format!("127.0.0.1:{}", node.port()));
             }
-            cmd.args(["--cluster-replicas", "1", "--cluster-yes"]);
+            cmd.args([
+                "--cluster-replicas",
+                &self.replicas_per_primary.to_string(),
+                "--cluster-yes",
+            ]);
             let out = cmd
                 .stdin(Stdio::null())
                 .output()
@@ -316,6 +343,60 @@ impl RedisCluster {
         );
     }
 
+    /// Forms a cluster of fewer than three primaries: `CLUSTER ADDSLOTSRANGE` on each primary
+    /// (nodes `0..primaries`), `CLUSTER MEET` of every other node with node 0, then each replica
+    /// `CLUSTER REPLICATE`s its primary (node `i % primaries`).
+    fn form_small(&self) -> Result<(), String> {
+        let auth = self.admin_auth();
+        let run = |i: usize, args: &[&str]| -> Result<String, String> {
+            let out = self.cli(i, &auth, args);
+            let text = output_text(&out);
+            if out.status.success() && !text.contains("ERR") {
+                Ok(text)
+            } else {
+                Err(format!("node {i} {args:?}: {text}"))
+            }
+        };
+        let per = u32::from(SLOTS) / self.primaries as u32;
+        for p in 0..self.primaries {
+            let first = p as u32 * per;
+            let last = if p + 1 == self.primaries {
+                u32::from(SLOTS) - 1
+            } else {
+                first + per - 1
+            };
+            run(
+                p,
+                &[
+                    "CLUSTER",
+                    "ADDSLOTSRANGE",
+                    &first.to_string(),
+                    &last.to_string(),
+                ],
+            )?;
+        }
+        let (port, bus) = (
+            self.nodes[0].port().to_string(),
+            self.cluster_ports[0].to_string(),
+        );
+        for i in 1..self.nodes.len() {
+            run(i, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus])?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for i in self.primaries..self.nodes.len() {
+            let primary = run(i % self.primaries, &["CLUSTER", "MYID"])?;
+            loop {
+                match run(i, &["CLUSTER", "REPLICATE", primary.trim()]) {
+                    Ok(_) => break,
+                    // The node learns of its primary through the bus first.
+                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every node's log, for panic messages.
     fn logs(&self) -> String {
         self.nodes
@@ -327,7 +408,7 @@ impl RedisCluster {
     }
 
     fn live(&self) -> Vec<usize> {
-        (0..NODES)
+        (0..self.nodes.len())
             .filter(|&i| self.nodes[i].pid().is_some())
             .collect()
     }
@@ -411,7 +492,7 @@ impl RedisCluster {
     /// Every node, with its role as the node reports it now.
     #[must_use]
     pub fn nodes(&self) -> Vec<NodeInfo> {
-        (0..NODES)
+        (0..self.nodes.len())
             .map(|i| NodeInfo {
                 index: i,
                 port: self.nodes[i].port(),
