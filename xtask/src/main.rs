@@ -8,31 +8,24 @@
 
 mod api_key;
 mod bench;
-mod cluster_local;
 mod cluster_stack;
 mod config;
-mod contract;
 mod deploy;
 mod detect_env;
-mod docker;
-mod features;
 mod flags;
-mod http;
 mod images;
 mod k8s;
-mod k8s_check;
-mod local;
 mod package;
-mod partitions;
-mod progress;
-mod python;
-mod redis_install;
 mod rotate;
-mod stack_tests;
 mod test;
-mod verify;
 
 use std::process::ExitCode;
+
+// The developer stacks and the test harnesses (crates/devstack), by the names xtask's modules use.
+use sealcache_devstack::{
+    cluster_local, docker, features, k8s_check, local, partitions, progress, python, redis_install,
+    stack_checks, verify,
+};
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 

@@ -139,10 +139,10 @@ impl TestArgs {
         // The Redis Cluster stacks (cluster_stack.rs): local processes everywhere, compose when a
         // Docker engine answers (reusing the images the single-node step built).
         if self.runs(Step::ClusterLocal) {
-            crate::stack_tests::cluster_local()?;
+            crate::stack_checks::cluster_local()?;
         }
         if self.runs(Step::ClusterCompose) {
-            crate::stack_tests::cluster_compose()?;
+            cluster_compose()?;
         }
         if self.runs(Step::Partitions) {
             // Three hosts (network namespaces) cut apart four ways, every answer judged (partitions/).
@@ -194,22 +194,27 @@ fn stack_verification() -> anyhow::Result<()> {
     // Then the crash-and-restart proof, after the rotation's reloads: signalled with
     // `docker kill --signal`, Docker no longer restarted a crashed backend (moby/moby#41302;
     // restarted=false 90 s after the crash), so reloads now signal from inside the container.
-    rotation.extend(crate::stack_tests::with_crash_and_restart(
+    rotation.extend(crate::stack_checks::with_crash_and_restart(
         Vec::new(),
         &outcome,
         &project,
         "backend",
         &dir,
         port,
+        &|| {
+            let mut again = crate::deploy::UpArgs::for_test(dir.clone(), port);
+            again.set_project(&project);
+            again.run(true)
+        },
     ));
     // Then the operator command alone, on the same directory: up from its embedded compose
     // files with the images just used, verified, and down.
-    let images = crate::stack_tests::project_images(&project);
+    let images = crate::stack_checks::project_images(&project);
     let _ = crate::deploy::DownArgs::project(&project).run();
     if let Some(images) =
         images.filter(|_| matches!(&outcome, Ok(code) if *code == ExitCode::SUCCESS))
     {
-        rotation.push(crate::stack_tests::operator_command_up_and_down(
+        rotation.push(crate::stack_checks::operator_command_up_and_down(
             &dir, &project, port, &images,
         ));
         let _ = crate::deploy::DownArgs::project(&project).run();
@@ -258,7 +263,7 @@ fn local_verification() -> anyhow::Result<()> {
     // changing a file (rotate/).
     let outcome = crate::local::start(&dir, port).map(|port| {
         let mut checks = crate::verify::verify_printed(&dir, true);
-        checks.push(crate::stack_tests::operator_command_verifies(&dir));
+        checks.push(crate::stack_checks::operator_command_verifies(&dir));
         checks.extend(crate::rotate::verify_under_load(
             &dir,
             &[port],
@@ -281,5 +286,87 @@ fn local_verification() -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("the local stack verification failed")
+    }
+}
+
+/// `secure-up --cluster` against the real Docker engine when one answers (its own project, ports
+/// and subnet; the images the single-node step built are reused), its status read, then removed.
+pub(crate) fn cluster_compose() -> anyhow::Result<()> {
+    if !crate::docker::engine_answers() {
+        println!(
+            "⏭  no Docker engine answers: the compose cluster stack verification is skipped on this machine"
+        );
+        return Ok(());
+    }
+    println!("▶ compose cluster stack: secure-up --cluster, verify, status, down");
+    let started = std::time::Instant::now();
+    let dir = crate::progress::target_dir().join("cluster-stack-test");
+    let project = "sealcache-cluster-test".to_owned();
+    let _ = crate::deploy::DownArgs::project(&project).run();
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = crate::cluster_stack::UpOptions {
+        environment: Some(sealcache_env_detect::Environment::Production),
+        dir: Some(dir.clone()),
+        images: crate::images::ImageMode::Auto,
+        port: crate::stack_checks::free_port_pair()?,
+        project: project.clone(),
+        local: false,
+        json: false,
+        internal_subnet: Some("172.30.238.0/24".to_owned()),
+    };
+    let outcome = crate::cluster_stack::secure_up(&opts);
+    let mut checks = vec![crate::stack_checks::status_check(&dir, false)];
+    // Keys and passwords (cache_replication's and masterauth too) rotated under load through both
+    // backend containers and on all six node containers, as on the local cluster stack.
+    if matches!(outcome, Ok(code) if code == ExitCode::SUCCESS) {
+        checks.extend(crate::rotate::verify_under_load(
+            &dir,
+            &[opts.port, opts.port + 1],
+            crate::rotate::Rotator::Here,
+        ));
+    }
+    // The crash-and-restart proof belongs to the tests, never to secure-up; it runs after the
+    // rotation, whose reloads must leave the restart policy working (no `docker kill --signal`).
+    let checks = crate::stack_checks::with_crash_and_restart(
+        checks,
+        &outcome,
+        &project,
+        "backend-1",
+        &dir,
+        opts.port,
+        &|| unreachable_for_a_cluster(),
+    );
+    let _ = crate::deploy::DownArgs::project(&project).run();
+    let _ = std::fs::remove_dir_all(&dir);
+    crate::verify::print_checks(&checks);
+    let passed = checks.iter().all(|c| c.passed);
+    match outcome {
+        Ok(code) if code == ExitCode::SUCCESS && passed => {
+            println!(
+                "✅ compose cluster stack verified and removed in {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Ok(_) => {
+            anyhow::bail!("the compose cluster stack verification failed (see the ❌ lines above)")
+        }
+        Err(err) => Err(err.context("the compose cluster stack could not be brought up")),
+    }
+}
+
+/// `secure-up` again is checked on the single-node stack only.
+fn unreachable_for_a_cluster() -> anyhow::Result<ExitCode> {
+    anyhow::bail!("secure-up again is checked on the single-node stack only")
+}
+
+#[cfg(test)]
+mod tests {
+    /// The compose cluster stack with its rotation under load, as `cargo xtask test` runs it:
+    /// `cargo test -p xtask --bin xtask -- --ignored compose_cluster_stack_with_rotation`.
+    #[test]
+    #[ignore = "builds images and starts the compose cluster stack; part of `cargo xtask test`"]
+    fn compose_cluster_stack_with_rotation() {
+        super::cluster_compose().unwrap();
     }
 }

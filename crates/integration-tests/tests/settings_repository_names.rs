@@ -41,6 +41,9 @@ fn names_used_across_the_repository_are_not_refused() {
         "testkit",
         "config-gen",
         "integration-tests",
+        "ops",
+        "cli",
+        "devstack",
     ] {
         for dir in ["src", "benches", "tests", "examples"] {
             stack.push(root.join("crates").join(krate).join(dir));

@@ -1,21 +1,16 @@
 //! `cargo xtask config rotate --stage add|promote|retire [--dry-run]`: a thin caller of
-//! `sealcache_ops::rotate` (the `sealcache` binary runs the same functions), and the rotation's
-//! test harnesses of `cargo xtask test`: rotation under load ([`verify_under_load`]) and every
-//! interruption point ([`verify_interruptions`]).
+//! `sealcache_ops::rotate` (the `sealcache` binary runs the same functions). The rotation's test
+//! harnesses are `sealcache_devstack::rotation`'s.
 
-mod interrupt;
-mod load;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sealcache_config_gen::rotation::{self, RotateOptions, Stage, StageOutcome};
+use sealcache_config_gen::rotation::{self, RotateOptions, Stage};
 
-pub(crate) use sealcache_ops::rotate::{Step, report};
-
-pub(crate) use self::interrupt::{refused_with_redis_down, verify_interruptions};
-pub(crate) use self::load::{Rotator, verify_under_load};
+pub(crate) use sealcache_devstack::rotation::{
+    Rotator, refused_with_redis_down, run_stage, verify_interruptions, verify_under_load,
+};
 
 use crate::progress::Printer;
 
@@ -87,38 +82,4 @@ impl RotateArgs {
         )?;
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// [`sealcache_ops::rotate::run_stage`], its progress printed.
-pub(crate) fn run_stage(
-    dir: &Path,
-    stage: Stage,
-    opts: &RotateOptions,
-    reload: bool,
-) -> anyhow::Result<StageOutcome> {
-    Ok(sealcache_ops::rotate::run_stage(
-        dir,
-        stage,
-        opts,
-        reload,
-        &mut Printer,
-    )?)
-}
-
-/// [`sealcache_ops::rotate::run_stage_until`], its progress printed.
-pub(crate) fn run_stage_until(
-    dir: &Path,
-    stage: Stage,
-    opts: &RotateOptions,
-    reload: bool,
-    stop: Option<Step>,
-) -> anyhow::Result<Option<StageOutcome>> {
-    Ok(sealcache_ops::rotate::run_stage_until(
-        dir,
-        stage,
-        opts,
-        reload,
-        stop,
-        &mut Printer,
-    )?)
 }

@@ -37,28 +37,28 @@ pub(crate) const CALL_BOUND_MS: f64 = 10_000.0;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Timeline {
     /// Where writes may be lost: `[start, end]` in Unix ms.
-    pub(crate) loss_windows: Vec<(f64, f64)>,
+    pub loss_windows: Vec<(f64, f64)>,
     /// From when (Unix ms) no primary that can lose writes answers any more: the failover, or
     /// the heal when there was none. Lost writes are looked for from then on.
-    pub(crate) settled: f64,
+    pub settled: f64,
     /// The converged state after the heal: each key's version (`None`: a miss everywhere).
-    pub(crate) final_state: HashMap<String, Option<u64>>,
+    pub final_state: HashMap<String, Option<u64>>,
     /// When the fault began (Unix ms): findings give their times from it.
-    pub(crate) origin: f64,
+    pub origin: f64,
 }
 
 /// What a scenario measured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Verdict {
-    pub(crate) requests: u64,
-    pub(crate) wrong: u64,
-    pub(crate) stale_beyond_bound: u64,
-    pub(crate) lost_acknowledged: u64,
-    pub(crate) longest_call_ms: u64,
+    pub requests: u64,
+    pub wrong: u64,
+    pub stale_beyond_bound: u64,
+    pub lost_acknowledged: u64,
+    pub longest_call_ms: u64,
     /// Writes in a loss window whose fate no answer told.
-    pub(crate) unknown_fate: u64,
+    pub unknown_fate: u64,
     /// The first few findings, for people.
-    pub(crate) findings: Vec<String>,
+    pub findings: Vec<String>,
 }
 
 /// The fate of an acknowledged store.

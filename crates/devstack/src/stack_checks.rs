@@ -4,7 +4,6 @@
 //! (rotation under load, a node down). Nothing but `test` imports this module.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -13,23 +12,23 @@ use sealcache_env_detect::Environment;
 use sealcache_ops::runtime::cmdline;
 use sealcache_ops::stack::Redis;
 
-use crate::cluster_stack::{UpOptions, generate_and_validate, secure_up};
-use crate::docker::{docker, engine_answers, inspect};
-use crate::images::ImageMode;
+use crate::docker::{docker, inspect};
 use crate::verify::{Check, api_key, check, end_to_end, print_checks};
 
 /// The checks of `cargo xtask test` that `secure-up` never makes: when `up` succeeded, the
 /// `sealcache` operator command runs from the backend container of compose project `project`
 /// (service `service`), then the crash-and-restart proof (`secure-up` does not harm what it
 /// deploys): the server process is killed and must be replaced by the `unless-stopped` policy
-/// and serve again; `checks` come back with both appended.
-pub(crate) fn with_crash_and_restart(
+/// and serve again; `checks` come back with both appended. For a single-node stack,
+/// `secure_up_again` (`secure-up` on the same directory and project) must change nothing.
+pub fn with_crash_and_restart(
     mut checks: Vec<Check>,
     up: &anyhow::Result<std::process::ExitCode>,
     project: &str,
     service: &str,
     dir: &Path,
     port: u16,
+    secure_up_again: &dyn Fn() -> anyhow::Result<std::process::ExitCode>,
 ) -> Vec<Check> {
     if !matches!(up, Ok(code) if *code == std::process::ExitCode::SUCCESS) {
         return checks;
@@ -44,7 +43,7 @@ pub(crate) fn with_crash_and_restart(
         sealcache_config_gen::cluster_dir::cluster_record(dir),
         Ok(None)
     ) {
-        checks.push(secure_up_again_changes_nothing(project, dir, port));
+        checks.push(secure_up_again_changes_nothing(project, secure_up_again));
     }
     if let Ok(id) = found.as_deref().map(str::trim)
         && dir.join(sealcache_config_gen::layout::CA_KEY).exists()
@@ -79,7 +78,7 @@ pub(crate) fn with_crash_and_restart(
 /// Kills the backend's server process from the host (a crash, not `docker stop`/`docker kill`,
 /// which the restart policy deliberately ignores) and waits until the restart policy has brought
 /// up a new one that serves the API again.
-pub(crate) fn crash_and_restart(container: &str, port: u16, key: &str) -> Check {
+pub fn crash_and_restart(container: &str, port: u16, key: &str) -> Check {
     let outcome = (|| -> anyhow::Result<String> {
         let before = inspect(container)?;
         let restarts = before["RestartCount"].as_i64().unwrap_or(0);
@@ -120,10 +119,13 @@ pub(crate) fn crash_and_restart(container: &str, port: u16, key: &str) -> Check 
     }
 }
 
-/// `secure-up` run again on the healthy single-node stack of compose project `project` from
-/// `dir`: it succeeds, and every container of the project is the same one, started at the same
-/// time (nothing recreated or restarted).
-fn secure_up_again_changes_nothing(project: &str, dir: &Path, port: u16) -> Check {
+/// `secure-up` run again (`again`) on the healthy single-node stack of compose project
+/// `project`: it succeeds, and every container of the project is the same one, started at the
+/// same time (nothing recreated or restarted).
+fn secure_up_again_changes_nothing(
+    project: &str,
+    again: &dyn Fn() -> anyhow::Result<std::process::ExitCode>,
+) -> Check {
     let label = format!("label=com.docker.compose.project={project}");
     let started = || -> Option<Vec<String>> {
         let ids = docker(&["ps", "-q", "--filter", &label]).ok()?;
@@ -140,9 +142,7 @@ fn secure_up_again_changes_nothing(project: &str, dir: &Path, port: u16) -> Chec
         Some(out)
     };
     let before = started();
-    let mut args = crate::deploy::UpArgs::for_test(dir.to_path_buf(), port);
-    args.set_project(project);
-    let again = args.run(true);
+    let again = again();
     let after = started();
     let same = before.is_some() && before == after;
     check(
@@ -225,7 +225,7 @@ fn ca_key_hidden_in_backend(id: &str) -> Check {
 }
 
 /// The first 12 characters of a container id.
-pub(crate) fn short_id(id: &str) -> &str {
+pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
@@ -233,7 +233,7 @@ pub(crate) fn short_id(id: &str) -> &str {
 /// --json` passes every check (exit 0) and `status --json` reports `production_ready`, with
 /// `redis_nodes` for a cluster deployment; the same library the checks above used, through the
 /// binary an operator runs.
-pub(crate) fn operator_command_verifies(dir: &Path) -> Check {
+pub fn operator_command_verifies(dir: &Path) -> Check {
     let run = |args: &[&str]| run_operator_command(dir, args);
     let outcome = (|| -> anyhow::Result<(bool, String)> {
         let (verified, checks) = run(&["verify"])?;
@@ -273,7 +273,7 @@ pub(crate) fn operator_command_verifies(dir: &Path) -> Check {
 }
 
 /// The images of compose project `project`'s `redis` and `backend` containers.
-pub(crate) fn project_images(project: &str) -> Option<(String, String)> {
+pub fn project_images(project: &str) -> Option<(String, String)> {
     let image = |service: &str| -> Option<String> {
         let filters = [
             format!("label=com.docker.compose.project={project}"),
@@ -289,7 +289,7 @@ pub(crate) fn project_images(project: &str) -> Option<(String, String)> {
 /// The operator command brings the compose stack of `dir` up and down again, as an operator
 /// without a checkout does: `sealcache up --json` (the embedded compose files, the given
 /// `images`) verifies every check, then `sealcache down --json` removes the project.
-pub(crate) fn operator_command_up_and_down(
+pub fn operator_command_up_and_down(
     dir: &Path,
     project: &str,
     port: u16,
@@ -382,7 +382,7 @@ fn failed_checks(checks: &serde_json::Value) -> (usize, Vec<&str>) {
     (all.len(), failed)
 }
 /// A port `p` such that `p` and `p + 1` are free on 127.0.0.1 (the two backends' API ports).
-fn free_port_pair() -> anyhow::Result<u16> {
+pub fn free_port_pair() -> anyhow::Result<u16> {
     for _ in 0..50 {
         let first = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -397,7 +397,7 @@ fn free_port_pair() -> anyhow::Result<u16> {
 
 /// What `status --json` adds for the running stack of `dir`: two backends and every node with a
 /// role (and a pid for local processes).
-fn status_check(dir: &Path, local: bool) -> Check {
+pub fn status_check(dir: &Path, local: bool) -> Check {
     match sealcache_ops::status::status(dir, None) {
         Ok(status) => {
             let backends = status.backends.clone().unwrap_or_default();
@@ -431,7 +431,7 @@ fn status_check(dir: &Path, local: bool) -> Check {
 
 /// `secure-up --local --cluster`, verified, its status read, and stopped by pid: runs on every
 /// machine (redis-server and redis-cli are installed by `cargo xtask test`).
-pub(crate) fn cluster_local() -> anyhow::Result<()> {
+pub fn cluster_local() -> anyhow::Result<()> {
     cluster_local_in(&crate::progress::target_dir().join("local-cluster-test"))
 }
 
@@ -444,8 +444,12 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
     let dir = dir.to_path_buf();
     let _ = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
+    let mut generate = sealcache_ops::config::GenerateOptions::new(&dir);
+    generate.environment = Some(Environment::Production);
+    generate.cluster = true;
     anyhow::ensure!(
-        generate_and_validate(&dir, Environment::Production)?,
+        sealcache_ops::config::generate(&generate, &mut crate::progress::Printer)?
+            == sealcache_ops::config::Verdict::Acceptable,
         "the generated cluster deployment {} is not acceptable",
         dir.display()
     );
@@ -456,10 +460,10 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
         checks.push(operator_command_verifies(&dir));
         // Then keys and passwords (cache_replication's and masterauth too) rotated under load on
         // both backends and all six nodes, as on the single-node stacks (rotate/load.rs).
-        checks.extend(crate::rotate::verify_under_load(
+        checks.extend(crate::rotation::verify_under_load(
             &dir,
             &ports,
-            crate::rotate::Rotator::Here,
+            crate::rotation::Rotator::Here,
         ));
         checks.push(replicas_reauthenticate(&dir));
         checks.push(rotation_refused_with_a_node_down(&dir));
@@ -485,66 +489,10 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `secure-up --cluster` against the real Docker engine when one answers (its own project, ports
-/// and subnet; the images the single-node step built are reused), its status read, then removed.
-pub(crate) fn cluster_compose() -> anyhow::Result<()> {
-    if !engine_answers() {
-        println!(
-            "⏭  no Docker engine answers: the compose cluster stack verification is skipped on this machine"
-        );
-        return Ok(());
-    }
-    println!("▶ compose cluster stack: secure-up --cluster, verify, status, down");
-    let started = Instant::now();
-    let dir = crate::progress::target_dir().join("cluster-stack-test");
-    let project = "sealcache-cluster-test".to_owned();
-    let _ = crate::deploy::DownArgs::project(&project).run();
-    let _ = std::fs::remove_dir_all(&dir);
-    let opts = UpOptions {
-        environment: Some(Environment::Production),
-        dir: Some(dir.clone()),
-        images: ImageMode::Auto,
-        port: free_port_pair()?,
-        project: project.clone(),
-        local: false,
-        json: false,
-        internal_subnet: Some("172.30.238.0/24".to_owned()),
-    };
-    let outcome = secure_up(&opts);
-    let mut checks = vec![status_check(&dir, false)];
-    // Keys and passwords (cache_replication's and masterauth too) rotated under load through both
-    // backend containers and on all six node containers, as on the local cluster stack.
-    if matches!(outcome, Ok(code) if code == ExitCode::SUCCESS) {
-        checks.extend(crate::rotate::verify_under_load(
-            &dir,
-            &[opts.port, opts.port + 1],
-            crate::rotate::Rotator::Here,
-        ));
-    }
-    // The crash-and-restart proof belongs to the tests, never to secure-up; it runs after the
-    // rotation, whose reloads must leave the restart policy working (no `docker kill --signal`).
-    let checks = with_crash_and_restart(checks, &outcome, &project, "backend-1", &dir, opts.port);
-    let _ = crate::deploy::DownArgs::project(&project).run();
-    let _ = std::fs::remove_dir_all(&dir);
-    print_checks(&checks);
-    let passed = checks.iter().all(|c| c.passed);
-    match outcome {
-        Ok(code) if code == ExitCode::SUCCESS && passed => {
-            println!(
-                "✅ compose cluster stack verified and removed in {:.0}s",
-                started.elapsed().as_secs_f64()
-            );
-            Ok(())
-        }
-        Ok(_) => bail!("the compose cluster stack verification failed (see the ❌ lines above)"),
-        Err(err) => Err(err.context("the compose cluster stack could not be brought up")),
-    }
-}
-
 /// With one node killed (SIGKILL, the last recorded one), a rotation stage must refuse before it
 /// changes a file (no directory ahead of the running servers), and the stack must still count
 /// as running (status shows the dead node; `down` stops the rest).
-pub(crate) fn rotation_refused_with_a_node_down(dir: &Path) -> Check {
+pub fn rotation_refused_with_a_node_down(dir: &Path) -> Check {
     let name = "rotation_refused_with_a_node_down";
     let Some(cluster) = crate::cluster_local::running(dir) else {
         return crate::verify::check(name, false, "the recorded processes do not run");
@@ -559,7 +507,7 @@ pub(crate) fn rotation_refused_with_a_node_down(dir: &Path) -> Check {
     }
     let acl = dir.join(sealcache_config_gen::layout::USERS_ACL);
     let before = std::fs::read(&acl).ok();
-    let stage = crate::rotate::run_stage(
+    let stage = crate::rotation::run_stage(
         dir,
         sealcache_config_gen::rotation::Stage::Add,
         &sealcache_config_gen::rotation::RotateOptions::default(),
@@ -583,7 +531,7 @@ pub(crate) fn rotation_refused_with_a_node_down(dir: &Path) -> Check {
 /// After a password rotation: every replica drops its link to its primary (`CLIENT KILL TYPE
 /// master`) and must link up again, which it does with the `masterauth` it holds now, against
 /// the users.acl the rotation left (only the new password after retire).
-pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
+pub fn replicas_reauthenticate(dir: &Path) -> Check {
     let name = "replicas_reauthenticate_after_rotation";
     let Some(cluster) = crate::cluster_local::running(dir) else {
         return crate::verify::check(name, false, "the recorded processes do not run");
@@ -627,20 +575,12 @@ pub(crate) fn replicas_reauthenticate(dir: &Path) -> Check {
 #[cfg(test)]
 mod tests {
     /// What `cargo xtask test` runs on the local cluster stack, in a directory of its own:
-    /// `cargo test -p xtask --bin xtask -- --ignored local_cluster_stack_with_rotation`
+    /// `cargo test -p sealcache-devstack -- --ignored local_cluster_stack_with_rotation`
     /// (ignored by default: it builds the release server and starts 6 redis-server).
     #[test]
     #[ignore = "starts the local cluster stack (release build, redis-server); part of `cargo xtask test`"]
     fn local_cluster_stack_with_rotation() {
         let tmp = tempfile::tempdir().unwrap();
         super::cluster_local_in(&tmp.path().join("local-cluster")).unwrap();
-    }
-
-    /// The compose cluster stack with its rotation under load, as `cargo xtask test` runs it:
-    /// `cargo test -p xtask --bin xtask -- --ignored compose_cluster_stack_with_rotation`.
-    #[test]
-    #[ignore = "builds images and starts the compose cluster stack; part of `cargo xtask test`"]
-    fn compose_cluster_stack_with_rotation() {
-        super::cluster_compose().unwrap();
     }
 }

@@ -89,7 +89,7 @@ fn entry(port: u16, api_key: &str, i: usize, store: bool) -> bool {
 
 /// Who runs a rotation's stages.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Rotator<'a> {
+pub enum Rotator<'a> {
     /// This process, through `sealcache_ops::rotate` (what `cargo xtask config rotate` and the
     /// `sealcache` binary on the host run).
     Here,
@@ -149,7 +149,7 @@ impl Rotator<'_> {
 /// --force; no request may fail, no `unknown_key_id` event may occur on any backend, entries
 /// written (through the first backend) before stay readable (through the last) after the
 /// promotion, and every Redis node accepts exactly the new passwords.
-pub(crate) fn verify_under_load(dir: &Path, ports: &[u16], rotator: Rotator<'_>) -> Vec<Check> {
+pub fn verify_under_load(dir: &Path, ports: &[u16], rotator: Rotator<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
     let check = |name: &'static str, passed: bool, detail: String| {
         crate::verify::check(name, passed, detail)
@@ -301,7 +301,7 @@ mod tests {
     use super::*;
 
     /// What `cargo xtask test` runs on its local stack, on its own:
-    /// `cargo test -p xtask --bin xtask -- --ignored rotation_under_load`
+    /// `cargo test -p sealcache-devstack -- --ignored rotation_under_load`
     /// (ignored by default: it builds the release server and starts redis-server).
     #[test]
     #[ignore = "starts the local stack (release build, redis-server); part of `cargo xtask test`"]

@@ -8,25 +8,27 @@ use crate::progress::{is_root, on_path, step};
 
 /// A Debian package and the program it provides.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Tool {
-    pub(crate) program: &'static str,
-    pub(crate) package: &'static str,
+pub struct Tool {
+    /// The program looked for on `PATH`.
+    pub program: &'static str,
+    /// The Debian package that installs it.
+    pub package: &'static str,
 }
 
 /// `redis-server` (Debian's 7.0 has TLS built in).
-pub(crate) const REDIS: Tool = Tool {
+pub const REDIS: Tool = Tool {
     program: "redis-server",
     package: "redis-server",
 };
 
 /// `redis-cli`, which the tests use as an independent client.
-pub(crate) const REDIS_CLI: Tool = Tool {
+pub const REDIS_CLI: Tool = Tool {
     program: "redis-cli",
     package: "redis-tools",
 };
 
 /// Installs every missing tool with apt when running as root; otherwise says what to install.
-pub(crate) fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
+pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     let missing: Vec<&Tool> = tools.iter().filter(|t| !on_path(t.program)).collect();
     if missing.is_empty() {
         return Ok(());
@@ -67,7 +69,7 @@ pub(crate) fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
 }
 
 /// `promtool` (Debian's prometheus package), for `promtool check metrics|config|rules`.
-pub(crate) const PROMTOOL: Tool = Tool {
+pub const PROMTOOL: Tool = Tool {
     program: "promtool",
     package: "prometheus",
 };

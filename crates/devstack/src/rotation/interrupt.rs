@@ -134,9 +134,9 @@ fn interruption(dir: &Path, port: u16, stage: Stage, step: Step) -> anyhow::Resu
     ))
 }
 
-/// Every interruption point of [`POINTS`] on the running single-node local stack of `dir` (API on
+/// Every interruption point (`POINTS`) on the running single-node local stack of `dir` (API on
 /// `port`; its rotation record idle), under store/lookup load: no request may fail throughout.
-pub(crate) fn verify_interruptions(dir: &Path, port: u16) -> Vec<Check> {
+pub fn verify_interruptions(dir: &Path, port: u16) -> Vec<Check> {
     let started = Instant::now();
     let api_key = crate::verify::api_key(dir);
     let load = Load::start(&[port], &api_key, 1);
@@ -178,7 +178,7 @@ pub(crate) fn verify_interruptions(dir: &Path, port: u16) -> Vec<Check> {
 
 /// The local stack of `dir` with its redis-server killed: a stage must refuse before any file
 /// changes (not rotate the files and report "nothing to reload"), and status must show it.
-pub(crate) fn refused_with_redis_down(dir: &Path) -> Check {
+pub fn refused_with_redis_down(dir: &Path) -> Check {
     let name = "rotation_refused_with_redis_down";
     let outcome = (|| -> anyhow::Result<String> {
         let (pids, true, true) = crate::local::recorded(dir).context("no running local stack")?
@@ -224,7 +224,7 @@ pub(crate) fn refused_with_redis_down(dir: &Path) -> Check {
 #[cfg(test)]
 mod tests {
     /// What `cargo xtask test` runs after the rotation under load, on its own:
-    /// `cargo test -p xtask --bin xtask -- --ignored interruptions`
+    /// `cargo test -p sealcache-devstack -- --ignored interruptions`
     /// (ignored by default: it builds the release server and starts redis-server).
     #[test]
     #[ignore = "starts the local stack (release build, redis-server); part of `cargo xtask test`"]

@@ -13,7 +13,7 @@ use sealcache_config_gen::{OTHER_VARIABLES, VARIABLES, layout};
     clippy::panic,
     reason = "evaluated in `const` items: an unknown name is a compile error, never a run-time panic"
 )]
-pub(crate) const fn variable(name: &str) -> &'static str {
+pub const fn variable(name: &str) -> &'static str {
     let mut i = 0;
     while i < VARIABLES.len() {
         if str_eq(VARIABLES[i], name) {
@@ -47,16 +47,16 @@ const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 /// `REDIS_URL`.
-pub(crate) const REDIS_URL: &str = variable("REDIS_URL");
+pub const REDIS_URL: &str = variable("REDIS_URL");
 /// `SEALCACHE_LISTEN`.
-pub(crate) const SEALCACHE_LISTEN: &str = variable("SEALCACHE_LISTEN");
+pub const SEALCACHE_LISTEN: &str = variable("SEALCACHE_LISTEN");
 /// `SEALCACHE_LOG_FORMAT` (read by the server before the settings).
-pub(crate) const SEALCACHE_LOG_FORMAT: &str = variable("SEALCACHE_LOG_FORMAT");
+pub const SEALCACHE_LOG_FORMAT: &str = variable("SEALCACHE_LOG_FORMAT");
 
 /// The file of the deployment directory `dir` that a container sees at `container` (a path under
 /// [`layout::CONTAINER_SECRETS`], as `.env` and the compose files name them); `None` for any
 /// other path. The inverse of [`layout::container_path`].
-pub(crate) fn host_path(dir: &Path, container: &str) -> Option<PathBuf> {
+pub fn host_path(dir: &Path, container: &str) -> Option<PathBuf> {
     let inner = container
         .strip_prefix(layout::CONTAINER_SECRETS)?
         .strip_prefix('/')?;

@@ -5,17 +5,17 @@
 use sealcache_api::SecurityLevel;
 use std::path::Path;
 
-pub(crate) use sealcache_ops::verify::{Check, check, end_to_end};
+pub use sealcache_ops::verify::{Check, check, end_to_end};
 
 /// Prints one `✅`/`❌` line per check.
-pub(crate) fn print_checks(checks: &[Check]) {
+pub fn print_checks(checks: &[Check]) {
     sealcache_ops::verify::check_lines(checks, &mut crate::progress::Printer);
 }
 
 /// Verifies the stack that runs from `dir` (`sealcache_ops::verify::verify`): every backend at
 /// `production_ready` when `secure`, else at `development`. A stack that cannot be found is one
 /// failed check.
-pub(crate) fn verify_printed(dir: &Path, secure: bool) -> Vec<Check> {
+pub fn verify_printed(dir: &Path, secure: bool) -> Vec<Check> {
     let want = if secure {
         SecurityLevel::ProductionReady
     } else {
@@ -27,13 +27,13 @@ pub(crate) fn verify_printed(dir: &Path, secure: bool) -> Vec<Check> {
 }
 
 /// The deployment's API key.
-pub(crate) fn api_key(dir: &Path) -> String {
+pub fn api_key(dir: &Path) -> String {
     sealcache_ops::runtime::api_key(dir)
 }
 
 /// The last line of an up command: `✅ Ready: <urls>` and success when the verification
 /// `passed`, else the stack left running for inspection and exit code 1.
-pub(crate) fn ready_or_failed(passed: bool, urls: &str, dir: &Path) -> std::process::ExitCode {
+pub fn ready_or_failed(passed: bool, urls: &str, dir: &Path) -> std::process::ExitCode {
     if passed {
         println!(
             "✅ Ready: {urls} — API key in {}",

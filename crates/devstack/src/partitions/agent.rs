@@ -41,22 +41,22 @@ pub(crate) enum Op {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
     /// The host (0-based) whose backend answered.
-    pub(crate) host: usize,
-    pub(crate) op: Op,
+    pub host: usize,
+    pub op: Op,
     /// The key (the request's `text`); the operation for an invalidation.
-    pub(crate) key: String,
+    pub key: String,
     /// The request's `operation`.
-    pub(crate) operation: String,
+    pub operation: String,
     /// The version written, or read (`None`: a miss, or no answer).
-    pub(crate) version: Option<u64>,
+    pub version: Option<u64>,
     /// Start and end, Unix milliseconds.
-    pub(crate) t0: f64,
-    pub(crate) t1: f64,
+    pub t0: f64,
+    pub t1: f64,
     /// HTTP status; 0 when no answer came (timeout, refused connection).
-    pub(crate) status: u16,
+    pub status: u16,
     /// Why the answer is wrong on its face (another key's value, not the stored shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) wrong: Option<String>,
+    pub wrong: Option<String>,
 }
 
 impl Record {
@@ -78,32 +78,32 @@ impl Record {
 /// One key of a plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PlanKey {
-    pub(crate) key: String,
-    pub(crate) operation: String,
+    pub key: String,
+    pub operation: String,
     /// The host that writes it (`None`: written once before, by the harness).
-    pub(crate) owner: Option<usize>,
+    pub owner: Option<usize>,
     /// How often its owner writes it, on average (hot keys often, cold keys rarely: a cold key's
     /// copy lives in every L1 for seconds, so a lost invalidation shows).
     #[serde(default)]
-    pub(crate) write_every_ms: u64,
+    pub write_every_ms: u64,
 }
 
 /// What `run` does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Plan {
-    pub(crate) host: usize,
-    pub(crate) port: u16,
-    pub(crate) api_key_file: PathBuf,
-    pub(crate) keys: Vec<PlanKey>,
-    pub(crate) threads: usize,
-    pub(crate) pause_ms: u64,
-    pub(crate) stop_file: PathBuf,
-    pub(crate) out: PathBuf,
+    pub host: usize,
+    pub port: u16,
+    pub api_key_file: PathBuf,
+    pub keys: Vec<PlanKey>,
+    pub threads: usize,
+    pub pause_ms: u64,
+    pub stop_file: PathBuf,
+    pub out: PathBuf,
 }
 
 /// `cargo xtask partitions-agent` (run by the harness inside a host; not for people).
 #[derive(Debug, clap::Args)]
-pub(crate) struct AgentArgs {
+pub struct AgentArgs {
     #[command(subcommand)]
     mode: Mode,
 }
@@ -153,7 +153,11 @@ enum Mode {
 }
 
 impl AgentArgs {
-    pub(crate) fn run(self) -> anyhow::Result<std::process::ExitCode> {
+    /// Runs the verifying client inside a host (`cargo xtask partitions-agent`).
+    ///
+    /// # Errors
+    /// A plan or record that cannot be read or written, a call that cannot be made.
+    pub fn run(self) -> anyhow::Result<std::process::ExitCode> {
         match self.mode {
             Mode::Run { plan } => run(&read_plan(&plan)?)?,
             Mode::Call {

@@ -26,9 +26,11 @@ use crate::progress::{cargo, step};
 
 /// One `cargo check -p PACKAGE --no-default-features --features FEATURES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FeatureCheck {
-    pub(crate) package: String,
-    pub(crate) features: Vec<String>,
+pub struct FeatureCheck {
+    /// The package.
+    pub package: String,
+    /// The features enabled (alone or with the ones they need).
+    pub features: Vec<String>,
 }
 
 /// For each package, the groups of features of which one must be on (from `compile_error!`).
@@ -67,7 +69,7 @@ fn members(metadata: &cargo_metadata::Metadata) -> Vec<Member> {
 }
 
 /// Runs every check of the matrix as a step.
-pub(crate) fn check_each() -> anyhow::Result<()> {
+pub fn check_each() -> anyhow::Result<()> {
     let members = members(&crate::progress::workspace_metadata(true)?);
     let requirements = requirements(&members)?;
     for check in feature_checks(&members, &requirements) {

@@ -7,29 +7,29 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 
 /// The workspace root, as `cargo metadata` reports it from the current directory.
-pub(crate) fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     layout().0.clone()
 }
 
 /// The default deployment directory, `deploy/generated` (git-ignored).
-pub(crate) fn default_dir() -> PathBuf {
+pub fn default_dir() -> PathBuf {
     workspace_root().join("deploy/generated")
 }
 
 /// `dev-up`'s own directory, `deploy/generated-dev` (git-ignored): never the production one.
-pub(crate) fn default_dev_dir() -> PathBuf {
+pub fn default_dev_dir() -> PathBuf {
     workspace_root().join("deploy/generated-dev")
 }
 
 /// The default directory of a cluster deployment, `deploy/generated-cluster` (git-ignored):
 /// never the single-node one.
-pub(crate) fn default_cluster_dir() -> PathBuf {
+pub fn default_cluster_dir() -> PathBuf {
     workspace_root().join("deploy/generated-cluster")
 }
 
 /// The build output directory (`CARGO_TARGET_DIR`, `build.target-dir`, or `target/`), as cargo
 /// reports it for this workspace now.
-pub(crate) fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     layout().1.clone()
 }
 
@@ -39,8 +39,10 @@ pub(crate) fn target_dir() -> PathBuf {
 fn layout() -> &'static (PathBuf, PathBuf) {
     static LAYOUT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     LAYOUT.get_or_init(|| {
+        // crates/devstack → the workspace root.
         let fallback_root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
+            .ancestors()
+            .nth(2)
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let metadata = workspace_metadata(false).ok();
         let root = metadata.as_ref().map_or(fallback_root, |m| {
@@ -59,7 +61,7 @@ fn layout() -> &'static (PathBuf, PathBuf) {
 
 /// `cargo metadata --no-deps` of the workspace around the current directory (`--locked` when
 /// `locked`: the lock file must not change).
-pub(crate) fn workspace_metadata(locked: bool) -> anyhow::Result<cargo_metadata::Metadata> {
+pub fn workspace_metadata(locked: bool) -> anyhow::Result<cargo_metadata::Metadata> {
     let mut command = cargo_metadata::MetadataCommand::new();
     command.no_deps();
     if let Some(cargo) = std::env::var_os("CARGO") {
@@ -72,10 +74,10 @@ pub(crate) fn workspace_metadata(locked: bool) -> anyhow::Result<cargo_metadata:
 }
 
 /// Free space below which `cargo xtask test` reclaims what it can rebuild (see [`reclaim_disk`]).
-pub(crate) const LOW_DISK_BYTES: u64 = 10 << 30;
+pub const LOW_DISK_BYTES: u64 = 10 << 30;
 
 /// Bytes free for this user on the file system holding `path` (`None`: not known).
-pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
+pub fn free_bytes(path: &Path) -> Option<u64> {
     let stat = rustix::fs::statvfs(path).ok()?;
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
@@ -85,7 +87,7 @@ pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
 /// third of a test build's size and only a speed-up for the next edit), and says so. A full test
 /// run on a machine with little disk then finishes instead of failing mid-link (a CI run once
 /// ran out of space in its last step).
-pub(crate) fn reclaim_disk(before: &str) {
+pub fn reclaim_disk(before: &str) {
     let target = target_dir();
     let Some(free) = free_bytes(&target) else {
         return;
@@ -136,14 +138,14 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 /// `cargo` as invoked us (falls back to `cargo` on PATH).
-pub(crate) fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
     cmd
 }
 
 /// Runs `cmd` as a named step, inheriting stdout/stderr, and prints ✅/❌ with the duration.
-pub(crate) fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+pub fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     println!("▶ {name}");
     let started = Instant::now();
     let status = cmd.status().with_context(|| {
@@ -163,7 +165,7 @@ pub(crate) fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// True when the process runs as root (uid 0), read from /proc without unsafe code.
-pub(crate) fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -175,14 +177,14 @@ pub(crate) fn is_root() -> bool {
 }
 
 /// True when `program` is found on PATH.
-pub(crate) fn on_path(program: &str) -> bool {
+pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Prints the `sealcache-ops` library's progress lines as they come (`✅`/`❌` ...).
 #[derive(Debug, Default)]
-pub(crate) struct Printer;
+pub struct Printer;
 
 impl sealcache_ops::Progress for Printer {
     fn line(&mut self, line: sealcache_ops::Line) {

@@ -48,9 +48,9 @@ const REDIS_CLUSTER_NODES: &str = crate::contract::variable("REDIS_CLUSTER_NODES
 /// One of the two nodes of a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NodeId {
-    pub(crate) host: usize,
+    pub host: usize,
     /// 0: node `a` (formed as a primary), 1: node `b` (formed as the next host's replica).
-    pub(crate) slot: usize,
+    pub slot: usize,
 }
 
 impl NodeId {
@@ -147,9 +147,9 @@ impl Drop for Procs {
 #[derive(Debug)]
 pub(crate) struct Stack {
     /// The deployment directory (0700, under the target directory).
-    pub(crate) dir: PathBuf,
+    pub dir: PathBuf,
     /// Node state, logs, the agents' records.
-    pub(crate) state: PathBuf,
+    pub state: PathBuf,
     server: PathBuf,
 }
 

@@ -34,13 +34,14 @@ const REDIS_CLUSTER_NODES: &str = crate::contract::variable("REDIS_CLUSTER_NODES
 /// `REDIS_URL` (never beside `REDIS_CLUSTER_NODES`).
 const REDIS_URL: &str = crate::contract::REDIS_URL;
 
-pub(crate) fn state_dir(dir: &Path) -> PathBuf {
+/// The local cluster stack's state directory in `dir` (pid record, node files, logs).
+pub fn state_dir(dir: &Path) -> PathBuf {
     sealcache_ops::runtime::local_cluster_state_dir(dir)
 }
 
 /// The local cluster stack of `dir` while any of its processes runs.
-pub(crate) use sealcache_ops::runtime::local_cluster_running as running;
-pub(crate) use sealcache_ops::runtime::{LocalBackend, LocalCluster, LocalNode};
+pub use sealcache_ops::runtime::local_cluster_running as running;
+pub use sealcache_ops::runtime::{LocalBackend, LocalCluster, LocalNode};
 
 fn pids_file(dir: &Path) -> PathBuf {
     state_dir(dir).join("pids.json")
@@ -162,7 +163,7 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
 }
 
 /// The cluster record of `dir`, or an error saying how to make one.
-pub(crate) fn record(dir: &Path) -> anyhow::Result<ClusterRecord> {
+pub fn record(dir: &Path) -> anyhow::Result<ClusterRecord> {
     cluster_dir::cluster_record(dir)?.with_context(|| {
         format!(
             "{} holds no cluster deployment ({} missing): generate it with `cargo xtask config generate --cluster --out {}`",
@@ -175,7 +176,7 @@ pub(crate) fn record(dir: &Path) -> anyhow::Result<ClusterRecord> {
 
 /// Starts the nodes, forms the cluster, starts the backends on `port`, `port + 1`, ...; returns
 /// the backends' ports.
-pub(crate) fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
+pub fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     for program in ["redis-server", "redis-cli"] {
         if !on_path(program) {
             bail!(
@@ -335,7 +336,8 @@ pub(crate) fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<u16>> {
     Ok(cluster.backends.iter().map(|b| b.port).collect())
 }
 
-pub(crate) fn views(dir: &Path, cluster: &LocalCluster) -> Vec<NodeView> {
+/// What each node of the local `cluster` of `dir` says it is.
+pub fn views(dir: &Path, cluster: &LocalCluster) -> Vec<NodeView> {
     cluster
         .nodes
         .iter()
@@ -349,7 +351,7 @@ mod tests {
 
     #[test]
     fn the_local_node_conf_is_the_containers_one_on_loopback_with_host_paths() {
-        let template = include_str!("../../deploy/redis/redis.cluster.conf");
+        let template = include_str!("../../../deploy/redis/redis.cluster.conf");
         let cluster = "# generated\ncluster-enabled yes\ntls-cluster yes\nmasteruser cache_replication\nmasterauth \"pw\"\ntls-client-cert-file \"/run/secrets/tls/node.crt\"\n";
         let dir = Path::new("/srv/d x");
         let node = LocalNode {

@@ -27,17 +27,15 @@ use crate::progress::{cargo, on_path, step, workspace_root};
 const REDIS_CONF: &str = "deploy/redis/redis.conf";
 
 /// What `down` needs to stop a local stack (and a rotation to reach it): the ops library's record.
-pub(crate) use sealcache_ops::runtime::LocalPids as Pids;
-pub(crate) use sealcache_ops::runtime::{
-    cmdline, local_recorded as recorded, local_running as running,
-};
+pub use sealcache_ops::runtime::LocalPids as Pids;
+pub use sealcache_ops::runtime::{cmdline, local_recorded as recorded, local_running as running};
 
 fn state_dir(dir: &Path) -> PathBuf {
     sealcache_ops::runtime::local_state_dir(dir)
 }
 
 /// A local TCP port free at the time of asking.
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -45,7 +43,7 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 
 /// `path` quoted for redis.conf (which splits arguments like a shell: `"..."` with backslash
 /// escapes).
-pub(crate) fn quoted(path: &Path) -> anyhow::Result<String> {
+pub fn quoted(path: &Path) -> anyhow::Result<String> {
     let text = path
         .to_str()
         .with_context(|| format!("{} is not UTF-8", path.display()))?;
@@ -122,7 +120,7 @@ fn server_env(
 
 /// `value` of the variable `name` with a container secret path mapped to the file of `dir`; any
 /// other value as it is.
-pub(crate) fn host_value(dir: &Path, name: &str, value: String) -> anyhow::Result<String> {
+pub fn host_value(dir: &Path, name: &str, value: String) -> anyhow::Result<String> {
     if !value.starts_with(layout::CONTAINER_SECRETS) {
         return Ok(value);
     }
@@ -135,7 +133,7 @@ pub(crate) fn host_value(dir: &Path, name: &str, value: String) -> anyhow::Resul
 }
 
 /// Starts `redis-server` on the configuration file `conf_path`, its standard streams closed.
-pub(crate) fn spawn_redis(conf_path: &Path) -> anyhow::Result<std::process::Child> {
+pub fn spawn_redis(conf_path: &Path) -> anyhow::Result<std::process::Child> {
     Command::new("redis-server")
         .arg(conf_path)
         .stdin(Stdio::null())
@@ -148,7 +146,7 @@ pub(crate) fn spawn_redis(conf_path: &Path) -> anyhow::Result<std::process::Chil
 /// Builds the release server (with the operator binary: the same package set as the backend
 /// image's build, so the two share every artefact; built alone, feature unification differs and
 /// the whole release tree was built twice, 80 s warm); returns the server's binary.
-pub(crate) fn build_server() -> anyhow::Result<PathBuf> {
+pub fn build_server() -> anyhow::Result<PathBuf> {
     step(
         "cargo build --release -p sealcache-server -p sealcache-cli",
         cargo().args(RELEASE_BUILD),
@@ -159,7 +157,7 @@ pub(crate) fn build_server() -> anyhow::Result<PathBuf> {
 /// The one release build of every stack, the image and the partition hosts: the server and the
 /// operator command together (built alone, feature unification differs and the whole release
 /// tree is built again).
-pub(crate) const RELEASE_BUILD: &[&str] = &[
+pub const RELEASE_BUILD: &[&str] = &[
     "build",
     "--release",
     "--locked",
@@ -171,7 +169,7 @@ pub(crate) const RELEASE_BUILD: &[&str] = &[
 
 /// Starts the server `binary` with only `PATH` and `env`, its output appended to a new
 /// `log_path`.
-pub(crate) fn spawn_server(
+pub fn spawn_server(
     binary: &Path,
     env: impl IntoIterator<Item = (String, String)>,
     log_path: &Path,
@@ -193,7 +191,7 @@ pub(crate) fn spawn_server(
 }
 
 /// Sends `sig` to process `pid`.
-pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<()> {
+pub fn signal(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<()> {
     let target = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -203,7 +201,7 @@ pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<(
 }
 
 /// Starts Redis and the server; returns the API port.
-pub(crate) fn start(dir: &Path, port: u16) -> anyhow::Result<u16> {
+pub fn start(dir: &Path, port: u16) -> anyhow::Result<u16> {
     if !on_path("redis-server") {
         bail!(
             "neither a Docker engine nor redis-server is available: install docker.io and docker-compose, or redis-server (apt-get install redis-server)"
@@ -276,18 +274,19 @@ pub(crate) fn start(dir: &Path, port: u16) -> anyhow::Result<u16> {
 
 /// Stops the local processes that run from `dir` (`sealcache_ops::stack::stop_local`, the local
 /// part of the `down` every stack shares). Returns how many it stopped.
-pub(crate) fn stop(dir: &Path) -> anyhow::Result<usize> {
+pub fn stop(dir: &Path) -> anyhow::Result<usize> {
     Ok(sealcache_ops::stack::stop_local(dir)?.len())
 }
 
+/// The deployment the tests of this crate write.
 #[cfg(test)]
-pub(crate) mod tests {
+pub mod tests {
     use sealcache_config_gen::{OTHER_VARIABLES, VARIABLES, acl};
 
     use super::*;
 
     /// A production deployment directory written to `dir` (also used by the tests of rotate/).
-    pub(crate) fn write_production_deployment(dir: &Path) {
+    pub fn write_production_deployment(dir: &Path) {
         let detected = sealcache_env_detect::EnvironmentDetector::new(
             sealcache_env_detect::MapSource::new().var("ENVIRONMENT", "production"),
         )
@@ -311,7 +310,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_local_redis_conf_is_the_containers_one_on_loopback_with_host_paths() {
-        let template = include_str!("../../deploy/redis/redis.conf");
+        let template = include_str!("../../../deploy/redis/redis.conf");
         let dir = Path::new("/srv/deploy x");
         let conf = redis_conf(template, dir, &dir.join("local"), 40123).unwrap();
         for line in [

@@ -63,7 +63,7 @@ fn venv() -> anyhow::Result<PathBuf> {
 
 /// Builds the wheel once (`release` for benchmarks; the debug profile shares the workspace
 /// tests' build) and installs it into the venv; returns the venv.
-pub(crate) fn install_wheel(release: bool) -> anyhow::Result<PathBuf> {
+pub fn install_wheel(release: bool) -> anyhow::Result<PathBuf> {
     let venv = venv()?;
     let wheels = target_dir().join("wheels");
     let _ = std::fs::remove_dir_all(&wheels);
@@ -161,7 +161,7 @@ fn write_production_deployment(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `cargo xtask test`'s Python step.
-pub(crate) fn test() -> anyhow::Result<()> {
+pub fn test() -> anyhow::Result<()> {
     println!(
         "▶ Python package: wheel, pytest (plain Redis and the hardened local stack), mypy, stubtest"
     );
@@ -216,7 +216,7 @@ pub(crate) fn test() -> anyhow::Result<()> {
 
 /// `cargo xtask bench python`: the release wheel against redis-py and the template's path over
 /// the shared corpus (crates/python/bench/bench_python.py prints the table).
-pub(crate) fn bench() -> anyhow::Result<()> {
+pub fn bench() -> anyhow::Result<()> {
     let venv = install_wheel(true)?;
     let corpus = workspace_root().join("../shared/bench/corpus.jsonl");
     step(
@@ -230,7 +230,7 @@ pub(crate) fn bench() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     /// `cargo xtask test`'s Python step on its own:
-    /// `cargo test -p xtask --bin xtask -- --ignored python_package`.
+    /// `cargo test -p sealcache-devstack -- --ignored python_package`.
     #[test]
     #[ignore = "builds the wheel, starts the local stack; part of `cargo xtask test`"]
     fn python_package() {

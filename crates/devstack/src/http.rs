@@ -2,7 +2,7 @@
 //! error type.
 
 /// Sends one request to `127.0.0.1:port` and returns (status, body).
-pub(crate) fn request(
+pub fn request(
     port: u16,
     method: &str,
     path: &str,

@@ -1,14 +1,14 @@
 //! `cargo xtask partitions [--json]`: the distributed stack on three hosts (network namespaces),
 //! cut apart in four ways while verifying clients on every host record every answer.
 //!
-//! * [`net`]: the hosts, sealed off (checked with `ip route get`; refuses to run otherwise), and
+//! * `net`: the hosts, sealed off (checked with `ip route get`; refuses to run otherwise), and
 //!   the faults (DROP rules inside a host).
-//! * [`stack`]: a generated cluster deployment, two Redis Cluster nodes per host (a primary and
+//! * `stack`: a generated cluster deployment, two Redis Cluster nodes per host (a primary and
 //!   another shard's replica), one `sealcache-server` per host.
-//! * [`agent`]: the verifying client (`cargo xtask partitions-agent`, run inside a host).
-//! * [`scenarios`]: `isolate_host`, `isolate_bus`, `pause_primary`,
+//! * `agent`: the verifying client (`cargo xtask partitions-agent`, run inside a host).
+//! * `scenarios`: `isolate_host`, `isolate_bus`, `pause_primary`,
 //!   `kill_backend_during_invalidation`.
-//! * [`judge`]: wrong answers, stale answers beyond the coherence bound, lost acknowledged writes,
+//! * `judge`: wrong answers, stale answers beyond the coherence bound, lost acknowledged writes,
 //!   the longest call.
 //!
 //! Everything runs as root (namespaces, iptables). Every process is a child of this one and is
@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-pub(crate) use agent::AgentArgs;
+pub use agent::AgentArgs;
 use agent::Record;
 use net::{HOSTS, Net};
 use stack::{API_PORT, Procs, Stack};
 
 /// Options of `cargo xtask partitions`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct PartitionsArgs {
+pub struct PartitionsArgs {
     /// Print a JSON array, one object per scenario (progress goes to standard error).
     #[arg(long)]
     json: bool,
@@ -67,7 +67,11 @@ pub(crate) struct Harness {
 }
 
 impl PartitionsArgs {
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    /// Runs the partition harness (`cargo xtask partitions`).
+    ///
+    /// # Errors
+    /// A host, the stack or a scenario that cannot be set up.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let json = self.json;
         if !crate::progress::is_root() {
@@ -171,7 +175,7 @@ impl PartitionsArgs {
 
 /// The step of `cargo xtask test`: every scenario must hold. Needs root (CI runs as root); skipped
 /// with a note otherwise.
-pub(crate) fn test() -> anyhow::Result<()> {
+pub fn test() -> anyhow::Result<()> {
     if !crate::progress::is_root() {
         println!("⏭  not root: the partition scenarios (network namespaces) are skipped");
         return Ok(());
