@@ -472,3 +472,78 @@ fn a_recorded_compose_stack_that_cannot_be_seen_is_refused_never_rotated()
     );
     Ok(())
 }
+
+/// Every regular file under `dir`, links neither followed nor read.
+fn regular_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => out.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// `chown -R uid:uid` without following links.
+fn lchown_tree(path: &Path, uid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            lchown_tree(&entry?.path(), uid)?;
+        }
+    }
+    Ok(())
+}
+
+/// The backend container writes `secrets/` (uid 999) for a rotation run inside it. A link it
+/// left there (a staged password pointing at the CA key) must never make root's rotation on the
+/// host copy a root-only file where the container reads it.
+#[test]
+fn a_link_left_in_the_secrets_never_leaks_a_root_file() -> Result<(), Box<dyn std::error::Error>> {
+    use std::os::unix::fs::MetadataExt as _;
+    if std::fs::metadata("/proc/self")?.uid() != 0 {
+        return Ok(()); // only root can hand the secrets to another user
+    }
+    let tmp = tempfile::tempdir()?;
+    let (dir, dir_arg) = production_deployment(tmp.path());
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(secrets.join("pending"))?;
+    std::os::unix::fs::symlink(
+        "../../ca/ca.key",
+        secrets.join("pending/redis_monitor_password"),
+    )?;
+    // As `up` leaves a compose deployment: the secrets the containers' user's, `.env` readable
+    // by its group.
+    lchown_tree(&secrets, 4242)?;
+    std::os::unix::fs::lchown(dir.join(".env"), Some(0), Some(4242))?;
+    std::fs::set_permissions(
+        dir.join(".env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )?;
+    let key = std::fs::read(dir.join("ca/ca.key"))?;
+    for stage in ["add", "promote"] {
+        let out = sealcache(
+            &["config", "rotate", "--stage", stage, "--dir", &dir_arg],
+            tmp.path(),
+        );
+        // Done, and never the key where the container reads.
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // 48 bytes of the key's body (past the PEM header every key shares).
+    let body = key.get(64..112).ok_or("a short key")?;
+    for file in regular_files(&secrets) {
+        let bytes = std::fs::read(&file)?;
+        assert!(
+            !bytes.windows(body.len()).any(|w| w == body),
+            "{} holds the CA key",
+            file.display()
+        );
+    }
+    assert_eq!(std::fs::read(dir.join("ca/ca.key"))?, key);
+    Ok(())
+}

@@ -204,22 +204,38 @@ fn cli_in_image(id: &str) -> Check {
     }
 }
 
-/// The deployment directory is mounted writable in the single-node backend (for a rotation run
-/// inside it), but its CA key is not there: `ca/` under the mount is an empty tmpfs the
-/// container's user cannot even list, while the rest of the directory is readable.
+/// The deployment directory is mounted in the single-node backend for a rotation run inside it,
+/// confined: its CA key is not there (`ca/` under the mount is an empty tmpfs the container's
+/// user cannot even list), and the directory itself cannot be written, so nothing the host runs
+/// as root (`compose/`, `.env`, the records) can be replaced from inside; its secrets can be
+/// read (and the rotation under load proves them writable).
 fn ca_key_hidden_in_backend(id: &str) -> Check {
     let mount = sealcache_ops::stack::CONTAINER_DEPLOYMENT_DIR;
     let listed = docker(&["exec", id, "ls", &format!("{mount}/ca")]);
     let read = docker(&["exec", id, "cat", &format!("{mount}/ca/ca.key")]);
-    let rotation_readable = docker(&["exec", id, "ls", &format!("{mount}/secrets/backend")]);
+    let planted = docker(&["exec", id, "touch", &format!("{mount}/planted")]);
+    let swapped = docker(&[
+        "exec",
+        id,
+        "mv",
+        &format!("{mount}/compose"),
+        &format!("{mount}/compose.moved"),
+    ]);
+    let secrets_readable = docker(&["exec", id, "ls", &format!("{mount}/secrets/backend")]);
     check(
         "ca_key_hidden_in_backend",
-        listed.is_err() && read.is_err() && rotation_readable.is_ok(),
+        listed.is_err()
+            && read.is_err()
+            && planted.is_err()
+            && swapped.is_err()
+            && secrets_readable.is_ok(),
         format!(
-            "{mount}/ca listed: {}, ca.key read: {}, {mount}/secrets/backend listed: {}",
+            "{mount}/ca listed: {}, ca.key read: {}, a file planted in {mount}: {}, {mount}/compose moved: {}, {mount}/secrets/backend listed: {}",
             listed.is_ok(),
             read.is_ok(),
-            rotation_readable.is_ok()
+            planted.is_ok(),
+            swapped.is_ok(),
+            secrets_readable.is_ok()
         ),
     )
 }

@@ -25,16 +25,24 @@ impl ScratchDir {
     }
 }
 
-/// Every file under `root`, relative to it, sorted.
-pub(crate) fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
+/// Every file under `root`, relative to it, sorted, but for the entries of `root` named in `skip`;
+/// links are neither listed nor followed.
+pub(crate) fn files_under(root: &Path, skip: &[&str]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).map_err(io("read", &dir))? {
-            let path = entry.map_err(io("read", &dir))?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(io("read", &dir))?;
+            let path = entry.path();
+            if dir == root && skip.iter().any(|s| entry.file_name() == *s) {
+                continue;
+            }
+            let kind = entry.file_type().map_err(io("read", &path))?;
+            if kind.is_dir() {
                 stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(root) {
+            } else if kind.is_file()
+                && let Ok(rel) = path.strip_prefix(root)
+            {
                 out.push(rel.to_path_buf());
             }
         }
@@ -43,16 +51,19 @@ pub(crate) fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Copies the directory tree `from` into `to` (created), keeping each file's mode.
-#[allow(dead_code)] // the rotation dry run (next step) copies the deployment
-pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+/// Copies the directory tree `from` into `to` (created), keeping each file's mode, but for the
+/// entries of `from` named in `skip`; links are neither copied nor followed.
+pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
     std::fs::create_dir_all(to).map_err(io("create", to))?;
     for entry in std::fs::read_dir(from).map_err(io("read", from))? {
         let entry = entry.map_err(io("read", from))?;
+        if skip.iter().any(|s| entry.file_name() == *s) {
+            continue;
+        }
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         let kind = entry.file_type().map_err(io("read", &src))?;
         if kind.is_dir() {
-            copy_tree(&src, &dst)?;
+            copy_tree(&src, &dst, &[])?;
         } else if kind.is_file() {
             std::fs::copy(&src, &dst).map_err(io("copy", &src))?;
         }

@@ -51,10 +51,12 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub use self::files::{acl_hashes, replace_file, upgrade_layout, with_masterauth};
-pub use self::record::{InProgress, RecordedStage, RotationRecord, read_record, stage_command};
+pub use self::record::{
+    InProgress, RecordedStage, RotationRecord, read_record, stage_command, write_record,
+};
 
 use self::files::{acl_add_hash, acl_keep_only, owned_dir, pending_path, read_password};
-use self::record::{unconfirmed, write_record};
+use self::record::unconfirmed;
 use crate::acl;
 use crate::error::{Error, Result, io};
 use crate::layout;

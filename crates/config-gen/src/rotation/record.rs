@@ -112,7 +112,7 @@ impl RotationRecord {
 #[must_use]
 pub fn stage_command(dir: &Path, stage: Stage) -> String {
     format!(
-        "cargo xtask config rotate --stage {} --dir {}",
+        "sealcache config rotate --stage {} --dir {}",
         stage.as_str(),
         dir.display()
     )
@@ -153,9 +153,33 @@ pub(super) fn render(record: &RotationRecord) -> Result<Vec<u8>> {
         .map_err(|_| rotation_error("cannot render the rotation record"))
 }
 
-/// Writes `record` to `dir`'s `rotation.json` (atomically).
-pub(super) fn write_record(dir: &Path, record: &RotationRecord) -> Result<()> {
-    files::replace_file(&dir.join(layout::ROTATION_FILE), &render(record)?)
+/// Writes `record` to `dir`'s `rotation.json`. An existing regular file is rewritten in place
+/// (same inode, owner and mode): the compose stack's backend mounts it as a single file for a
+/// rotation run inside the container, and a rename would leave that mount showing the old record
+/// (and the container cannot create files beside it). Written whole, then cut to its length, then
+/// synced: a crash midway leaves a record that does not parse, which every stage refuses (fail
+/// closed) rather than one that lies. A missing record is created atomically; a link is never
+/// written through (replaced by a file).
+///
+/// # Errors
+/// [`Error::Rotation`] when the record cannot be written.
+pub fn write_record(dir: &Path, record: &RotationRecord) -> Result<()> {
+    use std::io::Write as _;
+    let path = dir.join(layout::ROTATION_FILE);
+    let bytes = render(record)?;
+    let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+    if !is_file {
+        return files::replace_file(&path, &bytes);
+    }
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.set_len(bytes.len() as u64)?;
+            file.sync_all()
+        });
+    written.map_err(io("cannot write", &path))
 }
 
 #[cfg(test)]

@@ -106,7 +106,11 @@ pub fn train_dictionary(
             held: Vec::new(),
         });
     }
-    let held = sealcache_config_gen::add_dictionary(&opts.dir, dictionary)?;
+    // As the secrets' owner when another user owns them (the backend container may write them:
+    // a link it left is never followed as root).
+    let held = crate::runtime::as_owner_of(&opts.dir.join(layout::SECRETS_DIR), || {
+        sealcache_config_gen::add_dictionary(&opts.dir, dictionary)
+    })??;
     progress.ok(format!(
         "{}: dictionary {id} seals new values; dictionaries held: {held:?} (reload the backends: SIGHUP; drop an old one after the longest TTL)",
         keyring.display()

@@ -214,7 +214,7 @@ fn dry_run(
     let target = scratch.path().join("deployment");
     let mut discarded = crate::report::Report::new();
     let verdict = write(opts, &target, detected, environment, &mut discarded)?;
-    let files = crate::scratch::files_under(&target)?;
+    let files = crate::scratch::files_under(&target, &[])?;
     for file in &files {
         progress.mark(
             Mark::Planned,

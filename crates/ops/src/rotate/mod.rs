@@ -72,9 +72,10 @@ pub fn plan_stage(
     progress: &mut dyn Progress,
 ) -> Result<StageOutcome> {
     let dir = std::fs::canonicalize(dir).map_err(io("open", dir))?;
+    let _lock = lock(&dir)?;
     let targets = discover(&dir)?;
     whole_stack(&dir, &targets)?;
-    let record = rotation::read_record(&dir)?;
+    let record = as_owner(&dir, || rotation::read_record(&dir))??;
     let report = if targets.is_empty() {
         None
     } else {
@@ -87,23 +88,28 @@ pub fn plan_stage(
         targets.backends.len(),
         dir.display()
     ));
-    let scratch = crate::scratch::ScratchDir::new()?;
-    let copy = scratch.path().join("deployment");
-    crate::scratch::copy_tree(&dir, &copy)?;
-    rotation::upgrade_layout(&copy)?;
-    let outcome = rotation::rotate_stage(&copy, stage, opts).step(|| {
-        format!(
-            "stage {} fails on a copy of {}",
-            stage.as_str(),
-            dir.display()
-        )
-    })?;
+    // The copy is made, changed and compared as the secrets' owner (see `as_owner`), in a
+    // scratch directory of that owner, removed when the closure ends.
+    let (outcome, changed) = as_owner(&dir, || -> Result<(StageOutcome, Vec<PathBuf>)> {
+        let scratch = crate::scratch::ScratchDir::new()?;
+        let copy = scratch.path().join("deployment");
+        crate::scratch::copy_tree(&dir, &copy, NOT_COPIED)?;
+        rotation::upgrade_layout(&copy)?;
+        let outcome = rotation::rotate_stage(&copy, stage, opts).step(|| {
+            format!(
+                "stage {} fails on a copy of {}",
+                stage.as_str(),
+                dir.display()
+            )
+        })?;
+        Ok((outcome, changed_files(&dir, &copy)?))
+    })??;
     let mut discarded = crate::report::Report::new();
     describe(&outcome, &mut discarded);
     for line in discarded.lines {
         progress.mark(Mark::Planned, format!("would: {}", line.text));
     }
-    for rel in changed_files(&dir, &copy)? {
+    for rel in changed {
         progress.mark(
             Mark::Planned,
             format!("would change {}", dir.join(rel).display()),
@@ -133,11 +139,74 @@ pub fn plan_stage(
     Ok(outcome)
 }
 
+/// Runs the file work of a stage on `dir` as the owner of its `secrets/` when this process is
+/// root and another user owns them (the backend container writes them for a rotation run inside
+/// it): a link or a swapped directory it left there then reaches only what that user reaches
+/// anyway, never a file of root's (`crate::runtime::as_owner_of`). No process is spawned in
+/// there (Docker needs root).
+fn as_owner<T: Send>(dir: &Path, work: impl FnOnce() -> T + Send) -> Result<T> {
+    crate::runtime::as_owner_of(&dir.join(layout::SECRETS_DIR), work)
+}
+
+/// `rotation.json` exists and its writer may write it: created (as root, in the directory that
+/// stays root's) and handed to the owner of `secrets/` when that is another user, since the stage
+/// itself runs as that user (see [`as_owner`]). A stack brought up before `up` created it.
+fn ensure_record(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let record = dir.join(layout::ROTATION_FILE);
+    let owner = std::fs::symlink_metadata(dir.join(layout::SECRETS_DIR))
+        .ok()
+        .filter(|m| m.uid() != 0 && rustix::process::geteuid().is_root());
+    let Some(owner) = owner else {
+        return Ok(());
+    };
+    if std::fs::symlink_metadata(&record).is_err() {
+        rotation::write_record(dir, &RotationRecord::default())?;
+    }
+    crate::runtime::chown_below(dir, layout::ROTATION_FILE, owner.uid(), owner.gid())
+}
+
+/// One stage at a time on `dir`: an exclusive lock on its `secrets/` directory (the same inode
+/// the backend container mounts, so a stage inside it and one on the host exclude each other),
+/// held until the returned descriptor is dropped.
+///
+/// # Errors
+/// [`OpsError::Refused`] while another stage holds it; [`OpsError::Io`] when `secrets/` cannot
+/// be opened (a link there is refused).
+fn lock(dir: &Path) -> Result<Option<std::os::fd::OwnedFd>> {
+    let secrets = dir.join(layout::SECRETS_DIR);
+    let fd = match rustix::fs::open(
+        &secrets,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        // No secrets yet: the generator's own error comes next.
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(io("open", &secrets)(e.into())),
+    };
+    match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(fd)),
+        Err(rustix::io::Errno::WOULDBLOCK) => refuse!(
+            "another rotation of {} is running (on the host or in its backend container): nothing was changed; run again once it ended",
+            dir.display()
+        ),
+        Err(e) => Err(io("lock", &secrets)(e.into())),
+    }
+}
+
+/// What a dry run leaves out of its copy: the CA (no stage reads it; root's, and hidden in the
+/// backend container) and the compose files (no stage changes them).
+const NOT_COPIED: &[&str] = &[layout::CA_DIR, crate::templates::COMPOSE_DIR];
+
 /// The files (relative) that differ between `dir` and its changed copy `copy`, or exist in only
 /// one of them.
 fn changed_files(dir: &Path, copy: &Path) -> Result<Vec<PathBuf>> {
-    let before = crate::scratch::files_under(dir)?;
-    let after = crate::scratch::files_under(copy)?;
+    let before = crate::scratch::files_under(dir, NOT_COPIED)?;
+    let after = crate::scratch::files_under(copy, NOT_COPIED)?;
     let mut changed: Vec<PathBuf> = Vec::new();
     for rel in after.iter().chain(before.iter()) {
         if changed.contains(rel) {
@@ -205,9 +274,10 @@ pub fn run_stage_until(
     progress: &mut dyn Progress,
 ) -> Result<Option<StageOutcome>> {
     let dir = std::fs::canonicalize(dir).step(|| format!("{} does not exist", dir.display()))?;
+    let _lock = lock(&dir)?;
     let targets = discover(&dir)?;
     whole_stack(&dir, &targets)?;
-    let record = rotation::read_record(&dir)?;
+    let record = as_owner(&dir, || rotation::read_record(&dir))??;
     // With no process running there is nothing to compare (and a directory without a
     // deployment gets the generator's own error).
     let report = if targets.is_empty() {
@@ -220,7 +290,8 @@ pub fn run_stage_until(
         return Ok(None);
     }
 
-    let moved = rotation::upgrade_layout(&dir)?;
+    ensure_record(&dir)?;
+    let moved = as_owner(&dir, || rotation::upgrade_layout(&dir))??;
     if !moved.is_empty() {
         progress.mark(
             Mark::Ok,
@@ -230,7 +301,7 @@ pub fn run_stage_until(
             ),
         );
     }
-    let plan = rotation::begin_stage(&dir, stage, opts)
+    let plan = as_owner(&dir, || rotation::begin_stage(&dir, stage, opts))?
         .step(|| format!("cannot begin stage {} in {}", stage.as_str(), dir.display()))?;
     progress.mark(
         Mark::Recorded,
@@ -243,7 +314,7 @@ pub fn run_stage_until(
     if stop == Some(Step::IntentRecorded) {
         return Ok(None);
     }
-    let outcome = rotation::rotate_stage(&dir, stage, opts)
+    let outcome = as_owner(&dir, || rotation::rotate_stage(&dir, stage, opts))?
         .step(|| format!("cannot run stage {} in {}", stage.as_str(), dir.display()))?;
     describe(&outcome, progress);
     if stop == Some(Step::FilesWritten) {
@@ -327,8 +398,10 @@ pub fn run_stage_until(
 
 /// Records `stage` complete: the step after [`Step::BackendsConfirmed`].
 fn complete(dir: &Path, stage: Stage, progress: &mut dyn Progress) -> Result<()> {
-    rotation::confirm_stage(dir, stage, SystemTime::now())
-        .step(|| format!("cannot record stage {} complete", stage.as_str()))?;
+    as_owner(dir, || {
+        rotation::confirm_stage(dir, stage, SystemTime::now())
+    })?
+    .step(|| format!("cannot record stage {} complete", stage.as_str()))?;
     progress.mark(
         Mark::Ok,
         format!(

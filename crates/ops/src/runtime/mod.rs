@@ -2,11 +2,13 @@
 //! arrays), the local stacks' pid records, and the backend's HTTP API on 127.0.0.1.
 
 pub mod compose;
+mod confined;
 pub(crate) mod docker;
 pub(crate) use self::local::send_signal;
 mod http;
 mod local;
 
+pub use self::confined::{as_owner_of, chown_below, read_below};
 pub use self::http::request;
 
 pub use self::local::{
@@ -16,10 +18,10 @@ pub use self::local::{
     signal_server, started_at, terminate,
 };
 
-/// The deployment's API key (empty when it cannot be read).
+/// The deployment's API key (empty when it cannot be read, or is a link: see [`read_below`]).
 #[must_use]
 pub fn api_key(dir: &std::path::Path) -> String {
-    std::fs::read_to_string(dir.join(sealcache_config_gen::layout::API_KEY))
+    read_below(dir, sealcache_config_gen::layout::API_KEY)
         .unwrap_or_default()
         .trim()
         .to_owned()

@@ -340,7 +340,8 @@ fn is_error(line: &str) -> bool {
 
 /// The secret file `rel` of `dir`.
 pub fn read_secret(dir: &Path, rel: &str) -> Result<SecretString> {
-    let text = std::fs::read_to_string(dir.join(rel))
+    // No link below `dir` is followed: the backend container may write `secrets/`.
+    let text = runtime::read_below(dir, rel)
         .step(|| format!("cannot read {}", dir.join(rel).display()))?;
     Ok(SecretString::new(text))
 }
@@ -490,7 +491,7 @@ pub fn admin(dir: &Path, redis: &Redis, command: &str) -> Result<String> {
 /// `ACL LOAD` disconnects every client, which would fail requests in flight, so there the changed
 /// hashes are applied with `ACL SETUSER` (the file stays what a restart loads).
 pub(crate) fn apply_acl(dir: &Path, redis: &Redis) -> Result<&'static str> {
-    let file = std::fs::read_to_string(dir.join(layout::USERS_ACL))
+    let file = runtime::read_below(dir, layout::USERS_ACL)
         .step(|| format!("cannot read {}", dir.join(layout::USERS_ACL).display()))?;
     let want = rotation::acl_hashes(&file);
     let info = admin(dir, redis, "INFO server")?;

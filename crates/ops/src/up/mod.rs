@@ -382,9 +382,11 @@ pub(crate) fn refuse_foreign_project(project: &str, dir: &Path) -> Result<()> {
 }
 
 /// Gives the containers' user the secret files (0600 stays 0600; the CA key stays outside
-/// `secrets/`) and the directory itself (not what else it holds: `ca/` and `compose/` stay
-/// root's), so that a rotation run inside the backend container can write `rotation.json` and the
-/// secrets; as root. Otherwise says that the containers read them as their owner.
+/// `secrets/`), as root; otherwise says that the containers read them as their owner. For a
+/// rotation run inside the backend container, also `rotation.json` (created when missing; the
+/// compose file mounts it, and the secrets, writable there) and read access to `.env` (root's,
+/// group 999, 0640). The directory itself, `ca/`, `compose/` and the records stay root's, so the
+/// container can replace none of them.
 fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         progress.warn(format!(
@@ -393,55 +395,28 @@ fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result
         return Ok(());
     }
     chown_to_containers(dir, &[layout::SECRETS_DIR])?;
-    let chown = |path: &Path| {
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            path,
-            Some(rustix::fs::Uid::from_raw(CONTAINER_UID)),
-            Some(rustix::fs::Gid::from_raw(CONTAINER_UID)),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| io("chown", path)(e.into()))
-    };
-    chown(dir)?;
-    // The files beside (`.env`, the records; no secret): a rotation reads them. Directories
-    // (`ca/`, `compose/`) stay root's.
-    for entry in std::fs::read_dir(dir).map_err(io("read", dir))? {
-        let entry = entry.map_err(io("read", dir))?;
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            chown(&entry.path())?;
-        }
+    let record = dir.join(layout::ROTATION_FILE);
+    if std::fs::symlink_metadata(&record).is_err() {
+        sealcache_config_gen::rotation::write_record(
+            dir,
+            &sealcache_config_gen::rotation::RotationRecord::default(),
+        )?;
     }
-    Ok(())
+    crate::runtime::chown_below(dir, layout::ROTATION_FILE, CONTAINER_UID, CONTAINER_UID)?;
+    crate::runtime::chown_below(dir, layout::ENV_FILE, 0, CONTAINER_UID)?;
+    let env = dir.join(layout::ENV_FILE);
+    std::fs::set_permissions(&env, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .map_err(io("set the mode of", &env))
 }
 
-/// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs` (symbolic links
-/// themselves, never what they point to).
+/// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs`, by file
+/// descriptor (no link followed: [`crate::runtime::chown_below`]).
 ///
 /// # Errors
 /// [`OpsError::Io`] naming the path that could not be handed over.
 pub fn chown_to_containers(dir: &Path, subs: &[&str]) -> Result<()> {
-    fn chown_tree(path: &Path) -> Result<()> {
-        let id = Some(rustix::fs::Uid::from_raw(CONTAINER_UID));
-        let group = Some(rustix::fs::Gid::from_raw(CONTAINER_UID));
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            path,
-            id,
-            group,
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| io("chown", path)(e.into()))?;
-        let meta = std::fs::symlink_metadata(path).map_err(io("read", path))?;
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path).map_err(io("read", path))? {
-                chown_tree(&entry.map_err(io("read", path))?.path())?;
-            }
-        }
-        Ok(())
-    }
     for sub in subs {
-        chown_tree(&dir.join(sub))?;
+        crate::runtime::chown_below(dir, sub, CONTAINER_UID, CONTAINER_UID)?;
     }
     Ok(())
 }

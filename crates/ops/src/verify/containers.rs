@@ -34,11 +34,11 @@ pub fn publishes_port(ri: &serde_json::Value) -> bool {
 }
 
 /// Read-only rootfs, every capability dropped, a non-root user, no-new-privileges, memory and
-/// pids limits, no CA key of the deployment `dir` reachable through a mount, and no writable bind
-/// mount but `/data` and the deployment directory itself at
-/// [`crate::stack::CONTAINER_DEPLOYMENT_DIR`] (the backend's, for a rotation run inside it) with
-/// its `ca/` hidden under a tmpfs, for one container's `docker inspect` output `c`: whether all
-/// hold, and what was seen.
+/// pids limits, no CA key of the deployment `dir` reachable through a mount (a mount of the
+/// directory hides `ca/` under a tmpfs), and no writable bind mount but `/data` and, under
+/// [`crate::stack::CONTAINER_DEPLOYMENT_DIR`], the directory's `secrets/` and `rotation.json`
+/// (the backend's, for a rotation run inside it), for one container's `docker inspect` output
+/// `c`: whether all hold, and what was seen.
 #[must_use]
 pub fn hardened(c: &serde_json::Value, dir: &Path) -> (bool, String) {
     let ro = c["HostConfig"]["ReadonlyRootfs"] == true;
@@ -92,10 +92,19 @@ pub fn hardened(c: &serde_json::Value, dir: &Path) -> (bool, String) {
         .filter(|m| m["RW"] == true && m["Type"] == "bind")
         .filter_map(|m| m["Destination"].as_str())
         .collect();
+    // What a rotation inside the backend writes: the secrets and the rotation record, each
+    // mounted at its place under the deployment's mount point, from this directory.
     let deployment = |d: &str| {
-        d == crate::stack::CONTAINER_DEPLOYMENT_DIR
-            && mounts.iter().any(|m| {
-                m["Destination"] == d && m["Source"].as_str().is_some_and(|s| Path::new(s) == dir)
+        [layout::SECRETS_DIR, layout::ROTATION_FILE]
+            .iter()
+            .any(|rel| {
+                Path::new(d) == Path::new(crate::stack::CONTAINER_DEPLOYMENT_DIR).join(rel)
+                    && mounts.iter().any(|m| {
+                        m["Destination"] == d
+                            && m["Source"]
+                                .as_str()
+                                .is_some_and(|s| Path::new(s) == dir.join(rel))
+                    })
             })
     };
     let rw_ok = rw_mounts.iter().all(|d| *d == "/data" || deployment(d));
@@ -434,11 +443,16 @@ mod tests {
         let mut elsewhere = good.clone();
         elsewhere["Mounts"][1]["Source"] = "/srv/ca/tls".into();
         assert!(hardened(&elsewhere, dir).0);
-        // The deployment directory, writable at its place for a rotation inside: only with its
-        // ca/ hidden by a tmpfs; anywhere else, or another directory, is refused.
+        // The deployment directory, read-only at its place with its ca/ hidden by a tmpfs, and
+        // its secrets and rotation record writable there; the directory itself writable, or
+        // those anywhere else, is refused.
         let mut deployment = good;
-        deployment["Mounts"][1] = serde_json::json!(
-            {"Type": "bind", "RW": true, "Destination": "/srv/sealcache", "Source": "/d"});
+        let mounts = serde_json::json!([
+            {"Type": "bind", "RW": false, "Destination": "/srv/sealcache", "Source": "/d"},
+            {"Type": "bind", "RW": true, "Destination": "/srv/sealcache/secrets", "Source": "/d/secrets"},
+            {"Type": "bind", "RW": true, "Destination": "/srv/sealcache/rotation.json", "Source": "/d/rotation.json"}
+        ]);
+        deployment["Mounts"] = mounts;
         assert!(!hardened(&deployment, dir).0, "ca/ is visible");
         deployment["HostConfig"]["Tmpfs"] = serde_json::json!({"/srv/sealcache/ca": "mode=0000"});
         assert!(
@@ -446,13 +460,14 @@ mod tests {
             "{}",
             hardened(&deployment, dir).1
         );
+        let mut whole = deployment.clone();
+        whole["Mounts"][0]["RW"] = true.into();
+        assert!(!hardened(&whole, dir).0, "the directory itself writable");
         let mut moved = deployment.clone();
         moved["Mounts"][1]["Destination"] = "/srv/other".into();
-        moved["HostConfig"]["Tmpfs"] = serde_json::json!({"/srv/other/ca": "mode=0000"});
         assert!(!hardened(&moved, dir).0, "writable elsewhere");
         let mut parent = deployment;
-        parent["Mounts"][1]["Source"] = "/".into();
-        parent["Mounts"][1]["RW"] = false.into();
+        parent["Mounts"][0]["Source"] = "/".into();
         assert!(!hardened(&parent, dir).0, "the host's root shows /d/ca");
         assert!(publishes_port(
             &serde_json::json!({"HostConfig": {"PortBindings": {"6379/tcp": []}}})
