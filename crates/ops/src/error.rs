@@ -116,14 +116,15 @@ pub enum OpsError {
     /// A process answered with JSON this crate cannot read.
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    /// A step of an operation failed; the source says why.
-    #[error("{step}: {source}")]
+    /// A step of an operation failed; the cause says why. Its text holds the cause's, so the
+    /// cause is not also this error's `source()` (a reporter that prints the chain would print it
+    /// twice); [`OpsError::root`] reaches it.
+    #[error("{step}: {cause}")]
     Step {
         /// The step (`cannot begin stage add in DIR`, ...).
         step: String,
         /// The cause.
-        #[source]
-        source: Box<OpsError>,
+        cause: Box<OpsError>,
     },
 }
 
@@ -136,7 +137,7 @@ impl OpsError {
     pub fn in_step(self, step: impl Into<String>) -> Self {
         OpsError::Step {
             step: step.into(),
-            source: Box::new(self),
+            cause: Box::new(self),
         }
     }
 
@@ -144,7 +145,7 @@ impl OpsError {
     #[must_use]
     pub fn root(&self) -> &OpsError {
         match self {
-            OpsError::Step { source, .. } => source.root(),
+            OpsError::Step { cause, .. } => cause.root(),
             other => other,
         }
     }

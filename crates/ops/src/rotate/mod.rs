@@ -148,9 +148,11 @@ fn as_owner<T: Send>(dir: &Path, work: impl FnOnce() -> T + Send) -> Result<T> {
     crate::runtime::as_owner_of(&dir.join(layout::SECRETS_DIR), work)
 }
 
-/// `rotation.json` exists and its writer may write it: created (as root, in the directory that
-/// stays root's) and handed to the owner of `secrets/` when that is another user, since the stage
-/// itself runs as that user (see [`as_owner`]). A stack brought up before `up` created it.
+/// What a stage running as the owner of `secrets/` (see [`as_owner`]) needs from the directory
+/// that stays root's, when that owner is another user: `rotation.json` to exist and be theirs
+/// (created here, as root, for a stack brought up before `up` created it), and the settings it
+/// reads (`.env`, a cluster's `cluster.json`: no secret in either) readable by their group
+/// (`root:GID`, 0640). Nothing else in the directory changes hands.
 fn ensure_record(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt as _;
     let record = dir.join(layout::ROTATION_FILE);
@@ -163,7 +165,25 @@ fn ensure_record(dir: &Path) -> Result<()> {
     if std::fs::symlink_metadata(&record).is_err() {
         rotation::write_record(dir, &RotationRecord::default())?;
     }
-    crate::runtime::chown_below(dir, layout::ROTATION_FILE, owner.uid(), owner.gid())
+    crate::runtime::chown_below(dir, layout::ROTATION_FILE, owner.uid(), owner.gid())?;
+    for rel in [layout::ENV_FILE, cluster_dir::CLUSTER_RECORD] {
+        let path = dir.join(rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        crate::runtime::chown_below(dir, rel, 0, owner.gid())?;
+        if meta.mode() & 0o040 == 0 {
+            std::fs::set_permissions(
+                &path,
+                std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777 | 0o040),
+            )
+            .map_err(io("set the mode of", &path))?;
+        }
+    }
+    Ok(())
 }
 
 /// One stage at a time on `dir`: an exclusive lock on its `secrets/` directory (the same inode
