@@ -8,7 +8,7 @@ use sealcache_api::{SecurityLevel, SecurityStatus, SecurityStatusResponse};
 use sealcache_config_gen::layout;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{OpsError, Result, io};
+use crate::error::{OpsError, Result};
 use crate::report::{Mark, Progress, ProgressExt as _};
 use crate::rotate::{RotationReport, report, report_lines};
 use crate::stack::{Backend, Redis, discover, node_view};
@@ -109,7 +109,11 @@ pub fn status(dir: &Path, port: Option<u16>) -> Result<StackStatus> {
         });
     };
     let key_path = dir.join(layout::API_KEY);
-    let key = std::fs::read_to_string(&key_path).map_err(io("read the API key", &key_path))?;
+    // No link followed, no FIFO waited on (the backend container may write `secrets/`).
+    let key = crate::runtime::read_below(dir, layout::API_KEY).map_err(|e| OpsError::Step {
+        step: format!("cannot read the API key {}", key_path.display()),
+        cause: Box::new(e),
+    })?;
     let backend = backend_status(port, key.trim()).map_err(|detail| OpsError::Unhealthy {
         target: format!("the backend on 127.0.0.1:{port}"),
         detail,

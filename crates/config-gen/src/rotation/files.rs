@@ -15,6 +15,51 @@ use crate::secret::SecretString;
 
 use super::rotation_error;
 
+/// The largest file a rotation reads (a keyring with dictionaries stays far below).
+const READ_LIMIT: u64 = 16 << 20;
+
+/// The bytes of the regular file `path`, never through a link in its last component, never
+/// blocking on a FIFO or device, never more than 16 MiB. The backend container may write the
+/// leaf directories of `secrets/` (for a rotation run inside it): a link, FIFO or huge file it
+/// left there is refused, never followed, waited on or read whole.
+///
+/// # Errors
+/// The file is missing, a link, not a regular file, larger than the limit, or unreadable.
+pub fn read_regular(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read as _;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > READ_LIMIT {
+        return Err(std::io::Error::other("larger than 16 MiB"));
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
+    file.take(READ_LIMIT + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > READ_LIMIT {
+        return Err(std::io::Error::other("larger than 16 MiB"));
+    }
+    Ok(out)
+}
+
+/// The text of the regular file `path` ([`read_regular`]).
+///
+/// # Errors
+/// As [`read_regular`]; text that is not UTF-8.
+pub fn read_regular_text(path: &Path) -> std::io::Result<Zeroizing<String>> {
+    let bytes = read_regular(path)?;
+    std::str::from_utf8(&bytes)
+        .map(|t| Zeroizing::new(t.to_owned()))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
 /// `text` (redis.conf directives) with every `masterauth` line set to `password`.
 #[must_use]
 pub fn with_masterauth(text: &str, password: &SecretString) -> Zeroizing<String> {
@@ -42,15 +87,48 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
     let parent = path
         .parent()
         .ok_or_else(|| rotation_error(format!("{} has no directory", path.display())))?;
-    let (mode, owner) = match std::fs::metadata(path) {
-        Ok(m) => (m.permissions().mode() & 0o7777, (m.uid(), m.gid())),
-        Err(_) => {
+    // The file itself, never what a link there points to (its owner and mode are not adopted).
+    let (mode, owner) = match std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_file())
+    {
+        Some(m) => (m.permissions().mode() & 0o7777, (m.uid(), m.gid())),
+        None => {
             let d = std::fs::metadata(parent).map_err(io("cannot read", parent))?;
             (0o600, (d.uid(), d.gid()))
         }
     };
-    crate::atomic::write_atomically(path, contents, mode, Some(owner))
-        .map_err(io("cannot replace", path))
+    match crate::atomic::write_atomically(path, contents, mode, Some(owner)) {
+        // A directory its writer may not add files to (the deployment's `secrets/` stays root's
+        // for the backend container and the host's work as its user): an existing regular file
+        // it may write is rewritten in place, never through a link.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            write_in_place(path, contents).map_err(io("cannot replace", path))
+        }
+        other => other.map_err(io("cannot replace", path)),
+    }
+}
+
+/// Rewrites the existing regular file `path` in place (same inode, owner and mode; never through
+/// a link): written whole, cut to its length, synced.
+///
+/// # Errors
+/// The file is missing, a link, not a regular file, or cannot be written.
+pub(crate) fn write_in_place(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Write as _;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut file = std::fs::File::from(fd);
+    if !file.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    file.write_all(contents)?;
+    file.set_len(contents.len() as u64)?;
+    file.sync_all()
 }
 
 /// Creates `dir/relative` (mode 0700, owned like the secrets directory) when missing.
@@ -109,7 +187,7 @@ pub fn upgrade_layout(dir: &Path) -> Result<Vec<String>> {
     }
     let env = dir.join(layout::ENV_FILE);
     if !moved.is_empty() && env.is_file() {
-        let text = Zeroizing::new(std::fs::read_to_string(&env).map_err(io("cannot read", &env))?);
+        let text = read_regular_text(&env).map_err(io("cannot read", &env))?;
         let mut out = String::with_capacity(text.len() + 64);
         for line in text.lines() {
             let replaced = MOVED.iter().find_map(|(old, new)| {
@@ -192,7 +270,7 @@ fn edit_user_line(
 }
 
 pub(super) fn read_password(path: &Path) -> Result<SecretString> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io("cannot read", path))?);
+    let text = read_regular_text(path).map_err(io("cannot read", path))?;
     let trimmed = text.trim_start_matches('\u{feff}').trim();
     if trimmed.is_empty() {
         return Err(rotation_error(format!("{} is empty", path.display())));

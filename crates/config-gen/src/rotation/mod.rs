@@ -39,6 +39,17 @@
 
 mod files;
 mod record;
+
+/// The keyring file of `dir`, read as [`files::read_regular`] reads (no link, no FIFO, bounded).
+///
+/// # Errors
+/// The file cannot be read that way, or is not a keyring.
+pub fn read_keyring(dir: &Path) -> Result<Keyring> {
+    let path = dir.join(layout::ENCRYPTION_KEYRING);
+    let text = files::read_regular_text(&path).map_err(io("cannot read", &path))?;
+    Ok(Keyring::parse(&text)?)
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -50,7 +61,9 @@ use sealcache_env_detect::Environment;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-pub use self::files::{acl_hashes, replace_file, upgrade_layout, with_masterauth};
+pub use self::files::{
+    acl_hashes, read_regular, read_regular_text, replace_file, upgrade_layout, with_masterauth,
+};
 pub use self::record::{
     InProgress, RecordedStage, RotationRecord, read_record, stage_command, write_record,
 };
@@ -355,7 +368,7 @@ fn begin(
         let plan = plan.clone();
         return Ok((record, plan));
     }
-    let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING))?;
+    let ring = read_keyring(dir)?;
     let now = unix(opts.now);
     let mut plan = InProgress::new(stage, now);
     match stage {
@@ -445,11 +458,9 @@ fn write_files(
 ) -> Result<StageOutcome> {
     let users = users(dir)?;
     let environment = recorded_environment(dir)?;
-    let keyring_path = dir.join(layout::ENCRYPTION_KEYRING);
     let acl_path = dir.join(layout::USERS_ACL);
-    let ring = Keyring::from_file(&keyring_path)?;
-    let acl_text =
-        Zeroizing::new(std::fs::read_to_string(&acl_path).map_err(io("cannot read", &acl_path))?);
+    let ring = read_keyring(dir)?;
+    let acl_text = files::read_regular_text(&acl_path).map_err(io("cannot read", &acl_path))?;
     let mut outcome = StageOutcome {
         stage: plan.stage,
         environment,
@@ -575,7 +586,9 @@ fn write_files(
                 if live == crate::cluster_dir::REPLICATION_PASSWORD {
                     let conf = dir.join(crate::cluster_dir::CLUSTER_CONF);
                     let text = Zeroizing::new(
-                        std::fs::read_to_string(&conf).map_err(io("cannot read", &conf))?,
+                        files::read_regular_text(&conf)
+                            .map_err(io("cannot read", &conf))?
+                            .to_string(),
                     );
                     let text = with_masterauth(&text, &next);
                     m.write(

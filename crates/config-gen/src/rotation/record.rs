@@ -139,7 +139,7 @@ pub(super) fn unconfirmed(dir: &Path, p: &InProgress) -> Error {
 /// An unreadable or malformed `rotation.json`.
 pub fn read_record(dir: &Path) -> Result<RotationRecord> {
     let path = dir.join(layout::ROTATION_FILE);
-    match std::fs::read(&path) {
+    match files::read_regular(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|_| rotation_error(format!("{} is not a rotation record", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RotationRecord::default()),
@@ -164,22 +164,13 @@ pub(super) fn render(record: &RotationRecord) -> Result<Vec<u8>> {
 /// # Errors
 /// [`Error::Rotation`] when the record cannot be written.
 pub fn write_record(dir: &Path, record: &RotationRecord) -> Result<()> {
-    use std::io::Write as _;
     let path = dir.join(layout::ROTATION_FILE);
     let bytes = render(record)?;
     let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
     if !is_file {
         return files::replace_file(&path, &bytes);
     }
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .and_then(|mut file| {
-            file.write_all(&bytes)?;
-            file.set_len(bytes.len() as u64)?;
-            file.sync_all()
-        });
-    written.map_err(io("cannot write", &path))
+    files::write_in_place(&path, &bytes).map_err(io("cannot write", &path))
 }
 
 #[cfg(test)]

@@ -570,3 +570,41 @@ fn the_password_generation_is_the_start_of_the_acl_hash() {
     assert_eq!(generation.len(), 12);
     assert!(hash_of(dir, layout::APP_PASSWORD).starts_with(&generation));
 }
+
+/// What the backend container may leave in a leaf directory of `secrets/` is never followed,
+/// waited on or read whole: a link, a FIFO and a file over the limit are refused; a regular
+/// file is read.
+#[test]
+fn secret_reads_refuse_links_fifos_and_huge_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("regular"), "secret").unwrap();
+    assert_eq!(
+        &*files::read_regular_text(&dir.join("regular")).unwrap(),
+        "secret"
+    );
+    std::fs::write(dir.join("outside"), "root's").unwrap();
+    std::os::unix::fs::symlink(dir.join("outside"), dir.join("link")).unwrap();
+    assert!(files::read_regular(&dir.join("link")).is_err());
+    let fifo = dir.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Returns at once (no writer would ever come).
+    assert!(files::read_regular(&fifo).is_err());
+    let huge = std::fs::File::create(dir.join("huge")).unwrap();
+    huge.set_len(17 << 20).unwrap();
+    assert!(files::read_regular(&dir.join("huge")).is_err());
+    // A replaced link is replaced by a file, its target untouched and not adopted.
+    replace_file(&dir.join("link"), b"new").unwrap();
+    assert_eq!(std::fs::read(dir.join("outside")).unwrap(), b"root's");
+    assert!(
+        std::fs::symlink_metadata(dir.join("link"))
+            .unwrap()
+            .is_file()
+    );
+}

@@ -108,7 +108,7 @@ pub fn train_dictionary(
     }
     // As the secrets' owner when another user owns them (the backend container may write them:
     // a link it left is never followed as root).
-    let held = crate::runtime::as_owner_of(&opts.dir.join(layout::SECRETS_DIR), || {
+    let held = crate::runtime::as_owner_of(&opts.dir.join(layout::BACKEND_SECRETS_DIR), || {
         sealcache_config_gen::add_dictionary(&opts.dir, dictionary)
     })??;
     progress.ok(format!(

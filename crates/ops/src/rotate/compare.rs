@@ -8,8 +8,8 @@ use std::path::Path;
 
 use crate::error::{Result, StepExt as _};
 use crate::report::{Mark, Progress, ProgressExt as _};
+use sealcache_config_gen::layout;
 use sealcache_config_gen::rotation::{self, InProgress, RecordedStage, RotationRecord, Stage};
-use sealcache_config_gen::{Keyring, layout};
 use serde::{Deserialize, Serialize};
 
 use crate::stack::{Backend, Redis, Targets, admin, discover};
@@ -28,7 +28,8 @@ pub struct Expected {
 impl Expected {
     /// The keyring file and the backends' password file of `dir`.
     pub fn read(dir: &Path) -> Result<Self> {
-        let ring = Keyring::from_file(dir.join(layout::ENCRYPTION_KEYRING))
+        // Read as a rotation reads it: no link, no FIFO, bounded.
+        let ring = rotation::read_keyring(dir)
             .step(|| format!("cannot read the keyring of {}", dir.display()))?;
         let mut decrypt_only_key_ids = ring.decrypt_only_ids();
         decrypt_only_key_ids.sort_unstable();
@@ -205,7 +206,7 @@ pub(crate) fn observe_redis(dir: &Path, redis: &Redis) -> RedisView {
         redis: redis.to_string(),
         problems: Vec::new(),
     };
-    let file = match std::fs::read_to_string(dir.join(layout::USERS_ACL)) {
+    let file = match crate::runtime::read_below(dir, layout::USERS_ACL) {
         Ok(f) => f,
         Err(e) => {
             view.problems.push(format!("users.acl cannot be read: {e}"));

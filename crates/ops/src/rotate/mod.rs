@@ -145,7 +145,7 @@ pub fn plan_stage(
 /// anyway, never a file of root's (`crate::runtime::as_owner_of`). No process is spawned in
 /// there (Docker needs root).
 fn as_owner<T: Send>(dir: &Path, work: impl FnOnce() -> T + Send) -> Result<T> {
-    crate::runtime::as_owner_of(&dir.join(layout::SECRETS_DIR), work)
+    crate::runtime::as_owner_of(&dir.join(layout::BACKEND_SECRETS_DIR), work)
 }
 
 /// What a stage running as the owner of `secrets/` (see [`as_owner`]) needs from the directory
@@ -156,12 +156,13 @@ fn as_owner<T: Send>(dir: &Path, work: impl FnOnce() -> T + Send) -> Result<T> {
 fn ensure_record(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt as _;
     let record = dir.join(layout::ROTATION_FILE);
-    let owner = std::fs::symlink_metadata(dir.join(layout::SECRETS_DIR))
+    let owner = std::fs::symlink_metadata(dir.join(layout::BACKEND_SECRETS_DIR))
         .ok()
         .filter(|m| m.uid() != 0 && rustix::process::geteuid().is_root());
     let Some(owner) = owner else {
         return Ok(());
     };
+    crate::up::hand_over_secrets(dir, owner.uid(), owner.gid())?;
     if std::fs::symlink_metadata(&record).is_err() {
         rotation::write_record(dir, &RotationRecord::default())?;
     }

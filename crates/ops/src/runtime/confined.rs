@@ -58,7 +58,8 @@ pub fn as_owner_of<T: Send>(tree: &Path, work: impl FnOnce() -> T + Send) -> Res
 /// Opens `rel` below `dir` (a relative path of normal components), following no link in any
 /// component below `dir`.
 fn open_below(dir: &Path, rel: &str) -> Result<OwnedFd> {
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    // NONBLOCK: a FIFO or device left there is never waited on (the caller checks the kind).
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
     let mut fd = rustix::fs::open(dir, flags | OFlags::DIRECTORY, Mode::empty())
         .map_err(|e| io("open", dir)(e.into()))?;
     let components: Vec<_> = Path::new(rel).components().collect();
@@ -87,12 +88,42 @@ fn open_below(dir: &Path, rel: &str) -> Result<OwnedFd> {
 /// # Errors
 /// [`OpsError::Io`] when a component is a link, missing or unreadable.
 pub fn read_below(dir: &Path, rel: &str) -> Result<String> {
-    let fd = open_below(dir, rel)?;
+    let path = dir.join(rel);
+    let file = std::fs::File::from(open_below(dir, rel)?);
+    let meta = file.metadata().map_err(io("read", &path))?;
+    if !meta.file_type().is_file() || meta.len() > READ_LIMIT {
+        return Err(OpsError::Input {
+            what: path.display().to_string(),
+            reason: "not a regular file of at most 16 MiB".to_owned(),
+        });
+    }
     let mut text = String::new();
-    std::fs::File::from(fd)
+    file.take(READ_LIMIT)
         .read_to_string(&mut text)
-        .map_err(io("read", &dir.join(rel)))?;
+        .map_err(io("read", &path))?;
     Ok(text)
+}
+
+/// The largest file [`read_below`] reads.
+const READ_LIMIT: u64 = 16 << 20;
+
+/// The directory holding `rel` below `dir` (opened following no link below `dir`), and `rel`'s
+/// last component.
+fn open_parent(dir: &Path, rel: &str) -> Result<(OwnedFd, std::ffi::OsString)> {
+    let parent = match Path::new(rel).parent() {
+        Some(p) if !p.as_os_str().is_empty() => open_below(dir, &p.to_string_lossy())?,
+        _ => rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("open", dir)(e.into()))?,
+    };
+    let name = Path::new(rel).file_name().ok_or_else(|| OpsError::Input {
+        what: rel.to_owned(),
+        reason: "names no file".to_owned(),
+    })?;
+    Ok((parent, name.to_owned()))
 }
 
 /// `chown -R uid:gid` of `rel` below `dir`, by file descriptor: no link is followed (a link's own
@@ -103,23 +134,25 @@ pub fn read_below(dir: &Path, rel: &str) -> Result<String> {
 pub fn chown_below(dir: &Path, rel: &str, uid: u32, gid: u32) -> Result<()> {
     let path = dir.join(rel);
     let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
-    let parent = match Path::new(rel).parent() {
-        Some(p) if !p.as_os_str().is_empty() => open_below(dir, &p.to_string_lossy())?,
-        _ => rustix::fs::open(
-            dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io("open", dir)(e.into()))?,
-    };
-    let name = Path::new(rel)
-        .file_name()
-        .ok_or_else(|| OpsError::Input {
-            what: rel.to_owned(),
-            reason: "names no file".to_owned(),
-        })?
-        .to_owned();
+    let (parent, name) = open_parent(dir, rel)?;
     chown_entry(&parent, &name, &path, uid, gid)
+}
+
+/// `chown uid:gid` of `rel` below `dir` alone (not what it holds), without following a link.
+///
+/// # Errors
+/// [`OpsError::Io`] naming the path.
+pub fn chown_below_one(dir: &Path, rel: &str, uid: u32, gid: u32) -> Result<()> {
+    let path = dir.join(rel);
+    let (parent, name) = open_parent(dir, rel)?;
+    rustix::fs::chownat(
+        &parent,
+        &name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| io("chown", &path)(e.into()))
 }
 
 /// `chown` of `name` in the directory `parent` (without following it), then of everything under

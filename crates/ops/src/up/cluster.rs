@@ -102,7 +102,8 @@ pub fn compose_cluster(
     super::ports_free(&ports)?;
     fresh_state_dirs(&dir, &record)?;
     if rustix::process::geteuid().is_root() {
-        chown_to_containers(&dir, &[layout::SECRETS_DIR, CLUSTER_STATE_DIR])?;
+        super::hand_over_secrets(&dir, super::CONTAINER_UID, super::CONTAINER_UID)?;
+        chown_to_containers(&dir, &[CLUSTER_STATE_DIR])?;
     } else {
         progress.warn(format!(
             "not root: the containers read the secrets as their owner; run as root to hand them to uid {}",

@@ -11,6 +11,7 @@
 
 mod cluster;
 
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -394,7 +395,7 @@ fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result
         ));
         return Ok(());
     }
-    chown_to_containers(dir, &[layout::SECRETS_DIR])?;
+    hand_over_secrets(dir, CONTAINER_UID, CONTAINER_UID)?;
     let record = dir.join(layout::ROTATION_FILE);
     if std::fs::symlink_metadata(&record).is_err() {
         sealcache_config_gen::rotation::write_record(
@@ -407,6 +408,50 @@ fn hand_secrets_to_containers(dir: &Path, progress: &mut dyn Progress) -> Result
     let env = dir.join(layout::ENV_FILE);
     std::fs::set_permissions(&env, std::os::unix::fs::PermissionsExt::from_mode(0o640))
         .map_err(io("set the mode of", &env))
+}
+
+/// Hands `dir`'s `secrets/` to the containers' user `uid`:`gid` so that a container may write
+/// only inside its leaf directories: every file and the leaf directories (`backend/`, `redis/`,
+/// `pending/`, created when missing) become theirs, while `secrets/` and `secrets/tls/` stay
+/// root's (group `gid`, 0750). So no entry a mount names (`secrets/api_key`, `secrets/backend`,
+/// a TLS file) can be swapped for a link that Docker would follow when it mounts it again; the
+/// files at those levels are rewritten in place. By file descriptor, never entering a link.
+///
+/// # Errors
+/// [`OpsError::Io`] naming the path that could not be handed over.
+pub fn hand_over_secrets(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    let pending = dir.join(layout::PENDING_DIR);
+    if std::fs::symlink_metadata(&pending).is_err() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&pending)
+            .map_err(io("create", &pending))?;
+    }
+    // The two root-held levels first, so that no moment leaves them to the containers' user;
+    // then what they hold.
+    for rel in [layout::SECRETS_DIR, layout::TLS_DIR] {
+        let path = dir.join(rel);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        crate::runtime::chown_below_one(dir, rel, 0, gid)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750))
+            .map_err(io("set the mode of", &path))?;
+    }
+    for rel in [layout::SECRETS_DIR, layout::TLS_DIR] {
+        let path = dir.join(rel);
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries {
+            let name = entry.map_err(io("read", &path))?.file_name();
+            let child = format!("{rel}/{}", name.to_string_lossy());
+            if child != layout::TLS_DIR {
+                crate::runtime::chown_below(dir, &child, uid, gid)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `chown -R` to the containers' user of each of `dir`'s subdirectories `subs`, by file

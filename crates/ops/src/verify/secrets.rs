@@ -19,7 +19,7 @@ pub fn secret_values(dir: &Path) -> Vec<String> {
         .iter()
         .chain([&cluster_dir::REPLICATION_PASSWORD, &cluster_dir::NODE_KEY]);
     for rel in files {
-        let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
+        let Ok(text) = crate::runtime::read_below(dir, rel) else {
             continue;
         };
         if text.contains("-----BEGIN") {
