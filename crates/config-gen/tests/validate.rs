@@ -260,6 +260,23 @@ fn loose_permissions_and_exposed_ca_key() {
         "SECRET_FILE_PERMISSIONS",
         Severity::Error,
     );
+    // `up`'s layout for the compose stack: `secrets/` and `secrets/tls/` root's, their group
+    // (the containers') may list and enter them, 0750: accepted when root owns them; the same
+    // modes on directories another user owns stay loose.
+    let d = generated(Environment::Production);
+    for rel in [layout::SECRETS_DIR, layout::TLS_DIR] {
+        std::fs::set_permissions(d.path().join(rel), std::fs::Permissions::from_mode(0o750))
+            .unwrap();
+    }
+    let as_root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(d.path()).unwrap()) == 0;
+    assert_eq!(
+        has(
+            &validate_dir(d.path(), None).unwrap(),
+            "SECRET_FILE_PERMISSIONS",
+            Severity::Error
+        ),
+        !as_root
+    );
     let d = generated(Environment::Production);
     std::fs::copy(
         d.path().join(layout::CA_KEY),

@@ -1,7 +1,7 @@
 //! Reading what the rules look at, from a directory or an env file.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result, io};
@@ -63,7 +63,12 @@ fn resolve(base: &Path, value: &str) -> PathBuf {
 fn check_mode(path: &Path, facts: &mut Facts) {
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        // `up` leaves `secrets/` and `secrets/tls/` root's with the containers' group allowed to
+        // list and enter them (0750): the group gets names, never a file (each stays 0600), and
+        // the containers cannot replace what Docker mounts. A directory another user owns, or
+        // that its group may write or others may enter, stays loose.
+        let held_by_root = meta.is_dir() && meta.uid() == 0 && mode & 0o027 == 0;
+        if mode & 0o077 != 0 && !held_by_root {
             facts.loose_files.push((path.to_path_buf(), mode));
         }
     }
