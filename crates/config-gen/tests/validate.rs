@@ -423,3 +423,30 @@ fn a_broken_dictionary_line_is_its_own_issue() {
     assert_issue(&r, "DICTIONARY_INVALID", Severity::Error);
     assert!(!has(&r, "ENCRYPTION_KEY_INVALID", Severity::Error));
 }
+
+/// `up` validates as root a directory whose secrets the backend container may write: a link
+/// there is never read through, a FIFO never waited on, and a link to `/` never walked.
+#[test]
+fn links_and_fifos_in_the_secrets_are_never_followed_or_waited_on() {
+    let d = generated(Environment::Production);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("file"), "OUTSIDE").unwrap();
+    let app = d.path().join(layout::APP_PASSWORD);
+    std::fs::remove_file(&app).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("file"), &app).unwrap();
+    std::os::unix::fs::symlink("/", d.path().join("secrets/backend/root")).unwrap();
+    match validate_dir(d.path(), None) {
+        Err(e) => assert!(e.to_string().contains("cannot read"), "{e}"),
+        Ok(r) => panic!("a linked password was read: {r:#?}"),
+    }
+    std::fs::remove_file(&app).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&app)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Returns (an error), never waits for a writer.
+    assert!(validate_dir(d.path(), None).is_err());
+}

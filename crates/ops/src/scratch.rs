@@ -51,6 +51,9 @@ pub(crate) fn files_under(root: &Path, skip: &[&str]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The largest file [`copy_tree`] copies.
+const COPY_LIMIT: u64 = 16 << 20;
+
 /// Copies the directory tree `from` into `to` (created), keeping each file's mode, but for the
 /// entries of `from` named in `skip`; links are neither copied nor followed.
 pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
@@ -65,6 +68,15 @@ pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
         if kind.is_dir() {
             copy_tree(&src, &dst, &[])?;
         } else if kind.is_file() {
+            // Nothing in a deployment is this large; what the backend container may have left
+            // in its secrets is never copied whole (a dry run then fails, changing nothing).
+            let len = entry.metadata().map_err(io("read", &src))?.len();
+            if len > COPY_LIMIT {
+                return Err(crate::error::OpsError::Input {
+                    what: src.display().to_string(),
+                    reason: "larger than 16 MiB: not a deployment's file".to_owned(),
+                });
+            }
             std::fs::copy(&src, &dst).map_err(io("copy", &src))?;
         }
     }

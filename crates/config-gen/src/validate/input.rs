@@ -36,8 +36,27 @@ pub struct Facts {
     pub ca_key_in_secrets: bool,
 }
 
-fn read_secret(path: &Path) -> Result<SecretString> {
-    let text = std::fs::read_to_string(path).map_err(io("cannot read", path))?;
+/// The bytes of the file `path`: never waiting on a FIFO or device, regular files only, at most
+/// 16 MiB, and in a deployment directory (`!follow`) never through a link: the backend container
+/// may write the leaf directories of its `secrets/`, and `up` validates them as root. An env
+/// file's paths are followed (Kubernetes mounts its Secrets as links).
+fn read_file(path: &Path, follow: bool) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let read = if follow {
+        std::fs::canonicalize(path).and_then(|p| crate::rotation::read_regular(&p))
+    } else {
+        crate::rotation::read_regular(path)
+    };
+    read.map_err(io("cannot read", path))
+}
+
+/// Whether a read of `path` may follow a link: not below a deployment directory's `secrets/`.
+fn follows(facts: &Facts, base: &Path, path: &Path) -> bool {
+    !(facts.is_dir && path.starts_with(base.join(layout::SECRETS_DIR)))
+}
+
+fn read_secret(path: &Path, follow: bool) -> Result<SecretString> {
+    let bytes = read_file(path, follow)?;
+    let text = String::from_utf8_lossy(&bytes);
     Ok(SecretString::new(
         text.trim_end_matches(['\n', '\r']).to_owned(),
     ))
@@ -61,7 +80,13 @@ fn resolve(base: &Path, value: &str) -> PathBuf {
 }
 
 fn check_mode(path: &Path, facts: &mut Facts) {
-    if let Ok(meta) = std::fs::metadata(path) {
+    // In a deployment directory a link is judged as itself (0777: loose), never as its target.
+    let meta = if facts.is_dir {
+        std::fs::symlink_metadata(path)
+    } else {
+        std::fs::metadata(path)
+    };
+    if let Ok(meta) = meta {
         let mode = meta.permissions().mode() & 0o777;
         // `up` leaves `secrets/` and `secrets/tls/` root's with the containers' group allowed to
         // list and enter them (0750): the group gets names, never a file (each stays 0600), and
@@ -81,7 +106,8 @@ fn walk_secrets(dir: &Path, facts: &mut Facts) {
     check_mode(dir, facts);
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        // Never into a link: a link to `/` would walk the host as root.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             walk_secrets(&path, facts);
         } else {
             check_mode(&path, facts);
@@ -102,7 +128,7 @@ fn secret_var(facts: &mut Facts, base: &Path, var: &str) -> Result<Option<Secret
             return Ok(None);
         }
         check_mode(&path, facts);
-        return read_secret(&path).map(Some);
+        return read_secret(&path, follows(facts, base, &path)).map(Some);
     }
     Ok(facts.vars.get(var).map(|v| SecretString::new(v.clone())))
 }
@@ -141,13 +167,14 @@ pub(super) fn gather(input: &ValidationInput) -> Result<Facts> {
         for (user, rel) in users {
             let path = base.join(rel);
             if path.exists() {
-                let secret = read_secret(&path)?;
+                let secret = read_secret(&path, false)?;
                 facts.passwords.push((user.to_owned(), secret));
             }
         }
         let acl = base.join(layout::USERS_ACL);
         if acl.exists() {
-            facts.acl = Some(std::fs::read_to_string(&acl).map_err(io("cannot read", &acl))?);
+            let text = read_file(&acl, false)?;
+            facts.acl = Some(String::from_utf8_lossy(&text).into_owned());
         }
     } else {
         let app_user = facts
@@ -173,7 +200,7 @@ pub(super) fn gather(input: &ValidationInput) -> Result<Facts> {
         let path = resolve(&base, &path);
         if path.exists() {
             check_mode(&path, &mut facts);
-            facts.encryption_key = Some(read_secret(&path)?);
+            facts.encryption_key = Some(read_secret(&path, follows(&facts, &base, &path))?);
         } else {
             facts.encryption_key_missing_file = Some(path);
         }
@@ -198,8 +225,8 @@ pub(super) fn gather(input: &ValidationInput) -> Result<Facts> {
         }
     }
     for (label, path, referenced) in cert_paths {
-        match std::fs::read(&path) {
-            Ok(pem) => facts.certificates.push((label, pem)),
+        match read_file(&path, follows(&facts, &base, &path)) {
+            Ok(pem) => facts.certificates.push((label, pem.to_vec())),
             Err(_) if referenced => facts.missing_files.push((label, path)),
             Err(_) => {}
         }
