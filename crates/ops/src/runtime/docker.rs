@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::{OpsError, Result, StepExt as _};
 
 /// True when a Docker engine answers within a few seconds.
-pub(crate) fn engine_answers() -> bool {
+pub fn engine_answers() -> bool {
     let Ok(mut child) = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdout(Stdio::null())
@@ -37,7 +37,7 @@ pub(crate) fn cli_present() -> bool {
 }
 
 /// Runs `docker ARGS` and returns its output (non-zero exit is an error with stderr).
-pub(crate) fn docker(args: &[&str]) -> Result<String> {
+pub fn docker(args: &[&str]) -> Result<String> {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -65,7 +65,7 @@ fn check(out: &Output, what: &str) -> Result<()> {
 }
 
 /// `docker inspect` of one object as JSON.
-pub(crate) fn inspect(id: &str) -> Result<serde_json::Value> {
+pub fn inspect(id: &str) -> Result<serde_json::Value> {
     let text = docker(&["inspect", id])?;
     let v: serde_json::Value =
         serde_json::from_str(&text).step(|| format!("docker inspect {id} printed no JSON"))?;

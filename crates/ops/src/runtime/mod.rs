@@ -3,7 +3,7 @@
 
 pub mod compose;
 mod confined;
-pub(crate) mod docker;
+pub mod docker;
 pub(crate) use self::local::send_signal;
 mod http;
 mod local;
