@@ -681,8 +681,37 @@ fn a_settings_file_that_carries_a_secret_is_refused() {
         text.contains("SOME_SETTING") && !text.contains(password.trim()),
         "{text}"
     );
-    std::fs::write(&env, format!("{original}REDIS_PASSWORD=x\n")).unwrap();
-    assert!(k8s::plan(&dir, &tmp.path().join("k8s"), &RenderOptions::default()).is_err());
+    // Every secret setting, under its deprecated names too (the template's `REDIS_AUTH`), is
+    // refused whatever its value: the list is the settings' declarations.
+    for variable in [
+        "REDIS_PASSWORD",
+        "REDIS_AUTH",
+        "CACHE_REDIS_PASSWORD",
+        "REDIS_MONITOR_PASSWORD",
+        "REDIS_CACHE_PASSWORD",
+        "REDIS_ENCRYPTION_KEY",
+        "API_KEY",
+        "ADDITIONAL_API_KEYS",
+        "REDIS_ADMIN_PASSWORD",
+    ] {
+        std::fs::write(&env, format!("{original}{variable}=not-the-real-one\n")).unwrap();
+        let err = k8s::plan(&dir, &tmp.path().join("k8s"), &RenderOptions::default())
+            .expect_err(variable);
+        assert!(
+            matches!(&err, sealcache_ops::Error::SecretInSettings { variable: v } if v == variable),
+            "{variable}: {err}"
+        );
+    }
+    // A secret's `*_FILE` twin holds a path, which a ConfigMap may carry.
+    std::fs::write(
+        &env,
+        format!("{original}API_KEY_FILE=/run/secrets/api_key\n"),
+    )
+    .unwrap();
+    assert!(!matches!(
+        k8s::plan(&dir, &tmp.path().join("k8s"), &RenderOptions::default()),
+        Err(sealcache_ops::Error::SecretInSettings { .. })
+    ));
     // Not a deployment at all.
     assert!(matches!(
         k8s::plan(

@@ -61,8 +61,8 @@ pub use error::{Error, Result};
 pub use secret::SecretString;
 pub use settings::{
     ALIASES, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_OTEL_SERVICE_NAME, DEFAULT_REDIS_URL,
-    DEFAULT_STATUS_INTERVAL, DEFAULT_USERNAME, NEAR_MISSES, OTHER_VARIABLES, SecuritySettings,
-    ServerLimits, VARIABLES,
+    DEFAULT_STATUS_INTERVAL, DEFAULT_USERNAME, NEAR_MISSES, OTHER_VARIABLES, SETTINGS,
+    SecuritySettings, ServerLimits, Setting, VARIABLES, markdown_table,
 };
 
 /// The README's examples run as doc tests.

@@ -10,15 +10,19 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result, io};
 
-/// Variables that carry a secret value: a `.env` that sets one is refused (it becomes a ConfigMap).
-const SECRET_VARIABLES: &[&str] = &[
-    "REDIS_PASSWORD",
-    "REDIS_MONITOR_PASSWORD",
-    "REDIS_ENCRYPTION_KEY",
-    "API_KEY",
-    "ADDITIONAL_API_KEYS",
-    "REDIS_ADMIN_PASSWORD",
-];
+/// Variables outside the settings that carry a secret value (the admin user's password, which
+/// only provisioning reads).
+const OTHER_SECRET_VARIABLES: &[&str] = &["REDIS_ADMIN_PASSWORD"];
+
+/// Whether `name` carries a secret value: a declared secret setting
+/// ([`sealcache_settings::Setting::secret_variables`], deprecated names included) or one of
+/// [`OTHER_SECRET_VARIABLES`]. A `.env` that sets one is refused (it becomes a ConfigMap).
+fn is_secret_variable(name: &str) -> bool {
+    OTHER_SECRET_VARIABLES.contains(&name)
+        || sealcache_settings::SETTINGS
+            .iter()
+            .any(|setting| setting.secret_variables().contains(&name))
+}
 
 /// Temporary files a write-then-rename leaves behind when interrupted (never mounted data).
 const TMP_SUFFIX: &str = ".sealcache-tmp";
@@ -146,7 +150,7 @@ impl Source {
                 && self
                     .secret_values()
                     .any(|secret| secret.trim_ascii() == trimmed);
-            if SECRET_VARIABLES.contains(&name.as_str()) || holds_secret {
+            if is_secret_variable(name) || holds_secret {
                 return Err(Error::SecretInSettings {
                     variable: name.clone(),
                 });

@@ -11,51 +11,7 @@
 //! that a key that is no setting or alias is always an error (the file holds nothing but
 //! settings).
 
-/// Every variable the settings read (the TOML keys are these in lower case).
-pub const VARIABLES: &[&str] = &[
-    "ENVIRONMENT",
-    "REDIS_SECURITY_MODE",
-    "REDIS_URL",
-    "REDIS_CLUSTER_NODES",
-    "REDIS_USERNAME",
-    "REDIS_PASSWORD",
-    "REDIS_PASSWORD_FILE",
-    "REDIS_MONITOR_USERNAME",
-    "REDIS_MONITOR_PASSWORD",
-    "REDIS_MONITOR_PASSWORD_FILE",
-    "REDIS_TLS_ENABLED",
-    "REDIS_TLS_CA_PATH",
-    "REDIS_TLS_CERT_PATH",
-    "REDIS_TLS_KEY_PATH",
-    "REDIS_ENCRYPTION_KEY",
-    "REDIS_ENCRYPTION_KEYS_FILE",
-    "REDIS_NETWORK_ISOLATION",
-    "REDIS_PROTECTED_MODE",
-    "CACHE_NAMESPACE",
-    "API_KEY",
-    "API_KEY_FILE",
-    "ADDITIONAL_API_KEYS",
-    "SEALCACHE_API_KEYS_FILE",
-    "OTEL_SERVICE_NAME",
-    "SEALCACHE_LISTEN",
-    "SEALCACHE_METRICS_PUBLIC",
-    "SEALCACHE_STATUS_INTERVAL_SECS",
-    "SEALCACHE_BODY_LIMIT",
-    "SEALCACHE_HEADER_READ_TIMEOUT_SECS",
-    "SEALCACHE_REQUEST_TIMEOUT_SECS",
-    "SEALCACHE_BODY_READ_TIMEOUT_SECS",
-    "SEALCACHE_MAX_HEADER_BYTES",
-    "SEALCACHE_MAX_CONNECTIONS",
-    "SEALCACHE_MAX_IN_FLIGHT",
-    "SEALCACHE_MAX_IN_FLIGHT_BYTES",
-    "SEALCACHE_L1_CAPACITY",
-    "SEALCACHE_L1_MAX_BYTES",
-    "SEALCACHE_L1_MAX_ENTRY_BYTES",
-    "SEALCACHE_AUTH_FAILURE_LIMIT",
-    "SEALCACHE_AUTH_FAILURE_WINDOW_SECS",
-    "SEALCACHE_AUTH_BLOCK_SECS",
-    "SEALCACHE_TRUSTED_PROXIES",
-];
+use super::VARIABLES;
 
 /// Deprecated names, `(alias, canonical)`: the names of the Python template teams migrate from
 /// (and of the Python libraries it configured). Each is read as its canonical name, with one
