@@ -668,6 +668,60 @@ fn a_cluster_directory_whose_certificate_names_the_pods_needs_no_ca_key() {
     assert!(!report.secrets.join(k8s::SERVER_TLS_DIR).exists());
 }
 
+/// A link, a FIFO or a huge file left among the secrets (a process in the backend owns the files
+/// of `secrets/backend/` and `secrets/redis/`) is refused: never read through into a Secret,
+/// never waited on.
+#[test]
+fn a_link_or_fifo_among_the_secrets_is_refused_never_rendered() {
+    let (tmp, dir) = generate(false);
+    let outside = tmp.path().join("host-only");
+    std::fs::write(&outside, "HOST-ONLY-CONTENT").unwrap();
+    let out = tmp.path().join("k8s");
+    for (rel, make) in [
+        ("secrets/backend/planted", "link"),
+        ("secrets/redis/planted", "link"),
+        ("secrets/backend/planted", "fifo"),
+        ("secrets/api_key", "link"),
+    ] {
+        let path = dir.join(rel);
+        let saved = std::fs::read(&path).ok();
+        let _ = std::fs::remove_file(&path);
+        if make == "link" {
+            std::os::unix::fs::symlink(&outside, &path).unwrap();
+        } else {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        }
+        let err = k8s::plan(&dir, &out, &RenderOptions::default())
+            .expect_err(&format!("{rel} as a {make}"));
+        assert!(
+            err.to_string().contains("planted") || err.to_string().contains("api_key"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        if let Some(bytes) = saved {
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    // Put back, the directory renders again, and nothing from outside was ever written.
+    let plan = k8s::plan(&dir, &out, &RenderOptions::default()).unwrap();
+    plan.write().unwrap();
+    for path in walk(&out) {
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("HOST-ONLY-CONTENT"),
+            "{}",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn a_settings_file_that_carries_a_secret_is_refused() {
     let (tmp, dir) = generate(false);

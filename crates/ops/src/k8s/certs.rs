@@ -63,10 +63,10 @@ pub(crate) fn server_tls(
     let ca_path = dir.join(layout::CA_CERT);
     let ca = facts(&source.ca_cert.contents, &ca_path)?;
     let own_path = dir.join(layout::SERVER_CERT);
-    let own = std::fs::read(&own_path).map_err(io("read", &own_path))?;
-    if facts(&own, &own_path)?.fits(&names, &ca) {
+    let own = file(dir, layout::SERVER_CERT)?;
+    if facts(&own.contents, &own_path)?.fits(&names, &ca) {
         return Ok(ServerTls {
-            cert: file(dir, layout::SERVER_CERT)?,
+            cert: own,
             key: file(dir, layout::SERVER_KEY)?,
             origin: ServerCertificate::FromDirectory,
         });

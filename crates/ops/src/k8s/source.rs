@@ -91,8 +91,8 @@ impl Source {
             }
         }
         let cluster = cluster_dir::cluster_record(dir)?;
-        let redis_files = directory_files(&dir.join(layout::REDIS_SECRETS_DIR))?;
-        let backend_files = directory_files(&dir.join(layout::BACKEND_SECRETS_DIR))?;
+        let redis_files = directory_files(dir, layout::REDIS_SECRETS_DIR)?;
+        let backend_files = directory_files(dir, layout::BACKEND_SECRETS_DIR)?;
         let api_key = file(dir, layout::API_KEY)?;
         let ca_cert = file(dir, layout::CA_CERT)?;
         let client_tls = vec![
@@ -160,7 +160,10 @@ impl Source {
     }
 }
 
-/// Reads `dir/relative` as a secret file named after its last component.
+/// Reads `dir/relative` as a secret file named after its last component: no link followed below
+/// `dir`, never waiting on a FIFO, a regular file of at most 16 MiB
+/// ([`crate::runtime::read_bytes_below`]). A process in the backend owns files of `secrets/`;
+/// a link it leaves there must never put a host file into a Secret.
 pub(crate) fn file(dir: &Path, relative: &str) -> Result<SecretFile> {
     let path = dir.join(relative);
     let name = path
@@ -169,21 +172,21 @@ pub(crate) fn file(dir: &Path, relative: &str) -> Result<SecretFile> {
         .filter(|n| is_secret_key(n))
         .ok_or_else(|| Error::UnsupportedFileName { path: path.clone() })?
         .to_owned();
-    let contents = Zeroizing::new(std::fs::read(&path).map_err(io("read", &path))?);
+    let contents = crate::runtime::read_bytes_below(dir, relative)?;
     Ok(SecretFile { name, contents })
 }
 
-/// Every regular file of a directory mounted whole (sorted by name), as compose mounts it; an
-/// interrupted write's temporary file is left out.
-fn directory_files(dir: &Path) -> Result<Vec<SecretFile>> {
+/// Every file of the directory `relative` below `dir`, mounted whole (sorted by name), as compose
+/// mounts it; subdirectories and an interrupted write's temporary file are left out. Anything
+/// else that is not a regular file (a link, a FIFO) is an error, read as [`file`] reads.
+fn directory_files(dir: &Path, relative: &str) -> Result<Vec<SecretFile>> {
+    let listed = dir.join(relative);
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io("read", dir))? {
-        let entry = entry.map_err(io("read", dir))?;
+    for entry in std::fs::read_dir(&listed).map_err(io("read", &listed))? {
+        let entry = entry.map_err(io("read", &listed))?;
         let path = entry.path();
-        if !std::fs::metadata(&path)
-            .map_err(io("read", &path))?
-            .is_file()
-        {
+        // The entry's own type: a link is never followed to learn what it points at.
+        if entry.file_type().map_err(io("read", &path))?.is_dir() {
             continue;
         }
         let name = entry
@@ -198,7 +201,7 @@ fn directory_files(dir: &Path) -> Result<Vec<SecretFile>> {
     names.sort();
     names
         .iter()
-        .map(|name| file(dir, name))
+        .map(|name| file(dir, &format!("{relative}/{name}")))
         .collect::<Result<Vec<_>>>()
 }
 

@@ -18,6 +18,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path};
 
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
+use zeroize::Zeroizing;
 
 use crate::error::{OpsError, Result, io};
 
@@ -86,8 +87,22 @@ fn open_below(dir: &Path, rel: &str) -> Result<OwnedFd> {
 /// error, never read through).
 ///
 /// # Errors
-/// [`OpsError::Io`] when a component is a link, missing or unreadable.
+/// [`OpsError::Io`] when a component is a link, missing or unreadable; [`OpsError::Input`] when
+/// it is not a regular file of at most 16 MiB or not UTF-8.
 pub fn read_below(dir: &Path, rel: &str) -> Result<String> {
+    let bytes = read_bytes_below(dir, rel)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| OpsError::Input {
+        what: dir.join(rel).display().to_string(),
+        reason: "not UTF-8 text".to_owned(),
+    })
+}
+
+/// The bytes of the file `rel` below `dir`, as [`read_below`] reads them (zeroized on drop: a
+/// secret's bytes).
+///
+/// # Errors
+/// As [`read_below`], UTF-8 aside.
+pub fn read_bytes_below(dir: &Path, rel: &str) -> Result<Zeroizing<Vec<u8>>> {
     let path = dir.join(rel);
     let file = std::fs::File::from(open_below(dir, rel)?);
     let meta = file.metadata().map_err(io("read", &path))?;
@@ -97,11 +112,11 @@ pub fn read_below(dir: &Path, rel: &str) -> Result<String> {
             reason: "not a regular file of at most 16 MiB".to_owned(),
         });
     }
-    let mut text = String::new();
+    let mut bytes = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
     file.take(READ_LIMIT)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(io("read", &path))?;
-    Ok(text)
+    Ok(bytes)
 }
 
 /// The largest file [`read_below`] reads.
