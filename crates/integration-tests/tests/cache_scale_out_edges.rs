@@ -278,17 +278,11 @@ async fn a_write_to_a_silent_redis_returns_within_one_deadline() {
         .await
         .unwrap();
     let pid = stack.server.pid().unwrap();
-    std::process::Command::new("kill")
-        .args(["-STOP", &pid.to_string()])
-        .status()
-        .unwrap();
+    sealcache_testkit::send_signal(pid, sealcache_testkit::Signal::STOP).unwrap();
     let started = std::time::Instant::now();
     let out = cache.set(&req, &serde_json::json!({"a": 2}), None).await;
     let took = started.elapsed();
-    std::process::Command::new("kill")
-        .args(["-CONT", &pid.to_string()])
-        .status()
-        .unwrap();
+    sealcache_testkit::send_signal(pid, sealcache_testkit::Signal::CONT).unwrap();
     eprintln!("write to a silent Redis: {out:?} after {took:?}");
     assert!(
         took < timeout + Duration::from_millis(250),

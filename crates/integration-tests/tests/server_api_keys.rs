@@ -118,11 +118,7 @@ fn forbidden(answer: (u16, Value), what: &str) {
 }
 
 fn hup(server: &Server) {
-    let status = Command::new("kill")
-        .args(["-HUP", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sealcache_testkit::send_signal(server.child.id(), sealcache_testkit::Signal::HUP).unwrap();
 }
 
 fn vars_with_keys(stack: &Stack, keys_file: &Path) -> Vec<(String, String)> {

@@ -6,7 +6,6 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -81,12 +80,8 @@ impl Api {
     }
 }
 
-fn signal(server: &Server, sig: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{sig}"), server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+fn signal(server: &Server, sig: sealcache_testkit::Signal) {
+    sealcache_testkit::send_signal(server.child.id(), sig).unwrap();
 }
 
 /// Waits until the server reports `want`; then a little longer, so a reload that would wrongly
@@ -104,7 +99,7 @@ fn settle(api: &Api, want: &(u64, Vec<u64>)) {
 }
 
 /// Sends `sig` and waits until the server has counted one more refusal.
-fn refused(api: &Api, server: &Server, sig: &str, keep: &(u64, Vec<u64>)) {
+fn refused(api: &Api, server: &Server, sig: sealcache_testkit::Signal, keep: &(u64, Vec<u64>)) {
     let before = api.events("config_weak");
     signal(server, sig);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -167,7 +162,7 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     let (added, new_id) = first.with_decrypt_only_key(SecretKey::generate().unwrap());
     assert_eq!(new_id, 2);
     write(&stack, &added);
-    signal(&server, "HUP");
+    signal(&server, sealcache_testkit::Signal::HUP);
     settle(&api, &(1, vec![2]));
     api.store("between add and promote");
     assert_eq!(sealed_with(&stack, &added, "between add and promote"), 1);
@@ -175,7 +170,7 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     // Stage promote: the new key seals, the old one opens.
     let promoted = added.with_primary(2).unwrap();
     write(&stack, &promoted);
-    signal(&server, "HUP");
+    signal(&server, sealcache_testkit::Signal::HUP);
     settle(&api, &(2, vec![1]));
     for text in &before {
         assert!(
@@ -197,8 +192,13 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     )
     .unwrap();
     write(&stack, &renamed);
-    refused(&api, &server, "HUP", &(2, vec![1]));
-    refused(&api, &server, "USR1", &(2, vec![1]));
+    refused(&api, &server, sealcache_testkit::Signal::HUP, &(2, vec![1]));
+    refused(
+        &api,
+        &server,
+        sealcache_testkit::Signal::USR1,
+        &(2, vec![1]),
+    );
     assert!(
         api.hit("after promote") && api.hit(&before[0]),
         "the old keyring keeps serving"
@@ -208,12 +208,22 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     // become a miss. So is a keyring that skips promote (a new primary, the running one gone).
     let no_primary = promoted.with_primary(1).unwrap().without_key(2).unwrap();
     write(&stack, &no_primary);
-    refused(&api, &server, "HUP", &(2, vec![1]));
-    refused(&api, &server, "USR1", &(2, vec![1]));
+    refused(&api, &server, sealcache_testkit::Signal::HUP, &(2, vec![1]));
+    refused(
+        &api,
+        &server,
+        sealcache_testkit::Signal::USR1,
+        &(2, vec![1]),
+    );
     let (skipped, third) = promoted.with_decrypt_only_key(SecretKey::generate().unwrap());
     let skipped = skipped.with_primary(third).unwrap().without_key(2).unwrap();
     write(&stack, &skipped);
-    refused(&api, &server, "USR1", &(2, vec![1]));
+    refused(
+        &api,
+        &server,
+        sealcache_testkit::Signal::USR1,
+        &(2, vec![1]),
+    );
     assert!(
         api.hit("after promote"),
         "entries sealed under the running primary stay readable"
@@ -245,9 +255,9 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     // and done on SIGUSR1 (forced): its values become misses.
     let retired = promoted.without_key(1).unwrap();
     write(&stack, &retired);
-    refused(&api, &server, "HUP", &(2, vec![1]));
+    refused(&api, &server, sealcache_testkit::Signal::HUP, &(2, vec![1]));
     assert!(api.hit(&before[1]));
-    signal(&server, "USR1");
+    signal(&server, sealcache_testkit::Signal::USR1);
     settle(&api, &(2, vec![]));
     assert!(api.hit("after promote"));
     assert_eq!(api.events("unknown_key_id"), 0);
@@ -291,20 +301,20 @@ fn a_forced_key_drop_flushes_l1() {
     let first = Keyring::from_file(stack.path().join(layout::ENCRYPTION_KEYRING)).unwrap();
     let (added, new_id) = first.with_decrypt_only_key(SecretKey::generate().unwrap());
     write(&stack, &added);
-    signal(&server, "HUP");
+    signal(&server, sealcache_testkit::Signal::HUP);
     settle(&api, &(1, vec![2]));
     api.store("sealed under key 1");
     assert!(api.hit("sealed under key 1"));
     let promoted = added.with_primary(new_id).unwrap();
     write(&stack, &promoted);
-    signal(&server, "HUP");
+    signal(&server, sealcache_testkit::Signal::HUP);
     settle(&api, &(2, vec![1]));
     // Read once more so that an L1 copy surely exists (a reload that removes nothing keeps L1).
     assert!(api.hit("sealed under key 1"));
     let l1_before = api.status()["l1_coherence"].clone();
     assert_eq!(l1_before["subscribed"], true, "L1 is served: {l1_before}");
     write(&stack, &promoted.without_key(1).unwrap());
-    signal(&server, "USR1");
+    signal(&server, sealcache_testkit::Signal::USR1);
     settle(&api, &(2, vec![]));
     assert!(
         !api.hit("sealed under key 1"),

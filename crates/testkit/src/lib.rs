@@ -31,6 +31,20 @@ pub mod cluster;
 pub mod otlp;
 
 pub use cluster::{ClusterOptions, NodeInfo, NodeRole, RedisCluster};
+/// The signals [`send_signal`] sends (`Signal::HUP`, `Signal::STOP`, `Signal::CONT`, ...).
+pub use rustix::process::Signal;
+
+/// Sends `signal` to the process `pid` (a system call, no `kill` program).
+///
+/// # Errors
+/// `pid` is no process id, or the kernel refused (no such process, not permitted).
+pub fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))?;
+    rustix::process::kill_process(target, signal).map_err(std::io::Error::from)
+}
 
 /// TLS files for a server.
 #[derive(Debug, Clone)]

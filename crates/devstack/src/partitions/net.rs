@@ -93,21 +93,18 @@ fn our_namespaces() -> anyhow::Result<Vec<String>> {
 fn remove_namespace(ns: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let pids: Vec<String> = ip(&["netns", "pids", ns])
+        let pids: Vec<u32> = ip(&["netns", "pids", ns])
             .unwrap_or_default()
             .split_whitespace()
-            .map(str::to_owned)
+            .filter_map(|pid| pid.parse().ok())
             .collect();
         if pids.is_empty() || Instant::now() >= deadline {
             break;
         }
         // Only processes inside our own namespaces: ours, started by this harness (or by an
         // earlier, aborted run of it).
-        for pid in &pids {
-            let _ = Command::new("kill")
-                .args(["-KILL", pid])
-                .stderr(Stdio::null())
-                .status();
+        for &pid in &pids {
+            let _ = crate::local::signal(pid, rustix::process::Signal::KILL);
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -576,7 +576,8 @@ fn isolate_bus(h: &mut Harness) -> anyhow::Result<Fault> {
 fn pause_primary(h: &mut Harness) -> anyhow::Result<Fault> {
     let primary = NodeId { host: 1, slot: 0 };
     let start = now_ms();
-    h.procs.signal(&primary.name(), "STOP")?;
+    h.procs
+        .signal(&primary.name(), rustix::process::Signal::STOP)?;
     say!(
         h.json,
         "   {} (host 2's primary) stopped with SIGSTOP",
@@ -586,7 +587,8 @@ fn pause_primary(h: &mut Harness) -> anyhow::Result<Fault> {
     let (failover, promoted, until) =
         failover_check(&h.stack, NodeId { host: 0, slot: 1 }, start, PAUSE);
     sleep_until(until);
-    h.procs.signal(&primary.name(), "CONT")?;
+    h.procs
+        .signal(&primary.name(), rustix::process::Signal::CONT)?;
     let healed = now_ms();
     say!(
         h.json,

@@ -118,13 +118,16 @@ impl Procs {
         }
     }
 
-    /// Sends `signal` (`STOP`, `CONT`) to the process `name`.
-    pub(crate) fn signal(&mut self, name: &str, signal: &str) -> anyhow::Result<()> {
+    /// Sends `signal` (`Stop`, `Cont`) to the process `name`.
+    pub(crate) fn signal(
+        &mut self,
+        name: &str,
+        signal: rustix::process::Signal,
+    ) -> anyhow::Result<()> {
         let pid = self
             .pid(name)
             .with_context(|| format!("{name} does not run"))?;
-        net::run(Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]))?;
-        Ok(())
+        crate::local::signal(pid, signal)
     }
 }
 
