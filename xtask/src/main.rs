@@ -37,8 +37,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // The command, then the error's context chain: the step, file or process that failed
-            // (every fallible operation in xtask adds one), then the cause.
-            eprintln!("❌ cargo xtask {command}: {err:#}");
+            // (every fallible operation in xtask adds one), then the cause, each once.
+            eprintln!(
+                "❌ cargo xtask {command}: {}",
+                sealcache_ops::report::error_text(err.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -274,14 +274,20 @@ fn local_verification() -> anyhow::Result<()> {
         checks
     });
     let stopped = crate::local::stop(&dir);
+    // Then the operator command's own local bring-up of the same directory, and its down.
+    let checks = outcome.map(|mut checks| {
+        checks.push(crate::stack_checks::operator_command_up_local(&dir, port));
+        checks
+    });
+    let _ = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
-    let checks = outcome?;
+    let checks = checks?;
     crate::verify::print_checks(&checks);
     // The last check killed redis-server: down stops the server alone.
     if stopped? != 1 {
         anyhow::bail!("down did not stop exactly the server left running");
     }
-    if checks.iter().all(|c| c.passed) && checks.len() >= 17 {
+    if checks.iter().all(|c| c.passed) && checks.len() >= 18 {
         println!("✅ local stack verified and stopped");
         Ok(())
     } else {

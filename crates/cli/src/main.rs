@@ -108,10 +108,11 @@ fn main() -> ExitCode {
         Err(err) => {
             // The failing step, then its causes (no secret is in any: the library's errors name
             // files and processes, never values).
-            eprintln!("❌ sealcache: {err:#}");
+            let message = sealcache_ops::report::error_text(err.as_ref());
+            eprintln!("❌ sealcache: {message}");
             if json {
                 // A script that asked for JSON reads JSON on failure too: `{"error": "..."}`.
-                println!("{}", serde_json::json!({ "error": format!("{err:#}") }));
+                println!("{}", serde_json::json!({ "error": message }));
             }
             ExitCode::FAILURE
         }

@@ -1,5 +1,6 @@
 //! `sealcache up [--dir DIR] [--project P] [--port N] [--development] [--observability]
-//! [--redis-image I] [--backend-image I] [--internal-subnet S] [--json]`.
+//! [--redis-image I] [--backend-image I] [--internal-subnet S] [--json]`, and
+//! `sealcache up --local [--dir DIR] [--port N] [--server-binary PATH] [--json]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,9 @@ use crate::render::{Printer, checks_report};
 
 /// Options of `up`: a compose stack (one node, or a cluster for a directory generated with
 /// `--cluster`) from a generated deployment directory (`config generate`),
-/// with images that exist on this host (`cargo xtask secure-up` builds them from a checkout).
+/// with images that exist on this host (`cargo xtask secure-up` builds them from a checkout);
+/// with `--local`, the same topology as local processes (`redis-server`, `redis-cli` for a
+/// cluster, and a `sealcache-server` binary), without Docker.
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
     /// The deployment directory [default: $SEALCACHE_DIR, else deploy/generated].
@@ -40,6 +43,14 @@ pub(crate) struct UpArgs {
     /// for one node, 172.30.232.0/24 for a cluster].
     #[arg(long)]
     internal_subnet: Option<String>,
+    /// Run the topology as local processes instead of containers: redis-server on loopback
+    /// TLS ports and sealcache-server, with the directory's files (no Docker needed).
+    #[arg(long, conflicts_with_all = ["development", "observability", "redis_image", "backend_image", "internal_subnet"])]
+    local: bool,
+    /// The sealcache-server binary of --local [default: the one beside `sealcache`, else on
+    /// PATH].
+    #[arg(long, requires = "local")]
+    server_binary: Option<PathBuf>,
     /// Print the verification's checks as JSON (progress lines are not printed).
     #[arg(long)]
     json: bool,
@@ -64,6 +75,33 @@ impl UpArgs {
         let verdict = sealcache_ops::config::validate_dir_report(&dir, environment, &mut printer);
         if verdict != sealcache_ops::config::Verdict::Acceptable {
             return Ok(ExitCode::from(verdict.exit_code()));
+        }
+        if self.local {
+            let binary = self.server_binary.unwrap_or_else(up::default_server_binary);
+            let options = up::LocalOptions::new(self.port, binary);
+            let port = if cluster {
+                up::local_cluster(&dir, &options, &mut printer)?
+                    .backends
+                    .first()
+                    .map_or(self.port, |b| b.port)
+            } else {
+                up::local(&dir, &options, &mut printer)?.port
+            };
+            let checks = verify::verify(
+                &dir,
+                &VerifyOptions::new(SecurityLevel::ProductionReady),
+                &mut printer,
+            )?;
+            return checks_report(&checks, self.json, &mut printer, |passed| {
+                if passed {
+                    format!(
+                        "Ready: http://127.0.0.1:{port} (local processes; `sealcache down` stops them)"
+                    )
+                } else {
+                    "the verification failed: the processes are left running for inspection"
+                        .to_owned()
+                }
+            });
         }
         let options = UpOptions::new(self.project, self.port)
             .development(self.development)

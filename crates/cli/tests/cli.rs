@@ -179,6 +179,30 @@ fn k8s_render_dry_run_writes_nothing() -> Result<(), Box<dyn std::error::Error>>
     Ok(())
 }
 
+/// An error is printed with each cause once: an I/O error's reason (here a link refused among
+/// the secrets) is not repeated by the chain.
+#[test]
+fn an_error_names_its_cause_once() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let (dir, dir_arg) = production_deployment(tmp.path());
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("secrets/backend/planted"))?;
+    let out = tmp.path().join("k8s").to_string_lossy().into_owned();
+    let failed = sealcache(
+        &["k8s", "render", "--dir", &dir_arg, "--out", &out],
+        tmp.path(),
+    );
+    assert!(!failed.status.success(), "{}", text(&failed));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("planted"), "{stderr}");
+    let reason = "Too many levels of symbolic links";
+    assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
+    assert!(
+        !tmp.path().join("k8s").exists(),
+        "nothing is written after a refusal"
+    );
+    Ok(())
+}
+
 /// Every file under `dir` with its contents, for "nothing changed" checks.
 fn snapshot(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();

@@ -2,9 +2,7 @@
 //! repeated: variable names checked against the settings' lists at compile time, and the mapping
 //! from a container's secret paths to the deployment directory's files.
 
-use std::path::{Path, PathBuf};
-
-use sealcache_config_gen::{OTHER_VARIABLES, VARIABLES, layout};
+use sealcache_config_gen::{OTHER_VARIABLES, VARIABLES};
 
 /// `name` as the settings list it ([`VARIABLES`], or [`OTHER_VARIABLES`] for the ones other parts
 /// of sealcache read). Used in `const` items, so that a name the settings do not know (a typo, a
@@ -53,16 +51,9 @@ pub const SEALCACHE_LISTEN: &str = variable("SEALCACHE_LISTEN");
 /// `SEALCACHE_LOG_FORMAT` (read by the server before the settings).
 pub const SEALCACHE_LOG_FORMAT: &str = variable("SEALCACHE_LOG_FORMAT");
 
-/// The file of the deployment directory `dir` that a container sees at `container` (a path under
-/// [`layout::CONTAINER_SECRETS`], as `.env` and the compose files name them); `None` for any
-/// other path. The inverse of [`layout::container_path`].
-pub fn host_path(dir: &Path, container: &str) -> Option<PathBuf> {
-    let inner = container
-        .strip_prefix(layout::CONTAINER_SECRETS)?
-        .strip_prefix('/')?;
-    (!inner.is_empty() && !inner.split('/').any(|c| c == ".." || c == "."))
-        .then(|| dir.join(layout::SECRETS_DIR).join(inner))
-}
+/// The file of the deployment directory `dir` that a container sees at `container`: the
+/// operations library's mapping.
+pub use sealcache_ops::up::host_path;
 
 #[cfg(test)]
 mod tests {
@@ -76,22 +67,5 @@ mod tests {
         // a deliberate misspelling as a variable in use).
         let unread = ["REDIS", "URI"].join("_");
         assert!(std::panic::catch_unwind(|| variable(&unread)).is_err());
-    }
-
-    #[test]
-    fn host_path_inverts_container_path() {
-        let dir = Path::new("/deploy/x");
-        for rel in layout::SECRET_FILES
-            .iter()
-            .filter(|r| r.starts_with(layout::SECRETS_DIR))
-        {
-            assert_eq!(
-                host_path(dir, &layout::container_path(rel)),
-                Some(dir.join(rel))
-            );
-        }
-        assert_eq!(host_path(dir, "/run/secretsx/a"), None);
-        assert_eq!(host_path(dir, "/run/secrets/../ca/ca.key"), None);
-        assert_eq!(host_path(dir, "/data"), None);
     }
 }

@@ -288,6 +288,50 @@ pub fn operator_command_verifies(dir: &Path) -> Check {
     }
 }
 
+/// The operator command's own local bring-up on the host, after the stack of `dir` was stopped:
+/// `sealcache up --local --json` (the release `sealcache-server` beside it) brings the directory
+/// up as local processes and its verification passes; `sealcache down --json` stops every one of
+/// them, and none is left running.
+pub fn operator_command_up_local(dir: &Path, port: u16) -> Check {
+    let outcome = (|| -> anyhow::Result<(bool, String)> {
+        let server = crate::progress::target_dir().join("release/sealcache-server");
+        let port = port.to_string();
+        let server = server.to_string_lossy();
+        let (up, checks) = run_operator_command(
+            dir,
+            &["up", "--local", "--port", &port, "--server-binary", &server],
+        )?;
+        let (items, failed) = failed_checks(&checks);
+        let (down, _) = run_operator_command(dir, &["down"])?;
+        let left =
+            crate::local::running(dir).is_some() || crate::cluster_local::running(dir).is_some();
+        let passed = up && failed.is_empty() && items >= 5 && down && !left;
+        Ok((
+            passed,
+            format!(
+                "`sealcache up --local --json`: exit {}, {} of {items} checks passed{}; `sealcache down`: exit {}, {}",
+                if up { 0 } else { 1 },
+                items - failed.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (failed: {})", failed.join(", "))
+                },
+                if down { 0 } else { 1 },
+                if left {
+                    "processes left running"
+                } else {
+                    "nothing left running"
+                }
+            ),
+        ))
+    })();
+    match outcome {
+        Ok((passed, detail)) => check("sealcache_up_local_and_down", passed, detail),
+        Err(e) => check("sealcache_up_local_and_down", false, format!("{e:#}")),
+    }
+}
+
 /// The images of compose project `project`'s `redis` and `backend` containers.
 pub fn project_images(project: &str) -> Option<(String, String)> {
     let image = |service: &str| -> Option<String> {
@@ -486,8 +530,14 @@ fn cluster_local_in(dir: &Path) -> anyhow::Result<()> {
         checks
     });
     let stopped = crate::local::stop(&dir);
+    // Then the operator command's own local bring-up of the same directory, and its down.
+    let checks = outcome.map(|mut checks| {
+        checks.push(operator_command_up_local(&dir, port));
+        checks
+    });
+    let _ = crate::local::stop(&dir);
     let _ = std::fs::remove_dir_all(&dir);
-    let checks = outcome?;
+    let checks = checks?;
     print_checks(&checks);
     let stopped = stopped?;
     ensure!(

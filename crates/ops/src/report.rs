@@ -142,3 +142,62 @@ impl std::fmt::Display for Report {
         Ok(())
     }
 }
+
+/// An error and its causes (`source()` chain) as one line joined by `: `, each cause once: a
+/// cause whose text the line already holds (an error that shows its source in its own text, as
+/// [`crate::OpsError::Io`] does) is not repeated. What the CLI and xtask print on failure.
+#[must_use]
+pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+    use crate::OpsError;
+
+    #[test]
+    fn a_cause_the_message_already_shows_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let reason = io.to_string();
+        let err = OpsError::Io {
+            action: "read",
+            path: "/srv/sealcache/secrets/api_key".into(),
+            source: io,
+        };
+        let text = error_text(&err);
+        assert_eq!(text.matches(&reason).count(), 1, "{text}");
+        assert!(
+            text.starts_with("cannot read /srv/sealcache/secrets/api_key"),
+            "{text}"
+        );
+        // A cause that is not in the message is still shown.
+        let wrapped = Step(std::io::Error::other("the cause"));
+        assert_eq!(error_text(&wrapped), "the step: the cause");
+    }
+
+    #[derive(Debug)]
+    struct Step(std::io::Error);
+
+    impl std::fmt::Display for Step {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the step")
+        }
+    }
+
+    impl std::error::Error for Step {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+}

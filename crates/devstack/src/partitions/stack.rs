@@ -537,15 +537,5 @@ impl Stack {
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents)
-        .with_context(|| format!("cannot write {}", path.display()))
+    Ok(sealcache_ops::up::write_private(path, contents)?)
 }

@@ -30,11 +30,20 @@ const CONTAINER_API_PORT: u16 = 8080;
 /// need the host) or a record of more than one backend; [`crate::OpsError::Io`] and
 /// [`crate::OpsError::Input`] for an unreadable `.env` or record.
 pub(crate) fn targets(dir: &Path) -> Result<Option<Targets>> {
-    if std::env::var(IN_CONTAINER_VARIABLE).as_deref() != Ok("backend") {
-        return Ok(None);
-    }
-    let mounted = std::fs::canonicalize(CONTAINER_DEPLOYMENT_DIR);
-    if mounted.as_deref().ok() != Some(dir) {
+    let marker = std::env::var(IN_CONTAINER_VARIABLE).ok();
+    let mounted = std::fs::canonicalize(CONTAINER_DEPLOYMENT_DIR).ok();
+    targets_in(dir, marker.as_deref(), mounted.as_deref(), server_pid)
+}
+
+/// [`targets`] with what it learns from the process and the file system given: the marker's
+/// value, where the deployment is mounted, and how to find the serving server's pid.
+fn targets_in(
+    dir: &Path,
+    marker: Option<&str>,
+    mounted: Option<&Path>,
+    server_pid: impl FnOnce() -> Option<u32>,
+) -> Result<Option<Targets>> {
+    if marker != Some("backend") || mounted != Some(dir) {
         return Ok(None);
     }
     if cluster_dir::cluster_record(dir)?.is_some()
@@ -111,7 +120,103 @@ fn is_server(cmdline: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_server;
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use std::path::PathBuf;
+
+    use sealcache_config_gen::cluster_dir::{ClusterOptions, write_cluster_deployment};
+    use sealcache_config_gen::{
+        DeploymentOptions, EnvironmentDetector, FeatureContext, MapSource, SecureConfigGenerator,
+        write_deployment,
+    };
+
+    use super::*;
+    use crate::OpsError;
+
+    fn deployment(cluster: bool) -> (tempfile::TempDir, PathBuf) {
+        let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
+            .detect(FeatureContext::SecurityEnforcement);
+        let config = SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("deployment");
+        let options = DeploymentOptions::default();
+        if cluster {
+            write_cluster_deployment(&config, &dir, &options, &ClusterOptions::default()).unwrap();
+        } else {
+            write_deployment(&config, &dir, &options).unwrap();
+        }
+        (tmp, dir)
+    }
+
+    #[test]
+    fn only_the_marked_container_with_this_directory_mounted_is_inside() {
+        let (_tmp, dir) = deployment(false);
+        let never = || panic!("looked for a server outside the container");
+        assert!(targets_in(&dir, None, Some(&dir), never).unwrap().is_none());
+        assert!(
+            targets_in(&dir, Some("redis"), Some(&dir), never)
+                .unwrap()
+                .is_none()
+        );
+        let elsewhere = Path::new("/srv/another");
+        assert!(
+            targets_in(&dir, Some("backend"), Some(elsewhere), never)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            targets_in(&dir, Some("backend"), None, never)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn inside_the_redis_is_the_env_files_and_the_backend_the_server_beside() {
+        let (_tmp, dir) = deployment(false);
+        let targets = targets_in(&dir, Some("backend"), Some(&dir), || Some(77))
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&targets.redis[..], [Redis::Network { host, port }] if host == "redis" && *port == layout::REDIS_PORT),
+            "{:?}",
+            targets.redis
+        );
+        assert!(
+            matches!(&targets.backends[..], [Backend::Local { pid: 77, .. }]),
+            "{:?}",
+            targets.backends
+        );
+        assert!(targets.down.is_empty());
+        // No server running: nothing to reload, said as what is down.
+        let targets = targets_in(&dir, Some("backend"), Some(&dir), || None)
+            .unwrap()
+            .unwrap();
+        assert!(targets.backends.is_empty());
+        assert_eq!(targets.down.len(), 1, "{:?}", targets.down);
+    }
+
+    #[test]
+    fn a_cluster_or_a_directory_without_a_redis_url_is_refused_inside() {
+        let (_tmp, dir) = deployment(true);
+        let err = targets_in(&dir, Some("backend"), Some(&dir), || Some(77)).unwrap_err();
+        assert!(matches!(err, OpsError::Refused { .. }), "{err}");
+
+        let (_tmp, dir) = deployment(false);
+        let env = dir.join(layout::ENV_FILE);
+        let text = std::fs::read_to_string(&env).unwrap();
+        let without: String = text
+            .lines()
+            .filter(|l| !l.starts_with("REDIS_URL="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&env, without).unwrap();
+        let err = targets_in(&dir, Some("backend"), Some(&dir), || Some(77)).unwrap_err();
+        assert!(
+            matches!(err, OpsError::Refused { .. }) && err.to_string().contains("REDIS_URL"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn only_the_serving_process_is_the_server() {

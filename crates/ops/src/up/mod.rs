@@ -1,5 +1,6 @@
-//! `up` of a compose stack from a deployment directory, with the embedded compose files
-//! ([`crate::templates`]): no checkout needed. Images are given (or the compose files' defaults,
+//! `up` of a deployment directory: as a compose stack ([`compose`], [`compose_cluster`]) with
+//! the embedded compose files ([`crate::templates`]), or as local processes without Docker
+//! ([`local`], [`local_cluster`]): no checkout needed. Images are given (or the compose files' defaults,
 //! `SEALCACHE_REDIS_IMAGE` and `SEALCACHE_BACKEND_IMAGE` from the environment); building them is
 //! a developer task (`cargo xtask secure-up` builds them, then calls this).
 //!
@@ -10,6 +11,8 @@
 //! it with [`crate::verify::verify`].
 
 mod cluster;
+mod local;
+mod local_cluster;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
@@ -24,6 +27,11 @@ use crate::runtime::docker::{docker, inspect};
 use crate::stack::ComposeRecord;
 
 pub use self::cluster::{CLUSTER_COMPOSE_FILE, CLUSTER_STATE_DIR, compose_cluster};
+pub use self::local::{
+    LocalOptions, default_server_binary, free_port, free_ports, host_path, host_value, local,
+    on_path, quoted, spawn_redis, spawn_server,
+};
+pub use self::local_cluster::{local_cluster, views as local_cluster_views, write_private};
 
 /// The compose project `up` creates unless told another.
 pub const DEFAULT_PROJECT: &str = "sealcache";
