@@ -45,7 +45,7 @@ pub(crate) struct UpArgs {
     internal_subnet: Option<String>,
     /// Run the topology as local processes instead of containers: redis-server on loopback
     /// TLS ports and sealcache-server, with the directory's files (no Docker needed).
-    #[arg(long, conflicts_with_all = ["development", "observability", "redis_image", "backend_image", "internal_subnet"])]
+    #[arg(long, conflicts_with_all = ["project", "development", "observability", "redis_image", "backend_image", "internal_subnet"])]
     local: bool,
     /// The sealcache-server binary of --local [default: the one beside `sealcache`, else on
     /// PATH].
@@ -61,6 +61,12 @@ impl UpArgs {
         let dir = self.dir.unwrap_or_else(crate::default_dir);
         let mut printer = Printer::new(self.json);
         let (environment, cluster) = up::deployment_of(&dir)?;
+        if self.local && environment == sealcache_ops::Environment::Development {
+            anyhow::bail!(
+                "{} was generated for development: `up --local` runs the hardened configuration only (generate the directory for another environment, or use `sealcache up --development` with Docker)",
+                dir.display()
+            );
+        }
         if self.development != (environment == sealcache_ops::Environment::Development) {
             anyhow::bail!(
                 "{} was generated for {environment}: {}",

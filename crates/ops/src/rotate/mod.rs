@@ -658,7 +658,7 @@ fn describe(outcome: &StageOutcome, progress: &mut dyn Progress) {
                         "Keys {:?} retired{}",
                         outcome.retired_key_ids,
                         if outcome.forced {
-                            " (forced: values they sealed are misses now)"
+                            " (forced: values sealed directly under them are misses now; entries under data keys, re-wrapped at promote, stay readable)"
                         } else {
                             ""
                         }

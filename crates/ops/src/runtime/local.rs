@@ -150,8 +150,9 @@ fn belongs_to(pid: u32, program: &str, dir: &Path) -> bool {
 #[must_use]
 pub fn local_recorded(dir: &Path) -> Option<(LocalPids, bool, bool)> {
     let record = local_state_dir(dir).join(PIDS_FILE);
-    let text = std::fs::read(&record).ok()?;
-    let pids: LocalPids = serde_json::from_slice(&text).ok()?;
+    // No link followed: a record reached through a linked `local/` is no record of this directory.
+    let text = super::read_below(dir, &format!("{LOCAL_STATE_DIR}/{PIDS_FILE}")).ok()?;
+    let pids: LocalPids = serde_json::from_str(&text).ok()?;
     let redis = recorded_process_runs(pids.redis, "redis-server", &record);
     let server = recorded_process_runs(pids.server, "sealcache-server", &record);
     Some((pids, redis, server))
@@ -170,7 +171,7 @@ pub fn local_running(dir: &Path) -> Option<LocalPids> {
 /// The `aclfile` the local Redis of `dir` was started with (its generated redis.conf).
 #[must_use]
 pub fn acl_file_in_use(dir: &Path) -> Option<PathBuf> {
-    let conf = std::fs::read_to_string(local_state_dir(dir).join("redis.conf")).ok()?;
+    let conf = super::read_below(dir, &format!("{LOCAL_STATE_DIR}/redis.conf")).ok()?;
     conf.lines().find_map(|l| {
         let path = l.strip_prefix("aclfile ")?.trim();
         let path = path
@@ -189,8 +190,8 @@ pub fn acl_file_in_use(dir: &Path) -> Option<PathBuf> {
 #[must_use]
 pub fn local_cluster_running(dir: &Path) -> Option<LocalCluster> {
     let record = local_cluster_state_dir(dir).join(PIDS_FILE);
-    let text = std::fs::read(&record).ok()?;
-    let cluster: LocalCluster = serde_json::from_slice(&text).ok()?;
+    let text = super::read_below(dir, &format!("{LOCAL_CLUSTER_STATE_DIR}/{PIDS_FILE}")).ok()?;
+    let cluster: LocalCluster = serde_json::from_str(&text).ok()?;
     (cluster
         .nodes
         .iter()

@@ -23,8 +23,8 @@ use crate::error::{OpsError, Result, io, refuse};
 use crate::report::{Progress, ProgressExt as _};
 use crate::runtime::docker::{self, ProjectRemoved};
 use crate::runtime::{
-    LocalCluster, LocalPids, PIDS_FILE, local_cluster_state_dir, local_state_dir,
-    recorded_process_runs, terminate,
+    LOCAL_CLUSTER_STATE_DIR, LOCAL_STATE_DIR, LocalCluster, LocalPids, PIDS_FILE,
+    local_cluster_state_dir, local_state_dir, recorded_process_runs, terminate,
 };
 
 /// How long a stopped process may take to end before `down` goes on.
@@ -97,7 +97,7 @@ impl DownReport {
 pub fn stop_local(dir: &Path) -> Result<Vec<StoppedProcess>> {
     let mut processes = Vec::new();
     let single = local_state_dir(dir).join(PIDS_FILE);
-    if let Some(pids) = read_record::<LocalPids>(&single)? {
+    if let Some(pids) = read_record::<LocalPids>(dir, &format!("{LOCAL_STATE_DIR}/{PIDS_FILE}"))? {
         stop(
             &[
                 (pids.server, "sealcache-server"),
@@ -109,7 +109,9 @@ pub fn stop_local(dir: &Path) -> Result<Vec<StoppedProcess>> {
         std::fs::remove_file(&single).map_err(io("remove", &single))?;
     }
     let cluster = local_cluster_state_dir(dir).join(PIDS_FILE);
-    if let Some(record) = read_record::<LocalCluster>(&cluster)? {
+    if let Some(record) =
+        read_record::<LocalCluster>(dir, &format!("{LOCAL_CLUSTER_STATE_DIR}/{PIDS_FILE}"))?
+    {
         let all: Vec<(u32, &'static str)> = record
             .backends
             .iter()
@@ -306,14 +308,17 @@ pub fn project_lines(removed: &ProjectRemoved, progress: &mut dyn Progress) {
     }
 }
 
-/// A pid record (`None`: there is none).
-fn read_record<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    let text = match std::fs::read(path) {
-        Ok(text) => text,
+/// The pid record `rel` below `dir` (`None`: there is none), read without following a link below
+/// `dir`: a linked state directory or record is an error, never a record to act on (or remove).
+fn read_record<T: DeserializeOwned>(dir: &Path, rel: &str) -> Result<Option<T>> {
+    let path = dir.join(rel);
+    match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("read", path)(e)),
-    };
-    serde_json::from_slice(&text)
+        Err(e) => return Err(io("read", &path)(e)),
+        Ok(_) => {}
+    }
+    let text = crate::runtime::read_below(dir, rel)?;
+    serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| OpsError::Input {
             what: path.display().to_string(),

@@ -11,7 +11,8 @@
 //! program it started. The cluster ([`local_cluster`]) is the same, node by node.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,9 +114,17 @@ fn utf8(path: &Path) -> Result<&str> {
 /// escapes).
 ///
 /// # Errors
-/// [`OpsError::Input`] for a path that is not UTF-8.
+/// [`OpsError::Input`] for a path that is not UTF-8 or holds a control character.
 pub fn quoted(path: &Path) -> Result<String> {
     let text = utf8(path)?;
+    // redis.conf is read line by line: a newline in a path would start a directive of its own.
+    if text.chars().any(char::is_control) {
+        return Err(OpsError::Input {
+            what: path.display().to_string(),
+            reason: "holds a control character (a newline would start a redis.conf directive)"
+                .to_owned(),
+        });
+    }
     Ok(format!(
         "\"{}\"",
         text.replace('\\', "\\\\").replace('"', "\\\"")
@@ -206,6 +215,7 @@ fn server_env(
 ) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (name, value) in vars {
+        refuse_loader_variable(dir, &name)?;
         let value = host_value(dir, &name, value)?;
         out.insert(name, value);
     }
@@ -225,6 +235,47 @@ fn server_env(
     Ok(out)
 }
 
+/// Refuses a `.env` variable that changes how a program is loaded (`LD_PRELOAD`, `LD_LIBRARY_PATH`,
+/// any `LD_*`): the server holds every secret, and no setting needs one.
+pub(super) fn refuse_loader_variable(dir: &Path, name: &str) -> Result<()> {
+    if name.starts_with("LD_") {
+        refuse!(
+            "{}'s .env sets {name}, which changes how the server is loaded: remove it; nothing was started",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A new, empty directory `path` of mode 0700 in place of whatever was there: a directory (and
+/// what it held) or a link is removed, never followed, so that nothing written below it can land
+/// elsewhere, and no file in it predates this start.
+///
+/// # Errors
+/// [`OpsError::Io`] naming the path.
+pub(super) fn fresh_private_dir(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            std::fs::remove_dir_all(path).map_err(io("remove", path))?;
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(io("remove", path))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("read", path)(e)),
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .map_err(io("create", path))
+}
+
+/// Stops `children` (processes this start spawned, after a failure): SIGKILL and reaped.
+pub(super) fn stop_children(children: &mut [std::process::Child]) {
+    for child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// Starts `redis-server` on the configuration file `conf_path`, its standard streams closed.
 ///
 /// # Errors
@@ -232,6 +283,9 @@ fn server_env(
 pub fn spawn_redis(conf_path: &Path) -> Result<std::process::Child> {
     Command::new("redis-server")
         .arg(conf_path)
+        // Its own process group: a Ctrl-C or hangup aimed at the command that started it (a
+        // deploy script) does not take the stack down.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -252,12 +306,18 @@ pub fn spawn_server(
     env: impl IntoIterator<Item = (String, String)>,
     log_path: &Path,
 ) -> Result<std::process::Child> {
-    let log = std::fs::File::create(log_path).map_err(io("create", log_path))?;
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(log_path)
+        .map_err(io("create", log_path))?;
     let out = log.try_clone().map_err(io("reopen", log_path))?;
     Command::new(binary)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(log)
@@ -268,13 +328,32 @@ pub fn spawn_server(
         })
 }
 
-/// Waits until the backend on 127.0.0.1:`port` answers `/health` with Redis connected.
+/// Waits until the backend `server` (started here) on 127.0.0.1:`port` answers `/health` with
+/// Redis connected; a server that exits meanwhile fails at once, with its exit status and the
+/// last line of its log (`log`).
 ///
 /// # Errors
-/// [`OpsError::Unhealthy`] after [`BACKEND_HEALTHY_WITHIN`], naming where the logs are.
-pub(super) fn wait_backend(port: u16, logs: &Path) -> Result<()> {
+/// [`OpsError::Unhealthy`] when it exits, or after [`BACKEND_HEALTHY_WITHIN`], naming the log.
+pub(super) fn wait_backend(server: &mut std::process::Child, port: u16, log: &Path) -> Result<()> {
     let deadline = Instant::now() + BACKEND_HEALTHY_WITHIN;
     loop {
+        if let Ok(Some(status)) = server.try_wait() {
+            let last = std::fs::read_to_string(log)
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .last()
+                        .map(|l| l.chars().take(400).collect::<String>())
+                })
+                .unwrap_or_default();
+            return Err(OpsError::Unhealthy {
+                target: format!("the backend for 127.0.0.1:{port}"),
+                detail: format!(
+                    "exited ({status}) before it answered; last log line: {last} (log: {})",
+                    log.display()
+                ),
+            });
+        }
         if matches!(crate::runtime::request(port, "GET", "/health", None, None), Ok((200, ref b)) if b.contains("connected"))
         {
             return Ok(());
@@ -283,9 +362,9 @@ pub(super) fn wait_backend(port: u16, logs: &Path) -> Result<()> {
             return Err(OpsError::Unhealthy {
                 target: format!("the backend on 127.0.0.1:{port}"),
                 detail: format!(
-                    "not healthy within {} s; logs in {}",
+                    "not healthy within {} s; log: {}",
                     BACKEND_HEALTHY_WITHIN.as_secs(),
-                    logs.display()
+                    log.display()
                 ),
             });
         }
@@ -294,7 +373,7 @@ pub(super) fn wait_backend(port: u16, logs: &Path) -> Result<()> {
 }
 
 /// Writes `pids` as the local stack's record in `state`.
-fn record(state: &Path, pids: &impl serde::Serialize) -> Result<()> {
+pub(super) fn record(state: &Path, pids: &impl serde::Serialize) -> Result<()> {
     let path = state.join("pids.json");
     let text = serde_json::to_vec_pretty(pids)?;
     std::fs::write(&path, text).map_err(io("write", &path))
@@ -304,50 +383,67 @@ fn record(state: &Path, pids: &impl serde::Serialize) -> Result<()> {
 /// stopped first) and waits until the backend is healthy.
 ///
 /// # Errors
-/// [`OpsError::Refused`] without `redis-server`; [`OpsError::Io`], [`OpsError::Input`] for the
-/// directory; [`OpsError::Command`] when a process cannot start; [`OpsError::Unhealthy`] when
-/// the backend does not become healthy (its processes are left running for inspection, and
-/// recorded, so that `down` stops them).
+/// [`OpsError::Refused`] without `redis-server` or for a `.env` that sets a loader variable
+/// (`LD_*`); [`OpsError::Io`], [`OpsError::Input`] for the directory; [`OpsError::Command`] when a
+/// process cannot start; [`OpsError::Unhealthy`] when the backend exits or does not become
+/// healthy. On any failure after the first process started, what this start spawned is stopped
+/// (its logs stay in `DIR/local/`).
 pub fn local(dir: &Path, options: &LocalOptions, progress: &mut dyn Progress) -> Result<LocalPids> {
     if !on_path("redis-server") {
         refuse!(
-            "neither a Docker engine nor redis-server is available: install docker.io and docker-compose, or redis-server (apt-get install redis-server)"
+            "redis-server is not installed (apt-get install redis-server): nothing was started"
         );
     }
     let dir = std::fs::canonicalize(dir).map_err(io("open the deployment directory", dir))?;
-    crate::stack::stop_local(&dir)?;
-    let state = local_state_dir(&dir);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&state)
-        .map_err(io("create", &state))?;
+    let vars = sealcache_config_gen::read_env_file(&dir.join(layout::ENV_FILE))?;
+    // Everything that can be refused is, before anything starts.
     let redis_port = free_port()?;
+    let env = server_env(vars, &dir, redis_port, options.port)?;
+    let state = local_state_dir(&dir);
     let conf = redis_conf(template("redis/redis.conf")?, &dir, &state, redis_port)?;
-    let conf_path = state.join("redis.conf");
-    std::fs::write(&conf_path, conf).map_err(io("write", &conf_path))?;
-    let redis = spawn_redis(&conf_path)?;
 
-    let env = server_env(
-        sealcache_config_gen::read_env_file(&dir.join(layout::ENV_FILE))?,
-        &dir,
-        redis_port,
-        options.port,
-    )?;
-    let server = spawn_server(&options.server_binary, env, &state.join("server.log"))?;
-    let pids = LocalPids {
-        redis: redis.id(),
-        server: server.id(),
-        port: options.port,
-        redis_port,
-    };
-    record(&state, &pids)?;
-    wait_backend(options.port, &state)?;
-    progress.ok(format!(
-        "Local processes: redis-server (pid {}, TLS on 127.0.0.1:{redis_port} only), sealcache-server (pid {}, http://127.0.0.1:{})",
-        pids.redis, pids.server, pids.port
-    ));
-    Ok(pids)
+    let stopped = crate::stack::stop_local(&dir)?;
+    if !stopped.is_empty() {
+        progress.info(format!(
+            "the local stack already running from {} was stopped first ({} processes)",
+            dir.display(),
+            stopped.len()
+        ));
+    }
+    fresh_private_dir(&state)?;
+    let conf_path = state.join("redis.conf");
+    super::local_cluster::write_private(&conf_path, conf.as_bytes())?;
+    let mut started = vec![spawn_redis(&conf_path)?];
+    let log = state.join("server.log");
+    let outcome = spawn_server(&options.server_binary, env, &log).and_then(|server| {
+        started.push(server);
+        let pids = LocalPids {
+            redis: started.first().map_or(0, std::process::Child::id),
+            server: started.last().map_or(0, std::process::Child::id),
+            port: options.port,
+            redis_port,
+        };
+        record(&state, &pids)?;
+        if let Some(server) = started.last_mut() {
+            wait_backend(server, options.port, &log)?;
+        }
+        Ok(pids)
+    });
+    match outcome {
+        Ok(pids) => {
+            progress.ok(format!(
+                "Local processes: redis-server (pid {}, TLS on 127.0.0.1:{redis_port} only), sealcache-server (pid {}, http://127.0.0.1:{})",
+                pids.redis, pids.server, pids.port
+            ));
+            Ok(pids)
+        }
+        Err(err) => {
+            // Nothing this start spawned is left running (its logs stay in the state directory).
+            stop_children(&mut started);
+            let _ = std::fs::remove_file(state.join("pids.json"));
+            Err(err)
+        }
+    }
 }
 
 #[cfg(test)]

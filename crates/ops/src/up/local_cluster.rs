@@ -21,8 +21,9 @@ use sealcache_config_gen::cluster_dir::{self, ClusterRecord};
 use sealcache_config_gen::{acl, layout};
 
 use super::local::{
-    LocalOptions, SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, free_ports, host_path, host_value,
-    on_path, quoted, spawn_redis, spawn_server, template, wait_backend,
+    LocalOptions, SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, free_ports, fresh_private_dir, host_path,
+    host_value, on_path, quoted, record as write_record, refuse_loader_variable, spawn_redis,
+    spawn_server, stop_children, template, wait_backend,
 };
 use crate::error::{OpsError, Result, io, refuse};
 use crate::report::{Progress, ProgressExt as _};
@@ -126,6 +127,7 @@ fn backend_env(dir: &Path, seeds: &[String], port: u16) -> Result<Vec<(String, S
         if name == REDIS_URL || name == REDIS_CLUSTER_NODES {
             continue;
         }
+        refuse_loader_variable(dir, &name)?;
         let value = host_value(dir, &name, value)?;
         out.push((name, value));
     }
@@ -168,8 +170,9 @@ pub fn views(dir: &Path, cluster: &LocalCluster) -> Vec<NodeView> {
 /// [`OpsError::Refused`] without `redis-server` or `redis-cli`, or for a directory that holds no
 /// cluster deployment; [`OpsError::Io`], [`OpsError::Input`] for the directory;
 /// [`OpsError::Command`] when a process cannot start or the formation fails;
-/// [`OpsError::Unhealthy`] when a node, the cluster or a backend does not become healthy (what
-/// started is recorded, so that `down` stops it).
+/// [`OpsError::Unhealthy`] when a node, the cluster or a backend does not become healthy. On any
+/// failure after the first process started, what this start spawned is stopped (its logs stay in
+/// `DIR/local-cluster/`).
 pub fn local_cluster(
     dir: &Path,
     options: &LocalOptions,
@@ -184,26 +187,56 @@ pub fn local_cluster(
     }
     let dir = std::fs::canonicalize(dir).map_err(io("open the deployment directory", dir))?;
     let record = cluster_record(&dir)?;
-    crate::stack::stop_local(&dir)?;
+    // Everything that can be refused is, before anything starts.
+    backend_env(&dir, &[], options.port)?;
+    if u16::try_from(record.backends)
+        .ok()
+        .and_then(|n| options.port.checked_add(n.saturating_sub(1)))
+        .is_none()
+    {
+        return Err(OpsError::Input {
+            what: "--port".to_owned(),
+            reason: format!("leaves no room for {} backends", record.backends),
+        });
+    }
+    let stopped = crate::stack::stop_local(&dir)?;
+    if !stopped.is_empty() {
+        progress.info(format!(
+            "the local stack already running from {} was stopped first ({} processes)",
+            dir.display(),
+            stopped.len()
+        ));
+    }
     let state = local_cluster_state_dir(&dir);
-    let _ = std::fs::remove_dir_all(&state);
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true).mode(0o700);
-    builder.create(&state).map_err(io("create", &state))?;
-    let node_template = template("redis/redis.cluster.conf")?;
-    let cluster_conf = crate::runtime::read_below(&dir, cluster_dir::CLUSTER_CONF)?;
-    let cluster_conf = zeroize::Zeroizing::new(cluster_conf);
+    fresh_private_dir(&state)?;
+    let mut children = Vec::new();
+    let outcome = start_cluster(&dir, &state, &record, options, &mut children, progress);
+    if outcome.is_err() {
+        // Nothing this start spawned is left running (its logs stay in the state directory).
+        stop_children(&mut children);
+        let _ = std::fs::remove_file(state.join("pids.json"));
+    }
+    outcome
+}
 
+/// [`local_cluster`]'s processes, each pushed to `children` as it starts and recorded in
+/// `state`.
+fn start_cluster(
+    dir: &Path,
+    state: &Path,
+    record: &ClusterRecord,
+    options: &LocalOptions,
+    children: &mut Vec<std::process::Child>,
+    progress: &mut dyn Progress,
+) -> Result<LocalCluster> {
+    let node_template = template("redis/redis.cluster.conf")?;
+    let cluster_conf =
+        zeroize::Zeroizing::new(crate::runtime::read_below(dir, cluster_dir::CLUSTER_CONF)?);
     let ports = free_ports(2 * record.nodes.len())?;
     let started = Instant::now();
     let mut cluster = LocalCluster {
         nodes: Vec::new(),
         backends: Vec::new(),
-    };
-    let pids_path = state.join("pids.json");
-    let write_record = |cluster: &LocalCluster| -> Result<()> {
-        let text = serde_json::to_vec_pretty(cluster)?;
-        std::fs::write(&pids_path, text).map_err(io("write", &pids_path))
     };
     for (index, pair) in ports.chunks(2).enumerate() {
         let (Some(&port), Some(&cluster_port)) = (pair.first(), pair.get(1)) else {
@@ -215,21 +248,24 @@ pub fn local_cluster(
             cluster_port,
         };
         let node_state = state.join(format!("node-{}", index + 1));
-        builder
+        std::fs::DirBuilder::new()
+            .mode(0o700)
             .create(&node_state)
             .map_err(io("create", &node_state))?;
-        let conf = node_conf(node_template, &cluster_conf, &dir, &state, &node, index)?;
+        let conf = node_conf(node_template, &cluster_conf, dir, state, &node, index)?;
         let conf_path = state.join(format!("node-{}.conf", index + 1));
         write_private(&conf_path, conf.as_bytes())?;
-        node.pid = spawn_redis(&conf_path)?.id();
+        let child = spawn_redis(&conf_path)?;
+        node.pid = child.id();
+        children.push(child);
         cluster.nodes.push(node);
         // Recorded as they start, so that `down` finds them whatever fails next.
-        write_record(&cluster)?;
+        write_record(state, &cluster)?;
     }
     // Every node answers (as cache_admin, over TLS with the client certificate).
     let deadline = Instant::now() + NODES_ANSWER_WITHIN;
     for n in &cluster.nodes {
-        while crate::stack::admin(&dir, &Redis::Local { port: n.port }, "PING")
+        while crate::stack::admin(dir, &Redis::Local { port: n.port }, "PING")
             .map_or(true, |r| r.trim() != "PONG")
         {
             if Instant::now() >= deadline {
@@ -249,11 +285,11 @@ pub fn local_cluster(
     let entry = Redis::Local {
         port: cluster.nodes.first().map_or(0, |n| n.port),
     };
-    crate::stack::form_cluster(&dir, &entry, &addresses, record.replicas_per_primary)?;
+    crate::stack::form_cluster(dir, &entry, &addresses, record.replicas_per_primary)?;
     let deadline = Instant::now() + FORMED_WITHIN;
     loop {
-        let states = views(&dir, &cluster);
-        if crate::stack::formed(&states, &record) {
+        let states = views(dir, &cluster);
+        if crate::stack::formed(&states, record) {
             break;
         }
         if Instant::now() >= deadline {
@@ -280,6 +316,7 @@ pub fn local_cluster(
         .iter()
         .map(|n| format!("localhost:{}", n.port))
         .collect();
+    let mut backends = Vec::new();
     for b in 0..record.backends {
         let api = u16::try_from(b)
             .ok()
@@ -288,17 +325,21 @@ pub fn local_cluster(
                 what: "--port".to_owned(),
                 reason: format!("leaves no room for {} backends", record.backends),
             })?;
-        let env = backend_env(&dir, &seeds, api)?;
+        let env = backend_env(dir, &seeds, api)?;
         let log = state.join(format!("backend-{}.log", b + 1));
         let child = spawn_server(&options.server_binary, env, &log)?;
         cluster.backends.push(LocalBackend {
             pid: child.id(),
             port: api,
         });
-        write_record(&cluster)?;
+        backends.push((children.len(), api, log));
+        children.push(child);
+        write_record(state, &cluster)?;
     }
-    for b in &cluster.backends {
-        wait_backend(b.port, &state)?;
+    for (index, port, log) in &backends {
+        if let Some(child) = children.get_mut(*index) {
+            wait_backend(child, *port, log)?;
+        }
     }
     progress.ok(format!(
         "Local backends: {} (pids {})",

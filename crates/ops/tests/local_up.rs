@@ -1,0 +1,143 @@
+//! `up::local` fails closed: a state directory replaced by a link is never written through, a
+//! server that cannot run fails at once and leaves no Redis behind, `down` never acts on a record
+//! reached through a link, and a `.env` loader variable is refused before anything starts.
+//! (The successful bring-up runs in `cargo xtask test`'s local stack steps.)
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sealcache_config_gen::{
+    DeploymentOptions, EnvironmentDetector, FeatureContext, MapSource, SecureConfigGenerator,
+    layout, write_deployment,
+};
+use sealcache_ops::{OpsError, Report, up};
+
+fn deployment() -> (tempfile::TempDir, PathBuf) {
+    let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
+        .detect(FeatureContext::SecurityEnforcement);
+    let config = SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("deployment");
+    write_deployment(&config, &dir, &DeploymentOptions::default()).unwrap();
+    (tmp, dir)
+}
+
+/// The TLS port of the Redis the last start configured in `dir`.
+fn redis_port(dir: &Path) -> u16 {
+    let conf = std::fs::read_to_string(dir.join("local/redis.conf")).unwrap();
+    conf.lines()
+        .find_map(|l| l.strip_prefix("tls-port "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_cannot_run_fails_at_once_and_leaves_no_redis_behind() {
+    assert!(
+        up::on_path("redis-server"),
+        "redis-server is not installed: run `cargo xtask test` (installs it) or apt-get install redis-server"
+    );
+    let (tmp, dir) = deployment();
+    let port = up::free_port().unwrap();
+    for binary in [
+        PathBuf::from("/bin/true"),
+        tmp.path().join("missing-server"),
+    ] {
+        let started = Instant::now();
+        let err = up::local(
+            &dir,
+            &up::LocalOptions::new(port, &binary),
+            &mut Report::new(),
+        )
+        .expect_err("a server that cannot run");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}: waited {:?} for a server that had exited",
+            binary.display(),
+            started.elapsed()
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("exited") || text.contains("cannot start"),
+            "{}: {text}",
+            binary.display()
+        );
+        // The Redis this start spawned was stopped and no record is left for `down`.
+        let redis = redis_port(&dir);
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", redis)).is_err(),
+            "{}: redis-server still listens on {redis}",
+            binary.display()
+        );
+        assert!(!dir.join("local/pids.json").exists());
+        assert!(sealcache_ops::runtime::local_recorded(&dir).is_none());
+    }
+}
+
+#[test]
+fn a_state_directory_replaced_by_a_link_is_never_written_through() {
+    let (tmp, dir) = deployment();
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(
+        victim.join("pids.json"),
+        "{\"redis\":1,\"server\":1,\"port\":1}",
+    )
+    .unwrap();
+    std::fs::write(victim.join("server.log"), "not yours").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("local")).unwrap();
+    // `down` reads no record through the link, and removes nothing there.
+    let err = sealcache_ops::stack::stop_local(&dir).expect_err("a linked state directory");
+    assert!(err.to_string().contains("local"), "{err}");
+    assert!(victim.join("pids.json").exists());
+    assert!(sealcache_ops::runtime::local_recorded(&dir).is_none());
+    // A start replaces the link by a fresh 0700 directory (here it then fails: /bin/true is no
+    // server) and writes nothing into the link's target.
+    std::fs::remove_file(dir.join("local")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("local")).unwrap();
+    std::fs::remove_file(victim.join("pids.json")).unwrap();
+    let port = up::free_port().unwrap();
+    let _ = up::local(
+        &dir,
+        &up::LocalOptions::new(port, "/bin/true"),
+        &mut Report::new(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(victim.join("server.log")).unwrap(),
+        "not yours"
+    );
+    let names: Vec<_> = std::fs::read_dir(&victim).unwrap().collect();
+    assert_eq!(names.len(), 1, "files were written into the link's target");
+    let meta = std::fs::symlink_metadata(dir.join("local")).unwrap();
+    assert!(meta.is_dir(), "the link is replaced by a directory");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn a_loader_variable_or_a_newline_in_a_path_is_refused_before_anything_starts() {
+    let (_tmp, dir) = deployment();
+    let env = dir.join(layout::ENV_FILE);
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(&env, format!("{text}LD_PRELOAD=/tmp/evil.so\n")).unwrap();
+    let port = up::free_port().unwrap();
+    let err = up::local(
+        &dir,
+        &up::LocalOptions::new(port, "/bin/true"),
+        &mut Report::new(),
+    )
+    .expect_err("LD_PRELOAD in .env");
+    assert!(matches!(err, OpsError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("LD_PRELOAD"), "{err}");
+    assert!(!dir.join("local").exists(), "something was started");
+
+    let err = up::quoted(Path::new("/srv/d\nbind 0.0.0.0")).expect_err("a newline");
+    assert!(matches!(err, OpsError::Input { .. }), "{err}");
+}
