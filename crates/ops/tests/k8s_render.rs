@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -12,29 +14,13 @@ use base64::Engine as _;
 use sealcache_config_gen::cluster_dir::{self, ClusterOptions, write_cluster_deployment};
 use sealcache_config_gen::{
     DeploymentOptions, EnvironmentDetector, FeatureContext, MapSource, SecureConfigGenerator,
-    layout, write_deployment,
+    layout,
 };
 use sealcache_ops::k8s::{self, RenderOptions, ServerCertificate, Topology};
 use serde_json::Value;
 
 fn generate(cluster: bool) -> (tempfile::TempDir, PathBuf) {
-    let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
-        .detect(FeatureContext::SecurityEnforcement);
-    let config = SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("deployment");
-    if cluster {
-        write_cluster_deployment(
-            &config,
-            &dir,
-            &DeploymentOptions::default(),
-            &ClusterOptions::default(),
-        )
-        .unwrap();
-    } else {
-        write_deployment(&config, &dir, &DeploymentOptions::default()).unwrap();
-    }
-    (tmp, dir)
+    common::deployment(cluster)
 }
 
 /// The objects of a Kustomize directory, as `kubectl kustomize` assembles them: the files and

@@ -6,23 +6,16 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sealcache_config_gen::{
-    DeploymentOptions, EnvironmentDetector, FeatureContext, MapSource, SecureConfigGenerator,
-    layout, write_deployment,
-};
+use sealcache_config_gen::layout;
 use sealcache_ops::{OpsError, Report, up};
 
 fn deployment() -> (tempfile::TempDir, PathBuf) {
-    let detected = EnvironmentDetector::new(MapSource::new().var("ENVIRONMENT", "production"))
-        .detect(FeatureContext::SecurityEnforcement);
-    let config = SecureConfigGenerator::generate_for_environment(&detected, None).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("deployment");
-    write_deployment(&config, &dir, &DeploymentOptions::default()).unwrap();
-    (tmp, dir)
+    common::deployment(false)
 }
 
 /// The TLS port of the Redis the last start configured in `dir`.

@@ -268,6 +268,19 @@ pub(super) fn fresh_private_dir(path: &Path) -> Result<()> {
         .map_err(io("create", path))
 }
 
+/// Stops the local stack already running from `dir`, saying so.
+pub(super) fn stop_running(dir: &Path, progress: &mut dyn Progress) -> Result<()> {
+    let stopped = crate::stack::stop_local(dir)?;
+    if !stopped.is_empty() {
+        progress.info(format!(
+            "the local stack already running from {} was stopped first ({} processes)",
+            dir.display(),
+            stopped.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Stops `children` (processes this start spawned, after a failure): SIGKILL and reaped.
 pub(super) fn stop_children(children: &mut [std::process::Child]) {
     for child in children {
@@ -402,14 +415,7 @@ pub fn local(dir: &Path, options: &LocalOptions, progress: &mut dyn Progress) ->
     let state = local_state_dir(&dir);
     let conf = redis_conf(template("redis/redis.conf")?, &dir, &state, redis_port)?;
 
-    let stopped = crate::stack::stop_local(&dir)?;
-    if !stopped.is_empty() {
-        progress.info(format!(
-            "the local stack already running from {} was stopped first ({} processes)",
-            dir.display(),
-            stopped.len()
-        ));
-    }
+    stop_running(&dir, progress)?;
     fresh_private_dir(&state)?;
     let conf_path = state.join("redis.conf");
     super::local_cluster::write_private(&conf_path, conf.as_bytes())?;

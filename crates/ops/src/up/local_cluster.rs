@@ -23,7 +23,7 @@ use sealcache_config_gen::{acl, layout};
 use super::local::{
     LocalOptions, SEALCACHE_LISTEN, SEALCACHE_LOG_FORMAT, free_ports, fresh_private_dir, host_path,
     host_value, on_path, quoted, record as write_record, refuse_loader_variable, spawn_redis,
-    spawn_server, stop_children, template, wait_backend,
+    spawn_server, stop_children, stop_running, template, wait_backend,
 };
 use crate::error::{OpsError, Result, io, refuse};
 use crate::report::{Progress, ProgressExt as _};
@@ -199,14 +199,7 @@ pub fn local_cluster(
             reason: format!("leaves no room for {} backends", record.backends),
         });
     }
-    let stopped = crate::stack::stop_local(&dir)?;
-    if !stopped.is_empty() {
-        progress.info(format!(
-            "the local stack already running from {} was stopped first ({} processes)",
-            dir.display(),
-            stopped.len()
-        ));
-    }
+    stop_running(&dir, progress)?;
     let state = local_cluster_state_dir(&dir);
     fresh_private_dir(&state)?;
     let mut children = Vec::new();
