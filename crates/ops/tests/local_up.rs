@@ -69,7 +69,61 @@ fn a_server_that_cannot_run_fails_at_once_and_leaves_no_redis_behind() {
         );
         assert!(!dir.join("local/pids.json").exists());
         assert!(sealcache_ops::runtime::local_recorded(&dir).is_none());
+        // Its logs stay, readable by the owner alone.
+        for log in ["local/redis.log", "local/server.log"] {
+            let Ok(meta) = std::fs::metadata(dir.join(log)) else {
+                continue; // no server log when the binary could not even start
+            };
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+            assert_eq!(mode, 0o600, "{log}");
+        }
     }
+}
+
+#[test]
+fn a_directory_another_user_could_change_is_refused_before_anything_starts() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (tmp, dir) = deployment();
+    let port = up::free_port().unwrap();
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // The directory itself writable by others, then a parent of it (not sticky).
+    for (path, bits) in [(dir.clone(), 0o777), (tmp.path().to_path_buf(), 0o777)] {
+        let before = std::fs::metadata(&path).unwrap().permissions().mode();
+        mode(&path, bits);
+        let err = up::local(
+            &dir,
+            &up::LocalOptions::new(port, "/bin/true"),
+            &mut Report::new(),
+        )
+        .expect_err("a shared directory");
+        assert!(matches!(err, OpsError::Refused { .. }), "{err}");
+        assert!(err.to_string().contains("writable by other users"), "{err}");
+        assert!(!dir.join("local").exists(), "something was started");
+        mode(&path, before & 0o7777);
+    }
+    // A sticky parent (as /tmp) is fine: nobody renames what they do not own there.
+    mode(tmp.path(), 0o1777);
+    assert!(up::refuse_shared_directory(&dir).is_ok());
+}
+
+#[test]
+fn a_port_something_else_listens_on_is_refused_and_never_asked() {
+    let (_tmp, dir) = deployment();
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    squatter.set_nonblocking(true).unwrap();
+    let err = up::local(
+        &dir,
+        &up::LocalOptions::new(port, "/bin/true"),
+        &mut Report::new(),
+    )
+    .expect_err("a taken port");
+    assert!(matches!(err, OpsError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(squatter.accept().is_err(), "the squatter was asked");
+    assert!(!dir.join("local/pids.json").exists());
 }
 
 #[test]
@@ -89,29 +143,37 @@ fn a_state_directory_replaced_by_a_link_is_never_written_through() {
     assert!(err.to_string().contains("local"), "{err}");
     assert!(victim.join("pids.json").exists());
     assert!(sealcache_ops::runtime::local_recorded(&dir).is_none());
-    // A start replaces the link by a fresh 0700 directory (here it then fails: /bin/true is no
-    // server) and writes nothing into the link's target.
-    std::fs::remove_file(dir.join("local")).unwrap();
-    std::os::unix::fs::symlink(&victim, dir.join("local")).unwrap();
+    // A start refuses it too, and writes nothing into the link's target.
     std::fs::remove_file(victim.join("pids.json")).unwrap();
     let port = up::free_port().unwrap();
-    let _ = up::local(
+    let err = up::local(
         &dir,
         &up::LocalOptions::new(port, "/bin/true"),
         &mut Report::new(),
-    );
+    )
+    .expect_err("a linked state directory");
+    assert!(matches!(err, OpsError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("is a link"), "{err}");
     assert_eq!(
         std::fs::read_to_string(victim.join("server.log")).unwrap(),
         "not yours"
     );
     let names: Vec<_> = std::fs::read_dir(&victim).unwrap().collect();
     assert_eq!(names.len(), 1, "files were written into the link's target");
+    // Without the link, a start makes a fresh 0700 directory (then fails: /bin/true is no server).
+    std::fs::remove_file(dir.join("local")).unwrap();
+    let _ = up::local(
+        &dir,
+        &up::LocalOptions::new(port, "/bin/true"),
+        &mut Report::new(),
+    );
     let meta = std::fs::symlink_metadata(dir.join("local")).unwrap();
-    assert!(meta.is_dir(), "the link is replaced by a directory");
+    assert!(meta.is_dir());
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
         0o700
     );
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1);
 }
 
 #[test]

@@ -57,12 +57,13 @@ pub fn as_owner_of<T: Send>(tree: &Path, work: impl FnOnce() -> T + Send) -> Res
 }
 
 /// Opens `rel` below `dir` (a relative path of normal components), following no link in any
-/// component below `dir`.
+/// component below `dir`. `dir` itself is the operator's path and may be a link.
 fn open_below(dir: &Path, rel: &str) -> Result<OwnedFd> {
     // NONBLOCK: a FIFO or device left there is never waited on (the caller checks the kind).
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-    let mut fd = rustix::fs::open(dir, flags | OFlags::DIRECTORY, Mode::empty())
-        .map_err(|e| io("open", dir)(e.into()))?;
+    let top = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::DIRECTORY;
+    let mut fd =
+        rustix::fs::open(dir, top, Mode::empty()).map_err(|e| io("open", dir)(e.into()))?;
     let components: Vec<_> = Path::new(rel).components().collect();
     for (i, component) in components.iter().enumerate() {
         let Component::Normal(name) = component else {
@@ -224,6 +225,10 @@ mod tests {
         std::os::unix::fs::symlink(tmp.path().join("outside"), dir.join("secrets/file")).unwrap();
         std::os::unix::fs::symlink(tmp.path(), dir.join("secrets/linked")).unwrap();
         assert!(read_below(&dir, "secrets/file").is_err());
+        // The directory itself may be the operator's link to it.
+        let named = tmp.path().join("named");
+        std::os::unix::fs::symlink(&dir, &named).unwrap();
+        assert_eq!(read_below(&named, "secrets/real/key").unwrap(), "mine");
         assert!(read_below(&dir, "secrets/linked/outside").is_err());
         assert!(read_below(&dir, "../outside").is_err());
     }

@@ -312,6 +312,14 @@ pub fn project_lines(removed: &ProjectRemoved, progress: &mut dyn Progress) {
 /// `dir`: a linked state directory or record is an error, never a record to act on (or remove).
 fn read_record<T: DeserializeOwned>(dir: &Path, rel: &str) -> Result<Option<T>> {
     let path = dir.join(rel);
+    if let Some(state) = path.parent()
+        && std::fs::symlink_metadata(state).is_ok_and(|m| m.file_type().is_symlink())
+    {
+        refuse!(
+            "{} is a link: a local stack's state directory is never followed, so no record there is acted on; remove the link, then run again",
+            state.display()
+        );
+    }
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("read", &path)(e)),

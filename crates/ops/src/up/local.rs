@@ -235,16 +235,114 @@ fn server_env(
     Ok(out)
 }
 
-/// Refuses a `.env` variable that changes how a program is loaded (`LD_PRELOAD`, `LD_LIBRARY_PATH`,
-/// any `LD_*`): the server holds every secret, and no setting needs one.
+/// Variables that change how a program is loaded or where the C library reads code and data
+/// from: glibc's list of variables it ignores in privileged programs, plus `MALLOC_*` and `PATH`.
+const PROCESS_VARIABLES: &[&str] = &[
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "NIS_PATH",
+    "NLSPATH",
+    "PATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TMPDIR",
+    "TZDIR",
+];
+
+/// Refuses a `.env` variable that changes how a program is loaded or runs (`LD_PRELOAD`, any
+/// `LD_*` or `MALLOC_*`, [`PROCESS_VARIABLES`]): the server holds every secret, and no setting
+/// needs one.
 pub(super) fn refuse_loader_variable(dir: &Path, name: &str) -> Result<()> {
-    if name.starts_with("LD_") {
+    if name.starts_with("LD_") || name.starts_with("MALLOC_") || PROCESS_VARIABLES.contains(&name) {
         refuse!(
             "{}'s .env sets {name}, which changes how the server is loaded: remove it; nothing was started",
             dir.display()
         );
     }
     Ok(())
+}
+
+/// Refuses a deployment directory that another user could change under this command: `dir` must
+/// be owned by this user or root and writable by no one else (its group may write only when that
+/// group is root's), and so must every directory above it unless it is sticky (`/tmp`), where
+/// nobody may rename what they do not own. Otherwise that user could swap the state directory
+/// for a link, or a configuration file for their own, between this command's steps (it runs as
+/// root, and so would redis-server).
+///
+/// # Errors
+/// [`OpsError::Refused`] naming the directory and what is wrong with it.
+pub fn refuse_shared_directory(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    let mut current = Some(dir);
+    let mut first = true;
+    while let Some(path) = current {
+        let meta = std::fs::metadata(path).map_err(io("read", path))?;
+        let owner_ok = meta.uid() == me || meta.uid() == 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        // Writable by others, or by a group other than root's, and not a sticky parent.
+        let writable = meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && meta.gid() != 0);
+        let shared = writable && (first || !sticky);
+        if !owner_ok || shared {
+            refuse!(
+                "{} is {}: another user could swap what `up --local` writes below {} for their own; make it yours and writable only by you (chmod go-w), then run again; nothing was started",
+                path.display(),
+                if owner_ok {
+                    "writable by other users"
+                } else {
+                    "owned by another user"
+                },
+                dir.display()
+            );
+        }
+        first = false;
+        current = path.parent().filter(|p| !p.as_os_str().is_empty());
+    }
+    Ok(())
+}
+
+/// Refuses an API port that something already listens on: the backend started here would fail
+/// to bind it, and whatever answers there must never be taken for it.
+pub(super) fn refuse_taken_port(port: u16) -> Result<()> {
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        refuse!(
+            "127.0.0.1:{port} is in use: choose another --port (or stop what listens there); nothing was started"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the process `pid` holds a socket listening on 127.0.0.1:`port` (its descriptors
+/// against the kernel's table of TCP sockets): the backend answering there is the one started
+/// here, not a process that took the port first.
+fn listens_on(pid: u32, port: u16) -> bool {
+    // /proc/net/tcp: `sl local_address rem_address st ... inode`; 0100007F is 127.0.0.1 and
+    // state 0A is LISTEN.
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
 }
 
 /// A new, empty directory `path` of mode 0700 in place of whatever was there: a directory (and
@@ -367,7 +465,9 @@ pub(super) fn wait_backend(server: &mut std::process::Child, port: u16, log: &Pa
                 ),
             });
         }
-        if matches!(crate::runtime::request(port, "GET", "/health", None, None), Ok((200, ref b)) if b.contains("connected"))
+        // Only the process started here is asked, and only once it holds the port.
+        if listens_on(server.id(), port)
+            && matches!(crate::runtime::request(port, "GET", "/health", None, None), Ok((200, ref b)) if b.contains("connected"))
         {
             return Ok(());
         }
@@ -389,7 +489,13 @@ pub(super) fn wait_backend(server: &mut std::process::Child, port: u16, log: &Pa
 pub(super) fn record(state: &Path, pids: &impl serde::Serialize) -> Result<()> {
     let path = state.join("pids.json");
     let text = serde_json::to_vec_pretty(pids)?;
-    std::fs::write(&path, text).map_err(io("write", &path))
+    super::local_cluster::write_private(&path, &text)
+}
+
+/// Creates the empty log `path` (mode 0600) that redis-server then appends to, so that it is
+/// never created with the process's umask.
+pub(super) fn private_log(path: &Path) -> Result<()> {
+    super::local_cluster::write_private(path, b"")
 }
 
 /// Starts the single-node deployment of `dir` as local processes (a running one of `dir` is
@@ -408,17 +514,20 @@ pub fn local(dir: &Path, options: &LocalOptions, progress: &mut dyn Progress) ->
         );
     }
     let dir = std::fs::canonicalize(dir).map_err(io("open the deployment directory", dir))?;
-    let vars = sealcache_config_gen::read_env_file(&dir.join(layout::ENV_FILE))?;
     // Everything that can be refused is, before anything starts.
+    refuse_shared_directory(&dir)?;
+    let vars = sealcache_config_gen::read_env_file(&dir.join(layout::ENV_FILE))?;
     let redis_port = free_port()?;
     let env = server_env(vars, &dir, redis_port, options.port)?;
     let state = local_state_dir(&dir);
     let conf = redis_conf(template("redis/redis.conf")?, &dir, &state, redis_port)?;
 
     stop_running(&dir, progress)?;
+    refuse_taken_port(options.port)?;
     fresh_private_dir(&state)?;
     let conf_path = state.join("redis.conf");
     super::local_cluster::write_private(&conf_path, conf.as_bytes())?;
+    private_log(&state.join("redis.log"))?;
     let mut started = vec![spawn_redis(&conf_path)?];
     let log = state.join("server.log");
     let outcome = spawn_server(&options.server_binary, env, &log).and_then(|server| {
@@ -475,6 +584,19 @@ mod tests {
         )
         .unwrap();
         tmp
+    }
+
+    #[test]
+    fn only_the_process_holding_the_port_listens_on_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(std::process::id(), port));
+        assert!(
+            !listens_on(1, port),
+            "another process taken for the listener"
+        );
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port));
     }
 
     #[test]

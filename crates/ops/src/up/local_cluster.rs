@@ -186,9 +186,13 @@ pub fn local_cluster(
         }
     }
     let dir = std::fs::canonicalize(dir).map_err(io("open the deployment directory", dir))?;
-    let record = cluster_record(&dir)?;
     // Everything that can be refused is, before anything starts.
+    super::local::refuse_shared_directory(&dir)?;
+    let record = cluster_record(&dir)?;
     backend_env(&dir, &[], options.port)?;
+    let state = local_cluster_state_dir(&dir);
+    quoted(&dir)?;
+    quoted(&state)?;
     if u16::try_from(record.backends)
         .ok()
         .and_then(|n| options.port.checked_add(n.saturating_sub(1)))
@@ -200,7 +204,13 @@ pub fn local_cluster(
         });
     }
     stop_running(&dir, progress)?;
-    let state = local_cluster_state_dir(&dir);
+    for b in 0..record.backends {
+        let port = u16::try_from(b)
+            .ok()
+            .and_then(|b| options.port.checked_add(b))
+            .unwrap_or(options.port);
+        super::local::refuse_taken_port(port)?;
+    }
     fresh_private_dir(&state)?;
     let mut children = Vec::new();
     let outcome = start_cluster(&dir, &state, &record, options, &mut children, progress);
@@ -248,6 +258,7 @@ fn start_cluster(
         let conf = node_conf(node_template, &cluster_conf, dir, state, &node, index)?;
         let conf_path = state.join(format!("node-{}.conf", index + 1));
         write_private(&conf_path, conf.as_bytes())?;
+        super::local::private_log(&state.join(format!("node-{}.log", index + 1)))?;
         let child = spawn_redis(&conf_path)?;
         node.pid = child.id();
         children.push(child);

@@ -29,7 +29,7 @@ use crate::stack::ComposeRecord;
 pub use self::cluster::{CLUSTER_COMPOSE_FILE, CLUSTER_STATE_DIR, compose_cluster};
 pub use self::local::{
     LocalOptions, default_server_binary, free_port, free_ports, host_path, host_value, local,
-    on_path, quoted, spawn_redis, spawn_server,
+    on_path, quoted, refuse_shared_directory, spawn_redis, spawn_server,
 };
 pub use self::local_cluster::{local_cluster, views as local_cluster_views, write_private};
 
