@@ -160,7 +160,7 @@ pub fn discover(dir: &Path) -> Result<Targets> {
             ("redis-server", pids.redis)
         };
         targets.down.push(format!(
-            "the local stack's {down} (pid {pid}) is not running: bring the stack back whole (`sealcache down --dir {d}`, then `cargo xtask secure-up --local --dir {d}`)",
+            "the local stack's {down} (pid {pid}) is not running: bring the stack back whole (`sealcache down --dir {d}`, then `sealcache up --local --dir {d}`)",
             d = dir.display()
         ));
     }
@@ -168,7 +168,7 @@ pub fn discover(dir: &Path) -> Result<Targets> {
         let acl = runtime::acl_file_in_use(dir);
         if acl.as_deref() != Some(dir.join(layout::USERS_ACL).as_path()) || pids.redis_port == 0 {
             targets.stale.push(format!(
-                "the local stack (pids {} and {}): restart it with `sealcache down --dir {d}` and `cargo xtask secure-up --local --dir {d}`",
+                "the local stack (pids {} and {}): restart it with `sealcache down --dir {d}` and `sealcache up --local --dir {d}`",
                 pids.redis,
                 pids.server,
                 d = dir.display()

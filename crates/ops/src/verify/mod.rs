@@ -102,7 +102,7 @@ pub fn verify(
     if ports.is_empty() {
         return Err(OpsError::Unhealthy {
             target: format!("the stack of {}", dir.display()),
-            detail: "no backend of this directory runs with a published port (start it with `sealcache up`, or `cargo xtask secure-up --local` for local processes)".to_owned(),
+            detail: "no backend of this directory runs with a published port (start it with `sealcache up`, or `sealcache up --local` for local processes)".to_owned(),
         });
     }
     let cluster = sealcache_config_gen::cluster_dir::cluster_record(dir)?.is_some();
