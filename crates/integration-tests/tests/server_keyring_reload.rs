@@ -98,6 +98,12 @@ fn settle(api: &Api, want: &(u64, Vec<u64>)) {
     }
 }
 
+/// [`refused`] for the reload on `SIGHUP`, then for the one on `SIGUSR1`.
+fn refused_on_both_signals(api: &Api, server: &Server, keep: &(u64, Vec<u64>)) {
+    refused(api, server, sealcache_testkit::Signal::HUP, keep);
+    refused(api, server, sealcache_testkit::Signal::USR1, keep);
+}
+
 /// Sends `sig` and waits until the server has counted one more refusal.
 fn refused(api: &Api, server: &Server, sig: sealcache_testkit::Signal, keep: &(u64, Vec<u64>)) {
     let before = api.events("config_weak");
@@ -192,13 +198,7 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     )
     .unwrap();
     write(&stack, &renamed);
-    refused(&api, &server, sealcache_testkit::Signal::HUP, &(2, vec![1]));
-    refused(
-        &api,
-        &server,
-        sealcache_testkit::Signal::USR1,
-        &(2, vec![1]),
-    );
+    refused_on_both_signals(&api, &server, &(2, vec![1]));
     assert!(
         api.hit("after promote") && api.hit(&before[0]),
         "the old keyring keeps serving"
@@ -208,13 +208,7 @@ fn sighup_rotates_in_two_phases_and_refuses_unsafe_keyrings() {
     // become a miss. So is a keyring that skips promote (a new primary, the running one gone).
     let no_primary = promoted.with_primary(1).unwrap().without_key(2).unwrap();
     write(&stack, &no_primary);
-    refused(&api, &server, sealcache_testkit::Signal::HUP, &(2, vec![1]));
-    refused(
-        &api,
-        &server,
-        sealcache_testkit::Signal::USR1,
-        &(2, vec![1]),
-    );
+    refused_on_both_signals(&api, &server, &(2, vec![1]));
     let (skipped, third) = promoted.with_decrypt_only_key(SecretKey::generate().unwrap());
     let skipped = skipped.with_primary(third).unwrap().without_key(2).unwrap();
     write(&stack, &skipped);
