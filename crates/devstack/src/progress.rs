@@ -176,11 +176,8 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// True when `program` is found on PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
+/// True when `program` is an executable file on PATH (the operations library's check).
+pub use sealcache_ops::up::on_path;
 
 /// Prints the `sealcache-ops` library's progress lines as they come (`✅`/`❌` ...).
 #[derive(Debug, Default)]

@@ -103,6 +103,44 @@ fn a_directory_another_user_could_change_is_refused_before_anything_starts() {
         assert!(!dir.join("local").exists(), "something was started");
         mode(&path, before & 0o7777);
     }
+    // The same rule guards every root operation that writes below the directory: `up` on
+    // compose (one node or a cluster) and a rotation's host stage refuse it, changing nothing.
+    let before = std::fs::metadata(&dir).unwrap().permissions().mode();
+    mode(&dir, 0o777);
+    let snapshot = |dir: &Path| {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = walk(dir)
+            .into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let unchanged = snapshot(&dir);
+    let options = up::UpOptions::new("sealcache-refused", port);
+    for err in [
+        up::compose(&dir, &options, &mut Report::new()).expect_err("compose up"),
+        up::compose_cluster(&dir, &options, &mut Report::new()).expect_err("compose cluster up"),
+        sealcache_ops::rotate::rotate(
+            &dir,
+            sealcache_ops::rotate::Stage::Add,
+            &sealcache_ops::rotate::RotateOptions::default(),
+            true,
+            false,
+            &mut Report::new(),
+        )
+        .expect_err("a rotation"),
+    ] {
+        assert!(matches!(err, OpsError::Refused { .. }), "{err}");
+        assert!(err.to_string().contains("writable by other users"), "{err}");
+    }
+    assert!(
+        snapshot(&dir) == unchanged,
+        "a refused operation changed a file"
+    );
+    mode(&dir, before & 0o7777);
     // A sticky parent (as /tmp) is fine: nobody renames what they do not own there.
     mode(tmp.path(), 0o1777);
     assert!(up::refuse_shared_directory(&dir).is_ok());
@@ -195,4 +233,18 @@ fn a_loader_variable_or_a_newline_in_a_path_is_refused_before_anything_starts() 
 
     let err = up::quoted(Path::new("/srv/d\nbind 0.0.0.0")).expect_err("a newline");
     assert!(matches!(err, OpsError::Input { .. }), "{err}");
+}
+
+/// Every file below `dir`, links and directories not entered.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files.extend(walk(&entry.path()));
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files
 }

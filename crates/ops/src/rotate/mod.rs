@@ -295,6 +295,7 @@ pub fn run_stage_until(
     progress: &mut dyn Progress,
 ) -> Result<Option<StageOutcome>> {
     let dir = std::fs::canonicalize(dir).step(|| format!("{} does not exist", dir.display()))?;
+    crate::runtime::refuse_shared_directory(&dir)?;
     let _lock = lock(&dir)?;
     let targets = discover(&dir)?;
     whole_stack(&dir, &targets)?;

@@ -208,6 +208,45 @@ fn chown_entry(
     Ok(())
 }
 
+/// Refuses a deployment directory that another user could change under this command: `dir` must
+/// be owned by this user or root and writable by no one else (its group may write only when that
+/// group is root's), and so must every directory above it unless it is sticky (`/tmp`), where
+/// nobody may rename what they do not own. Otherwise that user could swap the state directory
+/// for a link, or a configuration file for their own, between this command's steps (it runs as
+/// root: `up` on either runtime, a rotation's host stage).
+///
+/// # Errors
+/// [`OpsError::Refused`] naming the directory and what is wrong with it.
+pub fn refuse_shared_directory(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    let mut current = Some(dir);
+    let mut first = true;
+    while let Some(path) = current {
+        let meta = std::fs::metadata(path).map_err(io("read", path))?;
+        let owner_ok = meta.uid() == me || meta.uid() == 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        // Writable by others, or by a group other than root's, and not a sticky parent.
+        let writable = meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && meta.gid() != 0);
+        let shared = writable && (first || !sticky);
+        if !owner_ok || shared {
+            crate::error::refuse!(
+                "{} is {}: another user could swap what sealcache writes below {} for their own (a link, a configuration root then runs); make it yours and writable only by you (chmod go-w), then run again; nothing was changed",
+                path.display(),
+                if owner_ok {
+                    "writable by other users"
+                } else {
+                    "owned by another user"
+                },
+                dir.display()
+            );
+        }
+        first = false;
+        current = path.parent().filter(|p| !p.as_os_str().is_empty());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

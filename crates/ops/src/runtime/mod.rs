@@ -8,7 +8,10 @@ pub(crate) use self::local::send_signal;
 mod http;
 mod local;
 
-pub use self::confined::{as_owner_of, chown_below, chown_below_one, read_below, read_bytes_below};
+pub use self::confined::{
+    as_owner_of, chown_below, chown_below_one, read_below, read_bytes_below,
+    refuse_shared_directory,
+};
 pub use self::http::request;
 
 pub use self::local::{

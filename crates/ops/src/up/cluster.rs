@@ -43,6 +43,7 @@ pub fn compose_cluster(
     progress: &mut dyn Progress,
 ) -> Result<(UpOutcome, Vec<u16>)> {
     let dir = std::fs::canonicalize(dir).map_err(io("open", dir))?;
+    crate::runtime::refuse_shared_directory(&dir)?;
     super::check_project_name(&options.project)?;
     let Some(record) = cluster_dir::cluster_record(&dir)? else {
         return Err(OpsError::NotADeployment {

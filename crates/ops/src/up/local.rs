@@ -266,45 +266,6 @@ pub(super) fn refuse_loader_variable(dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a deployment directory that another user could change under this command: `dir` must
-/// be owned by this user or root and writable by no one else (its group may write only when that
-/// group is root's), and so must every directory above it unless it is sticky (`/tmp`), where
-/// nobody may rename what they do not own. Otherwise that user could swap the state directory
-/// for a link, or a configuration file for their own, between this command's steps (it runs as
-/// root, and so would redis-server).
-///
-/// # Errors
-/// [`OpsError::Refused`] naming the directory and what is wrong with it.
-pub fn refuse_shared_directory(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let me = rustix::process::geteuid().as_raw();
-    let mut current = Some(dir);
-    let mut first = true;
-    while let Some(path) = current {
-        let meta = std::fs::metadata(path).map_err(io("read", path))?;
-        let owner_ok = meta.uid() == me || meta.uid() == 0;
-        let sticky = meta.mode() & 0o1000 != 0;
-        // Writable by others, or by a group other than root's, and not a sticky parent.
-        let writable = meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && meta.gid() != 0);
-        let shared = writable && (first || !sticky);
-        if !owner_ok || shared {
-            refuse!(
-                "{} is {}: another user could swap what `up --local` writes below {} for their own; make it yours and writable only by you (chmod go-w), then run again; nothing was started",
-                path.display(),
-                if owner_ok {
-                    "writable by other users"
-                } else {
-                    "owned by another user"
-                },
-                dir.display()
-            );
-        }
-        first = false;
-        current = path.parent().filter(|p| !p.as_os_str().is_empty());
-    }
-    Ok(())
-}
-
 /// Refuses an API port that something already listens on: the backend started here would fail
 /// to bind it, and whatever answers there must never be taken for it.
 pub(super) fn refuse_taken_port(port: u16) -> Result<()> {
@@ -515,7 +476,7 @@ pub fn local(dir: &Path, options: &LocalOptions, progress: &mut dyn Progress) ->
     }
     let dir = std::fs::canonicalize(dir).map_err(io("open the deployment directory", dir))?;
     // Everything that can be refused is, before anything starts.
-    refuse_shared_directory(&dir)?;
+    crate::runtime::refuse_shared_directory(&dir)?;
     let vars = sealcache_config_gen::read_env_file(&dir.join(layout::ENV_FILE))?;
     let redis_port = free_port()?;
     let env = server_env(vars, &dir, redis_port, options.port)?;

@@ -187,7 +187,7 @@ pub fn local_cluster(
     }
     let dir = std::fs::canonicalize(dir).map_err(io("open the deployment directory", dir))?;
     // Everything that can be refused is, before anything starts.
-    super::local::refuse_shared_directory(&dir)?;
+    crate::runtime::refuse_shared_directory(&dir)?;
     let record = cluster_record(&dir)?;
     backend_env(&dir, &[], options.port)?;
     let state = local_cluster_state_dir(&dir);

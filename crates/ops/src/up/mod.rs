@@ -29,9 +29,10 @@ use crate::stack::ComposeRecord;
 pub use self::cluster::{CLUSTER_COMPOSE_FILE, CLUSTER_STATE_DIR, compose_cluster};
 pub use self::local::{
     LocalOptions, default_server_binary, free_port, free_ports, host_path, host_value, local,
-    on_path, quoted, refuse_shared_directory, spawn_redis, spawn_server,
+    on_path, quoted, spawn_redis, spawn_server,
 };
 pub use self::local_cluster::{local_cluster, views as local_cluster_views, write_private};
+pub use crate::runtime::refuse_shared_directory;
 
 /// The compose project `up` creates unless told another.
 pub const DEFAULT_PROJECT: &str = "sealcache";
@@ -128,6 +129,7 @@ pub enum UpOutcome {
 /// running for inspection); [`OpsError::Io`] for the secrets' hand-over or the templates.
 pub fn compose(dir: &Path, options: &UpOptions, progress: &mut dyn Progress) -> Result<UpOutcome> {
     let dir = std::fs::canonicalize(dir).map_err(io("open", dir))?;
+    crate::runtime::refuse_shared_directory(&dir)?;
     if !dir.join(layout::ENV_FILE).is_file() {
         return Err(OpsError::NotADeployment {
             path: dir.clone(),
