@@ -7,13 +7,14 @@
 
 use std::sync::{Arc, RwLock};
 
-use axum::extract::{Request, State};
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sealcache_config_gen::api_keys::{ApiKeysFile, Digest, KeyId, Scopes, Tenant};
 use sealcache_monitor::{CacheObserver, EventSource, SecurityEvent, SecurityEventType};
 use subtle::ConditionallySelectable as _;
+use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
 
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -293,25 +294,25 @@ pub struct AuthState {
 /// for requests whose key fails. So one misbehaving client cannot lock out the others that share
 /// its address (behind NAT or docker-proxy every client is one peer); the cost is that a block
 /// no longer hides whether a guess was right, which with keys of 192 bits and more is moot.
-pub async fn require_api_key(
-    State(state): State<AuthState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+///
+/// It runs as tower-http's [`ValidateRequest`] ([`AuthState::layer`]): synchronously, before the
+/// inner service is called, with no future boxed and no service cloned for it.
+#[allow(clippy::result_large_err)] // the shape of `ValidateRequest::validate`, which calls it
+fn check_api_key(state: &AuthState, req: &mut Request) -> Result<(), Response> {
     // Every presented key is checked (each in constant time), the first accepted one is the
     // caller: which header held it is not a secret, and a wrong one beside it is no failure.
     let [first, second] =
-        presented_keys(&req).map(|k| k.and_then(|k| state.keys.caller(k, &state.observer)));
+        presented_keys(req).map(|k| k.and_then(|k| state.keys.caller(k, &state.observer)));
     let caller = first.or(second);
     if let Some(caller) = caller {
         req.extensions_mut().insert(caller);
-        return next.run(req).await;
+        return Ok(());
     }
     let path = req.uri().path().chars().take(64).collect::<String>();
     let event = SecurityEvent::new(SecurityEventType::ApiAuthFailed)
         .source(EventSource::HttpApi)
         .detail(format!("missing or wrong API key for {path}"));
-    let peer = state.throttle.peer(&req);
+    let peer = state.throttle.peer(req);
     // A blocked peer's failure is still counted, but neither logged (the block's
     // `api_rate_limited` record stands for all of them) nor counted toward another block.
     if let Some(Verdict::Blocked(left)) = peer.map(|p| state.throttle.check(p)) {
@@ -321,7 +322,7 @@ pub async fn require_api_key(
         if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        return response;
+        return Err(response);
     }
     let failure = peer.map(|p| (p, state.throttle.failure(p)));
     let event = if failure.is_some_and(|(_, f)| !f.log_now) {
@@ -346,7 +347,30 @@ pub async fn require_api_key(
                 )),
         );
     }
-    ApiError::Unauthorized.into_response()
+    Err(ApiError::Unauthorized.into_response())
+}
+
+impl AuthState {
+    /// The authentication layer: every request it wraps needs a valid key in either header (its
+    /// `Caller` becomes a request extension); the rest get 401 and an `api_auth_failed` event, or
+    /// 429 while their peer is blocked (see `crate::throttle`).
+    #[must_use]
+    pub fn layer(self) -> ValidateRequestHeaderLayer<ApiKeyCheck> {
+        ValidateRequestHeaderLayer::custom(ApiKeyCheck(Arc::new(self)))
+    }
+}
+
+/// The validator of [`AuthState::layer`]: the state behind one `Arc`, as the layer's service is
+/// cloned for every request.
+#[derive(Clone, Debug)]
+pub struct ApiKeyCheck(Arc<AuthState>);
+
+impl ValidateRequest<Body> for ApiKeyCheck {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, req: &mut Request) -> Result<(), Response> {
+        check_api_key(&self.0, req)
+    }
 }
 
 #[cfg(test)]
@@ -382,7 +406,7 @@ mod tests {
         };
         Router::new()
             .route("/protected", get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn_with_state(state, require_api_key))
+            .layer(state.layer())
     }
 
     /// A request from `peer` with `key` (none: no key header).
@@ -506,18 +530,14 @@ mod tests {
         let app = Router::new()
             .route(
                 "/store",
-                get(|| async { "stored" }).route_layer(axum::middleware::from_fn_with_state(
-                    STORE,
-                    crate::caller::require_scope,
-                )),
+                get(|| async { "stored" }).route_layer(crate::caller::RequireScope::layer(STORE)),
             )
             .route(
                 "/lookup",
-                get(|caller: Caller| async move { caller.key_id.to_string() }).route_layer(
-                    axum::middleware::from_fn_with_state(LOOKUP, crate::caller::require_scope),
-                ),
+                get(|caller: Caller| async move { caller.key_id.to_string() })
+                    .route_layer(crate::caller::RequireScope::layer(LOOKUP)),
             )
-            .layer(axum::middleware::from_fn_with_state(state, require_api_key));
+            .layer(state.layer());
         let call = |path: &'static str| {
             let app = app.clone();
             async move {

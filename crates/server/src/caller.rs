@@ -2,17 +2,18 @@
 //! ([`crate::auth`]) puts on every authenticated request.
 //!
 //! Handlers take a [`Caller`] (an extractor) and read its tenant; each route needs one scope (or
-//! one of a few), checked by [`require_scope`] before the body is read, or by
+//! one of a few), checked by [`RequireScope`] before the body is read, or by
 //! [`Caller::require`] where the body decides (`all: true` needs `admin`). docs/api.md lists the
 //! scope of each route.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sealcache_monitor::{CacheObserver, EventSource, SecurityEvent, SecurityEventType};
+use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
 
 pub use sealcache_config_gen::api_keys::{KeyId, Scope, Scopes, Tenant};
 
@@ -134,19 +135,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Route middleware: lets the request through when its caller holds one of the scopes in the
-/// state, else answers [`Caller::require_any`]'s 403 (before the body is read).
-pub async fn require_scope(
-    State(scopes): State<&'static [Scope]>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(caller) = req.extensions().get::<Caller>() else {
-        tracing::error!("a protected route ran without a caller: refused");
-        return ApiError::Internal.into_response();
-    };
-    match caller.require_any(scopes) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+/// Route layer: lets the request through when its caller holds one of these scopes, else answers
+/// [`Caller::require_any`]'s 403 (before the body is read). It runs as tower-http's
+/// [`ValidateRequest`]: synchronously, with no future boxed and no service cloned for it.
+#[derive(Clone, Copy, Debug)]
+pub struct RequireScope(pub &'static [Scope]);
+
+impl RequireScope {
+    /// The layer that requires one of `scopes`.
+    #[must_use]
+    pub fn layer(scopes: &'static [Scope]) -> ValidateRequestHeaderLayer<Self> {
+        ValidateRequestHeaderLayer::custom(Self(scopes))
+    }
+}
+
+impl ValidateRequest<Body> for RequireScope {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, req: &mut Request) -> Result<(), Response> {
+        let Some(caller) = req.extensions().get::<Caller>() else {
+            tracing::error!("a protected route ran without a caller: refused");
+            return Err(ApiError::Internal.into_response());
+        };
+        caller
+            .require_any(self.0)
+            .map_err(IntoResponse::into_response)
     }
 }

@@ -77,9 +77,33 @@ pub use throttle::{AuthThrottle, ThrottleConfig};
 /// Default request body limit (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
-/// Everything the handlers share.
+/// Everything the handlers share, behind one `Arc`.
+///
+/// axum clones the state into every request, once per layer and extractor that holds it, and a
+/// handler's future carries it: cloning it is one reference count, and it is one pointer wide. Its
+/// parts are read through `Deref` (`state.cache`, `state.limits`).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    /// The state of a server built from `parts`.
+    #[must_use]
+    pub fn new(parts: SharedState) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct SharedState {
     /// The cache.
     pub cache: AiResponseCache,
     /// Telemetry (Prometheus registry for `/metrics`).
@@ -100,7 +124,7 @@ pub struct AppState {
     pub posture: Arc<AclPosture>,
 }
 
-impl AppState {
+impl SharedState {
     /// The security posture as the status endpoint and the `sealcache.security.level` gauge
     /// report it: the cache's own observations, the live ACL read as the monitor user, and the
     /// network-isolation check. One function, so the gauge and the endpoint cannot disagree.
@@ -139,9 +163,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     };
     // The scope each route needs, checked before its body is read (docs/api.md). Invalidation
     // needs `invalidate` for an operation and `admin` for `all` (clear): the handler decides.
-    let needs = |scopes: &'static [Scope]| {
-        axum::middleware::from_fn_with_state(scopes, caller::require_scope)
-    };
+    let needs = |scopes: &'static [Scope]| caller::RequireScope::layer(scopes);
     const ADMIN: &[Scope] = &[Scope::Admin];
     let mut protected = Router::new()
         .route(
@@ -193,13 +215,12 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         );
     }
     let protected = protected
-        .layer(axum::middleware::from_fn_with_state(
-            auth_state,
-            auth::require_api_key,
-        ))
+        .layer(auth_state.layer())
         // Outermost: a path with a parameter (an id, a lease token) is redacted before anything
         // logs it.
-        .layer(axum::middleware::from_fn(routes::tenancy::redact_path));
+        .layer(tower::util::MapRequestLayer::new(
+            routes::tenancy::redact_path,
+        ));
     public.merge(protected)
 }
 
@@ -255,7 +276,7 @@ mod tests {
             .redis(sealcache::RedisConfig::new("redis://127.0.0.1:1/0"))
             .build()
             .unwrap();
-        AppState {
+        AppState::new(SharedState {
             cache,
             telemetry: Telemetry::builder("sealcache-test", "development")
                 .with_prometheus()
@@ -273,7 +294,7 @@ mod tests {
                 trusted_proxies: Vec::new(),
             })),
             posture: Arc::default(),
-        }
+        })
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@ use anyhow::Context as _;
 use sealcache::KeyringReload;
 use sealcache_env_detect::{FeatureContext, Policy, Requirement};
 use sealcache_monitor::{AclLogPoller, CacheObserver, Telemetry};
-use sealcache_server::{AclPosture, ApiKeys, AppState, AuthThrottle, ThrottleConfig, app};
+use sealcache_server::{
+    AclPosture, ApiKeys, AppState, AuthThrottle, SharedState, ThrottleConfig, app,
+};
 use sealcache_settings::{SecretString, SecuritySettings};
 
 fn main() -> ExitCode {
@@ -206,7 +208,7 @@ async fn run(
     let credentials = Credentials::start(&settings, &cache, posture.clone());
     spawn_reloader(reloads, cache.clone(), credentials, keys.clone());
 
-    let state = AppState {
+    let state = AppState::new(SharedState {
         redis_host: sealcache::RedisConfig::new(primary_url(&settings)).host_and_port(),
         cache,
         telemetry: telemetry.clone(),
@@ -216,7 +218,7 @@ async fn run(
         limits: limits.clone(),
         throttle: throttle.clone(),
         posture,
-    };
+    });
     let gauge_every = settings.status_interval;
     sealcache_server::telemetry::spawn_status_gauges(
         state.clone(),

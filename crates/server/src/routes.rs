@@ -117,7 +117,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 pub(crate) async fn lookup(
     State(state): State<AppState>,
     caller: Caller,
-    headers: axum::http::HeaderMap,
+    lease::WantsEventStream(sse): lease::WantsEventStream,
     JsonBody(fields): JsonBody<RequestFields>,
 ) -> Result<Response, ApiError> {
     let shared = tenancy::is_shared(&fields.operation, fields.shared);
@@ -131,25 +131,23 @@ pub(crate) async fn lookup(
         })?;
     }
     let cache = tenancy::scoped(&state, &caller, fields.subject.as_deref(), shared)?;
-    let state = tenancy::with_cache(&state, cache);
     let options = lease::lookup_options(
-        &state,
+        &state.limits,
         fields.lease.as_ref(),
         fields.wait_ms,
         fields.max_age_seconds,
         fields.no_cache,
     )?;
-    let sse = lease::accepts_event_stream(&headers);
     let request = fields.into_request();
     // A client that takes server-sent events and waits follows a holder's live stream.
     let outcome = if sse && !options.wait.is_zero() {
-        match state.cache.lookup_or_follow(&request, options).await? {
+        match cache.lookup_or_follow(&request, options).await? {
             sealcache::Followed::Outcome(outcome) => outcome,
             sealcache::Followed::Live(events) => return Ok(live::answer(events)),
             _ => sealcache::LookupOutcome::Miss,
         }
     } else {
-        state.cache.lookup_or_lease(&request, options).await?
+        cache.lookup_or_lease(&request, options).await?
     };
     // `written_by` for admins, never on a shared entry (every tenant reads it: the storing key's
     // id is another tenant's business).
@@ -301,7 +299,6 @@ pub(crate) async fn store(
     })?;
     let (request, stored, ttl_seconds, lease) = fields.split()?;
     let cache = tenancy::scoped(&state, &caller, request.subject.as_deref(), shared)?;
-    let state = tenancy::with_cache(&state, cache);
     let ttl = ttl_seconds.map(Duration::from_secs);
     if ttl.is_some_and(|t| t.is_zero() || t > Duration::from_secs(30 * 86_400)) {
         return Err(ApiError::InvalidRequest(
@@ -309,25 +306,25 @@ pub(crate) async fn store(
         ));
     }
     let request = request.into_request();
-    let token = lease::store_token(&state, &request, lease)?;
+    let token = lease::store_token(&cache, &request, lease)?;
     let mut published = 0;
     let used = match stored {
         Stored::Response(response) => {
             // The body parser checked the syntax: only the escapes are left to check.
             let json = sealcache::JsonText::from_raw_value(&response)?;
-            state.cache.set_json_text(&request, json, ttl).await?
+            cache.set_json_text(&request, json, ttl).await?
         }
         Stored::Events(events) => {
             published = events.len() as u64;
-            state.cache.set_events(&request, &events, ttl).await?
+            cache.set_events(&request, &events, ttl).await?
         }
     };
     // After the entry is in: a waiter that sees the lease go finds the entry; then the live
     // frames the holder published are removed (followers read the stored entry from here on).
     if let Some(token) = token {
-        lease::complete(&state, Some(token.clone())).await;
+        lease::complete(&cache, Some(token.clone())).await;
         if published > 0 {
-            state.cache.remove_live_events(&token, published).await;
+            cache.remove_live_events(&token, published).await;
         }
     }
     Ok((

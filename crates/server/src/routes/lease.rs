@@ -16,17 +16,18 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use sealcache::{Cached, EntryKind, LeaseToken, LookupOptions, LookupOutcome};
+use sealcache::{AiResponseCache, Cached, EntryKind, LeaseToken, LookupOptions, LookupOutcome};
 use sealcache_api::{LeaseGranted, LookupAnswer};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::caller::{Caller, Scope};
 use crate::error::ApiError;
 use crate::routes::tenancy;
+use crate::{AppState, ServerLimits};
 
 /// Longest lease a client may take (10 minutes).
 const MAX_LEASE_TTL_MS: u64 = 600_000;
@@ -55,7 +56,7 @@ pub(crate) struct StoreLease {
 
 /// The lookup's cache-control and lease members, checked.
 pub(crate) fn lookup_options(
-    state: &AppState,
+    limits: &ServerLimits,
     lease: Option<&LookupLease>,
     wait_ms: Option<u64>,
     max_age_seconds: Option<u64>,
@@ -71,7 +72,7 @@ pub(crate) fn lookup_options(
         options = options.lease(Duration::from_millis(lease.ttl_ms));
     }
     if let Some(wait_ms) = wait_ms {
-        let longest = state.limits.request_timeout.saturating_sub(WAIT_MARGIN);
+        let longest = limits.request_timeout.saturating_sub(WAIT_MARGIN);
         let wait = Duration::from_millis(wait_ms);
         if wait > longest {
             return Err(ApiError::InvalidRequest(
@@ -84,6 +85,18 @@ pub(crate) fn lookup_options(
         options = options.max_age(Duration::from_secs(seconds));
     }
     Ok(options)
+}
+
+/// Whether the client asked for `text/event-stream` ([`accepts_event_stream`]), read where the
+/// headers are (axum's `HeaderMap` extractor would copy them all for one look).
+pub(crate) struct WantsEventStream(pub(crate) bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for WantsEventStream {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(accepts_event_stream(&parts.headers)))
+    }
 }
 
 /// Whether the client asked for `text/event-stream` (a media range in `Accept` with q > 0).
@@ -203,7 +216,7 @@ fn hit_response(hit: &Cached, sse: bool, show_writer: bool) -> Result<Response, 
 
 /// A store's lease token, checked against its request (before anything is stored).
 pub(crate) fn store_token(
-    state: &AppState,
+    cache: &AiResponseCache,
     request: &sealcache::AiRequest,
     lease: Option<StoreLease>,
 ) -> Result<Option<LeaseToken>, ApiError> {
@@ -212,15 +225,15 @@ pub(crate) fn store_token(
     };
     let token = LeaseToken::parse(&lease.token)
         .map_err(|_| ApiError::InvalidRequest("lease.token is not a lease token"))?;
-    state.cache.check_lease(request, &token)?;
+    cache.check_lease(request, &token)?;
     Ok(Some(token))
 }
 
 /// Completes a lease after its entry was stored. The entry is in: a release that fails only
 /// leaves the lease to expire (waiters find the entry meanwhile), so it is logged, not answered.
-pub(crate) async fn complete(state: &AppState, token: Option<LeaseToken>) {
+pub(crate) async fn complete(cache: &AiResponseCache, token: Option<LeaseToken>) {
     if let Some(token) = token
-        && let Err(err) = state.cache.release_lease(&token).await
+        && let Err(err) = cache.release_lease(&token).await
     {
         tracing::warn!(error = %err, "a completed lease could not be released; it will expire");
     }

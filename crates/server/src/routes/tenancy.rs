@@ -19,7 +19,6 @@ use std::sync::OnceLock;
 use axum::Json;
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{Uri, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sealcache::AiResponseCache;
 
@@ -75,13 +74,6 @@ pub(crate) fn scoped(
     };
     // Every value it stores names the API key that stored it (`written_by`, for admins).
     Ok(cache.written_by(caller.key_id.as_str())?)
-}
-
-/// `state` with its cache replaced by `cache` (for the helpers that take the state).
-pub(crate) fn with_cache(state: &AppState, cache: AiResponseCache) -> AppState {
-    let mut scoped = state.clone();
-    scoped.cache = cache;
-    scoped
 }
 
 /// A shared entry's hit without `ttl_remaining_seconds` and `Age`.
@@ -163,23 +155,21 @@ pub(crate) async fn erase_tenant(
     Ok(erased(&erasure))
 }
 
-/// Route middleware (outermost on the protected routes): the path of a route with a parameter (a
+/// Request rewrite (outermost on the protected routes, as tower's `MapRequest`): the path of a route with a parameter (a
 /// subject or tenant id, a lease token: ids a log must not hold, a token that is a capability) is
 /// replaced by its template (`/v1/subjects/{subject}`, `/v1/cache/leases/{token}`) before
 /// authentication or anything else can log it. Path parameters were captured when the route
 /// matched, so handlers still get them.
-pub(crate) async fn redact_path(mut req: Request, next: Next) -> Response {
+pub(crate) fn redact_path(mut req: Request) -> Request {
     let template = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    if let Some(template) = template
-        && template.contains('{')
-        && let Ok(uri) = template.parse::<Uri>()
-    {
+        .filter(|p| p.as_str().contains('{'))
+        .map(|p| p.as_str().parse::<Uri>());
+    if let Some(Ok(uri)) = template {
         *req.uri_mut() = uri;
     }
-    next.run(req).await
+    req
 }
 
 /// RFC 3339 UTC timestamps without a date-time dependency.
