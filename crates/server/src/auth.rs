@@ -274,7 +274,7 @@ fn presented_keys(req: &Request) -> [Option<&[u8]>; 2] {
     [bearer, headers.get("x-api-key").map(HeaderValue::as_bytes)]
 }
 
-/// Middleware state.
+/// The authentication layer's state ([`AuthState::layer`]).
 #[derive(Clone, Debug)]
 pub struct AuthState {
     /// Accepted keys.
@@ -296,7 +296,8 @@ pub struct AuthState {
 /// no longer hides whether a guess was right, which with keys of 192 bits and more is moot.
 ///
 /// It runs as tower-http's [`ValidateRequest`] ([`AuthState::layer`]): synchronously, before the
-/// inner service is called, with no future boxed and no service cloned for it.
+/// inner service is called, without the future box and the clone of the inner service stack that
+/// an `axum::middleware::from_fn` adds on every request (axum's own `Route` box and clone remain).
 #[allow(clippy::result_large_err)] // the shape of `ValidateRequest::validate`, which calls it
 fn check_api_key(state: &AuthState, req: &mut Request) -> Result<(), Response> {
     // Every presented key is checked (each in constant time), the first accepted one is the

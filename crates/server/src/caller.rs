@@ -137,7 +137,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// Route layer: lets the request through when its caller holds one of these scopes, else answers
 /// [`Caller::require_any`]'s 403 (before the body is read). It runs as tower-http's
-/// [`ValidateRequest`]: synchronously, with no future boxed and no service cloned for it.
+/// [`ValidateRequest`]: synchronously, without the future box and service clone of a `from_fn`.
 #[derive(Clone, Copy, Debug)]
 pub struct RequireScope(pub &'static [Scope]);
 

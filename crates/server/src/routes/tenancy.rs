@@ -155,11 +155,11 @@ pub(crate) async fn erase_tenant(
     Ok(erased(&erasure))
 }
 
-/// Request rewrite (outermost on the protected routes, as tower's `MapRequest`): the path of a route with a parameter (a
-/// subject or tenant id, a lease token: ids a log must not hold, a token that is a capability) is
-/// replaced by its template (`/v1/subjects/{subject}`, `/v1/cache/leases/{token}`) before
-/// authentication or anything else can log it. Path parameters were captured when the route
-/// matched, so handlers still get them.
+/// Request rewrite (outermost on the protected routes, as tower's `MapRequest`): the path of a
+/// route with a parameter (a subject or tenant id, a lease token: ids a log must not hold, a token
+/// that is a capability) is replaced by its template (`/v1/subjects/{subject}`,
+/// `/v1/cache/leases/{token}`) before authentication or anything else can log it. Path parameters
+/// were captured when the route matched, so handlers still get them.
 pub(crate) fn redact_path(mut req: Request) -> Request {
     let template = req
         .extensions()
