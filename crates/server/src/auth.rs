@@ -261,6 +261,8 @@ impl ApiKeys {
 /// The keys a request presents: `Authorization: Bearer KEY` (the scheme in any case, RFC 9110
 /// §11.1), then `X-API-Key: KEY`. Both are read: an `Authorization` header meant for something
 /// else (a proxy's `Basic` credentials, a stale bearer token) never hides a valid `X-API-Key`.
+/// Only the first value of each header counts: a request carries at most two guesses, whatever
+/// number of repeated headers it sends (the throttle counts requests).
 fn presented_keys(req: &Request) -> [Option<&[u8]>; 2] {
     let headers = req.headers();
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| {
@@ -568,6 +570,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_scope_check_without_a_caller_in_front_refuses_and_the_handler_never_runs() {
+        use sealcache_config_gen::api_keys::Scope;
+        const LOOKUP: &[Scope] = &[Scope::Lookup];
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        // Routed without the authentication layer: no `Caller` is ever inserted.
+        let app = Router::new().route(
+            "/lookup",
+            get(move || async move {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                "ran"
+            })
+            .route_layer(crate::caller::RequireScope::layer(LOOKUP)),
+        );
+        let request = axum::http::Request::get("/lookup")
+            .header("x-api-key", "the-valid-key")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
     async fn a_valid_key_goes_through_while_its_address_is_blocked_and_failures_get_429() {
         let monitor = Arc::new(SecurityAwareCacheMonitor::new());
         let app = app(monitor.clone());
@@ -603,6 +637,34 @@ mod tests {
             u64::from(LIMIT) + 3
         );
         assert_eq!(summary.events_by_type["api_rate_limited"], 1);
+    }
+
+    #[tokio::test]
+    async fn repeated_key_headers_are_not_extra_guesses_only_the_first_value_counts() {
+        let monitor = Arc::new(SecurityAwareCacheMonitor::new());
+        let app = app(monitor.clone());
+        let send = |values: &'static [&'static str]| {
+            let app = app.clone();
+            async move {
+                let mut request = axum::http::Request::get("/protected");
+                for v in values {
+                    request = request.header("x-api-key", *v);
+                }
+                let mut request = request.body(Body::empty()).unwrap();
+                request.extensions_mut().insert(ConnectInfo(SocketAddr::new(
+                    "192.0.2.30".parse().unwrap(),
+                    40_000,
+                )));
+                app.oneshot(request).await.unwrap().status()
+            }
+        };
+        // The valid key behind a wrong one is not tried: 401, one failure counted.
+        assert_eq!(send(&["wrong", "the-valid-key"]).await, 401);
+        assert_eq!(
+            monitor.security_summary().events_by_type["api_auth_failed"],
+            1
+        );
+        assert_eq!(send(&["the-valid-key", "wrong"]).await, 200);
     }
 
     #[tokio::test]
