@@ -204,7 +204,7 @@ pub(crate) fn error_response(error: &ApiError, connection: u64) -> Vec<u8> {
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-request-id: sc-c{:016x}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error"),
-        crate::limits::opaque_id(connection),
+        crate::limits::opaque_id(crate::limits::IdKind::Connection, connection),
         body.len()
     )
     .into_bytes()
@@ -391,9 +391,15 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         let id = format!(
             "x-request-id: sc-c{:016x}\r\n",
-            crate::limits::opaque_id(10)
+            crate::limits::opaque_id(crate::limits::IdKind::Connection, 10)
         );
         assert!(out.contains(&id), "{out}");
+        // The 10th connection's id is not the 10th request's: the two cannot be linked.
+        let request_id = format!(
+            "{:016x}",
+            crate::limits::opaque_id(crate::limits::IdKind::Request, 10)
+        );
+        assert!(!out.contains(&request_id), "{out}");
         assert!(out.ends_with(r#"{"error":{"code":"headers_too_large","message":"the request headers are over the size limit"}}"#));
     }
 

@@ -19,13 +19,29 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// Longest client-supplied request id kept (visible ASCII only).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// An id of ours for the `n`-th request or connection: `n` through SipHash under a key drawn once
-/// per process ([`std::hash::RandomState`]), so ids are distinct within a process (64 bits) and
-/// tell a client nothing of how many requests or connections the server has had (a counter did).
-pub(crate) fn opaque_id(n: u64) -> u64 {
+/// What an id of ours names: the two counters start together (one request per connection is the
+/// common case), so their ids are kept apart or the `n`-th connection's id would be the `n`-th
+/// request's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IdKind {
+    /// A request (`x-request-id: sc-…`).
+    Request,
+    /// A connection answered before any request was read (`x-request-id: sc-c…`).
+    Connection,
+}
+
+/// An id of ours for the `n`-th request or connection: `kind` and `n` through SipHash under a key
+/// drawn once per process ([`std::hash::RandomState`]), so ids are distinct within a process (64
+/// bits), one kind's ids tell nothing of the other's, and they tell a client nothing of how many
+/// requests or connections the server has had (a counter did).
+pub(crate) fn opaque_id(kind: IdKind, n: u64) -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
     static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
     let mut hasher = KEY.get_or_init(std::hash::RandomState::new).build_hasher();
+    hasher.write_u8(match kind {
+        IdKind::Request => b'r',
+        IdKind::Connection => b'c',
+    });
     hasher.write_u64(n);
     hasher.finish()
 }
@@ -110,7 +126,7 @@ fn request_id(guard: &Guard, headers: &axum::http::HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let n = opaque_id(guard.ids.fetch_add(1, Ordering::Relaxed));
+    let n = opaque_id(IdKind::Request, guard.ids.fetch_add(1, Ordering::Relaxed));
     HeaderValue::from_str(&format!("sc-{n:016x}")).unwrap_or(HeaderValue::from_static("sc"))
 }
 
