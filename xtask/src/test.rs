@@ -342,10 +342,13 @@ pub(crate) fn cluster_compose() -> anyhow::Result<()> {
         opts.port,
         &|| unreachable_for_a_cluster(),
     );
+    let passed = checks.iter().all(|c| c.passed);
+    if !passed {
+        print_backend_warnings(&project, &["backend-1", "backend-2"]);
+    }
     let _ = crate::deploy::DownArgs::project(&project).run();
     let _ = std::fs::remove_dir_all(&dir);
     crate::verify::print_checks(&checks);
-    let passed = checks.iter().all(|c| c.passed);
     match outcome {
         Ok(code) if code == ExitCode::SUCCESS && passed => {
             println!(
@@ -358,6 +361,50 @@ pub(crate) fn cluster_compose() -> anyhow::Result<()> {
             anyhow::bail!("the compose cluster stack verification failed (see the ❌ lines above)")
         }
         Err(err) => Err(err.context("the compose cluster stack could not be brought up")),
+    }
+}
+
+/// What the backends `services` of compose project `project` logged at WARN and ERROR (their
+/// last 30 lines each), printed when a check failed: the server's side of a failed request, read
+/// before the project is removed. Logs hold no secret (the server never logs one).
+fn print_backend_warnings(project: &str, services: &[&str]) {
+    for service in services {
+        let ids = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=com.docker.compose.project={project}"))
+            .arg("--filter")
+            .arg(format!("label=com.docker.compose.service={service}"))
+            .output();
+        let Ok(ids) = ids else { continue };
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let Ok(logs) = std::process::Command::new("docker")
+                .args(["logs", id])
+                .output()
+            else {
+                continue;
+            };
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            println!(
+                "ℹ️  {service} logged {} warning/error line(s){}",
+                lines.len(),
+                if lines.len() > 30 {
+                    "; the last 30:"
+                } else {
+                    ":"
+                }
+            );
+            for line in &lines[lines.len().saturating_sub(30)..] {
+                println!("    {line}");
+            }
+        }
     }
 }
 

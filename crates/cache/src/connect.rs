@@ -363,10 +363,12 @@ fn refuse_credentials_in(url: &str, variable: &str) -> Result<()> {
 
 /// The pinned CA and the client certificate, read from memory or files.
 fn tls_certificates(config: &RedisConfig) -> Result<TlsCertificates> {
+    // Always given: redis-rs would otherwise fall back to its built-in roots. The system's store,
+    // when no CA is pinned, is read once per process (see `system_roots`).
     let root_cert = match (&config.ca_pem, &config.ca_path) {
         (Some(pem), _) => Some(pem.clone()),
         (None, Some(p)) => Some(read("the CA certificate", p)?),
-        (None, None) => None,
+        (None, None) => Some(system_roots()?.to_vec()),
     };
     let cert = match (&config.client_cert_pem, &config.client_cert_path) {
         (Some(pem), _) => Some(pem.clone()),
@@ -394,6 +396,43 @@ fn tls_certificates(config: &RedisConfig) -> Result<TlsCertificates> {
         client_tls,
         root_cert,
     })
+}
+
+/// The system's CA certificates (`rustls-native-certs`: the platform store, or `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR`) as one PEM bundle, read on first use and kept for the life of the process: a
+/// TLS connection without a pinned CA trusts what the system trusted then (a changed store needs a
+/// restart). redis-rs would read the whole store again on every connection (hundreds of files, on
+/// an async worker: it stalled every request in flight while the status probes or a password
+/// change opened connections), so it is never left to it.
+///
+/// # Errors
+/// [`Error::Config`] when the store cannot be read completely, or holds no certificate (every
+/// handshake would fail).
+fn system_roots() -> Result<&'static [u8]> {
+    static ROOTS: std::sync::OnceLock<std::result::Result<Vec<u8>, String>> =
+        std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let loaded = rustls_native_certs::load_native_certs();
+            if let Some(first) = loaded.errors.first() {
+                return Err(format!(
+                    "no pinned CA (REDIS_TLS_CA_PATH) and the system's CA certificates could not all be read: {first}"
+                ));
+            }
+            if loaded.certs.is_empty() {
+                return Err(
+                    "no pinned CA (REDIS_TLS_CA_PATH) and the system has no CA certificates".into(),
+                );
+            }
+            let pems: Vec<pem::Pem> = loaded
+                .certs
+                .iter()
+                .map(|der| pem::Pem::new("CERTIFICATE", der.to_vec()))
+                .collect();
+            Ok(pem::encode_many(&pems).into_bytes())
+        })
+        .as_deref()
+        .map_err(|why| Error::Config(why.clone()))
 }
 
 /// A redis-rs cluster client for `config.cluster_nodes`: the same credentials and TLS material

@@ -342,3 +342,58 @@ fn duplicated_or_unknown_members_are_refused_naming_only_our_fields_and_nothing_
         .unwrap();
     assert!(answer.contains(stored), "{answer}");
 }
+
+/// With a pinned CA the system's CA store is never read: the data connection and the status
+/// probe's own connections (its anonymous `PING` through redis-rs) connect while `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` name nothing. redis-rs reads that store on every TLS connection unless told
+/// otherwise, on an async worker: a status call or a password change stalled every request in
+/// flight for the length of hundreds of file reads (a store during a cluster rotation timed out).
+#[test]
+fn a_pinned_ca_is_all_a_tls_connection_reads_the_system_ca_store_is_never_scanned() {
+    let stack = Stack::start();
+    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+    let nowhere = stack.path().join("no-such-ca-store");
+    vars.push((
+        "SSL_CERT_FILE".into(),
+        nowhere.join("ca.pem").display().to_string(),
+    ));
+    vars.push(("SSL_CERT_DIR".into(), nowhere.display().to_string()));
+    let server = start_server(&vars, Some(&stack.path().join("server.log")));
+    let key = stack.secret(layout::API_KEY);
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = Client::new()
+            .request(method, format!("{}{path}", server.base))
+            .bearer_auth(&key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().unwrap(),
+        )
+    };
+    let (stored, body) = send(
+        reqwest::Method::PUT,
+        "/v1/cache/entries",
+        Some(json!({"text": "pinned", "operation": "qa", "response": {"a": 1}})),
+    );
+    assert_eq!(stored, 201, "{body}");
+    let (found, body) = send(
+        reqwest::Method::POST,
+        "/v1/cache/lookup",
+        Some(json!({"text": "pinned", "operation": "qa"})),
+    );
+    assert_eq!((found, &body["hit"]), (200, &json!(true)), "{body}");
+    let (status, body) = send(
+        reqwest::Method::GET,
+        "/internal/cache/security-status",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["default_user_disabled"],
+        json!(true),
+        "the anonymous probe's own TLS connection was made: {body}"
+    );
+}

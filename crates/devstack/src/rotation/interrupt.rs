@@ -158,7 +158,7 @@ pub fn verify_interruptions(dir: &Path, port: u16) -> Vec<Check> {
             }
         }
     }
-    let (requests, failed) = load.finish();
+    let (requests, failed, _) = load.finish();
     checks.push(check(
         "rotation_interrupted_stack_serves",
         failed.is_empty() && requests > 0,

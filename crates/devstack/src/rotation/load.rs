@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use sealcache_config_gen::rotation::{self, RotateOptions, Stage};
@@ -16,13 +16,49 @@ use sealcache_ops::rotate::{Expected, discover, read_secret, redis_cli};
 /// Requests against the API while a rotation runs: each stores a new entry and reads it back.
 pub(super) struct Load {
     stop: Arc<AtomicBool>,
-    workers: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+    started: Instant,
+    workers: Vec<std::thread::JoinHandle<Outcome>>,
+}
+
+/// What one worker saw: pairs done, the failed ones, and its slowest pair (how long, and when).
+type Outcome = (u64, Vec<Failure>, (Duration, Duration));
+
+/// One failed store+lookup pair: when (since the load started), and what each answered (the
+/// status and the error code of the body, or the transport error).
+#[derive(Debug)]
+pub(super) struct Failure {
+    at: Duration,
+    what: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at {:.1} s: {}", self.at.as_secs_f64(), self.what)
+    }
+}
+
+/// What a failed request answered: `503 unavailable`, `200 miss`, or the transport error.
+fn answer(outcome: &anyhow::Result<(u16, String)>) -> String {
+    match outcome {
+        Ok((status, body)) => {
+            let code = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+            match code {
+                Some(code) => format!("{status} {code}"),
+                None if body.contains("\"hit\":false") => format!("{status} miss"),
+                None => status.to_string(),
+            }
+        }
+        Err(e) => format!("{e:#}"),
+    }
 }
 
 impl Load {
     /// `workers` threads, spread over the backends on `ports`.
     pub(super) fn start(ports: &[u16], api_key: &str, workers: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
         let workers = (0..workers.max(ports.len()))
             .map(|w| {
                 let port = ports[w % ports.len()];
@@ -30,8 +66,10 @@ impl Load {
                 let key = api_key.to_owned();
                 std::thread::spawn(move || {
                     let (mut done, mut failed) = (0u64, Vec::new());
+                    let mut slowest = (Duration::ZERO, Duration::ZERO);
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
+                        let pair_started = Instant::now();
                         n += 1;
                         let text = format!("rotation load {w} {n}");
                         let store = serde_json::json!({"text": text, "operation": "qa", "response": {"n": n}}).to_string();
@@ -40,35 +78,88 @@ impl Load {
                         let found = crate::http::request(port, "POST", "/v1/cache/lookup", Some(&key), Some(&lookup));
                         match (&stored, &found) {
                             (Ok((201, _)), Ok((200, body))) if body.contains("\"hit\":true") => {}
-                            _ => failed.push(format!(
-                                "store {:?}, lookup {:?}",
-                                stored.as_ref().map(|r| r.0).map_err(ToString::to_string),
-                                found.as_ref().map(|r| (r.0, r.1.contains("\"hit\":true"))).map_err(ToString::to_string)
-                            )),
+                            _ => failed.push(Failure {
+                                at: started.elapsed(),
+                                what: format!(
+                                    "port {port}: store {}, lookup {}",
+                                    answer(&stored),
+                                    answer(&found)
+                                ),
+                            }),
                         }
                         done += 1;
+                        let took = pair_started.elapsed();
+                        if took > slowest.0 {
+                            slowest = (took, pair_started.duration_since(started));
+                        }
                     }
-                    (done, failed)
+                    (done, failed, slowest)
                 })
             })
             .collect();
-        Self { stop, workers }
+        Self {
+            stop,
+            started,
+            workers,
+        }
     }
 
-    pub(super) fn finish(self) -> (u64, Vec<String>) {
+    /// How long the load has run.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the workers: pairs done, the failed ones, and the slowest pair (how long, and when
+    /// it started on the load's clock).
+    pub(super) fn finish(self) -> Outcome {
         self.stop.store(true, Ordering::Relaxed);
-        let mut total = (0, Vec::new());
+        let mut total = (0, Vec::new(), (Duration::ZERO, Duration::ZERO));
         for w in self.workers {
             match w.join() {
-                Ok((done, failed)) => {
+                Ok((done, failed, slowest)) => {
                     total.0 += done;
                     total.1.extend(failed);
+                    total.2 = total.2.max(slowest);
                 }
-                Err(_) => total.1.push("a load worker panicked".to_owned()),
+                Err(_) => total.1.push(Failure {
+                    at: self.started.elapsed(),
+                    what: "a load worker panicked".to_owned(),
+                }),
             }
         }
         total
     }
+}
+
+/// The first and the last of `failed`, each with its time on the load's clock and the last stage
+/// mark before it (`during promote`: after "promote started", before "promote done").
+fn failures_shown(failed: &[Failure], marks: &[(Duration, String)]) -> String {
+    let shown = |f: &Failure| {
+        format!(
+            "at {:.1} s, after {}: {}",
+            f.at.as_secs_f64(),
+            after_mark(f.at, marks),
+            f.what
+        )
+    };
+    let mut sorted: Vec<&Failure> = failed.iter().collect();
+    sorted.sort_by_key(|f| f.at);
+    match (sorted.first(), sorted.last()) {
+        (Some(first), Some(last)) if failed.len() > 1 => {
+            format!(" (first {}; last {})", shown(first), shown(last))
+        }
+        (Some(first), _) => format!(" ({})", shown(first)),
+        _ => String::new(),
+    }
+}
+
+/// The last stage mark at or before `at` on the load's clock.
+fn after_mark(at: Duration, marks: &[(Duration, String)]) -> &str {
+    marks
+        .iter()
+        .rev()
+        .find(|(mark, _)| *mark <= at)
+        .map_or("before the first stage", |(_, mark)| mark.as_str())
 }
 
 fn entry(port: u16, api_key: &str, i: usize, store: bool) -> bool {
@@ -168,11 +259,19 @@ pub fn verify_under_load(dir: &Path, ports: &[u16], rotator: Rotator<'_>) -> Vec
     let before = (0..20).filter(|i| entry(port, &api_key, *i, true)).count();
     let load = Load::start(ports, &api_key, 2);
     std::thread::sleep(Duration::from_millis(500));
+    // When each stage started and ended, on the load's clock: a failure names the stage it fell in.
+    let mut marks: Vec<(Duration, String)> = Vec::new();
     let stages = (|| -> anyhow::Result<(usize, u32)> {
         let old_key = Expected::read(dir)?.primary_key_id;
-        rotator.run(dir, Stage::Add, false)?;
+        let mut stage = |stage: Stage, force: bool| -> anyhow::Result<()> {
+            marks.push((load.elapsed(), format!("{} started", stage.as_str())));
+            rotator.run(dir, stage, force)?;
+            marks.push((load.elapsed(), format!("{} done", stage.as_str())));
+            Ok(())
+        };
+        stage(Stage::Add, false)?;
         std::thread::sleep(Duration::from_millis(300));
-        rotator.run(dir, Stage::Promote, false)?;
+        stage(Stage::Promote, false)?;
         let new_key = Expected::read(dir)?.primary_key_id;
         ensure!(
             new_key != old_key,
@@ -180,11 +279,11 @@ pub fn verify_under_load(dir: &Path, ports: &[u16], rotator: Rotator<'_>) -> Vec
         );
         std::thread::sleep(Duration::from_millis(300));
         let readable = (0..20).filter(|i| entry(last, &api_key, *i, false)).count();
-        rotator.run(dir, Stage::Retire, true)?;
+        stage(Stage::Retire, true)?;
         std::thread::sleep(Duration::from_millis(500));
         Ok((readable, new_key))
     })();
-    let (requests, failed) = load.finish();
+    let (requests, failed, slowest) = load.finish();
     match &stages {
         Ok(_) => checks.push(check(
             "rotation_stages_reloaded",
@@ -197,12 +296,12 @@ pub fn verify_under_load(dir: &Path, ports: &[u16], rotator: Rotator<'_>) -> Vec
         "rotation_under_load_no_failed_request",
         failed.is_empty() && requests > 0,
         format!(
-            "{requests} store+lookup pairs during the rotation, {} failed{}",
+            "{requests} store+lookup pairs during the rotation, {} failed{}; the slowest took {} ms (at {:.1} s, after {})",
             failed.len(),
-            failed
-                .first()
-                .map(|f| format!(" (first: {f})"))
-                .unwrap_or_default()
+            failures_shown(&failed, &marks),
+            slowest.0.as_millis(),
+            slowest.1.as_secs_f64(),
+            after_mark(slowest.1, &marks)
         ),
     ));
     if let Ok((readable, new_key)) = stages {
