@@ -365,8 +365,9 @@ pub(crate) fn cluster_compose() -> anyhow::Result<()> {
 }
 
 /// What the backends `services` of compose project `project` logged at WARN and ERROR (their
-/// last 30 lines each), printed when a check failed: the server's side of a failed request, read
-/// before the project is removed. Logs hold no secret (the server never logs one).
+/// last 30 records each), printed when a check failed: the server's side of a failed request, read
+/// before the project is removed. Only each record's time, level, target and its `message`,
+/// `type`, `error` and `reason` fields are shown (never `detail`, which quotes what a Redis client sent).
 fn print_backend_warnings(project: &str, services: &[&str]) {
     for service in services {
         let ids = std::process::Command::new("docker")
@@ -388,9 +389,28 @@ fn print_backend_warnings(project: &str, services: &[&str]) {
                 String::from_utf8_lossy(&logs.stdout),
                 String::from_utf8_lossy(&logs.stderr)
             );
-            let lines: Vec<&str> = text
+            let lines: Vec<String> = text
                 .lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|r| matches!(r["level"].as_str(), Some("WARN" | "ERROR")))
+                .map(|r| {
+                    let field = |name: &str| {
+                        r["fields"][name]
+                            .as_str()
+                            .map(|v| format!(" {name}={v}"))
+                            .unwrap_or_default()
+                    };
+                    format!(
+                        "{} {} {}{}{}{}{}",
+                        r["timestamp"].as_str().unwrap_or("-"),
+                        r["level"].as_str().unwrap_or("-"),
+                        r["target"].as_str().unwrap_or("-"),
+                        field("message"),
+                        field("type"),
+                        field("error"),
+                        field("reason"),
+                    )
+                })
                 .collect();
             println!(
                 "ℹ️  {service} logged {} warning/error line(s){}",

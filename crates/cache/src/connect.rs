@@ -250,11 +250,12 @@ impl RedisConfig {
         self
     }
 
-    /// True for `rediss://` with certificate verification: a `#insecure` fragment (redis-rs's
-    /// switch that turns verification off) does not count as TLS for the policy.
+    /// True for `rediss://` (or `valkeys://`, in any case: redis-rs reads both as TLS) with
+    /// certificate verification: a `#insecure` fragment (redis-rs's switch that turns
+    /// verification off) does not count as TLS for the policy.
     #[must_use]
     pub fn uses_tls(&self) -> bool {
-        self.url.starts_with("rediss://") && !self.skips_verification()
+        tls_scheme(&self.url) && !self.skips_verification()
     }
 
     /// True when the URL carries redis-rs's `#insecure` fragment (no certificate verification).
@@ -398,10 +399,19 @@ fn tls_certificates(config: &RedisConfig) -> Result<TlsCertificates> {
     })
 }
 
+/// Whether redis-rs connects to `url` over TLS: its scheme is `rediss` or `valkeys` (URL schemes
+/// are case-insensitive). Every such connection is given the pinned CA or the system store; one
+/// that is not would trust redis-rs's own default roots.
+fn tls_scheme(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys")
+    })
+}
+
 /// The system's CA certificates (`rustls-native-certs`: the platform store, or `SSL_CERT_FILE` /
-/// `SSL_CERT_DIR`) as one PEM bundle, read on first use and kept for the life of the process: a
-/// TLS connection without a pinned CA trusts what the system trusted then (a changed store needs a
-/// restart). redis-rs would read the whole store again on every connection (hundreds of files, on
+/// `SSL_CERT_DIR`) as one PEM bundle, read when the first client is built and kept for the life
+/// of the process: a TLS connection without a pinned CA trusts what the system trusted then (a
+/// changed store needs a restart). redis-rs would read the whole store again on every connection (hundreds of files, on
 /// an async worker: it stalled every request in flight while the status probes or a password
 /// change opened connections), so it is never left to it.
 ///
@@ -409,30 +419,28 @@ fn tls_certificates(config: &RedisConfig) -> Result<TlsCertificates> {
 /// [`Error::Config`] when the store cannot be read completely, or holds no certificate (every
 /// handshake would fail).
 fn system_roots() -> Result<&'static [u8]> {
-    static ROOTS: std::sync::OnceLock<std::result::Result<Vec<u8>, String>> =
-        std::sync::OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let loaded = rustls_native_certs::load_native_certs();
-            if let Some(first) = loaded.errors.first() {
-                return Err(format!(
-                    "no pinned CA (REDIS_TLS_CA_PATH) and the system's CA certificates could not all be read: {first}"
-                ));
-            }
-            if loaded.certs.is_empty() {
-                return Err(
-                    "no pinned CA (REDIS_TLS_CA_PATH) and the system has no CA certificates".into(),
-                );
-            }
-            let pems: Vec<pem::Pem> = loaded
-                .certs
-                .iter()
-                .map(|der| pem::Pem::new("CERTIFICATE", der.to_vec()))
-                .collect();
-            Ok(pem::encode_many(&pems).into_bytes())
-        })
-        .as_deref()
-        .map_err(|why| Error::Config(why.clone()))
+    static ROOTS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if let Some(roots) = ROOTS.get() {
+        return Ok(roots);
+    }
+    // Only a complete store is kept: a failed read is tried again by the next client built.
+    let loaded = rustls_native_certs::load_native_certs();
+    if let Some(first) = loaded.errors.first() {
+        return Err(Error::Config(format!(
+            "no pinned CA (REDIS_TLS_CA_PATH) and the system's CA certificates could not all be read: {first}"
+        )));
+    }
+    if loaded.certs.is_empty() {
+        return Err(Error::Config(
+            "no pinned CA (REDIS_TLS_CA_PATH) and the system has no CA certificates".into(),
+        ));
+    }
+    let pems: Vec<pem::Pem> = loaded
+        .certs
+        .iter()
+        .map(|der| pem::Pem::new("CERTIFICATE", der.to_vec()))
+        .collect();
+    Ok(ROOTS.get_or_init(|| pem::encode_many(&pems).into_bytes()))
 }
 
 /// A redis-rs cluster client for `config.cluster_nodes`: the same credentials and TLS material
@@ -443,7 +451,7 @@ pub(crate) fn cluster_client(config: &RedisConfig) -> Result<redis::cluster::Clu
     let tls = config.uses_tls();
     for seed in &config.cluster_nodes {
         refuse_credentials_in(seed, "REDIS_CLUSTER_NODES")?;
-        let seed_tls = seed.starts_with("rediss://");
+        let seed_tls = tls_scheme(seed);
         if seed_tls != tls
             || seed
                 .split_once('#')
@@ -482,7 +490,52 @@ pub(crate) fn cluster_client(config: &RedisConfig) -> Result<redis::cluster::Clu
 
 #[cfg(test)]
 mod tests {
-    use super::RedisConfig;
+    use super::{RedisConfig, tls_certificates};
+
+    /// redis-rs reads every URL whose scheme is `rediss` or `valkeys`, in any case, as TLS: each
+    /// is TLS for the policy and gets the pinned CA (or the system store), never redis-rs's own
+    /// default roots.
+    #[test]
+    fn every_scheme_redis_rs_reads_as_tls_is_tls_here() {
+        for url in [
+            "rediss://redis:6379/0",
+            "REDISS://redis:6379/0",
+            "Rediss://redis:6379/0",
+            "valkeys://redis:6379/0",
+        ] {
+            assert!(RedisConfig::new(url).uses_tls(), "{url}");
+        }
+        for url in [
+            "redis://redis:6379/0",
+            "rediss://redis:6379/0#insecure",
+            "REDISS://redis:6379/0#INSECURE",
+            "unix:///run/redis.sock",
+        ] {
+            assert!(!RedisConfig::new(url).uses_tls(), "{url}");
+        }
+    }
+
+    /// A TLS client is always given its roots: the pinned CA as given, or, with none pinned, the
+    /// system's store (read once, the same bytes for every later client). redis-rs given none
+    /// would read the system store on every connection, on an async worker.
+    #[test]
+    fn a_tls_client_always_gets_its_roots_the_pinned_ca_or_the_system_store() {
+        let pinned = b"-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n".to_vec();
+        let config = RedisConfig::new("rediss://redis:6379/0").tls_ca_pem(pinned.clone());
+        let given = tls_certificates(&config).unwrap();
+        assert_eq!(given.root_cert, Some(pinned));
+        let unpinned = RedisConfig::new("rediss://redis:6379/0");
+        match tls_certificates(&unpinned) {
+            Ok(given) => {
+                let roots = given.root_cert.expect("the system store");
+                assert!(roots.starts_with(b"-----BEGIN CERTIFICATE-----"));
+                let again = tls_certificates(&unpinned).unwrap().root_cert.unwrap();
+                assert_eq!(again, roots, "read once, the same store for every client");
+            }
+            // A machine without a CA store: refused with a reason, never left to redis-rs.
+            Err(e) => assert!(e.to_string().contains("REDIS_TLS_CA_PATH"), "{e}"),
+        }
+    }
 
     #[test]
     fn host_and_port_come_from_a_url_parser() {

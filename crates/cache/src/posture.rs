@@ -136,7 +136,12 @@ pub(crate) async fn anonymous_refused(config: &RedisConfig) -> Option<bool> {
     anonymous.username = None;
     anonymous.password = None;
     anonymous.url = without_database(&config.url);
-    let client = crate::connect::client(&anonymous).ok()?;
+    // Built off the async workers: it reads the certificate files.
+    let built = {
+        let anonymous = anonymous.clone();
+        tokio::task::spawn_blocking(move || crate::connect::client(&anonymous)).await
+    };
+    let client = built.ok()?.ok()?;
     let attempt = async {
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&crate::connect::connection_config(

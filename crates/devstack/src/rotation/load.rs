@@ -23,7 +23,7 @@ pub(super) struct Load {
 /// What one worker saw: pairs done, the failed ones, and its slowest pair (how long, and when).
 type Outcome = (u64, Vec<Failure>, (Duration, Duration));
 
-/// One failed store+lookup pair: when (since the load started), and what each answered (the
+/// One failed store+lookup pair: when it started (on the load's clock), and what each answered (the
 /// status and the error code of the body, or the transport error).
 #[derive(Debug)]
 pub(super) struct Failure {
@@ -79,7 +79,7 @@ impl Load {
                         match (&stored, &found) {
                             (Ok((201, _)), Ok((200, body))) if body.contains("\"hit\":true") => {}
                             _ => failed.push(Failure {
-                                at: started.elapsed(),
+                                at: pair_started.duration_since(started),
                                 what: format!(
                                     "port {port}: store {}, lookup {}",
                                     answer(&stored),

@@ -75,7 +75,7 @@ declare_settings! {
             read: custom::redis_tls_enabled,
             default: || DEFAULT_REDIS_URL.starts_with("rediss://"),
         },
-        /// The CA certificate to pin for Redis. Unset: the system's CA store, read once at the first connection.
+        /// The CA certificate to pin for Redis. Unset: the system's CA store, read once per process.
         redis_tls_ca_path: Option<PathBuf> = ["REDIS_TLS_CA_PATH"] FilePath,
         /// The client certificate presented to Redis.
         redis_tls_cert_path: Option<PathBuf> = ["REDIS_TLS_CERT_PATH"] FilePath,
