@@ -121,3 +121,27 @@ fn the_cache_carries_no_provisioning_and_settings_only_by_feature() {
         );
     }
 }
+
+/// redis's `tls-rustls-webpki-roots` changes the default roots of every redis-rs client in a
+/// build, so the library leaves it to the application (`redis-webpki-roots`, off by default); the
+/// shipped server and Python package turn it on, or redis-rs reads the whole system CA store on
+/// every new TLS connection, on an async worker (it stalled every request in flight).
+#[test]
+fn webpki_roots_only_where_sealcache_ships_a_process() {
+    let library = normal_deps_with("sealcache", &[]);
+    assert!(
+        library.iter().any(|d| d == "redis"),
+        "tree not read: {library:?}"
+    );
+    assert!(
+        !library.iter().any(|d| d == "webpki-roots"),
+        "the sealcache library turns on redis's webpki roots by default"
+    );
+    for shipped in ["sealcache-server", "sealcache-python"] {
+        let tree = normal_deps_with(shipped, &[]);
+        assert!(
+            tree.iter().any(|d| d == "webpki-roots"),
+            "{shipped} is built without sealcache's redis-webpki-roots"
+        );
+    }
+}

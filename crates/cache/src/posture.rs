@@ -136,22 +136,28 @@ pub(crate) async fn anonymous_refused(config: &RedisConfig) -> Option<bool> {
     anonymous.username = None;
     anonymous.password = None;
     anonymous.url = without_database(&config.url);
-    // Built off the async workers: it reads the certificate files.
-    let built = {
-        let anonymous = anonymous.clone();
-        tokio::task::spawn_blocking(move || crate::connect::client(&anonymous)).await
-    };
-    let client = built.ok()?.ok()?;
     let attempt = async {
+        // Built off the async workers (it reads the certificate files), within the timeout.
+        let client = {
+            let anonymous = anonymous.clone();
+            tokio::task::spawn_blocking(move || crate::connect::client(&anonymous)).await
+        };
+        let Ok(Ok(client)) = client else {
+            return Ok(None);
+        };
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&crate::connect::connection_config(
                 config,
             ))
             .await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(Some)
     };
     match tokio::time::timeout(config.connect_timeout, attempt).await {
-        Ok(Ok(_)) => Some(false),
+        Ok(Ok(Some(_))) => Some(false),
+        Ok(Ok(None)) => None,
         Ok(Err(e)) => {
             let code = e.code().unwrap_or_default();
             matches!(code, "NOAUTH" | "WRONGPASS")

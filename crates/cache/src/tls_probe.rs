@@ -85,17 +85,19 @@ fn failure(err: &std::io::Error) -> TlsFailure {
 
 async fn probe(config: &RedisConfig) -> Result<TlsProbe, &'static str> {
     let (host, port) = config.host_port().ok_or("no host in REDIS_URL")?;
-    // The certificate files are read off the async workers (a status probe reads them once per
-    // node: on a slow filesystem that held a worker, and the requests behind it, for long).
-    let tls = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || client_config(&config))
-            .await
-            .map_err(|_| "the TLS settings could not be read")??
-    };
     let name = ServerName::try_from(host.clone()).map_err(|_| "invalid server name")?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let fut = async {
+        // The certificate files are read off the async workers (a status probe reads them once
+        // per node: on a slow filesystem that held a worker, and the requests behind it), within
+        // the probe's timeout.
+        let tls = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || client_config(&config))
+                .await
+                .map_err(|_| Err("the TLS settings could not be read"))?
+                .map_err(Err)?
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|_| Err("TCP connect failed"))?;
