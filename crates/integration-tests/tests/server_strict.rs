@@ -343,22 +343,10 @@ fn duplicated_or_unknown_members_are_refused_naming_only_our_fields_and_nothing_
     assert!(answer.contains(stored), "{answer}");
 }
 
-/// With a pinned CA the system's CA store is never read: the data connection and the status
-/// probe's own connections (its anonymous `PING` through redis-rs) connect while `SSL_CERT_FILE`
-/// and `SSL_CERT_DIR` name nothing. redis-rs reads that store on every TLS connection unless told
-/// otherwise, on an async worker: a status call or a password change stalled every request in
-/// flight for the length of hundreds of file reads (a store during a cluster rotation timed out).
-#[test]
-fn a_pinned_ca_is_all_a_tls_connection_reads_the_system_ca_store_is_never_scanned() {
-    let stack = Stack::start();
-    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
-    let nowhere = stack.path().join("no-such-ca-store");
-    vars.push((
-        "SSL_CERT_FILE".into(),
-        nowhere.join("ca.pem").display().to_string(),
-    ));
-    vars.push(("SSL_CERT_DIR".into(), nowhere.display().to_string()));
-    let server = start_server(&vars, Some(&stack.path().join("server.log")));
+/// Starts the server on `stack` with `vars`, stores and finds one entry through it, and returns
+/// its security status (the status probe opens redis-rs TLS connections of its own).
+fn serve_and_status(stack: &Stack, vars: &[(String, String)]) -> Value {
+    let server = start_server(vars, Some(&stack.path().join("server.log")));
     let key = stack.secret(layout::API_KEY);
     let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut request = Client::new()
@@ -376,13 +364,13 @@ fn a_pinned_ca_is_all_a_tls_connection_reads_the_system_ca_store_is_never_scanne
     let (stored, body) = send(
         reqwest::Method::PUT,
         "/v1/cache/entries",
-        Some(json!({"text": "pinned", "operation": "qa", "response": {"a": 1}})),
+        Some(json!({"text": "tls roots", "operation": "qa", "response": {"a": 1}})),
     );
     assert_eq!(stored, 201, "{body}");
     let (found, body) = send(
         reqwest::Method::POST,
         "/v1/cache/lookup",
-        Some(json!({"text": "pinned", "operation": "qa"})),
+        Some(json!({"text": "tls roots", "operation": "qa"})),
     );
     assert_eq!((found, &body["hit"]), (200, &json!(true)), "{body}");
     let (status, body) = send(
@@ -391,9 +379,48 @@ fn a_pinned_ca_is_all_a_tls_connection_reads_the_system_ca_store_is_never_scanne
         None,
     );
     assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// With no CA pinned, the server trusts the system's CA store, read once (`SSL_CERT_FILE` names
+/// the store here: the deployment's CA, and nothing else): it stores, finds, and the status
+/// probe's anonymous connection verifies the same way. The store handed to redis-rs is the
+/// system's, never redis-rs's built-in (webpki) roots, which know nothing of this CA.
+#[test]
+fn with_no_ca_pinned_the_system_ca_store_is_trusted() {
+    let stack = Stack::start();
+    let mut vars: Vec<(String, String)> = stack
+        .server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()))
+        .into_iter()
+        .filter(|(k, _)| k != "REDIS_TLS_CA_PATH")
+        .collect();
+    let ca = stack.path().join(layout::CA_CERT);
+    vars.push(("SSL_CERT_FILE".into(), ca.display().to_string()));
+    let status = serve_and_status(&stack, &vars);
+    // (The status's own handshake probe observes TLS only against a pinned CA: without one,
+    // `tls_negotiated` stays unobserved.)
+    assert_eq!(status["default_user_disabled"], json!(true), "{status}");
+}
+
+/// With a pinned CA the system's CA store is never read: the data connection and the status
+/// probe's own connections (its anonymous `PING` through redis-rs) connect while `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` name nothing. redis-rs reads that store on every TLS connection unless told
+/// otherwise, on an async worker: a status call or a password change stalled every request in
+/// flight for the length of hundreds of file reads (a store during a cluster rotation timed out).
+#[test]
+fn a_pinned_ca_is_all_a_tls_connection_reads_the_system_ca_store_is_never_scanned() {
+    let stack = Stack::start();
+    let mut vars = stack.server_env(&stack.redis_url(), &format!("127.0.0.1:{}", free_port()));
+    let nowhere = stack.path().join("no-such-ca-store");
+    vars.push((
+        "SSL_CERT_FILE".into(),
+        nowhere.join("ca.pem").display().to_string(),
+    ));
+    vars.push(("SSL_CERT_DIR".into(), nowhere.display().to_string()));
+    let status = serve_and_status(&stack, &vars);
     assert_eq!(
-        body["default_user_disabled"],
+        status["default_user_disabled"],
         json!(true),
-        "the anonymous probe's own TLS connection was made: {body}"
+        "the anonymous probe's own TLS connection was made: {status}"
     );
 }
