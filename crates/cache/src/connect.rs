@@ -411,9 +411,9 @@ fn tls_scheme(url: &str) -> bool {
 /// The system's CA certificates (`rustls-native-certs`: the platform store, or `SSL_CERT_FILE` /
 /// `SSL_CERT_DIR`) as one PEM bundle, read when the first client is built and kept for the life
 /// of the process: a TLS connection without a pinned CA trusts what the system trusted then (a
-/// changed store needs a restart). redis-rs would read the whole store again on every connection (hundreds of files, on
-/// an async worker: it stalled every request in flight while the status probes or a password
-/// change opened connections), so it is never left to it.
+/// changed store needs a restart). redis-rs would read the whole store again on every connection
+/// (hundreds of files, on an async worker: it stalled every request in flight while the status
+/// probes or a password change opened connections), so it is never left to it.
 ///
 /// # Errors
 /// [`Error::Config`] when the store cannot be read completely, or holds no certificate (every
