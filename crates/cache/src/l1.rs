@@ -13,9 +13,22 @@ use crate::stored_value::Meta;
 
 const SHARDS: usize = 16;
 
-/// Bytes charged per entry beyond its key and value: the entry itself (its metadata holds the
-/// writer's id inline), the key's `String` header, and the LRU node's links and map slot.
-const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 64;
+/// The heap block an allocation of `n` bytes takes: glibc's malloc adds an 8-byte header, rounds
+/// to 16 bytes, and hands out 32 at least (other allocators round likewise or less).
+const fn heap_block(n: usize) -> usize {
+    let rounded = (n + 8).next_multiple_of(16);
+    if rounded < 32 { 32 } else { rounded }
+}
+
+/// Bytes charged per entry beyond the blocks of its key and value, each in its heap block:
+/// * the LRU node (the key's `String` header, the [`Entry`] with its metadata inline, two links);
+/// * the value's shared header, which `bytes` allocates on the first clone (every hit clones);
+/// * the map's slot (a key reference and a node pointer, 16 bytes, and a control byte) at the
+///   map's lowest load, 7 of 16 buckets full just after it grows: at most 39 bytes per entry.
+const ENTRY_OVERHEAD: usize = heap_block(std::mem::size_of::<(String, Entry, usize, usize)>())
+    + heap_block(3 * std::mem::size_of::<usize>())
+    + (16 + 1) * 16 / 7
+    + 1;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -28,8 +41,32 @@ struct Entry {
     redis_expires: Instant,
 }
 
+/// What an entry costs the heap: its key in its own block, its value in a block of its size class
+/// ([`compact`]), and [`ENTRY_OVERHEAD`].
 fn weight(key: &str, value: &[u8]) -> usize {
-    key.len() + value.len() + ENTRY_OVERHEAD
+    heap_block(key.len()) + heap_block(size_class(value.len())) + ENTRY_OVERHEAD
+}
+
+/// The capacity L1 gives a value of `len` bytes: eight size classes per doubling (multiples of
+/// 16 up to 128 bytes), so at most an eighth more than the value. Blocks of a few sizes are
+/// reused when entries are replaced, where blocks of every length leave the heap fragmented: with
+/// glibc's allocator and small values replaced at a binding bound, resident memory settled at
+/// 1.5 times the bytes held with exact-length blocks and at 1.05 times with these classes
+/// (docs/benchmarks.md, "How L1 memory grows").
+fn size_class(len: usize) -> usize {
+    if len <= 128 {
+        return len.next_multiple_of(16);
+    }
+    len.next_multiple_of(len.next_power_of_two() / 16)
+}
+
+/// The value in a block of its size class. A `Bytes` may keep a larger allocation alive (a
+/// `Vec`'s spare capacity: `serde_json` doubles its buffer as it writes; or a slice of a larger
+/// buffer) that L1 would otherwise hold without charging it: up to twice the value.
+fn compact(value: &[u8]) -> Bytes {
+    let mut block = Vec::with_capacity(size_class(value.len()));
+    block.extend_from_slice(value);
+    Bytes::from(block)
 }
 
 /// A shard: its LRU, the bytes it holds, and a generation that every write to the shard bumps.
@@ -65,9 +102,11 @@ pub(crate) struct Limits {
 ///
 /// # Memory bound
 /// Each of the 16 shards holds at most `entries / 16` entries and `bytes / 16` bytes (weights
-/// count the key, the value and [`ENTRY_OVERHEAD`]); inserting evicts least-recently-used entries
-/// until the new one fits, and a value over `max_entry_bytes` (or over a shard's budget) is never
-/// held. So L1's memory is bounded by construction, whatever the value sizes.
+/// are what an entry costs the heap: the heap blocks of its key and value, each value kept in a
+/// block of its size class, and [`ENTRY_OVERHEAD`] for the node, the shared header and the map
+/// slot); inserting evicts least-recently-used entries until the new one fits, and a value over
+/// `max_entry_bytes` (or over a shard's budget) is never held. So L1's memory is bounded by
+/// construction, whatever the value sizes, and the bound is in the heap's bytes.
 ///
 /// # Coherence within the process
 /// L1 must never hold something other than what Redis holds. Every change bumps its shard's
@@ -181,6 +220,7 @@ impl L1 {
     /// `max_ttl`.
     #[cfg(test)]
     pub(crate) fn put(&self, key: &str, value: Bytes, remaining: Duration) {
+        let value = self.compact_if_held(value);
         let mut shard = self.shard(key);
         shard.generation += 1;
         self.insert(&mut shard, key, value, remaining, Meta::json_now());
@@ -210,6 +250,7 @@ impl L1 {
         meta: Meta,
         stamp: Stamp,
     ) {
+        let value = self.compact_if_held(value);
         let mut shard = self.lock(stamp.shard);
         let unchanged = shard.generation == stamp.generation;
         shard.generation += 1;
@@ -229,9 +270,20 @@ impl L1 {
         meta: Meta,
         stamp: Stamp,
     ) {
+        let value = self.compact_if_held(value);
         let mut shard = self.lock(stamp.shard);
         if shard.generation == stamp.generation {
             self.insert(&mut shard, key, value, remaining, meta);
+        }
+    }
+
+    /// [`compact`], outside any shard lock, for a value small enough to be held (a larger one is
+    /// never held, so it is not copied).
+    fn compact_if_held(&self, value: Bytes) -> Bytes {
+        if value.len() > self.max_entry_bytes {
+            value
+        } else {
+            compact(&value)
         }
     }
 
@@ -411,6 +463,52 @@ mod tests {
         assert!(l1.get("k499").is_err());
         let total: usize = l1.shards.iter().map(|s| s.lock().unwrap().bytes).sum();
         assert_eq!(total, l1.bytes());
+    }
+
+    #[test]
+    fn a_held_value_keeps_no_larger_buffer_alive() {
+        let l1 = limited(32, 1 << 20);
+        // A slice of a larger buffer (the tail of a decoded value, say).
+        let buffer = Bytes::from(vec![b'x'; 4096]);
+        let slice = buffer.slice(10..110);
+        drop(buffer);
+        l1.put("slice", slice.clone(), Duration::from_secs(10));
+        // A `Vec` with spare capacity, as `serde_json` leaves one (1,000 bytes in 2,048).
+        let mut spare = Vec::with_capacity(2048);
+        spare.extend_from_slice(&[b'y'; 1000]);
+        let spare = Bytes::from(spare);
+        l1.put("spare", spare.clone(), Duration::from_secs(10));
+        for (key, original) in [("slice", slice), ("spare", spare)] {
+            let (held, _, _) = l1.get(key).unwrap();
+            assert_eq!(held, original, "{key}: the same bytes");
+            drop(held);
+            assert!(
+                original.is_unique(),
+                "{key}: L1 holds a block of the value's size class, not the caller's buffer"
+            );
+        }
+        // Charged as the heap holds it: each block with its header, rounded; values in blocks of
+        // a few sizes (eight per doubling), at most an eighth larger than the value.
+        assert_eq!(heap_block(0), 32);
+        assert_eq!(heap_block(24), 32);
+        assert_eq!(heap_block(25), 48);
+        assert_eq!(heap_block(1000), 1008);
+        assert_eq!(size_class(100), 112);
+        assert_eq!(size_class(1000), 1024);
+        assert_eq!(size_class(1025), 1152);
+        assert_eq!(size_class(40_000), 40_960);
+        for len in 1..70_000 {
+            let class = size_class(len);
+            assert!(
+                class >= len && class - len <= len / 8 + 15,
+                "{len}: {class}"
+            );
+        }
+        assert_eq!(
+            l1.bytes(),
+            weight("slice", &[0; 100]) + weight("spare", &[0; 1000])
+        );
+        assert!(ENTRY_OVERHEAD >= std::mem::size_of::<Entry>() + 24 + 16 + 17);
     }
 
     #[test]

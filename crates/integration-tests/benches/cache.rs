@@ -23,6 +23,7 @@
 //! bytes per event, as models stream), stored once, then replayed as SSE bytes from Redis (L1 off)
 //! and from L1, and as an event stream; MB/s of SSE output.
 //!
+//! `SEALCACHE_BENCH_L1_CHURN_ONLY=1` runs only L1's memory under churn at a binding byte bound.
 //! `SEALCACHE_BENCH_L1_SCALE_ONLY=1` runs only how memory grows with L1 (issue 26): this
 //! process's resident memory with 10^5 and then 10^6 small documents in L1, each within a
 //! configured byte bound, and what each entry costs beyond its plaintext (it is not part of the
@@ -352,11 +353,20 @@ async fn print_stream_replay(server: &RedisServer, keyring: &Keyring) {
     }
 }
 
-/// How memory grows with L1: the process's resident memory with 10^5, then 10^6 small entries
-/// in L1 (written through Redis one after the other), against the resident memory before any cache. The first
-/// cache is dropped before the second fills (its memory is reused, so the absolute figure is the
-/// one to read).
-async fn print_l1_scale(server: &RedisServer, keyring: &Keyring) {
+/// Which L1 memory figures to take.
+#[derive(Clone, Copy, PartialEq)]
+enum L1Scale {
+    /// 10^5, then 10^6 entries under a byte bound they do not reach (the second cache reuses the
+    /// first's memory, so the absolute figure is the one to read).
+    Fill,
+    /// A byte bound that binds: 128 MiB, 10^6 writes (about ten times what fits), so that entries
+    /// are replaced until the allocator's fragmentation settles.
+    Churn,
+}
+
+/// How memory grows with L1: the process's resident memory with small entries in L1 (written
+/// through Redis one after the other), against the resident memory before any cache.
+async fn print_l1_scale(server: &RedisServer, keyring: &Keyring, scale: L1Scale) {
     let docs = Arc::new(corpus("small"));
     let mean_plaintext = docs
         .iter()
@@ -365,11 +375,18 @@ async fn print_l1_scale(server: &RedisServer, keyring: &Keyring) {
         / docs.len();
     let baseline = rss_kib();
     println!(
-        "\n| L1 entries (small class, {mean_plaintext} B of plaintext on average) | L1 byte bound | L1 bytes held | resident memory | beyond the baseline | per entry, beyond its plaintext |"
+        "\n| L1 entries (small class, {mean_plaintext} B of plaintext on average) | L1 byte bound | L1 bytes held | resident memory | beyond the baseline | beyond the baseline / byte bound | per entry, beyond its plaintext |"
     );
-    println!("|---|---|---|---|---|---|");
-    for n in [100_000_usize, 1_000_000] {
-        let bound = n * 2 * mean_plaintext;
+    println!("|---|---|---|---|---|---|---|");
+    // (writes, entry bound, byte bound)
+    let cases: Vec<(usize, usize, usize)> = match scale {
+        L1Scale::Fill => vec![
+            (100_000, 100_000, 100_000 * 2 * mean_plaintext),
+            (1_000_000, 1_000_000, 1_000_000 * 2 * mean_plaintext),
+        ],
+        L1Scale::Churn => vec![(1_000_000, 1_000_000, 128 << 20)],
+    };
+    for (writes, n, bound) in cases {
         let l1 = Arc::new(cache_with(
             server,
             CacheOptions::default()
@@ -379,19 +396,20 @@ async fn print_l1_scale(server: &RedisServer, keyring: &Keyring) {
         ));
         // One writer: a write that overlaps another on its L1 shard keeps no L1 copy (so that a
         // stale copy can never win), so concurrent writers would leave L1 part empty.
-        for i in 0..n {
-            let req = AiRequest::new("scale", format!("l1 scale {n} {i}"));
+        for i in 0..writes {
+            let req = AiRequest::new("scale", format!("l1 scale {bound} {i}"));
             l1.set(&req, &docs[i % docs.len()], None).await.unwrap();
         }
         let resident = rss_kib();
         let (entries, held) = (l1.l1_entries(), l1.l1_bytes());
         let added = resident.saturating_sub(baseline) as f64 * 1024.0;
         println!(
-            "| {entries} | {:.0} MiB | {:.0} MiB | {:.0} MiB | {:.0} MiB | {:.0} B |",
+            "| {entries} | {:.0} MiB | {:.0} MiB | {:.0} MiB | {:.0} MiB | {:.2} | {:.0} B |",
             bound as f64 / 1_048_576.0,
             held as f64 / 1_048_576.0,
             resident as f64 / 1024.0,
             added / 1_048_576.0,
+            added / bound as f64,
             added / entries.max(1) as f64 - mean_plaintext as f64
         );
         let _ = l1.clear("invalidate-all").await;
@@ -684,7 +702,13 @@ async fn run() {
     }
     // `SEALCACHE_BENCH_L1_SCALE_ONLY=1`: only how memory grows with L1.
     if std::env::var_os("SEALCACHE_BENCH_L1_SCALE_ONLY").is_some() {
-        print_l1_scale(&server, &keyring).await;
+        print_l1_scale(&server, &keyring, L1Scale::Fill).await;
+        return;
+    }
+    // `SEALCACHE_BENCH_L1_CHURN_ONLY=1`: only L1's memory under churn at a binding byte bound (a
+    // process of its own, so that no earlier fill's memory hides it).
+    if std::env::var_os("SEALCACHE_BENCH_L1_CHURN_ONLY").is_some() {
+        print_l1_scale(&server, &keyring, L1Scale::Churn).await;
         return;
     }
     // `SEALCACHE_BENCH_DATA_KEY_ONLY=1`: only the data-key overhead table.

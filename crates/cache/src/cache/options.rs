@@ -91,7 +91,9 @@ impl CacheOptions {
         self
     }
 
-    /// Sets the L1 capacity in bytes (0 turns L1 off).
+    /// Sets the L1 capacity in bytes (0 turns L1 off): what its entries cost the heap, keys and
+    /// values in their heap blocks (each value in a block of its size class, at most an eighth
+    /// larger) and each entry's bookkeeping (about 310 bytes).
     #[must_use]
     pub fn with_l1_max_bytes(mut self, bytes: usize) -> Self {
         self.l1_max_bytes = bytes;
