@@ -13,16 +13,19 @@ use crate::stored_value::Meta;
 
 const SHARDS: usize = 16;
 
-/// The heap block an allocation of `n` bytes takes: glibc's malloc adds an 8-byte header, rounds
-/// to 16 bytes, and hands out 32 at least (other allocators round likewise or less).
+/// The heap block an allocation of `n` bytes takes with glibc's malloc (what the server's image
+/// runs): an 8-byte header, rounded to 16 bytes, 32 at least. Saturates instead of overflowing.
 const fn heap_block(n: usize) -> usize {
-    let rounded = (n + 8).next_multiple_of(16);
+    let Some(rounded) = n.saturating_add(8).checked_next_multiple_of(16) else {
+        return usize::MAX;
+    };
     if rounded < 32 { 32 } else { rounded }
 }
 
 /// Bytes charged per entry beyond the blocks of its key and value, each in its heap block:
 /// * the LRU node (the key's `String` header, the [`Entry`] with its metadata inline, two links);
-/// * the value's shared header, which `bytes` allocates on the first clone (every hit clones);
+/// * the value's shared header, which `bytes` allocates with the value (or, when the value fills
+///   its class exactly, on the first clone: every hit clones);
 /// * the map's slot (a key reference and a node pointer, 16 bytes, and a control byte) at the
 ///   map's lowest load, 7 of 16 buckets full just after it grows: at most 39 bytes per entry.
 const ENTRY_OVERHEAD: usize = heap_block(std::mem::size_of::<(String, Entry, usize, usize)>())
@@ -44,11 +47,14 @@ struct Entry {
 /// What an entry costs the heap: its key in its own block, its value in a block of its size class
 /// ([`compact`]), and [`ENTRY_OVERHEAD`].
 fn weight(key: &str, value: &[u8]) -> usize {
-    heap_block(key.len()) + heap_block(size_class(value.len())) + ENTRY_OVERHEAD
+    heap_block(key.len())
+        .saturating_add(heap_block(size_class(value.len())))
+        .saturating_add(ENTRY_OVERHEAD)
 }
 
 /// The capacity L1 gives a value of `len` bytes: eight size classes per doubling (multiples of
-/// 16 up to 128 bytes), so at most an eighth more than the value. Blocks of a few sizes are
+/// 16 up to 128 bytes), so at most an eighth more than the value (15 bytes more up to 128 bytes;
+/// a length no class holds is its own class). Blocks of a few sizes are
 /// reused when entries are replaced, where blocks of every length leave the heap fragmented: with
 /// glibc's allocator and small values replaced at a binding bound, resident memory settled at
 /// 1.5 times the bytes held with exact-length blocks and at 1.05 times with these classes
@@ -57,7 +63,9 @@ fn size_class(len: usize) -> usize {
     if len <= 128 {
         return len.next_multiple_of(16);
     }
-    len.next_multiple_of(len.next_power_of_two() / 16)
+    len.checked_next_power_of_two()
+        .and_then(|power| len.checked_next_multiple_of(power / 16))
+        .unwrap_or(len)
 }
 
 /// The value in a block of its size class. A `Bytes` may keep a larger allocation alive (a
@@ -90,7 +98,7 @@ pub(crate) struct Stamp {
 pub(crate) struct Limits {
     /// Entries in all (0 disables L1).
     pub(crate) entries: usize,
-    /// Bytes in all (keys, values and a fixed overhead per entry; 0 disables L1).
+    /// Bytes in all, as the heap holds them (see [`L1`]'s memory bound; 0 disables L1).
     pub(crate) bytes: usize,
     /// Largest value held; larger ones are served from Redis only.
     pub(crate) max_entry_bytes: usize,
@@ -220,7 +228,7 @@ impl L1 {
     /// `max_ttl`.
     #[cfg(test)]
     pub(crate) fn put(&self, key: &str, value: Bytes, remaining: Duration) {
-        let value = self.compact_if_held(value);
+        let value = self.compact_if_held(key, value);
         let mut shard = self.shard(key);
         shard.generation += 1;
         self.insert(&mut shard, key, value, remaining, Meta::json_now());
@@ -250,7 +258,7 @@ impl L1 {
         meta: Meta,
         stamp: Stamp,
     ) {
-        let value = self.compact_if_held(value);
+        let value = self.compact_if_held(key, value);
         let mut shard = self.lock(stamp.shard);
         let unchanged = shard.generation == stamp.generation;
         shard.generation += 1;
@@ -270,17 +278,17 @@ impl L1 {
         meta: Meta,
         stamp: Stamp,
     ) {
-        let value = self.compact_if_held(value);
+        let value = self.compact_if_held(key, value);
         let mut shard = self.lock(stamp.shard);
         if shard.generation == stamp.generation {
             self.insert(&mut shard, key, value, remaining, meta);
         }
     }
 
-    /// [`compact`], outside any shard lock, for a value small enough to be held (a larger one is
-    /// never held, so it is not copied).
-    fn compact_if_held(&self, value: Bytes) -> Bytes {
-        if value.len() > self.max_entry_bytes {
+    /// [`compact`], outside any shard lock, for a value L1 may hold (one over the entry cap or a
+    /// shard's budget is never held, so it is not copied).
+    fn compact_if_held(&self, key: &str, value: Bytes) -> Bytes {
+        if value.len() > self.max_entry_bytes || weight(key, &value) > self.shard_bytes {
             value
         } else {
             compact(&value)
@@ -503,6 +511,11 @@ mod tests {
                 class >= len && class - len <= len / 8 + 15,
                 "{len}: {class}"
             );
+        }
+        // No length overflows or panics (a value that large is never held, but it is weighed).
+        for len in [usize::MAX, usize::MAX - 7, (usize::MAX >> 1) + 2, 1 << 62] {
+            assert!(size_class(len) >= len);
+            assert!(heap_block(size_class(len)) >= size_class(len));
         }
         assert_eq!(
             l1.bytes(),

@@ -12,7 +12,8 @@ pub struct CacheOptions {
     pub namespace: String,
     /// L1 capacity in entries (0 turns L1 off).
     pub l1_capacity: usize,
-    /// L1 capacity in bytes (keys, values and a small fixed overhead per entry; 0 turns L1 off).
+    /// L1 capacity in bytes, as the heap holds its entries (see [`CacheOptions::with_l1_max_bytes`];
+    /// 0 turns L1 off).
     pub l1_max_bytes: usize,
     /// Largest value L1 holds; larger values are served from Redis only.
     pub l1_max_entry_bytes: usize,
