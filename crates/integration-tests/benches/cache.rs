@@ -23,6 +23,8 @@
 //! bytes per event, as models stream), stored once, then replayed as SSE bytes from Redis (L1 off)
 //! and from L1, and as an event stream; MB/s of SSE output.
 //!
+//! `SEALCACHE_BENCH_FAIR_MANAGER=1` adds to the fair baseline (TCP) the throughput of (ii) through
+//! redis-rs's `ConnectionManager`, the connection type sealcache uses for one Redis.
 //! `SEALCACHE_BENCH_L1_CHURN_ONLY=1` runs only L1's memory under churn at a binding byte bound.
 //! `SEALCACHE_BENCH_L1_SCALE_ONLY=1` runs only how memory grows with L1 (issue 26): this
 //! process's resident memory with 10^5 and then 10^6 small documents in L1, each within a
@@ -514,6 +516,7 @@ async fn fair_baseline(
     transport: &'static str,
     sealcache: Arc<AiResponseCache>,
     raw: redis::aio::MultiplexedConnection,
+    manager: Option<redis::aio::ConnectionManager>,
 ) -> Vec<Fair> {
     use sealcache_codec::{Compressor as _, Zstd};
     let mut out = Vec::new();
@@ -633,6 +636,40 @@ async fn fair_baseline(
             t_sc.push(ops_per_sec(sc.clone(), run_for).await);
         }
         let raw_ops = ops_per_sec(rawget.clone(), run_for).await;
+        // (ii) through redis-rs's `ConnectionManager`, the connection sealcache uses for one
+        // Redis: how much of sealcache's gap is the connection type, not sealcache's own work.
+        if let Some(manager) = &manager {
+            let ii_manager = {
+                let (manager, zstd) = (manager.clone(), zstd.clone());
+                Arc::new(move |i: usize| {
+                    let (mut c, zstd) = (manager.clone(), zstd.clone());
+                    let key = format!("fair:z:{transport}:{class}:{}", i % n);
+                    async move {
+                        let v: Vec<u8> = redis::cmd("GET")
+                            .arg(key)
+                            .query_async(&mut c)
+                            .await
+                            .unwrap();
+                        if v.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                            std::hint::black_box(zstd.decompress(&v, 16 << 20).unwrap());
+                        } else {
+                            std::hint::black_box(v);
+                        }
+                    }
+                })
+            };
+            let mut t_manager = Vec::new();
+            let mut t_again = Vec::new();
+            for _ in 0..3 {
+                t_again.push(ops_per_sec(ii.clone(), run_for).await);
+                t_manager.push(ops_per_sec(ii_manager.clone(), run_for).await);
+            }
+            println!(
+                "{transport} {class}: (ii) over a multiplexed connection {:.0} ops/s, over a ConnectionManager {:.0} ops/s",
+                median(t_again),
+                median(t_manager)
+            );
+        }
         out.push(Fair {
             transport,
             class,
@@ -933,11 +970,22 @@ async fn run() {
 
     // The fair baseline, over plain TCP and over TLS.
     let plain = client.get_multiplexed_async_connection().await.unwrap();
-    let mut fair = fair_baseline("tcp", Arc::new(cache(&server, 0, &keyring)), plain).await;
+    // `SEALCACHE_BENCH_FAIR_MANAGER=1`: also (ii) through a `ConnectionManager` (TCP).
+    let manager = if std::env::var_os("SEALCACHE_BENCH_FAIR_MANAGER").is_some() {
+        Some(
+            redis::aio::ConnectionManager::new(client.clone())
+                .await
+                .unwrap(),
+        )
+    } else {
+        None
+    };
+    let mut fair =
+        fair_baseline("tcp", Arc::new(cache(&server, 0, &keyring)), plain, manager).await;
     // The production transport: the tests' TLS + client-certificate + ACL stack (`cache_app` for
     // sealcache, `cache_admin` for the raw reads).
     let tls = common::Stack::start();
     let tls_cache = Arc::new(tls.cache_with(CacheOptions::default().with_l1_capacity(0)));
-    fair.extend(fair_baseline("tls", tls_cache, tls.admin().await).await);
+    fair.extend(fair_baseline("tls", tls_cache, tls.admin().await, None).await);
     print_fair(&fair);
 }
