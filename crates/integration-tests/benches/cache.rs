@@ -512,6 +512,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The fair baseline's (ii): `GET` the compressed payload and decompress it.
+async fn get_and_decompress(
+    c: &mut impl redis::aio::ConnectionLike,
+    key: String,
+    zstd: &sealcache_codec::Zstd,
+) {
+    use sealcache_codec::Compressor as _;
+    let v: Vec<u8> = redis::cmd("GET").arg(key).query_async(c).await.unwrap();
+    // zstd frames start with their magic number; small values are stored plain.
+    if v.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        std::hint::black_box(zstd.decompress(&v, 16 << 20).unwrap());
+    } else {
+        std::hint::black_box(v);
+    }
+}
+
 async fn fair_baseline(
     transport: &'static str,
     sealcache: Arc<AiResponseCache>,
@@ -563,19 +579,7 @@ async fn fair_baseline(
             Arc::new(move |i: usize| {
                 let (mut c, zstd) = (raw.clone(), zstd.clone());
                 let key = format!("fair:z:{transport}:{class}:{}", i % n);
-                async move {
-                    let v: Vec<u8> = redis::cmd("GET")
-                        .arg(key)
-                        .query_async(&mut c)
-                        .await
-                        .unwrap();
-                    // zstd frames start with their magic number; small values are stored plain.
-                    if v.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                        std::hint::black_box(zstd.decompress(&v, 16 << 20).unwrap());
-                    } else {
-                        std::hint::black_box(v);
-                    }
-                }
+                async move { get_and_decompress(&mut c, key, &zstd).await }
             })
         };
         let sc = {
@@ -644,18 +648,7 @@ async fn fair_baseline(
                 Arc::new(move |i: usize| {
                     let (mut c, zstd) = (manager.clone(), zstd.clone());
                     let key = format!("fair:z:{transport}:{class}:{}", i % n);
-                    async move {
-                        let v: Vec<u8> = redis::cmd("GET")
-                            .arg(key)
-                            .query_async(&mut c)
-                            .await
-                            .unwrap();
-                        if v.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                            std::hint::black_box(zstd.decompress(&v, 16 << 20).unwrap());
-                        } else {
-                            std::hint::black_box(v);
-                        }
-                    }
+                    async move { get_and_decompress(&mut c, key, &zstd).await }
                 })
             };
             let mut t_manager = Vec::new();
