@@ -186,8 +186,13 @@ impl Parts<'_> {
     }
 }
 
+/// `redis_key#hex(header)`, built in one allocation of its exact length (it is made on every open).
 fn value_context(redis_key: &str, header: &[u8]) -> String {
-    format!("{redis_key}#{}", hex(header))
+    let mut context = String::with_capacity(redis_key.len() + 1 + header.len() * 2);
+    context.push_str(redis_key);
+    context.push('#');
+    crate::scope::push_hex(&mut context, header);
+    context
 }
 
 /// Splits a value sealed under a data key (`None`: any other value).
@@ -999,6 +1004,25 @@ mod tests {
             tenant: [7; 16],
             subject,
         }
+    }
+
+    #[test]
+    fn a_value_context_is_its_key_a_hash_and_the_header_in_lowercase_hex() {
+        // Stored values are bound to this exact text: it must never change.
+        assert_eq!(
+            value_context("ns:ai:v1:ab", &[0x00, 0x0f, 0xa5, 0xff]),
+            "ns:ai:v1:ab#000fa5ff"
+        );
+        let header: Vec<u8> = (0..=u8::MAX).collect();
+        let context = value_context("k", &header);
+        let hex: String = header.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(context, format!("k#{hex}"));
+        assert_eq!(
+            context.len(),
+            context.capacity(),
+            "one allocation of the exact length"
+        );
+        assert_eq!(value_context("", &[]), "#");
     }
 
     #[test]

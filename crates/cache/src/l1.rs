@@ -11,7 +11,12 @@ use lru::LruCache;
 
 use crate::stored_value::Meta;
 
-const SHARDS: usize = 16;
+/// The most shards L1 is split into (fewer when its bounds are small: see [`shard_count`]).
+const MAX_SHARDS: usize = 16;
+
+/// The key length a shard's byte budget leaves room for beside the largest value L1 may hold
+/// (keys are a namespace, an operation and a 64-digit hex name: well under this).
+const KEY_ALLOWANCE: usize = 256;
 
 /// The heap block an allocation of `n` bytes takes with glibc's malloc (what the server's image
 /// runs): an 8-byte header, rounded to 16 bytes, 32 at least. Saturates instead of overflowing.
@@ -77,13 +82,39 @@ fn compact(value: &[u8]) -> Bytes {
     Bytes::from(block)
 }
 
-/// A shard: its LRU, the bytes it holds, and a generation that every write to the shard bumps.
+/// A shard: its LRU, the bytes it holds, its share of L1's bounds, and a generation that every
+/// write to the shard bumps.
 #[derive(Debug)]
 struct Shard {
     lru: LruCache<String, Entry>,
     bytes: usize,
     generation: u64,
+    /// Most entries this shard holds.
+    max_entries: usize,
+    /// Most bytes (weights) this shard holds.
+    max_bytes: usize,
 }
+
+/// How many shards L1 is split into: [`MAX_SHARDS`], or fewer so that every shard holds at least
+/// one entry of the entry cap (a value under the cap is never refused only because an even split
+/// made each shard smaller than it) and at least one entry of the entry bound. One at least.
+fn shard_count(limits: &Limits) -> usize {
+    let largest = heap_block(KEY_ALLOWANCE)
+        .saturating_add(heap_block(size_class(limits.max_entry_bytes)))
+        .saturating_add(ENTRY_OVERHEAD);
+    (limits.bytes / largest)
+        .min(limits.entries)
+        .clamp(1, MAX_SHARDS)
+}
+
+/// Shard `index`'s share of `total` split over `shards`: the remainder goes one each to the first
+/// shards, so the shares add up to `total` exactly.
+fn share(total: usize, shards: usize, index: usize) -> usize {
+    total / shards + usize::from(index < total % shards)
+}
+
+/// The least an entry can cost (an empty key and value): a byte bound below it holds nothing.
+pub(crate) const MIN_ENTRY_BYTES: usize = heap_block(0) * 2 + ENTRY_OVERHEAD;
 
 /// Taken before reading Redis: a fill from that read is kept only if no write touched the key's
 /// shard in between (the value read may be older than the write).
@@ -109,7 +140,8 @@ pub(crate) struct Limits {
 /// A sharded LRU of plaintext JSON values with per-entry expiry.
 ///
 /// # Memory bound
-/// Each of the 16 shards holds at most `entries / 16` entries and `bytes / 16` bytes (weights
+/// Each of its shards (16, fewer for small bounds: [`shard_count`]) holds its share of `entries`
+/// and of `bytes` (the shares add up to the bounds exactly; weights
 /// are what an entry costs the heap: the heap blocks of its key and value, each value kept in a
 /// block of its size class, and [`ENTRY_OVERHEAD`] for the node, the shared header and the map
 /// slot); inserting evicts least-recently-used entries until the new one fits, and a value over
@@ -131,8 +163,8 @@ pub(crate) struct L1 {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
     max_ttl: Duration,
-    shard_entries: usize,
-    shard_bytes: usize,
+    /// The largest shard's byte budget (the first shard's).
+    largest_shard_bytes: usize,
     max_entry_bytes: usize,
     /// Entries held, kept beside the shards so that reading it locks nothing (hot path).
     len: AtomicUsize,
@@ -144,27 +176,28 @@ pub(crate) struct L1 {
 }
 
 impl L1 {
-    /// An L1 within `limits`; `None` when they leave no room.
+    /// An L1 within `limits`; `None` when they leave no room: no entries, or fewer bytes than the
+    /// least an entry costs ([`MIN_ENTRY_BYTES`]).
     pub(crate) fn new(limits: Limits) -> Option<Self> {
-        let shard_entries = limits.entries.div_ceil(SHARDS);
-        let shard_bytes = limits.bytes / SHARDS;
-        if shard_entries == 0 || shard_bytes == 0 {
+        if limits.entries == 0 || limits.bytes < MIN_ENTRY_BYTES {
             return None;
         }
+        let count = shard_count(&limits);
         Some(Self {
-            shards: (0..SHARDS)
-                .map(|_| {
+            shards: (0..count)
+                .map(|index| {
                     Mutex::new(Shard {
                         lru: LruCache::unbounded(),
                         bytes: 0,
                         generation: 0,
+                        max_entries: share(limits.entries, count, index),
+                        max_bytes: share(limits.bytes, count, index),
                     })
                 })
                 .collect(),
             hasher: std::collections::hash_map::RandomState::new(),
             max_ttl: limits.max_ttl,
-            shard_entries,
-            shard_bytes,
+            largest_shard_bytes: share(limits.bytes, count, 0),
             max_entry_bytes: limits.max_entry_bytes,
             len: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -181,11 +214,11 @@ impl L1 {
     }
 
     fn shard_index(&self, key: &str) -> usize {
-        usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0)
+        usize::try_from(self.hasher.hash_one(key) % self.shards.len() as u64).unwrap_or(0)
     }
 
     fn lock(&self, index: usize) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[index % SHARDS]
+        self.shards[index % self.shards.len()]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -285,10 +318,10 @@ impl L1 {
         }
     }
 
-    /// [`compact`], outside any shard lock, for a value L1 may hold (one over the entry cap or a
-    /// shard's budget is never held, so it is not copied).
+    /// [`compact`], outside any shard lock, for a value L1 may hold (one over the entry cap or
+    /// every shard's budget is never held, so it is not copied).
     fn compact_if_held(&self, key: &str, value: Bytes) -> Bytes {
-        if value.len() > self.max_entry_bytes || weight(key, &value) > self.shard_bytes {
+        if value.len() > self.max_entry_bytes || weight(key, &value) > self.largest_shard_bytes {
             value
         } else {
             compact(&value)
@@ -309,10 +342,10 @@ impl L1 {
         self.pop(shard, key);
         let ttl = remaining.min(self.max_ttl);
         let w = weight(key, &value);
-        if ttl.is_zero() || value.len() > self.max_entry_bytes || w > self.shard_bytes {
+        if ttl.is_zero() || value.len() > self.max_entry_bytes || w > shard.max_bytes {
             return;
         }
-        while shard.bytes + w > self.shard_bytes || shard.lru.len() >= self.shard_entries {
+        while shard.bytes + w > shard.max_bytes || shard.lru.len() >= shard.max_entries {
             let Some((old_key, old)) = shard.lru.pop_lru() else {
                 break;
             };
@@ -471,6 +504,82 @@ mod tests {
         assert!(l1.get("k499").is_err());
         let total: usize = l1.shards.iter().map(|s| s.lock().unwrap().bytes).sum();
         assert_eq!(total, l1.bytes());
+    }
+
+    #[test]
+    fn small_bounds_hold_exactly_what_they_say() {
+        let fill = |l1: &L1, n: usize, len: usize| {
+            for i in 0..n {
+                l1.put(
+                    &format!("k{i}"),
+                    Bytes::from(vec![b'v'; len]),
+                    Duration::from_secs(10),
+                );
+            }
+        };
+        // The entry bound is exact, not rounded up to a multiple of the shard count.
+        for entries in [1, 2, 15, 17, 33] {
+            let l1 = limited(entries, 1 << 20);
+            fill(&l1, 2000, 1);
+            assert_eq!(l1.len(), entries, "an entry bound of {entries}");
+        }
+        // A value under the entry cap is held under a bound that is large enough for it, however
+        // the bound is split (an even split in 16 made each shard smaller than the value).
+        let l1 = L1::new(Limits {
+            entries: 10_000,
+            bytes: 1 << 20,
+            max_entry_bytes: 256 << 10,
+            max_ttl: Duration::from_secs(60),
+        })
+        .unwrap();
+        l1.put(
+            "large",
+            Bytes::from(vec![b'x'; 200_000]),
+            Duration::from_secs(10),
+        );
+        assert!(
+            l1.get("large").is_ok(),
+            "a 200 KB value within a 1 MiB bound"
+        );
+        // A few KiB hold a small entry; below the least an entry costs, L1 is off.
+        let l1 = limited(100, 4096);
+        l1.put(
+            "ns:ai:v1:qa:k",
+            Bytes::from_static(b"{}"),
+            Duration::from_secs(10),
+        );
+        assert!(
+            l1.get("ns:ai:v1:qa:k").is_ok(),
+            "a 4 KiB bound holds a small entry"
+        );
+        fill(&l1, 100, 100);
+        assert!(l1.bytes() <= 4096);
+        let tiny = |bytes| {
+            L1::new(Limits {
+                entries: 10,
+                bytes,
+                max_entry_bytes: 64,
+                max_ttl: Duration::from_secs(60),
+            })
+        };
+        assert!(tiny(MIN_ENTRY_BYTES - 1).is_none());
+        let l1 = tiny(MIN_ENTRY_BYTES).unwrap();
+        l1.put("", Bytes::new(), Duration::from_secs(10));
+        assert!(l1.get("").is_ok(), "the least an entry costs holds one");
+        // The shards' shares add up to the bounds exactly, and there are 16 at most.
+        for (entries, bytes) in [
+            (7, 1 << 30),
+            (1 << 20, 5_000),
+            (100_000, 64 << 20),
+            (3, 999),
+        ] {
+            let l1 = limited(entries, bytes);
+            let shards: Vec<_> = l1.shards.iter().map(|s| s.lock().unwrap()).collect();
+            assert!((1..=MAX_SHARDS).contains(&shards.len()));
+            assert_eq!(shards.iter().map(|s| s.max_entries).sum::<usize>(), entries);
+            assert_eq!(shards.iter().map(|s| s.max_bytes).sum::<usize>(), bytes);
+            assert!(shards.iter().all(|s| s.max_entries >= 1));
+        }
     }
 
     #[test]

@@ -610,6 +610,25 @@ async fn fair_baseline(
             sc(i).await;
             rawget(i).await;
         }
+        // `SEALCACHE_BENCH_FAIR_SOLO=ii|sealcache` (with `SEALCACHE_BENCH_FAIR_ONLY=1`): only that
+        // path's throughput for small values over TCP, for 10 s, for a profiler attached to it.
+        if let Ok(solo) = std::env::var("SEALCACHE_BENCH_FAIR_SOLO") {
+            if transport != "tcp" || class != "small" {
+                continue;
+            }
+            println!("solo {solo}: started");
+            let started = Instant::now();
+            let ops = if solo == "ii" {
+                ops_per_sec(ii.clone(), Duration::from_secs(10)).await
+            } else {
+                ops_per_sec(sc.clone(), Duration::from_secs(10)).await
+            };
+            println!(
+                "solo {solo}: {ops:.0} gets/s over {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            continue;
+        }
         let (mut l_ii, mut l_sc, mut l_raw) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..SEQUENTIAL {
             for k in 0..3 {
@@ -635,10 +654,21 @@ async fn fair_baseline(
         }
         let run_for = Duration::from_millis(1500);
         let (mut t_ii, mut t_sc) = (Vec::new(), Vec::new());
+        let (mut io_ii, mut io_sc) = (RedisIo::default(), RedisIo::default());
         for _ in 0..3 {
+            let before = RedisIo::read(&raw).await;
             t_ii.push(ops_per_sec(ii.clone(), run_for).await);
+            let between = RedisIo::read(&raw).await;
             t_sc.push(ops_per_sec(sc.clone(), run_for).await);
+            let after = RedisIo::read(&raw).await;
+            io_ii.add(before, between);
+            io_sc.add(between, after);
         }
+        println!(
+            "{transport} {class}: Redis commands per read (batching), (ii) {:.2}, sealcache {:.2}",
+            io_ii.commands_per_read(),
+            io_sc.commands_per_read()
+        );
         let raw_ops = ops_per_sec(rawget.clone(), run_for).await;
         // (ii) through redis-rs's `ConnectionManager`, the connection sealcache uses for one
         // Redis: how much of sealcache's gap is the connection type, not sealcache's own work.
@@ -675,6 +705,44 @@ async fn fair_baseline(
         });
     }
     out
+}
+
+/// Redis's own counts of commands and of reads from clients (`INFO stats`): commands per read is
+/// how many commands a client's connection sent in each batch.
+#[derive(Clone, Copy, Default)]
+struct RedisIo {
+    commands: u64,
+    reads: u64,
+}
+
+impl RedisIo {
+    async fn read(conn: &redis::aio::MultiplexedConnection) -> Self {
+        let mut conn = conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            commands: field("total_commands_processed"),
+            reads: field("total_reads_processed"),
+        }
+    }
+
+    fn add(&mut self, from: Self, to: Self) {
+        self.commands += to.commands.saturating_sub(from.commands);
+        self.reads += to.reads.saturating_sub(from.reads);
+    }
+
+    fn commands_per_read(&self) -> f64 {
+        self.commands as f64 / self.reads.max(1) as f64
+    }
 }
 
 fn print_fair(rows: &[Fair]) {
@@ -975,6 +1043,9 @@ async fn run() {
     };
     let mut fair =
         fair_baseline("tcp", Arc::new(cache(&server, 0, &keyring)), plain, manager).await;
+    if std::env::var_os("SEALCACHE_BENCH_FAIR_SOLO").is_some() {
+        return;
+    }
     // The production transport: the tests' TLS + client-certificate + ACL stack (`cache_app` for
     // sealcache, `cache_admin` for the raw reads).
     let tls = common::Stack::start();

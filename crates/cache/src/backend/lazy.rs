@@ -55,14 +55,27 @@ impl<Cl: Clone, Co: Clone> Lazy<Cl, Co> {
     }
 
     /// The shared connection, made with `connect` when there is none.
+    ///
+    /// Every command awaits this: with a connection at hand it is ready at once, and its future
+    /// holds only `connect` and a box for the connecting path (which is large: a lock, timers and
+    /// the connect future), so the command's own future stays small.
     pub(crate) async fn get<F, Fut>(&self, connect: F) -> Result<Co>
     where
         F: FnOnce(Cl) -> Fut,
         Fut: Future<Output = redis::RedisResult<Co>>,
     {
-        if let Some(c) = self.cached() {
-            return Ok(c);
+        match self.cached() {
+            Some(c) => Ok(c),
+            None => Box::pin(self.connect(connect)).await,
         }
+    }
+
+    /// Makes the shared connection with `connect` (once, for every caller waiting for it).
+    async fn connect<F, Fut>(&self, connect: F) -> Result<Co>
+    where
+        F: FnOnce(Cl) -> Fut,
+        Fut: Future<Output = redis::RedisResult<Co>>,
+    {
         let seen = self.failed_attempts.load(Ordering::Acquire);
         let _guard = tokio::time::timeout(self.bound, self.connecting.lock())
             .await

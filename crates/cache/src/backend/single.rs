@@ -1,5 +1,6 @@
 //! One Redis node through a redis-rs `ConnectionManager` (multiplexed, reconnecting).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,15 +49,16 @@ impl SingleNode {
     }
 
     /// The shared connection, connecting (once, for all waiters) when there is none.
-    async fn connection(&self) -> Result<ConnectionManager> {
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(Some(self.config.response_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        self.manager
-            .get(|client| ConnectionManager::new_with_config(client, cfg))
-            .await
+    fn connection(&self) -> impl Future<Output = Result<ConnectionManager>> + '_ {
+        // The manager's configuration is built only to connect, not on every command.
+        self.manager.get(|client| {
+            let cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.config.connect_timeout))
+                .set_response_timeout(Some(self.config.response_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            ConnectionManager::new_with_config(client, cfg)
+        })
     }
 }
 

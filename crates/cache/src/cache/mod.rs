@@ -103,6 +103,15 @@ impl SealedCache {
             max_ttl: options.l1_max_ttl,
         })
         .map(Arc::new);
+        if l1.is_none() && options.l1_capacity > 0 && options.l1_max_bytes > 0 {
+            // Asked for, yet too small to hold a single entry: said once, not left to be found.
+            tracing::warn!(
+                target: "sealcache::cache",
+                l1_max_bytes = options.l1_max_bytes,
+                least = crate::l1::MIN_ENTRY_BYTES,
+                "the L1 byte bound is below what one entry costs: L1 is off"
+            );
+        }
         let data_keys = Arc::new(crate::data_key::DataKeyCache::new(
             options.data_key_cache_entries,
             options.data_key_cache_bytes,

@@ -168,7 +168,9 @@ declare_settings! {
         /// L1 entries (0 turns L1 off).
         l1_capacity: usize = ["SEALCACHE_L1_CAPACITY"]
             Number::<usize> { default: 10_000, min: 0, unit: Unit::Count },
-        /// L1's heap bytes: keys and values, each in its heap block, and each entry's bookkeeping.
+        /// L1's heap bytes: keys and values, each in its heap block, and each entry's bookkeeping
+        /// (about 440 B for a small entry; a bound below what one entry costs turns L1 off, with a
+        /// warning).
         l1_max_bytes: Option<usize> = ["SEALCACHE_L1_MAX_BYTES"] OptionalBytes {
             shown: "a quarter of the cgroup memory limit when one is set, else 64 MiB",
         },
