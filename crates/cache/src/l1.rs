@@ -205,6 +205,12 @@ impl L1 {
         })
     }
 
+    /// Tells `observer` how many entries and bytes L1 holds now.
+    pub(crate) fn report(&self, observer: &dyn sealcache_monitor::CacheObserver) {
+        observer.l1_entries(self.len() as u64);
+        observer.l1_bytes(self.bytes() as u64);
+    }
+
     /// Drops `data_keys`' entries with the L1 copies of their entries (see [`L1::remove_prefix`]).
     pub(crate) fn attach_data_keys(
         &self,

@@ -482,3 +482,30 @@ async fn a_write_to_a_read_only_replica_is_typed_counted_and_cached_nowhere() {
         sealcache_monitor::BreakerState::Closed
     );
 }
+
+/// The metrics report what L1 holds, in entries and in the bytes weighed against its bound, and
+/// follow it down when entries go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_report_l1s_entries_and_bytes() {
+    let stack = Stack::start();
+    let cache = stack.cache();
+    for i in 0..3 {
+        let request = AiRequest::new("qa", format!("weighed {i}"));
+        cache
+            .set(&request, &serde_json::json!({"i": i}), None)
+            .await
+            .unwrap();
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.l1_entries, 3);
+    assert_eq!(stats.l1_bytes, cache.l1_bytes());
+    // Each entry costs its key's and value's heap blocks and its bookkeeping: 375 B at the least.
+    assert!(
+        stats.l1_bytes >= 3 * 375,
+        "{} B for 3 entries",
+        stats.l1_bytes
+    );
+    assert_eq!(cache.invalidate_operation("qa").await.unwrap(), 3);
+    let stats = cache.stats();
+    assert_eq!((stats.l1_entries, stats.l1_bytes), (0, 0));
+}

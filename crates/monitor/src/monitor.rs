@@ -130,6 +130,9 @@ impl CacheObserver for SecurityAwareCacheMonitor {
     fn l1_entries(&self, entries: u64) {
         self.perf.l1_entries(entries);
     }
+    fn l1_bytes(&self, bytes: u64) {
+        self.perf.l1_bytes(bytes);
+    }
     fn invalidation(&self, keys: u64) {
         self.perf.invalidation(keys);
     }

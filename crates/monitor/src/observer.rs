@@ -212,6 +212,9 @@ pub trait CacheObserver: Send + Sync + std::fmt::Debug {
     fn seal(&self, _key_id: u32) {}
     /// The L1 tier now holds `entries`.
     fn l1_entries(&self, _entries: u64) {}
+    /// The L1 tier now holds `bytes`: what its entries cost the heap, as weighed against its byte
+    /// bound.
+    fn l1_bytes(&self, _bytes: u64) {}
     /// An invalidation removed `keys`.
     fn invalidation(&self, _keys: u64) {}
     /// A computation was shared by a concurrent caller (single-flight).
@@ -265,6 +268,10 @@ impl<A: CacheObserver, B: CacheObserver> CacheObserver for Tee<A, B> {
         self.0.l1_entries(entries);
         self.1.l1_entries(entries);
     }
+    fn l1_bytes(&self, bytes: u64) {
+        self.0.l1_bytes(bytes);
+        self.1.l1_bytes(bytes);
+    }
     fn invalidation(&self, keys: u64) {
         self.0.invalidation(keys);
         self.1.invalidation(keys);
@@ -312,6 +319,9 @@ impl<T: CacheObserver + ?Sized> CacheObserver for std::sync::Arc<T> {
     }
     fn l1_entries(&self, entries: u64) {
         (**self).l1_entries(entries);
+    }
+    fn l1_bytes(&self, bytes: u64) {
+        (**self).l1_bytes(bytes);
     }
     fn invalidation(&self, keys: u64) {
         (**self).invalidation(keys);

@@ -43,6 +43,7 @@ pub(crate) struct PerfCounters {
     sizes: [AtomicU64; 3],
     size_counts: [AtomicU64; 3],
     l1_entries: AtomicU64,
+    l1_bytes: AtomicU64,
     invalidations: AtomicU64,
     keys_removed: AtomicU64,
     coalesced: AtomicU64,
@@ -65,6 +66,7 @@ impl Default for PerfCounters {
             sizes: Default::default(),
             size_counts: Default::default(),
             l1_entries: AtomicU64::new(0),
+            l1_bytes: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             keys_removed: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
@@ -164,6 +166,10 @@ impl PerfCounters {
 
     pub(crate) fn l1_entries(&self, n: u64) {
         self.l1_entries.store(n, Relaxed);
+    }
+
+    pub(crate) fn l1_bytes(&self, n: u64) {
+        self.l1_bytes.store(n, Relaxed);
     }
 
     pub(crate) fn invalidation(&self, keys: u64) {
@@ -274,6 +280,7 @@ impl PerfCounters {
                 },
             },
             l1_entries: self.l1_entries.load(Relaxed),
+            l1_bytes: self.l1_bytes.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
             keys_removed: self.keys_removed.load(Relaxed),
             singleflight_coalesced: self.coalesced.load(Relaxed),
@@ -368,6 +375,9 @@ pub struct PerformanceSummary {
     pub sizes: Sizes,
     /// Entries in L1 now.
     pub l1_entries: u64,
+    /// Bytes L1 holds now: what its entries cost the heap, as weighed against its byte bound
+    /// (`SEALCACHE_L1_MAX_BYTES`).
+    pub l1_bytes: u64,
     /// Invalidation calls.
     pub invalidations: u64,
     /// Keys removed by invalidations.

@@ -100,6 +100,7 @@ pub fn spawn_status_gauges(
             observer.redis_available(up);
             observer.breaker_state(cache.breaker_state());
             observer.l1_entries(cache.l1_entries());
+            observer.l1_bytes(cache.l1_bytes());
             if last_level.elapsed() >= level_every {
                 last_level = Instant::now();
                 // The same assessment as the status endpoint (ACL, isolation included).

@@ -101,7 +101,7 @@ impl SealedCache {
             .await;
         drop(after);
         if let Some(l1) = &self.inner.l1 {
-            self.inner.observer.l1_entries(l1.len() as u64);
+            l1.report(&*self.inner.observer);
         }
         let removed = walked?;
         published?;
@@ -229,7 +229,7 @@ impl SealedCache {
     pub(crate) fn drop_l1_prefix(&self, prefix: &str) {
         if let Some(l1) = &self.inner.l1 {
             l1.remove_prefix(prefix);
-            self.inner.observer.l1_entries(l1.len() as u64);
+            l1.report(&*self.inner.observer);
         }
     }
 

@@ -274,7 +274,7 @@ impl SealedCache {
                 let json = value.body;
                 if let (Some((l1, stamp)), Some(ttl)) = (l1, ttl) {
                     l1.fill(redis_key, json.clone(), ttl, value.meta, stamp);
-                    observer.l1_entries(l1.len() as u64);
+                    l1.report(observer);
                 }
                 Some(Cached {
                     json,

@@ -191,7 +191,7 @@ impl SealedCache {
             if written.is_ok() && served {
                 l1.put_after(redis_key, json, ttl, meta, stamp);
             }
-            inner.observer.l1_entries(l1.len() as u64);
+            l1.report(&*inner.observer);
         }
         match &written {
             Err(Error::WriteRefused { reason }) => inner.observer.write_failure(reason.failure()),

@@ -65,6 +65,7 @@ pub struct OtelObserver {
     pub(super) write_failures: Counter<u64>,
     pub(super) write_reasons: [[KeyValue; 1]; WriteFailure::ALL.len()],
     pub(super) l1_entries: Gauge<u64>,
+    pub(super) l1_size: Gauge<u64>,
     pub(super) redis_available: Gauge<u64>,
     pub(super) breaker: Gauge<u64>,
     pub(super) invalidations: Counter<u64>,
@@ -159,6 +160,13 @@ impl OtelObserver {
                 .u64_gauge(names::L1_ENTRIES)
                 .with_unit("{entry}")
                 .with_description("Entries in the in-process L1 tier")
+                .build(),
+            l1_size: meter
+                .u64_gauge(names::L1_SIZE)
+                .with_unit("By")
+                .with_description(
+                    "Bytes the in-process L1 tier holds, as weighed against its byte bound",
+                )
                 .build(),
             redis_available: meter
                 .u64_gauge(names::REDIS_AVAILABLE)

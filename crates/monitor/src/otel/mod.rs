@@ -32,6 +32,9 @@ pub mod names {
     pub const WRITE_FAILURES: &str = "sealcache.write.failures";
     /// `sealcache.l1.entries` ({entry}), a gauge.
     pub const L1_ENTRIES: &str = "sealcache.l1.entries";
+    /// `sealcache.l1.size` (By), a gauge: what L1's entries cost the heap, as weighed against its
+    /// byte bound.
+    pub const L1_SIZE: &str = "sealcache.l1.size";
     /// `sealcache.redis.available` ({status}), a gauge: 1 up, 0 down. (Not unit `1`: the Prometheus
     /// exporter would append `_ratio`.)
     pub const REDIS_AVAILABLE: &str = "sealcache.redis.available";

@@ -73,6 +73,10 @@ impl CacheObserver for OtelObserver {
         self.l1_entries.record(entries, &[]);
     }
 
+    fn l1_bytes(&self, bytes: u64) {
+        self.l1_size.record(bytes, &[]);
+    }
+
     fn invalidation(&self, keys: u64) {
         self.invalidations.add(1, &[]);
         self.invalidated_keys.add(keys, &[]);
