@@ -256,14 +256,12 @@ impl Coherence {
             }
             _ => {}
         }
-        l1.report(&*self.observer);
     }
 
     fn set_subscribed(&self, l1: &L1, now: bool) {
         // Flushed on both edges: entries filled while unsubscribed never existed (L1 was bypassed),
         // but a copy from before the loss may have missed its invalidation.
         l1.remove_prefix("");
-        l1.report(&*self.observer);
         let was = self.subscribed.swap(now, Ordering::AcqRel);
         if was && !now {
             self.losses.fetch_add(1, Ordering::Relaxed);

@@ -101,12 +101,20 @@ pub fn validate_operation(operation: &str) -> Result<()> {
     }
 }
 
+/// The longest namespace.
+const MAX_NAMESPACE_LEN: usize = 64;
+/// The longest explicit key of the generic cache.
+const MAX_EXPLICIT_KEY_LEN: usize = 512;
+/// The longest Redis key the cache makes: an explicit key in the longest namespace
+/// (`{namespace}:kv:{key}`; an AI entry's key, `{namespace}:...:{operation}:{64 hex}`, is shorter).
+pub(crate) const LONGEST_KEY: usize = MAX_NAMESPACE_LEN + ":kv:".len() + MAX_EXPLICIT_KEY_LEN;
+
 /// Checks an explicit key for the generic cache.
 ///
 /// # Errors
 /// [`Error::InvalidKey`].
 pub fn validate_key(key: &str) -> Result<()> {
-    let ok = (1..=512).contains(&key.len())
+    let ok = (1..=MAX_EXPLICIT_KEY_LEN).contains(&key.len())
         && key
             .bytes()
             .all(|b| b.is_ascii_graphic() && !matches!(b, b'*' | b'?' | b'[' | b']' | b'\\'));
@@ -142,7 +150,7 @@ impl KeyScheme {
     /// characters outside `a-z A-Z 0-9 _ - .` (a `:` would let one namespace's keys look like
     /// another's).
     pub fn new(namespace: &str, secret: &KeyNameSecret) -> Result<Self> {
-        let ok = (1..=64).contains(&namespace.len())
+        let ok = (1..=MAX_NAMESPACE_LEN).contains(&namespace.len())
             && namespace
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));

@@ -14,9 +14,9 @@ use crate::stored_value::Meta;
 /// The most shards L1 is split into (fewer when its bounds are small: see [`shard_count`]).
 const MAX_SHARDS: usize = 16;
 
-/// The key length a shard's byte budget leaves room for beside the largest value L1 may hold
-/// (keys are a namespace, an operation and a 64-digit hex name: well under this).
-const KEY_ALLOWANCE: usize = 256;
+/// The key length a shard's byte budget leaves room for beside the largest value L1 may hold:
+/// the longest key the cache makes.
+const KEY_ALLOWANCE: usize = crate::key::LONGEST_KEY;
 
 /// The heap block an allocation of `n` bytes takes with glibc's malloc (what the server's image
 /// runs): an 8-byte header, rounded to 16 bytes, 32 at least. Saturates instead of overflowing.
@@ -173,6 +173,8 @@ pub(crate) struct L1 {
     /// The unwrapped data keys: a removal of a data-key prefix (an erasure) or of everything drops
     /// them with the L1 copies (set once, by the cache that owns both).
     data_keys: std::sync::OnceLock<std::sync::Arc<crate::data_key::DataKeyCache>>,
+    /// Told L1's entries and bytes after every change (set once, by the cache that owns L1).
+    observer: std::sync::OnceLock<std::sync::Arc<dyn sealcache_monitor::CacheObserver>>,
 }
 
 impl L1 {
@@ -202,13 +204,25 @@ impl L1 {
             len: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             data_keys: std::sync::OnceLock::new(),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
-    /// Tells `observer` how many entries and bytes L1 holds now.
-    pub(crate) fn report(&self, observer: &dyn sealcache_monitor::CacheObserver) {
-        observer.l1_entries(self.len() as u64);
-        observer.l1_bytes(self.bytes() as u64);
+    /// Tells `observer` L1's entries and bytes after every change from now on (every insert,
+    /// removal, eviction and expiry), outside the shard locks.
+    pub(crate) fn attach_observer(
+        &self,
+        observer: std::sync::Arc<dyn sealcache_monitor::CacheObserver>,
+    ) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Tells the observer how many entries and bytes L1 holds now.
+    fn report(&self) {
+        if let Some(observer) = self.observer.get() {
+            observer.l1_entries(self.len() as u64);
+            observer.l1_bytes(self.bytes() as u64);
+        }
     }
 
     /// Drops `data_keys`' entries with the L1 copies of their entries (see [`L1::remove_prefix`]).
@@ -250,17 +264,22 @@ impl L1 {
         let now = Instant::now();
         let index = self.shard_index(key);
         let mut shard = self.lock(index);
-        match shard.lru.get(key) {
+        let expired = match shard.lru.get(key) {
             Some(e) if e.expires > now => {
                 return Ok((e.value.clone(), e.redis_expires - now, e.meta));
             }
             Some(_) => self.pop(&mut shard, key),
-            None => {}
-        }
-        Err(Stamp {
+            None => false,
+        };
+        let stamp = Stamp {
             shard: index,
             generation: shard.generation,
-        })
+        };
+        drop(shard);
+        if expired {
+            self.report();
+        }
+        Err(stamp)
     }
 
     /// Stores a value Redis has just accepted, for at most `remaining` (the Redis entry's TTL) and
@@ -271,6 +290,8 @@ impl L1 {
         let mut shard = self.shard(key);
         shard.generation += 1;
         self.insert(&mut shard, key, value, remaining, Meta::json_now());
+        drop(shard);
+        self.report();
     }
 
     /// Before a write to Redis: drops `key` and returns the stamp its [`L1::put_after`] needs.
@@ -279,11 +300,16 @@ impl L1 {
         let index = self.shard_index(key);
         let mut shard = self.lock(index);
         shard.generation += 1;
-        self.pop(&mut shard, key);
-        Stamp {
+        let dropped = self.pop(&mut shard, key);
+        let stamp = Stamp {
             shard: index,
             generation: shard.generation,
+        };
+        drop(shard);
+        if dropped {
+            self.report();
         }
+        stamp
     }
 
     /// After Redis accepted the write begun at `stamp`: stores the value, unless another write,
@@ -306,6 +332,8 @@ impl L1 {
         } else {
             self.pop(&mut shard, key);
         }
+        drop(shard);
+        self.report();
     }
 
     /// Stores a value read from Redis, unless a write touched its shard since `stamp` was taken.
@@ -321,6 +349,8 @@ impl L1 {
         let mut shard = self.lock(stamp.shard);
         if shard.generation == stamp.generation {
             self.insert(&mut shard, key, value, remaining, meta);
+            drop(shard);
+            self.report();
         }
     }
 
@@ -334,13 +364,16 @@ impl L1 {
         }
     }
 
-    fn pop(&self, shard: &mut Shard, key: &str) {
-        if let Some(old) = shard.lru.pop(key) {
-            let w = weight(key, &old.value);
-            shard.bytes -= w;
-            self.len.fetch_sub(1, Ordering::Relaxed);
-            self.bytes.fetch_sub(w, Ordering::Relaxed);
-        }
+    /// Drops `key` from `shard`; whether it was there.
+    fn pop(&self, shard: &mut Shard, key: &str) -> bool {
+        let Some(old) = shard.lru.pop(key) else {
+            return false;
+        };
+        let w = weight(key, &old.value);
+        shard.bytes -= w;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(w, Ordering::Relaxed);
+        true
     }
 
     fn insert(&self, shard: &mut Shard, key: &str, value: Bytes, remaining: Duration, meta: Meta) {
@@ -379,7 +412,11 @@ impl L1 {
     pub(crate) fn remove(&self, key: &str) {
         let mut shard = self.shard(key);
         shard.generation += 1;
-        self.pop(&mut shard, key);
+        let dropped = self.pop(&mut shard, key);
+        drop(shard);
+        if dropped {
+            self.report();
+        }
     }
 
     /// Removes every key starting with `prefix`; returns how many.
@@ -391,9 +428,20 @@ impl L1 {
         if let Some(data_keys) = self.data_keys.get() {
             data_keys.remove_prefix(prefix);
         }
-        if let Some(target) = crate::data_key::parse_prefix(prefix) {
-            return self.remove_where(|meta| meta.data_key.is_some_and(|k| target.covers(&k)));
+        let removed = match crate::data_key::parse_prefix(prefix) {
+            Some(target) => {
+                self.remove_where(|meta| meta.data_key.is_some_and(|k| target.covers(&k)))
+            }
+            None => self.remove_keys_with(prefix),
+        };
+        if removed > 0 {
+            self.report();
         }
+        removed
+    }
+
+    /// Removes every key starting with `prefix`; returns how many.
+    fn remove_keys_with(&self, prefix: &str) -> usize {
         let mut removed = 0;
         for shard in &self.shards {
             let mut shard = shard
@@ -586,6 +634,87 @@ mod tests {
             assert_eq!(shards.iter().map(|s| s.max_bytes).sum::<usize>(), bytes);
             assert!(shards.iter().all(|s| s.max_entries >= 1));
         }
+    }
+
+    /// What the observer was last told of L1's size, and how often.
+    #[derive(Debug, Default)]
+    struct Sizes {
+        entries: AtomicUsize,
+        bytes: AtomicUsize,
+        reports: AtomicUsize,
+    }
+
+    impl sealcache_monitor::CacheObserver for Sizes {
+        fn l1_entries(&self, entries: u64) {
+            self.entries.store(entries as usize, Ordering::Relaxed);
+        }
+        fn l1_bytes(&self, bytes: u64) {
+            self.bytes.store(bytes as usize, Ordering::Relaxed);
+            self.reports.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn every_change_of_size_is_reported() {
+        let l1 = limited(100, 1 << 20);
+        let sizes = std::sync::Arc::new(Sizes::default());
+        l1.attach_observer(sizes.clone());
+        let told = |what: &str| {
+            assert_eq!(
+                (
+                    sizes.entries.load(Ordering::Relaxed),
+                    sizes.bytes.load(Ordering::Relaxed)
+                ),
+                (l1.len(), l1.bytes()),
+                "{what}"
+            );
+            sizes.reports.swap(0, Ordering::Relaxed)
+        };
+        let v = || Bytes::from_static(b"{\"a\":1}");
+        // A fill from Redis and a write.
+        let stamp = l1.get("filled").unwrap_err();
+        l1.fill(
+            "filled",
+            v(),
+            Duration::from_secs(10),
+            Meta::json_now(),
+            stamp,
+        );
+        assert!(told("a fill") > 0);
+        assert_eq!(l1.len(), 1);
+        let stamp = l1.begin_write("written");
+        l1.put_after(
+            "written",
+            v(),
+            Duration::from_secs(10),
+            Meta::json_now(),
+            stamp,
+        );
+        assert!(told("a write") > 0);
+        // A write that drops the older copy before asking Redis, and then fails.
+        let _ = l1.begin_write("written");
+        assert!(told("a write's first step") > 0);
+        assert_eq!(l1.len(), 1);
+        // An expiry found by a read.
+        l1.put("short", v(), Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(30));
+        told("a put");
+        assert!(l1.get("short").is_err());
+        assert!(told("an expiry found by a read") > 0);
+        // A removal, a prefix, everything; a removal of nothing says nothing.
+        l1.put("p:1", v(), Duration::from_secs(10));
+        l1.put("p:2", v(), Duration::from_secs(10));
+        told("puts");
+        l1.remove("p:1");
+        assert!(told("a removal") > 0);
+        l1.remove("absent");
+        assert_eq!(told("nothing removed"), 0);
+        assert_eq!(l1.remove_prefix("p:"), 1);
+        assert!(told("a prefix") > 0);
+        l1.remove_prefix("");
+        assert!(told("everything") > 0);
+        assert_eq!(sizes.entries.load(Ordering::Relaxed), 0);
+        assert_eq!(sizes.bytes.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -618,10 +618,10 @@ async fn fair_baseline(
             }
             println!("solo {solo}: started");
             let started = Instant::now();
-            let ops = if solo == "ii" {
-                ops_per_sec(ii.clone(), Duration::from_secs(10)).await
-            } else {
-                ops_per_sec(sc.clone(), Duration::from_secs(10)).await
+            let ops = match solo.as_str() {
+                "ii" => ops_per_sec(ii.clone(), Duration::from_secs(10)).await,
+                "sealcache" => ops_per_sec(sc.clone(), Duration::from_secs(10)).await,
+                other => panic!("SEALCACHE_BENCH_FAIR_SOLO={other}: ii or sealcache"),
             };
             println!(
                 "solo {solo}: {ops:.0} gets/s over {:.1} s",

@@ -78,7 +78,8 @@ impl HttpMetrics {
     }
 }
 
-/// Every `every`, records Redis availability and the breaker state; every `level_every`, the
+/// Every `every`, records Redis availability, the breaker state and L1's entries and bytes (which
+/// L1 also reports on every change); every `level_every`, the
 /// observed security level as `sealcache.security.level{level, environment} = 1` (the other levels 0).
 pub fn spawn_status_gauges(
     state: crate::AppState,

@@ -100,9 +100,6 @@ impl SealedCache {
             .publish_after(walked.is_ok(), Change::Prefix(l1_prefix))
             .await;
         drop(after);
-        if let Some(l1) = &self.inner.l1 {
-            l1.report(&*self.inner.observer);
-        }
         let removed = walked?;
         published?;
         self.inner.observer.invalidation(removed);
@@ -229,7 +226,6 @@ impl SealedCache {
     pub(crate) fn drop_l1_prefix(&self, prefix: &str) {
         if let Some(l1) = &self.inner.l1 {
             l1.remove_prefix(prefix);
-            l1.report(&*self.inner.observer);
         }
     }
 

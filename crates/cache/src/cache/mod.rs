@@ -118,6 +118,7 @@ impl SealedCache {
         ));
         if let Some(l1) = &l1 {
             l1.attach_data_keys(Arc::clone(&data_keys));
+            l1.attach_observer(Arc::clone(&observer));
         }
         let password_generation = backend
             .config()

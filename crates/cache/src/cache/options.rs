@@ -92,9 +92,11 @@ impl CacheOptions {
         self
     }
 
-    /// Sets the L1 capacity in bytes (0 turns L1 off): what its entries cost the heap, keys and
-    /// values in their heap blocks (each value in a block of its size class, at most an eighth
-    /// larger) and each entry's bookkeeping (about 310 bytes).
+    /// Sets the L1 capacity in bytes: what its entries cost the heap, keys and values in their
+    /// heap blocks (each value in a block of its size class, at most an eighth larger, or 15 bytes
+    /// up to 128 bytes) and each entry's bookkeeping (311 bytes). A bound below 375 bytes, the
+    /// least an entry costs, turns L1 off (with a warning, unless it is 0); a typical small entry
+    /// costs about 440 bytes.
     #[must_use]
     pub fn with_l1_max_bytes(mut self, bytes: usize) -> Self {
         self.l1_max_bytes = bytes;

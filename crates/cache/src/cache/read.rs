@@ -274,7 +274,6 @@ impl SealedCache {
                 let json = value.body;
                 if let (Some((l1, stamp)), Some(ttl)) = (l1, ttl) {
                     l1.fill(redis_key, json.clone(), ttl, value.meta, stamp);
-                    l1.report(observer);
                 }
                 Some(Cached {
                     json,

@@ -187,11 +187,11 @@ impl SealedCache {
             (written, _) => written,
         };
         let served = served && self.served_l1().await.is_some();
-        if let (Some(l1), Some(stamp)) = (&inner.l1, stamp) {
-            if written.is_ok() && served {
-                l1.put_after(redis_key, json, ttl, meta, stamp);
-            }
-            l1.report(&*inner.observer);
+        if let (Some(l1), Some(stamp)) = (&inner.l1, stamp)
+            && written.is_ok()
+            && served
+        {
+            l1.put_after(redis_key, json, ttl, meta, stamp);
         }
         match &written {
             Err(Error::WriteRefused { reason }) => inner.observer.write_failure(reason.failure()),

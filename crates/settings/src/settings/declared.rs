@@ -169,10 +169,10 @@ declare_settings! {
         l1_capacity: usize = ["SEALCACHE_L1_CAPACITY"]
             Number::<usize> { default: 10_000, min: 0, unit: Unit::Count },
         /// L1's heap bytes: keys and values, each in its heap block, and each entry's bookkeeping
-        /// (about 440 B for a small entry; a bound below what one entry costs turns L1 off, with a
-        /// warning).
+        /// (a small entry costs about 440 B; a bound below 375 B, the least an entry costs, turns
+        /// L1 off, with a warning).
         l1_max_bytes: Option<usize> = ["SEALCACHE_L1_MAX_BYTES"] OptionalBytes {
-            shown: "a quarter of the cgroup memory limit when one is set, else 64 MiB",
+            shown: "a quarter of the cgroup memory limit (at most 1 GiB) when one is set, else 64 MiB",
         },
         /// Larger values are served from Redis only.
         l1_max_entry_bytes: usize = ["SEALCACHE_L1_MAX_ENTRY_BYTES"]
