@@ -18,6 +18,12 @@ const MAX_SHARDS: usize = 16;
 /// the longest key the cache makes.
 const KEY_ALLOWANCE: usize = crate::key::LONGEST_KEY;
 
+/// The fewest entries of the entry bound, and of the entry cap's size in the byte bound, a shard
+/// is given room for: with fewer, keys that hash to one shard evict each other while others sit
+/// empty, and a small L1 holds far less than its bounds (one entry per shard held 10 or 11 of 17
+/// keys under a bound of 17).
+const PER_SHARD: usize = 8;
+
 /// The heap block an allocation of `n` bytes takes with glibc's malloc (what the server's image
 /// runs): an 8-byte header, rounded to 16 bytes, 32 at least. Saturates instead of overflowing.
 const fn heap_block(n: usize) -> usize {
@@ -95,15 +101,16 @@ struct Shard {
     max_bytes: usize,
 }
 
-/// How many shards L1 is split into: [`MAX_SHARDS`], or fewer so that every shard holds at least
-/// one entry of the entry cap (a value under the cap is never refused only because an even split
-/// made each shard smaller than it) and at least one entry of the entry bound. One at least.
+/// How many shards L1 is split into: [`MAX_SHARDS`], or fewer so that every shard has room for
+/// [`PER_SHARD`] entries of the entry bound and [`PER_SHARD`] values of the entry cap (a value
+/// under the cap is never refused only because an even split made each shard smaller than it).
+/// One at least: a single shard is L1's whole bound.
 fn shard_count(limits: &Limits) -> usize {
     let largest = heap_block(KEY_ALLOWANCE)
         .saturating_add(heap_block(size_class(limits.max_entry_bytes)))
         .saturating_add(ENTRY_OVERHEAD);
-    (limits.bytes / largest)
-        .min(limits.entries)
+    (limits.bytes / largest.saturating_mul(PER_SHARD))
+        .min(limits.entries / PER_SHARD)
         .clamp(1, MAX_SHARDS)
 }
 
@@ -513,10 +520,17 @@ mod tests {
     use super::*;
 
     fn limited(entries: usize, bytes: usize) -> L1 {
+        limited_with(entries, bytes, 64 << 10)
+    }
+
+    /// The server's default entry cap.
+    const DEFAULT_MAX_ENTRY: usize = 256 << 10;
+
+    fn limited_with(entries: usize, bytes: usize, max_entry_bytes: usize) -> L1 {
         L1::new(Limits {
             entries,
             bytes,
-            max_entry_bytes: 64 << 10,
+            max_entry_bytes,
             max_ttl: Duration::from_secs(60),
         })
         .unwrap()
@@ -586,15 +600,27 @@ mod tests {
             max_ttl: Duration::from_secs(60),
         })
         .unwrap();
-        l1.put(
-            "large",
-            Bytes::from(vec![b'x'; 200_000]),
-            Duration::from_secs(10),
-        );
-        assert!(
-            l1.get("large").is_ok(),
-            "a 200 KB value within a 1 MiB bound"
-        );
+        for i in 0..4 {
+            l1.put(
+                &format!("large {i}"),
+                Bytes::from(vec![b'x'; 200_000]),
+                Duration::from_secs(10),
+            );
+        }
+        for i in 0..4 {
+            assert!(
+                l1.get(&format!("large {i}")).is_ok(),
+                "four 200 KB values within a 1 MiB bound: {i}"
+            );
+        }
+        // Shards have room for several entries each, so that keys that hash together do not
+        // evict each other in a small L1; the default bounds keep 16 shards.
+        let shards = |entries, bytes| limited_with(entries, bytes, DEFAULT_MAX_ENTRY).shards.len();
+        assert_eq!(shards(17, 64 << 20), 2);
+        assert_eq!(shards(7, 64 << 20), 1);
+        assert_eq!(shards(10_000, 64 << 20), 16);
+        assert_eq!(shards(10_000, 4 << 20), 1);
+        assert_eq!(shards(10_000, 1 << 30), 16);
         // A few KiB hold a small entry; below the least an entry costs, L1 is off.
         let l1 = limited(100, 4096);
         l1.put(
