@@ -237,10 +237,7 @@ impl KeyScheme {
         key.push_str(KEY_VERSION);
         key.push_str(&request.operation);
         key.push(':');
-        for b in digest {
-            key.push(char::from(HEX[usize::from(b >> 4)]));
-            key.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        crate::scope::push_hex(&mut key, &digest);
         Ok(key)
     }
 
@@ -323,11 +320,12 @@ impl KeyScheme {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// Whether `text` is a key digest: 64 lowercase hex digits.
 pub(crate) fn is_digest(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| HEX.contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The key scheme version segment, between the namespace and the operation.
@@ -393,6 +391,13 @@ mod tests {
         assert!(key.starts_with("ai_cache:v3:summarize:"));
         assert_eq!(key.len(), "ai_cache:v3:summarize:".len() + 64);
         assert!(!key.contains("secret"));
+        // The name is the HMAC in lowercase hex, and only that reads as a digest.
+        let digest = &key["ai_cache:v3:summarize:".len()..];
+        assert!(is_digest(digest), "{digest}");
+        assert!(!is_digest(&digest.to_uppercase()));
+        assert!(!is_digest(&digest[1..]));
+        assert!(!is_digest(&format!("g{}", &digest[1..])));
+        assert!(is_digest(&"0123456789abcdef".repeat(4)));
     }
 
     #[test]
