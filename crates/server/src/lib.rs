@@ -55,6 +55,8 @@ pub mod telemetry;
 pub mod throttle;
 mod trace;
 
+pub use trace::{SpanGate, export_filter};
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -113,34 +113,16 @@ fn init_logging(telemetry: Option<&Telemetry>) {
             .with_writer(std::io::stderr)
             .with_filter(filter())
     });
-    // The exporter gets sealcache's spans only: the request span (created only for sampled
-    // requests), and cache and Redis spans only under one of ours (an unsampled request, or
-    // background work such as the status gauges, makes none).
-    // Decided per callsite where possible (every event and every foreign span is `never`, so
-    // the log filter's level still bounds what the rest of the process evaluates); only our
-    // spans are looked at per call.
-    let spans = telemetry.and_then(Telemetry::tracing_layer).map(|layer| {
-        let ours = |meta: &tracing::Metadata<'_>| {
-            meta.is_span() && meta.target().starts_with("sealcache::")
-        };
-        layer.with_filter(
-            tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
-                meta.target() == "sealcache::http"
-                    || cx
-                        .lookup_current()
-                        .is_some_and(|s| s.metadata().target().starts_with("sealcache::"))
-            })
-            .with_callsite_filter(move |meta| {
-                if ours(meta) {
-                    tracing::subscriber::Interest::sometimes()
-                } else {
-                    tracing::subscriber::Interest::never()
-                }
-            })
-            .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG),
-        )
-    });
+    // The exporter gets sealcache's spans only (see `export_filter`), and cache and Redis spans
+    // are made only in sampled requests (see `SpanGate`: innermost, on the registry itself).
+    let spans = telemetry
+        .and_then(Telemetry::tracing_layer)
+        .map(|layer| layer.with_filter(sealcache_server::export_filter()));
+    let gate = spans
+        .is_some()
+        .then(|| sealcache_server::SpanGate::new(filter().max_level_hint()));
     let _ = tracing_subscriber::registry()
+        .with(gate)
         .with(plain)
         .with(structured)
         .with(spans)

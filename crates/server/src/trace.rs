@@ -117,6 +117,102 @@ pub(crate) fn request_span(
     span
 }
 
+/// The filter in front of the span exporter: sealcache's spans only, the request span (created
+/// only for sampled requests) and cache and Redis spans only under one of ours, so an unsampled
+/// request, or background work such as the status gauges, makes none.
+///
+/// Decided per callsite where possible (every event and every foreign span is `never`, so the log
+/// filter's level still bounds what the rest of the process evaluates); only our spans are looked
+/// at per call.
+pub fn export_filter<S>() -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    fn ours(meta: &tracing::Metadata<'_>) -> bool {
+        meta.is_span() && meta.target().starts_with("sealcache::")
+    }
+    // The callsite filter alone does not keep foreign spans out: when another layer (the log
+    // layer at `debug`) wants a callsite, this one is asked per call too.
+    tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
+        ours(meta)
+            && (meta.target() == "sealcache::http"
+                || cx
+                    .lookup_current()
+                    .is_some_and(|s| s.metadata().target().starts_with("sealcache::")))
+    })
+    .with_callsite_filter(|meta| {
+        if ours(meta) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    })
+    .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG)
+}
+
+/// A global filter for the cache and Redis spans while traces are exported: each is made only
+/// under one of sealcache's spans (that is, in a sampled request), or when the log filter itself
+/// may want it (`log_level` at `DEBUG` or finer).
+///
+/// `tracing-subscriber`'s per-layer filters cannot do this alone: the registry makes a span that
+/// every per-layer filter disabled (each layer then skips it), so behind [`export_filter`] alone
+/// every unsampled lookup and Redis command still paid for a span's slot, its enters, exits and
+/// records, and its close. A global filter refuses the span before it exists.
+///
+/// It must be the innermost layer, directly on the registry (`registry().with(gate)` before any
+/// filtered layer), so that it gates only the callsites it names and leaves every other
+/// callsite's interest to the per-layer filters.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanGate {
+    log_level: tracing::level_filters::LevelFilter,
+}
+
+impl SpanGate {
+    /// A gate beside a log filter whose finest level is `log_level` (`None`: any level).
+    #[must_use]
+    pub fn new(log_level: Option<tracing::level_filters::LevelFilter>) -> Self {
+        Self {
+            log_level: log_level.unwrap_or(tracing::level_filters::LevelFilter::TRACE),
+        }
+    }
+
+    /// Whether this callsite is one the gate decides on: a span of ours other than the request
+    /// span, which the log filter cannot want.
+    fn gates(&self, meta: &tracing::Metadata<'_>) -> bool {
+        meta.is_span()
+            && meta.target().starts_with("sealcache::")
+            && meta.target() != "sealcache::http"
+            && *meta.level() > self.log_level
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanGate
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.gates(meta) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        cx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !self.gates(meta)
+            || cx
+                .lookup_current()
+                .is_some_and(|s| s.metadata().target().starts_with("sealcache::"))
+    }
+}
+
 /// Records the response status on the request span.
 pub(crate) fn record_status(span: &tracing::Span, status: StatusCode) {
     if span.is_disabled() {
@@ -144,6 +240,98 @@ mod tests {
             assert_eq!(p.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736);
             p.sampled
         })
+    }
+
+    /// Counts the spans the registry creates, per name.
+    #[derive(Clone, Default)]
+    struct Created(std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Created {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0.lock().unwrap().push(attrs.metadata().name());
+        }
+    }
+
+    /// The server's subscriber as `main` builds it with export on: the gate, a log layer at
+    /// `warn` and the exporter (here: a layer that records what it is given) behind
+    /// [`export_filter`]. `made` counts every span the registry makes, whoever wants it.
+    #[test]
+    fn only_spans_under_a_sampled_request_are_made_or_exported() {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let (exported, made) = (Created::default(), Created::default());
+        let subscriber = tracing_subscriber::registry()
+            .with(SpanGate::new(Some(
+                tracing::level_filters::LevelFilter::WARN,
+            )))
+            .with(made.clone())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::sink)
+                    .with_filter(tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with(exported.clone().with_filter(export_filter()));
+        tracing::subscriber::with_default(subscriber, || {
+            // An unsampled request: no request span, so no cache or Redis span is made.
+            let cache = tracing::debug_span!(target: "sealcache::cache", "sealcache.lookup");
+            let redis =
+                cache.in_scope(|| tracing::debug_span!(target: "sealcache::redis", "db.command"));
+            assert!(cache.is_disabled() && redis.is_disabled());
+            assert!(made.0.lock().unwrap().is_empty());
+            // A sampled one: all three.
+            let request = tracing::debug_span!(target: "sealcache::http", "http.server.request");
+            request.in_scope(|| {
+                let cache = tracing::debug_span!(target: "sealcache::cache", "sealcache.lookup");
+                cache.in_scope(|| tracing::debug_span!(target: "sealcache::redis", "db.command"));
+            });
+            // Foreign spans never.
+            request.in_scope(|| tracing::debug_span!(target: "hyper::proto", "parse"));
+        });
+        assert_eq!(
+            *exported.0.lock().unwrap(),
+            ["http.server.request", "sealcache.lookup", "db.command"]
+        );
+        // The foreign span was made for the log layer's sake only (its filter is per layer);
+        // nothing else was made.
+        assert_eq!(
+            *made.0.lock().unwrap(),
+            [
+                "http.server.request",
+                "sealcache.lookup",
+                "db.command",
+                "parse"
+            ]
+        );
+    }
+
+    /// With the log filter at `debug`, the log layer may want every cache span, so the gate lets
+    /// them be made; the exporter still gets only those under a request span.
+    #[test]
+    fn a_debug_log_filter_still_gets_the_cache_spans() {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let (exported, logged) = (Created::default(), Created::default());
+        let subscriber = tracing_subscriber::registry()
+            .with(SpanGate::new(Some(
+                tracing::level_filters::LevelFilter::DEBUG,
+            )))
+            .with(
+                logged
+                    .clone()
+                    .with_filter(tracing_subscriber::EnvFilter::new("debug")),
+            )
+            .with(exported.clone().with_filter(export_filter()));
+        tracing::subscriber::with_default(subscriber, || {
+            let cache = tracing::debug_span!(target: "sealcache::cache", "sealcache.lookup");
+            assert!(!cache.is_disabled());
+        });
+        assert_eq!(*logged.0.lock().unwrap(), ["sealcache.lookup"]);
+        assert!(exported.0.lock().unwrap().is_empty());
     }
 
     #[test]

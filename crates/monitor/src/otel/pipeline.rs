@@ -469,6 +469,10 @@ where
         // Only what the semantic conventions ask for: no thread, code location or busy/idle
         // attributes, and a security event logged at error level does not mark the request
         // span failed (its status follows the response).
+        // No OpenTelemetry context made current on every enter (every poll of an instrumented
+        // future): parents come from the tracing span tree, and the one reader of a span's
+        // context (a security log record's trace) asks the span for it.
+        .with_context_activation(false)
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_location(false)
