@@ -121,9 +121,9 @@ pub(crate) fn request_span(
 /// only for sampled requests) and cache and Redis spans only under one of ours, so an unsampled
 /// request, or background work such as the status gauges, makes none.
 ///
-/// Decided per callsite where possible (every event and every foreign span is `never`, so the log
-/// filter's level still bounds what the rest of the process evaluates); only our spans are looked
-/// at per call.
+/// This filter's own answer per callsite is `never` for every event and foreign span, but once
+/// another layer makes a callsite `sometimes` this filter is asked per call too, so the per-call
+/// check refuses them as well. Its level hint is `DEBUG`, and nothing finer is ever enabled.
 pub fn export_filter<S>() -> impl tracing_subscriber::layer::Filter<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
@@ -135,6 +135,7 @@ where
     // layer at `debug`) wants a callsite, this one is asked per call too.
     tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
         ours(meta)
+            && *meta.level() <= tracing::Level::DEBUG
             && (meta.target() == "sealcache::http"
                 || cx
                     .lookup_current()
@@ -159,9 +160,10 @@ where
 /// every unsampled lookup and Redis command still paid for a span's slot, its enters, exits and
 /// records, and its close. A global filter refuses the span before it exists.
 ///
-/// It must be the innermost layer, directly on the registry (`registry().with(gate)` before any
-/// filtered layer), so that it gates only the callsites it names and leaves every other
-/// callsite's interest to the per-layer filters.
+/// Its place in the stack does not change any callsite's interest (a layer without a per-layer
+/// filter over per-layer-filtered ones turns their `never` into `sometimes` wherever it stands);
+/// the server puts it first, on the registry. Its level hint is `OFF`: it only refuses, so it
+/// must not raise the process's maximum level (without a hint, the stack's would be `TRACE`).
 #[derive(Debug, Clone, Copy)]
 pub struct SpanGate {
     log_level: tracing::level_filters::LevelFilter,
@@ -199,6 +201,10 @@ where
         } else {
             tracing::subscriber::Interest::always()
         }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::OFF)
     }
 
     fn enabled(
@@ -296,8 +302,8 @@ mod tests {
             *exported.0.lock().unwrap(),
             ["http.server.request", "sealcache.lookup", "db.command"]
         );
-        // The foreign span was made for the log layer's sake only (its filter is per layer);
-        // nothing else was made.
+        // The foreign span was made only because `made` (unfiltered) wants every span; nothing
+        // else was made.
         assert_eq!(
             *made.0.lock().unwrap(),
             [
@@ -306,6 +312,33 @@ mod tests {
                 "db.command",
                 "parse"
             ]
+        );
+    }
+
+    /// The gate only refuses, so it must not raise the stack's maximum level: with a log layer at
+    /// `info` (and the JSON layer absent, as `main` builds it) the stack's hint stays `DEBUG`, the
+    /// export filter's, instead of `TRACE` (which would let every `trace!` callsite in the process
+    /// past its level check).
+    #[test]
+    fn the_gate_keeps_the_stacks_maximum_level() {
+        use tracing::Subscriber as _;
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let absent: Option<
+            tracing_subscriber::filter::Filtered<Created, tracing_subscriber::EnvFilter, _>,
+        > = None;
+        let subscriber = tracing_subscriber::registry()
+            .with(SpanGate::new(Some(
+                tracing::level_filters::LevelFilter::INFO,
+            )))
+            .with(Some(
+                Created::default().with_filter(tracing_subscriber::EnvFilter::new("info")),
+            ))
+            .with(absent)
+            .with(Some(Created::default().with_filter(export_filter())));
+        assert_eq!(
+            subscriber.max_level_hint(),
+            Some(tracing::level_filters::LevelFilter::DEBUG)
         );
     }
 
