@@ -107,6 +107,14 @@ fn sampled_ratio() -> String {
     std::env::var("SEALCACHE_BENCH_SAMPLER_ARG").unwrap_or_else(|_| "0.1".to_owned())
 }
 
+/// The load, as the result tables name it.
+fn offered_label() -> String {
+    offered_rate().map_or_else(
+        || format!("{CLIENTS} clients"),
+        |r| format!("{CLIENTS} clients, {r:.0} req/s offered"),
+    )
+}
+
 /// CPU time a process has used (user + system, all its threads), in seconds, from
 /// `/proc/PID/stat` (clock ticks of `USER_HZ` = 100 on Linux).
 fn cpu_seconds(pid: u32) -> f64 {
@@ -220,10 +228,7 @@ fn main() {
     let mean =
         |v: &[Measured], f: fn(&Measured) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
     let runs = 2 * rounds;
-    let offered = offered_rate().map_or_else(
-        || format!("{CLIENTS} clients"),
-        |r| format!("{CLIENTS} clients, {r:.0} req/s offered"),
-    );
+    let offered = offered_label();
     let (rps_plain, rps_traced) = (mean(&plain, |m| m.rps), mean(&traced, |m| m.rps));
     let (cpu_plain, cpu_traced) = (
         mean(&plain, |m| m.server_cpu_us),
@@ -264,10 +269,7 @@ fn together(rounds: usize, pair: &dyn Fn() -> (Measured, Measured)) {
         traced += t.server_cpu_us / rounds as f64;
     }
     let (ratio, ci) = mean_and_ci95(&ratios);
-    let offered = offered_rate().map_or_else(
-        || format!("{CLIENTS} clients"),
-        |r| format!("{CLIENTS} clients, {r:.0} req/s offered"),
-    );
+    let offered = offered_label();
     println!(
         "\n| tracing cost, both servers at once | no export | traces exported | traced / plain, mean of {rounds} rounds ± 95 % CI |\n|---|---|---|---|\n| server CPU per request, {offered} | {plain:.1} µs | {traced:.1} µs | {:.1} % ± {:.1} (a server on its own cores keeps {:.1} % of its throughput) |",
         100.0 * ratio,

@@ -136,10 +136,7 @@ where
     tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
         ours(meta)
             && *meta.level() <= tracing::Level::DEBUG
-            && (meta.target() == "sealcache::http"
-                || cx
-                    .lookup_current()
-                    .is_some_and(|s| s.metadata().target().starts_with("sealcache::")))
+            && (meta.target() == "sealcache::http" || in_a_span_of_ours(cx))
     })
     .with_callsite_filter(|meta| {
         if ours(meta) {
@@ -212,11 +209,17 @@ where
         meta: &tracing::Metadata<'_>,
         cx: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        !self.gates(meta)
-            || cx
-                .lookup_current()
-                .is_some_and(|s| s.metadata().target().starts_with("sealcache::"))
+        !self.gates(meta) || in_a_span_of_ours(&cx)
     }
+}
+
+/// Whether the current span (as `cx` sees it) is one of sealcache's: in a sampled request.
+fn in_a_span_of_ours<S>(cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    cx.lookup_current()
+        .is_some_and(|s| s.metadata().target().starts_with("sealcache::"))
 }
 
 /// Records the response status on the request span.
